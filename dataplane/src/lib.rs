@@ -1,0 +1,14 @@
+//! Open Model Gateway data plane: serves the OpenAI-compatible `/v1` API on Pingora from an
+//! in-memory snapshot (keys, tenants, catalog), streams provider answers and meters every
+//! request. See `ARCHITECTURE.md` for the map.
+
+pub mod auth;
+pub mod dns;
+pub mod error;
+pub mod metrics;
+pub mod providers;
+pub mod proxy;
+pub mod request;
+pub mod snapshot;
+pub mod sse;
+pub mod usage;

@@ -1,0 +1,95 @@
+//! Prometheus metrics of the data plane. Names live here and nowhere else; labels are
+//! low-cardinality (alias, provider, status class, endpoint), never keys or tenants.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Every metric, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `omg_requests_total{endpoint,alias,provider,status}`
+    pub requests: IntCounterVec,
+    /// `omg_request_duration_seconds{endpoint,alias,provider}`
+    pub request_duration: HistogramVec,
+    /// `omg_time_to_first_token_seconds{alias,provider}`
+    pub ttft: HistogramVec,
+    /// `omg_tokens_total{alias,provider,kind}` (kind = prompt | completion)
+    pub tokens: IntCounterVec,
+    /// `omg_cost_micro_usd_total{alias,provider}`
+    pub cost: IntCounterVec,
+    /// `omg_upstream_errors_total{provider,kind}`
+    pub upstream_errors: IntCounterVec,
+    /// `omg_inflight_requests`
+    pub inflight: IntGauge,
+    /// `omg_snapshot_version`
+    pub snapshot_version: IntGauge,
+    /// `omg_snapshot_reloads_total{result}`
+    pub snapshot_reloads: IntCounterVec,
+    /// `omg_usage_records_total`
+    pub usage_records: IntCounter,
+    /// `omg_usage_write_errors_total`
+    pub usage_write_errors: IntCounter,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+impl Metrics {
+    /// The process-wide metrics.
+    #[expect(clippy::expect_used, reason = "metric names and labels are constants; every test would catch a bad one")]
+    pub fn global() -> &'static Metrics {
+        METRICS.get_or_init(|| Metrics::new().expect("metric definitions are valid"))
+    }
+
+    fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let histogram_vec = |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+            let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let metric = IntGauge::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let metric = IntCounter::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        Ok(Metrics {
+            requests: counter_vec("omg_requests_total", "Requests answered on /v1.", &["endpoint", "alias", "provider", "status"])?,
+            request_duration: histogram_vec("omg_request_duration_seconds", "Time from request to last byte.", &["endpoint", "alias", "provider"])?,
+            ttft: histogram_vec("omg_time_to_first_token_seconds", "Time from request to the first streamed content.", &["alias", "provider"])?,
+            tokens: counter_vec("omg_tokens_total", "Tokens metered.", &["alias", "provider", "kind"])?,
+            cost: counter_vec("omg_cost_micro_usd_total", "Cost metered, micro-USD.", &["alias", "provider"])?,
+            upstream_errors: counter_vec("omg_upstream_errors_total", "Upstream failures by kind.", &["provider", "kind"])?,
+            inflight: gauge("omg_inflight_requests", "Requests in progress.")?,
+            snapshot_version: gauge("omg_snapshot_version", "Version of the snapshot being served.")?,
+            snapshot_reloads: counter_vec("omg_snapshot_reloads_total", "Snapshot reload attempts by result.", &["result"])?,
+            usage_records: counter("omg_usage_records_total", "Usage records written.")?,
+            usage_write_errors: counter("omg_usage_write_errors_total", "Usage records that could not be written.")?,
+            registry,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "metrics encoding failed");
+        }
+        buffer
+    }
+}
+

@@ -1,0 +1,267 @@
+//! The built-in `mock` provider: deterministic OpenAI-shaped answers without a network.
+//!
+//! For quick starts, demos, client CI and load tests. The text is a fixed word sequence whose
+//! starting word depends on the prompt, so the same request always gets the same answer; the
+//! number of chunks, delays and token counts come from [`MockSettings`].
+
+use omg_shared::mock::MockSettings;
+use omg_shared::tokens::estimate_tokens;
+
+use super::Usage;
+use crate::sse::data_event;
+
+const WORDS: [&str; 16] = [
+    "Open", "Model", "Gateway", "answers", "deterministically", "for", "tests", "and", "demos",
+    "with", "streamed", "tokens", "that", "look", "real", "enough",
+];
+
+/// Everything the mock needs from the request.
+#[derive(Debug, Clone)]
+pub struct MockRequest<'a> {
+    /// The alias as the client sent it (echoed as `model`).
+    pub model: &'a str,
+    /// Prompt text (for the seed and the prompt-token estimate).
+    pub prompt: &'a str,
+    /// Response id.
+    pub id: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// The answer's content chunks and token counts.
+pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
+    let seed = prompt.bytes().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let count = usize::try_from(settings.chunks).unwrap_or(1).max(1);
+    let chunks: Vec<String> = (0..count)
+        .map(|i| {
+            let word = WORDS[(seed + i) % WORDS.len()];
+            if i + 1 == count {
+                format!("{word}.")
+            } else {
+                format!("{word} ")
+            }
+        })
+        .collect();
+    let usage = Usage {
+        prompt_tokens: settings.prompt_tokens.unwrap_or_else(|| estimate_tokens(prompt).max(1)),
+        completion_tokens: settings.completion_tokens.unwrap_or(settings.chunks),
+        cached_tokens: 0,
+    };
+    (chunks, usage)
+}
+
+fn usage_json(usage: &Usage) -> String {
+    format!(
+        r#"{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}}"#,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.prompt_tokens + usage.completion_tokens
+    )
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// A non-streamed chat completion.
+pub fn chat_completion(request: &MockRequest<'_>, chunks: &[String], usage: &Usage) -> Vec<u8> {
+    format!(
+        r#"{{"id":{},"object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{},"refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{},"system_fingerprint":"fp_omg_mock"}}"#,
+        json_string(request.id),
+        request.created,
+        json_string(request.model),
+        json_string(&chunks.concat()),
+        usage_json(usage)
+    )
+    .into_bytes()
+}
+
+/// A non-streamed legacy completion.
+pub fn text_completion(request: &MockRequest<'_>, chunks: &[String], usage: &Usage) -> Vec<u8> {
+    format!(
+        r#"{{"id":{},"object":"text_completion","created":{},"model":{},"choices":[{{"text":{},"index":0,"logprobs":null,"finish_reason":"stop"}}],"usage":{}}}"#,
+        json_string(request.id),
+        request.created,
+        json_string(request.model),
+        json_string(&chunks.concat()),
+        usage_json(usage)
+    )
+    .into_bytes()
+}
+
+/// Builds the SSE events of a streamed answer, in order, as separately sendable frames.
+#[derive(Debug)]
+pub struct StreamEvents {
+    prefix: String,
+    chat: bool,
+    include_usage: bool,
+}
+
+impl StreamEvents {
+    /// Events for a chat (`chat = true`) or legacy completions stream.
+    pub fn new(request: &MockRequest<'_>, chat: bool, include_usage: bool) -> Self {
+        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+        let prefix = format!(
+            r#"{{"id":{},"object":"{object}","created":{},"model":{}"#,
+            json_string(request.id),
+            request.created,
+            json_string(request.model)
+        );
+        Self { prefix, chat, include_usage }
+    }
+
+    fn usage_field(&self) -> &'static str {
+        if self.include_usage {
+            r#","usage":null"#
+        } else {
+            ""
+        }
+    }
+
+    /// The first event (chat: the assistant role), if the format has one.
+    pub fn role(&self) -> Option<Vec<u8>> {
+        self.chat.then(|| {
+            data_event(
+                format!(
+                    r#"{},"system_fingerprint":"fp_omg_mock","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]{}}}"#,
+                    self.prefix,
+                    self.usage_field()
+                )
+                .as_bytes(),
+            )
+        })
+    }
+
+    /// One content chunk.
+    pub fn content(&self, text: &str) -> Vec<u8> {
+        let choice = if self.chat {
+            format!(r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#, json_string(text))
+        } else {
+            format!(r#"{{"text":{},"index":0,"logprobs":null,"finish_reason":null}}"#, json_string(text))
+        };
+        data_event(format!(r#"{},"choices":[{choice}]{}}}"#, self.prefix, self.usage_field()).as_bytes())
+    }
+
+    /// The closing events: finish reason, the usage chunk when asked, `[DONE]`.
+    pub fn finish(&self, usage: &Usage) -> Vec<u8> {
+        let choice = if self.chat {
+            r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}"#
+        } else {
+            r#"{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}"#
+        };
+        let mut out = data_event(format!(r#"{},"choices":[{choice}]{}}}"#, self.prefix, self.usage_field()).as_bytes());
+        if self.include_usage {
+            out.extend(data_event(format!(r#"{},"choices":[],"usage":{}}}"#, self.prefix, usage_json(usage)).as_bytes()));
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        out
+    }
+}
+
+/// An embeddings response: one deterministic unit vector per input.
+pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (Vec<u8>, Usage) {
+    let dims = usize::try_from(dims).unwrap_or(8).max(1);
+    let mut data = Vec::with_capacity(inputs.len());
+    let mut prompt_tokens = 0;
+    for (index, input) in inputs.iter().enumerate() {
+        prompt_tokens += estimate_tokens(input).max(1);
+        let seed = input.bytes().fold(17u64, |acc, b| acc.wrapping_mul(131).wrapping_add(u64::from(b)));
+        let raw: Vec<f32> = (0..dims)
+            .map(|j| {
+                let x = seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40;
+                (x % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+        let vector: Vec<f32> = raw.iter().map(|v| v / norm).collect();
+        let embedding = if base64 {
+            let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+            json_string(&base64_encode(&bytes))
+        } else {
+            serde_json::to_string(&vector).unwrap_or_else(|_| "[]".to_owned())
+        };
+        data.push(format!(r#"{{"object":"embedding","index":{index},"embedding":{embedding}}}"#));
+    }
+    let body = format!(
+        r#"{{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":{prompt_tokens}}}}}"#,
+        data.join(","),
+        json_string(model)
+    );
+    (body.into_bytes(), Usage { prompt_tokens, completion_tokens: 0, cached_tokens: 0 })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(TABLE[(n >> 18) as usize & 63] as char);
+        out.push(TABLE[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { TABLE[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { TABLE[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::openai::{EventAction, StreamMeter};
+    use crate::sse::SseSplitter;
+
+    fn request() -> MockRequest<'static> {
+        MockRequest { model: "mock-chat", prompt: "hello", id: "chatcmpl-1", created: 1 }
+    }
+
+    #[test]
+    fn answers_are_deterministic_and_metered() {
+        let settings = MockSettings { chunks: 4, ..MockSettings::default() };
+        let (chunks, usage) = plan(&settings, "hello");
+        assert_eq!(plan(&settings, "hello").0, chunks);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(usage.completion_tokens, 4);
+        let body: serde_json::Value = serde_json::from_slice(&chat_completion(&request(), &chunks, &usage)).unwrap_or_default();
+        assert_eq!(body["choices"][0]["message"]["content"], chunks.concat());
+        assert_eq!(body["usage"]["total_tokens"], usage.prompt_tokens + 4);
+    }
+
+    #[test]
+    fn streams_are_valid_openai_sse() {
+        let settings = MockSettings { chunks: 3, ..MockSettings::default() };
+        let (chunks, usage) = plan(&settings, "hello");
+        for include_usage in [false, true] {
+            let events = StreamEvents::new(&request(), true, include_usage);
+            let mut bytes = events.role().unwrap_or_default();
+            chunks.iter().for_each(|c| bytes.extend(events.content(c)));
+            bytes.extend(events.finish(&usage));
+            let mut splitter = SseSplitter::default();
+            let mut meter = StreamMeter::new(include_usage);
+            for event in splitter.push(&bytes).unwrap_or_default() {
+                assert_eq!(meter.process(&event), EventAction::Forward);
+                if let Some(data) = crate::sse::event_data(&event) {
+                    if data != b"[DONE]" {
+                        assert!(serde_json::from_slice::<serde_json::Value>(&data).is_ok());
+                    }
+                }
+            }
+            assert!(meter.done);
+            assert_eq!(meter.usage.is_some(), include_usage);
+        }
+    }
+
+    #[test]
+    fn embeddings_in_both_encodings() {
+        let inputs = vec!["a".to_owned(), "b".to_owned()];
+        let (body, usage) = embeddings("e", &inputs, 4, true);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(value["data"].as_array().map(Vec::len), Some(2));
+        assert_eq!(value["data"][0]["embedding"].as_str().map(str::len), Some(24)); // 16 bytes → 24 chars
+        assert_eq!(usage.prompt_tokens, 2);
+        let (floats, _) = embeddings("e", &inputs, 4, false);
+        let value: serde_json::Value = serde_json::from_slice(&floats).unwrap_or_default();
+        assert_eq!(value["data"][1]["embedding"].as_array().map(Vec::len), Some(4));
+        assert_eq!(base64_encode(b"Man"), "TWFu");
+        assert_eq!(base64_encode(b"Ma"), "TWE=");
+    }
+}

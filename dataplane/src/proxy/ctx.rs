@@ -1,0 +1,107 @@
+//! [`RequestCtx`]: everything decided so far about one request. Dropped after `logging`, which
+//! releases the in-flight slot ([`InflightGuard`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omg_shared::money::Pricing;
+use omg_shared::provider::ProviderKind;
+use uuid::Uuid;
+
+use super::State;
+use crate::metrics::Metrics;
+use crate::providers::Usage;
+use crate::request::Route;
+
+/// Counts the request as in flight until dropped (graceful drain waits on this count).
+pub struct InflightGuard(Arc<State>);
+
+impl InflightGuard {
+    pub(super) fn new(state: Arc<State>) -> Self {
+        state.inflight.fetch_add(1, Ordering::SeqCst);
+        Metrics::global().inflight.inc();
+        Self(state)
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        Metrics::global().inflight.dec();
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    /// Request id (client's `x-request-id` when sane, else UUIDv7).
+    pub request_id: String,
+    /// Arrival.
+    pub started: Instant,
+    /// Arrival, wall clock.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Matched route.
+    pub route: Option<Route>,
+    /// Authenticated tenant.
+    pub tenant_id: Option<Uuid>,
+    /// Authenticated key.
+    pub key_id: Option<Uuid>,
+    /// Key prefix, for logs.
+    pub key_prefix: Option<String>,
+    /// Resolved alias (only aliases in the catalog, so metric labels stay bounded).
+    pub alias: Option<String>,
+    /// Provider of the deployment used last.
+    pub provider: Option<ProviderKind>,
+    /// Deployment used last.
+    pub deployment: Option<String>,
+    /// Its prices.
+    pub pricing: Pricing,
+    /// Status sent to the client; 499 when the client left first.
+    pub status: u16,
+    /// Error code of a failed request.
+    pub error_code: Option<&'static str>,
+    /// Token counts.
+    pub usage: Usage,
+    /// Counts are estimates.
+    pub usage_estimated: bool,
+    /// Time to first streamed content.
+    pub ttft: Option<Duration>,
+    /// Streamed.
+    pub stream: bool,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    _inflight: InflightGuard,
+}
+
+impl RequestCtx {
+    pub(super) fn new(state: Arc<State>) -> Self {
+        Self {
+            request_id: String::new(),
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            route: None,
+            tenant_id: None,
+            key_id: None,
+            key_prefix: None,
+            alias: None,
+            provider: None,
+            deployment: None,
+            pricing: Pricing::default(),
+            status: 0,
+            error_code: None,
+            usage: Usage::default(),
+            usage_estimated: false,
+            ttft: None,
+            stream: false,
+            attempts: 0,
+            _inflight: InflightGuard::new(state),
+        }
+    }
+
+    /// Marks the first streamed content.
+    pub fn mark_first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The request flow: id, route, key, body, model, then the provider's exchange; and, at the
+//! end, the usage record, metrics and the access log line.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use omg_shared::error::ErrorCode;
+use omg_shared::provider::ProviderKind;
+use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::{mock, respond, upstream, Failure, State};
+use crate::auth::{authenticate, extract_key};
+use crate::error::{truncate, ApiError};
+use crate::metrics::Metrics;
+use crate::request::{route, RequestBody, Route};
+use crate::snapshot::{KeyEntry, RuntimeSnapshot};
+
+/// Handles one request end to end.
+pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    ctx.request_id = request_id(session.get_header("x-request-id").and_then(|v| v.to_str().ok()));
+    let method = session.req_header().method.as_str().to_owned();
+    let path = session.req_header().uri.path().to_owned();
+    let matched = route(&method, &path)?;
+    ctx.route = Some(matched.clone());
+
+    let snapshot = state.snapshots.load();
+    let presented = extract_key(|name| session.get_header(name).and_then(|v| v.to_str().ok()));
+    let key = authenticate(&snapshot, presented, chrono::Utc::now().timestamp_millis())?;
+    ctx.tenant_id = Some(key.key.tenant_id);
+    ctx.key_id = Some(key.key.id);
+    ctx.key_prefix = Some(key.key.prefix.clone());
+
+    match &matched {
+        Route::ListModels => list_models(session, ctx, &snapshot, &key).await,
+        Route::GetModel(id) => get_model(session, ctx, &snapshot, &key, id).await,
+        Route::Chat | Route::Completions | Route::Embeddings => {
+            let bytes = read_body(session, state.settings.body_limit).await?;
+            let body = RequestBody::parse(&bytes, &matched)?;
+            ctx.stream = body.stream;
+            let alias = snapshot.model(&body.model).ok_or_else(|| ApiError::model_not_found(&body.model))?;
+            if !key.may_use(&alias.alias) {
+                return Err(ApiError::new(
+                    ErrorCode::ModelNotAllowed,
+                    format!("Your key may not use the model `{}`. Ask your tenant admin to allow it.", alias.alias),
+                )
+                .with_param("model")
+                .into());
+            }
+            if matched.model_type() != Some(alias.model_type) {
+                return Err(ApiError::new(
+                    ErrorCode::OperationUnsupported,
+                    format!("The model `{}` cannot serve {}; pick a model of the right type.", alias.alias, matched.endpoint_name()),
+                )
+                .with_param("model")
+                .into());
+            }
+            ctx.alias = Some(alias.alias.clone());
+            let order = alias.attempt_order(|total| rand::random::<u64>() % total.max(1));
+            // The mock answers in-process; other kinds go upstream (with failover).
+            if let Some(first) = order.first().filter(|d| d.deployment.provider == ProviderKind::Mock) {
+                return mock::serve(session, ctx, first, &matched, &body).await;
+            }
+            upstream::exchange(state, session, ctx, &order, &matched, &body).await
+        }
+    }
+}
+
+/// The client's request id when it is sane (1-128 of `[A-Za-z0-9._:-]`), else a new UUIDv7.
+fn request_id(client: Option<&str>) -> String {
+    match client {
+        Some(id) if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) => {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Failure> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("The request body is larger than the gateway's limit of {} MiB.", limit / (1024 * 1024)),
+        )
+    };
+    let declared = session
+        .get_header("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        // Do not drain a huge body just to keep the connection.
+        session.set_keepalive(None);
+        return Err(too_large().into());
+    }
+    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buffer.len() + chunk.len() > limit {
+                    session.set_keepalive(None);
+                    return Err(too_large().into());
+                }
+                buffer.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buffer.freeze()),
+            Err(_) => return Err(Failure::ClientGone),
+        }
+    }
+}
+
+async fn list_models(session: &mut Session, ctx: &mut RequestCtx, snapshot: &RuntimeSnapshot, key: &KeyEntry) -> Result<(), Failure> {
+    let created = snapshot.generated_at_ms.max(0) / 1000;
+    let data: Vec<serde_json::Value> = snapshot
+        .models_for(key)
+        .map(|alias| serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default();
+    respond::json(session, ctx, 200, body).await
+}
+
+async fn get_model(session: &mut Session, ctx: &mut RequestCtx, snapshot: &RuntimeSnapshot, key: &KeyEntry, id: &str) -> Result<(), Failure> {
+    let alias = snapshot.model(id).ok_or_else(|| ApiError::model_not_found(id))?;
+    if !key.may_use(&alias.alias) {
+        return Err(ApiError::new(ErrorCode::ModelNotAllowed, format!("Your key may not use the model `{}`.", truncate(id, 128)))
+            .with_param("model")
+            .into());
+    }
+    let created = snapshot.generated_at_ms.max(0) / 1000;
+    let body = serde_json::to_vec(&serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
+        .unwrap_or_default();
+    respond::json(session, ctx, 200, body).await
+}
+
+/// After the response: usage record (for authenticated model calls), metrics, access log.
+pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
+    let metrics = Metrics::global();
+    let latency = ctx.started.elapsed();
+    let status = if ctx.status == 0 { 499 } else { ctx.status };
+    let endpoint = ctx.route.as_ref().map_or("unknown", Route::endpoint_name);
+    let alias = ctx.alias.as_deref().unwrap_or("-");
+    let provider = ctx.provider.map_or("-", |p| p.as_str());
+    let cost = ctx.pricing.cost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens);
+    metrics.requests.with_label_values(&[endpoint, alias, provider, &status.to_string()]).inc();
+    metrics.request_duration.with_label_values(&[endpoint, alias, provider]).observe(latency.as_secs_f64());
+    if let Some(ttft) = ctx.ttft {
+        metrics.ttft.with_label_values(&[alias, provider]).observe(ttft.as_secs_f64());
+    }
+    if ctx.usage.prompt_tokens > 0 {
+        metrics.tokens.with_label_values(&[alias, provider, "prompt"]).inc_by(ctx.usage.prompt_tokens);
+    }
+    if ctx.usage.completion_tokens > 0 {
+        metrics.tokens.with_label_values(&[alias, provider, "completion"]).inc_by(ctx.usage.completion_tokens);
+    }
+    if cost > 0 {
+        metrics.cost.with_label_values(&[alias, provider]).inc_by(u64::try_from(cost).unwrap_or(0));
+    }
+
+    let metered = matches!(ctx.route, Some(Route::Chat | Route::Completions | Route::Embeddings)) && ctx.tenant_id.is_some();
+    if metered {
+        let event = UsageEvent {
+            schema_version: USAGE_SCHEMA_VERSION,
+            request_id: ctx.request_id.clone(),
+            started_at: ctx.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            tenant_id: ctx.tenant_id,
+            key_id: ctx.key_id,
+            user_id: None,
+            alias: ctx.alias.clone(),
+            provider: ctx.provider.map(|p| p.as_str().to_owned()),
+            deployment: ctx.deployment.clone(),
+            endpoint: endpoint.to_owned(),
+            status,
+            error_code: ctx.error_code.map(str::to_owned),
+            prompt_tokens: ctx.usage.prompt_tokens,
+            completion_tokens: ctx.usage.completion_tokens,
+            total_tokens: ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
+            cached_tokens: ctx.usage.cached_tokens,
+            cost_micro_usd: cost,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            ttft_ms: ctx.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            stream: ctx.stream,
+            usage_estimated: ctx.usage_estimated,
+        };
+        state.usage.record(&event);
+    }
+
+    let request = session.req_header();
+    tracing::info!(
+        target: "omg::access",
+        request_id = %ctx.request_id,
+        method = %request.method,
+        path = %request.uri.path(),
+        status,
+        latency_ms = latency.as_millis() as u64,
+        key_prefix = ctx.key_prefix.as_deref().unwrap_or("-"),
+        tenant_id = %ctx.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        alias,
+        provider,
+        deployment = ctx.deployment.as_deref().unwrap_or("-"),
+        attempts = ctx.attempts,
+        stream = ctx.stream,
+        prompt_tokens = ctx.usage.prompt_tokens,
+        completion_tokens = ctx.usage.completion_tokens,
+        cost_micro_usd = cost,
+        error_code = ctx.error_code.unwrap_or("-"),
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_honoured_only_when_sane() {
+        assert_eq!(request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        for bad in [None, Some(""), Some("has space"), Some("new\nline")] {
+            let id = request_id(bad);
+            assert_eq!(id.len(), 36, "{bad:?}");
+        }
+        assert_eq!(request_id(Some(&"a".repeat(129))).len(), 36);
+    }
+}

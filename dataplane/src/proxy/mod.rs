@@ -1,0 +1,148 @@
+//! Pingora glue, and the only place Pingora types appear. [`Gateway`] implements `ProxyHttp`:
+//! every `/v1` request is answered from `request_filter` (in-process exchange with the
+//! upstream, see `ARCHITECTURE.md`), and `logging` emits the usage record and access log.
+
+mod ctx;
+mod handle;
+mod mock;
+mod respond;
+pub mod server;
+mod upstream;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+
+pub use ctx::RequestCtx;
+
+use crate::dns::Resolver;
+use crate::error::ApiError;
+use crate::snapshot::SnapshotStore;
+use crate::usage::UsageSink;
+
+/// Server-level settings fixed at start-up (`server.*`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Body limit in bytes.
+    pub body_limit: usize,
+    /// Non-streamed total deadline.
+    pub sync_timeout: std::time::Duration,
+    /// Gap allowed between stream chunks.
+    pub stream_idle_timeout: std::time::Duration,
+    /// Longest stream.
+    pub stream_max_duration: std::time::Duration,
+    /// Deadline for upstream response headers (and whole non-streamed bodies).
+    pub provider_timeout: std::time::Duration,
+    /// Upstream connect timeout.
+    pub connect_timeout: std::time::Duration,
+    /// Upstream attempts per request (failover across deployments before the first byte).
+    pub max_attempts: usize,
+}
+
+impl Settings {
+    /// From the config's `server` section.
+    pub fn from_config(server: &omg_shared::config::ServerConfig) -> Self {
+        Self {
+            body_limit: usize::try_from(server.body_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            sync_timeout: server.sync_timeout,
+            stream_idle_timeout: server.stream_idle_timeout,
+            stream_max_duration: server.stream_max_duration,
+            provider_timeout: server.provider_timeout,
+            connect_timeout: server.connect_timeout,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Shared by every request.
+pub struct State {
+    /// The live snapshot.
+    pub snapshots: SnapshotStore,
+    /// Fixed settings.
+    pub settings: Settings,
+    /// Usage destination.
+    pub usage: Box<dyn UsageSink>,
+    /// Pooled upstream connections (TLS, H1/H2).
+    pub connector: Connector,
+    /// Provider host resolution.
+    pub resolver: Resolver,
+    /// Set on SIGTERM: `/readyz` answers 503.
+    pub draining: AtomicBool,
+    /// Requests in progress.
+    pub inflight: AtomicUsize,
+}
+
+impl State {
+    /// Assembles the shared state.
+    pub fn new(snapshots: SnapshotStore, settings: Settings, usage: Box<dyn UsageSink>) -> Self {
+        Self {
+            snapshots,
+            settings,
+            usage,
+            connector: Connector::new(None),
+            resolver: Resolver::default(),
+            draining: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Why handling stopped before a normal end.
+#[derive(Debug)]
+pub enum Failure {
+    /// Answer this error (if no response has started).
+    Api(ApiError),
+    /// The client disconnected; nothing more can be sent.
+    ClientGone,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Api(error)
+    }
+}
+
+/// The `ProxyHttp` implementation.
+pub struct Gateway {
+    /// Shared state.
+    pub state: Arc<State>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    /// A fresh per-request context; counts the request as in flight.
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.state.clone())
+    }
+
+    /// Answers the whole request in-process (auth, routing, upstream exchange, streaming) and
+    /// returns `Ok(true)` so Pingora skips its own upstream phases.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        match handle::handle(&self.state, session, ctx).await {
+            Ok(()) => {}
+            Err(Failure::Api(error)) => respond::error(session, ctx, &error).await,
+            Err(Failure::ClientGone) => {
+                ctx.status = 499;
+                ctx.error_code.get_or_insert("client_closed_request");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Never reached: `request_filter` always answers. Refusing keeps a routing bug from
+    /// proxying anywhere.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream phase in this gateway"))
+    }
+
+    /// Emits the usage record and the access log line.
+    async fn logging(&self, session: &mut Session, _error: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        handle::finish(&self.state, session, ctx);
+    }
+}

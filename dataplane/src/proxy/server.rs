@@ -1,0 +1,290 @@
+//! Process assembly: the Pingora server with the `/v1` proxy service, the admin listener
+//! (`/healthz`, `/readyz`, `/metrics`), config reload (SIGHUP and file change) and the
+//! drain-aware shutdown.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use omg_shared::config::{load_file, GatewayConfig};
+use omg_shared::keys::KeyHasher;
+use omg_shared::snapshot::Snapshot;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{Gateway, Settings, State};
+use crate::metrics::Metrics;
+use crate::snapshot::{RuntimeSnapshot, SnapshotStore};
+use crate::usage::JsonlSink;
+
+/// How often the config file is checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// Loads the config, builds the first snapshot and runs the server until shutdown.
+/// Errors are start-up errors, worded for the operator.
+pub fn run(config_path: &Path) -> Result<(), String> {
+    let config = load_file(config_path).map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+    let pepper = Pepper::from_config(&config);
+    let hasher = pepper.hasher(&config);
+    let snapshot = Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis())
+        .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+    let runtime = RuntimeSnapshot::build(snapshot, hasher).map_err(|error| format!("invalid config: {error}"))?;
+    let (tenants, keys, models) = runtime.counts();
+    Metrics::global().snapshot_version.set(i64::try_from(runtime.version).unwrap_or(i64::MAX));
+    let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
+        format!("cannot open the usage file `{}` (`usage.jsonl_path`): {error}", config.usage.jsonl_path.display())
+    })?;
+    let listen = omg_shared::config::parse_listen_addr(&config.server.listen_addr)?;
+    let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
+    let state = Arc::new(State::new(SnapshotStore::new(runtime), Settings::from_config(&config.server), Box::new(sink)));
+
+    let threads = match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let mut conf = ServerConf::default();
+    conf.threads = threads;
+    // Pingora sleeps the whole grace period after SIGTERM; the drain watcher below exits as
+    // soon as in-flight requests reach zero, so this is only the upper bound.
+    conf.grace_period_seconds = Some(config.server.graceful_shutdown_timeout.as_secs().max(1));
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.upstream_keepalive_pool_size = 512;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service(&server.configuration, Gateway { state: state.clone() });
+    proxy.add_tcp(&listen.to_string());
+    let mut admin = Service::new("admin".to_owned(), AdminApp { state: state.clone() });
+    admin.add_tcp(&admin_listen.to_string());
+    admin.threads = Some(1);
+    let reloader = background_service(
+        "config reload",
+        Reloader { path: config_path.to_owned(), state: state.clone(), pepper, server: config.server.clone(), fingerprint: Mutex::new(fingerprint(config_path)) },
+    );
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(reloader);
+
+    spawn_drain_watcher(&server, state.clone());
+    tracing::info!(
+        listen = %listen,
+        admin = %admin_listen,
+        threads,
+        tenants,
+        keys,
+        models,
+        usage_file = %config.usage.jsonl_path.display(),
+        "open model gateway data plane starting"
+    );
+    server.run(RunArgs { shutdown_signal: Box::new(Signals { state, delay: config.server.graceful_shutdown_delay }) });
+    Ok(())
+}
+
+/// The pepper keys are hashed with: from `security.api_key_pepper`, else random per process.
+struct Pepper {
+    random: Vec<u8>,
+}
+
+impl Pepper {
+    fn from_config(config: &GatewayConfig) -> Self {
+        if config.security.api_key_pepper.is_none() {
+            tracing::info!("`security.api_key_pepper` is not set: API keys from the config are hashed with a random per-process pepper");
+        }
+        Self { random: rand::random::<[u8; 32]>().to_vec() }
+    }
+
+    fn hasher(&self, config: &GatewayConfig) -> KeyHasher {
+        match &config.security.api_key_pepper {
+            Some(pepper) => KeyHasher::new(pepper.expose().as_bytes()),
+            None => KeyHasher::new(&self.random),
+        }
+    }
+}
+
+/// Rebuilds the snapshot on SIGHUP and when the config file changes. A broken config keeps
+/// the last good snapshot and says why.
+struct Reloader {
+    path: PathBuf,
+    state: Arc<State>,
+    pepper: Pepper,
+    server: omg_shared::config::ServerConfig,
+    fingerprint: Mutex<Option<u64>>,
+}
+
+impl Reloader {
+    fn reload(&self, reason: &str) {
+        let metrics = Metrics::global();
+        let result = load_file(&self.path).map_err(|errors| errors.to_string()).and_then(|config| {
+            let hasher = self.pepper.hasher(&config);
+            let version = self.state.snapshots.load().version + 1;
+            let snapshot = Snapshot::from_config(&config, &hasher, version, chrono::Utc::now().timestamp_millis())
+                .map_err(|errors| errors.to_string())?;
+            let runtime = RuntimeSnapshot::build(snapshot, hasher)?;
+            if serde_json::to_value(&config.server).ok() != serde_json::to_value(&self.server).ok() {
+                tracing::warn!("`server.*` settings changed; they take effect only after a restart");
+            }
+            let counts = runtime.counts();
+            self.state.snapshots.swap(runtime).map(|version| (version, counts))
+        });
+        match result {
+            Ok((version, (tenants, keys, models))) => {
+                metrics.snapshot_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+                metrics.snapshot_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(reason, version, tenants, keys, models, "config reloaded");
+            }
+            Err(errors) => {
+                metrics.snapshot_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(reason, path = %self.path.display(), errors = %errors, "config reload failed; still serving the last good config");
+            }
+        }
+    }
+
+    fn file_changed(&self) -> bool {
+        let now = fingerprint(&self.path);
+        match self.fingerprint.lock() {
+            Ok(mut last) if *last != now => {
+                *last = now;
+                now.is_some()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload on file change only");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(RELOAD_POLL);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => self.reload("SIGHUP"),
+                _ = tick.tick() => {
+                    if self.file_changed() {
+                        self.reload("file change");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM: flip readiness, wait `graceful_shutdown_delay`, then let Pingora stop accepting
+/// and drain. SIGINT: exit now. SIGQUIT: Pingora's graceful upgrade.
+struct Signals {
+    state: Arc<State>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
+        else {
+            tracing::error!("cannot install signal handlers; the process will only stop when killed");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!(delay_ms = self.delay.as_millis() as u64, "SIGTERM: not ready any more; draining");
+                self.state.draining.store(true, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                ShutdownSignal::FastShutdown
+            }
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+        }
+    }
+}
+
+/// Once Pingora has stopped accepting, exit as soon as no request is in flight (usage records
+/// are written before a request's ctx is dropped), instead of sleeping the whole grace period.
+fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
+    let mut phases = server.watch_execution_phase();
+    let spawned = std::thread::Builder::new().name("drain-watcher".to_owned()).spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => {
+                let started = std::time::Instant::now();
+                while state.inflight.load(Ordering::SeqCst) > 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                tracing::info!(waited_ms = started.elapsed().as_millis() as u64, "drained: no request in flight; exiting");
+                std::process::exit(0);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "drain watcher not started; shutdown will wait the whole grace period");
+    }
+}
+
+/// The admin listener.
+struct AdminApp {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_owned();
+        let (status, content_type, body) = match path.as_str() {
+            "/healthz" => {
+                let snapshot = self.state.snapshots.load();
+                let (tenants, keys, models) = snapshot.counts();
+                let age = (chrono::Utc::now().timestamp_millis() - snapshot.generated_at_ms).max(0) / 1000;
+                let body = serde_json::json!({
+                    "status": "ok",
+                    "mode": "standalone",
+                    "snapshot": {"version": snapshot.version, "age_seconds": age, "tenants": tenants, "keys": keys, "models": models},
+                    "inflight": self.state.inflight.load(Ordering::SeqCst),
+                    "draining": self.state.draining.load(Ordering::SeqCst),
+                });
+                (200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+            }
+            "/readyz" => {
+                if self.state.draining.load(Ordering::SeqCst) {
+                    (503, "application/json", br#"{"ready":false,"reason":"draining"}"#.to_vec())
+                } else {
+                    (200, "application/json", br#"{"ready":true}"#.to_vec())
+                }
+            }
+            "/metrics" => (200, "text/plain; version=0.0.4", Metrics::global().render()),
+            _ => (404, "application/json", br#"{"error":"not found; try /healthz, /readyz or /metrics"}"#.to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,400 @@
+//! The `/v1` routes and the request body: parsed only as deep as routing and metering need.
+//!
+//! The top-level JSON object is split into borrowed `(key, raw value)` pairs; only `model`,
+//! `stream`, `stream_options` and the fields validated per route are decoded. The body sent
+//! upstream is the same pairs re-joined with `model` replaced by the provider's model name and
+//! `stream_options.include_usage` forced on for streams, so everything else passes unchanged.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use omg_shared::config::ModelType;
+use omg_shared::error::ErrorCode;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{truncate, ApiError};
+
+/// A `/v1` endpoint the gateway serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v1/models`
+    ListModels,
+    /// `GET /v1/models/{id}`
+    GetModel(String),
+    /// `POST /v1/chat/completions`
+    Chat,
+    /// `POST /v1/completions`
+    Completions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+}
+
+impl Route {
+    /// The usage-record name of the operation.
+    pub fn endpoint_name(&self) -> &'static str {
+        match self {
+            Route::ListModels | Route::GetModel(_) => "models",
+            Route::Chat => "chat.completions",
+            Route::Completions => "completions",
+            Route::Embeddings => "embeddings",
+        }
+    }
+
+    /// The upstream path below the provider's base URL.
+    pub fn upstream_path(&self) -> &'static str {
+        match self {
+            Route::ListModels | Route::GetModel(_) => "/models",
+            Route::Chat => "/chat/completions",
+            Route::Completions => "/completions",
+            Route::Embeddings => "/embeddings",
+        }
+    }
+
+    /// The model type an alias must have to serve the route.
+    pub fn model_type(&self) -> Option<ModelType> {
+        match self {
+            Route::Chat | Route::Completions => Some(ModelType::Llm),
+            Route::Embeddings => Some(ModelType::Embedding),
+            Route::ListModels | Route::GetModel(_) => None,
+        }
+    }
+}
+
+/// Matches method and path (without query).
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let post = |route: Route| {
+        if method == "POST" {
+            Ok(route)
+        } else {
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("Method {method} is not allowed on {path}; use POST.")))
+        }
+    };
+    match path {
+        "/v1/chat/completions" => post(Route::Chat),
+        "/v1/completions" => post(Route::Completions),
+        "/v1/embeddings" => post(Route::Embeddings),
+        "/v1/models" | "/v1/models/" if method == "GET" => Ok(Route::ListModels),
+        _ => match path.strip_prefix("/v1/models/") {
+            Some(id) if method == "GET" && !id.is_empty() => Ok(Route::GetModel(percent_decode(id))),
+            _ => Err(ApiError::new(
+                ErrorCode::UnknownUrl,
+                format!("Invalid URL ({method} {}).", truncate(path, 200)),
+            )),
+        },
+    }
+}
+
+/// Decodes `%XX` escapes (model ids such as `org%2Fmodel`); invalid escapes stay as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                out.push(high * 16 + low);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).and_then(|v| u8::try_from(v).ok())
+}
+
+/// An object key, borrowed when it has no escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The top-level object as ordered `(key, raw value)` pairs.
+struct TopLevel<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
+                let mut entries: Vec<(Key<'de>, &'de RawValue)> = Vec::new();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if entries.iter().any(|(existing, _)| existing == &key) {
+                        return Err(de::Error::custom(format!("duplicate key `{}`", key.0)));
+                    }
+                    entries.push((key, value));
+                }
+                Ok(TopLevel(entries))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A parsed request body.
+pub struct RequestBody<'a> {
+    entries: Vec<(Key<'a>, &'a RawValue)>,
+    /// The requested alias.
+    pub model: String,
+    /// `stream: true`.
+    pub stream: bool,
+    /// The client asked for `stream_options.include_usage: true`.
+    pub include_usage: bool,
+    /// `max_tokens` / `max_completion_tokens`.
+    pub max_tokens: Option<u64>,
+    /// Embeddings: `encoding_format: "base64"`.
+    pub base64_embeddings: bool,
+}
+
+impl<'a> RequestBody<'a> {
+    /// Parses and validates a body for a route.
+    pub fn parse(bytes: &'a [u8], route: &Route) -> Result<Self, ApiError> {
+        let top: TopLevel<'a> = serde_json::from_slice(bytes).map_err(|error| {
+            let message = if error.is_data() && !error.to_string().contains("duplicate key") {
+                "The request body must be a JSON object.".to_owned()
+            } else {
+                format!("We could not parse the JSON body of your request ({error}). Send valid JSON with `Content-Type: application/json`.")
+            };
+            ApiError::new(ErrorCode::InvalidJson, message)
+        })?;
+        let mut body = RequestBody {
+            entries: top.0,
+            model: String::new(),
+            stream: false,
+            include_usage: false,
+            max_tokens: None,
+            base64_embeddings: false,
+        };
+        body.model = match body.raw("model") {
+            None => return Err(missing("model", "you must provide a model parameter")),
+            Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(model) if !model.is_empty() => model,
+                Ok(_) => return Err(missing("model", "you must provide a model parameter")),
+                Err(_) => return Err(invalid("model", "`model` must be a string")),
+            },
+        };
+        body.stream = match body.raw("stream").map(|raw| raw.get()) {
+            None | Some("null") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(invalid("stream", "`stream` must be a boolean")),
+        };
+        if let Some(raw) = body.raw("stream_options") {
+            #[derive(Deserialize)]
+            struct StreamOptions {
+                #[serde(default)]
+                include_usage: Option<bool>,
+            }
+            match serde_json::from_str::<Option<StreamOptions>>(raw.get()) {
+                Ok(options) => body.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false),
+                Err(_) => return Err(invalid("stream_options", "`stream_options` must be an object like {\"include_usage\": true}")),
+            }
+        }
+        for name in ["max_completion_tokens", "max_tokens"] {
+            if let Some(raw) = body.raw(name) {
+                match serde_json::from_str::<Option<u64>>(raw.get()) {
+                    Ok(value) => body.max_tokens = body.max_tokens.or(value),
+                    Err(_) => return Err(invalid(name_static(name), "must be a non-negative integer")),
+                }
+            }
+        }
+        match route {
+            Route::Chat => match body.raw("messages").map(|raw| raw.get().trim_start()) {
+                None | Some("null") => return Err(missing("messages", "you must provide a `messages` array")),
+                Some(text) if !text.starts_with('[') => return Err(invalid("messages", "`messages` must be an array")),
+                Some(text) if text[1..].trim_start().starts_with(']') => {
+                    return Err(invalid("messages", "`messages` must contain at least one message"))
+                }
+                Some(_) => {}
+            },
+            Route::Completions => {
+                if body.raw("prompt").is_none_or(|raw| raw.get() == "null") {
+                    return Err(missing("prompt", "you must provide a `prompt`"));
+                }
+            }
+            Route::Embeddings => {
+                match body.raw("input").map(|raw| raw.get().trim()) {
+                    None | Some("null") => return Err(missing("input", "you must provide an `input`")),
+                    Some("[]") | Some("\"\"") => return Err(invalid("input", "`input` must not be empty")),
+                    Some(_) => {}
+                }
+                if let Some(raw) = body.raw("encoding_format") {
+                    match serde_json::from_str::<Option<String>>(raw.get()) {
+                        Ok(Some(format)) if format == "base64" => body.base64_embeddings = true,
+                        Ok(Some(format)) if format == "float" => {}
+                        Ok(None) => {}
+                        _ => return Err(invalid("encoding_format", "`encoding_format` must be `float` or `base64`")),
+                    }
+                }
+            }
+            Route::ListModels | Route::GetModel(_) => {}
+        }
+        if body.stream && matches!(route, Route::Embeddings) {
+            return Err(invalid("stream", "embeddings cannot be streamed"));
+        }
+        Ok(body)
+    }
+
+    /// The raw JSON of a top-level field.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.entries.iter().find(|(key, _)| key.0 == name).map(|(_, value)| *value)
+    }
+
+    /// The body for the upstream: `model` replaced, and for streams
+    /// `stream_options.include_usage` forced on so every stream is metered.
+    pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
+        let capacity = self.entries.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum::<usize>() + 64;
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        let mut first = true;
+        let mut push_entry = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Keys came from valid JSON; re-escaping through serde keeps them valid.
+            out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value);
+        };
+        let model_json = serde_json::to_string(provider_model).unwrap_or_default();
+        for (key, value) in &self.entries {
+            match key.0.as_ref() {
+                "model" => push_entry(&mut out, "model", model_json.as_bytes()),
+                "stream_options" if self.stream => {}
+                _ => push_entry(&mut out, &key.0, value.get().as_bytes()),
+            }
+        }
+        if self.stream {
+            push_entry(&mut out, "stream_options", br#"{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The prompt's text (messages' text parts, `prompt` or `input` strings), for mock answers
+    /// and for estimating prompt tokens when a provider reports none.
+    pub fn prompt_text(&self) -> String {
+        #[derive(Deserialize)]
+        struct Message {
+            #[serde(default)]
+            content: Option<Content>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Content {
+            Text(String),
+            Parts(Vec<Part>),
+            Other(serde::de::IgnoredAny),
+        }
+        #[derive(Deserialize)]
+        struct Part {
+            #[serde(default)]
+            text: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Texts {
+            One(String),
+            Many(Vec<TextOrTokens>),
+            Other(serde::de::IgnoredAny),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum TextOrTokens {
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        let mut text = String::new();
+        if let Some(raw) = self.raw("messages") {
+            for message in serde_json::from_str::<Vec<Message>>(raw.get()).unwrap_or_default() {
+                match message.content {
+                    Some(Content::Text(content)) => text.push_str(&content),
+                    Some(Content::Parts(parts)) => parts.into_iter().filter_map(|p| p.text).for_each(|t| {
+                        text.push_str(&t);
+                        text.push(' ');
+                    }),
+                    Some(Content::Other(_)) | None => {}
+                }
+                text.push('\n');
+            }
+        }
+        for name in ["prompt", "input"] {
+            if let Some(raw) = self.raw(name) {
+                match serde_json::from_str::<Texts>(raw.get()) {
+                    Ok(Texts::One(one)) => text.push_str(&one),
+                    Ok(Texts::Many(many)) => many.into_iter().for_each(|item| {
+                        if let TextOrTokens::Text(t) = item {
+                            text.push_str(&t);
+                            text.push('\n');
+                        }
+                    }),
+                    Ok(Texts::Other(_)) | Err(_) => {}
+                }
+            }
+        }
+        text
+    }
+
+    /// Embedding inputs as texts (token-array inputs become empty strings).
+    pub fn embedding_inputs(&self) -> Vec<String> {
+        let Some(raw) = self.raw("input") else { return Vec::new() };
+        if let Ok(one) = serde_json::from_str::<String>(raw.get()) {
+            return vec![one];
+        }
+        if let Ok(many) = serde_json::from_str::<Vec<serde_json::Value>>(raw.get()) {
+            // An array of integers is one tokenized input; an array of strings or arrays is many.
+            if many.iter().all(serde_json::Value::is_number) {
+                return vec![String::new()];
+            }
+            return many.into_iter().map(|item| item.as_str().unwrap_or_default().to_owned()).collect();
+        }
+        Vec::new()
+    }
+}
+
+fn name_static(name: &str) -> &'static str {
+    if name == "max_tokens" {
+        "max_tokens"
+    } else {
+        "max_completion_tokens"
+    }
+}
+
+fn missing(param: &'static str, message: &str) -> ApiError {
+    ApiError::new(ErrorCode::MissingParameter, message.to_owned()).with_param(param)
+}
+
+fn invalid(param: &'static str, message: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParameter, message.to_owned()).with_param(param)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! [`RuntimeSnapshot`]: the indexed form of a snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use omg_shared::config::{ModelType, TenantStatus};
+use omg_shared::keys::KeyHasher;
+use omg_shared::mock::MockSettings;
+use omg_shared::provider::ProviderKind;
+use omg_shared::snapshot::{ApiKey, Deployment, Snapshot, Tenant, SCHEMA_VERSION};
+use uuid::Uuid;
+
+/// A tenant with its status.
+#[derive(Debug)]
+pub struct TenantEntry {
+    /// The tenant.
+    pub tenant: Tenant,
+}
+
+impl TenantEntry {
+    /// Whether requests are refused.
+    pub fn suspended(&self) -> bool {
+        self.tenant.status == TenantStatus::Suspended
+    }
+}
+
+/// A key with its tenant and effective allowlist.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: ApiKey,
+    /// Its tenant.
+    pub tenant: Arc<TenantEntry>,
+    /// Aliases allowed by both tenant and key; `None` = every alias.
+    pub allowed: Option<HashSet<String>>,
+}
+
+impl KeyEntry {
+    /// Whether the key may use an alias.
+    pub fn may_use(&self, alias: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|allowed| allowed.contains(alias))
+    }
+}
+
+/// One enabled deployment, ready to route to.
+#[derive(Debug)]
+pub struct DeploymentEntry {
+    /// The deployment.
+    pub deployment: Deployment,
+    /// Parsed `mock_*` settings when the provider is `mock`.
+    pub mock: Option<MockSettings>,
+}
+
+/// An alias with its enabled deployments.
+#[derive(Debug)]
+pub struct AliasEntry {
+    /// Alias name.
+    pub alias: String,
+    /// What it serves.
+    pub model_type: ModelType,
+    /// Enabled deployments (never empty).
+    pub deployments: Vec<Arc<DeploymentEntry>>,
+    /// Sum of their weights.
+    pub total_weight: u64,
+    /// Largest completion, used as the default `max_tokens` estimate.
+    pub max_output_tokens: Option<u64>,
+}
+
+impl AliasEntry {
+    /// The `owned_by` shown in `/v1/models`: the first deployment's provider.
+    pub fn owned_by(&self) -> &'static str {
+        self.deployments.first().map_or("open-model-gateway", |d| d.deployment.provider.as_str())
+    }
+
+    /// Deployments in the order to try them: a weighted random first pick, then the rest in
+    /// weighted random order. `roll` supplies uniform numbers in `0..total`.
+    pub fn attempt_order(&self, mut roll: impl FnMut(u64) -> u64) -> Vec<Arc<DeploymentEntry>> {
+        let mut remaining: Vec<Arc<DeploymentEntry>> = self.deployments.clone();
+        let mut order = Vec::with_capacity(remaining.len());
+        while !remaining.is_empty() {
+            let total: u64 = remaining.iter().map(|d| u64::from(d.deployment.weight.max(1))).sum();
+            let mut ticket = roll(total);
+            let mut chosen = remaining.len() - 1;
+            for (index, candidate) in remaining.iter().enumerate() {
+                let weight = u64::from(candidate.deployment.weight.max(1));
+                if ticket < weight {
+                    chosen = index;
+                    break;
+                }
+                ticket -= weight;
+            }
+            order.push(remaining.swap_remove(chosen));
+        }
+        order
+    }
+}
+
+/// The indexed snapshot the request path reads.
+#[derive(Debug)]
+pub struct RuntimeSnapshot {
+    /// Snapshot version.
+    pub version: u64,
+    /// When the snapshot was generated (Unix ms).
+    pub generated_at_ms: i64,
+    /// Hasher for presented keys (same pepper as the stored digests).
+    pub hasher: KeyHasher,
+    keys: HashMap<String, Arc<KeyEntry>>,
+    models: HashMap<String, Arc<AliasEntry>>,
+    /// Alias names, sorted, for listings.
+    model_names: Vec<String>,
+    tenants: HashMap<Uuid, Arc<TenantEntry>>,
+}
+
+impl RuntimeSnapshot {
+    /// Validates and indexes a snapshot. Refuses unknown schema versions, keys of unknown
+    /// tenants, duplicate prefixes and deployments of provider kinds this build cannot serve.
+    pub fn build(snapshot: Snapshot, hasher: KeyHasher) -> Result<Self, String> {
+        if snapshot.schema_version != SCHEMA_VERSION {
+            return Err(format!(
+                "snapshot schema version {} is not supported by this data plane (expects {SCHEMA_VERSION})",
+                snapshot.schema_version
+            ));
+        }
+        let tenants: HashMap<Uuid, Arc<TenantEntry>> = snapshot
+            .tenants
+            .into_iter()
+            .map(|tenant| (tenant.id, Arc::new(TenantEntry { tenant })))
+            .collect();
+
+        let mut models = HashMap::new();
+        for model in snapshot.models {
+            let mut deployments = Vec::new();
+            for deployment in model.deployments.into_iter().filter(|d| d.enabled) {
+                if !deployment.provider.is_supported() {
+                    return Err(format!(
+                        "deployment `{}` uses provider `{}`, which this data plane cannot serve",
+                        deployment.id, deployment.provider
+                    ));
+                }
+                let mock = if deployment.provider == ProviderKind::Mock {
+                    Some(MockSettings::from_metadata(&deployment.metadata).map_err(|(key, message)| {
+                        format!("deployment `{}`: metadata `{key}`: {message}", deployment.id)
+                    })?)
+                } else {
+                    None
+                };
+                if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
+                    return Err(format!("deployment `{}` has no endpoint", deployment.id));
+                }
+                deployments.push(Arc::new(DeploymentEntry { deployment, mock }));
+            }
+            if deployments.is_empty() {
+                continue;
+            }
+            let total_weight = deployments.iter().map(|d| u64::from(d.deployment.weight.max(1))).sum();
+            models.insert(
+                model.alias.clone(),
+                Arc::new(AliasEntry {
+                    alias: model.alias,
+                    model_type: model.model_type,
+                    deployments,
+                    total_weight,
+                    max_output_tokens: model.max_output_tokens,
+                }),
+            );
+        }
+        let mut model_names: Vec<String> = models.keys().cloned().collect();
+        model_names.sort();
+
+        let mut keys = HashMap::with_capacity(snapshot.keys.len());
+        for key in snapshot.keys {
+            let tenant = tenants
+                .get(&key.tenant_id)
+                .cloned()
+                .ok_or_else(|| format!("key `{}` belongs to unknown tenant {}", key.prefix, key.tenant_id))?;
+            let allowed = match (&tenant.tenant.allowed_models, &key.allowed_models) {
+                (None, None) => None,
+                (Some(list), None) | (None, Some(list)) => Some(list.iter().cloned().collect()),
+                (Some(tenant_list), Some(key_list)) => {
+                    Some(key_list.iter().filter(|alias| tenant_list.contains(alias)).cloned().collect())
+                }
+            };
+            let prefix = key.prefix.clone();
+            if keys.insert(prefix.clone(), Arc::new(KeyEntry { key, tenant, allowed })).is_some() {
+                return Err(format!("two keys share the prefix `{prefix}`"));
+            }
+        }
+        Ok(Self {
+            version: snapshot.version,
+            generated_at_ms: snapshot.generated_at_ms,
+            hasher,
+            keys,
+            models,
+            model_names,
+            tenants,
+        })
+    }
+
+    /// The key with this prefix.
+    pub fn key(&self, prefix: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.get(prefix)
+    }
+
+    /// The alias, if it has an enabled deployment.
+    pub fn model(&self, alias: &str) -> Option<&Arc<AliasEntry>> {
+        self.models.get(alias)
+    }
+
+    /// Aliases a key may use, sorted.
+    pub fn models_for<'a>(&'a self, key: &'a KeyEntry) -> impl Iterator<Item = &'a Arc<AliasEntry>> + 'a {
+        self.model_names
+            .iter()
+            .filter(move |alias| key.may_use(alias))
+            .filter_map(move |alias| self.models.get(alias))
+    }
+
+    /// Number of keys and tenants, for health output.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.tenants.len(), self.keys.len(), self.models.len())
+    }
+}

@@ -1,0 +1,622 @@
+//! The gateway config schema (`gateway.yaml`), shared by both planes.
+//!
+//! Key names follow the seeds' `router.yaml`. Every section rejects unknown keys, so a typo
+//! is a start-up error naming the key's path, never a silently ignored setting. Each field's
+//! doc comment is its reference documentation (`docs/configuration.md` mirrors it).
+//! [`load`] parses, expands `${ENV_VAR}` references and validates; [`validate`] holds the
+//! cross-field rules.
+
+mod load;
+mod validate;
+
+pub use validate::parse_listen_addr;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+
+use crate::provider::ProviderKind;
+use crate::secret::Secret;
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Listeners, timeouts, body limit, shutdown.
+    pub server: ServerConfig,
+    /// Where usage records go in standalone mode.
+    pub usage: UsageConfig,
+    /// Hashing of API keys.
+    pub security: SecurityConfig,
+    /// Provider-wide credentials used when a catalog entry has none of its own.
+    pub providers: ProvidersConfig,
+    /// Model aliases and their deployments. Entries sharing an alias are the alias's
+    /// deployments (weighted routing among them).
+    pub model_catalog: Vec<CatalogEntry>,
+    /// Global default rate limits (`0` = unlimited).
+    pub rate_limits: RateLimitsConfig,
+    /// Global default budget and alerting.
+    pub budgets: BudgetsConfig,
+    /// Reporting timezone for budget windows and usage aggregation.
+    pub reporting: ReportingConfig,
+    /// Provider health checks and circuit breaking.
+    pub health: HealthConfig,
+    /// Tenants, users and keys created at start-up.
+    pub bootstrap: BootstrapConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public OpenAI-compatible listener, `host:port` or `:port` (all interfaces).
+    /// Default `:8080`.
+    pub listen_addr: String,
+    /// Admin listener for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:9091`;
+    /// keep it off public interfaces.
+    pub admin_listen_addr: String,
+    /// Largest accepted request body in MiB (413 above it). Default 20.
+    pub body_limit_mb: u64,
+    /// Total time allowed for a non-streamed request, upstream included. Default 300s.
+    #[serde(with = "crate::duration")]
+    pub sync_timeout: Duration,
+    /// Longest gap between two upstream chunks of a stream before it is cut. Default 30s.
+    #[serde(with = "crate::duration")]
+    pub stream_idle_timeout: Duration,
+    /// Longest a stream may last. Default 300s.
+    #[serde(with = "crate::duration")]
+    pub stream_max_duration: Duration,
+    /// Time allowed to the upstream for its response headers (and, when not streaming, its
+    /// whole response). Default 280s.
+    #[serde(with = "crate::duration")]
+    pub provider_timeout: Duration,
+    /// TCP + TLS connect timeout to upstreams. Default 5s.
+    #[serde(with = "crate::duration")]
+    pub connect_timeout: Duration,
+    /// On SIGTERM, how long `/readyz` reports 503 while still accepting, so load balancers
+    /// stop sending traffic before the listener closes. Default 5s.
+    #[serde(with = "crate::duration")]
+    pub graceful_shutdown_delay: Duration,
+    /// After the listener closes, how long in-flight requests and streams may take to
+    /// finish before the process exits anyway. Default 30s.
+    #[serde(with = "crate::duration")]
+    pub graceful_shutdown_timeout: Duration,
+    /// Proxy worker threads. `0` = one per CPU. Default 0.
+    pub threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: ":8080".to_owned(),
+            admin_listen_addr: "127.0.0.1:9091".to_owned(),
+            body_limit_mb: 20,
+            sync_timeout: Duration::from_secs(300),
+            stream_idle_timeout: Duration::from_secs(30),
+            stream_max_duration: Duration::from_secs(300),
+            provider_timeout: Duration::from_secs(280),
+            connect_timeout: Duration::from_secs(5),
+            graceful_shutdown_delay: Duration::from_secs(5),
+            graceful_shutdown_timeout: Duration::from_secs(30),
+            threads: 0,
+        }
+    }
+}
+
+/// `usage.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Standalone mode: file every usage record is appended to, one JSON object per line.
+    /// Parent directories are created. Default `./data/usage.jsonl`.
+    pub jsonl_path: PathBuf,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { jsonl_path: PathBuf::from("./data/usage.jsonl") }
+    }
+}
+
+/// `security.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Pepper for the HMAC-SHA256 of API keys (at least 16 characters). Required in cluster
+    /// mode, where both planes must share it. In standalone mode, when unset, a random
+    /// pepper is drawn at start-up (keys from the config file are hashed in memory only).
+    pub api_key_pepper: Option<Secret>,
+}
+
+/// `providers.*`: defaults for catalog entries that carry no credentials of their own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvidersConfig {
+    /// API key for `provider: openai`.
+    pub openai_key: Option<Secret>,
+    /// Base URL for `provider: openai`. Default `https://api.openai.com/v1`.
+    pub openai_base_url: Option<String>,
+    /// API key for `provider: anthropic`.
+    pub anthropic_key: Option<Secret>,
+    /// Azure OpenAI resource endpoint, e.g. `https://my-resource.openai.azure.com`.
+    pub azure_openai_endpoint: Option<String>,
+    /// Azure OpenAI API key.
+    pub azure_openai_key: Option<Secret>,
+    /// Azure OpenAI `api-version`.
+    pub azure_openai_version: Option<String>,
+    /// AWS access key id for Bedrock.
+    pub aws_access_key_id: Option<Secret>,
+    /// AWS secret access key for Bedrock.
+    pub aws_secret_access_key: Option<Secret>,
+    /// AWS region for Bedrock.
+    pub aws_region: Option<String>,
+    /// GCP project for Vertex AI.
+    pub gcp_project_id: Option<String>,
+    /// GCP service-account JSON for Vertex AI.
+    pub gcp_json_credentials: Option<Secret>,
+    /// Hugging Face token.
+    pub hugging_face_token: Option<Secret>,
+    /// Defaults for `provider: openai-compatible`.
+    pub openai_compatible: OpenAiCompatibleDefaults,
+}
+
+/// `providers.openai_compatible.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiCompatibleDefaults {
+    /// Base URL including `/v1`, e.g. `http://vllm:8000/v1`.
+    pub base_url: Option<String>,
+    /// Bearer token, when the server wants one.
+    pub api_key: Option<Secret>,
+}
+
+/// What a catalog entry serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    /// Chat and text completions.
+    #[default]
+    Llm,
+    /// Embeddings.
+    Embedding,
+    /// Image generation.
+    Image,
+    /// Text to speech.
+    AudioSpeech,
+    /// Speech to text.
+    AudioTranscription,
+    /// Moderation.
+    Moderation,
+}
+
+/// One `model_catalog[]` entry: an alias served by one deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    /// The name clients send as `model`.
+    pub alias: String,
+    /// Provider kind: `openai`, `openai-compatible`, `azure`, `anthropic`, `bedrock`,
+    /// `vertex`, `huggingface` or `mock`.
+    pub provider: ProviderKind,
+    /// The model name the provider knows. Defaults to the alias.
+    #[serde(default)]
+    pub provider_model: Option<String>,
+    /// What the entry serves. Default `llm`.
+    #[serde(default)]
+    pub model_type: ModelType,
+    /// Context window in tokens (informational; shown in listings).
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    /// Largest completion in tokens; also the default `max_tokens` for limit estimates.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Input modalities, e.g. `[text, image]`.
+    #[serde(default)]
+    pub modalities: Vec<String>,
+    /// Whether the model accepts tools.
+    #[serde(default)]
+    pub supports_tools: bool,
+    /// USD per 1K prompt tokens. Default 0.
+    #[serde(default)]
+    pub price_input: f64,
+    /// USD per 1K completion tokens. Default 0.
+    #[serde(default)]
+    pub price_output: f64,
+    /// Currency of the prices; only `USD` is accepted.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Provider deployment name (Azure deployment, etc.).
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// Base URL of the provider for this entry (for OpenAI-compatible servers, including
+    /// `/v1`). Overrides the provider-wide default.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Credential for this entry. Overrides the provider-wide default.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Provider API version (Azure).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Provider region (Bedrock, Vertex, informational for others).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Routing weight among the alias's deployments. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Disabled entries are not routed to and not listed. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Provider-specific settings as strings (`mock_*`, `bedrock_*`, `vertex_*` …).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_currency() -> String {
+    "USD".to_owned()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `rate_limits.*`: defaults applied where tenants and keys set nothing. `0` = unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Requests per minute per key. Default 1000.
+    pub default_requests_per_minute: u64,
+    /// Tokens per minute per key. Default 1,000,000.
+    pub default_tokens_per_minute: u64,
+    /// Concurrent requests per key. Default 10.
+    pub default_parallel_requests_key: u64,
+    /// Concurrent requests per tenant. Default 100.
+    pub default_parallel_requests_tenant: u64,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            default_requests_per_minute: 1000,
+            default_tokens_per_minute: 1_000_000,
+            default_parallel_requests_key: 10,
+            default_parallel_requests_tenant: 100,
+        }
+    }
+}
+
+/// `budgets.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// Default budget per tenant in USD per window. `0` = no budget. Default 100.
+    pub default_usd: f64,
+    /// Fraction of the budget at which the warning state starts (0 < x ≤ 1). Default 0.8.
+    pub warning_threshold_perc: f64,
+    /// Budget window: `calendar_month`, `weekly` or `rolling_<N>d`. Default
+    /// `calendar_month`.
+    pub refresh_schedule: String,
+    /// Alert delivery.
+    pub alert: AlertConfig,
+}
+
+impl Default for BudgetsConfig {
+    fn default() -> Self {
+        Self {
+            default_usd: 100.0,
+            warning_threshold_perc: 0.8,
+            refresh_schedule: "calendar_month".to_owned(),
+            alert: AlertConfig::default(),
+        }
+    }
+}
+
+/// `budgets.alert.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Whether alerts are sent. Default true.
+    pub enabled: bool,
+    /// Default email recipients.
+    pub emails: Vec<String>,
+    /// Default webhook URLs.
+    pub webhooks: Vec<String>,
+    /// Minimum time between two alerts of the same level for a tenant. Default 1h.
+    #[serde(with = "crate::duration")]
+    pub cooldown: Duration,
+    /// SMTP relay.
+    pub smtp: SmtpConfig,
+    /// Webhook delivery.
+    pub webhook: WebhookConfig,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            emails: Vec::new(),
+            webhooks: Vec::new(),
+            cooldown: Duration::from_secs(3600),
+            smtp: SmtpConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+/// `budgets.alert.smtp.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Relay host; empty disables email.
+    pub host: String,
+    /// Relay port. Default 587.
+    pub port: u16,
+    /// Login, when the relay wants one.
+    pub username: String,
+    /// Password, when the relay wants one.
+    pub password: Option<Secret>,
+    /// Sender address.
+    pub from: String,
+    /// STARTTLS/TLS. Default true.
+    pub use_tls: bool,
+    /// Accept invalid certificates (test relays only). Default false.
+    pub skip_tls_verify: bool,
+    /// Connect timeout. Default 5s.
+    #[serde(with = "crate::duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            username: String::new(),
+            password: None,
+            from: String::new(),
+            use_tls: true,
+            skip_tls_verify: false,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `budgets.alert.webhook.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Per-attempt timeout. Default 5s.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+    /// Retries after the first attempt. Default 3.
+    pub max_retries: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(5), max_retries: 3 }
+    }
+}
+
+/// `reporting.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportingConfig {
+    /// IANA timezone for budget windows and usage days. Default `UTC`.
+    pub timezone: String,
+}
+
+impl Default for ReportingConfig {
+    fn default() -> Self {
+        Self { timezone: "UTC".to_owned() }
+    }
+}
+
+/// `health.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Interval between active health checks. Default 60s.
+    #[serde(with = "crate::duration")]
+    pub check_interval: Duration,
+    /// Number of recent results considered. Default 5.
+    pub rolling_window: u32,
+    /// How long a tripped deployment rests before a probe. Default 5m.
+    #[serde(with = "crate::duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(60),
+            rolling_window: 5,
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `bootstrap.*`: seeds created at start-up (idempotently, in cluster mode).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Tenants.
+    pub tenants: Vec<BootstrapTenant>,
+    /// Admin users (control plane), promoted to super admin.
+    pub admin_users: Vec<BootstrapAdminUser>,
+    /// API keys.
+    pub api_keys: Vec<BootstrapApiKey>,
+    /// Tenant memberships (control plane).
+    pub memberships: Vec<BootstrapMembership>,
+    /// Tenant rate-limit overrides.
+    pub tenant_limits: Vec<BootstrapTenantLimits>,
+    /// Tenant budget overrides.
+    pub tenant_budgets: Vec<BootstrapTenantBudget>,
+}
+
+/// Tenant status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Serving.
+    #[default]
+    Active,
+    /// Every request refused with 403 `tenant_suspended`.
+    Suspended,
+}
+
+/// `bootstrap.tenants[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapTenant {
+    /// Unique tenant name.
+    pub name: String,
+    /// `active` (default) or `suspended`.
+    #[serde(default)]
+    pub status: TenantStatus,
+    /// Aliases the tenant may use; absent = every enabled alias.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// `bootstrap.admin_users[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapAdminUser {
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Initial password (hashed with argon2id; never stored in clear).
+    pub password: Option<Secret>,
+}
+
+/// Key status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Usable.
+    #[default]
+    Active,
+    /// Refused with 401; can be re-enabled.
+    Disabled,
+    /// Refused with 401 forever.
+    Revoked,
+}
+
+/// Rate-limit override (`None` = inherit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitOverride {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// Concurrent requests.
+    pub parallel_requests: Option<u64>,
+}
+
+/// `bootstrap.api_keys[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapApiKey {
+    /// Tenant name the key belongs to.
+    pub tenant: String,
+    /// Public prefix (`sk-<prefix>.<secret>`), `[A-Za-z0-9_-]{1,32}`. Required in
+    /// standalone mode.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Secret part. Required in standalone mode; only its hash is kept.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Informational scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `active` (default), `disabled` or `revoked`.
+    #[serde(default)]
+    pub status: KeyStatus,
+    /// RFC 3339 expiry, e.g. `2027-01-01T00:00:00Z`.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Aliases the key may use (within its tenant's); absent = the tenant's.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    /// Rate-limit override (never above the tenant's).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitOverride>,
+    /// Key budget in USD per window.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// Warning threshold of the key budget.
+    #[serde(default)]
+    pub warning_threshold: Option<f64>,
+}
+
+/// `bootstrap.memberships[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapMembership {
+    /// Tenant name.
+    pub tenant: String,
+    /// User email.
+    pub email: String,
+    /// `owner`, `admin`, `viewer` or `user`.
+    pub role: String,
+}
+
+/// `bootstrap.tenant_limits[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapTenantLimits {
+    /// Tenant name.
+    pub tenant: String,
+    /// Requests per minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Concurrent requests.
+    #[serde(default)]
+    pub parallel_requests: Option<u64>,
+}
+
+/// `bootstrap.tenant_budgets[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapTenantBudget {
+    /// Tenant name.
+    pub tenant: String,
+    /// Budget in USD per window.
+    pub budget_usd: f64,
+    /// Warning threshold (fraction).
+    #[serde(default)]
+    pub warning_threshold: Option<f64>,
+    /// `calendar_month`, `weekly` or `rolling_<N>d`.
+    #[serde(default)]
+    pub refresh_schedule: Option<String>,
+    /// Alert recipients.
+    #[serde(default)]
+    pub alert_emails: Vec<String>,
+    /// Alert webhooks.
+    #[serde(default)]
+    pub alert_webhooks: Vec<String>,
+    /// Alert cooldown, e.g. `90m`.
+    #[serde(default)]
+    pub alert_cooldown: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

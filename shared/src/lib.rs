@@ -1,0 +1,21 @@
+//! Contracts between the Open Model Gateway planes, and nothing else.
+//!
+//! The data plane (`omg-dataplane`) and the control plane (`omg-controlplane`) agree on these
+//! types: the human-written gateway config schema ([`config`]), the versioned snapshot the
+//! control plane publishes to data planes ([`snapshot`]), the per-request usage record
+//! ([`usage`]), virtual API keys and their keyed hash ([`keys`]), money as integer micro-USD
+//! ([`money`]), provider kinds and capabilities ([`provider`]) and the OpenAI error vocabulary
+//! ([`error`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
+
+pub mod config;
+pub mod duration;
+pub mod endpoint;
+pub mod error;
+pub mod keys;
+pub mod mock;
+pub mod money;
+pub mod provider;
+pub mod secret;
+pub mod snapshot;
+pub mod tokens;
+pub mod usage;

@@ -1,0 +1,140 @@
+//! Money as integer micro-USD, and token prices.
+//!
+//! Floats never hold money. Config prices are USD per 1K tokens (the seeds' convention);
+//! they are converted once, at load, to integer nano-USD per 1K tokens so that prices as
+//! small as $0.000001 per 1K tokens stay exact, and a request's cost is computed with one
+//! rounding (up, so the gateway never under-bills) to whole micro-USD.
+
+use serde::{Deserialize, Serialize};
+
+/// Micro-USD: 1 USD = 1,000,000.
+pub type MicroUsd = i64;
+
+/// Micro-USD per USD.
+pub const MICROS_PER_USD: i64 = 1_000_000;
+
+/// Largest accepted price: $10,000 per 1K tokens (catches unit mistakes such as per-token
+/// prices pasted as per-1K).
+const MAX_PRICE_USD_PER_1K: f64 = 10_000.0;
+
+/// Largest accepted budget: one trillion USD.
+const MAX_USD: f64 = 1e12;
+
+/// A token price in nano-USD per 1K tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PricePer1k(pub i64);
+
+impl PricePer1k {
+    /// Converts a USD-per-1K-tokens config value (e.g. `0.005`), rejecting negative, NaN and
+    /// implausibly large values.
+    pub fn from_usd(usd_per_1k: f64) -> Result<Self, String> {
+        if !usd_per_1k.is_finite() || usd_per_1k < 0.0 {
+            return Err(format!("price must be a non-negative number of USD per 1K tokens, got {usd_per_1k}"));
+        }
+        if usd_per_1k > MAX_PRICE_USD_PER_1K {
+            return Err(format!(
+                "price {usd_per_1k} USD per 1K tokens is above {MAX_PRICE_USD_PER_1K}; prices are per 1K tokens, not per token"
+            ));
+        }
+        // Round at the nano-USD, which absorbs float noise such as 0.1 + 0.2.
+        Ok(Self((usd_per_1k * 1e9).round() as i64))
+    }
+
+    /// The price as USD per 1K tokens, for display.
+    pub fn as_usd(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+/// Input and output prices of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Pricing {
+    /// Price of prompt (input) tokens.
+    pub input: PricePer1k,
+    /// Price of completion (output) tokens.
+    pub output: PricePer1k,
+}
+
+impl Pricing {
+    /// Cost of a request in micro-USD, rounded up to the next whole micro-USD.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> MicroUsd {
+        let nano_times_1k = u128::from(prompt_tokens) * self.input.0.max(0) as u128
+            + u128::from(completion_tokens) * self.output.0.max(0) as u128;
+        // nano-USD per 1K tokens × tokens = pico-ish units: divide by 1000 (per 1K) and by
+        // 1000 (nano → micro), rounding up once.
+        let micros = nano_times_1k.div_ceil(1_000_000);
+        i64::try_from(micros).unwrap_or(i64::MAX)
+    }
+}
+
+/// Converts a USD amount from config (e.g. a budget of `150.0`) to micro-USD.
+pub fn usd_to_micros(usd: f64) -> Result<MicroUsd, String> {
+    if !usd.is_finite() || usd < 0.0 {
+        return Err(format!("amount must be a non-negative number of USD, got {usd}"));
+    }
+    if usd > MAX_USD {
+        return Err(format!("amount {usd} USD is too large"));
+    }
+    Ok((usd * MICROS_PER_USD as f64).round() as i64)
+}
+
+/// Formats micro-USD as a decimal USD string with 6 decimals (`"1.250000"`), for headers.
+pub fn format_usd(micros: MicroUsd) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn prices_convert_exactly() {
+        assert_eq!(PricePer1k::from_usd(0.005), Ok(PricePer1k(5_000_000)));
+        assert_eq!(PricePer1k::from_usd(0.0001), Ok(PricePer1k(100_000)));
+        assert_eq!(PricePer1k::from_usd(0.1 + 0.2), Ok(PricePer1k(300_000_000)));
+        assert!(PricePer1k::from_usd(-1.0).is_err());
+        assert!(PricePer1k::from_usd(f64::NAN).is_err());
+        assert!(PricePer1k::from_usd(20_000.0).is_err());
+    }
+
+    #[test]
+    fn cost_matches_the_seeds_formula_and_rounds_up() {
+        // (1000 * 0.005 + 500 * 0.015) / 1000 USD = 0.0125 USD = 12,500 micro-USD.
+        let pricing = Pricing {
+            input: PricePer1k::from_usd(0.005).unwrap_or_default(),
+            output: PricePer1k::from_usd(0.015).unwrap_or_default(),
+        };
+        assert_eq!(pricing.cost(1000, 500), 12_500);
+        // One token at $0.0001/1K is 0.1 micro-USD: billed as 1.
+        let cheap = Pricing { input: PricePer1k(100_000), output: PricePer1k(0) };
+        assert_eq!(cheap.cost(1, 0), 1);
+        assert_eq!(cheap.cost(0, 0), 0);
+        assert_eq!(Pricing::default().cost(1_000_000, 1_000_000), 0);
+    }
+
+    #[test]
+    fn usd_formatting() {
+        assert_eq!(format_usd(1_250_000), "1.250000");
+        assert_eq!(format_usd(7), "0.000007");
+        assert_eq!(format_usd(-5), "-0.000005");
+        assert_eq!(usd_to_micros(150.0), Ok(150_000_000));
+        assert!(usd_to_micros(-1.0).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn cost_is_monotonic_and_never_below_exact(p in 0u64..10_000_000, c in 0u64..10_000_000,
+                                                   pin in 0i64..100_000_000_000, pout in 0i64..100_000_000_000) {
+            let pricing = Pricing { input: PricePer1k(pin), output: PricePer1k(pout) };
+            let cost = pricing.cost(p, c);
+            let exact_pico = u128::from(p) * pin as u128 + u128::from(c) * pout as u128;
+            prop_assert!((cost as u128) * 1_000_000 >= exact_pico);
+            prop_assert!((cost as u128) * 1_000_000 < exact_pico + 1_000_000);
+            prop_assert!(pricing.cost(p + 1, c) >= cost);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Token estimates for when a provider reports none: streams cut before their usage
+//! arrived, and pre-flight limit reservations.
+//!
+//! Billing always prefers provider-reported usage; records built from this estimate carry
+//! `usage_estimated: true`. The heuristic (about 4 characters per token, never fewer tokens
+//! than words) tracks OpenAI's BPE tokenizers within roughly ±25 % on English prose and
+//! costs nothing: no vocabulary in memory, no allocation.
+
+/// Estimated token count of a text.
+pub fn estimate_tokens(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    let chars = text.chars().count() as u64;
+    let words = text.split_whitespace().count() as u64;
+    chars.div_ceil(4).max(words).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_are_plausible() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("a"), 1);
+        assert_eq!(estimate_tokens("Hello world"), 3);
+        assert_eq!(estimate_tokens("a b c d e f"), 6);
+        let prose = "The quick brown fox jumps over the lazy dog near the river bank.";
+        let estimate = estimate_tokens(prose);
+        assert!((12..=18).contains(&estimate), "{estimate}");
+    }
+}

@@ -1,0 +1,62 @@
+//! The usage record: one per request, whatever its outcome.
+//!
+//! Data planes emit it (to a JSONL file in standalone mode, to a Redis stream in cluster
+//! mode); the control plane stores it idempotently by `request_id`. Fields are only ever
+//! added, as optional, so old consumers keep parsing new records.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::money::MicroUsd;
+
+/// The record's schema version.
+pub const USAGE_SCHEMA_VERSION: u32 = 1;
+
+/// One request's metering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// [`USAGE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The request id (`x-request-id`), the idempotency key of ingestion.
+    pub request_id: String,
+    /// When the request arrived, RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    /// Tenant, when the key was resolved.
+    pub tenant_id: Option<Uuid>,
+    /// Key, when resolved.
+    pub key_id: Option<Uuid>,
+    /// Portal user behind the key, when known.
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    /// Requested alias.
+    pub alias: Option<String>,
+    /// Provider kind that served (or failed) it.
+    pub provider: Option<String>,
+    /// Deployment id.
+    pub deployment: Option<String>,
+    /// Operation: `chat.completions`, `completions`, `embeddings`, `models`, …
+    pub endpoint: String,
+    /// HTTP status returned to the client (499 when the client went away first).
+    pub status: u16,
+    /// Error code when the request failed.
+    pub error_code: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Sum of both.
+    pub total_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Cost in micro-USD.
+    pub cost_micro_usd: MicroUsd,
+    /// Total time in the gateway, ms.
+    pub latency_ms: u64,
+    /// Time to the first streamed byte of content, ms.
+    pub ttft_ms: Option<u64>,
+    /// Streamed response.
+    pub stream: bool,
+    /// Token counts are estimates (stream cut before the provider reported usage).
+    pub usage_estimated: bool,
+}
