@@ -22,16 +22,28 @@ pub fn extract_key<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a s
         }
         return Some(value);
     }
-    header("api-key").or_else(|| header("x-api-key")).map(str::trim)
+    header("api-key")
+        .or_else(|| header("x-api-key"))
+        .map(str::trim)
 }
 
 /// Authenticates a presented key. `now_ms` is the current Unix time in milliseconds.
-pub fn authenticate(snapshot: &RuntimeSnapshot, presented: Option<&str>, now_ms: i64) -> Result<Arc<KeyEntry>, ApiError> {
+pub fn authenticate(
+    snapshot: &RuntimeSnapshot,
+    presented: Option<&str>,
+    now_ms: i64,
+) -> Result<Arc<KeyEntry>, ApiError> {
     let presented = presented.filter(|value| !value.is_empty()).ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidApiKey, format!("You didn't provide an API key. {HOW_TO_SEND}"))
+        ApiError::new(
+            ErrorCode::InvalidApiKey,
+            format!("You didn't provide an API key. {HOW_TO_SEND}"),
+        )
     })?;
     let parsed = ParsedKey::parse(presented).map_err(|error| {
-        ApiError::new(ErrorCode::InvalidApiKey, format!("Incorrect API key provided: {error}."))
+        ApiError::new(
+            ErrorCode::InvalidApiKey,
+            format!("Incorrect API key provided: {error}."),
+        )
     })?;
     let digest = snapshot.hasher.digest(parsed.full());
     let Some(entry) = snapshot.key(parsed.prefix()) else {
@@ -44,27 +56,44 @@ pub fn authenticate(snapshot: &RuntimeSnapshot, presented: Option<&str>, now_ms:
     }
     match entry.key.status {
         KeyStatus::Active => {}
-        KeyStatus::Disabled => {
-            return Err(ApiError::new(ErrorCode::InvalidApiKey, "This API key is disabled. Ask your tenant admin to re-enable it or issue a new one."))
-        }
+        KeyStatus::Disabled => return Err(ApiError::new(
+            ErrorCode::InvalidApiKey,
+            "This API key is disabled. Ask your tenant admin to re-enable it or issue a new one.",
+        )),
         KeyStatus::Revoked => {
-            return Err(ApiError::new(ErrorCode::InvalidApiKey, "This API key has been revoked. Use a new key."))
+            return Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "This API key has been revoked. Use a new key.",
+            ))
         }
     }
-    if entry.key.expires_at_ms.is_some_and(|expires| expires <= now_ms) {
-        return Err(ApiError::new(ErrorCode::InvalidApiKey, "This API key has expired. Use a new key."));
+    if entry
+        .key
+        .expires_at_ms
+        .is_some_and(|expires| expires <= now_ms)
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidApiKey,
+            "This API key has expired. Use a new key.",
+        ));
     }
     if entry.tenant.suspended() {
         return Err(ApiError::new(
             ErrorCode::TenantSuspended,
-            format!("Tenant `{}` is suspended; requests are refused until an operator reactivates it.", entry.tenant.tenant.name),
+            format!(
+                "Tenant `{}` is suspended; requests are refused until an operator reactivates it.",
+                entry.tenant.tenant.name
+            ),
         ));
     }
     Ok(entry.clone())
 }
 
 fn incorrect_key() -> ApiError {
-    ApiError::new(ErrorCode::InvalidApiKey, "Incorrect API key provided. Check the key, or ask your tenant admin for a new one.")
+    ApiError::new(
+        ErrorCode::InvalidApiKey,
+        "Incorrect API key provided. Check the key, or ask your tenant admin for a new one.",
+    )
 }
 
 #[cfg(test)]
@@ -87,7 +116,8 @@ bootstrap:
 "#;
         let config = load_str(text, &|_| None).unwrap_or_else(|e| unreachable!("{e}"));
         let hasher = KeyHasher::new(b"pepper-for-tests");
-        let snapshot = Snapshot::from_config(&config, &hasher, 1, 0).unwrap_or_else(|e| unreachable!("{e}"));
+        let snapshot =
+            Snapshot::from_config(&config, &hasher, 1, 0).unwrap_or_else(|e| unreachable!("{e}"));
         RuntimeSnapshot::build(snapshot, hasher).unwrap_or_else(|e| unreachable!("{e}"))
     }
 
@@ -107,14 +137,24 @@ bootstrap:
     #[test]
     fn accepts_only_valid_active_keys() {
         let snapshot = snapshot();
-        let code = |key: Option<&str>| authenticate(&snapshot, key, 1_700_000_000_000).err().map(|e| e.code);
+        let code = |key: Option<&str>| {
+            authenticate(&snapshot, key, 1_700_000_000_000)
+                .err()
+                .map(|e| e.code)
+        };
         assert_eq!(code(Some("sk-good.s3cret")), None);
         assert_eq!(code(None), Some(ErrorCode::InvalidApiKey));
         assert_eq!(code(Some("garbage")), Some(ErrorCode::InvalidApiKey));
         assert_eq!(code(Some("sk-good.wrong")), Some(ErrorCode::InvalidApiKey));
-        assert_eq!(code(Some("sk-nobody.s3cret")), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(
+            code(Some("sk-nobody.s3cret")),
+            Some(ErrorCode::InvalidApiKey)
+        );
         assert_eq!(code(Some("sk-off.s3cret")), Some(ErrorCode::InvalidApiKey));
         assert_eq!(code(Some("sk-old.s3cret")), Some(ErrorCode::InvalidApiKey));
-        assert_eq!(code(Some("sk-sus.s3cret")), Some(ErrorCode::TenantSuspended));
+        assert_eq!(
+            code(Some("sk-sus.s3cret")),
+            Some(ErrorCode::TenantSuspended)
+        );
     }
 }

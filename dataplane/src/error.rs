@@ -20,7 +20,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), param: None, retry_after: None }
+        Self {
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
     }
 
     /// Names the offending parameter.
@@ -38,7 +43,10 @@ impl ApiError {
     pub fn model_not_found(model: &str) -> Self {
         Self::new(
             ErrorCode::ModelNotFound,
-            format!("The model `{}` does not exist or you do not have access to it.", truncate(model, 128)),
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                truncate(model, 128)
+            ),
         )
         .with_param("model")
     }

@@ -40,7 +40,10 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 tracing::error!(config = %args.config.display(), errors = %errors, "config is invalid");
-                report(&format!("invalid config `{}`:\n{errors}", args.config.display()));
+                report(&format!(
+                    "invalid config `{}`:\n{errors}",
+                    args.config.display()
+                ));
                 ExitCode::from(2)
             }
         };
@@ -62,12 +65,20 @@ fn report(message: &str) {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OMG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMG_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(ansi);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -75,7 +86,10 @@ fn init_logging(format: LogFormat) {
 /// SIGHUP's default action kills the process. Until the reload service takes it over, a
 /// registered (and ignored) tokio handler keeps an early SIGHUP harmless.
 fn ignore_sighup_until_handled() {
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         runtime.block_on(async {
             let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         });

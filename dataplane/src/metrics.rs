@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric, registered in one registry.
@@ -36,27 +37,37 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 impl Metrics {
     /// The process-wide metrics.
-    #[expect(clippy::expect_used, reason = "metric names and labels are constants; every test would catch a bad one")]
+    #[expect(
+        clippy::expect_used,
+        reason = "metric names and labels are constants; every test would catch a bad one"
+    )]
     pub fn global() -> &'static Metrics {
         METRICS.get_or_init(|| Metrics::new().expect("metric definitions are valid"))
     }
 
     fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        };
-        let histogram_vec = |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
-            let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(metric.clone()))?;
+                Ok(metric)
+            };
+        let histogram_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let metric = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                Ok(metric)
+            };
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let metric = IntGauge::new(name, help)?;
             registry.register(Box::new(metric.clone()))?;
@@ -68,17 +79,51 @@ impl Metrics {
             Ok(metric)
         };
         Ok(Metrics {
-            requests: counter_vec("omg_requests_total", "Requests answered on /v1.", &["endpoint", "alias", "provider", "status"])?,
-            request_duration: histogram_vec("omg_request_duration_seconds", "Time from request to last byte.", &["endpoint", "alias", "provider"])?,
-            ttft: histogram_vec("omg_time_to_first_token_seconds", "Time from request to the first streamed content.", &["alias", "provider"])?,
-            tokens: counter_vec("omg_tokens_total", "Tokens metered.", &["alias", "provider", "kind"])?,
-            cost: counter_vec("omg_cost_micro_usd_total", "Cost metered, micro-USD.", &["alias", "provider"])?,
-            upstream_errors: counter_vec("omg_upstream_errors_total", "Upstream failures by kind.", &["provider", "kind"])?,
+            requests: counter_vec(
+                "omg_requests_total",
+                "Requests answered on /v1.",
+                &["endpoint", "alias", "provider", "status"],
+            )?,
+            request_duration: histogram_vec(
+                "omg_request_duration_seconds",
+                "Time from request to last byte.",
+                &["endpoint", "alias", "provider"],
+            )?,
+            ttft: histogram_vec(
+                "omg_time_to_first_token_seconds",
+                "Time from request to the first streamed content.",
+                &["alias", "provider"],
+            )?,
+            tokens: counter_vec(
+                "omg_tokens_total",
+                "Tokens metered.",
+                &["alias", "provider", "kind"],
+            )?,
+            cost: counter_vec(
+                "omg_cost_micro_usd_total",
+                "Cost metered, micro-USD.",
+                &["alias", "provider"],
+            )?,
+            upstream_errors: counter_vec(
+                "omg_upstream_errors_total",
+                "Upstream failures by kind.",
+                &["provider", "kind"],
+            )?,
             inflight: gauge("omg_inflight_requests", "Requests in progress.")?,
-            snapshot_version: gauge("omg_snapshot_version", "Version of the snapshot being served.")?,
-            snapshot_reloads: counter_vec("omg_snapshot_reloads_total", "Snapshot reload attempts by result.", &["result"])?,
+            snapshot_version: gauge(
+                "omg_snapshot_version",
+                "Version of the snapshot being served.",
+            )?,
+            snapshot_reloads: counter_vec(
+                "omg_snapshot_reloads_total",
+                "Snapshot reload attempts by result.",
+                &["result"],
+            )?,
             usage_records: counter("omg_usage_records_total", "Usage records written.")?,
-            usage_write_errors: counter("omg_usage_write_errors_total", "Usage records that could not be written.")?,
+            usage_write_errors: counter(
+                "omg_usage_write_errors_total",
+                "Usage records that could not be written.",
+            )?,
             registry,
         })
     }
@@ -92,4 +137,3 @@ impl Metrics {
         buffer
     }
 }
-

@@ -68,7 +68,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         if method == "POST" {
             Ok(route)
         } else {
-            Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("Method {method} is not allowed on {path}; use POST.")))
+            Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("Method {method} is not allowed on {path}; use POST."),
+            ))
         }
     };
     match path {
@@ -77,7 +80,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         "/v1/embeddings" => post(Route::Embeddings),
         "/v1/models" | "/v1/models/" if method == "GET" => Ok(Route::ListModels),
         _ => match path.strip_prefix("/v1/models/") {
-            Some(id) if method == "GET" && !id.is_empty() => Ok(Route::GetModel(percent_decode(id))),
+            Some(id) if method == "GET" && !id.is_empty() => {
+                Ok(Route::GetModel(percent_decode(id)))
+            }
             _ => Err(ApiError::new(
                 ErrorCode::UnknownUrl,
                 format!("Invalid URL ({method} {}).", truncate(path, 200)),
@@ -106,7 +111,9 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).and_then(|v| u8::try_from(v).ok())
+    (byte as char)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
 }
 
 /// An object key, borrowed when it has no escapes.
@@ -213,24 +220,40 @@ impl<'a> RequestBody<'a> {
                 include_usage: Option<bool>,
             }
             match serde_json::from_str::<Option<StreamOptions>>(raw.get()) {
-                Ok(options) => body.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false),
-                Err(_) => return Err(invalid("stream_options", "`stream_options` must be an object like {\"include_usage\": true}")),
+                Ok(options) => {
+                    body.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false)
+                }
+                Err(_) => {
+                    return Err(invalid(
+                        "stream_options",
+                        "`stream_options` must be an object like {\"include_usage\": true}",
+                    ))
+                }
             }
         }
         for name in ["max_completion_tokens", "max_tokens"] {
             if let Some(raw) = body.raw(name) {
                 match serde_json::from_str::<Option<u64>>(raw.get()) {
                     Ok(value) => body.max_tokens = body.max_tokens.or(value),
-                    Err(_) => return Err(invalid(name_static(name), "must be a non-negative integer")),
+                    Err(_) => {
+                        return Err(invalid(name_static(name), "must be a non-negative integer"))
+                    }
                 }
             }
         }
         match route {
             Route::Chat => match body.raw("messages").map(|raw| raw.get().trim_start()) {
-                None | Some("null") => return Err(missing("messages", "you must provide a `messages` array")),
-                Some(text) if !text.starts_with('[') => return Err(invalid("messages", "`messages` must be an array")),
+                None | Some("null") => {
+                    return Err(missing("messages", "you must provide a `messages` array"))
+                }
+                Some(text) if !text.starts_with('[') => {
+                    return Err(invalid("messages", "`messages` must be an array"))
+                }
                 Some(text) if text[1..].trim_start().starts_with(']') => {
-                    return Err(invalid("messages", "`messages` must contain at least one message"))
+                    return Err(invalid(
+                        "messages",
+                        "`messages` must contain at least one message",
+                    ))
                 }
                 Some(_) => {}
             },
@@ -241,8 +264,12 @@ impl<'a> RequestBody<'a> {
             }
             Route::Embeddings => {
                 match body.raw("input").map(|raw| raw.get().trim()) {
-                    None | Some("null") => return Err(missing("input", "you must provide an `input`")),
-                    Some("[]") | Some("\"\"") => return Err(invalid("input", "`input` must not be empty")),
+                    None | Some("null") => {
+                        return Err(missing("input", "you must provide an `input`"))
+                    }
+                    Some("[]") | Some("\"\"") => {
+                        return Err(invalid("input", "`input` must not be empty"))
+                    }
                     Some(_) => {}
                 }
                 if let Some(raw) = body.raw("encoding_format") {
@@ -250,7 +277,12 @@ impl<'a> RequestBody<'a> {
                         Ok(Some(format)) if format == "base64" => body.base64_embeddings = true,
                         Ok(Some(format)) if format == "float" => {}
                         Ok(None) => {}
-                        _ => return Err(invalid("encoding_format", "`encoding_format` must be `float` or `base64`")),
+                        _ => {
+                            return Err(invalid(
+                                "encoding_format",
+                                "`encoding_format` must be `float` or `base64`",
+                            ))
+                        }
                     }
                 }
             }
@@ -264,13 +296,21 @@ impl<'a> RequestBody<'a> {
 
     /// The raw JSON of a top-level field.
     pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
-        self.entries.iter().find(|(key, _)| key.0 == name).map(|(_, value)| *value)
+        self.entries
+            .iter()
+            .find(|(key, _)| key.0 == name)
+            .map(|(_, value)| *value)
     }
 
     /// The body for the upstream: `model` replaced, and for streams
     /// `stream_options.include_usage` forced on so every stream is metered.
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
-        let capacity = self.entries.iter().map(|(k, v)| k.0.len() + v.get().len() + 4).sum::<usize>() + 64;
+        let capacity = self
+            .entries
+            .iter()
+            .map(|(k, v)| k.0.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + 64;
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
         let mut first = true;
@@ -337,10 +377,12 @@ impl<'a> RequestBody<'a> {
             for message in serde_json::from_str::<Vec<Message>>(raw.get()).unwrap_or_default() {
                 match message.content {
                     Some(Content::Text(content)) => text.push_str(&content),
-                    Some(Content::Parts(parts)) => parts.into_iter().filter_map(|p| p.text).for_each(|t| {
-                        text.push_str(&t);
-                        text.push(' ');
-                    }),
+                    Some(Content::Parts(parts)) => {
+                        parts.into_iter().filter_map(|p| p.text).for_each(|t| {
+                            text.push_str(&t);
+                            text.push(' ');
+                        })
+                    }
                     Some(Content::Other(_)) | None => {}
                 }
                 text.push('\n');
@@ -365,7 +407,9 @@ impl<'a> RequestBody<'a> {
 
     /// Embedding inputs as texts (token-array inputs become empty strings).
     pub fn embedding_inputs(&self) -> Vec<String> {
-        let Some(raw) = self.raw("input") else { return Vec::new() };
+        let Some(raw) = self.raw("input") else {
+            return Vec::new();
+        };
         if let Ok(one) = serde_json::from_str::<String>(raw.get()) {
             return vec![one];
         }
@@ -374,7 +418,10 @@ impl<'a> RequestBody<'a> {
             if many.iter().all(serde_json::Value::is_number) {
                 return vec![String::new()];
             }
-            return many.into_iter().map(|item| item.as_str().unwrap_or_default().to_owned()).collect();
+            return many
+                .into_iter()
+                .map(|item| item.as_str().unwrap_or_default().to_owned())
+                .collect();
         }
         Vec::new()
     }

@@ -109,7 +109,10 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
         let line = &rest[..end];
         let skip = match (rest.get(end), rest.get(end + 1)) {
             (Some(b'\r'), Some(b'\n')) => 2,
@@ -158,7 +161,10 @@ mod tests {
 
     #[test]
     fn multi_line_data_joins() {
-        assert_eq!(event_data(b"event: x\ndata: {\"a\":\ndata:1}\n\n"), Some(b"{\"a\":\n1}".to_vec()));
+        assert_eq!(
+            event_data(b"event: x\ndata: {\"a\":\ndata:1}\n\n"),
+            Some(b"{\"a\":\n1}".to_vec())
+        );
     }
 
     #[test]

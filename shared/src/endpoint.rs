@@ -35,11 +35,15 @@ impl Endpoint {
             None => (rest, ""),
         };
         if authority.contains('@') {
-            return Err(format!("`{text}` must not embed credentials; use `api_key`"));
+            return Err(format!(
+                "`{text}` must not embed credentials; use `api_key`"
+            ));
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let end = bracketed.find(']').ok_or_else(|| format!("`{text}`: unterminated IPv6 literal"))?;
+            let end = bracketed
+                .find(']')
+                .ok_or_else(|| format!("`{text}`: unterminated IPv6 literal"))?;
             let host = &bracketed[..end];
             let after = &bracketed[end + 1..];
             let port = match after.strip_prefix(':') {
@@ -55,17 +59,28 @@ impl Endpoint {
             }
         };
         if host.is_empty()
-            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
         {
             return Err(format!("`{text}` has an invalid host"));
         }
-        Ok(Self { tls, host, port, path: path.trim_end_matches('/').to_owned() })
+        Ok(Self {
+            tls,
+            host,
+            port,
+            path: path.trim_end_matches('/').to_owned(),
+        })
     }
 
     /// The `Host` header value (port omitted when default).
     pub fn host_header(&self) -> String {
         let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == default_port {
             host
         } else {
@@ -94,19 +109,44 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
-        let openai = Endpoint::parse("https://api.openai.com/v1").unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!((openai.tls, openai.host.as_str(), openai.port, openai.path.as_str()), (true, "api.openai.com", 443, "/v1"));
+        let openai =
+            Endpoint::parse("https://api.openai.com/v1").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (
+                openai.tls,
+                openai.host.as_str(),
+                openai.port,
+                openai.path.as_str()
+            ),
+            (true, "api.openai.com", 443, "/v1")
+        );
         assert_eq!(openai.host_header(), "api.openai.com");
-        let local = Endpoint::parse("http://127.0.0.1:8000/v1/").unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!((local.port, local.path.as_str(), local.host_header()), (8000, "/v1", "127.0.0.1:8000".to_owned()));
+        let local =
+            Endpoint::parse("http://127.0.0.1:8000/v1/").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (local.port, local.path.as_str(), local.host_header()),
+            (8000, "/v1", "127.0.0.1:8000".to_owned())
+        );
         let v6 = Endpoint::parse("http://[::1]:9000").unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!((v6.host.as_str(), v6.port, v6.host_header()), ("::1", 9000, "[::1]:9000".to_owned()));
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.host_header()),
+            ("::1", 9000, "[::1]:9000".to_owned())
+        );
         assert_eq!(v6.to_string(), "http://[::1]:9000");
     }
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in ["ftp://x", "api.openai.com", "https://", "https://a:0", "https://a:99999", "https://u:p@h/v1", "https://h/v1?x=1", "https://h h"] {
+        for bad in [
+            "ftp://x",
+            "api.openai.com",
+            "https://",
+            "https://a:0",
+            "https://a:99999",
+            "https://u:p@h/v1",
+            "https://h/v1?x=1",
+            "https://h h",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }

@@ -221,14 +221,20 @@ mod tests {
 
     #[test]
     fn envelope_has_all_four_keys() {
-        let body = OpenAiErrorBody::new(ErrorCode::MissingParameter, "you must provide `model`", Some("model"));
+        let body = OpenAiErrorBody::new(
+            ErrorCode::MissingParameter,
+            "you must provide `model`",
+            Some("model"),
+        );
         let value: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap_or_default();
         assert_eq!(value["error"]["type"], "invalid_request_error");
         assert_eq!(value["error"]["param"], "model");
         assert_eq!(value["error"]["code"], "missing_required_parameter");
         let none = OpenAiErrorBody::new(ErrorCode::InvalidApiKey, "bad key", None);
         let value: serde_json::Value = serde_json::from_slice(&none.to_json()).unwrap_or_default();
-        assert!(value["error"].as_object().is_some_and(|o| o.contains_key("param")));
+        assert!(value["error"]
+            .as_object()
+            .is_some_and(|o| o.contains_key("param")));
         assert!(value["error"]["param"].is_null());
     }
 }

@@ -46,8 +46,12 @@ pub struct ParsedKey<'a> {
 impl<'a> ParsedKey<'a> {
     /// Parses `sk-<prefix>.<secret>` strictly; nothing is looked up for invalid input.
     pub fn parse(value: &'a str) -> Result<Self, KeyParseError> {
-        let rest = value.strip_prefix(KEY_SCHEME).ok_or(KeyParseError::MissingScheme)?;
-        let (prefix, secret) = rest.split_once('.').ok_or(KeyParseError::MissingSeparator)?;
+        let rest = value
+            .strip_prefix(KEY_SCHEME)
+            .ok_or(KeyParseError::MissingScheme)?;
+        let (prefix, secret) = rest
+            .split_once('.')
+            .ok_or(KeyParseError::MissingSeparator)?;
         if !valid_prefix(prefix) {
             return Err(KeyParseError::BadPrefix);
         }
@@ -57,7 +61,10 @@ impl<'a> ParsedKey<'a> {
         {
             return Err(KeyParseError::BadSecret);
         }
-        Ok(Self { full: value, prefix })
+        Ok(Self {
+            full: value,
+            prefix,
+        })
     }
 
     /// The public prefix that indexes the key.
@@ -81,7 +88,9 @@ impl fmt::Debug for ParsedKey<'_> {
 pub fn valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
-        && prefix.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+        && prefix
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
 }
 
 /// Builds the full key string from its parts (bootstrap config gives prefix and secret).
@@ -167,17 +176,41 @@ mod tests {
 
     #[test]
     fn rejects_malformed_keys() {
-        assert_eq!(ParsedKey::parse("demo.secret"), Err(KeyParseError::MissingScheme));
-        assert_eq!(ParsedKey::parse("sk-demo"), Err(KeyParseError::MissingSeparator));
-        assert_eq!(ParsedKey::parse("sk-.secret"), Err(KeyParseError::BadPrefix));
-        assert_eq!(ParsedKey::parse("sk-de mo.secret"), Err(KeyParseError::BadPrefix));
+        assert_eq!(
+            ParsedKey::parse("demo.secret"),
+            Err(KeyParseError::MissingScheme)
+        );
+        assert_eq!(
+            ParsedKey::parse("sk-demo"),
+            Err(KeyParseError::MissingSeparator)
+        );
+        assert_eq!(
+            ParsedKey::parse("sk-.secret"),
+            Err(KeyParseError::BadPrefix)
+        );
+        assert_eq!(
+            ParsedKey::parse("sk-de mo.secret"),
+            Err(KeyParseError::BadPrefix)
+        );
         assert_eq!(ParsedKey::parse("sk-demo."), Err(KeyParseError::BadSecret));
-        assert_eq!(ParsedKey::parse("sk-demo.sec ret"), Err(KeyParseError::BadSecret));
-        assert_eq!(ParsedKey::parse("sk-demo.sécret"), Err(KeyParseError::BadSecret));
+        assert_eq!(
+            ParsedKey::parse("sk-demo.sec ret"),
+            Err(KeyParseError::BadSecret)
+        );
+        assert_eq!(
+            ParsedKey::parse("sk-demo.sécret"),
+            Err(KeyParseError::BadSecret)
+        );
         let long_prefix = format!("sk-{}.s", "a".repeat(33));
-        assert_eq!(ParsedKey::parse(&long_prefix), Err(KeyParseError::BadPrefix));
+        assert_eq!(
+            ParsedKey::parse(&long_prefix),
+            Err(KeyParseError::BadPrefix)
+        );
         let long_secret = format!("sk-a.{}", "s".repeat(257));
-        assert_eq!(ParsedKey::parse(&long_secret), Err(KeyParseError::BadSecret));
+        assert_eq!(
+            ParsedKey::parse(&long_secret),
+            Err(KeyParseError::BadSecret)
+        );
         // The secret may itself contain dots: only the first dot separates.
         assert!(ParsedKey::parse("sk-a.b.c").is_ok());
     }

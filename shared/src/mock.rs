@@ -52,10 +52,15 @@ impl MockSettings {
     pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Result<Self, (String, String)> {
         let mut settings = Self::default();
         for (key, value) in metadata {
-            let Some(name) = key.strip_prefix("mock_") else { continue };
+            let Some(name) = key.strip_prefix("mock_") else {
+                continue;
+            };
             let number = || -> Result<u64, (String, String)> {
                 value.trim().parse::<u64>().map_err(|_| {
-                    (key.clone(), format!("`{value}` is not a non-negative integer"))
+                    (
+                        key.clone(),
+                        format!("`{value}` is not a non-negative integer"),
+                    )
                 })
             };
             let bounded = |max: u64, min: u64| -> Result<u64, (String, String)> {
@@ -103,7 +108,9 @@ mod tests {
         assert!(MockSettings::from_metadata(&metadata).is_err());
         metadata.insert("mock_chunks".to_owned(), "2".to_owned());
         metadata.insert("mock_speed".to_owned(), "2".to_owned());
-        let error = MockSettings::from_metadata(&metadata).err().unwrap_or_default();
+        let error = MockSettings::from_metadata(&metadata)
+            .err()
+            .unwrap_or_default();
         assert_eq!(error.0, "mock_speed");
     }
 }

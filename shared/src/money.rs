@@ -30,7 +30,9 @@ impl PricePer1k {
     /// implausibly large values.
     pub fn from_usd(usd_per_1k: f64) -> Result<Self, String> {
         if !usd_per_1k.is_finite() || usd_per_1k < 0.0 {
-            return Err(format!("price must be a non-negative number of USD per 1K tokens, got {usd_per_1k}"));
+            return Err(format!(
+                "price must be a non-negative number of USD per 1K tokens, got {usd_per_1k}"
+            ));
         }
         if usd_per_1k > MAX_PRICE_USD_PER_1K {
             return Err(format!(
@@ -71,7 +73,9 @@ impl Pricing {
 /// Converts a USD amount from config (e.g. a budget of `150.0`) to micro-USD.
 pub fn usd_to_micros(usd: f64) -> Result<MicroUsd, String> {
     if !usd.is_finite() || usd < 0.0 {
-        return Err(format!("amount must be a non-negative number of USD, got {usd}"));
+        return Err(format!(
+            "amount must be a non-negative number of USD, got {usd}"
+        ));
     }
     if usd > MAX_USD {
         return Err(format!("amount {usd} USD is too large"));
@@ -110,7 +114,10 @@ mod tests {
         };
         assert_eq!(pricing.cost(1000, 500), 12_500);
         // One token at $0.0001/1K is 0.1 micro-USD: billed as 1.
-        let cheap = Pricing { input: PricePer1k(100_000), output: PricePer1k(0) };
+        let cheap = Pricing {
+            input: PricePer1k(100_000),
+            output: PricePer1k(0),
+        };
         assert_eq!(cheap.cost(1, 0), 1);
         assert_eq!(cheap.cost(0, 0), 0);
         assert_eq!(Pricing::default().cost(1_000_000, 1_000_000), 0);

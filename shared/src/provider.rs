@@ -85,7 +85,10 @@ impl ProviderKind {
     /// Whether this build's data plane has an adapter for the kind. Config naming a kind
     /// without one is refused at start-up rather than failing per request.
     pub fn is_supported(self) -> bool {
-        matches!(self, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock)
+        matches!(
+            self,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock
+        )
     }
 
     /// The operations the kind's adapter implements in this build.

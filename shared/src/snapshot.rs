@@ -273,7 +273,8 @@ impl Snapshot {
         generated_at_ms: i64,
     ) -> Result<Snapshot, ConfigErrors> {
         let mut errors = Vec::new();
-        let tenant_id = |name: &str| Uuid::new_v5(&STANDALONE_NAMESPACE, format!("tenant:{name}").as_bytes());
+        let tenant_id =
+            |name: &str| Uuid::new_v5(&STANDALONE_NAMESPACE, format!("tenant:{name}").as_bytes());
 
         let mut tenants: Vec<Tenant> = config
             .bootstrap
@@ -297,10 +298,13 @@ impl Snapshot {
                 };
             }
         }
-        let default_window = BudgetWindow::parse(&config.budgets.refresh_schedule).unwrap_or(BudgetWindow::CalendarMonth);
+        let default_window = BudgetWindow::parse(&config.budgets.refresh_schedule)
+            .unwrap_or(BudgetWindow::CalendarMonth);
         for (index, budget) in config.bootstrap.tenant_budgets.iter().enumerate() {
             let path = format!("bootstrap.tenant_budgets[{index}]");
-            let Some(tenant) = tenants.iter_mut().find(|t| t.name == budget.tenant) else { continue };
+            let Some(tenant) = tenants.iter_mut().find(|t| t.name == budget.tenant) else {
+                continue;
+            };
             let window = match &budget.refresh_schedule {
                 Some(text) => BudgetWindow::parse(text).unwrap_or(default_window),
                 None => default_window,
@@ -309,11 +313,15 @@ impl Snapshot {
                 Ok(limit) => {
                     tenant.budget = Some(BudgetPolicy {
                         limit_micro_usd: limit,
-                        warning_threshold: budget.warning_threshold.unwrap_or(config.budgets.warning_threshold_perc),
+                        warning_threshold: budget
+                            .warning_threshold
+                            .unwrap_or(config.budgets.warning_threshold_perc),
                         window,
                     })
                 }
-                Err(message) => errors.push(ConfigError::new(format!("{path}.budget_usd"), message)),
+                Err(message) => {
+                    errors.push(ConfigError::new(format!("{path}.budget_usd"), message))
+                }
             }
         }
 
@@ -328,13 +336,17 @@ impl Snapshot {
                 continue;
             };
             let expires_at_ms = key.expires_at.as_deref().and_then(|text| {
-                chrono::DateTime::parse_from_rfc3339(text).ok().map(|at| at.timestamp_millis())
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|at| at.timestamp_millis())
             });
             let budget = match key.budget_usd {
                 Some(usd) => match usd_to_micros(usd) {
                     Ok(limit) => Some(BudgetPolicy {
                         limit_micro_usd: limit,
-                        warning_threshold: key.warning_threshold.unwrap_or(config.budgets.warning_threshold_perc),
+                        warning_threshold: key
+                            .warning_threshold
+                            .unwrap_or(config.budgets.warning_threshold_perc),
                         window: default_window,
                     }),
                     Err(message) => {
@@ -365,10 +377,20 @@ impl Snapshot {
 
         let mut models: Vec<ModelAlias> = Vec::new();
         for (index, entry) in config.model_catalog.iter().enumerate() {
-            let deployment = match deployment_from_entry(config, entry, models.iter().find(|m| m.alias == entry.alias).map_or(0, |m| m.deployments.len())) {
+            let deployment = match deployment_from_entry(
+                config,
+                entry,
+                models
+                    .iter()
+                    .find(|m| m.alias == entry.alias)
+                    .map_or(0, |m| m.deployments.len()),
+            ) {
                 Ok(deployment) => deployment,
                 Err((field, message)) => {
-                    errors.push(ConfigError::new(format!("model_catalog[{index}].{field}"), message));
+                    errors.push(ConfigError::new(
+                        format!("model_catalog[{index}].{field}"),
+                        message,
+                    ));
                     continue;
                 }
             };
@@ -426,20 +448,55 @@ pub fn deployment_from_entry(
     let providers = &config.providers;
     let (endpoint_text, api_key) = match entry.provider {
         ProviderKind::OpenAi => (
-            Some(entry.endpoint.clone().or_else(|| providers.openai_base_url.clone()).unwrap_or_else(|| OPENAI_DEFAULT_BASE_URL.to_owned())),
-            entry.api_key.clone().or_else(|| providers.openai_key.clone()),
+            Some(
+                entry
+                    .endpoint
+                    .clone()
+                    .or_else(|| providers.openai_base_url.clone())
+                    .unwrap_or_else(|| OPENAI_DEFAULT_BASE_URL.to_owned()),
+            ),
+            entry
+                .api_key
+                .clone()
+                .or_else(|| providers.openai_key.clone()),
         ),
         ProviderKind::OpenAiCompatible => (
-            entry.endpoint.clone().or_else(|| providers.openai_compatible.base_url.clone()),
-            entry.api_key.clone().or_else(|| providers.openai_compatible.api_key.clone()),
+            entry
+                .endpoint
+                .clone()
+                .or_else(|| providers.openai_compatible.base_url.clone()),
+            entry
+                .api_key
+                .clone()
+                .or_else(|| providers.openai_compatible.api_key.clone()),
         ),
         ProviderKind::Azure => (
-            entry.endpoint.clone().or_else(|| providers.azure_openai_endpoint.clone()),
-            entry.api_key.clone().or_else(|| providers.azure_openai_key.clone()),
+            entry
+                .endpoint
+                .clone()
+                .or_else(|| providers.azure_openai_endpoint.clone()),
+            entry
+                .api_key
+                .clone()
+                .or_else(|| providers.azure_openai_key.clone()),
         ),
-        ProviderKind::Anthropic => (entry.endpoint.clone(), entry.api_key.clone().or_else(|| providers.anthropic_key.clone())),
-        ProviderKind::HuggingFace => (entry.endpoint.clone(), entry.api_key.clone().or_else(|| providers.hugging_face_token.clone())),
-        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::Mock => (entry.endpoint.clone(), entry.api_key.clone()),
+        ProviderKind::Anthropic => (
+            entry.endpoint.clone(),
+            entry
+                .api_key
+                .clone()
+                .or_else(|| providers.anthropic_key.clone()),
+        ),
+        ProviderKind::HuggingFace => (
+            entry.endpoint.clone(),
+            entry
+                .api_key
+                .clone()
+                .or_else(|| providers.hugging_face_token.clone()),
+        ),
+        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::Mock => {
+            (entry.endpoint.clone(), entry.api_key.clone())
+        }
     };
     if entry.provider == ProviderKind::OpenAiCompatible && endpoint_text.is_none() {
         return Err((
@@ -447,15 +504,24 @@ pub fn deployment_from_entry(
             "an `openai-compatible` entry needs `endpoint` (base URL including `/v1`) or `providers.openai_compatible.base_url`".to_owned(),
         ));
     }
-    let endpoint = endpoint_text.as_deref().map(Endpoint::parse).transpose().map_err(|message| ("endpoint", message))?;
+    let endpoint = endpoint_text
+        .as_deref()
+        .map(Endpoint::parse)
+        .transpose()
+        .map_err(|message| ("endpoint", message))?;
     let pricing = Pricing {
-        input: PricePer1k::from_usd(entry.price_input).map_err(|message| ("price_input", message))?,
-        output: PricePer1k::from_usd(entry.price_output).map_err(|message| ("price_output", message))?,
+        input: PricePer1k::from_usd(entry.price_input)
+            .map_err(|message| ("price_input", message))?,
+        output: PricePer1k::from_usd(entry.price_output)
+            .map_err(|message| ("price_output", message))?,
     };
     Ok(Deployment {
         id: format!("{}#{ordinal}", entry.alias),
         provider: entry.provider,
-        provider_model: entry.provider_model.clone().unwrap_or_else(|| entry.alias.clone()),
+        provider_model: entry
+            .provider_model
+            .clone()
+            .unwrap_or_else(|| entry.alias.clone()),
         endpoint,
         deployment: entry.deployment.clone(),
         api_key: api_key.filter(|key| !key.is_empty()),

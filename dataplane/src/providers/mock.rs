@@ -11,8 +11,22 @@ use super::Usage;
 use crate::sse::data_event;
 
 const WORDS: [&str; 16] = [
-    "Open", "Model", "Gateway", "answers", "deterministically", "for", "tests", "and", "demos",
-    "with", "streamed", "tokens", "that", "look", "real", "enough",
+    "Open",
+    "Model",
+    "Gateway",
+    "answers",
+    "deterministically",
+    "for",
+    "tests",
+    "and",
+    "demos",
+    "with",
+    "streamed",
+    "tokens",
+    "that",
+    "look",
+    "real",
+    "enough",
 ];
 
 /// Everything the mock needs from the request.
@@ -30,7 +44,9 @@ pub struct MockRequest<'a> {
 
 /// The answer's content chunks and token counts.
 pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
-    let seed = prompt.bytes().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let seed = prompt.bytes().fold(0usize, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
     let count = usize::try_from(settings.chunks).unwrap_or(1).max(1);
     let chunks: Vec<String> = (0..count)
         .map(|i| {
@@ -43,7 +59,9 @@ pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
         })
         .collect();
     let usage = Usage {
-        prompt_tokens: settings.prompt_tokens.unwrap_or_else(|| estimate_tokens(prompt).max(1)),
+        prompt_tokens: settings
+            .prompt_tokens
+            .unwrap_or_else(|| estimate_tokens(prompt).max(1)),
         completion_tokens: settings.completion_tokens.unwrap_or(settings.chunks),
         cached_tokens: 0,
     };
@@ -100,14 +118,22 @@ pub struct StreamEvents {
 impl StreamEvents {
     /// Events for a chat (`chat = true`) or legacy completions stream.
     pub fn new(request: &MockRequest<'_>, chat: bool, include_usage: bool) -> Self {
-        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+        let object = if chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
         let prefix = format!(
             r#"{{"id":{},"object":"{object}","created":{},"model":{}"#,
             json_string(request.id),
             request.created,
             json_string(request.model)
         );
-        Self { prefix, chat, include_usage }
+        Self {
+            prefix,
+            chat,
+            include_usage,
+        }
     }
 
     fn usage_field(&self) -> &'static str {
@@ -135,11 +161,24 @@ impl StreamEvents {
     /// One content chunk.
     pub fn content(&self, text: &str) -> Vec<u8> {
         let choice = if self.chat {
-            format!(r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#, json_string(text))
+            format!(
+                r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#,
+                json_string(text)
+            )
         } else {
-            format!(r#"{{"text":{},"index":0,"logprobs":null,"finish_reason":null}}"#, json_string(text))
+            format!(
+                r#"{{"text":{},"index":0,"logprobs":null,"finish_reason":null}}"#,
+                json_string(text)
+            )
         };
-        data_event(format!(r#"{},"choices":[{choice}]{}}}"#, self.prefix, self.usage_field()).as_bytes())
+        data_event(
+            format!(
+                r#"{},"choices":[{choice}]{}}}"#,
+                self.prefix,
+                self.usage_field()
+            )
+            .as_bytes(),
+        )
     }
 
     /// The closing events: finish reason, the usage chunk when asked, `[DONE]`.
@@ -149,9 +188,23 @@ impl StreamEvents {
         } else {
             r#"{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}"#
         };
-        let mut out = data_event(format!(r#"{},"choices":[{choice}]{}}}"#, self.prefix, self.usage_field()).as_bytes());
+        let mut out = data_event(
+            format!(
+                r#"{},"choices":[{choice}]{}}}"#,
+                self.prefix,
+                self.usage_field()
+            )
+            .as_bytes(),
+        );
         if self.include_usage {
-            out.extend(data_event(format!(r#"{},"choices":[],"usage":{}}}"#, self.prefix, usage_json(usage)).as_bytes()));
+            out.extend(data_event(
+                format!(
+                    r#"{},"choices":[],"usage":{}}}"#,
+                    self.prefix,
+                    usage_json(usage)
+                )
+                .as_bytes(),
+            ));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         out
@@ -165,14 +218,21 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
     let mut prompt_tokens = 0;
     for (index, input) in inputs.iter().enumerate() {
         prompt_tokens += estimate_tokens(input).max(1);
-        let seed = input.bytes().fold(17u64, |acc, b| acc.wrapping_mul(131).wrapping_add(u64::from(b)));
+        let seed = input.bytes().fold(17u64, |acc, b| {
+            acc.wrapping_mul(131).wrapping_add(u64::from(b))
+        });
         let raw: Vec<f32> = (0..dims)
             .map(|j| {
                 let x = seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40;
                 (x % 2000) as f32 / 1000.0 - 1.0
             })
             .collect();
-        let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+        let norm = raw
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::EPSILON);
         let vector: Vec<f32> = raw.iter().map(|v| v / norm).collect();
         let embedding = if base64 {
             let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -180,26 +240,47 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
         } else {
             serde_json::to_string(&vector).unwrap_or_else(|_| "[]".to_owned())
         };
-        data.push(format!(r#"{{"object":"embedding","index":{index},"embedding":{embedding}}}"#));
+        data.push(format!(
+            r#"{{"object":"embedding","index":{index},"embedding":{embedding}}}"#
+        ));
     }
     let body = format!(
         r#"{{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":{prompt_tokens}}}}}"#,
         data.join(","),
         json_string(model)
     );
-    (body.into_bytes(), Usage { prompt_tokens, completion_tokens: 0, cached_tokens: 0 })
+    (
+        body.into_bytes(),
+        Usage {
+            prompt_tokens,
+            completion_tokens: 0,
+            cached_tokens: 0,
+        },
+    )
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(TABLE[(n >> 18) as usize & 63] as char);
         out.push(TABLE[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { TABLE[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { TABLE[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            TABLE[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            TABLE[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -211,24 +292,37 @@ mod tests {
     use crate::sse::SseSplitter;
 
     fn request() -> MockRequest<'static> {
-        MockRequest { model: "mock-chat", prompt: "hello", id: "chatcmpl-1", created: 1 }
+        MockRequest {
+            model: "mock-chat",
+            prompt: "hello",
+            id: "chatcmpl-1",
+            created: 1,
+        }
     }
 
     #[test]
     fn answers_are_deterministic_and_metered() {
-        let settings = MockSettings { chunks: 4, ..MockSettings::default() };
+        let settings = MockSettings {
+            chunks: 4,
+            ..MockSettings::default()
+        };
         let (chunks, usage) = plan(&settings, "hello");
         assert_eq!(plan(&settings, "hello").0, chunks);
         assert_eq!(chunks.len(), 4);
         assert_eq!(usage.completion_tokens, 4);
-        let body: serde_json::Value = serde_json::from_slice(&chat_completion(&request(), &chunks, &usage)).unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_slice(&chat_completion(&request(), &chunks, &usage))
+                .unwrap_or_default();
         assert_eq!(body["choices"][0]["message"]["content"], chunks.concat());
         assert_eq!(body["usage"]["total_tokens"], usage.prompt_tokens + 4);
     }
 
     #[test]
     fn streams_are_valid_openai_sse() {
-        let settings = MockSettings { chunks: 3, ..MockSettings::default() };
+        let settings = MockSettings {
+            chunks: 3,
+            ..MockSettings::default()
+        };
         let (chunks, usage) = plan(&settings, "hello");
         for include_usage in [false, true] {
             let events = StreamEvents::new(&request(), true, include_usage);
@@ -256,11 +350,17 @@ mod tests {
         let (body, usage) = embeddings("e", &inputs, 4, true);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(value["data"].as_array().map(Vec::len), Some(2));
-        assert_eq!(value["data"][0]["embedding"].as_str().map(str::len), Some(24)); // 16 bytes → 24 chars
+        assert_eq!(
+            value["data"][0]["embedding"].as_str().map(str::len),
+            Some(24)
+        ); // 16 bytes → 24 chars
         assert_eq!(usage.prompt_tokens, 2);
         let (floats, _) = embeddings("e", &inputs, 4, false);
         let value: serde_json::Value = serde_json::from_slice(&floats).unwrap_or_default();
-        assert_eq!(value["data"][1]["embedding"].as_array().map(Vec::len), Some(4));
+        assert_eq!(
+            value["data"][1]["embedding"].as_array().map(Vec::len),
+            Some(4)
+        );
         assert_eq!(base64_encode(b"Man"), "TWFu");
         assert_eq!(base64_encode(b"Ma"), "TWE=");
     }

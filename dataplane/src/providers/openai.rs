@@ -33,7 +33,10 @@ impl From<UsageJson> for Usage {
         Usage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            cached_tokens: usage.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cached_tokens: usage
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -115,7 +118,10 @@ struct FunctionProbe<'a> {
 impl StreamMeter {
     /// A meter; `client_wants_usage` is the client's own `stream_options.include_usage`.
     pub fn new(client_wants_usage: bool) -> Self {
-        Self { client_wants_usage, ..Self::default() }
+        Self {
+            client_wants_usage,
+            ..Self::default()
+        }
     }
 
     /// Inspects one whole event and says whether to forward it.
@@ -146,7 +152,9 @@ impl StreamMeter {
                     self.estimated_completion_tokens += estimate_tokens(content);
                 }
                 for call in delta.tool_calls.iter().flatten() {
-                    if let Some(arguments) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
+                    if let Some(arguments) =
+                        call.function.as_ref().and_then(|f| f.arguments.as_ref())
+                    {
                         self.estimated_completion_tokens += estimate_tokens(arguments);
                     }
                 }
@@ -172,14 +180,22 @@ mod tests {
     #[test]
     fn reads_usage_from_json() {
         let body = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":2}}}"#;
-        assert_eq!(response_usage(body).ok().flatten(), Some(Usage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 2 }));
+        assert_eq!(
+            response_usage(body).ok().flatten(),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 5,
+                cached_tokens: 2
+            })
+        );
         assert_eq!(response_usage(br#"{"data":[]}"#).ok().flatten(), None);
         assert!(response_usage(b"<html>").is_err());
     }
 
     #[test]
     fn strips_the_usage_chunk_only_when_not_asked() {
-        let usage_chunk = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+        let usage_chunk =
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
         let content = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello world\"}}],\"usage\":null}\n\n";
         let mut meter = StreamMeter::new(false);
         assert_eq!(meter.process(content), EventAction::Forward);
@@ -196,7 +212,10 @@ mod tests {
     fn notices_in_band_errors_and_ignores_comments() {
         let mut meter = StreamMeter::new(false);
         assert_eq!(meter.process(b": ping\n\n"), EventAction::Forward);
-        assert_eq!(meter.process(b"data: {\"error\":{\"message\":\"x\"}}\n\n"), EventAction::Forward);
+        assert_eq!(
+            meter.process(b"data: {\"error\":{\"message\":\"x\"}}\n\n"),
+            EventAction::Forward
+        );
         assert!(meter.upstream_error);
     }
 }

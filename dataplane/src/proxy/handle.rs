@@ -18,8 +18,16 @@ use crate::request::{route, RequestBody, Route};
 use crate::snapshot::{KeyEntry, RuntimeSnapshot};
 
 /// Handles one request end to end.
-pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
-    ctx.request_id = request_id(session.get_header("x-request-id").and_then(|v| v.to_str().ok()));
+pub(super) async fn handle(
+    state: &Arc<State>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Failure> {
+    ctx.request_id = request_id(
+        session
+            .get_header("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     let method = session.req_header().method.as_str().to_owned();
     let path = session.req_header().uri.path().to_owned();
     let matched = route(&method, &path)?;
@@ -39,11 +47,16 @@ pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut 
             let bytes = read_body(session, state.settings.body_limit).await?;
             let body = RequestBody::parse(&bytes, &matched)?;
             ctx.stream = body.stream;
-            let alias = snapshot.model(&body.model).ok_or_else(|| ApiError::model_not_found(&body.model))?;
+            let alias = snapshot
+                .model(&body.model)
+                .ok_or_else(|| ApiError::model_not_found(&body.model))?;
             if !key.may_use(&alias.alias) {
                 return Err(ApiError::new(
                     ErrorCode::ModelNotAllowed,
-                    format!("Your key may not use the model `{}`. Ask your tenant admin to allow it.", alias.alias),
+                    format!(
+                        "Your key may not use the model `{}`. Ask your tenant admin to allow it.",
+                        alias.alias
+                    ),
                 )
                 .with_param("model")
                 .into());
@@ -51,7 +64,11 @@ pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut 
             if matched.model_type() != Some(alias.model_type) {
                 return Err(ApiError::new(
                     ErrorCode::OperationUnsupported,
-                    format!("The model `{}` cannot serve {}; pick a model of the right type.", alias.alias, matched.endpoint_name()),
+                    format!(
+                        "The model `{}` cannot serve {}; pick a model of the right type.",
+                        alias.alias,
+                        matched.endpoint_name()
+                    ),
                 )
                 .with_param("model")
                 .into());
@@ -59,7 +76,10 @@ pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut 
             ctx.alias = Some(alias.alias.clone());
             let order = alias.attempt_order(|total| rand::random::<u64>() % total.max(1));
             // The mock answers in-process; other kinds go upstream (with failover).
-            if let Some(first) = order.first().filter(|d| d.deployment.provider == ProviderKind::Mock) {
+            if let Some(first) = order
+                .first()
+                .filter(|d| d.deployment.provider == ProviderKind::Mock)
+            {
                 return mock::serve(session, ctx, first, &matched, &body).await;
             }
             upstream::exchange(state, session, ctx, &order, &matched, &body).await
@@ -70,7 +90,13 @@ pub(super) async fn handle(state: &Arc<State>, session: &mut Session, ctx: &mut 
 /// The client's request id when it is sane (1-128 of `[A-Za-z0-9._:-]`), else a new UUIDv7.
 fn request_id(client: Option<&str>) -> String {
     match client {
-        Some(id) if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) => {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) =>
+        {
             id.to_owned()
         }
         _ => uuid::Uuid::now_v7().to_string(),
@@ -81,7 +107,10 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Failure
     let too_large = || {
         ApiError::new(
             ErrorCode::RequestTooLarge,
-            format!("The request body is larger than the gateway's limit of {} MiB.", limit / (1024 * 1024)),
+            format!(
+                "The request body is larger than the gateway's limit of {} MiB.",
+                limit / (1024 * 1024)
+            ),
         )
     };
     let declared = session
@@ -109,22 +138,39 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Failure
     }
 }
 
-async fn list_models(session: &mut Session, ctx: &mut RequestCtx, snapshot: &RuntimeSnapshot, key: &KeyEntry) -> Result<(), Failure> {
+async fn list_models(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    key: &KeyEntry,
+) -> Result<(), Failure> {
     let created = snapshot.generated_at_ms.max(0) / 1000;
     let data: Vec<serde_json::Value> = snapshot
         .models_for(key)
         .map(|alias| serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
         .collect();
-    let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default();
+    let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+        .unwrap_or_default();
     respond::json(session, ctx, 200, body).await
 }
 
-async fn get_model(session: &mut Session, ctx: &mut RequestCtx, snapshot: &RuntimeSnapshot, key: &KeyEntry, id: &str) -> Result<(), Failure> {
-    let alias = snapshot.model(id).ok_or_else(|| ApiError::model_not_found(id))?;
+async fn get_model(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    key: &KeyEntry,
+    id: &str,
+) -> Result<(), Failure> {
+    let alias = snapshot
+        .model(id)
+        .ok_or_else(|| ApiError::model_not_found(id))?;
     if !key.may_use(&alias.alias) {
-        return Err(ApiError::new(ErrorCode::ModelNotAllowed, format!("Your key may not use the model `{}`.", truncate(id, 128)))
-            .with_param("model")
-            .into());
+        return Err(ApiError::new(
+            ErrorCode::ModelNotAllowed,
+            format!("Your key may not use the model `{}`.", truncate(id, 128)),
+        )
+        .with_param("model")
+        .into());
     }
     let created = snapshot.generated_at_ms.max(0) / 1000;
     let body = serde_json::to_vec(&serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
@@ -140,28 +186,53 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     let endpoint = ctx.route.as_ref().map_or("unknown", Route::endpoint_name);
     let alias = ctx.alias.as_deref().unwrap_or("-");
     let provider = ctx.provider.map_or("-", |p| p.as_str());
-    let cost = ctx.pricing.cost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens);
-    metrics.requests.with_label_values(&[endpoint, alias, provider, &status.to_string()]).inc();
-    metrics.request_duration.with_label_values(&[endpoint, alias, provider]).observe(latency.as_secs_f64());
+    let cost = ctx
+        .pricing
+        .cost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens);
+    metrics
+        .requests
+        .with_label_values(&[endpoint, alias, provider, &status.to_string()])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[endpoint, alias, provider])
+        .observe(latency.as_secs_f64());
     if let Some(ttft) = ctx.ttft {
-        metrics.ttft.with_label_values(&[alias, provider]).observe(ttft.as_secs_f64());
+        metrics
+            .ttft
+            .with_label_values(&[alias, provider])
+            .observe(ttft.as_secs_f64());
     }
     if ctx.usage.prompt_tokens > 0 {
-        metrics.tokens.with_label_values(&[alias, provider, "prompt"]).inc_by(ctx.usage.prompt_tokens);
+        metrics
+            .tokens
+            .with_label_values(&[alias, provider, "prompt"])
+            .inc_by(ctx.usage.prompt_tokens);
     }
     if ctx.usage.completion_tokens > 0 {
-        metrics.tokens.with_label_values(&[alias, provider, "completion"]).inc_by(ctx.usage.completion_tokens);
+        metrics
+            .tokens
+            .with_label_values(&[alias, provider, "completion"])
+            .inc_by(ctx.usage.completion_tokens);
     }
     if cost > 0 {
-        metrics.cost.with_label_values(&[alias, provider]).inc_by(u64::try_from(cost).unwrap_or(0));
+        metrics
+            .cost
+            .with_label_values(&[alias, provider])
+            .inc_by(u64::try_from(cost).unwrap_or(0));
     }
 
-    let metered = matches!(ctx.route, Some(Route::Chat | Route::Completions | Route::Embeddings)) && ctx.tenant_id.is_some();
+    let metered = matches!(
+        ctx.route,
+        Some(Route::Chat | Route::Completions | Route::Embeddings)
+    ) && ctx.tenant_id.is_some();
     if metered {
         let event = UsageEvent {
             schema_version: USAGE_SCHEMA_VERSION,
             request_id: ctx.request_id.clone(),
-            started_at: ctx.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: ctx
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             tenant_id: ctx.tenant_id,
             key_id: ctx.key_id,
             user_id: None,
@@ -177,7 +248,9 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
             cached_tokens: ctx.usage.cached_tokens,
             cost_micro_usd: cost,
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-            ttft_ms: ctx.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            ttft_ms: ctx
+                .ttft
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             stream: ctx.stream,
             usage_estimated: ctx.usage_estimated,
         };

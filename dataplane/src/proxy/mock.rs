@@ -30,26 +30,47 @@ pub(super) async fn serve(
     let id = format!("chatcmpl-{}", ctx.request_id);
 
     if *route == Route::Embeddings {
-        let (json, usage) = mock::embeddings(&body.model, &body.embedding_inputs(), settings.embedding_dims, body.base64_embeddings);
+        let (json, usage) = mock::embeddings(
+            &body.model,
+            &body.embedding_inputs(),
+            settings.embedding_dims,
+            body.base64_embeddings,
+        );
         respond::sleep_or_client_gone(session, Duration::from_millis(settings.latency_ms)).await?;
-        ctx.usage = Usage { prompt_tokens: settings.prompt_tokens.unwrap_or(usage.prompt_tokens), ..usage };
+        ctx.usage = Usage {
+            prompt_tokens: settings.prompt_tokens.unwrap_or(usage.prompt_tokens),
+            ..usage
+        };
         return respond::json(session, ctx, 200, json).await;
     }
 
     let prompt = body.prompt_text();
-    let request = MockRequest { model: &body.model, prompt: &prompt, id: &id, created };
+    let request = MockRequest {
+        model: &body.model,
+        prompt: &prompt,
+        id: &id,
+        created,
+    };
     let (chunks, usage) = mock::plan(&settings, &prompt);
     let chat = *route == Route::Chat;
     if !body.stream {
         respond::sleep_or_client_gone(session, Duration::from_millis(settings.latency_ms)).await?;
-        let json = if chat { mock::chat_completion(&request, &chunks, &usage) } else { mock::text_completion(&request, &chunks, &usage) };
+        let json = if chat {
+            mock::chat_completion(&request, &chunks, &usage)
+        } else {
+            mock::text_completion(&request, &chunks, &usage)
+        };
         ctx.usage = usage;
         return respond::json(session, ctx, 200, json).await;
     }
 
     // Streaming: until the last chunk is out, bill the prompt plus what was delivered.
     let events = StreamEvents::new(&request, chat, body.include_usage);
-    ctx.usage = Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: 0, cached_tokens: 0 };
+    ctx.usage = Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: 0,
+        cached_tokens: 0,
+    };
     ctx.usage_estimated = true;
     respond::start_stream(session, ctx).await?;
     if let Some(role) = events.role() {
@@ -57,7 +78,11 @@ pub(super) async fn serve(
     }
     let per_chunk = usage.completion_tokens / (chunks.len() as u64).max(1);
     for (index, chunk) in chunks.iter().enumerate() {
-        let delay = if index == 0 { settings.ttft_ms } else { settings.chunk_interval_ms };
+        let delay = if index == 0 {
+            settings.ttft_ms
+        } else {
+            settings.chunk_interval_ms
+        };
         respond::sleep_or_client_gone(session, Duration::from_millis(delay)).await?;
         respond::stream_bytes(session, Bytes::from(events.content(chunk))).await?;
         ctx.mark_first_token();

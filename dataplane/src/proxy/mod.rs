@@ -47,7 +47,8 @@ impl Settings {
     /// From the config's `server` section.
     pub fn from_config(server: &omg_shared::config::ServerConfig) -> Self {
         Self {
-            body_limit: usize::try_from(server.body_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            body_limit: usize::try_from(server.body_limit_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
             sync_timeout: server.sync_timeout,
             stream_idle_timeout: server.stream_idle_timeout,
             stream_max_duration: server.stream_max_duration,
@@ -123,7 +124,11 @@ impl ProxyHttp for Gateway {
 
     /// Answers the whole request in-process (auth, routing, upstream exchange, streaming) and
     /// returns `Ok(true)` so Pingora skips its own upstream phases.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         match handle::handle(&self.state, session, ctx).await {
             Ok(()) => {}
             Err(Failure::Api(error)) => respond::error(session, ctx, &error).await,
@@ -137,12 +142,24 @@ impl ProxyHttp for Gateway {
 
     /// Never reached: `request_filter` always answers. Refusing keeps a routing bug from
     /// proxying anywhere.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
-        Err(pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream phase in this gateway"))
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "no upstream phase in this gateway",
+        ))
     }
 
     /// Emits the usage record and the access log line.
-    async fn logging(&self, session: &mut Session, _error: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _error: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
         handle::finish(&self.state, session, ctx);
     }
 }

@@ -10,12 +10,22 @@ use super::Failure;
 use crate::error::ApiError;
 
 /// A response header with the headers every `/v1` response has.
-pub fn header(ctx: &RequestCtx, status: u16, content_type: &str) -> Result<ResponseHeader, Failure> {
+pub fn header(
+    ctx: &RequestCtx,
+    status: u16,
+    content_type: &str,
+) -> Result<ResponseHeader, Failure> {
     let mut header = ResponseHeader::build(status, Some(8)).map_err(internal)?;
-    header.insert_header("content-type", content_type).map_err(internal)?;
-    header.insert_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
+    header
+        .insert_header("content-type", content_type)
+        .map_err(internal)?;
+    header
+        .insert_header("x-request-id", ctx.request_id.as_str())
+        .map_err(internal)?;
     if let Some(deployment) = &ctx.deployment {
-        header.insert_header("x-omg-deployment", deployment.as_str()).map_err(internal)?;
+        header
+            .insert_header("x-omg-deployment", deployment.as_str())
+            .map_err(internal)?;
     }
     Ok(header)
 }
@@ -26,15 +36,31 @@ fn internal(error: Box<pingora::Error>) -> Failure {
 }
 
 /// Sends a complete JSON response.
-pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: Vec<u8>) -> Result<(), Failure> {
+pub async fn json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: Vec<u8>,
+) -> Result<(), Failure> {
     let mut header = header(ctx, status, "application/json")?;
-    header.insert_header("content-length", body.len().to_string()).map_err(internal)?;
     header
-        .insert_header("openai-processing-ms", ctx.started.elapsed().as_millis().to_string())
+        .insert_header("content-length", body.len().to_string())
+        .map_err(internal)?;
+    header
+        .insert_header(
+            "openai-processing-ms",
+            ctx.started.elapsed().as_millis().to_string(),
+        )
         .map_err(internal)?;
     ctx.status = status;
-    session.write_response_header(Box::new(header), false).await.map_err(|_| Failure::ClientGone)?;
-    session.write_response_body(Some(Bytes::from(body)), true).await.map_err(|_| Failure::ClientGone)
+    session
+        .write_response_header(Box::new(header), false)
+        .await
+        .map_err(|_| Failure::ClientGone)?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+        .map_err(|_| Failure::ClientGone)
 }
 
 /// Sends an OpenAI error, unless a response has already started (then the caller has dealt
@@ -47,16 +73,28 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
     let body = error.body();
     let result = async {
         let mut header = header(ctx, error.code.status(), "application/json")?;
-        header.insert_header("content-length", body.len().to_string()).map_err(internal)?;
+        header
+            .insert_header("content-length", body.len().to_string())
+            .map_err(internal)?;
         if let Some(seconds) = error.retry_after {
-            header.insert_header("retry-after", seconds.max(1).to_string()).map_err(internal)?;
+            header
+                .insert_header("retry-after", seconds.max(1).to_string())
+                .map_err(internal)?;
         }
         if !error.code.should_retry() && error.code.status() >= 429 {
-            header.insert_header("x-should-retry", "false").map_err(internal)?;
+            header
+                .insert_header("x-should-retry", "false")
+                .map_err(internal)?;
         }
         ctx.status = error.code.status();
-        session.write_response_header(Box::new(header), false).await.map_err(|_| Failure::ClientGone)?;
-        session.write_response_body(Some(Bytes::from(body)), true).await.map_err(|_| Failure::ClientGone)
+        session
+            .write_response_header(Box::new(header), false)
+            .await
+            .map_err(|_| Failure::ClientGone)?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await
+            .map_err(|_| Failure::ClientGone)
     }
     .await;
     if result.is_err() {
@@ -67,43 +105,59 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
 /// Starts a server-sent-events response.
 pub async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
     let mut header = header(ctx, 200, "text/event-stream")?;
-    header.insert_header("cache-control", "no-cache").map_err(internal)?;
-    header.insert_header("x-accel-buffering", "no").map_err(internal)?;
+    header
+        .insert_header("cache-control", "no-cache")
+        .map_err(internal)?;
+    header
+        .insert_header("x-accel-buffering", "no")
+        .map_err(internal)?;
     if !session.as_downstream().is_http2() {
-        header.insert_header("transfer-encoding", "chunked").map_err(internal)?;
+        header
+            .insert_header("transfer-encoding", "chunked")
+            .map_err(internal)?;
     }
     ctx.status = 200;
-    session.write_response_header(Box::new(header), false).await.map_err(|_| Failure::ClientGone)
+    session
+        .write_response_header(Box::new(header), false)
+        .await
+        .map_err(|_| Failure::ClientGone)
 }
 
 /// Writes stream bytes; a failure means the client left.
 pub async fn stream_bytes(session: &mut Session, bytes: Bytes) -> Result<(), Failure> {
-    session.write_response_body(Some(bytes), false).await.map_err(|_| Failure::ClientGone)
+    session
+        .write_response_body(Some(bytes), false)
+        .await
+        .map_err(|_| Failure::ClientGone)
 }
 
 /// Ends a stream.
 pub async fn end_stream(session: &mut Session) -> Result<(), Failure> {
-    session.write_response_body(None, true).await.map_err(|_| Failure::ClientGone)
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| Failure::ClientGone)
 }
 
 /// Waits for `duration`, or fails early when the client disconnects.
-pub async fn sleep_or_client_gone(session: &mut Session, duration: std::time::Duration) -> Result<(), Failure> {
+pub async fn sleep_or_client_gone(
+    session: &mut Session,
+    duration: std::time::Duration,
+) -> Result<(), Failure> {
     if duration.is_zero() {
         return Ok(());
     }
     let sleep = tokio::time::sleep(duration);
     tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            _ = &mut sleep => return Ok(()),
-            idle = session.as_downstream_mut().read_body_or_idle(true) => {
-                if idle.is_err() {
-                    return Err(Failure::ClientGone);
-                }
-                // Stray bytes (pipelining): keep waiting without watching the client.
-                sleep.as_mut().await;
-                return Ok(());
+    tokio::select! {
+        _ = &mut sleep => Ok(()),
+        idle = session.as_downstream_mut().read_body_or_idle(true) => {
+            if idle.is_err() {
+                return Err(Failure::ClientGone);
             }
+            // Stray bytes (pipelining): keep waiting without watching the client.
+            sleep.await;
+            Ok(())
         }
     }
 }

@@ -16,7 +16,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,43 +34,73 @@ const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// Loads the config, builds the first snapshot and runs the server until shutdown.
 /// Errors are start-up errors, worded for the operator.
 pub fn run(config_path: &Path) -> Result<(), String> {
-    let config = load_file(config_path).map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+    let config = load_file(config_path)
+        .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
     let pepper = Pepper::from_config(&config);
     let hasher = pepper.hasher(&config);
-    let snapshot = Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis())
-        .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
-    let runtime = RuntimeSnapshot::build(snapshot, hasher).map_err(|error| format!("invalid config: {error}"))?;
+    let snapshot =
+        Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis())
+            .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+    let runtime = RuntimeSnapshot::build(snapshot, hasher)
+        .map_err(|error| format!("invalid config: {error}"))?;
     let (tenants, keys, models) = runtime.counts();
-    Metrics::global().snapshot_version.set(i64::try_from(runtime.version).unwrap_or(i64::MAX));
+    Metrics::global()
+        .snapshot_version
+        .set(i64::try_from(runtime.version).unwrap_or(i64::MAX));
     let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
-        format!("cannot open the usage file `{}` (`usage.jsonl_path`): {error}", config.usage.jsonl_path.display())
+        format!(
+            "cannot open the usage file `{}` (`usage.jsonl_path`): {error}",
+            config.usage.jsonl_path.display()
+        )
     })?;
     let listen = omg_shared::config::parse_listen_addr(&config.server.listen_addr)?;
     let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
-    let state = Arc::new(State::new(SnapshotStore::new(runtime), Settings::from_config(&config.server), Box::new(sink)));
+    let state = Arc::new(State::new(
+        SnapshotStore::new(runtime),
+        Settings::from_config(&config.server),
+        Box::new(sink),
+    ));
 
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
     };
-    let mut conf = ServerConf::default();
-    conf.threads = threads;
     // Pingora sleeps the whole grace period after SIGTERM; the drain watcher below exits as
     // soon as in-flight requests reach zero, so this is only the upper bound.
-    conf.grace_period_seconds = Some(config.server.graceful_shutdown_timeout.as_secs().max(1));
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.upstream_keepalive_pool_size = 512;
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 512,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service(&server.configuration, Gateway { state: state.clone() });
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        Gateway {
+            state: state.clone(),
+        },
+    );
     proxy.add_tcp(&listen.to_string());
-    let mut admin = Service::new("admin".to_owned(), AdminApp { state: state.clone() });
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        AdminApp {
+            state: state.clone(),
+        },
+    );
     admin.add_tcp(&admin_listen.to_string());
     admin.threads = Some(1);
     let reloader = background_service(
         "config reload",
-        Reloader { path: config_path.to_owned(), state: state.clone(), pepper, server: config.server.clone(), fingerprint: Mutex::new(fingerprint(config_path)) },
+        Reloader {
+            path: config_path.to_owned(),
+            state: state.clone(),
+            pepper,
+            server: config.server.clone(),
+            fingerprint: Mutex::new(fingerprint(config_path)),
+        },
     );
     server.add_service(proxy);
     server.add_service(admin);
@@ -85,7 +117,12 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         usage_file = %config.usage.jsonl_path.display(),
         "open model gateway data plane starting"
     );
-    server.run(RunArgs { shutdown_signal: Box::new(Signals { state, delay: config.server.graceful_shutdown_delay }) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            state,
+            delay: config.server.graceful_shutdown_delay,
+        }),
+    });
     Ok(())
 }
 
@@ -99,7 +136,9 @@ impl Pepper {
         if config.security.api_key_pepper.is_none() {
             tracing::info!("`security.api_key_pepper` is not set: API keys from the config are hashed with a random per-process pepper");
         }
-        Self { random: rand::random::<[u8; 32]>().to_vec() }
+        Self {
+            random: rand::random::<[u8; 32]>().to_vec(),
+        }
     }
 
     fn hasher(&self, config: &GatewayConfig) -> KeyHasher {
@@ -123,21 +162,37 @@ struct Reloader {
 impl Reloader {
     fn reload(&self, reason: &str) {
         let metrics = Metrics::global();
-        let result = load_file(&self.path).map_err(|errors| errors.to_string()).and_then(|config| {
-            let hasher = self.pepper.hasher(&config);
-            let version = self.state.snapshots.load().version + 1;
-            let snapshot = Snapshot::from_config(&config, &hasher, version, chrono::Utc::now().timestamp_millis())
+        let result = load_file(&self.path)
+            .map_err(|errors| errors.to_string())
+            .and_then(|config| {
+                let hasher = self.pepper.hasher(&config);
+                let version = self.state.snapshots.load().version + 1;
+                let snapshot = Snapshot::from_config(
+                    &config,
+                    &hasher,
+                    version,
+                    chrono::Utc::now().timestamp_millis(),
+                )
                 .map_err(|errors| errors.to_string())?;
-            let runtime = RuntimeSnapshot::build(snapshot, hasher)?;
-            if serde_json::to_value(&config.server).ok() != serde_json::to_value(&self.server).ok() {
-                tracing::warn!("`server.*` settings changed; they take effect only after a restart");
-            }
-            let counts = runtime.counts();
-            self.state.snapshots.swap(runtime).map(|version| (version, counts))
-        });
+                let runtime = RuntimeSnapshot::build(snapshot, hasher)?;
+                if serde_json::to_value(&config.server).ok()
+                    != serde_json::to_value(&self.server).ok()
+                {
+                    tracing::warn!(
+                        "`server.*` settings changed; they take effect only after a restart"
+                    );
+                }
+                let counts = runtime.counts();
+                self.state
+                    .snapshots
+                    .swap(runtime)
+                    .map(|version| (version, counts))
+            });
         match result {
             Ok((version, (tenants, keys, models))) => {
-                metrics.snapshot_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+                metrics
+                    .snapshot_version
+                    .set(i64::try_from(version).unwrap_or(i64::MAX));
                 metrics.snapshot_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(reason, version, tenants, keys, models, "config reloaded");
             }
@@ -202,10 +257,14 @@ struct Signals {
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
-        else {
-            tracing::error!("cannot install signal handlers; the process will only stop when killed");
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!(
+                "cannot install signal handlers; the process will only stop when killed"
+            );
             return std::future::pending().await;
         };
         tokio::select! {
@@ -228,20 +287,25 @@ impl ShutdownSignalWatch for Signals {
 /// are written before a request's ctx is dropped), instead of sleeping the whole grace period.
 fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
     let mut phases = server.watch_execution_phase();
-    let spawned = std::thread::Builder::new().name("drain-watcher".to_owned()).spawn(move || loop {
-        match phases.blocking_recv() {
-            Ok(ExecutionPhase::ShutdownGracePeriod) => {
-                let started = std::time::Instant::now();
-                while state.inflight.load(Ordering::SeqCst) > 0 {
-                    std::thread::sleep(Duration::from_millis(20));
+    let spawned = std::thread::Builder::new()
+        .name("drain-watcher".to_owned())
+        .spawn(move || loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => {
+                    let started = std::time::Instant::now();
+                    while state.inflight.load(Ordering::SeqCst) > 0 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    tracing::info!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "drained: no request in flight; exiting"
+                    );
+                    std::process::exit(0);
                 }
-                tracing::info!(waited_ms = started.elapsed().as_millis() as u64, "drained: no request in flight; exiting");
-                std::process::exit(0);
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-        }
-    });
+        });
     if let Err(error) = spawned {
         tracing::warn!(%error, "drain watcher not started; shutdown will wait the whole grace period");
     }
@@ -260,7 +324,8 @@ impl ServeHttp for AdminApp {
             "/healthz" => {
                 let snapshot = self.state.snapshots.load();
                 let (tenants, keys, models) = snapshot.counts();
-                let age = (chrono::Utc::now().timestamp_millis() - snapshot.generated_at_ms).max(0) / 1000;
+                let age = (chrono::Utc::now().timestamp_millis() - snapshot.generated_at_ms).max(0)
+                    / 1000;
                 let body = serde_json::json!({
                     "status": "ok",
                     "mode": "standalone",
@@ -268,17 +333,29 @@ impl ServeHttp for AdminApp {
                     "inflight": self.state.inflight.load(Ordering::SeqCst),
                     "draining": self.state.draining.load(Ordering::SeqCst),
                 });
-                (200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+                (
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
             }
             "/readyz" => {
                 if self.state.draining.load(Ordering::SeqCst) {
-                    (503, "application/json", br#"{"ready":false,"reason":"draining"}"#.to_vec())
+                    (
+                        503,
+                        "application/json",
+                        br#"{"ready":false,"reason":"draining"}"#.to_vec(),
+                    )
                 } else {
                     (200, "application/json", br#"{"ready":true}"#.to_vec())
                 }
             }
             "/metrics" => (200, "text/plain; version=0.0.4", Metrics::global().render()),
-            _ => (404, "application/json", br#"{"error":"not found; try /healthz, /readyz or /metrics"}"#.to_vec()),
+            _ => (
+                404,
+                "application/json",
+                br#"{"error":"not found; try /healthz, /readyz or /metrics"}"#.to_vec(),
+            ),
         };
         http::Response::builder()
             .status(status)

@@ -49,7 +49,10 @@ pub(super) async fn exchange(
     body: &RequestBody<'_>,
 ) -> Result<(), Failure> {
     let attempts = order.len().min(state.settings.max_attempts).max(1);
-    let mut last_error = ApiError::new(ErrorCode::NoHealthyUpstream, "No deployment could take the request.");
+    let mut last_error = ApiError::new(
+        ErrorCode::NoHealthyUpstream,
+        "No deployment could take the request.",
+    );
     for deployment in order.iter().take(attempts) {
         ctx.attempts += 1;
         ctx.provider = Some(deployment.deployment.provider);
@@ -59,7 +62,10 @@ pub(super) async fn exchange(
             Ok(()) => return Ok(()),
             Err(AttemptError::Final(failure)) => return Err(failure),
             Err(AttemptError::Retryable { error, kind }) => {
-                Metrics::global().upstream_errors.with_label_values(&[deployment.deployment.provider.as_str(), kind]).inc();
+                Metrics::global()
+                    .upstream_errors
+                    .with_label_values(&[deployment.deployment.provider.as_str(), kind])
+                    .inc();
                 tracing::warn!(
                     request_id = %ctx.request_id,
                     deployment = %deployment.deployment.id,
@@ -86,15 +92,24 @@ async fn attempt(
     let settings = &state.settings;
     let target = &deployment.deployment;
     let Some(endpoint) = &target.endpoint else {
-        return Err(AttemptError::Final(ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into()));
+        return Err(AttemptError::Final(
+            ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
+        ));
     };
-    let addr = state.resolver.resolve(&endpoint.host, endpoint.port).await.map_err(|message| {
-        tracing::warn!(deployment = %target.id, %message, "upstream host resolution failed");
-        AttemptError::Retryable {
-            error: ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` could not be resolved.", target.id)),
-            kind: "dns",
-        }
-    })?;
+    let addr = state
+        .resolver
+        .resolve(&endpoint.host, endpoint.port)
+        .await
+        .map_err(|message| {
+            tracing::warn!(deployment = %target.id, %message, "upstream host resolution failed");
+            AttemptError::Retryable {
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!("The upstream for `{}` could not be resolved.", target.id),
+                ),
+                kind: "dns",
+            }
+        })?;
     let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
     peer.options.connection_timeout = Some(settings.connect_timeout);
     peer.options.total_connection_timeout = Some(settings.connect_timeout * 2);
@@ -108,23 +123,57 @@ async fn attempt(
 
     let payload = Bytes::from(body.upstream_body(&target.provider_model));
     let connector: &Connector = &state.connector;
-    let (mut upstream, _reused) = connector.get_http_session(&peer).await.map_err(|error| AttemptError::Retryable {
-        error: ApiError::new(ErrorCode::UpstreamError, format!("Could not connect to the upstream for `{}`.", target.id)),
-        kind: if error.etype() == &pingora::ErrorType::ConnectTimedout { "connect_timeout" } else { "connect" },
-    })?;
+    let (mut upstream, _reused) =
+        connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|error| AttemptError::Retryable {
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!("Could not connect to the upstream for `{}`.", target.id),
+                ),
+                kind: if error.etype() == &pingora::ErrorType::ConnectTimedout {
+                    "connect_timeout"
+                } else {
+                    "connect"
+                },
+            })?;
 
-    let mut request = RequestHeader::build("POST", format!("{}{}", endpoint.path, route.upstream_path()).as_bytes(), Some(8))
-        .map_err(|_| internal())?;
-    let set = |request: &mut RequestHeader, name: &'static str, value: String| request.insert_header(name, value).map_err(|_| internal());
+    let mut request = RequestHeader::build(
+        "POST",
+        format!("{}{}", endpoint.path, route.upstream_path()).as_bytes(),
+        Some(8),
+    )
+    .map_err(|_| internal())?;
+    let set = |request: &mut RequestHeader, name: &'static str, value: String| {
+        request.insert_header(name, value).map_err(|_| internal())
+    };
     set(&mut request, "host", endpoint.host_header())?;
     set(&mut request, "content-type", "application/json".to_owned())?;
     set(&mut request, "content-length", payload.len().to_string())?;
-    set(&mut request, "accept", if body.stream { "text/event-stream" } else { "application/json" }.to_owned())?;
+    set(
+        &mut request,
+        "accept",
+        if body.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+        .to_owned(),
+    )?;
     set(&mut request, "accept-encoding", "identity".to_owned())?;
-    set(&mut request, "user-agent", concat!("open-model-gateway/", env!("CARGO_PKG_VERSION")).to_owned())?;
+    set(
+        &mut request,
+        "user-agent",
+        concat!("open-model-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
+    )?;
     set(&mut request, "x-request-id", ctx.request_id.clone())?;
     if let Some(key) = &target.api_key {
-        set(&mut request, "authorization", format!("Bearer {}", key.expose()))?;
+        set(
+            &mut request,
+            "authorization",
+            format!("Bearer {}", key.expose()),
+        )?;
     }
 
     let send = async {
@@ -138,76 +187,154 @@ async fn attempt(
         Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
         Ok(Err(_)) => {
             return Err(AttemptError::Retryable {
-                error: ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` closed the connection.", target.id)),
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!("The upstream for `{}` closed the connection.", target.id),
+                ),
                 kind: "protocol",
             })
         }
         Ok(Ok(())) => {}
     }
-    let Some(header) = upstream.response_header() else { return Err(internal()) };
+    let Some(header) = upstream.response_header() else {
+        return Err(internal());
+    };
     let status = header.status.as_u16();
-    let content_type = header.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    let retry_after = header.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let content_type = header
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let retry_after = header
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
 
     if status == 429 || status >= 500 {
         let mut error = if status == 429 {
-            ApiError::new(ErrorCode::RequestRateLimited, format!("The upstream for `{}` is rate limiting; retry later.", target.id))
+            ApiError::new(
+                ErrorCode::RequestRateLimited,
+                format!(
+                    "The upstream for `{}` is rate limiting; retry later.",
+                    target.id
+                ),
+            )
         } else {
-            ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` failed with HTTP {status}.", target.id))
+            ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` failed with HTTP {status}.",
+                    target.id
+                ),
+            )
         };
         error.retry_after = retry_after;
-        return Err(AttemptError::Retryable { error, kind: if status == 429 { "status_429" } else { "status_5xx" } });
+        return Err(AttemptError::Retryable {
+            error,
+            kind: if status == 429 {
+                "status_429"
+            } else {
+                "status_5xx"
+            },
+        });
     }
     if status == 401 || status == 403 {
         tracing::error!(deployment = %target.id, status, "the upstream refused the gateway's credentials; check the catalog entry's api_key");
         return Err(AttemptError::Retryable {
-            error: ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` refused the gateway's credentials.", target.id)),
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` refused the gateway's credentials.",
+                    target.id
+                ),
+            ),
             kind: "auth",
         });
     }
     if status != 200 {
         // A client mistake the upstream caught (context too long, bad parameter…): pass its
         // OpenAI-shaped error on, with the status, and nothing else of the upstream's body.
-        let bytes = read_all(&mut upstream, settings.provider_timeout).await.map_err(|_| timeout(target))?;
+        let bytes = read_all(&mut upstream, settings.provider_timeout)
+            .await
+            .map_err(|_| timeout(target))?;
         let error = match serde_json::from_slice::<OpenAiErrorBody>(&bytes) {
             Ok(parsed) => parsed,
-            Err(_) => OpenAiErrorBody::new(ErrorCode::InvalidParameter, format!("The upstream rejected the request with HTTP {status}."), None),
+            Err(_) => OpenAiErrorBody::new(
+                ErrorCode::InvalidParameter,
+                format!("The upstream rejected the request with HTTP {status}."),
+                None,
+            ),
         };
-        let status = if (400..500).contains(&status) { status } else { 502 };
+        let status = if (400..500).contains(&status) {
+            status
+        } else {
+            502
+        };
         ctx.error_code = Some("upstream_rejected");
-        return respond::json(session, ctx, status, error.to_json()).await.map_err(AttemptError::Final);
+        return respond::json(session, ctx, status, error.to_json())
+            .await
+            .map_err(AttemptError::Final);
     }
 
     if body.stream && content_type.starts_with("text/event-stream") {
-        stream(state, session, ctx, upstream, &peer, body).await.map_err(AttemptError::Final)
+        stream(state, session, ctx, upstream, &peer, body)
+            .await
+            .map_err(AttemptError::Final)
     } else if body.stream {
         Err(AttemptError::Retryable {
-            error: ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` answered a stream request without an event stream.", target.id)),
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` answered a stream request without an event stream.",
+                    target.id
+                ),
+            ),
             kind: "protocol",
         })
     } else {
-        let bytes = read_all(&mut upstream, settings.provider_timeout).await.map_err(|error| match error {
-            ReadError::TooLarge => AttemptError::Retryable {
-                error: ApiError::new(ErrorCode::UpstreamError, "The upstream response was larger than 64 MiB."),
-                kind: "protocol",
-            },
-            ReadError::Failed => timeout(target),
-        })?;
+        let bytes = read_all(&mut upstream, settings.provider_timeout)
+            .await
+            .map_err(|error| match error {
+                ReadError::TooLarge => AttemptError::Retryable {
+                    error: ApiError::new(
+                        ErrorCode::UpstreamError,
+                        "The upstream response was larger than 64 MiB.",
+                    ),
+                    kind: "protocol",
+                },
+                ReadError::Failed => timeout(target),
+            })?;
         let usage = match response_usage(&bytes) {
             Ok(usage) => usage,
             Err(_) => {
                 return Err(AttemptError::Retryable {
-                    error: ApiError::new(ErrorCode::UpstreamError, format!("The upstream for `{}` answered with a body that is not JSON.", target.id)),
+                    error: ApiError::new(
+                        ErrorCode::UpstreamError,
+                        format!(
+                            "The upstream for `{}` answered with a body that is not JSON.",
+                            target.id
+                        ),
+                    ),
                     kind: "protocol",
                 })
             }
         };
         ctx.usage = usage.unwrap_or_else(|| {
             ctx.usage_estimated = true;
-            Usage { prompt_tokens: estimate_tokens(&body.prompt_text()), ..Usage::default() }
+            Usage {
+                prompt_tokens: estimate_tokens(&body.prompt_text()),
+                ..Usage::default()
+            }
         });
-        state.connector.release_http_session(upstream, &peer, Some(POOL_IDLE)).await;
-        respond::json(session, ctx, 200, bytes.to_vec()).await.map_err(AttemptError::Final)
+        state
+            .connector
+            .release_http_session(upstream, &peer, Some(POOL_IDLE))
+            .await;
+        respond::json(session, ctx, 200, bytes.to_vec())
+            .await
+            .map_err(AttemptError::Final)
     }
 }
 
@@ -219,7 +346,11 @@ enum ReadError {
 async fn read_all(upstream: &mut HttpSession, deadline: Duration) -> Result<Bytes, ReadError> {
     let read = async {
         let mut buffer = BytesMut::new();
-        while let Some(chunk) = upstream.read_response_body().await.map_err(|_| ReadError::Failed)? {
+        while let Some(chunk) = upstream
+            .read_response_body()
+            .await
+            .map_err(|_| ReadError::Failed)?
+        {
             if buffer.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(ReadError::TooLarge);
             }
@@ -227,7 +358,9 @@ async fn read_all(upstream: &mut HttpSession, deadline: Duration) -> Result<Byte
         }
         Ok(buffer.freeze())
     };
-    tokio::time::timeout(deadline, read).await.unwrap_or(Err(ReadError::Failed))
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(ReadError::Failed))
 }
 
 /// Streams an upstream SSE response to the client, metering every event.
@@ -266,7 +399,13 @@ async fn stream(
             Ok(Some(bytes)) => {
                 let events = match splitter.push(&bytes) {
                     Ok(events) => events,
-                    Err(_) => break StreamEnd::failed(ErrorCode::UpstreamError, "upstream_protocol", "The upstream sent an oversized stream event."),
+                    Err(_) => {
+                        break StreamEnd::failed(
+                            ErrorCode::UpstreamError,
+                            "upstream_protocol",
+                            "The upstream sent an oversized stream event.",
+                        )
+                    }
                 };
                 let mut out = BytesMut::new();
                 for event in events {
@@ -285,12 +424,26 @@ async fn stream(
                 if meter.done || meter.upstream_error {
                     break StreamEnd::Complete;
                 }
-                break StreamEnd::failed(ErrorCode::UpstreamError, "stream_interrupted", "The upstream stream ended before it was complete.");
+                break StreamEnd::failed(
+                    ErrorCode::UpstreamError,
+                    "stream_interrupted",
+                    "The upstream stream ended before it was complete.",
+                );
             }
             Err(error) if is_timeout(&error) => {
-                break StreamEnd::failed(ErrorCode::UpstreamTimeout, "stream_idle_timeout", "The upstream stream stalled and was cut by the gateway.")
+                break StreamEnd::failed(
+                    ErrorCode::UpstreamTimeout,
+                    "stream_idle_timeout",
+                    "The upstream stream stalled and was cut by the gateway.",
+                )
             }
-            Err(_) => break StreamEnd::failed(ErrorCode::UpstreamError, "stream_interrupted", "The upstream stream was interrupted."),
+            Err(_) => {
+                break StreamEnd::failed(
+                    ErrorCode::UpstreamError,
+                    "stream_interrupted",
+                    "The upstream stream was interrupted.",
+                )
+            }
         }
     };
 
@@ -312,14 +465,24 @@ async fn stream(
     match outcome {
         StreamEnd::Complete => {
             if meter.done {
-                state.connector.release_http_session(upstream, peer, Some(POOL_IDLE)).await;
+                state
+                    .connector
+                    .release_http_session(upstream, peer, Some(POOL_IDLE))
+                    .await;
             }
             respond::end_stream(session).await
         }
         StreamEnd::ClientGone => Err(Failure::ClientGone),
-        StreamEnd::Failed { code, error_code, message } => {
+        StreamEnd::Failed {
+            code,
+            error_code,
+            message,
+        } => {
             ctx.error_code = Some(error_code);
-            Metrics::global().upstream_errors.with_label_values(&[ctx.provider.map_or("-", |p| p.as_str()), error_code]).inc();
+            Metrics::global()
+                .upstream_errors
+                .with_label_values(&[ctx.provider.map_or("-", |p| p.as_str()), error_code])
+                .inc();
             tracing::warn!(request_id = %ctx.request_id, error_code, "stream ended with an in-band error");
             let event = OpenAiErrorBody::new(code, message, None);
             // Ends without `[DONE]`: the SDKs raise on the error event instead of pretending
@@ -334,26 +497,48 @@ async fn stream(
 enum StreamEnd {
     Complete,
     ClientGone,
-    Failed { code: ErrorCode, error_code: &'static str, message: &'static str },
+    Failed {
+        code: ErrorCode,
+        error_code: &'static str,
+        message: &'static str,
+    },
 }
 
 impl StreamEnd {
     fn failed(code: ErrorCode, error_code: &'static str, message: &'static str) -> Self {
-        StreamEnd::Failed { code, error_code, message }
+        StreamEnd::Failed {
+            code,
+            error_code,
+            message,
+        }
     }
 }
 
 fn is_timeout(error: &pingora::Error) -> bool {
-    matches!(error.etype(), pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout | pingora::ErrorType::ConnectTimedout)
+    matches!(
+        error.etype(),
+        pingora::ErrorType::ReadTimedout
+            | pingora::ErrorType::WriteTimedout
+            | pingora::ErrorType::ConnectTimedout
+    )
 }
 
 fn timeout(target: &omg_shared::snapshot::Deployment) -> AttemptError {
     AttemptError::Retryable {
-        error: ApiError::new(ErrorCode::UpstreamTimeout, format!("The upstream for `{}` did not answer in time.", target.id)),
+        error: ApiError::new(
+            ErrorCode::UpstreamTimeout,
+            format!("The upstream for `{}` did not answer in time.", target.id),
+        ),
         kind: "timeout",
     }
 }
 
 fn internal() -> AttemptError {
-    AttemptError::Final(ApiError::new(ErrorCode::InternalError, "The gateway failed to build the upstream request.").into())
+    AttemptError::Final(
+        ApiError::new(
+            ErrorCode::InternalError,
+            "The gateway failed to build the upstream request.",
+        )
+        .into(),
+    )
 }

@@ -10,10 +10,22 @@ fn parse<'a>(body: &'a str, route: &Route) -> Result<RequestBody<'a>, ApiError> 
 fn routes() {
     assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::Chat));
     assert_eq!(route("GET", "/v1/models"), Ok(Route::ListModels));
-    assert_eq!(route("GET", "/v1/models/org%2Fm"), Ok(Route::GetModel("org/m".to_owned())));
-    assert_eq!(route("GET", "/v1/chat/completions").err().map(|e| e.code), Some(ErrorCode::MethodNotAllowed));
-    assert_eq!(route("POST", "/v1/nope").err().map(|e| e.code), Some(ErrorCode::UnknownUrl));
-    assert_eq!(route("GET", "/").err().map(|e| e.code), Some(ErrorCode::UnknownUrl));
+    assert_eq!(
+        route("GET", "/v1/models/org%2Fm"),
+        Ok(Route::GetModel("org/m".to_owned()))
+    );
+    assert_eq!(
+        route("GET", "/v1/chat/completions").err().map(|e| e.code),
+        Some(ErrorCode::MethodNotAllowed)
+    );
+    assert_eq!(
+        route("POST", "/v1/nope").err().map(|e| e.code),
+        Some(ErrorCode::UnknownUrl)
+    );
+    assert_eq!(
+        route("GET", "/").err().map(|e| e.code),
+        Some(ErrorCode::UnknownUrl)
+    );
 }
 
 #[test]
@@ -23,7 +35,8 @@ fn parses_a_chat_body_and_rewrites_it() {
     assert_eq!(body.model, "alias");
     assert!(body.stream);
     assert!(!body.include_usage);
-    let upstream: serde_json::Value = serde_json::from_slice(&body.upstream_body("gpt-4o")).unwrap_or_default();
+    let upstream: serde_json::Value =
+        serde_json::from_slice(&body.upstream_body("gpt-4o")).unwrap_or_default();
     assert_eq!(upstream["model"], "gpt-4o");
     assert_eq!(upstream["stream_options"]["include_usage"], true);
     assert_eq!(upstream["temperature"], 0.5);
@@ -35,7 +48,8 @@ fn parses_a_chat_body_and_rewrites_it() {
 fn non_stream_bodies_keep_their_fields() {
     let text = r#"{"model":"a","messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],"n\u0031":1}"#;
     let body = parse(text, &Route::Chat).unwrap_or_else(|e| unreachable!("{e:?}"));
-    let upstream: serde_json::Value = serde_json::from_slice(&body.upstream_body("m")).unwrap_or_default();
+    let upstream: serde_json::Value =
+        serde_json::from_slice(&body.upstream_body("m")).unwrap_or_default();
     assert_eq!(upstream["n1"], 1);
     assert!(upstream.get("stream_options").is_none());
     assert_eq!(body.prompt_text().trim(), "x");
@@ -46,16 +60,66 @@ fn client_mistakes_name_the_param() {
     let cases: [(&str, Route, ErrorCode, Option<&str>); 12] = [
         ("not json", Route::Chat, ErrorCode::InvalidJson, None),
         ("[1,2]", Route::Chat, ErrorCode::InvalidJson, None),
-        (r#"{"model":"a","model":"b","messages":[{}]}"#, Route::Chat, ErrorCode::InvalidJson, None),
-        (r#"{"messages":[{}]}"#, Route::Chat, ErrorCode::MissingParameter, Some("model")),
-        (r#"{"model":5,"messages":[{}]}"#, Route::Chat, ErrorCode::InvalidParameter, Some("model")),
-        (r#"{"model":"a"}"#, Route::Chat, ErrorCode::MissingParameter, Some("messages")),
-        (r#"{"model":"a","messages":[]}"#, Route::Chat, ErrorCode::InvalidParameter, Some("messages")),
-        (r#"{"model":"a","messages":"hi"}"#, Route::Chat, ErrorCode::InvalidParameter, Some("messages")),
-        (r#"{"model":"a","messages":[{}],"stream":"yes"}"#, Route::Chat, ErrorCode::InvalidParameter, Some("stream")),
-        (r#"{"model":"a"}"#, Route::Completions, ErrorCode::MissingParameter, Some("prompt")),
-        (r#"{"model":"a"}"#, Route::Embeddings, ErrorCode::MissingParameter, Some("input")),
-        (r#"{"model":"a","input":"x","encoding_format":"hex"}"#, Route::Embeddings, ErrorCode::InvalidParameter, Some("encoding_format")),
+        (
+            r#"{"model":"a","model":"b","messages":[{}]}"#,
+            Route::Chat,
+            ErrorCode::InvalidJson,
+            None,
+        ),
+        (
+            r#"{"messages":[{}]}"#,
+            Route::Chat,
+            ErrorCode::MissingParameter,
+            Some("model"),
+        ),
+        (
+            r#"{"model":5,"messages":[{}]}"#,
+            Route::Chat,
+            ErrorCode::InvalidParameter,
+            Some("model"),
+        ),
+        (
+            r#"{"model":"a"}"#,
+            Route::Chat,
+            ErrorCode::MissingParameter,
+            Some("messages"),
+        ),
+        (
+            r#"{"model":"a","messages":[]}"#,
+            Route::Chat,
+            ErrorCode::InvalidParameter,
+            Some("messages"),
+        ),
+        (
+            r#"{"model":"a","messages":"hi"}"#,
+            Route::Chat,
+            ErrorCode::InvalidParameter,
+            Some("messages"),
+        ),
+        (
+            r#"{"model":"a","messages":[{}],"stream":"yes"}"#,
+            Route::Chat,
+            ErrorCode::InvalidParameter,
+            Some("stream"),
+        ),
+        (
+            r#"{"model":"a"}"#,
+            Route::Completions,
+            ErrorCode::MissingParameter,
+            Some("prompt"),
+        ),
+        (
+            r#"{"model":"a"}"#,
+            Route::Embeddings,
+            ErrorCode::MissingParameter,
+            Some("input"),
+        ),
+        (
+            r#"{"model":"a","input":"x","encoding_format":"hex"}"#,
+            Route::Embeddings,
+            ErrorCode::InvalidParameter,
+            Some("encoding_format"),
+        ),
     ];
     for (text, route, code, param) in cases {
         let error = parse(text, &route).err();
@@ -66,10 +130,18 @@ fn client_mistakes_name_the_param() {
 
 #[test]
 fn embedding_inputs() {
-    let body = parse(r#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#, &Route::Embeddings).unwrap_or_else(|e| unreachable!("{e:?}"));
-    assert_eq!(body.embedding_inputs(), vec!["a".to_owned(), "b".to_owned()]);
+    let body = parse(
+        r#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#,
+        &Route::Embeddings,
+    )
+    .unwrap_or_else(|e| unreachable!("{e:?}"));
+    assert_eq!(
+        body.embedding_inputs(),
+        vec!["a".to_owned(), "b".to_owned()]
+    );
     assert!(body.base64_embeddings);
-    let tokens = parse(r#"{"model":"e","input":[1,2,3]}"#, &Route::Embeddings).unwrap_or_else(|e| unreachable!("{e:?}"));
+    let tokens = parse(r#"{"model":"e","input":[1,2,3]}"#, &Route::Embeddings)
+        .unwrap_or_else(|e| unreachable!("{e:?}"));
     assert_eq!(tokens.embedding_inputs().len(), 1);
 }
 

@@ -38,7 +38,9 @@ pub struct KeyEntry {
 impl KeyEntry {
     /// Whether the key may use an alias.
     pub fn may_use(&self, alias: &str) -> bool {
-        self.allowed.as_ref().is_none_or(|allowed| allowed.contains(alias))
+        self.allowed
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(alias))
     }
 }
 
@@ -69,7 +71,9 @@ pub struct AliasEntry {
 impl AliasEntry {
     /// The `owned_by` shown in `/v1/models`: the first deployment's provider.
     pub fn owned_by(&self) -> &'static str {
-        self.deployments.first().map_or("open-model-gateway", |d| d.deployment.provider.as_str())
+        self.deployments
+            .first()
+            .map_or("open-model-gateway", |d| d.deployment.provider.as_str())
     }
 
     /// Deployments in the order to try them: a weighted random first pick, then the rest in
@@ -78,7 +82,10 @@ impl AliasEntry {
         let mut remaining: Vec<Arc<DeploymentEntry>> = self.deployments.clone();
         let mut order = Vec::with_capacity(remaining.len());
         while !remaining.is_empty() {
-            let total: u64 = remaining.iter().map(|d| u64::from(d.deployment.weight.max(1))).sum();
+            let total: u64 = remaining
+                .iter()
+                .map(|d| u64::from(d.deployment.weight.max(1)))
+                .sum();
             let mut ticket = roll(total);
             let mut chosen = remaining.len() - 1;
             for (index, candidate) in remaining.iter().enumerate() {
@@ -138,9 +145,14 @@ impl RuntimeSnapshot {
                     ));
                 }
                 let mock = if deployment.provider == ProviderKind::Mock {
-                    Some(MockSettings::from_metadata(&deployment.metadata).map_err(|(key, message)| {
-                        format!("deployment `{}`: metadata `{key}`: {message}", deployment.id)
-                    })?)
+                    Some(MockSettings::from_metadata(&deployment.metadata).map_err(
+                        |(key, message)| {
+                            format!(
+                                "deployment `{}`: metadata `{key}`: {message}",
+                                deployment.id
+                            )
+                        },
+                    )?)
                 } else {
                     None
                 };
@@ -152,7 +164,10 @@ impl RuntimeSnapshot {
             if deployments.is_empty() {
                 continue;
             }
-            let total_weight = deployments.iter().map(|d| u64::from(d.deployment.weight.max(1))).sum();
+            let total_weight = deployments
+                .iter()
+                .map(|d| u64::from(d.deployment.weight.max(1)))
+                .sum();
             models.insert(
                 model.alias.clone(),
                 Arc::new(AliasEntry {
@@ -169,19 +184,35 @@ impl RuntimeSnapshot {
 
         let mut keys = HashMap::with_capacity(snapshot.keys.len());
         for key in snapshot.keys {
-            let tenant = tenants
-                .get(&key.tenant_id)
-                .cloned()
-                .ok_or_else(|| format!("key `{}` belongs to unknown tenant {}", key.prefix, key.tenant_id))?;
+            let tenant = tenants.get(&key.tenant_id).cloned().ok_or_else(|| {
+                format!(
+                    "key `{}` belongs to unknown tenant {}",
+                    key.prefix, key.tenant_id
+                )
+            })?;
             let allowed = match (&tenant.tenant.allowed_models, &key.allowed_models) {
                 (None, None) => None,
                 (Some(list), None) | (None, Some(list)) => Some(list.iter().cloned().collect()),
-                (Some(tenant_list), Some(key_list)) => {
-                    Some(key_list.iter().filter(|alias| tenant_list.contains(alias)).cloned().collect())
-                }
+                (Some(tenant_list), Some(key_list)) => Some(
+                    key_list
+                        .iter()
+                        .filter(|alias| tenant_list.contains(alias))
+                        .cloned()
+                        .collect(),
+                ),
             };
             let prefix = key.prefix.clone();
-            if keys.insert(prefix.clone(), Arc::new(KeyEntry { key, tenant, allowed })).is_some() {
+            if keys
+                .insert(
+                    prefix.clone(),
+                    Arc::new(KeyEntry {
+                        key,
+                        tenant,
+                        allowed,
+                    }),
+                )
+                .is_some()
+            {
                 return Err(format!("two keys share the prefix `{prefix}`"));
             }
         }
@@ -207,7 +238,10 @@ impl RuntimeSnapshot {
     }
 
     /// Aliases a key may use, sorted.
-    pub fn models_for<'a>(&'a self, key: &'a KeyEntry) -> impl Iterator<Item = &'a Arc<AliasEntry>> + 'a {
+    pub fn models_for<'a>(
+        &'a self,
+        key: &'a KeyEntry,
+    ) -> impl Iterator<Item = &'a Arc<AliasEntry>> + 'a {
         self.model_names
             .iter()
             .filter(move |alias| key.may_use(alias))

@@ -15,7 +15,9 @@ pub struct SnapshotStore {
 impl SnapshotStore {
     /// A store holding a first snapshot (the data plane serves only once it has one).
     pub fn new(initial: RuntimeSnapshot) -> Self {
-        Self { current: ArcSwap::from_pointee(initial) }
+        Self {
+            current: ArcSwap::from_pointee(initial),
+        }
     }
 
     /// The current snapshot; cheap, lock-free.

@@ -20,7 +20,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -61,7 +64,10 @@ impl std::error::Error for ConfigErrors {}
 
 /// Parses and validates config text. `env` resolves `${NAME}` references (write `$${` for
 /// a literal `${`); an unset variable is an error naming the key that used it.
-pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, ConfigErrors> {
+pub fn load_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigErrors> {
     let mut document: Value = if text.trim().is_empty() {
         Value::Mapping(Default::default())
     } else {
@@ -93,12 +99,20 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Gate
 /// the shared crate touches the file system: both binaries start from it.
 pub fn load_file(path: &std::path::Path) -> Result<GatewayConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|error| {
-        ConfigErrors::one("", format!("cannot read config file `{}`: {error}", path.display()))
+        ConfigErrors::one(
+            "",
+            format!("cannot read config file `{}`: {error}", path.display()),
+        )
     })?;
     load_str(&text, &|name| std::env::var(name).ok())
 }
 
-fn expand_env(value: &mut Value, path: &mut String, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<ConfigError>) {
+fn expand_env(
+    value: &mut Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) {
     match value {
         Value::String(text) => {
             if text.contains('$') {
@@ -147,10 +161,13 @@ fn expand_string(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_owned())?;
             let name = &tail[..end];
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("`${{{name}}}` is not a valid environment variable reference"));
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
             }
-            let value = env(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set (referenced as `${{{name}}}`)"))?;
+            let value = env(name).ok_or_else(|| {
+                format!("environment variable `{name}` is not set (referenced as `${{{name}}}`)")
+            })?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {

@@ -118,7 +118,9 @@ pub struct UsageConfig {
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        Self { jsonl_path: PathBuf::from("./data/usage.jsonl") }
+        Self {
+            jsonl_path: PathBuf::from("./data/usage.jsonl"),
+        }
     }
 }
 
@@ -402,7 +404,10 @@ pub struct WebhookConfig {
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(5), max_retries: 3 }
+        Self {
+            timeout: Duration::from_secs(5),
+            max_retries: 3,
+        }
     }
 }
 
@@ -416,7 +421,9 @@ pub struct ReportingConfig {
 
 impl Default for ReportingConfig {
     fn default() -> Self {
-        Self { timezone: "UTC".to_owned() }
+        Self {
+            timezone: "UTC".to_owned(),
+        }
     }
 }
 

@@ -25,11 +25,21 @@ fn empty_config_is_valid_with_defaults() {
 #[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let message = errors_of("server:\n  listen_adr: \":8080\"\n");
-    assert!(message.contains("`server.listen_adr`: unknown field"), "{message}");
+    assert!(
+        message.contains("`server.listen_adr`: unknown field"),
+        "{message}"
+    );
     let message = errors_of("model_catalog:\n  - alias: a\n    provider: mock\n    prices: 1\n");
-    assert!(message.contains("model_catalog[0]") && message.contains("prices"), "{message}");
-    let message = errors_of("bootstrap:\n  api_keys:\n    - tenant: t\n      rate_limit: {rpm: 1}\n");
-    assert!(message.contains("bootstrap.api_keys[0].rate_limit") && message.contains("rpm"), "{message}");
+    assert!(
+        message.contains("model_catalog[0]") && message.contains("prices"),
+        "{message}"
+    );
+    let message =
+        errors_of("bootstrap:\n  api_keys:\n    - tenant: t\n      rate_limit: {rpm: 1}\n");
+    assert!(
+        message.contains("bootstrap.api_keys[0].rate_limit") && message.contains("rpm"),
+        "{message}"
+    );
     let message = errors_of("nonsense: 1\n");
     assert!(message.contains("nonsense"), "{message}");
 }
@@ -37,33 +47,67 @@ fn unknown_keys_are_rejected_with_their_path() {
 #[test]
 fn bad_values_name_their_key() {
     let message = errors_of("server:\n  sync_timeout: soon\n");
-    assert!(message.contains("server.sync_timeout") && message.contains("30s"), "{message}");
+    assert!(
+        message.contains("server.sync_timeout") && message.contains("30s"),
+        "{message}"
+    );
     let message = errors_of("server:\n  listen_addr: \"nowhere\"\n");
     assert!(message.contains("`server.listen_addr`"), "{message}");
     let message = errors_of("model_catalog:\n  - alias: a\n    provider: banana\n");
-    assert!(message.contains("model_catalog[0].provider") && message.contains("banana"), "{message}");
+    assert!(
+        message.contains("model_catalog[0].provider") && message.contains("banana"),
+        "{message}"
+    );
     let message = errors_of("model_catalog:\n  - alias: a\n    provider: azure\n");
-    assert!(message.contains("`model_catalog[0].provider`") && message.contains("no adapter"), "{message}");
+    assert!(
+        message.contains("`model_catalog[0].provider`") && message.contains("no adapter"),
+        "{message}"
+    );
     let message = errors_of("model_catalog:\n  - alias: a\n    provider: openai-compatible\n");
     assert!(message.contains("`model_catalog[0].endpoint`"), "{message}");
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: openai\n    endpoint: ftp://x\n");
-    assert!(message.contains("`model_catalog[0].endpoint`") && message.contains("https://"), "{message}");
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: mock\n    price_input: -1\n");
-    assert!(message.contains("`model_catalog[0].price_input`"), "{message}");
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: mock\n    metadata: {mock_chunks: lots}\n");
-    assert!(message.contains("`model_catalog[0].metadata.mock_chunks`"), "{message}");
+    let message =
+        errors_of("model_catalog:\n  - alias: a\n    provider: openai\n    endpoint: ftp://x\n");
+    assert!(
+        message.contains("`model_catalog[0].endpoint`") && message.contains("https://"),
+        "{message}"
+    );
+    let message =
+        errors_of("model_catalog:\n  - alias: a\n    provider: mock\n    price_input: -1\n");
+    assert!(
+        message.contains("`model_catalog[0].price_input`"),
+        "{message}"
+    );
+    let message = errors_of(
+        "model_catalog:\n  - alias: a\n    provider: mock\n    metadata: {mock_chunks: lots}\n",
+    );
+    assert!(
+        message.contains("`model_catalog[0].metadata.mock_chunks`"),
+        "{message}"
+    );
     let message = errors_of("budgets:\n  refresh_schedule: monthly\n");
-    assert!(message.contains("`budgets.refresh_schedule`") && message.contains("rolling_"), "{message}");
+    assert!(
+        message.contains("`budgets.refresh_schedule`") && message.contains("rolling_"),
+        "{message}"
+    );
 }
 
 #[test]
 fn references_are_checked_and_all_errors_reported() {
     let text = "model_catalog:\n  - alias: a\n    provider: mock\nbootstrap:\n  tenants:\n    - name: t\n      allowed_models: [a, b]\n    - name: t\n  api_keys:\n    - tenant: ghost\n      prefix: \"bad prefix\"\n      secret: s\n";
     let message = errors_of(text);
-    assert!(message.contains("`bootstrap.tenants[0].allowed_models[1]`: unknown model alias `b`"), "{message}");
+    assert!(
+        message.contains("`bootstrap.tenants[0].allowed_models[1]`: unknown model alias `b`"),
+        "{message}"
+    );
     assert!(message.contains("`bootstrap.tenants[1].name`"), "{message}");
-    assert!(message.contains("`bootstrap.api_keys[0].tenant`: unknown tenant `ghost`"), "{message}");
-    assert!(message.contains("`bootstrap.api_keys[0].prefix`"), "{message}");
+    assert!(
+        message.contains("`bootstrap.api_keys[0].tenant`: unknown tenant `ghost`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`bootstrap.api_keys[0].prefix`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -71,13 +115,25 @@ fn env_references_expand_or_fail_by_path() {
     let env = |name: &str| (name == "KEY").then(|| "sk-real".to_owned());
     let text = "model_catalog:\n  - alias: a\n    provider: openai\n    api_key: \"${KEY}\"\n    metadata: {note: \"$${literal}\"}\n";
     let config = load_str(text, &env).unwrap_or_else(|e| unreachable!("{e}"));
-    assert_eq!(config.model_catalog[0].api_key.as_ref().map(|s| s.expose()), Some("sk-real"));
-    assert_eq!(config.model_catalog[0].metadata.get("note").map(String::as_str), Some("${literal}"));
+    assert_eq!(
+        config.model_catalog[0].api_key.as_ref().map(|s| s.expose()),
+        Some("sk-real")
+    );
+    assert_eq!(
+        config.model_catalog[0]
+            .metadata
+            .get("note")
+            .map(String::as_str),
+        Some("${literal}")
+    );
     let message = match load_str("providers:\n  openai_key: \"${MISSING}\"\n", &env) {
         Ok(_) => String::new(),
         Err(errors) => errors.to_string(),
     };
-    assert!(message.contains("`providers.openai_key`") && message.contains("MISSING"), "{message}");
+    assert!(
+        message.contains("`providers.openai_key`") && message.contains("MISSING"),
+        "{message}"
+    );
 }
 
 #[test]

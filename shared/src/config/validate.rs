@@ -13,7 +13,11 @@ use crate::snapshot::{deployment_from_entry, BudgetWindow};
 
 /// Parses a listen address: `host:port`, `:port` (all interfaces) or `[v6]:port`.
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let candidate = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
+    let candidate = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
     if let Ok(addr) = candidate.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -31,16 +35,25 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
 
     // server
     let server = &config.server;
-    for (path, value) in [("server.listen_addr", &server.listen_addr), ("server.admin_listen_addr", &server.admin_listen_addr)] {
+    for (path, value) in [
+        ("server.listen_addr", &server.listen_addr),
+        ("server.admin_listen_addr", &server.admin_listen_addr),
+    ] {
         if let Err(message) = parse_listen_addr(value) {
             error(path, message);
         }
     }
     if server.listen_addr == server.admin_listen_addr {
-        error("server.admin_listen_addr", "must differ from `server.listen_addr`".to_owned());
+        error(
+            "server.admin_listen_addr",
+            "must differ from `server.listen_addr`".to_owned(),
+        );
     }
     if !(1..=1024).contains(&server.body_limit_mb) {
-        error("server.body_limit_mb", format!("{} is outside 1..=1024", server.body_limit_mb));
+        error(
+            "server.body_limit_mb",
+            format!("{} is outside 1..=1024", server.body_limit_mb),
+        );
     }
     for (path, value) in [
         ("server.sync_timeout", server.sync_timeout),
@@ -54,13 +67,19 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         }
     }
     if server.threads > 256 {
-        error("server.threads", format!("{} threads is more than 256", server.threads));
+        error(
+            "server.threads",
+            format!("{} threads is more than 256", server.threads),
+        );
     }
 
     // security
     if let Some(pepper) = &config.security.api_key_pepper {
         if pepper.expose().len() < 16 {
-            error("security.api_key_pepper", "must be at least 16 characters (use a random string)".to_owned());
+            error(
+                "security.api_key_pepper",
+                "must be at least 16 characters (use a random string)".to_owned(),
+            );
         }
     }
 
@@ -68,21 +87,44 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
     let mut alias_types = BTreeMap::new();
     for (index, entry) in config.model_catalog.iter().enumerate() {
         let path = format!("model_catalog[{index}]");
-        if entry.alias.is_empty() || entry.alias.len() > 128 || entry.alias.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            error(&format!("{path}.alias"), "must be 1-128 characters without spaces".to_owned());
+        if entry.alias.is_empty()
+            || entry.alias.len() > 128
+            || entry
+                .alias
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            error(
+                &format!("{path}.alias"),
+                "must be 1-128 characters without spaces".to_owned(),
+            );
         }
         if !entry.provider.is_supported() {
-            let supported: Vec<&str> = ProviderKind::ALL.iter().filter(|kind| kind.is_supported()).map(|kind| kind.as_str()).collect();
+            let supported: Vec<&str> = ProviderKind::ALL
+                .iter()
+                .filter(|kind| kind.is_supported())
+                .map(|kind| kind.as_str())
+                .collect();
             error(
                 &format!("{path}.provider"),
-                format!("provider `{}` has no adapter in this build yet (supported: {})", entry.provider, supported.join(", ")),
+                format!(
+                    "provider `{}` has no adapter in this build yet (supported: {})",
+                    entry.provider,
+                    supported.join(", ")
+                ),
             );
         }
         if entry.currency != "USD" {
-            error(&format!("{path}.currency"), format!("only `USD` is supported, got `{}`", entry.currency));
+            error(
+                &format!("{path}.currency"),
+                format!("only `USD` is supported, got `{}`", entry.currency),
+            );
         }
         if entry.weight == 0 {
-            error(&format!("{path}.weight"), "must be at least 1 (use `enabled: false` to take an entry out)".to_owned());
+            error(
+                &format!("{path}.weight"),
+                "must be at least 1 (use `enabled: false` to take an entry out)".to_owned(),
+            );
         }
         if let Err((field, message)) = deployment_from_entry(config, entry, 0) {
             error(&format!("{path}.{field}"), message);
@@ -102,13 +144,17 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
             }
         }
     }
-    let check_models = |path: &str, models: &Option<Vec<String>>, error: &mut dyn FnMut(&str, String)| {
-        for (index, alias) in models.iter().flatten().enumerate() {
-            if !alias_types.contains_key(alias) {
-                error(&format!("{path}[{index}]"), format!("unknown model alias `{alias}` (not in `model_catalog`)"));
+    let check_models =
+        |path: &str, models: &Option<Vec<String>>, error: &mut dyn FnMut(&str, String)| {
+            for (index, alias) in models.iter().flatten().enumerate() {
+                if !alias_types.contains_key(alias) {
+                    error(
+                        &format!("{path}[{index}]"),
+                        format!("unknown model alias `{alias}` (not in `model_catalog`)"),
+                    );
+                }
             }
-        }
-    };
+        };
 
     // rate limits need no checks beyond their types; budgets do.
     let budgets = &config.budgets;
@@ -116,13 +162,19 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         error("budgets.default_usd", message);
     }
     if !(budgets.warning_threshold_perc > 0.0 && budgets.warning_threshold_perc <= 1.0) {
-        error("budgets.warning_threshold_perc", format!("{} must be in (0, 1]", budgets.warning_threshold_perc));
+        error(
+            "budgets.warning_threshold_perc",
+            format!("{} must be in (0, 1]", budgets.warning_threshold_perc),
+        );
     }
     if let Err(message) = BudgetWindow::parse(&budgets.refresh_schedule) {
         error("budgets.refresh_schedule", message);
     }
     if config.reporting.timezone.trim().is_empty() {
-        error("reporting.timezone", "must be an IANA timezone such as `UTC` or `Europe/Paris`".to_owned());
+        error(
+            "reporting.timezone",
+            "must be an IANA timezone such as `UTC` or `Europe/Paris`".to_owned(),
+        );
     }
 
     // bootstrap
@@ -133,13 +185,23 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         if tenant.name.trim().is_empty() {
             error(&format!("{path}.name"), "must not be empty".to_owned());
         } else if !tenant_names.insert(tenant.name.as_str()) {
-            error(&format!("{path}.name"), format!("tenant `{}` is listed twice", tenant.name));
+            error(
+                &format!("{path}.name"),
+                format!("tenant `{}` is listed twice", tenant.name),
+            );
         }
-        check_models(&format!("{path}.allowed_models"), &tenant.allowed_models, &mut error);
+        check_models(
+            &format!("{path}.allowed_models"),
+            &tenant.allowed_models,
+            &mut error,
+        );
     }
     let tenant_ref = |path: String, name: &str, error: &mut dyn FnMut(&str, String)| {
         if !tenant_names.contains(name) {
-            error(&path, format!("unknown tenant `{name}` (not in `bootstrap.tenants`)"));
+            error(
+                &path,
+                format!("unknown tenant `{name}` (not in `bootstrap.tenants`)"),
+            );
         }
     };
     let mut prefixes = HashSet::new();
@@ -148,20 +210,37 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         tenant_ref(format!("{path}.tenant"), &key.tenant, &mut error);
         if let Some(prefix) = &key.prefix {
             if !valid_prefix(prefix) {
-                error(&format!("{path}.prefix"), "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`".to_owned());
+                error(
+                    &format!("{path}.prefix"),
+                    "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`".to_owned(),
+                );
             } else if !prefixes.insert(prefix.as_str()) {
-                error(&format!("{path}.prefix"), format!("prefix `{prefix}` is used by another key"));
+                error(
+                    &format!("{path}.prefix"),
+                    format!("prefix `{prefix}` is used by another key"),
+                );
             }
         }
         if let Some(secret) = &key.secret {
             let text = secret.expose();
-            if text.is_empty() || text.len() > crate::keys::MAX_SECRET_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
-                error(&format!("{path}.secret"), "must be 1-256 visible ASCII characters".to_owned());
+            if text.is_empty()
+                || text.len() > crate::keys::MAX_SECRET_LEN
+                || !text.bytes().all(|b| b.is_ascii_graphic())
+            {
+                error(
+                    &format!("{path}.secret"),
+                    "must be 1-256 visible ASCII characters".to_owned(),
+                );
             }
         }
         if let Some(expires_at) = &key.expires_at {
             if chrono::DateTime::parse_from_rfc3339(expires_at).is_err() {
-                error(&format!("{path}.expires_at"), format!("`{expires_at}` is not an RFC 3339 time such as `2027-01-01T00:00:00Z`"));
+                error(
+                    &format!("{path}.expires_at"),
+                    format!(
+                        "`{expires_at}` is not an RFC 3339 time such as `2027-01-01T00:00:00Z`"
+                    ),
+                );
             }
         }
         if let Some(budget) = key.budget_usd {
@@ -171,23 +250,51 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         }
         if let Some(threshold) = key.warning_threshold {
             if !(threshold > 0.0 && threshold <= 1.0) {
-                error(&format!("{path}.warning_threshold"), format!("{threshold} must be in (0, 1]"));
+                error(
+                    &format!("{path}.warning_threshold"),
+                    format!("{threshold} must be in (0, 1]"),
+                );
             }
         }
-        check_models(&format!("{path}.allowed_models"), &key.allowed_models, &mut error);
+        check_models(
+            &format!("{path}.allowed_models"),
+            &key.allowed_models,
+            &mut error,
+        );
     }
     for (index, membership) in bootstrap.memberships.iter().enumerate() {
         let path = format!("bootstrap.memberships[{index}]");
         tenant_ref(format!("{path}.tenant"), &membership.tenant, &mut error);
-        if !matches!(membership.role.as_str(), "owner" | "admin" | "viewer" | "user") {
-            error(&format!("{path}.role"), format!("`{}` is not a role; use owner, admin, viewer or user", membership.role));
+        if !matches!(
+            membership.role.as_str(),
+            "owner" | "admin" | "viewer" | "user"
+        ) {
+            error(
+                &format!("{path}.role"),
+                format!(
+                    "`{}` is not a role; use owner, admin, viewer or user",
+                    membership.role
+                ),
+            );
         }
-        if !bootstrap.admin_users.iter().any(|user| user.email == membership.email) && !membership.email.contains('@') {
-            error(&format!("{path}.email"), format!("`{}` is not an email address", membership.email));
+        if !bootstrap
+            .admin_users
+            .iter()
+            .any(|user| user.email == membership.email)
+            && !membership.email.contains('@')
+        {
+            error(
+                &format!("{path}.email"),
+                format!("`{}` is not an email address", membership.email),
+            );
         }
     }
     for (index, limits) in bootstrap.tenant_limits.iter().enumerate() {
-        tenant_ref(format!("bootstrap.tenant_limits[{index}].tenant"), &limits.tenant, &mut error);
+        tenant_ref(
+            format!("bootstrap.tenant_limits[{index}].tenant"),
+            &limits.tenant,
+            &mut error,
+        );
     }
     for (index, budget) in bootstrap.tenant_budgets.iter().enumerate() {
         let path = format!("bootstrap.tenant_budgets[{index}]");
@@ -202,7 +309,10 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         }
         if let Some(threshold) = budget.warning_threshold {
             if !(threshold > 0.0 && threshold <= 1.0) {
-                error(&format!("{path}.warning_threshold"), format!("{threshold} must be in (0, 1]"));
+                error(
+                    &format!("{path}.warning_threshold"),
+                    format!("{threshold} must be in (0, 1]"),
+                );
             }
         }
         if let Some(cooldown) = &budget.alert_cooldown {
@@ -213,7 +323,10 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
     }
     for (index, user) in bootstrap.admin_users.iter().enumerate() {
         if !user.email.contains('@') {
-            error(&format!("bootstrap.admin_users[{index}].email"), format!("`{}` is not an email address", user.email));
+            error(
+                &format!("bootstrap.admin_users[{index}].email"),
+                format!("`{}` is not an email address", user.email),
+            );
         }
     }
     errors

@@ -1,0 +1,260 @@
+//! Starts the data plane binary with a generated config and talks to it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use omg_mock_upstream::{MockConfig, MockUpstream};
+use serde_json::Value;
+
+pub const KEY: &str = "sk-demo.my-secret";
+pub const UPSTREAM_KEY: &str = "upstream-secret-key-123";
+
+/// A running data plane.
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The standard catalog: mock provider aliases plus aliases forwarded to the mock upstream.
+pub fn config(upstream: &MockUpstream, extra_server: &str) -> String {
+    format!(
+        r#"
+server:
+  listen_addr: "127.0.0.1:{{PORT}}"
+  admin_listen_addr: "127.0.0.1:{{ADMIN}}"
+  graceful_shutdown_delay: 0s
+  graceful_shutdown_timeout: 20s
+  threads: 2
+{extra_server}
+usage:
+  jsonl_path: "{{DIR}}/usage.jsonl"
+model_catalog:
+  - alias: mock-chat
+    provider: mock
+    price_input: 0.001
+    price_output: 0.002
+    metadata: {{mock_chunks: "4"}}
+  - alias: mock-slow
+    provider: mock
+    metadata: {{mock_chunks: "6", mock_chunk_interval_ms: "150"}}
+  - alias: mock-embed
+    provider: mock
+    model_type: embedding
+  - alias: gpt-up
+    provider: openai-compatible
+    provider_model: gpt-test
+    endpoint: "{base}"
+    api_key: "{UPSTREAM_KEY}"
+    price_input: 0.001
+    price_output: 0.002
+  - alias: embed-up
+    provider: openai-compatible
+    model_type: embedding
+    provider_model: text-embedding-test
+    endpoint: "{base}"
+    api_key: "{UPSTREAM_KEY}"
+  - alias: secret-model
+    provider: mock
+bootstrap:
+  tenants:
+    - name: demo
+      allowed_models: [mock-chat, mock-slow, mock-embed, gpt-up, embed-up]
+    - name: frozen
+      status: suspended
+  api_keys:
+    - tenant: demo
+      prefix: demo
+      secret: my-secret
+    - tenant: frozen
+      prefix: frozen
+      secret: my-secret
+"#,
+        base = upstream.base_url()
+    )
+}
+
+pub async fn upstream() -> MockUpstream {
+    MockUpstream::start(MockConfig {
+        api_key: Some(UPSTREAM_KEY.to_owned()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("mock upstream: {e}"))
+}
+
+impl Gateway {
+    /// Starts the binary; `template` may use `{PORT}`, `{ADMIN}` and `{DIR}`. Retries with new
+    /// ports if the process dies during start-up (a port taken between pick and bind).
+    pub async fn start(template: &str) -> Gateway {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+            let port = free_port();
+            let admin_port = free_port();
+            let text = template
+                .replace("{PORT}", &port.to_string())
+                .replace("{ADMIN}", &admin_port.to_string())
+                .replace("{DIR}", &dir.path().display().to_string());
+            let config_path = dir.path().join("gateway.yaml");
+            std::fs::write(&config_path, text).unwrap_or_else(|e| panic!("write config: {e}"));
+            let log = std::fs::File::create(dir.path().join("gateway.log"))
+                .unwrap_or_else(|e| panic!("log: {e}"));
+            let child = Command::new(env!("CARGO_BIN_EXE_omg-dataplane"))
+                .arg("--config")
+                .arg(&config_path)
+                .stdout(Stdio::from(
+                    log.try_clone().unwrap_or_else(|e| panic!("{e}")),
+                ))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn omg-dataplane: {e}"));
+            let mut gateway = Gateway {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                admin: format!("http://127.0.0.1:{admin_port}"),
+                dir,
+                config_path,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            };
+            if gateway.wait_ready().await {
+                return gateway;
+            }
+            last_log = gateway.log();
+        }
+        panic!("omg-dataplane did not start; last log:\n{last_log}");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let healthy = self
+                .client
+                .get(format!("{}/healthz", self.admin))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            let serving = self
+                .client
+                .get(format!("{}/v1/models", self.base))
+                .send()
+                .await
+                .is_ok();
+            if healthy && serving {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn usage_path(&self) -> PathBuf {
+        self.dir.path().join("usage.jsonl")
+    }
+
+    pub fn usage(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.usage_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits until the usage record of a request id is written.
+    pub async fn usage_of(&self, request_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(record) = self
+                .usage()
+                .into_iter()
+                .find(|r| r["request_id"] == request_id)
+            {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no usage record for {request_id}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chat body.
+pub fn chat(model: &str, stream: bool) -> Value {
+    serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Say hello to the gateway"}]})
+}
+
+/// The request id header of a response.
+pub fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Reads an SSE body into its `data:` payloads.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}

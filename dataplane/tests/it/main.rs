@@ -1,0 +1,13 @@
+//! Integration tests: the real `omg-dataplane` binary on ephemeral ports, in front of the
+
+//! scriptable mock upstream (`omg-mock-upstream`) over real HTTP. One test binary, one module
+//! per area.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod errors;
+mod lifecycle;
+mod passthrough;
+mod streaming;

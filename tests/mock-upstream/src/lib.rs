@@ -1,0 +1,245 @@
+//! A scriptable OpenAI-shaped upstream for the gateway's integration tests, end-to-end tests
+//! and benchmarks.
+//!
+//! It serves `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions` and
+//! `POST /v1/embeddings` over HTTP/1.1 (keep-alive), checks what OpenAI checks (bearer key,
+//! JSON body, required fields) and answers in OpenAI's shapes with deterministic content.
+//! Behaviour is scripted per request by `+`-separated directives in the `model` string or the
+//! `x-mock-behaviour` header, e.g. `gpt-test+chunks-4+chunk-delay-50+cut-after-2`:
+//! `fail-500`, `fail-429`, `fail-400`, `slow-<ms>`, `chunks-<n>`, `chunk-delay-<ms>`,
+//! `cut-after-<n>`, `hang`, `malformed`, `no-usage`. Every request is recorded.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use omg_mock_upstream::{MockConfig, MockUpstream};
+//! let upstream = MockUpstream::start(MockConfig { api_key: Some("k".into()), ..MockConfig::default() }).await?;
+//! let base = upstream.base_url(); // http://127.0.0.1:PORT/v1
+//! # let _ = base;
+//! assert_eq!(upstream.request_count(), 0);
+//! # Ok(())
+//! # }
+//! ```
+
+mod behaviour;
+mod body;
+mod handler;
+mod openai;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How the mock behaves by default.
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    /// The bearer key every request must carry; `None` accepts any (or none).
+    pub api_key: Option<String>,
+    /// Content chunks per answer unless a `chunks-<n>` directive says otherwise.
+    pub default_chunks: usize,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            api_key: None,
+            default_chunks: 5,
+        }
+    }
+}
+
+/// A request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Path including the query string.
+    pub path: String,
+    /// Headers in arrival order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// The first value of a header (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// State shared by the accept loop, the connections and the handle.
+pub(crate) struct Shared {
+    pub(crate) config: MockConfig,
+    requests: Mutex<Vec<RecordedRequest>>,
+    seq: AtomicU64,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_in_flight: AtomicUsize,
+}
+
+impl Shared {
+    fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn record(&self, request: RecordedRequest) {
+        self.requests().push(request);
+    }
+
+    /// 1, 2, 3, … per request (used in ids and `x-request-id`).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A running mock upstream; stops accepting when dropped.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl MockUpstream {
+    /// Binds `127.0.0.1:0` and serves on the current tokio runtime.
+    pub async fn start(config: MockConfig) -> std::io::Result<MockUpstream> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        MockUpstream::start_on(listener, config).await
+    }
+
+    /// Serves on an already bound listener, on the current tokio runtime.
+    pub async fn start_on(
+        listener: TcpListener,
+        config: MockConfig,
+    ) -> std::io::Result<MockUpstream> {
+        let addr = connectable(listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            config,
+            requests: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let (shutdown, stopped) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
+        Ok(MockUpstream {
+            addr,
+            shared,
+            shutdown,
+        })
+    }
+
+    /// The address to connect to (a wildcard bind is reported as loopback).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Every request received so far, in order of arrival (recorded once its body is read).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests().clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.requests().len()
+    }
+
+    /// Requests whose response has not finished (a stream counts until its last byte or the
+    /// client leaving).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The highest [`in_flight`](Self::in_flight) seen so far.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting connections; idle keep-alive connections are closed, responses under
+    /// way finish. Also done on drop.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A wildcard address becomes the loopback address of its family.
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Resolves once shutdown was asked for (or the handle is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true).header_read_timeout(None);
+    loop {
+        let accepted = tokio::select! {
+            () = stopped(stop.clone()) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stopped(stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}

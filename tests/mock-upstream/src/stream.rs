@@ -1,0 +1,188 @@
+//! Streamed answers: the event sequence is planned up front (events, delays, a cut), then a
+//! spawned task feeds it through a channel to the response body, frame by frame, so each event
+//! goes out as it is produced.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::behaviour::Behaviour;
+use crate::body::StreamItem;
+use crate::openai::{self, StreamEvents};
+
+/// Frames buffered between the producing task and hyper.
+const STREAM_BUFFER: usize = 8;
+
+/// How long a `cut-after` stream waits after its last frame was taken by hyper before
+/// aborting, so the frames already produced reach the socket before the connection dies.
+const CUT_GRACE: Duration = Duration::from_millis(20);
+
+/// Starts producing the stream; the receiver is the response body's source.
+pub(crate) fn start(
+    events: &StreamEvents<'_>,
+    behaviour: &Behaviour,
+) -> mpsc::Receiver<StreamItem> {
+    let steps = plan_stream(events, behaviour);
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(produce(tx, steps));
+    rx
+}
+
+/// One step of a stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Event(Bytes),
+    Delay(Duration),
+    Cut,
+}
+
+/// The whole stream, precomputed.
+fn plan_stream(events: &StreamEvents<'_>, behaviour: &Behaviour) -> Vec<Step> {
+    let event = |data: &str| Step::Event(Bytes::from(openai::sse(data)));
+    let mut steps = Vec::new();
+    if let Some(role) = events.role() {
+        steps.push(event(&role));
+    }
+    for (i, text) in events.answer.chunks.iter().enumerate() {
+        if behaviour.cut_after == Some(i) {
+            break;
+        }
+        if !behaviour.chunk_delay.is_zero() {
+            steps.push(Step::Delay(behaviour.chunk_delay));
+        }
+        steps.push(event(&events.content(text)));
+    }
+    if behaviour.cut_after.is_some() {
+        // After `cut_after` content chunks, or after the last one when there are fewer.
+        steps.push(Step::Cut);
+    } else {
+        steps.push(event(&events.finish()));
+        if events.include_usage {
+            steps.push(event(&events.usage()));
+        }
+        steps.push(Step::Event(Bytes::from_static(b"data: [DONE]\n\n")));
+    }
+    if behaviour.malformed {
+        let second = steps
+            .iter()
+            .position(|s| matches!(s, Step::Event(_)))
+            .map_or(0, |first| first + 1);
+        steps.insert(
+            second,
+            Step::Event(Bytes::from_static(b"data: {not json\n\n")),
+        );
+    }
+    steps
+}
+
+/// Feeds the planned stream to hyper; stops as soon as the client is gone.
+async fn produce(tx: mpsc::Sender<StreamItem>, steps: Vec<Step>) {
+    for step in steps {
+        match step {
+            Step::Event(bytes) => {
+                if tx.send(Ok(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            Step::Delay(delay) => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = tx.closed() => return,
+                }
+            }
+            Step::Cut => {
+                // Wait until hyper has taken every frame (it then flushes them), give the
+                // flush a moment, then fail the body so hyper drops the connection without
+                // the terminating zero-size chunk.
+                let Ok(mut permits) = tx.reserve_many(tx.max_capacity()).await else {
+                    return;
+                };
+                tokio::time::sleep(CUT_GRACE).await;
+                if let Some(permit) = permits.next() {
+                    permit.send(Err(io::Error::other("mock upstream: cut-after")));
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::{Answer, Flavour, Usage};
+
+    fn plan(flavour: Flavour, n: usize, include_usage: bool, spec: &str) -> Vec<String> {
+        let chunks = openai::chunks(n);
+        let events = StreamEvents {
+            answer: Answer {
+                id: "x",
+                created: 1,
+                model: "m",
+                chunks: &chunks,
+                usage: Usage {
+                    prompt: 1,
+                    completion: 1,
+                },
+            },
+            flavour,
+            include_usage,
+        };
+        let mut behaviour = Behaviour::default();
+        behaviour.apply(spec);
+        plan_stream(&events, &behaviour)
+            .into_iter()
+            .map(|step| match step {
+                Step::Event(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if text.contains("{not json") {
+                        "bad".to_owned()
+                    } else if text.contains("[DONE]") {
+                        "done".to_owned()
+                    } else if text.contains("\"choices\":[]") {
+                        "usage".to_owned()
+                    } else if text.contains("\"stop\"") {
+                        "finish".to_owned()
+                    } else if text.contains("\"role\"") {
+                        "role".to_owned()
+                    } else {
+                        "content".to_owned()
+                    }
+                }
+                Step::Delay(_) => "delay".to_owned(),
+                Step::Cut => "cut".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_plans() {
+        assert_eq!(
+            plan(Flavour::Chat, 2, false, ""),
+            ["role", "content", "content", "finish", "done"]
+        );
+        assert_eq!(
+            plan(Flavour::Chat, 1, true, "chunk-delay-5"),
+            ["role", "delay", "content", "finish", "usage", "done"]
+        );
+        assert_eq!(
+            plan(Flavour::Chat, 3, false, "cut-after-1"),
+            ["role", "content", "cut"]
+        );
+        assert_eq!(
+            plan(Flavour::Chat, 2, false, "cut-after-9"),
+            ["role", "content", "content", "cut"]
+        );
+        assert_eq!(
+            plan(Flavour::Chat, 1, false, "malformed"),
+            ["role", "bad", "content", "finish", "done"]
+        );
+        assert_eq!(
+            plan(Flavour::Completion, 2, true, "malformed"),
+            ["content", "bad", "content", "finish", "usage", "done"]
+        );
+        assert_eq!(plan(Flavour::Completion, 1, false, "cut-after-0"), ["cut"]);
+    }
+}
