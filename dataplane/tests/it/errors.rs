@@ -184,8 +184,7 @@ async fn upstream_failures_map_to_502_and_504_with_usage() {
     let gateway = Gateway::start(&config(&upstream, "  provider_timeout: 1s")).await;
     let failed = gateway
         .post("/v1/chat/completions")
-        .header("x-mock-behaviour", "fail-500")
-        .json(&chat("gpt-up", false))
+        .json(&chat("up-fail-500", false))
         .send()
         .await
         .unwrap();
@@ -198,8 +197,7 @@ async fn upstream_failures_map_to_502_and_504_with_usage() {
 
     let slow = gateway
         .post("/v1/chat/completions")
-        .header("x-mock-behaviour", "slow-3000")
-        .json(&chat("gpt-up", false))
+        .json(&chat("up-slow", false))
         .send()
         .await
         .unwrap();
@@ -210,8 +208,7 @@ async fn upstream_failures_map_to_502_and_504_with_usage() {
     // A client mistake caught upstream keeps its status and OpenAI body.
     let rejected = gateway
         .post("/v1/chat/completions")
-        .header("x-mock-behaviour", "fail-400")
-        .json(&chat("gpt-up", false))
+        .json(&chat("up-fail-400", false))
         .send()
         .await
         .unwrap();

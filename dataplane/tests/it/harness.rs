@@ -9,6 +9,17 @@ use omg_mock_upstream::{MockConfig, MockUpstream};
 use serde_json::Value;
 
 pub const KEY: &str = "sk-demo.my-secret";
+/// Aliases whose provider model scripts the mock upstream (the gateway forwards no client
+/// headers upstream, so behaviour is chosen by the model name it sends).
+pub const SCRIPTED: [(&str, &str); 6] = [
+    ("up-fail-500", "gpt-test+fail-500"),
+    ("up-fail-400", "gpt-test+fail-400"),
+    ("up-slow", "gpt-test+slow-3000"),
+    ("up-paced", "gpt-test+chunks-4+chunk-delay-300"),
+    ("up-cut", "gpt-test+chunks-6+cut-after-2"),
+    ("up-long", "gpt-test+chunks-20+chunk-delay-100"),
+];
+
 pub const UPSTREAM_KEY: &str = "upstream-secret-key-123";
 
 /// A running data plane.
@@ -68,10 +79,10 @@ model_catalog:
     api_key: "{UPSTREAM_KEY}"
   - alias: secret-model
     provider: mock
-bootstrap:
+{scripted}bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-slow, mock-embed, gpt-up, embed-up]
+      allowed_models: [mock-chat, mock-slow, mock-embed, gpt-up, embed-up, {scripted_names}]
     - name: frozen
       status: suspended
   api_keys:
@@ -82,7 +93,15 @@ bootstrap:
       prefix: frozen
       secret: my-secret
 "#,
-        base = upstream.base_url()
+        base = upstream.base_url(),
+        scripted = SCRIPTED
+            .iter()
+            .map(|(alias, model)| format!(
+                "  - alias: {alias}\n    provider: openai-compatible\n    provider_model: \"{model}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n",
+                upstream.base_url()
+            ))
+            .collect::<String>(),
+        scripted_names = SCRIPTED.iter().map(|(alias, _)| *alias).collect::<Vec<_>>().join(", "),
     )
 }
 
