@@ -82,7 +82,20 @@ pub(super) async fn handle(
             {
                 return mock::serve(session, ctx, first, &matched, &body).await;
             }
-            upstream::exchange(state, session, ctx, &order, &matched, &body).await
+            let exchange = upstream::exchange(state, session, ctx, &order, &matched, &body);
+            if body.stream {
+                // Streams are bounded by `stream_idle_timeout` and `stream_max_duration`.
+                return exchange.await;
+            }
+            tokio::time::timeout(state.settings.sync_timeout, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        ErrorCode::UpstreamTimeout,
+                        "The request did not complete within the gateway's `server.sync_timeout`.",
+                    )
+                    .into())
+                })
         }
     }
 }

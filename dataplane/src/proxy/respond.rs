@@ -44,15 +44,25 @@ pub async fn json(
 ) -> Result<(), Failure> {
     let mut header = header(ctx, status, "application/json")?;
     header
-        .insert_header("content-length", body.len().to_string())
-        .map_err(internal)?;
-    header
         .insert_header(
             "openai-processing-ms",
             ctx.started.elapsed().as_millis().to_string(),
         )
         .map_err(internal)?;
-    ctx.status = status;
+    send(session, ctx, header, body).await
+}
+
+/// Writes a complete response with its `content-length` and records its status.
+async fn send(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut header: ResponseHeader,
+    body: Vec<u8>,
+) -> Result<(), Failure> {
+    header
+        .insert_header("content-length", body.len().to_string())
+        .map_err(internal)?;
+    ctx.status = header.status.as_u16();
     session
         .write_response_header(Box::new(header), false)
         .await
@@ -73,9 +83,6 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
     let body = error.body();
     let result = async {
         let mut header = header(ctx, error.code.status(), "application/json")?;
-        header
-            .insert_header("content-length", body.len().to_string())
-            .map_err(internal)?;
         if let Some(seconds) = error.retry_after {
             header
                 .insert_header("retry-after", seconds.max(1).to_string())
@@ -86,15 +93,7 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
                 .insert_header("x-should-retry", "false")
                 .map_err(internal)?;
         }
-        ctx.status = error.code.status();
-        session
-            .write_response_header(Box::new(header), false)
-            .await
-            .map_err(|_| Failure::ClientGone)?;
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await
-            .map_err(|_| Failure::ClientGone)
+        send(session, ctx, header, body).await
     }
     .await;
     if result.is_err() {

@@ -101,17 +101,26 @@ async fn sigterm_lets_streams_finish_and_keeps_every_usage_record() {
         streams.push((id, stream));
     }
     gateway.signal("TERM");
-    let ready = gateway
-        .client
-        .get(format!("{}/readyz", gateway.admin))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0);
-    assert!(
-        ready == 503 || ready == 0,
-        "readiness flips first (or the listener is already closed)"
-    );
+    // The signal is handled asynchronously: wait for readiness to flip (503), or for the
+    // admin listener to close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = gateway
+            .client
+            .get(format!("{}/readyz", gateway.admin))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if ready == 503 || ready == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never flipped after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for (id, mut stream) in streams {
         let mut text = String::new();
         while let Some(chunk) = stream.next().await {
