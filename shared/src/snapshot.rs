@@ -289,12 +289,12 @@ impl Snapshot {
                 budget: None,
             })
             .collect();
-        for limits in &config.bootstrap.tenant_limits {
-            if let Some(tenant) = tenants.iter_mut().find(|t| t.name == limits.tenant) {
+        for entry in &config.bootstrap.tenant_limits {
+            if let Some(tenant) = tenants.iter_mut().find(|t| t.name == entry.tenant) {
                 tenant.limits = Limits {
-                    requests_per_minute: limits.requests_per_minute,
-                    tokens_per_minute: limits.tokens_per_minute,
-                    parallel_requests: limits.parallel_requests,
+                    requests_per_minute: entry.limits.requests_per_minute,
+                    tokens_per_minute: entry.limits.tokens_per_minute,
+                    parallel_requests: entry.limits.parallel_requests,
                 };
             }
         }

@@ -53,7 +53,11 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             config.usage.jsonl_path.display()
         )
     })?;
-    let listen = omg_shared::config::parse_listen_addr(&config.server.listen_addr)?;
+    let listen = omg_shared::config::parse_listen_addr(
+        config
+            .server
+            .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
+    )?;
     let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
     let state = Arc::new(State::new(
         SnapshotStore::new(runtime),

@@ -62,11 +62,41 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Parses and validates config text. `env` resolves `${NAME}` references (write `$${` for
-/// a literal `${`); an unset variable is an error naming the key that used it.
+/// Which plane's rules a config is validated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The data plane's rules (`server.listen_addr` defaults to `:8080`).
+    Dataplane,
+    /// The control plane's: the plane-independent rules (catalog, bootstrap, budgets,
+    /// reporting, `security.api_key_pepper` length), `server.*` with `server.listen_addr`
+    /// defaulting to `:8090`, and [`validate_controlplane`](super::validate_controlplane).
+    Controlplane,
+}
+
+/// Parses and validates config text with the data plane's rules. `env` resolves `${NAME}`
+/// references (write `$${` for a literal `${`); an unset variable is an error naming the key
+/// that used it.
 pub fn load_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    load_layered(text, env, &[], Mode::Dataplane)
+}
+
+/// Parses config text, expands its `${NAME}` references with `env`, applies the `ROUTER_*`
+/// overrides found in `overrides` (the process's variables as `(name, value)`, `.env` ones
+/// merged in by the caller), then deserializes and validates with the rules of `rules`.
+///
+/// Every `ROUTER_*` name except [`NON_CONFIG_VARIABLES`](super::NON_CONFIG_VARIABLES) must
+/// name a scalar key: `ROUTER_` + the key path with `_` for `.` (case-insensitive), or the
+/// alias `ROUTER_DB_URL` (`database.url`); lists cannot be overridden. Values are read as the
+/// key's type; they are not `${}`-expanded. Other names are ignored. Errors name the variable
+/// and the key.
+pub fn load_layered(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: &[(String, String)],
+    rules: Mode,
 ) -> Result<GatewayConfig, ConfigErrors> {
     let mut document: Value = if text.trim().is_empty() {
         Value::Mapping(Default::default())
@@ -79,24 +109,79 @@ pub fn load_str(
     }
     let mut errors = Vec::new();
     expand_env(&mut document, &mut String::new(), env, &mut errors);
+    let mut overrides = match super::env::resolve(overrides) {
+        Ok(overrides) => overrides,
+        Err(problems) => {
+            errors.extend(problems);
+            Vec::new()
+        }
+    };
+    for item in &overrides {
+        let value = item.candidates.first().cloned().unwrap_or(Value::Null);
+        if let Err(message) = super::env::set(&mut document, &item.path, value) {
+            errors.push(ConfigError::new(
+                item.dotted.clone(),
+                item.explain(&message),
+            ));
+        }
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let config: GatewayConfig = serde_path_to_error::deserialize(document).map_err(|error| {
+    let config = deserialize(document, &mut overrides)?;
+    let mut errors = match rules {
+        Mode::Dataplane => super::validate::validate(&config),
+        Mode::Controlplane => {
+            let mut errors = super::validate::validate_for_controlplane(&config);
+            errors.extend(super::validate::validate_controlplane(&config));
+            errors
+        }
+    };
+    if errors.is_empty() {
+        return Ok(config);
+    }
+    for error in &mut errors {
+        if let Some(item) = overrides.iter().find(|item| item.dotted == error.path) {
+            error.message = format!("{} (set by `{}`)", error.message, item.variable);
+        }
+    }
+    Err(ConfigErrors(errors))
+}
+
+/// Deserializes, trying an override's next reading when its current one does not fit the
+/// key's type (a duration given as a number, an optional number given as a string).
+fn deserialize(
+    mut document: Value,
+    overrides: &mut [super::env::Override],
+) -> Result<GatewayConfig, ConfigErrors> {
+    loop {
+        let error = match serde_path_to_error::deserialize(document.clone()) {
+            Ok(config) => return Ok(config),
+            Err(error) => error,
+        };
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ConfigErrors::one(path, error.into_inner().to_string())
-    })?;
-    let errors = super::validate::validate(&config);
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(errors))
+        let message = error.into_inner().to_string();
+        let Some(item) = overrides.iter_mut().find(|item| item.dotted == path) else {
+            return Err(ConfigErrors::one(path, message));
+        };
+        let first = item.first_error.get_or_insert(message).clone();
+        let next = item.current + 1;
+        let retried = item
+            .candidates
+            .get(next)
+            .cloned()
+            .is_some_and(|value| super::env::set(&mut document, &item.path, value).is_ok());
+        if !retried {
+            return Err(ConfigErrors::one(path, item.explain(&first)));
+        }
+        item.current = next;
     }
 }
 
-/// Reads a file and [`load_str`]s it with the process environment. This is the one place
-/// the shared crate touches the file system: both binaries start from it.
+/// Reads a file and [`load_str`]s it with the process environment (`${NAME}` references
+/// only; no `ROUTER_*` overrides). This is the one place the shared crate touches the file
+/// system.
 pub fn load_file(path: &std::path::Path) -> Result<GatewayConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         ConfigErrors::one(

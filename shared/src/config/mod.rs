@@ -3,13 +3,20 @@
 //! Key names follow the seeds' `router.yaml`. Every section rejects unknown keys, so a typo
 //! is a start-up error naming the key's path, never a silently ignored setting. Each field's
 //! doc comment is its reference documentation (`docs/configuration.md` mirrors it).
-//! [`load`] parses, expands `${ENV_VAR}` references and validates; [`validate`] holds the
-//! cross-field rules.
+//! [`load_str`] parses, expands `${ENV_VAR}` references and validates with the data plane's
+//! rules; [`load_layered`] also applies `ROUTER_*` environment overrides and picks the rules of
+//! either plane ([`Mode`]); [`parse_dotenv`] reads `.env` files. The cross-field rules live in
+//! `validate.rs`.
 
+mod dotenv;
+mod encryption;
+mod env;
 mod load;
 mod validate;
 
-pub use validate::parse_listen_addr;
+pub use dotenv::parse_dotenv;
+pub use env::NON_CONFIG_VARIABLES;
+pub use validate::{catalog_entry_rules, parse_listen_addr, validate_controlplane};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use load::{load_file, load_layered, load_str, ConfigError, ConfigErrors, Mode};
 
 use crate::provider::ProviderKind;
 use crate::secret::Secret;
@@ -47,15 +54,22 @@ pub struct GatewayConfig {
     pub health: HealthConfig,
     /// Tenants, users and keys created at start-up.
     pub bootstrap: BootstrapConfig,
+    /// Postgres (control plane only).
+    pub database: DatabaseConfig,
+    /// Redis (control plane; cluster-mode data planes later).
+    pub redis: RedisConfig,
+    /// Admin authentication: sessions, local logins, login throttling (control plane only).
+    pub admin: AdminConfig,
 }
 
 /// `server.*`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Public OpenAI-compatible listener, `host:port` or `:port` (all interfaces).
-    /// Default `:8080`.
-    pub listen_addr: String,
+    /// Listener of the plane reading the file, `host:port` or `:port` (all interfaces): the
+    /// data plane's public OpenAI-compatible API (default `:8080`) or the control plane's
+    /// admin API and portal (default `:8090`). Read it with [`ServerConfig::listen_addr_or`].
+    pub listen_addr: Option<String>,
     /// Admin listener for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:9091`;
     /// keep it off public interfaces.
     pub admin_listen_addr: String,
@@ -92,7 +106,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen_addr: ":8080".to_owned(),
+            listen_addr: None,
             admin_listen_addr: "127.0.0.1:9091".to_owned(),
             body_limit_mb: 20,
             sync_timeout: Duration::from_secs(300),
@@ -104,6 +118,18 @@ impl Default for ServerConfig {
             graceful_shutdown_timeout: Duration::from_secs(30),
             threads: 0,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The data plane's `server.listen_addr` when the file sets none.
+    pub const DATAPLANE_LISTEN_ADDR: &'static str = ":8080";
+    /// The control plane's `server.listen_addr` when the file sets none.
+    pub const CONTROLPLANE_LISTEN_ADDR: &'static str = ":8090";
+
+    /// `server.listen_addr`, or `default` (the plane's own) when unset.
+    pub fn listen_addr_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.listen_addr.as_deref().unwrap_or(default)
     }
 }
 
@@ -132,6 +158,23 @@ pub struct SecurityConfig {
     /// mode, where both planes must share it. In standalone mode, when unset, a random
     /// pepper is drawn at start-up (keys from the config file are hashed in memory only).
     pub api_key_pepper: Option<Secret>,
+    /// AES-256-GCM keys for provider credentials (and later snapshots) at rest, each
+    /// `{version, key}` with `key` the base64 of exactly 32 random bytes (`openssl rand
+    /// -base64 32`). Control plane; at least one is required there. Keep retired versions
+    /// listed until nothing encrypted with them remains.
+    pub encryption_keys: Vec<EncryptionKeyConfig>,
+    /// Version used to encrypt new values; default: the highest version listed.
+    pub active_encryption_key: Option<u32>,
+}
+
+/// `security.encryption_keys[]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyConfig {
+    /// Key version (≥ 1, unique), stored next to every value it encrypts.
+    pub version: u32,
+    /// Base64 (standard or URL-safe alphabet, padding optional) of exactly 32 bytes.
+    pub key: Secret,
 }
 
 /// `providers.*`: defaults for catalog entries that carry no credentials of their own.
@@ -589,15 +632,9 @@ pub struct BootstrapMembership {
 pub struct BootstrapTenantLimits {
     /// Tenant name.
     pub tenant: String,
-    /// Requests per minute.
-    #[serde(default)]
-    pub requests_per_minute: Option<u64>,
-    /// Tokens per minute.
-    #[serde(default)]
-    pub tokens_per_minute: Option<u64>,
-    /// Concurrent requests.
-    #[serde(default)]
-    pub parallel_requests: Option<u64>,
+    /// The tenant's limits: `{requests_per_minute, tokens_per_minute, parallel_requests}`
+    /// (absent = the global default).
+    pub limits: RateLimitOverride,
 }
 
 /// `bootstrap.tenant_budgets[]`
@@ -625,5 +662,153 @@ pub struct BootstrapTenantBudget {
     pub alert_cooldown: Option<String>,
 }
 
+/// `database.*` (control plane only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Postgres URL, `postgres://user:pass@host:5432/db?sslmode=…`. Required by the control
+    /// plane; also `ROUTER_DB_URL`.
+    pub url: Option<Secret>,
+    /// Largest number of pooled connections (1–1000). Default 10.
+    pub max_connections: u32,
+    /// Time allowed to open a connection. Default 5s.
+    #[serde(with = "crate::duration")]
+    pub connect_timeout: Duration,
+    /// Run the embedded migrations at start-up. Default true.
+    pub run_migrations: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+            run_migrations: true,
+        }
+    }
+}
+
+/// `redis.*` (control plane; cluster-mode data planes later).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis URL, `redis://[:pass@]host:6379/0` or `rediss://…` for TLS. Also
+    /// `ROUTER_REDIS_URL`.
+    pub url: Option<Secret>,
+    /// Largest number of pooled connections (1–1000). Default 16.
+    pub pool_size: u32,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+/// `admin.*` (control plane only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Admin session tokens and cookie.
+    pub session: SessionConfig,
+    /// Email + password logins.
+    pub local: LocalAuthConfig,
+    /// Failed-login throttling.
+    pub login_throttle: LoginThrottleConfig,
+}
+
+/// `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SameSite {
+    /// Never sent on cross-site requests.
+    #[default]
+    Strict,
+    /// Sent on top-level cross-site navigations (needed when an SSO provider redirects back).
+    Lax,
+}
+
+/// `admin.session.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// HS256 secret signing admin access tokens, at least 32 characters. Required by the
+    /// control plane; also `ROUTER_ADMIN_SESSION_JWT_SECRET`. Generate one with
+    /// `openssl rand -base64 48`. Changing it signs everyone out.
+    pub jwt_secret: Option<Secret>,
+    /// Lifetime of an access token (1m–24h). Default 15m.
+    #[serde(with = "crate::duration")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (the session), longer than the access token's.
+    /// Default 168h.
+    #[serde(with = "crate::duration")]
+    pub refresh_token_ttl: Duration,
+    /// Name of the HTTP-only refresh cookie. Default `og_admin_session`.
+    pub cookie_name: String,
+    /// Send the cookie over HTTPS only. Default true; set false only for plain-HTTP local
+    /// development.
+    pub cookie_secure: bool,
+    /// `strict` (default) or `lax`.
+    pub cookie_same_site: SameSite,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(168 * 3600),
+            cookie_name: "og_admin_session".to_owned(),
+            cookie_secure: true,
+            cookie_same_site: SameSite::Strict,
+        }
+    }
+}
+
+/// `admin.local.*`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAuthConfig {
+    /// Whether email + password logins are accepted. Default true.
+    pub enabled: bool,
+}
+
+impl Default for LocalAuthConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `admin.login_throttle.*`: failed logins allowed within `window` before further attempts
+/// are refused until the window has passed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginThrottleConfig {
+    /// Failed logins per account (email) per window. Default 5.
+    pub max_failures_per_account: u32,
+    /// Failed logins per client IP per window. Default 20.
+    pub max_failures_per_ip: u32,
+    /// The counting window. Default 15m.
+    #[serde(with = "crate::duration")]
+    pub window: Duration,
+}
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: 5,
+            max_failures_per_ip: 20,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod layered_tests;

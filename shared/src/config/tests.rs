@@ -16,7 +16,11 @@ fn errors_of(text: &str) -> String {
 #[test]
 fn empty_config_is_valid_with_defaults() {
     let config = load_str("", &no_env).unwrap_or_else(|e| unreachable!("{e}"));
-    assert_eq!(config.server.listen_addr, ":8080");
+    assert_eq!(config.server.listen_addr, None);
+    assert_eq!(config.server.listen_addr_or(":8080"), ":8080");
+    assert_eq!(config.database.max_connections, 10);
+    assert_eq!(config.admin.session.cookie_name, "og_admin_session");
+    assert_eq!(config.admin.session.refresh_token_ttl.as_secs(), 168 * 3600);
     assert_eq!(config.server.body_limit_mb, 20);
     assert_eq!(config.server.stream_idle_timeout.as_secs(), 30);
     assert_eq!(config.rate_limits.default_requests_per_minute, 1000);

@@ -1,10 +1,12 @@
 //! Cross-field rules a schema cannot express: addresses parse, names are unique, references
 //! point at things that exist, prices and windows make sense, providers have adapters.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
-use super::{ConfigError, GatewayConfig};
+use super::encryption::decode_key;
+use super::{CatalogEntry, ConfigError, GatewayConfig, ServerConfig};
 use crate::keys::valid_prefix;
 use crate::mock::MockSettings;
 use crate::money::usd_to_micros;
@@ -29,24 +31,63 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{text}` is not a listen address; use `host:port` or `:port`"))
 }
 
+/// The data plane's rules.
 pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
+    let mut errors = server_rules(config, ServerConfig::DATAPLANE_LISTEN_ADDR);
+    errors.extend(common_rules(config));
+    errors
+}
+
+/// The rules the control plane shares with the data plane: `server.*` with the control
+/// plane's default listener, and the plane-independent rules.
+pub(super) fn validate_for_controlplane(config: &GatewayConfig) -> Vec<ConfigError> {
+    let mut errors = server_rules(config, ServerConfig::CONTROLPLANE_LISTEN_ADDR);
+    errors.extend(common_rules(config));
+    errors
+}
+
+/// Whether two listen addresses would claim the same socket: the same text, or the same
+/// (non-ephemeral) port where the hosts are equal or one is a wildcard.
+fn same_listener(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (parse_listen_addr(a), parse_listen_addr(b)) {
+        (Ok(a), Ok(b)) => {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => false,
+    }
+}
+
+/// `server.*`, with `server.listen_addr` read as `default_listen` when unset (each plane has
+/// its own).
+fn server_rules(config: &GatewayConfig, default_listen: &str) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut error = |path: &str, message: String| errors.push(ConfigError::new(path, message));
-
-    // server
     let server = &config.server;
+    let listen_addr = server.listen_addr_or(default_listen);
     for (path, value) in [
-        ("server.listen_addr", &server.listen_addr),
-        ("server.admin_listen_addr", &server.admin_listen_addr),
+        ("server.listen_addr", listen_addr),
+        (
+            "server.admin_listen_addr",
+            server.admin_listen_addr.as_str(),
+        ),
     ] {
         if let Err(message) = parse_listen_addr(value) {
             error(path, message);
         }
     }
-    if server.listen_addr == server.admin_listen_addr {
+    if same_listener(listen_addr, &server.admin_listen_addr) {
+        let shown = match &server.listen_addr {
+            Some(_) => format!("`server.listen_addr` ({listen_addr})"),
+            None => format!("`server.listen_addr` (default {listen_addr})"),
+        };
         error(
             "server.admin_listen_addr",
-            "must differ from `server.listen_addr`".to_owned(),
+            format!("must differ from {shown}"),
         );
     }
     if !(1..=1024).contains(&server.body_limit_mb) {
@@ -72,6 +113,74 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
             format!("{} threads is more than 256", server.threads),
         );
     }
+    errors
+}
+
+/// Rules that hold whichever plane reads the file.
+/// The rules of one catalog entry (also used by the control plane's catalog API). `path` is
+/// prefixed to every error's key path (`model_catalog[3]`, or empty for an API body).
+pub fn catalog_entry_rules(
+    config: &GatewayConfig,
+    entry: &CatalogEntry,
+    path: &str,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut error = |path: &str, message: String| {
+        errors.push(ConfigError::new(path.trim_start_matches('.'), message))
+    };
+    if entry.alias.is_empty()
+        || entry.alias.len() > 128
+        || entry
+            .alias
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        error(
+            &format!("{path}.alias"),
+            "must be 1-128 characters without spaces".to_owned(),
+        );
+    }
+    if !entry.provider.is_supported() {
+        let supported: Vec<&str> = ProviderKind::ALL
+            .iter()
+            .filter(|kind| kind.is_supported())
+            .map(|kind| kind.as_str())
+            .collect();
+        error(
+            &format!("{path}.provider"),
+            format!(
+                "provider `{}` has no adapter in this build yet (supported: {})",
+                entry.provider,
+                supported.join(", ")
+            ),
+        );
+    }
+    if entry.currency != "USD" {
+        error(
+            &format!("{path}.currency"),
+            format!("only `USD` is supported, got `{}`", entry.currency),
+        );
+    }
+    if entry.weight == 0 {
+        error(
+            &format!("{path}.weight"),
+            "must be at least 1 (use `enabled: false` to take an entry out)".to_owned(),
+        );
+    }
+    if let Err((field, message)) = deployment_from_entry(config, entry, 0) {
+        error(&format!("{path}.{field}"), message);
+    }
+    if entry.provider == ProviderKind::Mock {
+        if let Err((key, message)) = MockSettings::from_metadata(&entry.metadata) {
+            error(&format!("{path}.metadata.{key}"), message);
+        }
+    }
+    errors
+}
+
+fn common_rules(config: &GatewayConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut error = |path: &str, message: String| errors.push(ConfigError::new(path, message));
 
     // security
     if let Some(pepper) = &config.security.api_key_pepper {
@@ -87,52 +196,8 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
     let mut alias_types = BTreeMap::new();
     for (index, entry) in config.model_catalog.iter().enumerate() {
         let path = format!("model_catalog[{index}]");
-        if entry.alias.is_empty()
-            || entry.alias.len() > 128
-            || entry
-                .alias
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            error(
-                &format!("{path}.alias"),
-                "must be 1-128 characters without spaces".to_owned(),
-            );
-        }
-        if !entry.provider.is_supported() {
-            let supported: Vec<&str> = ProviderKind::ALL
-                .iter()
-                .filter(|kind| kind.is_supported())
-                .map(|kind| kind.as_str())
-                .collect();
-            error(
-                &format!("{path}.provider"),
-                format!(
-                    "provider `{}` has no adapter in this build yet (supported: {})",
-                    entry.provider,
-                    supported.join(", ")
-                ),
-            );
-        }
-        if entry.currency != "USD" {
-            error(
-                &format!("{path}.currency"),
-                format!("only `USD` is supported, got `{}`", entry.currency),
-            );
-        }
-        if entry.weight == 0 {
-            error(
-                &format!("{path}.weight"),
-                "must be at least 1 (use `enabled: false` to take an entry out)".to_owned(),
-            );
-        }
-        if let Err((field, message)) = deployment_from_entry(config, entry, 0) {
-            error(&format!("{path}.{field}"), message);
-        }
-        if entry.provider == ProviderKind::Mock {
-            if let Err((key, message)) = MockSettings::from_metadata(&entry.metadata) {
-                error(&format!("{path}.metadata.{key}"), message);
-            }
+        for problem in catalog_entry_rules(config, entry, &path) {
+            error(&problem.path, problem.message);
         }
         match alias_types.get(&entry.alias) {
             Some(model_type) if *model_type != entry.model_type => error(
@@ -289,16 +354,33 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
             );
         }
     }
+    let mut limited = HashSet::new();
     for (index, limits) in bootstrap.tenant_limits.iter().enumerate() {
-        tenant_ref(
-            format!("bootstrap.tenant_limits[{index}].tenant"),
-            &limits.tenant,
-            &mut error,
-        );
+        let path = format!("bootstrap.tenant_limits[{index}].tenant");
+        tenant_ref(path.clone(), &limits.tenant, &mut error);
+        if !limited.insert(limits.tenant.as_str()) {
+            error(
+                &path,
+                format!(
+                    "tenant `{}` already has an entry in `bootstrap.tenant_limits`; merge them",
+                    limits.tenant
+                ),
+            );
+        }
     }
+    let mut budgeted = HashSet::new();
     for (index, budget) in bootstrap.tenant_budgets.iter().enumerate() {
         let path = format!("bootstrap.tenant_budgets[{index}]");
         tenant_ref(format!("{path}.tenant"), &budget.tenant, &mut error);
+        if !budgeted.insert(budget.tenant.as_str()) {
+            error(
+                &format!("{path}.tenant"),
+                format!(
+                    "tenant `{}` already has an entry in `bootstrap.tenant_budgets`; merge them",
+                    budget.tenant
+                ),
+            );
+        }
         if let Err(message) = usd_to_micros(budget.budget_usd) {
             error(&format!("{path}.budget_usd"), message);
         }
@@ -330,4 +412,203 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
         }
     }
     errors
+}
+
+/// The control plane's own requirements, on top of the rules it shares with the data plane
+/// (which [`load_layered`](super::load_layered) with [`Mode::Controlplane`](super::Mode)
+/// applies together with these): `database.url`, `admin.session.jwt_secret`,
+/// `security.api_key_pepper` and at least one `security.encryption_keys` entry are required;
+/// `database.*`, `redis.*`, `admin.*` and the encryption keys must make sense.
+pub fn validate_controlplane(config: &GatewayConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut error = |path: &str, message: String| errors.push(ConfigError::new(path, message));
+
+    // database
+    let database = &config.database;
+    match &database.url {
+        None => error(
+            "database.url",
+            "required by the control plane; set it here or with `ROUTER_DB_URL`, e.g. \
+             `postgres://user:pass@host:5432/gateway`"
+                .to_owned(),
+        ),
+        Some(url) if !has_scheme(url.expose(), &["postgres", "postgresql"]) => error(
+            "database.url",
+            "must be a Postgres URL starting with `postgres://` or `postgresql://`".to_owned(),
+        ),
+        Some(_) => {}
+    }
+    if !(1..=1000).contains(&database.max_connections) {
+        error(
+            "database.max_connections",
+            format!("{} is outside 1..=1000", database.max_connections),
+        );
+    }
+    if database.connect_timeout.is_zero() {
+        error(
+            "database.connect_timeout",
+            "must be greater than zero".to_owned(),
+        );
+    }
+
+    // redis
+    let redis = &config.redis;
+    if let Some(url) = &redis.url {
+        if !has_scheme(url.expose(), &["redis", "rediss"]) {
+            error(
+                "redis.url",
+                "must be a Redis URL starting with `redis://` (or `rediss://` for TLS)".to_owned(),
+            );
+        }
+    }
+    if !(1..=1000).contains(&redis.pool_size) {
+        error(
+            "redis.pool_size",
+            format!("{} is outside 1..=1000", redis.pool_size),
+        );
+    }
+
+    // admin sessions
+    let session = &config.admin.session;
+    match &session.jwt_secret {
+        None => error(
+            "admin.session.jwt_secret",
+            "required by the control plane to sign admin sessions; generate one with \
+             `openssl rand -base64 48` and set it here or with `ROUTER_ADMIN_SESSION_JWT_SECRET`"
+                .to_owned(),
+        ),
+        Some(secret) if secret.expose().chars().count() < 32 => error(
+            "admin.session.jwt_secret",
+            format!(
+                "is {} characters; use at least 32 (generate one with `openssl rand -base64 48`)",
+                secret.expose().chars().count()
+            ),
+        ),
+        Some(_) => {}
+    }
+    let (minute, day) = (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+    if !(minute..=day).contains(&session.access_token_ttl) {
+        error(
+            "admin.session.access_token_ttl",
+            format!(
+                "{} is outside 1m..=24h",
+                humantime::format_duration(session.access_token_ttl)
+            ),
+        );
+    }
+    if session.refresh_token_ttl <= session.access_token_ttl {
+        error(
+            "admin.session.refresh_token_ttl",
+            format!(
+                "{} must be longer than `admin.session.access_token_ttl` ({})",
+                humantime::format_duration(session.refresh_token_ttl),
+                humantime::format_duration(session.access_token_ttl)
+            ),
+        );
+    }
+    let cookie = session.cookie_name.as_str();
+    if cookie.is_empty()
+        || !cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        error(
+            "admin.session.cookie_name",
+            format!("`{cookie}` is not a cookie name; use letters, digits, `_` or `-`"),
+        );
+    } else if (cookie.starts_with("__Secure-") || cookie.starts_with("__Host-"))
+        && !session.cookie_secure
+    {
+        error(
+            "admin.session.cookie_secure",
+            format!("must be true for a `{cookie}` cookie (browsers drop it otherwise)"),
+        );
+    }
+    let throttle = &config.admin.login_throttle;
+    for (path, value) in [
+        (
+            "admin.login_throttle.max_failures_per_account",
+            throttle.max_failures_per_account,
+        ),
+        (
+            "admin.login_throttle.max_failures_per_ip",
+            throttle.max_failures_per_ip,
+        ),
+    ] {
+        if value == 0 {
+            error(path, "must be at least 1".to_owned());
+        }
+    }
+    if throttle.window.is_zero() {
+        error(
+            "admin.login_throttle.window",
+            "must be greater than zero".to_owned(),
+        );
+    }
+
+    // security
+    let security = &config.security;
+    if security.api_key_pepper.is_none() {
+        error(
+            "security.api_key_pepper",
+            "required by the control plane (every data plane must use the same value to hash \
+             API keys); generate one with `openssl rand -base64 32` and set it here or with \
+             `ROUTER_SECURITY_API_KEY_PEPPER`"
+                .to_owned(),
+        );
+    }
+    if security.encryption_keys.is_empty() {
+        error(
+            "security.encryption_keys",
+            "at least one key is required to encrypt provider credentials; add \
+             `- {version: 1, key: \"<output of openssl rand -base64 32>\"}`"
+                .to_owned(),
+        );
+    }
+    let mut versions = BTreeSet::new();
+    for (index, entry) in security.encryption_keys.iter().enumerate() {
+        let path = format!("security.encryption_keys[{index}]");
+        if entry.version == 0 {
+            error(&format!("{path}.version"), "must be at least 1".to_owned());
+        } else if !versions.insert(entry.version) {
+            error(
+                &format!("{path}.version"),
+                format!(
+                    "version {} is listed twice; give each key its own version",
+                    entry.version
+                ),
+            );
+        }
+        if let Err(message) = decode_key(&entry.key) {
+            error(&format!("{path}.key"), message);
+        }
+    }
+    if let Some(active) = security.active_encryption_key {
+        if !security
+            .encryption_keys
+            .iter()
+            .any(|entry| entry.version == active)
+        {
+            let listed: Vec<String> = versions.iter().map(u32::to_string).collect();
+            error(
+                "security.active_encryption_key",
+                format!(
+                    "version {active} is not in `security.encryption_keys` (listed: {})",
+                    if listed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        listed.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    errors
+}
+
+/// Whether `url` starts with `<one of schemes>://` (case-insensitive) and has more after it.
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    url.split_once("://").is_some_and(|(scheme, rest)| {
+        !rest.is_empty() && schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s))
+    })
 }
