@@ -47,6 +47,9 @@ pub struct MockConfig {
     pub api_key: Option<String>,
     /// Content chunks per answer unless a `chunks-<n>` directive says otherwise.
     pub default_chunks: usize,
+    /// Keep every request for [`MockUpstream::requests`]; off for load tests (`--no-record`),
+    /// where the list would only grow.
+    pub record: bool,
 }
 
 impl Default for MockConfig {
@@ -54,6 +57,7 @@ impl Default for MockConfig {
         MockConfig {
             api_key: None,
             default_chunks: 5,
+            record: true,
         }
     }
 }
@@ -103,7 +107,9 @@ impl Shared {
     }
 
     pub(crate) fn record(&self, request: RecordedRequest) {
-        self.requests().push(request);
+        if self.config.record {
+            self.requests().push(request);
+        }
     }
 
     /// 1, 2, 3, … per request (used in ids and `x-request-id`).

@@ -1,7 +1,7 @@
 //! `omg-mock-upstream`: runs the scriptable OpenAI-shaped upstream as a process.
 //!
 //! ```text
-//! omg-mock-upstream [--listen ADDR] [--api-key KEY] [--threads N] [--port-file PATH]
+//! omg-mock-upstream [--listen ADDR] [--api-key KEY] [--threads N] [--port-file PATH] [--no-record]
 //! ```
 //!
 //! Prints the bound address (`127.0.0.1:PORT`) on stdout, writes it atomically to
@@ -15,13 +15,14 @@ use omg_mock_upstream::{MockConfig, MockUpstream};
 
 const USAGE: &str =
     "usage: omg-mock-upstream [--listen ADDR (default 127.0.0.1:0)] [--api-key KEY] \
-                     [--threads N (default 1)] [--port-file PATH]";
+                     [--threads N (default 1)] [--port-file PATH] [--no-record]";
 
 struct Args {
     listen: String,
     api_key: Option<String>,
     threads: usize,
     port_file: Option<PathBuf>,
+    record: bool,
 }
 
 enum Parsed {
@@ -35,6 +36,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> 
         api_key: None,
         threads: 1,
         port_file: None,
+        record: true,
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -45,6 +47,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> 
         };
         if name == "--help" || name == "-h" {
             return Ok(Parsed::Help);
+        }
+        if name == "--no-record" {
+            parsed.record = false;
+            continue;
         }
         let mut value = || {
             inline
@@ -113,6 +119,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let config = MockConfig {
         api_key: args.api_key,
+        record: args.record,
         ..MockConfig::default()
     };
     let upstream = MockUpstream::start_on(listener, config)
