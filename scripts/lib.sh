@@ -133,3 +133,50 @@ ensure_venv() {
   }
   echo "    created $dir ($("$dir/bin/python" --version 2>&1))"
 }
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL for the control plane and its tests.
+# ---------------------------------------------------------------------------------------------
+
+# _pg_ok URL: true when `SELECT 1` works at URL (a libpq URL without the database part).
+_pg_ok() {
+  command -v psql >/dev/null 2>&1 && psql "$1/postgres" -XAtqc 'SELECT 1' >/dev/null 2>&1
+}
+
+# ensure_postgres: a PostgreSQL server on 127.0.0.1:5432 reachable as $OMG_TEST_PG (exported;
+# default postgres://postgres:postgres@127.0.0.1:5432). Starts the local cluster when it is
+# stopped; on a machine without PostgreSQL, installs Debian's package, starts it and gives the
+# `postgres` role the password `postgres` (local development only).
+ensure_postgres() {
+  export OMG_TEST_PG="${OMG_TEST_PG:-postgres://postgres:postgres@127.0.0.1:5432}"
+  if _pg_ok "$OMG_TEST_PG"; then
+    echo "    postgres: reachable at ${OMG_TEST_PG%%://*}://…@${OMG_TEST_PG##*@}"
+    return 0
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "    PostgreSQL is not installed: installing Debian's postgresql"
+    apt_install postgresql postgresql-client
+  fi
+  local version
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+  if [ -z "$version" ]; then
+    echo "error: no PostgreSQL cluster under /etc/postgresql; create one (pg_createcluster) and rerun" >&2
+    return 1
+  fi
+  echo "    starting PostgreSQL $version (cluster main)"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+  local i
+  for i in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.5
+  done
+  if ! _pg_ok "$OMG_TEST_PG"; then
+    echo "    setting the local postgres role's password (development machines only)"
+    as_root su postgres -c "psql -XAtqc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  fi
+  _pg_ok "$OMG_TEST_PG" || {
+    echo "error: cannot reach PostgreSQL at 127.0.0.1:5432 as postgres; set OMG_TEST_PG to a working URL" >&2
+    return 1
+  }
+  echo "    postgres: ready"
+}

@@ -8,7 +8,7 @@
 #
 # Steps:
 #   1. system dependencies (cmake for Pingora's build)
-#   2. services the tests need (none yet)
+#   2. services the tests need: PostgreSQL (started, or installed, when missing)
 #   3. cargo build --workspace --bins (dev profile)
 #   4. Rust tests: cargo nextest when installed, cargo test otherwise
 #   5. end-to-end: the official OpenAI Python SDK against target/debug/omg-dataplane
@@ -16,6 +16,8 @@
 #
 # Environment:
 #   E2E_VENV   venv directory (default target/e2e-venv)
+#   OMG_TEST_PG  PostgreSQL server URL without database (default
+#                postgres://postgres:postgres@127.0.0.1:5432)
 #   PYTEST_ARGS  extra arguments for pytest (e.g. "-k stream -x")
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,10 +26,10 @@ source scripts/lib.sh
 
 E2E_VENV="${E2E_VENV:-$PWD/target/e2e-venv}"
 
-# Services (Postgres, Redis …) the tests will talk to. Nothing yet: the data plane runs
-# standalone from a config file. Later issues start and check them here, before any test.
+# Services the tests talk to: PostgreSQL for the control plane (each test creates and drops
+# its own database). Redis joins with cluster mode.
 ensure_services() {
-  echo "    none needed yet"
+  ensure_postgres
 }
 
 build() {

@@ -1,0 +1,106 @@
+//! `/admin/auth/*`: methods, login, refresh, logout.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite as CookieSameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use omg_shared::config::SameSite;
+use serde::Deserialize;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::auth::request_meta;
+use crate::service::session::{self, ClientInfo};
+use crate::state::AppState;
+
+const REALM: &str = "admin";
+/// The refresh cookie is only sent to the session endpoints.
+const COOKIE_PATH: &str = "/admin/auth";
+
+fn client(req: &HttpRequest) -> ClientInfo {
+    let (request_id, ip) = request_meta(req);
+    ClientInfo {
+        ip: ip.unwrap_or_else(|| "unknown".to_owned()),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        request_id,
+    }
+}
+
+fn session_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
+    let s = &state.config.admin.session;
+    Cookie::build(s.cookie_name.clone(), value)
+        .path(COOKIE_PATH)
+        .http_only(true)
+        .secure(s.cookie_secure)
+        .same_site(match s.cookie_same_site {
+            SameSite::Strict => CookieSameSite::Strict,
+            SameSite::Lax => CookieSameSite::Lax,
+        })
+        .max_age(CookieDuration::seconds(max_age_secs))
+        .finish()
+}
+
+/// `GET /admin/auth/methods`: which sign-in methods are on.
+pub async fn methods(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "local": state.config.admin.local.enabled,
+        "oidc": false,
+    }))
+}
+
+/// Login body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+/// `POST /admin/auth/login`.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body: LoginBody = crate::api::json(&body)?;
+    let issued = session::login(&state, REALM, &body.email, &body.password, &client(&req)).await?;
+    let max_age = i64::try_from(state.refresh_ttl.as_secs()).unwrap_or(i64::MAX);
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&state, issued.refresh_token, max_age))
+        .json(issued.view))
+}
+
+fn presented(state: &AppState, req: &HttpRequest) -> Option<String> {
+    req.cookie(&state.config.admin.session.cookie_name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `POST /admin/auth/refresh`: rotates the session cookie and returns a new access token.
+pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let token = presented(&state, &req)
+        .ok_or_else(|| ApiError::unauthenticated("no session cookie; log in"))?;
+    match session::refresh(&state, REALM, &token, &client(&req)).await {
+        Ok(issued) => {
+            let max_age = i64::try_from(state.refresh_ttl.as_secs()).unwrap_or(i64::MAX);
+            Ok(HttpResponse::Ok()
+                .cookie(session_cookie(&state, issued.refresh_token, max_age))
+                .json(issued.view))
+        }
+        Err(error) => {
+            // Clear the cookie so the browser stops presenting a dead session.
+            let mut response = actix_web::ResponseError::error_response(&error);
+            let _ = response.add_cookie(&session_cookie(&state, String::new(), 0));
+            Ok(response)
+        }
+    }
+}
+
+/// `POST /admin/auth/logout`: ends the session family and clears the cookie.
+pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    session::logout(&state, presented(&state, &req).as_deref()).await?;
+    Ok(HttpResponse::NoContent()
+        .cookie(session_cookie(&state, String::new(), 0))
+        .finish())
+}

@@ -1,0 +1,134 @@
+//! Start-up: connect, migrate, build the state, bootstrap. Every failure says what to fix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use omg_shared::config::GatewayConfig;
+use omg_shared::keys::KeyHasher;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::throttle::LoginThrottle;
+use crate::crypto::{self, Vault};
+use crate::db;
+use crate::metrics::Metrics;
+use crate::service::bootstrap;
+use crate::settings::redact_url;
+use crate::state::{AppState, RedisPool};
+
+/// The database URL from config (validated as present for the control plane).
+pub fn database_url(config: &GatewayConfig) -> Result<String, String> {
+    config
+        .database
+        .url
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .ok_or_else(|| "database.url is not set (or set ROUTER_DB_URL)".to_owned())
+}
+
+/// Applies migrations (under the advisory lock) and logs what ran.
+pub async fn migrate(config: &GatewayConfig) -> Result<Vec<String>, String> {
+    let url = database_url(config)?;
+    let applied = db::migrate(&url)
+        .await
+        .map_err(|e| format!("migrating {}: {e}", redact_url(&url)))?;
+    if applied.is_empty() {
+        tracing::info!("database schema is up to date");
+    } else {
+        tracing::info!(versions = ?applied, "migrations applied");
+    }
+    Ok(applied)
+}
+
+/// Connects, migrates (or checks the schema), builds the state and applies the bootstrap.
+pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String> {
+    let url = database_url(&config)?;
+    let pool = db::connect(
+        &url,
+        config.database.max_connections,
+        config.database.connect_timeout,
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot connect to Postgres at {} (database.url / ROUTER_DB_URL): {e}",
+            redact_url(&url)
+        )
+    })?;
+    if config.database.run_migrations {
+        migrate(&config).await?;
+    } else {
+        let pending = db::pending_migrations(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        if pending > 0 {
+            return Err(format!(
+                "{pending} migration(s) pending and database.run_migrations is false: run `omg-controlplane migrate` first"
+            ));
+        }
+    }
+    let redis = match &config.redis.url {
+        Some(url) => {
+            let manager = bb8_redis::RedisConnectionManager::new(url.expose()).map_err(|e| {
+                format!("redis.url (ROUTER_REDIS_URL) is not a valid Redis URL: {e}")
+            })?;
+            let pool: RedisPool = bb8::Pool::builder()
+                .max_size(config.redis.pool_size)
+                .connection_timeout(Duration::from_secs(2))
+                .build_unchecked(manager);
+            Some(pool)
+        }
+        None => {
+            tracing::warn!("redis.url is not set: the control plane runs without Redis (no snapshot publishing)");
+            None
+        }
+    };
+    let keys = config.security.decoded_encryption_keys()?;
+    let active = config
+        .security
+        .active_key_version()
+        .ok_or_else(|| "security.encryption_keys is empty".to_owned())?;
+    let vault = Vault::new(&keys, active).map_err(|e| e.to_string())?;
+    let pepper = config
+        .security
+        .api_key_pepper
+        .as_ref()
+        .map(|p| p.expose().as_bytes().to_vec())
+        .ok_or_else(|| "security.api_key_pepper is not set".to_owned())?;
+    let session = &config.admin.session;
+    let secret = session
+        .jwt_secret
+        .as_ref()
+        .ok_or_else(|| "admin.session.jwt_secret is not set".to_owned())?;
+    let jwt = JwtKeys::new(
+        secret.expose().as_bytes(),
+        i64::try_from(session.access_token_ttl.as_secs()).unwrap_or(900),
+    );
+    let throttle = &config.admin.login_throttle;
+    let decoy_hash = tokio::task::spawn_blocking(crypto::decoy_hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = web::Data::new(AppState {
+        pool,
+        redis,
+        jwt,
+        vault,
+        hasher: KeyHasher::new(&pepper),
+        throttle: LoginThrottle::new(
+            throttle.max_failures_per_account,
+            throttle.max_failures_per_ip,
+            throttle.window,
+        ),
+        metrics: Metrics::new().map_err(|e| e.to_string())?,
+        decoy_hash,
+        refresh_ttl: session.refresh_token_ttl,
+        config: Arc::new(config),
+    });
+    let report = bootstrap::run(&state).await?;
+    tracing::info!(
+        applied = report.applied.len(),
+        already_applied_or_skipped = report.skipped.len(),
+        "bootstrap done"
+    );
+    Ok(state)
+}

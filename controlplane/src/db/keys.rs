@@ -1,0 +1,113 @@
+//! API keys.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::ApiKey;
+use super::schema::api_keys;
+use super::DbError;
+
+/// Inserts a key.
+pub async fn insert(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<(), DbError> {
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a prefix is taken (by any key, revoked ones included).
+pub async fn prefix_exists(conn: &mut AsyncPgConnection, prefix: &str) -> Result<bool, DbError> {
+    let n: i64 = api_keys::table
+        .filter(api_keys::prefix.eq(prefix))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// One key of a tenant.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<ApiKey, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::id.eq(id))
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .select(ApiKey::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// A tenant's keys, newest first.
+pub async fn list(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Result<Vec<ApiKey>, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .order(api_keys::created_at.desc())
+        .select(ApiKey::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Every key (snapshot building).
+pub async fn all(conn: &mut AsyncPgConnection) -> Result<Vec<ApiKey>, DbError> {
+    Ok(api_keys::table
+        .select(ApiKey::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// How many usable keys a tenant has.
+pub async fn active_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Result<i64, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::status.eq("active"))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Writes every mutable field of a key.
+pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey, DbError> {
+    Ok(diesel::update(api_keys::table.find(key.id))
+        .set((
+            api_keys::name.eq(&key.name),
+            api_keys::status.eq(&key.status),
+            api_keys::scopes.eq(&key.scopes),
+            api_keys::expires_at.eq(key.expires_at),
+            api_keys::allowed_models.eq(&key.allowed_models),
+            api_keys::budget_micro_usd.eq(key.budget_micro_usd),
+            api_keys::warning_threshold.eq(key.warning_threshold),
+            api_keys::requests_per_minute.eq(key.requests_per_minute),
+            api_keys::tokens_per_minute.eq(key.tokens_per_minute),
+            api_keys::parallel_requests.eq(key.parallel_requests),
+            api_keys::updated_at.eq(Utc::now()),
+            api_keys::revoked_at.eq(key.revoked_at),
+        ))
+        .returning(ApiKey::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Revokes every active or disabled key of a tenant (tenant deletion).
+pub async fn revoke_all(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::status.ne("revoked")),
+    )
+    .set((
+        api_keys::status.eq("revoked"),
+        api_keys::revoked_at.eq(Some(at)),
+        api_keys::updated_at.eq(at),
+    ))
+    .execute(conn)
+    .await?)
+}

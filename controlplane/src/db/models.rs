@@ -1,0 +1,163 @@
+//! Row types. Field order matches `schema.rs` (diesel `Queryable` maps by position).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::schema::*;
+
+/// A tenant row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = tenants)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A user row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub is_super_admin: bool,
+    pub status: String,
+    pub personal_tenant_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// A membership row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An API key row (the hash never leaves the data layer in responses: see `api::keys`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub prefix: String,
+    pub secret_hash: Vec<u8>,
+    pub name: String,
+    pub status: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub budget_micro_usd: Option<i64>,
+    pub warning_threshold: Option<f64>,
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub parallel_requests: Option<i64>,
+    pub created_by: Option<Uuid>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Tenant rate-limit override row.
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[diesel(table_name = tenant_rate_limits, treat_none_as_null = true)]
+pub struct TenantRateLimits {
+    pub tenant_id: Uuid,
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub parallel_requests: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Tenant budget override row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[diesel(table_name = tenant_budgets, treat_none_as_null = true)]
+pub struct TenantBudget {
+    pub tenant_id: Uuid,
+    pub budget_micro_usd: i64,
+    pub warning_threshold: f64,
+    pub refresh_schedule: String,
+    pub alert_emails: Vec<String>,
+    pub alert_webhooks: Vec<String>,
+    pub alert_cooldown_secs: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A persisted catalog deployment.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = model_deployments)]
+pub struct ModelDeployment {
+    pub id: Uuid,
+    pub alias: String,
+    pub spec: serde_json::Value,
+    pub credential: Option<Vec<u8>>,
+    pub credential_key_version: Option<i32>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A refresh token row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub realm: String,
+    pub token_hash: Vec<u8>,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// An audit entry as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = audit_log)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_email: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub tenant_id: Option<Uuid>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: String,
+    pub ip: Option<String>,
+}
+
+/// A new audit entry.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct NewAuditEntry {
+    pub actor_user_id: Option<Uuid>,
+    pub actor_email: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub tenant_id: Option<Uuid>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: String,
+    pub ip: Option<String>,
+}

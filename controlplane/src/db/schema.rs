@@ -1,0 +1,182 @@
+//! Diesel table definitions, mirroring `migrations/` (the migration test checks they agree).
+
+diesel::table! {
+    tenants (id) {
+        id -> Uuid,
+        name -> Text,
+        kind -> Text,
+        status -> Text,
+        allowed_models -> Nullable<Array<Text>>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        is_super_admin -> Bool,
+        status -> Text,
+        personal_tenant_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_login_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    credentials (user_id) {
+        user_id -> Uuid,
+        password_hash -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (tenant_id, user_id) {
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        name -> Text,
+        status -> Text,
+        scopes -> Array<Text>,
+        expires_at -> Nullable<Timestamptz>,
+        allowed_models -> Nullable<Array<Text>>,
+        budget_micro_usd -> Nullable<Int8>,
+        warning_threshold -> Nullable<Float8>,
+        requests_per_minute -> Nullable<Int8>,
+        tokens_per_minute -> Nullable<Int8>,
+        parallel_requests -> Nullable<Int8>,
+        created_by -> Nullable<Uuid>,
+        last_used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    tenant_rate_limits (tenant_id) {
+        tenant_id -> Uuid,
+        requests_per_minute -> Nullable<Int8>,
+        tokens_per_minute -> Nullable<Int8>,
+        parallel_requests -> Nullable<Int8>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tenant_budgets (tenant_id) {
+        tenant_id -> Uuid,
+        budget_micro_usd -> Int8,
+        warning_threshold -> Float8,
+        refresh_schedule -> Text,
+        alert_emails -> Array<Text>,
+        alert_webhooks -> Array<Text>,
+        alert_cooldown_secs -> Nullable<Int8>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    model_deployments (id) {
+        id -> Uuid,
+        alias -> Text,
+        spec -> Jsonb,
+        credential -> Nullable<Bytea>,
+        credential_key_version -> Nullable<Int4>,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    model_alias_settings (alias) {
+        alias -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    default_models (alias) {
+        alias -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        family_id -> Uuid,
+        user_id -> Uuid,
+        realm -> Text,
+        token_hash -> Bytea,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        rotated_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        actor_user_id -> Nullable<Uuid>,
+        actor_email -> Text,
+        action -> Text,
+        target_type -> Text,
+        target_id -> Text,
+        tenant_id -> Nullable<Uuid>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        request_id -> Text,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    bootstrap_ledger (item) {
+        item -> Text,
+        applied_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(memberships -> tenants (tenant_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(credentials -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    users,
+    credentials,
+    memberships,
+    api_keys,
+    tenant_rate_limits,
+    tenant_budgets,
+    model_deployments,
+    model_alias_settings,
+    default_models,
+    refresh_tokens,
+    audit_log,
+    bootstrap_ledger,
+);

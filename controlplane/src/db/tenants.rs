@@ -1,0 +1,402 @@
+//! Tenants, memberships, tenant limits and budgets, default models.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::{Membership, Tenant, TenantBudget, TenantRateLimits, User};
+use super::schema::{
+    default_models, memberships, tenant_budgets, tenant_rate_limits, tenants, users,
+};
+use super::DbError;
+
+/// A live (not deleted) tenant by id.
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Tenant, DbError> {
+    Ok(tenants::table
+        .filter(tenants::id.eq(id))
+        .filter(tenants::deleted_at.is_null())
+        .select(Tenant::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// A live tenant by name (case-insensitive).
+pub async fn find_by_name(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<Option<Tenant>, DbError> {
+    Ok(tenants::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(name) = lower(")
+                .bind::<diesel::sql_types::Text, _>(name)
+                .sql(")"),
+        )
+        .filter(tenants::deleted_at.is_null())
+        .select(Tenant::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Page of live tenants ordered by name; `only` restricts to the given ids (a tenant admin's
+/// scope). Returns the page and the total count.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    only: Option<&[Uuid]>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Tenant>, i64), DbError> {
+    let mut query = tenants::table
+        .filter(tenants::deleted_at.is_null())
+        .into_boxed();
+    let mut count = tenants::table
+        .filter(tenants::deleted_at.is_null())
+        .into_boxed();
+    if let Some(ids) = only {
+        query = query.filter(tenants::id.eq_any(ids.to_vec()));
+        count = count.filter(tenants::id.eq_any(ids.to_vec()));
+    }
+    let total: i64 = count.count().get_result(conn).await?;
+    let rows = query
+        .order((tenants::name.asc(), tenants::id.asc()))
+        .limit(limit)
+        .offset(offset)
+        .select(Tenant::as_select())
+        .load(conn)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Every live tenant (snapshot building).
+pub async fn all_live(conn: &mut AsyncPgConnection) -> Result<Vec<Tenant>, DbError> {
+    Ok(tenants::table
+        .filter(tenants::deleted_at.is_null())
+        .order(tenants::name.asc())
+        .select(Tenant::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Inserts a tenant.
+pub async fn insert(conn: &mut AsyncPgConnection, tenant: &Tenant) -> Result<(), DbError> {
+    diesel::insert_into(tenants::table)
+        .values(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Renames a tenant.
+pub async fn rename(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> Result<Tenant, DbError> {
+    Ok(diesel::update(
+        tenants::table
+            .filter(tenants::id.eq(id))
+            .filter(tenants::deleted_at.is_null()),
+    )
+    .set((tenants::name.eq(name), tenants::updated_at.eq(Utc::now())))
+    .returning(Tenant::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Sets a tenant's status.
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+) -> Result<Tenant, DbError> {
+    Ok(diesel::update(
+        tenants::table
+            .filter(tenants::id.eq(id))
+            .filter(tenants::deleted_at.is_null()),
+    )
+    .set((
+        tenants::status.eq(status),
+        tenants::updated_at.eq(Utc::now()),
+    ))
+    .returning(Tenant::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Replaces a tenant's model allowlist (`None` = every enabled alias).
+pub async fn set_allowed_models(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    models: Option<Vec<String>>,
+) -> Result<Tenant, DbError> {
+    Ok(diesel::update(
+        tenants::table
+            .filter(tenants::id.eq(id))
+            .filter(tenants::deleted_at.is_null()),
+    )
+    .set((
+        tenants::allowed_models.eq(models),
+        tenants::updated_at.eq(Utc::now()),
+    ))
+    .returning(Tenant::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Soft-deletes a tenant.
+pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Tenant, DbError> {
+    let now = Utc::now();
+    Ok(diesel::update(
+        tenants::table
+            .filter(tenants::id.eq(id))
+            .filter(tenants::deleted_at.is_null()),
+    )
+    .set((
+        tenants::deleted_at.eq(Some(now)),
+        tenants::updated_at.eq(now),
+    ))
+    .returning(Tenant::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Personal tenants (for re-syncing default models).
+pub async fn personal_ids(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
+    Ok(tenants::table
+        .filter(tenants::kind.eq("personal"))
+        .filter(tenants::deleted_at.is_null())
+        .select(tenants::id)
+        .load(conn)
+        .await?)
+}
+
+// --- memberships -------------------------------------------------------------------------------
+
+/// The caller's role in a tenant, if any.
+pub async fn role_of(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<String>, DbError> {
+    Ok(memberships::table
+        .filter(memberships::tenant_id.eq(tenant_id))
+        .filter(memberships::user_id.eq(user_id))
+        .select(memberships::role)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every (tenant id, role) of a user, live tenants only.
+pub async fn memberships_of(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> Result<Vec<(Uuid, String)>, DbError> {
+    Ok(memberships::table
+        .inner_join(tenants::table)
+        .filter(memberships::user_id.eq(user_id))
+        .filter(tenants::deleted_at.is_null())
+        .select((memberships::tenant_id, memberships::role))
+        .load(conn)
+        .await?)
+}
+
+/// Members of a tenant with their user rows.
+pub async fn members(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+) -> Result<Vec<(Membership, User)>, DbError> {
+    Ok(memberships::table
+        .inner_join(users::table)
+        .filter(memberships::tenant_id.eq(tenant_id))
+        .order(users::email.asc())
+        .select((Membership::as_select(), User::as_select()))
+        .load(conn)
+        .await?)
+}
+
+/// One membership.
+pub async fn membership(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<Membership, DbError> {
+    Ok(memberships::table
+        .filter(memberships::tenant_id.eq(tenant_id))
+        .filter(memberships::user_id.eq(user_id))
+        .select(Membership::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// Adds a membership (conflict if present).
+pub async fn add_member(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+) -> Result<Membership, DbError> {
+    let now = Utc::now();
+    Ok(diesel::insert_into(memberships::table)
+        .values(Membership {
+            tenant_id,
+            user_id,
+            role: role.to_owned(),
+            created_at: now,
+            updated_at: now,
+        })
+        .returning(Membership::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Changes a member's role.
+pub async fn set_role(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+) -> Result<Membership, DbError> {
+    Ok(diesel::update(
+        memberships::table
+            .filter(memberships::tenant_id.eq(tenant_id))
+            .filter(memberships::user_id.eq(user_id)),
+    )
+    .set((
+        memberships::role.eq(role),
+        memberships::updated_at.eq(Utc::now()),
+    ))
+    .returning(Membership::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Removes a membership.
+pub async fn remove_member(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), DbError> {
+    let n = diesel::delete(
+        memberships::table
+            .filter(memberships::tenant_id.eq(tenant_id))
+            .filter(memberships::user_id.eq(user_id)),
+    )
+    .execute(conn)
+    .await?;
+    if n == 0 {
+        return Err(DbError::NotFound);
+    }
+    Ok(())
+}
+
+/// How many owners a tenant has.
+pub async fn owner_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Result<i64, DbError> {
+    Ok(memberships::table
+        .filter(memberships::tenant_id.eq(tenant_id))
+        .filter(memberships::role.eq("owner"))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+// --- limits and budgets ------------------------------------------------------------------------
+
+/// A tenant's rate-limit override.
+pub async fn rate_limits(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+) -> Result<Option<TenantRateLimits>, DbError> {
+    Ok(tenant_rate_limits::table
+        .find(tenant_id)
+        .select(TenantRateLimits::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every tenant rate-limit override.
+pub async fn all_rate_limits(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<TenantRateLimits>, DbError> {
+    Ok(tenant_rate_limits::table
+        .select(TenantRateLimits::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Creates or replaces a tenant's rate-limit override.
+pub async fn upsert_rate_limits(
+    conn: &mut AsyncPgConnection,
+    row: &TenantRateLimits,
+) -> Result<(), DbError> {
+    diesel::insert_into(tenant_rate_limits::table)
+        .values(row)
+        .on_conflict(tenant_rate_limits::tenant_id)
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A tenant's budget override.
+pub async fn budget(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+) -> Result<Option<TenantBudget>, DbError> {
+    Ok(tenant_budgets::table
+        .find(tenant_id)
+        .select(TenantBudget::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every tenant budget override.
+pub async fn all_budgets(conn: &mut AsyncPgConnection) -> Result<Vec<TenantBudget>, DbError> {
+    Ok(tenant_budgets::table
+        .select(TenantBudget::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Creates or replaces a tenant's budget override.
+pub async fn upsert_budget(
+    conn: &mut AsyncPgConnection,
+    row: &TenantBudget,
+) -> Result<(), DbError> {
+    diesel::insert_into(tenant_budgets::table)
+        .values(row)
+        .on_conflict(tenant_budgets::tenant_id)
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// --- default models ----------------------------------------------------------------------------
+
+/// The global default models.
+pub async fn default_models(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    Ok(default_models::table
+        .order(default_models::alias.asc())
+        .select(default_models::alias)
+        .load(conn)
+        .await?)
+}
+
+/// Replaces the global default models.
+pub async fn set_default_models(
+    conn: &mut AsyncPgConnection,
+    aliases: &[String],
+) -> Result<(), DbError> {
+    diesel::delete(default_models::table).execute(conn).await?;
+    let rows: Vec<_> = aliases
+        .iter()
+        .map(|alias| default_models::alias.eq(alias))
+        .collect();
+    diesel::insert_into(default_models::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! `omg-controlplane`: the source of truth of Open Model Gateway. Owns the Postgres schema and
+//! migrations, bootstraps tenants, admins and keys from config, and serves the admin API
+//! (`/admin/**`) with RBAC and an append-only audit log. See ARCHITECTURE.md.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod crypto;
+pub mod db;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod settings;
+pub mod state;

@@ -1,0 +1,118 @@
+//! `omg-controlplane`: see `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use omg_controlplane::{app, server, settings};
+use omg_shared::config::parse_listen_addr;
+
+/// Open Model Gateway control plane: Postgres source of truth and admin API.
+#[derive(Parser, Debug)]
+#[command(name = "omg-controlplane", version)]
+struct Cli {
+    /// YAML config file (optional: everything can come from ROUTER_* variables).
+    #[arg(long, env = "ROUTER_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// `.env` file to read (default: `./.env` when present). The process environment wins.
+    #[arg(long, env = "ROUTER_ENV_FILE")]
+    env_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "OMG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the admin API (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Validate the configuration and exit.
+    Check,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, sources) =
+        match settings::load(cli.config.as_deref(), cli.env_file.as_deref(), env) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprintln!("omg-controlplane: invalid configuration:\n{errors}");
+                return ExitCode::from(2);
+            }
+        };
+    let listen = config.server.listen_addr_or(":8090").to_owned();
+    let addr = match parse_listen_addr(&listen) {
+        Ok(addr) => addr,
+        Err(message) => {
+            eprintln!("omg-controlplane: invalid configuration:\n`server.listen_addr`: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(config_file = ?sources.config_file, env_file = ?sources.env_file, "configuration loaded");
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Check) {
+        tracing::info!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("omg-controlplane: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workers = match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Migrate => app::migrate(&config).await.map(|_| ()),
+            Command::Check => Ok(()),
+            Command::Serve => {
+                let state = app::start(config).await?;
+                let listener = std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("cannot listen on {addr} (server.listen_addr): {e}"))?;
+                let server = server::build(state, listener, workers)
+                    .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+                tracing::info!(%addr, "control plane listening");
+                server.await.map_err(|e| format!("server error: {e}"))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "omg-controlplane stopped");
+            eprintln!("omg-controlplane: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Prometheus metrics of the control plane (its own registry, `omg_cp_*`).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The control plane's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_connections: IntGauge,
+    pool_idle: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "omg_cp_http_requests_total",
+                "HTTP requests by route pattern, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "omg_cp_http_request_duration_seconds",
+                "HTTP request latency by route pattern",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )?;
+        let pool_connections = IntGauge::new(
+            "omg_cp_db_pool_connections",
+            "Postgres connections open in the pool",
+        )?;
+        let pool_idle = IntGauge::new(
+            "omg_cp_db_pool_idle_connections",
+            "Idle Postgres connections in the pool",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool_connections.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            pool_idle,
+        })
+    }
+
+    /// Records one request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// Updates the pool gauges.
+    pub fn set_pool(&self, connections: u32, idle: u32) {
+        self.pool_connections.set(i64::from(connections));
+        self.pool_idle.set(i64::from(idle));
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> Result<String, String> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .map_err(|e| e.to_string())?;
+        String::from_utf8(out).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,462 @@
+//! The model catalog: YAML entries merged with persisted deployments (an alias with rows in
+//! the database is served from them instead of the YAML), alias switches, default models.
+//! Provider credentials are sealed with the vault (AES-256-GCM, the row id as associated data)
+//! and only ever shown masked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use omg_shared::config::{catalog_entry_rules, CatalogEntry};
+use omg_shared::secret::Secret;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::db::models::ModelDeployment;
+use crate::db::{self, DbError};
+use crate::service::audit::{self, Change};
+use crate::service::validate;
+use crate::state::AppState;
+
+/// One deployment as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct DeploymentView {
+    /// Database id; `null` for YAML entries (edit those in the file).
+    pub id: Option<Uuid>,
+    /// `config` or `database`.
+    pub source: &'static str,
+    #[serde(flatten)]
+    pub entry: serde_json::Value,
+    /// `****abcd` when a credential is set on the entry, else `null`.
+    pub api_key: Option<String>,
+}
+
+/// An alias with its deployments.
+#[derive(Debug, Serialize)]
+pub struct AliasView {
+    pub alias: String,
+    /// The alias switch (`model_alias_settings`), on unless turned off.
+    pub enabled: bool,
+    /// Where the served deployments come from.
+    pub source: &'static str,
+    pub deployments: Vec<DeploymentView>,
+}
+
+fn spec_without_secret(entry: &CatalogEntry) -> serde_json::Value {
+    let mut clean = entry.clone();
+    clean.api_key = None;
+    let mut value = serde_json::to_value(&clean).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("api_key");
+    }
+    value
+}
+
+fn context(id: Uuid) -> Vec<u8> {
+    format!("model_deployments:{id}").into_bytes()
+}
+
+fn masked(state: &AppState, row: &ModelDeployment) -> Option<String> {
+    let sealed = row.credential.as_ref()?;
+    match state.vault.open(sealed, &context(row.id)) {
+        Ok(plain) => Some(Secret::new(String::from_utf8_lossy(&plain).into_owned()).masked()),
+        Err(e) => {
+            tracing::error!(deployment = %row.id, error = %e, "cannot open a stored credential");
+            Some("****(unreadable: check security.encryption_keys)".to_owned())
+        }
+    }
+}
+
+/// The merged catalog, by alias.
+pub async fn list(state: &AppState) -> ApiResult<Vec<AliasView>> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let rows = db::catalog::deployments(&mut conn).await?;
+    let switches: BTreeMap<String, bool> = db::catalog::alias_settings(&mut conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut aliases: BTreeMap<String, AliasView> = BTreeMap::new();
+    for row in &rows {
+        let view = aliases
+            .entry(row.alias.clone())
+            .or_insert_with(|| AliasView {
+                alias: row.alias.clone(),
+                enabled: true,
+                source: "database",
+                deployments: Vec::new(),
+            });
+        let mut entry = row.spec.clone();
+        if let Some(map) = entry.as_object_mut() {
+            map.insert("enabled".to_owned(), serde_json::Value::Bool(row.enabled));
+        }
+        view.deployments.push(DeploymentView {
+            id: Some(row.id),
+            source: "database",
+            entry,
+            api_key: masked(state, row),
+        });
+    }
+    for entry in &state.config.model_catalog {
+        if aliases
+            .get(&entry.alias)
+            .is_some_and(|a| a.source == "database")
+        {
+            continue;
+        }
+        let view = aliases
+            .entry(entry.alias.clone())
+            .or_insert_with(|| AliasView {
+                alias: entry.alias.clone(),
+                enabled: true,
+                source: "config",
+                deployments: Vec::new(),
+            });
+        view.deployments.push(DeploymentView {
+            id: None,
+            source: "config",
+            entry: spec_without_secret(entry),
+            api_key: entry.api_key.as_ref().map(Secret::masked),
+        });
+    }
+    for (alias, view) in aliases.iter_mut() {
+        view.enabled = switches.get(alias).copied().unwrap_or(true);
+    }
+    Ok(aliases.into_values().collect())
+}
+
+/// Every alias known to the merged catalog.
+pub async fn alias_names(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+) -> ApiResult<BTreeSet<String>> {
+    let mut names: BTreeSet<String> = state
+        .config
+        .model_catalog
+        .iter()
+        .map(|e| e.alias.clone())
+        .collect();
+    for row in db::catalog::deployments(conn).await? {
+        names.insert(row.alias);
+    }
+    Ok(names)
+}
+
+fn check_entry(state: &AppState, entry: &CatalogEntry) -> ApiResult<()> {
+    if let Some(problem) = catalog_entry_rules(&state.config, entry, "")
+        .into_iter()
+        .next()
+    {
+        return Err(ApiError::invalid(problem.path, problem.message));
+    }
+    Ok(())
+}
+
+async fn check_alias_type(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    entry: &CatalogEntry,
+    except: Option<Uuid>,
+) -> ApiResult<()> {
+    let mut existing = state
+        .config
+        .model_catalog
+        .iter()
+        .filter(|e| e.alias == entry.alias)
+        .map(|e| e.model_type)
+        .collect::<Vec<_>>();
+    for row in db::catalog::deployments(conn).await? {
+        if row.alias == entry.alias && Some(row.id) != except {
+            if let Ok(other) = serde_json::from_value::<CatalogEntry>(row.spec.clone()) {
+                existing.push(other.model_type);
+            }
+        }
+    }
+    if existing.iter().any(|t| *t != entry.model_type) {
+        return Err(ApiError::invalid(
+            "model_type",
+            format!(
+                "alias `{}` already has deployments of another model_type",
+                entry.alias
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn seal(
+    state: &AppState,
+    id: Uuid,
+    secret: Option<&Secret>,
+) -> ApiResult<(Option<Vec<u8>>, Option<i32>)> {
+    match secret.filter(|s| !s.is_empty()) {
+        None => Ok((None, None)),
+        Some(secret) => {
+            let sealed = state
+                .vault
+                .seal(secret.expose().as_bytes(), &context(id))
+                .map_err(ApiError::internal)?;
+            let version =
+                i32::try_from(state.vault.active_version()).map_err(ApiError::internal)?;
+            Ok((Some(sealed), Some(version)))
+        }
+    }
+}
+
+fn view_of(state: &AppState, row: &ModelDeployment) -> DeploymentView {
+    let mut entry = row.spec.clone();
+    if let Some(map) = entry.as_object_mut() {
+        map.insert("enabled".to_owned(), serde_json::Value::Bool(row.enabled));
+    }
+    DeploymentView {
+        id: Some(row.id),
+        source: "database",
+        entry,
+        api_key: masked(state, row),
+    }
+}
+
+fn audit_value(row: &ModelDeployment) -> serde_json::Value {
+    serde_json::json!({ "alias": row.alias, "spec": row.spec, "enabled": row.enabled,
+        "credential_set": row.credential.is_some() })
+}
+
+/// Adds a deployment (a catalog entry in the YAML schema, `api_key` included).
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    entry: CatalogEntry,
+) -> ApiResult<DeploymentView> {
+    check_entry(state, &entry)?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    check_alias_type(state, &mut conn, &entry, None).await?;
+    let id = Uuid::now_v7();
+    let (credential, version) = seal(state, id, entry.api_key.as_ref())?;
+    let now = Utc::now();
+    let row = ModelDeployment {
+        id,
+        alias: entry.alias.clone(),
+        spec: spec_without_secret(&entry),
+        credential,
+        credential_key_version: version,
+        enabled: entry.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    conn.transaction(async |conn| {
+        db::catalog::insert_deployment(conn, &row).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "model.create",
+                target_type: "model_deployment",
+                target_id: id.to_string(),
+                tenant_id: None,
+                before: None,
+                after: Some(audit_value(&row)),
+            },
+        )
+        .await
+    })
+    .await?;
+    Ok(view_of(state, &row))
+}
+
+fn keep_or_set<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Secret>>, D::Error> {
+    Option::<Secret>::deserialize(d).map(Some)
+}
+
+/// A deployment update: `entry` replaces the spec; `api_key` absent keeps the stored
+/// credential, `null` clears it, a string replaces it.
+#[derive(Debug, Deserialize)]
+pub struct DeploymentPatch {
+    #[serde(flatten)]
+    pub entry: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, deserialize_with = "keep_or_set")]
+    pub api_key: Option<Option<Secret>>,
+}
+
+/// Updates a persisted deployment: the given fields replace the stored ones.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    patch: DeploymentPatch,
+) -> ApiResult<DeploymentView> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let before = db::catalog::deployment(&mut conn, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, "model deployment"))?;
+    let mut merged = before.spec.as_object().cloned().unwrap_or_default();
+    merged.insert(
+        "enabled".to_owned(),
+        serde_json::Value::Bool(before.enabled),
+    );
+    for (k, v) in patch.entry {
+        merged.insert(k, v);
+    }
+    let entry: CatalogEntry =
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| {
+            let message = e.to_string();
+            match message.split('`').nth(1) {
+                Some(field)
+                    if message.starts_with("unknown field")
+                        || message.starts_with("missing field") =>
+                {
+                    ApiError::invalid(field.to_owned(), message.clone())
+                }
+                _ => ApiError::bad_request(format!("invalid catalog entry: {message}")),
+            }
+        })?;
+    check_entry(state, &entry)?;
+    check_alias_type(state, &mut conn, &entry, Some(id)).await?;
+    let (credential, version) = match patch.api_key {
+        None => (before.credential.clone(), before.credential_key_version),
+        Some(secret) => seal(state, id, secret.as_ref())?,
+    };
+    let row = ModelDeployment {
+        id,
+        alias: entry.alias.clone(),
+        spec: spec_without_secret(&entry),
+        credential,
+        credential_key_version: version,
+        enabled: entry.enabled,
+        created_at: before.created_at,
+        updated_at: Utc::now(),
+    };
+    let after = conn
+        .transaction(async |conn| {
+            let after = db::catalog::update_deployment(conn, &row).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "model.update",
+                    target_type: "model_deployment",
+                    target_id: id.to_string(),
+                    tenant_id: None,
+                    before: Some(audit_value(&before)),
+                    after: Some(audit_value(&after)),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(after)
+        })
+        .await?;
+    Ok(view_of(state, &after))
+}
+
+/// Deletes a persisted deployment.
+pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        let before = db::catalog::deployment(conn, id).await?;
+        db::catalog::delete_deployment(conn, id).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "model.delete",
+                target_type: "model_deployment",
+                target_id: id.to_string(),
+                tenant_id: None,
+                before: Some(audit_value(&before)),
+                after: None,
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| ApiError::from_db(e, "model deployment"))
+}
+
+/// Turns an alias on or off (YAML aliases included).
+pub async fn set_alias_enabled(
+    state: &AppState,
+    caller: &Caller,
+    alias: &str,
+    enabled: bool,
+) -> ApiResult<()> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    if !alias_names(state, &mut conn).await?.contains(alias) {
+        return Err(ApiError::not_found("model alias"));
+    }
+    conn.transaction(async |conn| {
+        db::catalog::set_alias_enabled(conn, alias, enabled).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: if enabled {
+                    "model.enable"
+                } else {
+                    "model.disable"
+                },
+                target_type: "model_alias",
+                target_id: alias.to_owned(),
+                tenant_id: None,
+                before: None,
+                after: Some(serde_json::json!({ "enabled": enabled })),
+            },
+        )
+        .await
+    })
+    .await?;
+    Ok(())
+}
+
+/// Checks that every alias exists in the merged catalog (field named on failure).
+pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> ApiResult<()> {
+    validate::aliases(field, aliases)?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let known = alias_names(state, &mut conn).await?;
+    if let Some((i, unknown)) = aliases
+        .iter()
+        .enumerate()
+        .find(|(_, a)| !known.contains(*a))
+    {
+        return Err(ApiError::invalid(
+            format!("{field}[{i}]"),
+            format!("unknown model alias `{unknown}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// The global default models.
+pub async fn default_models(state: &AppState) -> ApiResult<Vec<String>> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    Ok(db::tenants::default_models(&mut conn).await?)
+}
+
+/// Replaces the default models and re-syncs every personal tenant's allowlist to them.
+pub async fn set_default_models(
+    state: &AppState,
+    caller: &Caller,
+    models: Vec<String>,
+) -> ApiResult<usize> {
+    check_known(state, "models", &models).await?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        let before = db::tenants::default_models(conn).await?;
+        db::tenants::set_default_models(conn, &models).await?;
+        let personal = db::tenants::personal_ids(conn).await?;
+        for id in &personal {
+            db::tenants::set_allowed_models(conn, *id, Some(models.clone())).await?;
+        }
+        audit::record(conn, caller, Change {
+            action: "default_models.set",
+            target_type: "default_models",
+            target_id: "global".to_owned(),
+            tenant_id: None,
+            before: Some(serde_json::json!({ "models": before })),
+            after: Some(serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() })),
+        })
+        .await?;
+        Ok::<_, DbError>(personal.len())
+    })
+    .await
+    .map_err(ApiError::from)
+}

@@ -1,0 +1,503 @@
+//! API keys: issue (the secret is returned once), list, get, update, revoke. A key's quotas
+//! can never exceed its tenant's.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use omg_shared::keys::{format_key, valid_prefix};
+use omg_shared::money::{format_usd, usd_to_micros};
+use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::crypto;
+use crate::db::models::{ApiKey, Tenant};
+use crate::db::{self, DbError};
+use crate::service::audit::{self, Change};
+use crate::service::validate;
+use crate::state::AppState;
+
+/// Rate limits of a key (`None` = inherit).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub parallel_requests: Option<u64>,
+}
+
+/// A key as the API shows it: never its secret or hash.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub prefix: String,
+    /// `sk-<prefix>.****`: enough to recognise the key.
+    pub display: String,
+    pub name: String,
+    pub status: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub budget_usd: Option<String>,
+    pub warning_threshold: Option<f64>,
+    pub rate_limit: RateLimitInput,
+    pub created_by: Option<Uuid>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok())
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id,
+            tenant_id: k.tenant_id,
+            prefix: k.prefix.clone(),
+            display: format!("sk-{}.****", k.prefix),
+            name: k.name.clone(),
+            status: k.status.clone(),
+            scopes: k.scopes.clone(),
+            expires_at: k.expires_at,
+            allowed_models: k.allowed_models.clone(),
+            budget_usd: k.budget_micro_usd.map(format_usd),
+            warning_threshold: k.warning_threshold,
+            rate_limit: RateLimitInput {
+                requests_per_minute: to_u64(k.requests_per_minute),
+                tokens_per_minute: to_u64(k.tokens_per_minute),
+                parallel_requests: to_u64(k.parallel_requests),
+            },
+            created_by: k.created_by,
+            last_used_at: k.last_used_at,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// The issuance answer: the view plus the full key, shown this once.
+#[derive(Debug, Serialize)]
+pub struct IssuedKey {
+    #[serde(flatten)]
+    pub view: KeyView,
+    pub key: String,
+}
+
+/// Input of key issuance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    #[serde(default)]
+    pub name: String,
+    /// Public prefix; generated when absent.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub warning_threshold: Option<f64>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
+}
+
+fn double<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Input of a key update: absent fields stay, `null` clears.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `active` or `disabled` (revoke with DELETE).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "double")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double")]
+    pub warning_threshold: Option<Option<f64>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
+}
+
+/// The ceilings a key of `tenant` must stay within.
+struct Ceilings {
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    parallel: Option<u64>,
+    budget_micros: Option<i64>,
+    allowed_models: Option<Vec<String>>,
+}
+
+async fn ceilings(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: &Tenant,
+) -> ApiResult<Ceilings> {
+    let limits = db::tenants::rate_limits(conn, tenant.id).await?;
+    let budget = db::tenants::budget(conn, tenant.id).await?;
+    let positive = |v: Option<i64>| to_u64(v).filter(|n| *n > 0);
+    let defaults = &state.config.rate_limits;
+    let default_budget = usd_to_micros(state.config.budgets.default_usd)
+        .ok()
+        .filter(|m| *m > 0);
+    Ok(Ceilings {
+        rpm: limits
+            .as_ref()
+            .and_then(|l| positive(l.requests_per_minute)),
+        tpm: limits.as_ref().and_then(|l| positive(l.tokens_per_minute)),
+        parallel: limits
+            .as_ref()
+            .and_then(|l| positive(l.parallel_requests))
+            .or(Some(defaults.default_parallel_requests_tenant).filter(|n| *n > 0)),
+        budget_micros: budget.map(|b| b.budget_micro_usd).or(default_budget),
+        allowed_models: tenant.allowed_models.clone(),
+    })
+}
+
+fn check_quota(
+    field: &str,
+    value: Option<u64>,
+    ceiling: Option<u64>,
+    what: &str,
+) -> ApiResult<Option<i64>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Some(max) = ceiling {
+        if value > max {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "{value} exceeds the tenant's {what} of {max}; raise the tenant's limit first"
+                ),
+            ));
+        }
+    }
+    i64::try_from(value)
+        .map(Some)
+        .map_err(|_| ApiError::invalid(field, "too large"))
+}
+
+fn check_rate_limit(
+    rl: &RateLimitInput,
+    c: &Ceilings,
+) -> ApiResult<(Option<i64>, Option<i64>, Option<i64>)> {
+    Ok((
+        check_quota(
+            "rate_limit.requests_per_minute",
+            rl.requests_per_minute,
+            c.rpm,
+            "requests per minute",
+        )?,
+        check_quota(
+            "rate_limit.tokens_per_minute",
+            rl.tokens_per_minute,
+            c.tpm,
+            "tokens per minute",
+        )?,
+        check_quota(
+            "rate_limit.parallel_requests",
+            rl.parallel_requests,
+            c.parallel,
+            "parallel requests",
+        )?,
+    ))
+}
+
+fn check_budget(usd: Option<f64>, c: &Ceilings) -> ApiResult<Option<i64>> {
+    let Some(usd) = usd else { return Ok(None) };
+    let micros = usd_to_micros(usd).map_err(|e| ApiError::invalid("budget_usd", e))?;
+    if let Some(max) = c.budget_micros {
+        if micros > max {
+            return Err(ApiError::invalid(
+                "budget_usd",
+                format!(
+                    "{} exceeds the tenant's budget of {} USD",
+                    format_usd(micros),
+                    format_usd(max)
+                ),
+            ));
+        }
+    }
+    Ok(Some(micros))
+}
+
+fn check_threshold(t: Option<f64>) -> ApiResult<Option<f64>> {
+    match t {
+        Some(t) if !(t > 0.0 && t <= 1.0) => {
+            Err(ApiError::invalid("warning_threshold", "must be in (0, 1]"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_models(models: &Option<Vec<String>>, c: &Ceilings) -> ApiResult<()> {
+    let Some(models) = models else { return Ok(()) };
+    validate::aliases("allowed_models", models)?;
+    if let Some(tenant_models) = &c.allowed_models {
+        if let Some((i, m)) = models
+            .iter()
+            .enumerate()
+            .find(|(_, m)| !tenant_models.contains(m))
+        {
+            return Err(ApiError::invalid(
+                format!("allowed_models[{i}]"),
+                format!("`{m}` is not in the tenant's allowed models"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn generated_prefix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..12)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Issues a key. The full key is in the answer and nowhere else: only its keyed hash is kept.
+pub async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    input: NewKey,
+) -> ApiResult<IssuedKey> {
+    let name = validate::display_name("name", &input.name)?;
+    if let Some(prefix) = &input.prefix {
+        if !valid_prefix(prefix) {
+            return Err(ApiError::invalid(
+                "prefix",
+                "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`",
+            ));
+        }
+    }
+    if let Some(at) = input.expires_at {
+        if at <= Utc::now() {
+            return Err(ApiError::invalid("expires_at", "must be in the future"));
+        }
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let c = ceilings(state, &mut conn, tenant).await?;
+    let (rpm, tpm, parallel) = check_rate_limit(&input.rate_limit.unwrap_or_default(), &c)?;
+    let budget = check_budget(input.budget_usd, &c)?;
+    let threshold = check_threshold(input.warning_threshold)?;
+    check_models(&input.allowed_models, &c)?;
+    let prefix = match input.prefix {
+        Some(p) => {
+            if db::keys::prefix_exists(&mut conn, &p).await? {
+                return Err(ApiError::invalid(
+                    "prefix",
+                    "is taken; choose another or omit it",
+                ));
+            }
+            p
+        }
+        None => generated_prefix(),
+    };
+    let secret = crypto::random_token();
+    let full = format_key(&prefix, &secret);
+    let now = Utc::now();
+    let key = ApiKey {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        prefix,
+        secret_hash: state.hasher.digest(&full).0.to_vec(),
+        name,
+        status: "active".to_owned(),
+        scopes: input.scopes,
+        expires_at: input.expires_at,
+        allowed_models: input.allowed_models,
+        budget_micro_usd: budget,
+        warning_threshold: threshold,
+        requests_per_minute: rpm,
+        tokens_per_minute: tpm,
+        parallel_requests: parallel,
+        created_by: Some(caller.user.id),
+        last_used_at: None,
+        created_at: now,
+        updated_at: now,
+        revoked_at: None,
+    };
+    let view = KeyView::from(&key);
+    conn.transaction(async |conn| {
+        db::keys::insert(conn, &key).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "api_key.issue",
+                target_type: "api_key",
+                target_id: key.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: None,
+                after: serde_json::to_value(&view).ok(),
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => ApiError::invalid("prefix", "is taken; choose another or omit it"),
+        other => other.into(),
+    })?;
+    tracing::info!(key_id = %key.id, tenant_id = %tenant.id, prefix = %key.prefix, "API key issued");
+    Ok(IssuedKey { view, key: full })
+}
+
+/// A tenant's keys.
+pub async fn list(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<KeyView>> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    Ok(db::keys::list(&mut conn, tenant.id)
+        .await?
+        .iter()
+        .map(KeyView::from)
+        .collect())
+}
+
+/// One key.
+pub async fn get(state: &AppState, tenant: &Tenant, id: Uuid) -> ApiResult<KeyView> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let key = db::keys::get(&mut conn, tenant.id, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, "API key"))?;
+    Ok(KeyView::from(&key))
+}
+
+/// Updates a key's name, status, expiry, models, budget or limits.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    id: Uuid,
+    patch: KeyPatch,
+) -> ApiResult<KeyView> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let before = db::keys::get(&mut conn, tenant.id, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, "API key"))?;
+    if before.status == "revoked" {
+        return Err(ApiError::conflict("the key is revoked; issue a new one"));
+    }
+    let c = ceilings(state, &mut conn, tenant).await?;
+    let mut key = before.clone();
+    if let Some(name) = &patch.name {
+        key.name = validate::display_name("name", name)?;
+    }
+    if let Some(status) = &patch.status {
+        if status != "active" && status != "disabled" {
+            return Err(ApiError::invalid(
+                "status",
+                "must be `active` or `disabled` (revoke with DELETE)",
+            ));
+        }
+        key.status = status.clone();
+    }
+    if let Some(expires) = patch.expires_at {
+        if expires.is_some_and(|at| at <= Utc::now()) {
+            return Err(ApiError::invalid("expires_at", "must be in the future"));
+        }
+        key.expires_at = expires;
+    }
+    if let Some(models) = patch.allowed_models {
+        check_models(&models, &c)?;
+        key.allowed_models = models;
+    }
+    if let Some(budget) = patch.budget_usd {
+        key.budget_micro_usd = check_budget(budget, &c)?;
+    }
+    if let Some(threshold) = patch.warning_threshold {
+        key.warning_threshold = check_threshold(threshold)?;
+    }
+    if let Some(rl) = patch.rate_limit {
+        let (rpm, tpm, parallel) = check_rate_limit(&rl, &c)?;
+        key.requests_per_minute = rpm;
+        key.tokens_per_minute = tpm;
+        key.parallel_requests = parallel;
+    }
+    let after = conn
+        .transaction(async |conn| {
+            let after = db::keys::update(conn, &key).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "api_key.update",
+                    target_type: "api_key",
+                    target_id: id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: serde_json::to_value(KeyView::from(&before)).ok(),
+                    after: serde_json::to_value(KeyView::from(&after)).ok(),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(after)
+        })
+        .await
+        .map_err(|e| ApiError::from_db(e, "API key"))?;
+    Ok(KeyView::from(&after))
+}
+
+/// Revokes a key for good.
+pub async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    id: Uuid,
+) -> ApiResult<KeyView> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let before = db::keys::get(&mut conn, tenant.id, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, "API key"))?;
+    if before.status == "revoked" {
+        return Ok(KeyView::from(&before));
+    }
+    let mut key = before.clone();
+    key.status = "revoked".to_owned();
+    key.revoked_at = Some(Utc::now());
+    let after = conn
+        .transaction(async |conn| {
+            let after = db::keys::update(conn, &key).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "api_key.revoke",
+                    target_type: "api_key",
+                    target_id: id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: serde_json::to_value(KeyView::from(&before)).ok(),
+                    after: serde_json::to_value(KeyView::from(&after)).ok(),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(after)
+        })
+        .await
+        .map_err(|e| ApiError::from_db(e, "API key"))?;
+    tracing::info!(key_id = %id, tenant_id = %tenant.id, "API key revoked");
+    Ok(KeyView::from(&after))
+}

@@ -1,0 +1,10 @@
+//! Business logic: validation, transactions, audit. Handlers call these; these call `db`.
+
+pub mod audit;
+pub mod bootstrap;
+pub mod catalog;
+pub mod keys;
+pub mod session;
+pub mod tenants;
+pub mod users;
+pub mod validate;

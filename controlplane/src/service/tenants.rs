@@ -1,0 +1,521 @@
+//! Tenants and memberships.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::auth::{Caller, Role};
+use crate::crypto;
+use crate::db::models::{Membership, Tenant, User};
+use crate::db::{self, DbError};
+use crate::service::audit::{self, Change};
+use crate::service::validate;
+use crate::state::AppState;
+
+/// A tenant as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            id: t.id,
+            name: t.name.clone(),
+            kind: t.kind.clone(),
+            status: t.status.clone(),
+            allowed_models: t.allowed_models.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(value).ok()
+}
+
+/// A page of tenants: all for a super admin, the caller's otherwise.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    limit: i64,
+    offset: i64,
+) -> ApiResult<(Vec<TenantView>, i64)> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let scope = if caller.is_super_admin() {
+        None
+    } else {
+        let ids: Vec<Uuid> = db::tenants::memberships_of(&mut conn, caller.user.id)
+            .await?
+            .into_iter()
+            .filter(|(_, role)| Role::parse(role).is_some_and(|r| r >= Role::Viewer))
+            .map(|(id, _)| id)
+            .collect();
+        Some(ids)
+    };
+    let (rows, total) = db::tenants::list(&mut conn, scope.as_deref(), limit, offset).await?;
+    Ok((rows.iter().map(TenantView::from).collect(), total))
+}
+
+/// Input of tenant creation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// Creates an organization tenant.
+pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiResult<TenantView> {
+    let name = validate::tenant_name(&input.name)?;
+    if let Some(models) = &input.allowed_models {
+        crate::service::catalog::check_known(state, "allowed_models", models).await?;
+    }
+    let now = Utc::now();
+    let tenant = Tenant {
+        id: Uuid::now_v7(),
+        name,
+        kind: "organization".to_owned(),
+        status: "active".to_owned(),
+        allowed_models: input.allowed_models,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        db::tenants::insert(conn, &tenant).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "tenant.create",
+                target_type: "tenant",
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: None,
+                after: json(&TenantView::from(&tenant)),
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => {
+            ApiError::conflict(format!("a tenant named `{}` exists", tenant.name))
+        }
+        other => other.into(),
+    })?;
+    Ok(TenantView::from(&tenant))
+}
+
+/// Input of a tenant update.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Renames a tenant.
+pub async fn rename(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    patch: TenantPatch,
+) -> ApiResult<TenantView> {
+    let Some(name) = patch.name else {
+        return Err(ApiError::invalid(
+            "name",
+            "nothing to change: give a new `name`",
+        ));
+    };
+    let name = validate::tenant_name(&name)?;
+    if tenant.kind == "personal" {
+        return Err(ApiError::invalid(
+            "name",
+            "personal tenants keep their owner's name",
+        ));
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let updated = conn
+        .transaction(async |conn| {
+            let updated = db::tenants::rename(conn, tenant.id, &name).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "tenant.rename",
+                    target_type: "tenant",
+                    target_id: tenant.id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: json(&TenantView::from(tenant)),
+                    after: json(&TenantView::from(&updated)),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(updated)
+        })
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict(_) => ApiError::conflict(format!("a tenant named `{name}` exists")),
+            other => ApiError::from_db(other, "tenant"),
+        })?;
+    Ok(TenantView::from(&updated))
+}
+
+/// Suspends or reactivates a tenant.
+pub async fn set_status(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    status: &str,
+) -> ApiResult<TenantView> {
+    if status != "active" && status != "suspended" {
+        return Err(ApiError::invalid(
+            "status",
+            "must be `active` or `suspended`",
+        ));
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let updated = conn
+        .transaction(async |conn| {
+            let updated = db::tenants::set_status(conn, tenant.id, status).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "tenant.status",
+                    target_type: "tenant",
+                    target_id: tenant.id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: json(&TenantView::from(tenant)),
+                    after: json(&TenantView::from(&updated)),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(updated)
+        })
+        .await
+        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    Ok(TenantView::from(&updated))
+}
+
+/// Deletes a tenant. Safeguards: personal tenants cannot be deleted; a tenant with usable
+/// keys needs `force` (its keys are then revoked in the same transaction); the caller must
+/// repeat the tenant's name in `confirm`.
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    confirm: Option<&str>,
+    force: bool,
+) -> ApiResult<()> {
+    if tenant.kind == "personal" {
+        return Err(ApiError::conflict(
+            "personal tenants are removed with their user",
+        ));
+    }
+    if confirm != Some(tenant.name.as_str()) {
+        return Err(ApiError::invalid(
+            "confirm",
+            format!(
+                "repeat the tenant's name (`?confirm={}`) to delete it",
+                tenant.name
+            ),
+        ));
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let active = db::keys::active_count(&mut conn, tenant.id).await?;
+    if active > 0 && !force {
+        return Err(ApiError::conflict(format!(
+            "the tenant has {active} active API key(s); revoke them or pass `force=true`"
+        )));
+    }
+    conn.transaction(async |conn| {
+        let now = Utc::now();
+        let revoked = db::keys::revoke_all(conn, tenant.id, now).await?;
+        db::tenants::soft_delete(conn, tenant.id).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "tenant.delete",
+                target_type: "tenant",
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: json(&TenantView::from(tenant)),
+                after: Some(serde_json::json!({ "deleted": true, "keys_revoked": revoked })),
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    Ok(())
+}
+
+/// Replaces a tenant's model allowlist (`None`: every enabled alias).
+pub async fn set_models(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    models: Option<Vec<String>>,
+) -> ApiResult<TenantView> {
+    if let Some(models) = &models {
+        crate::service::catalog::check_known(state, "models", models).await?;
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let updated = conn
+        .transaction(async |conn| {
+            let updated = db::tenants::set_allowed_models(conn, tenant.id, models.clone()).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "tenant.models",
+                    target_type: "tenant",
+                    target_id: tenant.id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: Some(serde_json::json!({ "allowed_models": tenant.allowed_models })),
+                    after: Some(serde_json::json!({ "allowed_models": updated.allowed_models })),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(updated)
+        })
+        .await
+        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    Ok(TenantView::from(&updated))
+}
+
+// --- memberships -------------------------------------------------------------------------------
+
+/// A member as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub status: String,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+fn member_view(m: &Membership, u: &User) -> MemberView {
+    MemberView {
+        user_id: u.id,
+        email: u.email.clone(),
+        name: u.name.clone(),
+        role: m.role.clone(),
+        status: u.status.clone(),
+        created_at: m.created_at,
+    }
+}
+
+/// Members of a tenant.
+pub async fn members(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<MemberView>> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let rows = db::tenants::members(&mut conn, tenant.id).await?;
+    Ok(rows.iter().map(|(m, u)| member_view(m, u)).collect())
+}
+
+/// Input of adding a member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    pub email: String,
+    pub role: String,
+    /// Creates the user when absent (with this local password, if given).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Adds a member, creating the user if the email is new.
+pub async fn add_member(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    input: NewMember,
+) -> ApiResult<MemberView> {
+    let email = validate::email(&input.email)?;
+    let role = Role::parse(&input.role)
+        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+    let password_hash = match &input.password {
+        Some(password) => Some(hash_password(password).await?),
+        None => None,
+    };
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let (membership, user) = conn
+        .transaction(async |conn| {
+            let user = match db::users::find_by_email(conn, &email).await? {
+                Some(user) => user,
+                None => {
+                    let now = Utc::now();
+                    let user = User {
+                        id: Uuid::now_v7(),
+                        email: email.clone(),
+                        name: input.name.clone().unwrap_or_default(),
+                        is_super_admin: false,
+                        status: "active".to_owned(),
+                        personal_tenant_id: None,
+                        created_at: now,
+                        updated_at: now,
+                        last_login_at: None,
+                    };
+                    db::users::insert(conn, &user).await?;
+                    if let Some(hash) = &password_hash {
+                        db::users::set_password_hash(conn, user.id, hash).await?;
+                    }
+                    audit::record(
+                        conn,
+                        caller,
+                        Change {
+                            action: "user.create",
+                            target_type: "user",
+                            target_id: user.id.to_string(),
+                            tenant_id: Some(tenant.id),
+                            before: None,
+                            after: Some(
+                                serde_json::json!({ "email": user.email, "name": user.name,
+                                "password_set": password_hash.is_some() }),
+                            ),
+                        },
+                    )
+                    .await?;
+                    user
+                }
+            };
+            let membership =
+                db::tenants::add_member(conn, tenant.id, user.id, role.as_str()).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "membership.add",
+                    target_type: "membership",
+                    target_id: format!("{}:{}", tenant.id, user.id),
+                    tenant_id: Some(tenant.id),
+                    before: None,
+                    after: Some(serde_json::json!({ "email": user.email, "role": role.as_str() })),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>((membership, user))
+        })
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict(_) => {
+                ApiError::conflict("this user is already a member; change their role instead")
+            }
+            other => other.into(),
+        })?;
+    Ok(member_view(&membership, &user))
+}
+
+/// Changes a member's role; the last owner cannot be demoted.
+pub async fn change_role(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    user_id: Uuid,
+    role: &str,
+) -> ApiResult<MemberView> {
+    let role = Role::parse(role)
+        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let (membership, user) = conn
+        .transaction(async |conn| {
+            let before = db::tenants::membership(conn, tenant.id, user_id).await?;
+            if before.role == "owner"
+                && role != Role::Owner
+                && db::tenants::owner_count(conn, tenant.id).await? <= 1
+            {
+                return Err(DbError::Conflict("last_owner".to_owned()));
+            }
+            let after = db::tenants::set_role(conn, tenant.id, user_id, role.as_str()).await?;
+            let user = db::users::get(conn, user_id).await?;
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "membership.role",
+                    target_type: "membership",
+                    target_id: format!("{}:{}", tenant.id, user_id),
+                    tenant_id: Some(tenant.id),
+                    before: Some(serde_json::json!({ "role": before.role })),
+                    after: Some(serde_json::json!({ "role": after.role })),
+                },
+            )
+            .await?;
+            Ok((after, user))
+        })
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict(_) => ApiError::conflict(
+                "a tenant keeps at least one owner; promote another member first",
+            ),
+            other => ApiError::from_db(other, "membership"),
+        })?;
+    Ok(member_view(&membership, &user))
+}
+
+/// Removes a member; the last owner cannot be removed.
+pub async fn remove_member(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    user_id: Uuid,
+) -> ApiResult<()> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        let before = db::tenants::membership(conn, tenant.id, user_id).await?;
+        if before.role == "owner" && db::tenants::owner_count(conn, tenant.id).await? <= 1 {
+            return Err(DbError::Conflict("last_owner".to_owned()));
+        }
+        db::tenants::remove_member(conn, tenant.id, user_id).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "membership.remove",
+                target_type: "membership",
+                target_id: format!("{}:{}", tenant.id, user_id),
+                tenant_id: Some(tenant.id),
+                before: Some(serde_json::json!({ "role": before.role })),
+                after: None,
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => {
+            ApiError::conflict("a tenant keeps at least one owner; promote another member first")
+        }
+        other => ApiError::from_db(other, "membership"),
+    })
+}
+
+/// argon2id off the async threads, with the password policy.
+pub async fn hash_password(password: &str) -> ApiResult<String> {
+    validate::password(password)?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,235 @@
+//! Users (super-admin surface).
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::db::models::User;
+use crate::db::{self, DbError};
+use crate::service::audit::{self, Change};
+use crate::service::tenants::hash_password;
+use crate::service::validate;
+use crate::state::AppState;
+
+/// A user as the API shows it (never a password hash).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub is_super_admin: bool,
+    pub status: String,
+    pub personal_tenant_id: Option<Uuid>,
+    pub created_at: chrono::DateTime<Utc>,
+    pub last_login_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            is_super_admin: u.is_super_admin,
+            status: u.status.clone(),
+            personal_tenant_id: u.personal_tenant_id,
+            created_at: u.created_at,
+            last_login_at: u.last_login_at,
+        }
+    }
+}
+
+fn audit_view(u: &User) -> Option<serde_json::Value> {
+    serde_json::to_value(UserView::from(u)).ok()
+}
+
+/// A page of users.
+pub async fn list(state: &AppState, limit: i64, offset: i64) -> ApiResult<(Vec<UserView>, i64)> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let (rows, total) = db::users::list(&mut conn, limit, offset).await?;
+    Ok((rows.iter().map(UserView::from).collect(), total))
+}
+
+/// One user.
+pub async fn get(state: &AppState, id: Uuid) -> ApiResult<UserView> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let user = db::users::get(&mut conn, id)
+        .await
+        .map_err(|e| ApiError::from_db(e, "user"))?;
+    Ok(UserView::from(&user))
+}
+
+/// Input of user creation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub is_super_admin: bool,
+}
+
+/// Creates a user (super admins only reach this).
+pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiResult<UserView> {
+    let email = validate::email(&input.email)?;
+    let name = validate::display_name("name", &input.name)?;
+    let hash = match &input.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let now = Utc::now();
+    let user = User {
+        id: Uuid::now_v7(),
+        email,
+        name,
+        is_super_admin: input.is_super_admin,
+        status: "active".to_owned(),
+        personal_tenant_id: None,
+        created_at: now,
+        updated_at: now,
+        last_login_at: None,
+    };
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        db::users::insert(conn, &user).await?;
+        if let Some(hash) = &hash {
+            db::users::set_password_hash(conn, user.id, hash).await?;
+        }
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "user.create",
+                target_type: "user",
+                target_id: user.id.to_string(),
+                tenant_id: None,
+                before: None,
+                after: audit_view(&user),
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => {
+            ApiError::conflict(format!("a user with email `{}` exists", user.email))
+        }
+        other => other.into(),
+    })?;
+    Ok(UserView::from(&user))
+}
+
+/// Input of a user update.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub is_super_admin: Option<bool>,
+}
+
+/// Renames, disables/enables, or changes the super-admin flag. Disabling ends every session.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    patch: UserPatch,
+) -> ApiResult<UserView> {
+    if let Some(status) = &patch.status {
+        if status != "active" && status != "disabled" {
+            return Err(ApiError::invalid(
+                "status",
+                "must be `active` or `disabled`",
+            ));
+        }
+        if status == "disabled" && id == caller.user.id {
+            return Err(ApiError::invalid(
+                "status",
+                "you cannot disable your own account",
+            ));
+        }
+    }
+    if patch.is_super_admin == Some(false) && id == caller.user.id {
+        return Err(ApiError::invalid(
+            "is_super_admin",
+            "you cannot remove your own super-admin flag",
+        ));
+    }
+    let name = match &patch.name {
+        Some(n) => Some(validate::display_name("name", n)?),
+        None => None,
+    };
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let updated = conn
+        .transaction(async |conn| {
+            let before = db::users::get(conn, id).await?;
+            let after = db::users::update(
+                conn,
+                id,
+                patch.status.as_deref(),
+                patch.is_super_admin,
+                name.as_deref(),
+            )
+            .await?;
+            if after.status == "disabled" {
+                db::sessions::revoke_user(conn, id, Utc::now()).await?;
+            }
+            audit::record(
+                conn,
+                caller,
+                Change {
+                    action: "user.update",
+                    target_type: "user",
+                    target_id: id.to_string(),
+                    tenant_id: None,
+                    before: audit_view(&before),
+                    after: audit_view(&after),
+                },
+            )
+            .await?;
+            Ok::<_, DbError>(after)
+        })
+        .await
+        .map_err(|e| ApiError::from_db(e, "user"))?;
+    Ok(UserView::from(&updated))
+}
+
+/// Sets a new password and ends the user's sessions.
+pub async fn reset_password(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    password: &str,
+) -> ApiResult<()> {
+    let hash = hash_password(password).await?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        db::users::get(conn, id).await?;
+        db::users::set_password_hash(conn, id, &hash).await?;
+        let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
+        audit::record(
+            conn,
+            caller,
+            Change {
+                action: "user.password_reset",
+                target_type: "user",
+                target_id: id.to_string(),
+                tenant_id: None,
+                before: None,
+                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+            },
+        )
+        .await
+    })
+    .await
+    .map_err(|e| ApiError::from_db(e, "user"))
+}

@@ -1,0 +1,103 @@
+//! Input rules shared by the services; every failure names its field.
+
+use crate::api::error::{ApiError, ApiResult};
+
+/// 1–64 characters, letters, digits, space, `-`, `_`, `.`; trimmed.
+pub fn tenant_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::invalid("name", "must be 1-64 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+    {
+        return Err(ApiError::invalid(
+            "name",
+            "may contain letters, digits, spaces, `-`, `_` and `.`",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A plausible email address, lowercased.
+pub fn email(email: &str) -> ApiResult<String> {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(ApiError::invalid("email", "must be an email address"));
+    }
+    Ok(email.to_lowercase())
+}
+
+/// At least 12 characters, at most 1024.
+pub fn password(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if n < 12 {
+        return Err(ApiError::invalid(
+            "password",
+            "must be at least 12 characters",
+        ));
+    }
+    if n > 1024 {
+        return Err(ApiError::invalid(
+            "password",
+            "must be at most 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Model aliases: non-empty, ≤ 128 characters each, no duplicates.
+pub fn aliases(field: &str, aliases: &[String]) -> ApiResult<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, alias) in aliases.iter().enumerate() {
+        if alias.trim().is_empty() || alias.len() > 128 {
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                "must be 1-128 characters",
+            ));
+        }
+        if !seen.insert(alias) {
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                format!("`{alias}` is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Display names: ≤ 128 characters.
+pub fn display_name(field: &str, name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.chars().count() > 128 {
+        return Err(ApiError::invalid(field, "must be at most 128 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_emails_passwords() {
+        assert_eq!(tenant_name("  Acme Corp ").unwrap(), "Acme Corp");
+        assert_eq!(tenant_name("").unwrap_err().field.as_deref(), Some("name"));
+        assert!(tenant_name("a;drop").is_err());
+        assert_eq!(email("Admin@Example.com").unwrap(), "admin@example.com");
+        assert!(email("nope").is_err());
+        assert!(email("a@b").is_err());
+        assert!(password("short").is_err());
+        assert!(password("long enough password").is_ok());
+        assert!(aliases("m", &["a".into(), "a".into()]).is_err());
+    }
+}

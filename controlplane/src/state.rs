@@ -1,0 +1,32 @@
+//! Everything a handler needs, built once at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use omg_shared::config::GatewayConfig;
+use omg_shared::keys::KeyHasher;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::throttle::LoginThrottle;
+use crate::crypto::Vault;
+use crate::db::Pool;
+use crate::metrics::Metrics;
+
+/// A Redis connection pool (health, and the bus in cluster mode).
+pub type RedisPool = bb8::Pool<bb8_redis::RedisConnectionManager>;
+
+/// Shared application state.
+pub struct AppState {
+    pub pool: Pool,
+    pub redis: Option<RedisPool>,
+    pub config: Arc<GatewayConfig>,
+    pub jwt: JwtKeys,
+    pub vault: Vault,
+    pub hasher: KeyHasher,
+    pub throttle: LoginThrottle,
+    pub metrics: Metrics,
+    /// Verified against when a login names an unknown account (equal timing).
+    pub decoy_hash: String,
+    /// Refresh-token lifetime.
+    pub refresh_ttl: Duration,
+}

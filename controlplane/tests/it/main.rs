@@ -1,0 +1,10 @@
+//! Control plane integration tests against the real Postgres (each test in its own database).
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod binary;
+mod bootstrap;
+mod catalog;
+mod harness;
+mod keys;
+mod rbac;

@@ -1,0 +1,14 @@
+DROP TABLE bootstrap_ledger;
+DROP TABLE audit_log;
+DROP FUNCTION audit_log_is_append_only();
+DROP TABLE refresh_tokens;
+DROP TABLE default_models;
+DROP TABLE model_alias_settings;
+DROP TABLE model_deployments;
+DROP TABLE tenant_budgets;
+DROP TABLE tenant_rate_limits;
+DROP TABLE api_keys;
+DROP TABLE memberships;
+DROP TABLE credentials;
+DROP TABLE users;
+DROP TABLE tenants;
