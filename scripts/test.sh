@@ -12,7 +12,8 @@
 #   3. cargo build --workspace --bins (dev profile)
 #   4. Rust tests: cargo nextest when installed, cargo test otherwise
 #   5. end-to-end: the official OpenAI Python SDK against target/debug/omg-dataplane
-#      (and omg-mock-upstream), from a venv in target/e2e-venv
+#      (and omg-mock-upstream), and the admin API's OpenAPI document validated, from a venv
+#      in target/e2e-venv
 #
 # Environment:
 #   E2E_VENV   venv directory (default target/e2e-venv)
@@ -50,8 +51,9 @@ e2e_tests() {
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$E2E_VENV/bin/python" -m pip install -q -r tests/e2e/requirements.txt
   local dataplane="$PWD/target/debug/omg-dataplane"
   local mock="$PWD/target/debug/omg-mock-upstream"
+  local controlplane="$PWD/target/debug/omg-controlplane"
   # shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
-  OMG_DATAPLANE_BIN="$dataplane" OMG_MOCK_UPSTREAM_BIN="$mock" \
+  OMG_DATAPLANE_BIN="$dataplane" OMG_MOCK_UPSTREAM_BIN="$mock" OMG_CONTROLPLANE_BIN="$controlplane" \
     "$E2E_VENV/bin/python" -m pytest -q tests/e2e ${PYTEST_ARGS:-}
 }
 

@@ -38,6 +38,10 @@ enum Command {
     Migrate,
     /// Validate the configuration and exit.
     Check,
+    /// Print the admin API's OpenAPI document (JSON) and exit; needs no configuration.
+    Openapi,
+    /// Re-seal stored provider credentials with `security.active_encryption_key`, then exit.
+    RotateCredentials,
 }
 
 fn init_logs(format: LogFormat) {
@@ -54,6 +58,22 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Openapi)) {
+        return match serde_json::to_string_pretty(&omg_controlplane::api::openapi::document()) {
+            Ok(text) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match writeln!(out, "{text}") {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
+            }
+            Err(e) => {
+                eprintln!("omg-controlplane: cannot render the OpenAPI document: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logs(cli.log_format);
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (config, sources) =
@@ -95,7 +115,18 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Command::Migrate => app::migrate(&config).await.map(|_| ()),
-            Command::Check => Ok(()),
+            Command::Check | Command::Openapi => Ok(()),
+            Command::RotateCredentials => {
+                let state = app::start(config).await?;
+                let (resealed, current) =
+                    omg_controlplane::service::catalog::rotate_credentials(&state).await?;
+                tracing::info!(
+                    resealed,
+                    already_current = current,
+                    "credential rotation done"
+                );
+                Ok(())
+            }
             Command::Serve => {
                 let state = app::start(config).await?;
                 let listener = std::net::TcpListener::bind(addr)

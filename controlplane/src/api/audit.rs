@@ -13,8 +13,9 @@ use crate::state::AppState;
 
 /// Filters: `tenant_id`, `actor_user_id`, `action`, `target_type`, `target_id`, `since`,
 /// `until` (RFC 3339), `before` (an entry id: the page after it), `limit` (1–200, default 50).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub tenant_id: Option<Uuid>,
     pub actor_user_id: Option<Uuid>,
@@ -42,17 +43,17 @@ async fn list(state: &AppState, q: AuditQuery, tenant: Option<Uuid>) -> ApiResul
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::audit::list(&mut conn, &filter, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
-    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = if has_more {
-        rows.last().map(|r| r.id)
+    let data: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next_before = if has_more {
+        data.last().map(|r| r.id)
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "data": rows,
-        "has_more": has_more,
-        "next_before": next,
-    })))
+    Ok(HttpResponse::Ok().json(crate::api::views::AuditPage {
+        data,
+        has_more,
+        next_before,
+    }))
 }
 
 /// `GET /admin/audit` (super admin).

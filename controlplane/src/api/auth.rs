@@ -43,14 +43,14 @@ fn session_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<
 
 /// `GET /admin/auth/methods`: which sign-in methods are on.
 pub async fn methods(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "local": state.config.admin.local.enabled,
-        "oidc": false,
-    }))
+    HttpResponse::Ok().json(crate::api::views::MethodsView {
+        local: state.config.admin.local.enabled,
+        oidc: false,
+    })
 }
 
 /// Login body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     pub email: String,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::error::ApiResult;
+use crate::api::views::{AliasList, AliasSwitchView, DefaultModelsView};
 use crate::auth::{Caller, SuperAdmin};
 use crate::service::catalog::{self, DeploymentPatch};
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use crate::state::AppState;
 /// `GET /admin/model-catalog`: YAML and database deployments by alias, credentials masked.
 pub async fn list(state: web::Data<AppState>, _caller: Caller) -> ApiResult<HttpResponse> {
     let data = catalog::list(&state).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(AliasList { data }))
 }
 
 /// `POST /admin/model-catalog`: a catalog entry in the YAML schema.
@@ -48,7 +49,7 @@ pub async fn delete(
 }
 
 /// Alias switch body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasBody {
     pub enabled: bool,
@@ -63,17 +64,22 @@ pub async fn set_alias(
 ) -> ApiResult<HttpResponse> {
     let body: AliasBody = crate::api::json(&body)?;
     catalog::set_alias_enabled(&state, &admin.0, &path, body.enabled).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "alias": *path, "enabled": body.enabled })))
+    Ok(HttpResponse::Ok().json(AliasSwitchView {
+        alias: path.into_inner(),
+        enabled: body.enabled,
+    }))
 }
 
 /// `GET /admin/default-models`.
 pub async fn get_defaults(state: web::Data<AppState>, _caller: Caller) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "models": catalog::default_models(&state).await? })))
+    Ok(HttpResponse::Ok().json(DefaultModelsView {
+        models: catalog::default_models(&state).await?,
+        personal_tenants_synced: None,
+    }))
 }
 
 /// Default models body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsBody {
     pub models: Vec<String>,
@@ -87,6 +93,8 @@ pub async fn set_defaults(
 ) -> ApiResult<HttpResponse> {
     let body: DefaultsBody = crate::api::json(&body)?;
     let synced = catalog::set_default_models(&state, &admin.0, body.models.clone()).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "models": body.models, "personal_tenants_synced": synced })))
+    Ok(HttpResponse::Ok().json(DefaultModelsView {
+        models: body.models,
+        personal_tenants_synced: Some(synced),
+    }))
 }

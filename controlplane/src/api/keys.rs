@@ -13,8 +13,8 @@ pub async fn list(
     state: web::Data<AppState>,
     access: TenantAccess<ViewerUp>,
 ) -> ApiResult<HttpResponse> {
-    let rows = keys::list(&state, &access.tenant).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": rows })))
+    let data = keys::list(&state, &access.tenant).await?;
+    Ok(HttpResponse::Ok().json(crate::api::views::KeyList { data }))
 }
 
 /// `POST …/api-keys`: the answer's `key` is the only time the secret is shown.

@@ -7,13 +7,15 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod keys;
+pub mod openapi;
 pub mod system;
 pub mod tenants;
 pub mod users;
+pub mod views;
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::Role;
 use error::ApiError;
@@ -36,15 +38,31 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    /// The success status.
+    pub ok: u16,
+    /// JSON body schema, if the route takes one.
+    pub request: Option<openapi::SchemaFn>,
+    /// JSON answer schema, if the success answer has a body.
+    pub response: Option<openapi::SchemaFn>,
+    /// Query-string parameters.
+    pub query: Option<openapi::ParamsFn>,
     pub route: fn() -> actix_web::Route,
 }
 
 macro_rules! route {
-    ($method:ident, $path:expr, $access:expr, $handler:path) => {
+    ($method:ident $path:literal, $access:expr, $handler:path, $summary:literal, $ok:literal
+     $(, req = $req:ty)? $(, res = $res:ty)? $(, query = $query:ty)?) => {
         RouteSpec {
             method: Method::$method,
             path: $path,
             access: $access,
+            summary: $summary,
+            ok: $ok,
+            request: None::<openapi::SchemaFn> $(.or(Some(openapi::schema::<$req> as openapi::SchemaFn)))?,
+            response: None::<openapi::SchemaFn> $(.or(Some(openapi::schema::<$res> as openapi::SchemaFn)))?,
+            query: None::<openapi::ParamsFn> $(.or(Some(openapi::params::<$query> as openapi::ParamsFn)))?,
             route: || web::method(Method::$method).to($handler),
         }
     };
@@ -52,157 +70,53 @@ macro_rules! route {
 
 /// Every route of the control plane.
 pub fn routes() -> Vec<RouteSpec> {
+    use crate::service::{catalog as c, keys as k, session as se, tenants as t, users as u};
+    use views as v;
     use Access::*;
+    const VIEWER: Access = Tenant(Role::Viewer);
+    const ADMIN: Access = Tenant(Role::Admin);
+    const OWNER: Access = Tenant(Role::Owner);
     vec![
-        route!(GET, "/healthz", Public, system::healthz),
-        route!(GET, "/metrics", Public, system::metrics),
-        route!(GET, "/admin/auth/methods", Public, auth::methods),
-        route!(POST, "/admin/auth/login", Public, auth::login),
-        route!(POST, "/admin/auth/refresh", Public, auth::refresh),
-        route!(POST, "/admin/auth/logout", Public, auth::logout),
-        route!(GET, "/admin/me", Authenticated, users::me),
-        route!(GET, "/admin/providers", Authenticated, system::providers),
-        route!(GET, "/admin/tenants", Authenticated, tenants::list),
-        route!(POST, "/admin/tenants", SuperAdmin, tenants::create),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}",
-            Tenant(Role::Viewer),
-            tenants::get
-        ),
-        route!(
-            PATCH,
-            "/admin/tenants/{tenant_id}",
-            Tenant(Role::Owner),
-            tenants::rename
-        ),
-        route!(
-            DELETE,
-            "/admin/tenants/{tenant_id}",
-            SuperAdmin,
-            tenants::delete
-        ),
-        route!(
-            PATCH,
-            "/admin/tenants/{tenant_id}/status",
-            SuperAdmin,
-            tenants::set_status
-        ),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}/models",
-            Tenant(Role::Viewer),
-            tenants::get_models
-        ),
-        route!(
-            PUT,
-            "/admin/tenants/{tenant_id}/models",
-            SuperAdmin,
-            tenants::set_models
-        ),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}/memberships",
-            Tenant(Role::Viewer),
-            tenants::members
-        ),
-        route!(
-            POST,
-            "/admin/tenants/{tenant_id}/memberships",
-            Tenant(Role::Owner),
-            tenants::add_member
-        ),
-        route!(
-            PATCH,
-            "/admin/tenants/{tenant_id}/memberships/{user_id}",
-            Tenant(Role::Owner),
-            tenants::change_role
-        ),
-        route!(
-            DELETE,
-            "/admin/tenants/{tenant_id}/memberships/{user_id}",
-            Tenant(Role::Owner),
-            tenants::remove_member
-        ),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}/api-keys",
-            Tenant(Role::Viewer),
-            keys::list
-        ),
-        route!(
-            POST,
-            "/admin/tenants/{tenant_id}/api-keys",
-            Tenant(Role::Admin),
-            keys::issue
-        ),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}/api-keys/{key_id}",
-            Tenant(Role::Viewer),
-            keys::get
-        ),
-        route!(
-            PATCH,
-            "/admin/tenants/{tenant_id}/api-keys/{key_id}",
-            Tenant(Role::Admin),
-            keys::update
-        ),
-        route!(
-            DELETE,
-            "/admin/tenants/{tenant_id}/api-keys/{key_id}",
-            Tenant(Role::Admin),
-            keys::revoke
-        ),
-        route!(
-            GET,
-            "/admin/tenants/{tenant_id}/audit",
-            Tenant(Role::Admin),
-            audit::list_tenant
-        ),
-        route!(GET, "/admin/users", SuperAdmin, users::list),
-        route!(POST, "/admin/users", SuperAdmin, users::create),
-        route!(GET, "/admin/users/{user_id}", SuperAdmin, users::get),
-        route!(PATCH, "/admin/users/{user_id}", SuperAdmin, users::update),
-        route!(
-            POST,
-            "/admin/users/{user_id}/password",
-            SuperAdmin,
-            users::reset_password
-        ),
-        route!(GET, "/admin/audit", SuperAdmin, audit::list_all),
-        route!(GET, "/admin/model-catalog", Authenticated, catalog::list),
-        route!(POST, "/admin/model-catalog", SuperAdmin, catalog::create),
-        route!(
-            PATCH,
-            "/admin/model-catalog/{deployment_id}",
-            SuperAdmin,
-            catalog::update
-        ),
-        route!(
-            DELETE,
-            "/admin/model-catalog/{deployment_id}",
-            SuperAdmin,
-            catalog::delete
-        ),
-        route!(
-            PATCH,
-            "/admin/model-catalog/aliases/{alias}",
-            SuperAdmin,
-            catalog::set_alias
-        ),
-        route!(
-            GET,
-            "/admin/default-models",
-            Authenticated,
-            catalog::get_defaults
-        ),
-        route!(
-            PUT,
-            "/admin/default-models",
-            SuperAdmin,
-            catalog::set_defaults
-        ),
+        route!(GET "/healthz", Public, system::healthz, "Postgres and Redis status with latency (503 when Postgres is down)", 200, res = v::HealthView),
+        route!(GET "/metrics", Public, system::metrics, "Prometheus metrics (text format)", 200),
+        route!(GET "/admin/openapi.json", Public, system::openapi, "This document", 200),
+        route!(GET "/admin/auth/methods", Public, auth::methods, "Enabled sign-in methods", 200, res = v::MethodsView),
+        route!(POST "/admin/auth/login", Public, auth::login, "Log in with email and password; sets the refresh cookie", 200, req = auth::LoginBody, res = se::SessionView),
+        route!(POST "/admin/auth/refresh", Public, auth::refresh, "Rotate the refresh cookie and get a new access token", 200, res = se::SessionView),
+        route!(POST "/admin/auth/logout", Public, auth::logout, "End the session and clear the cookie", 204),
+        route!(GET "/admin/me", Authenticated, users::me, "The caller and their tenant roles", 200, res = v::MeView),
+        route!(GET "/admin/providers", Authenticated, system::providers, "Provider kinds and capabilities", 200, res = v::ProvidersView),
+        route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise)", 200, res = v::TenantPage, query = Page),
+        route!(POST "/admin/tenants", SuperAdmin, tenants::create, "Create a tenant", 201, req = t::NewTenant, res = t::TenantView),
+        route!(GET "/admin/tenants/{tenant_id}", VIEWER, tenants::get, "One tenant", 200, res = t::TenantView),
+        route!(PATCH "/admin/tenants/{tenant_id}", OWNER, tenants::rename, "Rename a tenant", 200, req = t::TenantPatch, res = t::TenantView),
+        route!(DELETE "/admin/tenants/{tenant_id}", SuperAdmin, tenants::delete, "Delete a tenant (confirm with its name; force revokes its keys)", 204, query = tenants::DeleteQuery),
+        route!(PATCH "/admin/tenants/{tenant_id}/status", SuperAdmin, tenants::set_status, "Suspend or reactivate a tenant", 200, req = tenants::StatusBody, res = t::TenantView),
+        route!(GET "/admin/tenants/{tenant_id}/models", VIEWER, tenants::get_models, "A tenant's model allowlist", 200, res = v::TenantModelsView),
+        route!(PUT "/admin/tenants/{tenant_id}/models", SuperAdmin, tenants::set_models, "Replace a tenant's model allowlist (null lifts it)", 200, req = tenants::ModelsBody, res = t::TenantView),
+        route!(GET "/admin/tenants/{tenant_id}/memberships", VIEWER, tenants::members, "A tenant's members", 200, res = v::MemberList),
+        route!(POST "/admin/tenants/{tenant_id}/memberships", OWNER, tenants::add_member, "Add a member (creating the user when new)", 201, req = t::NewMember, res = t::MemberView),
+        route!(PATCH "/admin/tenants/{tenant_id}/memberships/{user_id}", OWNER, tenants::change_role, "Change a member's role", 200, req = tenants::RoleBody, res = t::MemberView),
+        route!(DELETE "/admin/tenants/{tenant_id}/memberships/{user_id}", OWNER, tenants::remove_member, "Remove a member", 204),
+        route!(GET "/admin/tenants/{tenant_id}/api-keys", VIEWER, keys::list, "A tenant's API keys (never their secrets)", 200, res = v::KeyList),
+        route!(POST "/admin/tenants/{tenant_id}/api-keys", ADMIN, keys::issue, "Issue a key: `key` is shown in this answer only", 201, req = k::NewKey, res = k::IssuedKey),
+        route!(GET "/admin/tenants/{tenant_id}/api-keys/{key_id}", VIEWER, keys::get, "One API key", 200, res = k::KeyView),
+        route!(PATCH "/admin/tenants/{tenant_id}/api-keys/{key_id}", ADMIN, keys::update, "Update a key's name, status, expiry, models, budget or limits", 200, req = k::KeyPatch, res = k::KeyView),
+        route!(DELETE "/admin/tenants/{tenant_id}/api-keys/{key_id}", ADMIN, keys::revoke, "Revoke a key for good", 200, res = k::KeyView),
+        route!(GET "/admin/tenants/{tenant_id}/audit", ADMIN, audit::list_tenant, "A tenant's audit entries", 200, res = v::AuditPage, query = audit::AuditQuery),
+        route!(GET "/admin/users", SuperAdmin, users::list, "Users", 200, res = v::UserPage, query = Page),
+        route!(POST "/admin/users", SuperAdmin, users::create, "Create a user", 201, req = u::NewUser, res = u::UserView),
+        route!(GET "/admin/users/{user_id}", SuperAdmin, users::get, "One user", 200, res = u::UserView),
+        route!(PATCH "/admin/users/{user_id}", SuperAdmin, users::update, "Rename, disable/enable, or set the super-admin flag", 200, req = u::UserPatch, res = u::UserView),
+        route!(POST "/admin/users/{user_id}/password", SuperAdmin, users::reset_password, "Set a new password and end the user's sessions", 204, req = users::PasswordBody),
+        route!(GET "/admin/audit", SuperAdmin, audit::list_all, "The audit log, newest first", 200, res = v::AuditPage, query = audit::AuditQuery),
+        route!(GET "/admin/model-catalog", Authenticated, catalog::list, "The model catalog: YAML and database deployments, credentials masked", 200, res = v::AliasList),
+        route!(POST "/admin/model-catalog", SuperAdmin, catalog::create, "Add a deployment", 201, req = openapi::CatalogEntryDoc, res = c::DeploymentView),
+        route!(PATCH "/admin/model-catalog/{deployment_id}", SuperAdmin, catalog::update, "Update a deployment (api_key: absent keeps, null clears)", 200, req = c::DeploymentPatch, res = c::DeploymentView),
+        route!(DELETE "/admin/model-catalog/{deployment_id}", SuperAdmin, catalog::delete, "Delete a deployment", 204),
+        route!(PATCH "/admin/model-catalog/aliases/{alias}", SuperAdmin, catalog::set_alias, "Enable or disable an alias", 200, req = catalog::AliasBody, res = v::AliasSwitchView),
+        route!(GET "/admin/default-models", Authenticated, catalog::get_defaults, "Models granted to new personal tenants", 200, res = v::DefaultModelsView),
+        route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
     ]
 }
 
@@ -252,8 +166,9 @@ fn extract_field(message: &str) -> Option<String> {
 }
 
 /// `?limit=&offset=` (limit 1–200, default 50).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     pub limit: Option<i64>,
     pub offset: Option<i64>,
@@ -269,31 +184,14 @@ impl Page {
     }
 }
 
-/// A page of results.
-#[derive(Debug, Serialize)]
-pub struct PageOf<T> {
-    pub data: Vec<T>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
-    pub has_more: bool,
-}
-
-/// Wraps a page.
-pub fn page<T>(data: Vec<T>, total: i64, limit: i64, offset: i64) -> PageOf<T> {
-    let has_more = offset + (data.len() as i64) < total;
-    PageOf {
-        data,
-        total,
-        limit,
-        offset,
-        has_more,
-    }
+/// Whether rows remain after this page.
+pub fn has_more(rows: usize, total: i64, offset: i64) -> bool {
+    offset + (rows as i64) < total
 }
 
 /// Parses a JSON body after the handler's guard has run (actix extracts arguments
 /// concurrently, so a `web::Json` argument would answer 400 before an unauthorized caller got
-/// its 401/403/404). Errors name the field.
+/// its 401/403/404). An empty body counts as `{}`. Errors name the field.
 pub fn json<T: serde::de::DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
     let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"

@@ -1,53 +1,68 @@
-//! `/healthz`, `/metrics`, `/admin/providers`.
+//! `/healthz`, `/metrics`, `/admin/providers`, `/admin/openapi.json`.
+
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use omg_shared::provider::ProviderKind;
 
+use crate::api::views::{ComponentHealth, HealthView, ProviderInfo, ProvidersView};
 use crate::auth::Caller;
 use crate::db;
 use crate::state::AppState;
 
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn probed(
+    result: Result<Result<Duration, String>, tokio::time::error::Elapsed>,
+) -> ComponentHealth {
+    match result {
+        Ok(Ok(latency)) => ComponentHealth {
+            status: "ok".to_owned(),
+            latency_ms: Some(latency.as_secs_f64() * 1000.0),
+            error: None,
+        },
+        Ok(Err(error)) => ComponentHealth {
+            status: "error".to_owned(),
+            latency_ms: None,
+            error: Some(error),
+        },
+        Err(_) => ComponentHealth {
+            status: "error".to_owned(),
+            latency_ms: None,
+            error: Some(format!("timed out after {} s", PROBE_TIMEOUT.as_secs())),
+        },
+    }
+}
+
 /// `GET /healthz`: Postgres and Redis status with latency. 503 when Postgres is down.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let postgres = match tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        db::ping(&state.pool),
-    )
-    .await
-    {
-        Ok(Ok(latency)) => {
-            serde_json::json!({ "status": "ok", "latency_ms": latency.as_secs_f64() * 1000.0 })
-        }
-        Ok(Err(e)) => serde_json::json!({ "status": "error", "error": e.to_string() }),
-        Err(_) => serde_json::json!({ "status": "error", "error": "timed out after 2 s" }),
-    };
+    let postgres = probed(
+        tokio::time::timeout(PROBE_TIMEOUT, async {
+            db::ping(&state.pool).await.map_err(|e| e.to_string())
+        })
+        .await,
+    );
     let redis = match &state.redis {
-        None => serde_json::json!({ "status": "not_configured" }),
-        Some(pool) => {
-            match tokio::time::timeout(std::time::Duration::from_secs(2), ping_redis(pool)).await {
-                Ok(Ok(latency)) => {
-                    serde_json::json!({ "status": "ok", "latency_ms": latency.as_secs_f64() * 1000.0 })
-                }
-                Ok(Err(e)) => serde_json::json!({ "status": "error", "error": e }),
-                Err(_) => serde_json::json!({ "status": "error", "error": "timed out after 2 s" }),
-            }
-        }
+        None => ComponentHealth {
+            status: "not_configured".to_owned(),
+            latency_ms: None,
+            error: None,
+        },
+        Some(pool) => probed(tokio::time::timeout(PROBE_TIMEOUT, ping_redis(pool)).await),
     };
-    let pg_ok = postgres["status"] == "ok";
-    let redis_ok = redis["status"] != "error";
-    let status = if pg_ok && redis_ok {
-        "ok"
-    } else if pg_ok {
-        "degraded"
-    } else {
-        "error"
+    let pg_ok = postgres.status == "ok";
+    let redis_ok = redis.status != "error";
+    let status = match (pg_ok, redis_ok) {
+        (true, true) => "ok",
+        (true, false) => "degraded",
+        _ => "error",
     };
-    let body = serde_json::json!({
-        "status": status,
-        "postgres": postgres,
-        "redis": redis,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
+    let body = HealthView {
+        status: status.to_owned(),
+        postgres,
+        redis,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
     if pg_ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -55,7 +70,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn ping_redis(pool: &crate::state::RedisPool) -> Result<std::time::Duration, String> {
+async fn ping_redis(pool: &crate::state::RedisPool) -> Result<Duration, String> {
     let started = std::time::Instant::now();
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let _: String = bb8_redis::redis::cmd("PING")
@@ -83,15 +98,24 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /admin/providers`: provider kinds, whether this build serves them, capabilities.
 pub async fn providers(_caller: Caller) -> HttpResponse {
-    let data: Vec<_> = ProviderKind::ALL
+    let data = ProviderKind::ALL
         .iter()
-        .map(|kind| {
-            serde_json::json!({
-                "kind": kind.as_str(),
-                "supported": kind.is_supported(),
-                "capabilities": kind.capabilities(),
-            })
+        .map(|kind| ProviderInfo {
+            kind: kind.as_str().to_owned(),
+            supported: kind.is_supported(),
+            capabilities: kind
+                .capabilities()
+                .iter()
+                .filter_map(|op| serde_json::to_value(op).ok())
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
         })
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "data": data }))
+    HttpResponse::Ok().json(ProvidersView { data })
+}
+
+/// `GET /admin/openapi.json`: the admin API's OpenAPI 3.1 document, built from the route
+/// table.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::api::openapi::document())
 }

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::error::ApiResult;
-use crate::api::{page, Page};
+use crate::api::views::{MemberList, TenantModelsView, TenantPage};
+use crate::api::{has_more, Page};
 use crate::auth::{Caller, OwnerOnly, SuperAdmin, TenantAccess, ViewerUp};
 use crate::service::tenants::{self, NewMember, NewTenant, TenantPatch, TenantView};
 use crate::state::AppState;
@@ -17,8 +18,15 @@ pub async fn list(
     q: web::Query<Page>,
 ) -> ApiResult<HttpResponse> {
     let (limit, offset) = q.bounds();
-    let (rows, total) = tenants::list(&state, &caller, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(page(rows, total, limit, offset)))
+    let (data, total) = tenants::list(&state, &caller, limit, offset).await?;
+    let has_more = has_more(data.len(), total, offset);
+    Ok(HttpResponse::Ok().json(TenantPage {
+        data,
+        total,
+        limit,
+        offset,
+        has_more,
+    }))
 }
 
 /// `POST /admin/tenants`.
@@ -49,7 +57,7 @@ pub async fn rename(
 }
 
 /// Status body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusBody {
     pub status: String,
@@ -69,7 +77,8 @@ pub async fn set_status(
 }
 
 /// Delete query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     pub confirm: Option<String>,
     #[serde(default)]
@@ -97,14 +106,14 @@ async fn load(state: &AppState, id: Uuid) -> ApiResult<crate::db::models::Tenant
 
 /// `GET /admin/tenants/{tenant_id}/models`.
 pub async fn get_models(access: TenantAccess<ViewerUp>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "tenant_id": access.tenant.id,
-        "allowed_models": access.tenant.allowed_models,
-    })))
+    Ok(HttpResponse::Ok().json(TenantModelsView {
+        tenant_id: access.tenant.id,
+        allowed_models: access.tenant.allowed_models.clone(),
+    }))
 }
 
 /// Allowlist body: `null` lifts the restriction.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsBody {
     pub models: Option<Vec<String>>,
@@ -128,8 +137,8 @@ pub async fn members(
     state: web::Data<AppState>,
     access: TenantAccess<ViewerUp>,
 ) -> ApiResult<HttpResponse> {
-    let rows = tenants::members(&state, &access.tenant).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": rows })))
+    let data = tenants::members(&state, &access.tenant).await?;
+    Ok(HttpResponse::Ok().json(MemberList { data }))
 }
 
 /// `POST /admin/tenants/{tenant_id}/memberships` (owner).
@@ -144,7 +153,7 @@ pub async fn add_member(
 }
 
 /// Role body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleBody {
     pub role: String,

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::error::ApiResult;
-use crate::api::{page, Page};
+use crate::api::views::{MeView, MembershipRef, UserPage};
+use crate::api::{has_more, Page};
 use crate::auth::{Caller, Role, SuperAdmin};
 use crate::db::{self, DbError};
 use crate::service::users::{self, NewUser, UserPatch, UserView};
@@ -14,18 +15,20 @@ use crate::state::AppState;
 /// `GET /admin/me`: the caller and their tenant roles.
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let memberships: Vec<_> = db::tenants::memberships_of(&mut conn, caller.user.id)
+    let memberships = db::tenants::memberships_of(&mut conn, caller.user.id)
         .await?
         .into_iter()
         .filter_map(|(tenant_id, role)| {
-            Role::parse(&role)
-                .map(|r| serde_json::json!({ "tenant_id": tenant_id, "role": r.as_str() }))
+            Role::parse(&role).map(|r| MembershipRef {
+                tenant_id,
+                role: r.as_str().to_owned(),
+            })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "user": UserView::from(&caller.user),
-        "memberships": memberships,
-    })))
+    Ok(HttpResponse::Ok().json(MeView {
+        user: UserView::from(&caller.user),
+        memberships,
+    }))
 }
 
 /// `GET /admin/users`.
@@ -35,8 +38,15 @@ pub async fn list(
     q: web::Query<Page>,
 ) -> ApiResult<HttpResponse> {
     let (limit, offset) = q.bounds();
-    let (rows, total) = users::list(&state, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(page(rows, total, limit, offset)))
+    let (data, total) = users::list(&state, limit, offset).await?;
+    let has_more = has_more(data.len(), total, offset);
+    Ok(HttpResponse::Ok().json(UserPage {
+        data,
+        total,
+        limit,
+        offset,
+        has_more,
+    }))
 }
 
 /// `POST /admin/users`.
@@ -71,7 +81,7 @@ pub async fn update(
 }
 
 /// Password body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     pub password: String,

@@ -119,3 +119,20 @@ pub async fn claim_bootstrap_item(
         .await?;
     Ok(n == 1)
 }
+
+/// Replaces a deployment's sealed credential (key rotation).
+pub async fn set_credential(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    sealed: &[u8],
+    key_version: i32,
+) -> Result<(), DbError> {
+    diesel::update(model_deployments::table.find(id))
+        .set((
+            model_deployments::credential.eq(Some(sealed)),
+            model_deployments::credential_key_version.eq(Some(key_version)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -129,7 +129,7 @@ pub struct RefreshToken {
 }
 
 /// An audit entry as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
 pub struct AuditEntry {
     pub id: i64,
@@ -140,7 +140,9 @@ pub struct AuditEntry {
     pub target_type: String,
     pub target_id: String,
     pub tenant_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
     pub request_id: String,
     pub ip: Option<String>,

@@ -21,25 +21,29 @@ use crate::service::validate;
 use crate::state::AppState;
 
 /// One deployment as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeploymentView {
     /// Database id; `null` for YAML entries (edit those in the file).
     pub id: Option<Uuid>,
     /// `config` or `database`.
+    #[schema(value_type = String)]
     pub source: &'static str,
+    /// The catalog entry (YAML schema; see docs/configuration.md), without its credential.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub entry: serde_json::Value,
     /// `****abcd` when a credential is set on the entry, else `null`.
     pub api_key: Option<String>,
 }
 
 /// An alias with its deployments.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AliasView {
     pub alias: String,
     /// The alias switch (`model_alias_settings`), on unless turned off.
     pub enabled: bool,
     /// Where the served deployments come from.
+    #[schema(value_type = String)]
     pub source: &'static str,
     pub deployments: Vec<DeploymentView>,
 }
@@ -270,11 +274,13 @@ fn keep_or_set<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Secret>>
 
 /// A deployment update: `entry` replaces the spec; `api_key` absent keeps the stored
 /// credential, `null` clears it, a string replaces it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DeploymentPatch {
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub entry: serde_json::Map<String, serde_json::Value>,
     #[serde(default, deserialize_with = "keep_or_set")]
+    #[schema(value_type = Option<String>)]
     pub api_key: Option<Option<Secret>>,
 }
 
@@ -459,4 +465,41 @@ pub async fn set_default_models(
     })
     .await
     .map_err(ApiError::from)
+}
+
+/// Re-seals every stored credential made with an older key version using the active one.
+/// Returns (re-sealed, already current). Old key versions can be removed from
+/// `security.encryption_keys` afterwards.
+pub async fn rotate_credentials(state: &AppState) -> Result<(usize, usize), String> {
+    let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+    let active = state.vault.active_version();
+    let active_i32 = i32::try_from(active).map_err(|e| e.to_string())?;
+    let mut resealed = 0;
+    let mut current = 0;
+    for row in db::catalog::deployments(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let Some(sealed) = &row.credential else {
+            continue;
+        };
+        if crate::crypto::Vault::version_of(sealed) == Some(active) {
+            current += 1;
+            continue;
+        }
+        let plain = state
+            .vault
+            .open(sealed, &context(row.id))
+            .map_err(|e| format!("deployment {} ({}): {e}", row.id, row.alias))?;
+        let fresh = state
+            .vault
+            .seal(&plain, &context(row.id))
+            .map_err(|e| e.to_string())?;
+        db::catalog::set_credential(&mut conn, row.id, &fresh, active_i32)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(deployment = %row.id, alias = %row.alias, key_version = active, "credential re-sealed");
+        resealed += 1;
+    }
+    Ok((resealed, current))
 }

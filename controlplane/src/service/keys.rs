@@ -19,7 +19,7 @@ use crate::service::validate;
 use crate::state::AppState;
 
 /// Rate limits of a key (`None` = inherit).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitInput {
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct RateLimitInput {
 }
 
 /// A key as the API shows it: never its secret or hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -86,7 +86,7 @@ impl From<&ApiKey> for KeyView {
 }
 
 /// The issuance answer: the view plus the full key, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedKey {
     #[serde(flatten)]
     pub view: KeyView,
@@ -94,7 +94,7 @@ pub struct IssuedKey {
 }
 
 /// Input of key issuance.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     #[serde(default)]
@@ -123,7 +123,7 @@ fn double<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 /// Input of a key update: absent fields stay, `null` clears.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPatch {
     #[serde(default)]

@@ -13,16 +13,17 @@ use crate::service::audit::{self, Change};
 use crate::state::AppState;
 
 /// What a successful login or refresh returns (the refresh token travels in the cookie).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub access_token: String,
+    #[schema(value_type = String)]
     pub token_type: &'static str,
     pub expires_in: i64,
     pub user: UserSummary,
 }
 
 /// The signed-in user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub id: Uuid,
     pub email: String,

@@ -15,7 +15,7 @@ use crate::service::validate;
 use crate::state::AppState;
 
 /// A tenant as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: Uuid,
     pub name: String,
@@ -68,7 +68,7 @@ pub async fn list(
 }
 
 /// Input of tenant creation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub name: String,
@@ -121,7 +121,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiR
 }
 
 /// Input of a tenant update.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default)]
@@ -303,7 +303,7 @@ pub async fn set_models(
 // --- memberships -------------------------------------------------------------------------------
 
 /// A member as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub user_id: Uuid,
     pub email: String,
@@ -332,7 +332,7 @@ pub async fn members(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<MemberV
 }
 
 /// Input of adding a member.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     pub email: String,

@@ -15,7 +15,7 @@ use crate::service::validate;
 use crate::state::AppState;
 
 /// A user as the API shows it (never a password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,
@@ -63,7 +63,7 @@ pub async fn get(state: &AppState, id: Uuid) -> ApiResult<UserView> {
 }
 
 /// Input of user creation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub email: String,
@@ -126,7 +126,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiRes
 }
 
 /// Input of a user update.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]

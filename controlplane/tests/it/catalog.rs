@@ -208,3 +208,57 @@ async fn catalog_crud_with_sealed_credentials() {
     assert!(!audit.to_string().contains("canary"), "{audit}");
     cp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_rotate_to_the_active_key() {
+    let cp = Cp::start(CATALOG).await;
+    let root = cp.user("root@x.test", true).await;
+    let t = cp.token(root.id);
+    let (status, created) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({
+            "alias": "rot", "provider": "openai", "api_key": "sk-rotate-me-123456"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let test_db = cp.stop().await;
+
+    // A second key becomes active; the old one stays listed so old values still open.
+    let yaml = config_yaml(&test_db.url, CATALOG).replace(
+        "  encryption_keys:\n    - version: 1\n",
+        "  active_encryption_key: 2\n  encryption_keys:\n    - version: 2\n      key: \"ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\"\n    - version: 1\n",
+    );
+    let cp = Cp::start_with(test_db, &yaml).await;
+    let (resealed, current) = omg_controlplane::service::catalog::rotate_credentials(&cp.state)
+        .await
+        .unwrap();
+    assert_eq!((resealed, current), (1, 0));
+    let row = db::catalog::deployment(&mut *cp.conn().await, id)
+        .await
+        .unwrap();
+    assert_eq!(row.credential_key_version, Some(2));
+    assert_eq!(
+        omg_controlplane::crypto::Vault::version_of(row.credential.as_ref().unwrap()),
+        Some(2)
+    );
+    let (_, list) = cp
+        .call(
+            Method::GET,
+            "/admin/model-catalog",
+            Some(&cp.token(cp.user("r2@x.test", true).await.id)),
+            None,
+        )
+        .await;
+    assert!(list.to_string().contains("****3456"), "{list}");
+    assert_eq!(
+        omg_controlplane::service::catalog::rotate_credentials(&cp.state)
+            .await
+            .unwrap(),
+        (0, 1)
+    );
+    cp.stop().await;
+}

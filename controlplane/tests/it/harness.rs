@@ -151,7 +151,13 @@ impl Cp {
     }
 
     pub async fn start_on(db: TestDb, extra: &str) -> Cp {
-        let config = parse_config(&config_yaml(&db.url, extra));
+        let yaml = config_yaml(&db.url, extra);
+        Cp::start_with(db, &yaml).await
+    }
+
+    /// Starts on `db` with a whole config text.
+    pub async fn start_with(db: TestDb, yaml: &str) -> Cp {
+        let config = parse_config(yaml);
         let state = app::start(config)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));

@@ -7,4 +7,5 @@ mod bootstrap;
 mod catalog;
 mod harness;
 mod keys;
+mod openapi;
 mod rbac;
