@@ -49,9 +49,10 @@ rust_tests() {
 e2e_tests() {
   ensure_venv "$E2E_VENV"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$E2E_VENV/bin/python" -m pip install -q -r tests/e2e/requirements.txt
-  local dataplane="$PWD/target/debug/omg-dataplane"
-  local mock="$PWD/target/debug/omg-mock-upstream"
-  local controlplane="$PWD/target/debug/omg-controlplane"
+  local bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/debug"
+  local dataplane="$bin_dir/omg-dataplane"
+  local mock="$bin_dir/omg-mock-upstream"
+  local controlplane="$bin_dir/omg-controlplane"
   # shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
   OMG_DATAPLANE_BIN="$dataplane" OMG_MOCK_UPSTREAM_BIN="$mock" OMG_CONTROLPLANE_BIN="$controlplane" \
     "$E2E_VENV/bin/python" -m pytest -q tests/e2e ${PYTEST_ARGS:-}
