@@ -66,7 +66,7 @@ taskset -c "$LOAD_CPU" target/release/omg-mock-upstream --listen "127.0.0.1:$UPS
 PIDS+=($!)
 
 export BENCH_GATEWAY_PORT BENCH_ADMIN_PORT BENCH_UPSTREAM_PORT="$UPSTREAM_PORT" BENCH_DIR="$DIR" \
-  BENCH_CHUNKS="$CHUNKS" BENCH_CHUNK_DELAY_MS="$CHUNK_DELAY_MS"
+  BENCH_CHUNKS="$CHUNKS" BENCH_PACED_CHUNKS="$PACED_CHUNKS" BENCH_CHUNK_DELAY_MS="$CHUNK_DELAY_MS"
 BENCH_GATEWAY_PORT="$(free_port)"; BENCH_ADMIN_PORT="$(free_port)"
 OMG_LOG=warn taskset -c "$PROXY_CPU" target/release/omg-dataplane --config bench/gateway.yaml \
   --log-format json >"$DIR/dataplane.log" 2>&1 &

@@ -4,6 +4,8 @@
 //! whole events. [`SseSplitter`] keeps the unfinished tail (bounded) and returns each complete
 //! event's raw bytes (terminator included) so pass-through forwards them unchanged.
 
+use std::borrow::Cow;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Largest event accepted; a longer one means a broken upstream.
@@ -54,6 +56,8 @@ impl SseSplitter {
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
+        // Jump to the next line ending: events are mostly long lines of JSON.
+        i += memchr::memchr2(b'\n', b'\r', buf.get(i..)?)?;
         match buf[i] {
             b'\n' => {
                 if buf.get(i + 1) == Some(&b'\n') {
@@ -63,7 +67,7 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
                     return Some(i + 3);
                 }
             }
-            b'\r' => {
+            _ => {
                 if buf.get(i + 1) == Some(&b'\r') {
                     return Some(i + 2);
                 }
@@ -76,7 +80,6 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
                     }
                 }
             }
-            _ => {}
         }
         i += 1;
     }
@@ -84,18 +87,20 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The `data` payload of an event: `data:` lines joined with `\n` (a single leading space
-/// after the colon removed), or `None` for comment-only or data-less events.
-pub fn event_data(event: &[u8]) -> Option<Vec<u8>> {
-    let mut data: Option<Vec<u8>> = None;
+/// after the colon removed), or `None` for comment-only or data-less events. Borrowed from
+/// the event when it has a single `data:` line (the usual case).
+pub fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut data: Option<Cow<'_, [u8]>> = None;
     for line in lines(event) {
         if let Some(rest) = line.strip_prefix(b"data:") {
             let rest = rest.strip_prefix(b" ").unwrap_or(rest);
             match &mut data {
                 Some(existing) => {
-                    existing.push(b'\n');
-                    existing.extend_from_slice(rest);
+                    let joined = existing.to_mut();
+                    joined.push(b'\n');
+                    joined.extend_from_slice(rest);
                 }
-                None => data = Some(rest.to_vec()),
+                None => data = Some(Cow::Borrowed(rest)),
             }
         }
     }
@@ -109,10 +114,7 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .unwrap_or(rest.len());
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
         let line = &rest[..end];
         let skip = match (rest.get(end), rest.get(end + 1)) {
             (Some(b'\r'), Some(b'\n')) => 2,
@@ -153,17 +155,17 @@ mod tests {
     fn splits_on_all_terminators() {
         let events = split_all(&[b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n\r\n: x\n\n"]);
         assert_eq!(events.len(), 5);
-        assert_eq!(event_data(&events[0]), Some(b"a".to_vec()));
-        assert_eq!(event_data(&events[1]), Some(b"b".to_vec()));
-        assert_eq!(event_data(&events[3]), Some(b"d".to_vec()));
+        assert_eq!(event_data(&events[0]).as_deref(), Some(b"a".as_slice()));
+        assert_eq!(event_data(&events[1]).as_deref(), Some(b"b".as_slice()));
+        assert_eq!(event_data(&events[3]).as_deref(), Some(b"d".as_slice()));
         assert_eq!(event_data(&events[4]), None);
     }
 
     #[test]
     fn multi_line_data_joins() {
         assert_eq!(
-            event_data(b"event: x\ndata: {\"a\":\ndata:1}\n\n"),
-            Some(b"{\"a\":\n1}".to_vec())
+            event_data(b"event: x\ndata: {\"a\":\ndata:1}\n\n").as_deref(),
+            Some(b"{\"a\":\n1}".as_slice())
         );
     }
 
@@ -207,7 +209,8 @@ mod tests {
             prop_assert_eq!(whole.len(), payloads.len());
             prop_assert_eq!(whole.concat(), stream);
             for (event, payload) in whole.iter().zip(&payloads) {
-                prop_assert_eq!(event_data(event), Some(payload.as_bytes().to_vec()));
+                let data = event_data(event);
+                prop_assert_eq!(data.as_deref(), Some(payload.as_bytes()));
             }
         }
     }

@@ -334,7 +334,7 @@ mod tests {
             for event in splitter.push(&bytes).unwrap_or_default() {
                 assert_eq!(meter.process(&event), EventAction::Forward);
                 if let Some(data) = crate::sse::event_data(&event) {
-                    if data != b"[DONE]" {
+                    if *data != *b"[DONE]" {
                         assert!(serde_json::from_slice::<serde_json::Value>(&data).is_ok());
                     }
                 }

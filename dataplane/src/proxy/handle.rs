@@ -112,8 +112,22 @@ fn request_id(client: Option<&str>) -> String {
         {
             id.to_owned()
         }
-        _ => uuid::Uuid::now_v7().to_string(),
+        _ => new_request_id(),
     }
+}
+
+/// A UUIDv7 from the clock and the thread-local RNG (`Uuid::now_v7` reads the OS RNG, one
+/// `getrandom` syscall or two per request).
+fn new_request_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    let id =
+        uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut buffer).to_owned()
 }
 
 async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Failure> {
@@ -305,5 +319,14 @@ mod tests {
             assert_eq!(id.len(), 36, "{bad:?}");
         }
         assert_eq!(request_id(Some(&"a".repeat(129))).len(), 36);
+    }
+
+    #[test]
+    fn new_request_ids_are_uuid_v7() {
+        let id = request_id(None);
+        let parsed = uuid::Uuid::parse_str(&id).unwrap_or_default();
+        assert_eq!(parsed.get_version_num(), 7, "{id}");
+        assert_eq!(parsed.hyphenated().to_string(), id);
+        assert_ne!(request_id(None), id);
     }
 }

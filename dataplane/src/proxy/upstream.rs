@@ -8,14 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
 use omg_shared::tokens::estimate_tokens;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::OrErr;
+use tokio::io::AsyncWriteExt;
 
 use super::ctx::RequestCtx;
 use super::{respond, Failure, State};
@@ -31,6 +34,10 @@ use crate::sse::{data_event, SseSplitter};
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
+/// Stream bytes gathered from what the upstream already delivered before one client write.
+const COALESCE_BYTES: usize = 64 * 1024;
+/// The `user-agent` sent upstream.
+const USER_AGENT: &str = concat!("open-model-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// Why one attempt did not produce a response for the client.
 enum AttemptError {
@@ -122,8 +129,24 @@ async fn attempt(
     }
 
     let payload = Bytes::from(body.upstream_body(&target.provider_model));
+    let host = endpoint.host_header();
+    let head = RequestHead {
+        path: &endpoint.path,
+        route_path: route.upstream_path(),
+        host: &host,
+        accept: if body.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+        request_id: &ctx.request_id,
+        api_key: target.api_key.as_ref().map(|key| key.expose()),
+        content_length: payload.len(),
+    };
+    // Also vets the configured path, host and key for both HTTP versions.
+    let wire = head.h1_bytes().ok_or_else(internal)?;
     let connector: &Connector = &state.connector;
-    let (mut upstream, _reused) =
+    let (upstream, _reused) =
         connector
             .get_http_session(&peer)
             .await
@@ -139,50 +162,37 @@ async fn attempt(
                 },
             })?;
 
-    let mut request = RequestHeader::build(
-        "POST",
-        format!("{}{}", endpoint.path, route.upstream_path()).as_bytes(),
-        Some(8),
-    )
-    .map_err(|_| internal())?;
-    let set = |request: &mut RequestHeader, name: &'static str, value: String| {
-        request.insert_header(name, value).map_err(|_| internal())
-    };
-    set(&mut request, "host", endpoint.host_header())?;
-    set(&mut request, "content-type", "application/json".to_owned())?;
-    set(&mut request, "content-length", payload.len().to_string())?;
-    set(
-        &mut request,
-        "accept",
-        if body.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }
-        .to_owned(),
-    )?;
-    set(&mut request, "accept-encoding", "identity".to_owned())?;
-    set(
-        &mut request,
-        "user-agent",
-        concat!("open-model-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
-    )?;
-    set(&mut request, "x-request-id", ctx.request_id.clone())?;
-    if let Some(key) = &target.api_key {
-        set(
-            &mut request,
-            "authorization",
-            format!("Bearer {}", key.expose()),
-        )?;
-    }
-
     let send = async {
-        upstream.write_request_header(Box::new(request)).await?;
-        upstream.write_request_body(payload, true).await?;
-        upstream.finish_request_body().await?;
-        upstream.read_response_header().await
+        let mut upstream = match upstream {
+            // HTTP/1: head and body leave in one write (Pingora's session flushes the head on
+            // its own, which costs a second send and a second wake-up of the upstream). The
+            // session that reads the response is the one Pingora would have built.
+            HttpSession::H1(session) => {
+                let mut stream = session.into_inner();
+                let mut request = Bytes::from(wire).chain(payload);
+                stream.write_all_buf(&mut request).await.or_err(
+                    pingora::ErrorType::WriteError,
+                    "writing the upstream request",
+                )?;
+                stream.flush().await.or_err(
+                    pingora::ErrorType::WriteError,
+                    "flushing the upstream request",
+                )?;
+                HttpSession::H1(Http1Session::new_with_options(stream, &peer))
+            }
+            mut other => {
+                other
+                    .write_request_header(Box::new(head.request_header()?))
+                    .await?;
+                other.write_request_body(payload, true).await?;
+                other.finish_request_body().await?;
+                other
+            }
+        };
+        upstream.read_response_header().await?;
+        Ok::<_, Box<pingora::Error>>(upstream)
     };
-    match tokio::time::timeout(settings.provider_timeout, send).await {
+    let mut upstream = match tokio::time::timeout(settings.provider_timeout, send).await {
         Err(_) => return Err(timeout(target)),
         Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
         Ok(Err(_)) => {
@@ -194,8 +204,8 @@ async fn attempt(
                 kind: "protocol",
             })
         }
-        Ok(Ok(())) => {}
-    }
+        Ok(Ok(upstream)) => upstream,
+    };
     let Some(header) = upstream.response_header() else {
         return Err(internal());
     };
@@ -376,41 +386,48 @@ async fn stream(
     upstream.set_read_timeout(Some(settings.stream_idle_timeout));
     let mut splitter = SseSplitter::default();
     let mut meter = StreamMeter::new(body.include_usage);
-    let deadline = tokio::time::Instant::now() + settings.stream_max_duration;
+    let max_duration = tokio::time::sleep(settings.stream_max_duration);
+    tokio::pin!(max_duration);
     let mut watch_client = true;
+    // A read taken while gathering (the end of the body, or an error), handled next.
+    let mut carried: Option<pingora::Result<Option<Bytes>>> = None;
     respond::start_stream(session, ctx).await?;
 
     let outcome: StreamEnd = loop {
-        let read = tokio::select! {
-            biased;
-            read = upstream.read_response_body() => read,
-            idle = session.as_downstream_mut().read_body_or_idle(true), if watch_client => {
-                if idle.is_err() {
-                    break StreamEnd::ClientGone;
+        let read = match carried.take() {
+            Some(read) => read,
+            None => tokio::select! {
+                biased;
+                read = upstream.read_response_body() => read,
+                idle = session.as_downstream_mut().read_body_or_idle(true), if watch_client => {
+                    if idle.is_err() {
+                        break StreamEnd::ClientGone;
+                    }
+                    watch_client = false;
+                    continue;
                 }
-                watch_client = false;
-                continue;
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                break StreamEnd::failed(ErrorCode::UpstreamTimeout, "stream_max_duration", "The stream exceeded the gateway's maximum duration.");
-            }
+                () = &mut max_duration => {
+                    break StreamEnd::failed(ErrorCode::UpstreamTimeout, "stream_max_duration", "The stream exceeded the gateway's maximum duration.");
+                }
+            },
         };
         match read {
             Ok(Some(bytes)) => {
-                let events = match splitter.push(&bytes) {
-                    Ok(events) => events,
-                    Err(_) => {
-                        break StreamEnd::failed(
-                            ErrorCode::UpstreamError,
-                            "upstream_protocol",
-                            "The upstream sent an oversized stream event.",
-                        )
-                    }
-                };
                 let mut out = BytesMut::new();
-                for event in events {
-                    if meter.process(&event) == EventAction::Forward {
-                        out.extend_from_slice(&event);
+                let mut end = forward(&mut splitter, &mut meter, &bytes, &mut out).err();
+                // Pingora returns the upstream's HTTP chunks one at a time even when a single
+                // read brought many: take every one already here (never waiting) so they leave
+                // in one client write instead of one write, and one send, each.
+                while end.is_none() && out.len() < COALESCE_BYTES {
+                    match ready_now(upstream.read_response_body()).await {
+                        Some(Ok(Some(bytes))) => {
+                            end = forward(&mut splitter, &mut meter, &bytes, &mut out).err();
+                        }
+                        Some(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        None => break,
                     }
                 }
                 if meter.saw_choices {
@@ -418,6 +435,9 @@ async fn stream(
                 }
                 if !out.is_empty() && respond::stream_bytes(session, out.freeze()).await.is_err() {
                     break StreamEnd::ClientGone;
+                }
+                if let Some(end) = end {
+                    break end;
                 }
             }
             Ok(None) => {
@@ -490,6 +510,112 @@ async fn stream(
             respond::stream_bytes(session, Bytes::from(data_event(&event.to_json()))).await?;
             respond::end_stream(session).await
         }
+    }
+}
+
+/// Splits `bytes` into events, meters them and appends those to forward to `out`.
+fn forward(
+    splitter: &mut SseSplitter,
+    meter: &mut StreamMeter,
+    bytes: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), StreamEnd> {
+    let events = splitter.push(bytes).map_err(|_| {
+        StreamEnd::failed(
+            ErrorCode::UpstreamError,
+            "upstream_protocol",
+            "The upstream sent an oversized stream event.",
+        )
+    })?;
+    for event in events {
+        if meter.process(&event) == EventAction::Forward {
+            out.extend_from_slice(&event);
+        }
+    }
+    Ok(())
+}
+
+/// Polls `future` once: its output when it is ready without waiting, else `None` (the future
+/// is dropped; Pingora's body reads keep their state in the session, so this is safe).
+async fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        () = std::future::ready(()) => None,
+    }
+}
+
+/// What the upstream request carries besides its body. One list of headers for both the
+/// HTTP/1 wire writer and the HTTP/2 request header.
+struct RequestHead<'a> {
+    /// The endpoint's path prefix (`/v1`).
+    path: &'a str,
+    /// The route below it (`/chat/completions`).
+    route_path: &'static str,
+    host: &'a str,
+    accept: &'static str,
+    request_id: &'a str,
+    api_key: Option<&'a str>,
+    content_length: usize,
+}
+
+impl RequestHead<'_> {
+    /// Calls `each(name, value parts)` for every header, in order.
+    fn for_each_header(&self, mut each: impl FnMut(&'static str, &[&str])) {
+        let length = self.content_length.to_string();
+        each("host", &[self.host]);
+        each("content-type", &["application/json"]);
+        each("content-length", &[&length]);
+        each("accept", &[self.accept]);
+        each("accept-encoding", &["identity"]);
+        each("user-agent", &[USER_AGENT]);
+        each("x-request-id", &[self.request_id]);
+        if let Some(key) = self.api_key {
+            each("authorization", &["Bearer ", key]);
+        }
+    }
+
+    /// The HTTP/1.1 request line and headers, or `None` when a configured value (path, host,
+    /// key) holds a byte that would break the framing.
+    fn h1_bytes(&self) -> Option<Vec<u8>> {
+        let target_ok = |text: &str| text.bytes().all(|b| b.is_ascii_graphic());
+        let value_ok = |text: &str| text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !target_ok(self.path) || !target_ok(self.route_path) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(384);
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(self.route_path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut valid = true;
+        self.for_each_header(|name, parts| {
+            valid &= parts.iter().all(|part| value_ok(part));
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            for part in parts {
+                out.extend_from_slice(part.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+        });
+        out.extend_from_slice(b"\r\n");
+        valid.then_some(out)
+    }
+
+    /// The same request as a Pingora header (HTTP/2 upstreams).
+    fn request_header(&self) -> pingora::Result<RequestHeader> {
+        let mut request = RequestHeader::build(
+            "POST",
+            format!("{}{}", self.path, self.route_path).as_bytes(),
+            Some(8),
+        )?;
+        let mut result = Ok(());
+        self.for_each_header(|name, parts| {
+            if result.is_ok() {
+                result = request.insert_header(name, parts.concat()).map(|_| ());
+            }
+        });
+        result.map(|()| request)
     }
 }
 

@@ -11,11 +11,12 @@ use serde_json::Value;
 pub const KEY: &str = "sk-demo.my-secret";
 /// Aliases whose provider model scripts the mock upstream (the gateway forwards no client
 /// headers upstream, so behaviour is chosen by the model name it sends).
-pub const SCRIPTED: [(&str, &str); 6] = [
+pub const SCRIPTED: [(&str, &str); 7] = [
     ("up-fail-500", "gpt-test+fail-500"),
     ("up-fail-400", "gpt-test+fail-400"),
     ("up-slow", "gpt-test+slow-3000"),
     ("up-paced", "gpt-test+chunks-4+chunk-delay-300"),
+    ("up-paced-fast", "gpt-test+chunks-10+chunk-delay-20"),
     ("up-cut", "gpt-test+chunks-6+cut-after-2"),
     ("up-long", "gpt-test+chunks-20+chunk-delay-100"),
 ];
