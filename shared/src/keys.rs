@@ -153,6 +153,13 @@ impl KeyHasher {
         mac.update(full_key.as_bytes());
         KeyDigest(mac.finalize().into_bytes().into())
     }
+
+    /// A value that proves which pepper this hasher uses without revealing it: the hex of
+    /// the digest of a fixed label. The control plane puts it in the snapshot; a data plane
+    /// with another pepper refuses the snapshot instead of refusing every key.
+    pub fn check_value(&self) -> String {
+        hex::encode(self.digest("omg-pepper-check-v1").0)
+    }
 }
 
 impl fmt::Debug for KeyHasher {

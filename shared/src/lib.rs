@@ -5,8 +5,10 @@
 //! control plane publishes to data planes ([`snapshot`]), the per-request usage record
 //! ([`usage`]), virtual API keys and their keyed hash ([`keys`]), money as integer micro-USD
 //! ([`money`]), provider kinds and capabilities ([`provider`]) and the OpenAI error vocabulary
-//! ([`error`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
+//! ([`error`]), and in cluster mode the bus between them ([`cluster`]: sealed snapshots,
+//! the usage stream, signed identities; sealing with [`vault`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
 
+pub mod cluster;
 pub mod config;
 pub mod duration;
 pub mod endpoint;
@@ -19,3 +21,4 @@ pub mod secret;
 pub mod snapshot;
 pub mod tokens;
 pub mod usage;
+pub mod vault;

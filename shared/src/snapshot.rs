@@ -56,6 +56,10 @@ pub struct Snapshot {
     /// IANA timezone of budget windows.
     #[serde(default = "utc")]
     pub reporting_timezone: String,
+    /// [`KeyHasher::check_value`] of the pepper the key digests were made with; a data plane
+    /// whose pepper differs refuses the snapshot (cluster mode). `None` in standalone mode.
+    #[serde(default)]
+    pub key_check: Option<String>,
 }
 
 fn utc() -> String {
@@ -434,6 +438,7 @@ impl Snapshot {
             },
             budget_default,
             reporting_timezone: config.reporting.timezone.clone(),
+            key_check: None,
         })
     }
 }

@@ -17,7 +17,14 @@ pub const USAGE_SCHEMA_VERSION: u32 = 1;
 pub struct UsageEvent {
     /// [`USAGE_SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// The request id (`x-request-id`), the idempotency key of ingestion.
+    /// The gateway's own id of the request (UUIDv7), the idempotency key of ingestion. Never
+    /// the client's: a client reusing an `x-request-id` must not make two requests look like
+    /// one. Absent only in records written before it existed; ingestion then derives one
+    /// from `request_id` ([`UsageEvent::idempotency_key`]).
+    #[serde(default)]
+    pub event_id: Option<Uuid>,
+    /// The request id (`x-request-id`: the client's when it sent a sane one), for
+    /// correlation with logs.
     pub request_id: String,
     /// When the request arrived, RFC 3339 UTC with milliseconds.
     pub started_at: String,
@@ -59,4 +66,15 @@ pub struct UsageEvent {
     pub stream: bool,
     /// Token counts are estimates (stream cut before the provider reported usage).
     pub usage_estimated: bool,
+}
+
+/// Namespace of ids derived from `request_id` for records without `event_id`.
+const LEGACY_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x0b5e_55ed_70c3_4a11_8d0e_a1b2_c3d4_e5f6);
+
+impl UsageEvent {
+    /// The key ingestion deduplicates on: `event_id`, else a UUIDv5 of `request_id`.
+    pub fn idempotency_key(&self) -> Uuid {
+        self.event_id
+            .unwrap_or_else(|| Uuid::new_v5(&LEGACY_EVENT_NAMESPACE, self.request_id.as_bytes()))
+    }
 }

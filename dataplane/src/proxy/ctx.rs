@@ -34,8 +34,11 @@ impl Drop for InflightGuard {
 
 /// Per-request state.
 pub struct RequestCtx {
-    /// Request id (client's `x-request-id` when sane, else UUIDv7).
+    /// Request id (client's `x-request-id` when sane, else `event_id`).
     pub request_id: String,
+    /// The gateway's own id of this request (UUIDv7): the usage record's idempotency key.
+    /// Never taken from the client, so a reused `x-request-id` cannot hide a request's usage.
+    pub event_id: uuid::Uuid,
     /// Arrival.
     pub started: Instant,
     /// Arrival, wall clock.
@@ -77,6 +80,7 @@ impl RequestCtx {
     pub(super) fn new(state: Arc<State>) -> Self {
         Self {
             request_id: String::new(),
+            event_id: uuid::Uuid::nil(),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             route: None,

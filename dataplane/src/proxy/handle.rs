@@ -23,10 +23,12 @@ pub(super) async fn handle(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), Failure> {
+    ctx.event_id = new_uuid_v7();
     ctx.request_id = request_id(
         session
             .get_header("x-request-id")
             .and_then(|v| v.to_str().ok()),
+        ctx.event_id,
     );
     let method = session.req_header().method.as_str().to_owned();
     let path = session.req_header().uri.path().to_owned();
@@ -100,8 +102,9 @@ pub(super) async fn handle(
     }
 }
 
-/// The client's request id when it is sane (1-128 of `[A-Za-z0-9._:-]`), else a new UUIDv7.
-fn request_id(client: Option<&str>) -> String {
+/// The client's request id when it is sane (1-128 of `[A-Za-z0-9._:-]`), else the request's
+/// own UUIDv7 (its usage event id).
+fn request_id(client: Option<&str>, own: uuid::Uuid) -> String {
     match client {
         Some(id)
             if !id.is_empty()
@@ -112,22 +115,22 @@ fn request_id(client: Option<&str>) -> String {
         {
             id.to_owned()
         }
-        _ => new_request_id(),
+        _ => {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            own.hyphenated().encode_lower(&mut buffer).to_owned()
+        }
     }
 }
 
 /// A UUIDv7 from the clock and the thread-local RNG (`Uuid::now_v7` reads the OS RNG, one
 /// `getrandom` syscall or two per request).
-fn new_request_id() -> String {
+fn new_uuid_v7() -> uuid::Uuid {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         });
-    let id =
-        uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid();
-    let mut buffer = uuid::Uuid::encode_buffer();
-    id.hyphenated().encode_lower(&mut buffer).to_owned()
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid()
 }
 
 async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Failure> {
@@ -256,6 +259,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     if metered {
         let event = UsageEvent {
             schema_version: USAGE_SCHEMA_VERSION,
+            event_id: Some(ctx.event_id),
             request_id: ctx.request_id.clone(),
             started_at: ctx
                 .started_at
@@ -309,24 +313,22 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
 
 #[cfg(test)]
 mod tests {
-    use super::request_id;
+    use super::{new_uuid_v7, request_id};
 
     #[test]
     fn request_ids_are_honoured_only_when_sane() {
-        assert_eq!(request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        let own = new_uuid_v7();
+        assert_eq!(request_id(Some("abc-123_x.y:z"), own), "abc-123_x.y:z");
         for bad in [None, Some(""), Some("has space"), Some("new\nline")] {
-            let id = request_id(bad);
-            assert_eq!(id.len(), 36, "{bad:?}");
+            assert_eq!(request_id(bad, own), own.to_string(), "{bad:?}");
         }
-        assert_eq!(request_id(Some(&"a".repeat(129))).len(), 36);
+        assert_eq!(request_id(Some(&"a".repeat(129)), own), own.to_string());
     }
 
     #[test]
-    fn new_request_ids_are_uuid_v7() {
-        let id = request_id(None);
-        let parsed = uuid::Uuid::parse_str(&id).unwrap_or_default();
-        assert_eq!(parsed.get_version_num(), 7, "{id}");
-        assert_eq!(parsed.hyphenated().to_string(), id);
-        assert_ne!(request_id(None), id);
+    fn event_ids_are_uuid_v7_and_distinct() {
+        let id = new_uuid_v7();
+        assert_eq!(id.get_version_num(), 7, "{id}");
+        assert_ne!(new_uuid_v7(), id);
     }
 }

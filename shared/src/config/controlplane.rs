@@ -34,7 +34,7 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// `redis.*` (control plane; cluster-mode data planes later).
+/// `redis.*`: the bus. Required by cluster-mode data planes (setting it is what makes one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {

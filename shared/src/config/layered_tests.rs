@@ -82,7 +82,7 @@ fn no_two_keys_share_a_variable() {
 
 #[test]
 fn overrides_set_numbers_bools_strings_and_secrets() {
-    let text = "rate_limits:\n  default_requests_per_minute: 10\nbudgets:\n  alert:\n    smtp:\n      host: smtp.example.com\n";
+    let text = "security:\n  api_key_pepper: pepper-pepper-pepper-pepper-32ch\n  encryption_keys:\n    - version: 2\n      key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nrate_limits:\n  default_requests_per_minute: 10\nbudgets:\n  alert:\n    smtp:\n      host: smtp.example.com\n";
     let config = layered(
         text,
         &[
@@ -104,6 +104,8 @@ fn overrides_set_numbers_bools_strings_and_secrets() {
             ("ROUTER_PROVIDERS_OPENAI_KEY", "sk-${NOT_EXPANDED}"),
             ("ROUTER_SECURITY_ACTIVE_ENCRYPTION_KEY", "2"),
             ("ROUTER_REDIS_URL", "redis://cache:6379/0"),
+            ("ROUTER_CLUSTER_SNAPSHOT_KEY", "gw:snap"),
+            ("ROUTER_CLUSTER_SPOOL_MAX_MB", "64"),
             ("ROUTER_CONFIG_FILE", "/etc/gateway.yaml"),
             ("ROUTER_ENV_FILE", ".env"),
             ("HOME", "/root"),
@@ -135,6 +137,8 @@ fn overrides_set_numbers_bools_strings_and_secrets() {
         config.redis.url.as_ref().map(Secret::expose),
         Some("redis://cache:6379/0")
     );
+    assert_eq!(config.cluster.snapshot_key, "gw:snap");
+    assert_eq!(config.cluster.spool_max_mb, 64);
 }
 
 #[test]

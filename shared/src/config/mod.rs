@@ -8,6 +8,7 @@
 //! either plane ([`Mode`]); [`parse_dotenv`] reads `.env` files. The cross-field rules live in
 //! `validate.rs`.
 
+mod cluster;
 mod controlplane;
 mod dotenv;
 mod encryption;
@@ -15,6 +16,7 @@ mod env;
 mod load;
 mod validate;
 
+pub use cluster::ClusterConfig;
 pub use controlplane::{
     AdminConfig, DatabaseConfig, LocalAuthConfig, LoginThrottleConfig, RedisConfig, SameSite,
     SessionConfig,
@@ -61,8 +63,10 @@ pub struct GatewayConfig {
     pub bootstrap: BootstrapConfig,
     /// Postgres (control plane only).
     pub database: DatabaseConfig,
-    /// Redis (control plane; cluster-mode data planes later).
+    /// Redis: the bus between the planes. Setting it puts a data plane in cluster mode.
     pub redis: RedisConfig,
+    /// Cluster mode: bus names, snapshot cache, usage spool, internal channel.
+    pub cluster: ClusterConfig,
     /// Admin authentication: sessions, local logins, login throttling (control plane only).
     pub admin: AdminConfig,
 }

@@ -1,0 +1,213 @@
+//! The bus between the planes in cluster mode: Redis key names, the sealed snapshot envelope,
+//! the usage stream entry, and the signed identity header of the internal channel.
+//!
+//! Everything here is pure (no Redis client, no clock): callers pass bytes and times in.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::snapshot::Snapshot;
+use crate::vault::{Vault, VaultError};
+
+/// The consumer group the control planes read the usage stream with.
+pub const USAGE_GROUP: &str = "omg-controlplane";
+/// The stream entry field holding one [`UsageEvent`](crate::usage::UsageEvent) as JSON.
+pub const USAGE_FIELD: &str = "event";
+/// The header carrying the signed [`Identity`] on the internal channel.
+pub const IDENTITY_HEADER: &str = "x-omg-identity";
+
+/// Redis names derived from `cluster.snapshot_key` and `cluster.usage_stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusKeys {
+    /// The sealed snapshot envelope (a string value).
+    pub snapshot: String,
+    /// Its version as a decimal string, written with it (cheap polling, ordering guard).
+    pub snapshot_version: String,
+    /// Pub/sub channel on which each new version number is published.
+    pub snapshot_channel: String,
+    /// The usage stream.
+    pub usage_stream: String,
+}
+
+impl BusKeys {
+    /// Names for a snapshot key and a usage stream.
+    pub fn new(snapshot_key: &str, usage_stream: &str) -> Self {
+        Self {
+            snapshot: snapshot_key.to_owned(),
+            snapshot_version: format!("{snapshot_key}:version"),
+            snapshot_channel: format!("{snapshot_key}:published"),
+            usage_stream: usage_stream.to_owned(),
+        }
+    }
+}
+
+/// First bytes of every sealed snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"OMGSNAP1";
+const HEADER_LEN: usize = 16;
+
+/// Why a sealed snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not a sealed snapshot at all.
+    #[error("not a sealed snapshot (bad magic or truncated)")]
+    Format,
+    /// Decryption failed: wrong key, or the bytes (header included) were altered.
+    #[error("sealed snapshot refused: {0}")]
+    Vault(#[from] VaultError),
+    /// Decrypted, but not a snapshot this build understands.
+    #[error("sealed snapshot does not parse: {0}")]
+    Json(String),
+    /// The header's version and the payload's disagree.
+    #[error("sealed snapshot header says version {header} but the payload is version {payload}")]
+    VersionMismatch {
+        /// From the header.
+        header: u64,
+        /// From the payload.
+        payload: u64,
+    },
+}
+
+/// Seals a snapshot: `magic || version (u64 BE) || vault.seal(json, aad = magic || version)`.
+/// The version sits in clear so readers can skip old values cheaply, and is authenticated, so
+/// relabelling an old snapshot with a newer version fails to open.
+pub fn seal_snapshot(vault: &Vault, snapshot: &Snapshot) -> Result<Vec<u8>, EnvelopeError> {
+    let json = serde_json::to_vec(snapshot).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(SNAPSHOT_MAGIC);
+    header[8..].copy_from_slice(&snapshot.version.to_be_bytes());
+    let sealed = vault.seal(&json, &header)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// The version in a sealed snapshot's header. Unauthenticated: use it only to skip values
+/// that are not newer; [`open_snapshot`] authenticates it.
+pub fn sealed_version(bytes: &[u8]) -> Result<u64, EnvelopeError> {
+    let header = bytes.get(..HEADER_LEN).ok_or(EnvelopeError::Format)?;
+    if &header[..8] != SNAPSHOT_MAGIC {
+        return Err(EnvelopeError::Format);
+    }
+    let mut version = [0u8; 8];
+    version.copy_from_slice(&header[8..]);
+    Ok(u64::from_be_bytes(version))
+}
+
+/// Opens a sealed snapshot, checking its authenticity and that header and payload agree.
+pub fn open_snapshot(vault: &Vault, bytes: &[u8]) -> Result<Snapshot, EnvelopeError> {
+    let version = sealed_version(bytes)?;
+    let (header, sealed) = bytes.split_at(HEADER_LEN);
+    let json = vault.open(sealed, header)?;
+    let snapshot: Snapshot =
+        serde_json::from_slice(&json).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+    if snapshot.version != version {
+        return Err(EnvelopeError::VersionMismatch {
+            header: version,
+            payload: snapshot.version,
+        });
+    }
+    Ok(snapshot)
+}
+
+/// Who a request forwarded on the internal channel comes from, as the data plane
+/// authenticated it. Signed into [`IDENTITY_HEADER`] with `cluster.internal_secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The key's tenant.
+    pub tenant_id: Uuid,
+    /// The key.
+    pub key_id: Uuid,
+    /// The portal user behind the key, when known.
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    /// The request id the data plane assigned (or honoured).
+    pub request_id: String,
+    /// HTTP method the signature is valid for.
+    pub method: String,
+    /// Path (without query) the signature is valid for.
+    pub path: String,
+    /// When it was signed, Unix seconds.
+    pub issued_at: i64,
+}
+
+/// Why an identity header was refused. The messages are safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// No header.
+    #[error("missing identity header")]
+    Missing,
+    /// Not `v1.<payload>.<signature>`.
+    #[error("malformed identity header")]
+    Malformed,
+    /// The signature does not match (wrong secret or altered).
+    #[error("identity signature does not verify")]
+    BadSignature,
+    /// Signed too long ago (or in the future beyond the allowed skew).
+    #[error("identity header is outside the replay window")]
+    Expired,
+    /// Signed for another method or path.
+    #[error("identity header was signed for another request")]
+    WrongRequest,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; the fallback is unreachable.
+    <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| <HmacSha256 as Mac>::new(&Default::default()))
+}
+
+/// The header value `v1.<base64url(json)>.<base64url(hmac-sha256(secret, "v1." + payload))>`.
+pub fn sign_identity(secret: &[u8], identity: &Identity) -> String {
+    let json = serde_json::to_vec(identity).unwrap_or_default();
+    let payload = URL_SAFE_NO_PAD.encode(json);
+    let mut mac = mac(secret);
+    mac.update(b"v1.");
+    mac.update(payload.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("v1.{payload}.{signature}")
+}
+
+/// Verifies a header made by [`sign_identity`] for this `method` and `path`, signed within
+/// `window_secs` of `now_secs` (either side). The signature is checked in constant time and
+/// before anything in the payload is trusted.
+pub fn verify_identity(
+    secret: &[u8],
+    header: Option<&str>,
+    method: &str,
+    path: &str,
+    now_secs: i64,
+    window_secs: i64,
+) -> Result<Identity, IdentityError> {
+    let header = header.ok_or(IdentityError::Missing)?;
+    let rest = header.strip_prefix("v1.").ok_or(IdentityError::Malformed)?;
+    let (payload, signature) = rest.split_once('.').ok_or(IdentityError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| IdentityError::Malformed)?;
+    let mut mac = mac(secret);
+    mac.update(b"v1.");
+    mac.update(payload.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| IdentityError::BadSignature)?;
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| IdentityError::Malformed)?;
+    let identity: Identity = serde_json::from_slice(&json).map_err(|_| IdentityError::Malformed)?;
+    if (now_secs - identity.issued_at).abs() > window_secs {
+        return Err(IdentityError::Expired);
+    }
+    if !identity.method.eq_ignore_ascii_case(method) || identity.path != path {
+        return Err(IdentityError::WrongRequest);
+    }
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests;
