@@ -180,3 +180,35 @@ ensure_postgres() {
   }
   echo "    postgres: ready"
 }
+
+# _redis_ok HOST PORT: true when Redis answers PING there (bash's /dev/tcp; no redis-cli needed).
+_redis_ok() {
+  local reply
+  reply="$(timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2 && printf 'PING\r\n' >&3 && head -c 5 <&3" 2>/dev/null)" || return 1
+  [ "$reply" = "+PONG" ]
+}
+
+# ensure_redis: `redis-server` installed (tests start private servers of their own to stop
+# and restart them) and a Redis on 127.0.0.1:6379 reachable as $OMG_TEST_REDIS (exported;
+# default redis://127.0.0.1:6379). Starts one without persistence when none answers.
+ensure_redis() {
+  export OMG_TEST_REDIS="${OMG_TEST_REDIS:-redis://127.0.0.1:6379}"
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "    redis-server is not installed: installing Debian's redis-server"
+    apt_install redis-server
+  fi
+  export OMG_REDIS_SERVER_BIN="${OMG_REDIS_SERVER_BIN:-$(command -v redis-server)}"
+  if _redis_ok 127.0.0.1 6379; then
+    echo "    redis: reachable at 127.0.0.1:6379"
+    return 0
+  fi
+  echo "    starting redis-server on 127.0.0.1:6379 (no persistence)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  local i
+  for i in $(seq 1 40); do
+    _redis_ok 127.0.0.1 6379 && { echo "    redis: ready"; return 0; }
+    sleep 0.25
+  done
+  echo "error: cannot reach Redis at 127.0.0.1:6379; start one or set OMG_TEST_REDIS" >&2
+  return 1
+}

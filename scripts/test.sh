@@ -8,7 +8,7 @@
 #
 # Steps:
 #   1. system dependencies (cmake for Pingora's build)
-#   2. services the tests need: PostgreSQL (started, or installed, when missing)
+#   2. services the tests need: PostgreSQL and Redis (started, or installed, when missing)
 #   3. cargo build --workspace --bins (dev profile)
 #   4. Rust tests: cargo nextest when installed, cargo test otherwise
 #   5. end-to-end: the official OpenAI Python SDK against target/debug/omg-dataplane
@@ -19,6 +19,7 @@
 #   E2E_VENV   venv directory (default target/e2e-venv)
 #   OMG_TEST_PG  PostgreSQL server URL without database (default
 #                postgres://postgres:postgres@127.0.0.1:5432)
+#   OMG_TEST_REDIS  Redis URL (default redis://127.0.0.1:6379)
 #   PYTEST_ARGS  extra arguments for pytest (e.g. "-k stream -x")
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,9 +29,11 @@ source scripts/lib.sh
 E2E_VENV="${E2E_VENV:-$PWD/target/e2e-venv}"
 
 # Services the tests talk to: PostgreSQL for the control plane (each test creates and drops
-# its own database). Redis joins with cluster mode.
+# its own database) and Redis, the bus of cluster mode (each test uses its own key names, or
+# its own private redis-server when it stops Redis).
 ensure_services() {
   ensure_postgres
+  ensure_redis
 }
 
 build() {

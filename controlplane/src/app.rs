@@ -13,6 +13,7 @@ use crate::crypto::{self, Vault};
 use crate::db;
 use crate::metrics::Metrics;
 use crate::service::bootstrap;
+use crate::service::snapshot::{self, Publisher};
 use crate::settings::redact_url;
 use crate::state::{AppState, RedisPool};
 
@@ -122,6 +123,7 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         metrics: Metrics::new().map_err(|e| e.to_string())?,
         decoy_hash,
         refresh_ttl: session.refresh_token_ttl,
+        publisher: Publisher::default(),
         config: Arc::new(config),
     });
     let report = bootstrap::run(&state).await?;
@@ -131,4 +133,14 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         "bootstrap done"
     );
     Ok(state)
+}
+
+/// Starts the background work of a serving control plane: with Redis, the snapshot
+/// publisher. The tasks run until the process ends.
+pub fn spawn_background(state: &web::Data<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(redis) = &state.redis {
+        tasks.push(snapshot::spawn(state.clone(), redis.clone()));
+    }
+    tasks
 }

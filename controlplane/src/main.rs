@@ -129,6 +129,7 @@ fn main() -> ExitCode {
             }
             Command::Serve => {
                 let state = app::start(config).await?;
+                let _background = app::spawn_background(&state);
                 let listener = std::net::TcpListener::bind(addr)
                     .map_err(|e| format!("cannot listen on {addr} (server.listen_addr): {e}"))?;
                 let server = server::build(state, listener, workers)

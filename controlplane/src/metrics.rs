@@ -1,7 +1,8 @@
 //! Prometheus metrics of the control plane (its own registry, `omg_cp_*`).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The control plane's metrics.
@@ -11,6 +12,10 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
+    snapshot_version: IntGauge,
+    snapshot_bytes: IntGauge,
+    snapshot_publishes: IntCounterVec,
+    snapshot_build_seconds: Histogram,
 }
 
 impl Metrics {
@@ -42,6 +47,34 @@ impl Metrics {
             "omg_cp_db_pool_idle_connections",
             "Idle Postgres connections in the pool",
         )?;
+        let snapshot_version = IntGauge::new(
+            "omg_cp_snapshot_version",
+            "Version of the last snapshot published to Redis",
+        )?;
+        let snapshot_bytes = IntGauge::new(
+            "omg_cp_snapshot_bytes",
+            "Size of the last sealed snapshot published",
+        )?;
+        let snapshot_publishes = IntCounterVec::new(
+            Opts::new(
+                "omg_cp_snapshot_publishes_total",
+                "Snapshot publications by result (ok, error)",
+            ),
+            &["result"],
+        )?;
+        let snapshot_build_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "omg_cp_snapshot_publish_duration_seconds",
+                "Time to read, build, seal and publish a snapshot",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(snapshot_version.clone()))?;
+        registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(snapshot_publishes.clone()))?;
+        registry.register(Box::new(snapshot_build_seconds.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
@@ -52,6 +85,10 @@ impl Metrics {
             latency,
             pool_connections,
             pool_idle,
+            snapshot_version,
+            snapshot_bytes,
+            snapshot_publishes,
+            snapshot_build_seconds,
         })
     }
 
@@ -63,6 +100,21 @@ impl Metrics {
         self.latency
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// Records a snapshot publication.
+    pub fn snapshot_published(&self, version: u64, bytes: usize, took: std::time::Duration) {
+        self.snapshot_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.snapshot_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.snapshot_publishes.with_label_values(&["ok"]).inc();
+        self.snapshot_build_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a failed publication.
+    pub fn snapshot_publish_failed(&self) {
+        self.snapshot_publishes.with_label_values(&["error"]).inc();
     }
 
     /// Updates the pool gauges.

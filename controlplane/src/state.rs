@@ -11,6 +11,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::crypto::Vault;
 use crate::db::Pool;
 use crate::metrics::Metrics;
+use crate::service::snapshot::Publisher;
 
 /// A Redis connection pool (health, and the bus in cluster mode).
 pub type RedisPool = bb8::Pool<bb8_redis::RedisConnectionManager>;
@@ -29,4 +30,6 @@ pub struct AppState {
     pub decoy_hash: String,
     /// Refresh-token lifetime.
     pub refresh_ttl: Duration,
+    /// The snapshot publisher's handle (poked after changes; idle without Redis).
+    pub publisher: Publisher,
 }

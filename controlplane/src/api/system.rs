@@ -61,6 +61,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         status: status.to_owned(),
         postgres,
         redis,
+        snapshots: state.redis.as_ref().map(|_| state.publisher.status()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     if pg_ok {

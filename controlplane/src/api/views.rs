@@ -101,6 +101,9 @@ pub struct HealthView {
     pub status: String,
     pub postgres: ComponentHealth,
     pub redis: ComponentHealth,
+    /// Cluster mode: the snapshot publisher (absent without Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<crate::service::snapshot::PublishStatus>,
     pub version: String,
 }
 

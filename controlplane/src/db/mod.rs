@@ -7,6 +7,7 @@ pub mod keys;
 pub mod models;
 pub mod schema;
 pub mod sessions;
+pub mod snapshot;
 pub mod tenants;
 pub mod users;
 

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod keys;
 pub mod session;
+pub mod snapshot;
 pub mod tenants;
 pub mod users;
 pub mod validate;

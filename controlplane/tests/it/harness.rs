@@ -164,6 +164,7 @@ impl Cp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = server::build(state.clone(), listener, 1).unwrap();
+        app::spawn_background(&state);
         let handle = server.handle();
         tokio::spawn(server);
         Cp {

@@ -1,0 +1,81 @@
+//! Everything a snapshot is built from, read in one consistent transaction.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::models::{ApiKey, ModelDeployment, Tenant, TenantBudget, TenantRateLimits};
+use super::schema::{api_keys, tenant_budgets, tenant_rate_limits, tenants};
+use super::DbError;
+
+/// The rows of one snapshot and the version allocated for it.
+#[derive(Debug)]
+pub struct SnapshotRows {
+    /// From `snapshot_version_seq`: strictly increasing across restarts and replicas.
+    pub version: i64,
+    /// Live tenants.
+    pub tenants: Vec<Tenant>,
+    /// Keys that are not revoked, of live tenants.
+    pub keys: Vec<ApiKey>,
+    /// Tenant rate-limit overrides.
+    pub rate_limits: Vec<TenantRateLimits>,
+    /// Tenant budget overrides.
+    pub budgets: Vec<TenantBudget>,
+    /// Persisted catalog deployments, by alias then creation.
+    pub deployments: Vec<ModelDeployment>,
+    /// Alias switches.
+    pub alias_settings: Vec<(String, bool)>,
+}
+
+#[derive(QueryableByName)]
+struct Next {
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+/// Allocates a version and reads every table in one REPEATABLE READ transaction, the version
+/// first: a higher version never sees an older state of the database than a lower one.
+pub async fn load(conn: &mut AsyncPgConnection) -> Result<SnapshotRows, DbError> {
+    conn.build_transaction()
+        .repeatable_read()
+        .run(async |conn| {
+            let Next { version } =
+                diesel::sql_query("SELECT nextval('snapshot_version_seq') AS version")
+                    .get_result::<Next>(conn)
+                    .await?;
+            let tenants = tenants::table
+                .filter(tenants::deleted_at.is_null())
+                .order(tenants::id)
+                .select(Tenant::as_select())
+                .load(conn)
+                .await?;
+            let keys = api_keys::table
+                .inner_join(tenants::table)
+                .filter(tenants::deleted_at.is_null())
+                .filter(api_keys::status.ne("revoked"))
+                .order(api_keys::id)
+                .select(ApiKey::as_select())
+                .load(conn)
+                .await?;
+            let rate_limits = tenant_rate_limits::table
+                .select(TenantRateLimits::as_select())
+                .load(conn)
+                .await?;
+            let budgets = tenant_budgets::table
+                .select(TenantBudget::as_select())
+                .load(conn)
+                .await?;
+            let deployments = super::catalog::deployments(conn).await?;
+            let alias_settings = super::catalog::alias_settings(conn).await?;
+            Ok::<_, DbError>(SnapshotRows {
+                version,
+                tenants,
+                keys,
+                rate_limits,
+                budgets,
+                deployments,
+                alias_settings,
+            })
+        })
+        .await
+}

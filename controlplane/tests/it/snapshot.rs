@@ -1,0 +1,256 @@
+//! Snapshot publishing: admin changes reach Redis as sealed, versioned snapshots, debounced;
+//! the timer repairs a flushed Redis; content matches Postgres plus the YAML catalog.
+
+use std::time::{Duration, Instant};
+
+use bb8_redis::redis;
+use omg_shared::cluster::open_snapshot;
+use omg_shared::snapshot::Snapshot;
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::*;
+
+fn redis_url() -> String {
+    std::env::var("OMG_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis at OMG_TEST_REDIS (default redis://127.0.0.1:6379)")
+}
+
+/// Config with Redis and a key namespace of this test only.
+fn cluster_yaml(prefix: &str) -> String {
+    format!(
+        r#"
+redis:
+  url: "{}"
+cluster:
+  snapshot_key: "{prefix}:snapshot"
+  usage_stream: "{prefix}:usage"
+  publish_interval: 300ms
+  publish_debounce: 20ms
+model_catalog:
+  - alias: mock-gpt
+    provider: mock
+    price_input: 0.5
+    price_output: 1.5
+  - alias: gpt-4o-mini
+    provider: openai
+    api_key: "sk-yaml-secret-1234567"
+"#,
+        redis_url()
+    )
+}
+
+async fn current(
+    cp: &Cp,
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Option<Snapshot> {
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(format!("{prefix}:snapshot"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    bytes.map(|b| open_snapshot(&cp.state.vault, &b).expect("opens with the shared key"))
+}
+
+/// Waits until the published snapshot satisfies `check`.
+async fn wait_for(
+    cp: &Cp,
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    within: Duration,
+    check: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(snapshot) = current(cp, conn, prefix).await {
+            if check(&snapshot) {
+                return snapshot;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_are_published_sealed_and_versioned() {
+    let prefix = format!("omgtest:{}", Uuid::now_v7().simple());
+    let cp = Cp::start(&cluster_yaml(&prefix)).await;
+    let mut redis = redis_conn().await;
+    let root = cp.user("root@x.test", true).await;
+    let t = cp.token(root.id);
+
+    // Published at start: the YAML catalog, the pepper check, no keys yet.
+    let first = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(5), |_| true).await;
+    assert!(first.keys.is_empty());
+    assert_eq!(
+        first.key_check.as_deref(),
+        Some(cp.state.hasher.check_value().as_str())
+    );
+    let aliases: Vec<&str> = first.models.iter().map(|m| m.alias.as_str()).collect();
+    assert_eq!(aliases, ["mock-gpt", "gpt-4o-mini"]);
+    let openai = &first.models[1].deployments[0];
+    assert_eq!(
+        openai.api_key.as_ref().map(|s| s.expose()),
+        Some("sk-yaml-secret-1234567")
+    );
+    // Sealed: the secret is not readable in Redis.
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(format!("{prefix}:snapshot"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("sk-yaml-secret"));
+
+    // A tenant and a key issued through the API appear within a second.
+    let (status, tenant) = cp
+        .call(
+            Method::POST,
+            "/admin/tenants",
+            Some(&t),
+            Some(json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let (status, issued) = cp
+        .call(
+            Method::POST,
+            &format!("/admin/tenants/{tid}/api-keys"),
+            Some(&t),
+            Some(
+                json!({"name": "ci", "prefix": "acme-ci", "allowed_models": ["mock-gpt"],
+                        "rate_limit": {"requests_per_minute": 50}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let kid = issued["id"].as_str().unwrap().to_owned();
+    let with_key = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(1), |s| {
+        s.keys.iter().any(|k| k.prefix == "acme-ci")
+    })
+    .await;
+    assert!(with_key.version > first.version);
+    let key = with_key
+        .keys
+        .iter()
+        .find(|k| k.prefix == "acme-ci")
+        .unwrap();
+    assert_eq!(key.tenant_id.to_string(), tid);
+    assert_eq!(
+        key.allowed_models.as_deref(),
+        Some(&["mock-gpt".to_owned()][..])
+    );
+    assert_eq!(key.limits.requests_per_minute, Some(50));
+    assert_eq!(
+        key.digest,
+        cp.state.hasher.digest(issued["key"].as_str().unwrap())
+    );
+
+    // A database deployment replaces the YAML alias, with its credential opened; an alias
+    // switched off disappears.
+    let (status, created) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({
+            "alias": "gpt-4o-mini", "provider": "openai-compatible",
+            "endpoint": "http://127.0.0.1:9/v1", "api_key": "sk-db-secret-987654321"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = cp
+        .call(
+            Method::PATCH,
+            "/admin/model-catalog/aliases/mock-gpt",
+            Some(&t),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let catalog = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(1), |s| {
+        s.models.iter().all(|m| m.alias != "mock-gpt")
+            && s.models.iter().any(|m| {
+                m.alias == "gpt-4o-mini"
+                    && m.deployments[0].api_key.as_ref().map(|k| k.expose())
+                        == Some("sk-db-secret-987654321")
+            })
+    })
+    .await;
+    let deployment = &catalog.models[0].deployments[0];
+    assert_eq!(deployment.id, created["id"].as_str().unwrap());
+
+    // Revoked keys leave the snapshot.
+    let (status, _) = cp
+        .call(
+            Method::DELETE,
+            &format!("/admin/tenants/{tid}/api-keys/{kid}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let revoked = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(1), |s| {
+        s.keys.is_empty()
+    })
+    .await;
+    assert!(revoked.version > catalog.version);
+
+    // Redis loses everything: the timer republishes.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:snapshot"))
+        .arg(format!("{prefix}:snapshot:version"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let repaired = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(3), |_| true).await;
+    assert!(repaired.version > revoked.version);
+    assert_eq!(repaired.tenants.len(), revoked.tenants.len());
+    let status = cp.state.publisher.status();
+    assert_eq!(status.version, Some(repaired.version));
+    assert!(status.last_error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_in_redis_is_never_overwritten() {
+    let prefix = format!("omgtest:{}", Uuid::now_v7().simple());
+    let cp = Cp::start(&cluster_yaml(&prefix)).await;
+    let mut redis = redis_conn().await;
+    let first = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(5), |_| true).await;
+    // Another (newer) control plane wrote version first+1000.
+    let newer = first.version + 1000;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:snapshot:version"))
+        .arg(newer)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    cp.state.publisher.changed();
+    // Wait for the publisher's next attempt to complete.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while cp.state.publisher.status().version <= Some(first.version) {
+        assert!(Instant::now() < deadline, "no publication attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored: u64 = redis::cmd("GET")
+        .arg(format!("{prefix}:snapshot:version"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(stored, newer);
+    let held = current(&cp, &mut redis, &prefix).await.unwrap();
+    assert_eq!(held.version, first.version);
+}

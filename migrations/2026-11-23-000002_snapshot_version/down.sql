@@ -1,0 +1,1 @@
+DROP SEQUENCE snapshot_version_seq;
