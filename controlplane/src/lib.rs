@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod crypto;
 pub mod db;
+pub mod internal;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -130,12 +130,30 @@ fn main() -> ExitCode {
             Command::Serve => {
                 let state = app::start(config).await?;
                 let _background = app::spawn_background(&state);
+                let internal = match &state.config.cluster.internal_listen_addr {
+                    Some(text) => {
+                        let internal_addr = omg_shared::config::parse_listen_addr(text)?;
+                        let listener = std::net::TcpListener::bind(internal_addr).map_err(|e| {
+                            format!("cannot listen on {internal_addr} (cluster.internal_listen_addr): {e}")
+                        })?;
+                        let server = omg_controlplane::internal::build(state.clone(), listener, 1)
+                            .map_err(|e| format!("cannot serve on {internal_addr}: {e}"))?;
+                        tracing::info!(addr = %internal_addr, "internal listener (files and batches from data planes) listening");
+                        Some(server)
+                    }
+                    None => None,
+                };
                 let listener = std::net::TcpListener::bind(addr)
                     .map_err(|e| format!("cannot listen on {addr} (server.listen_addr): {e}"))?;
                 let server = server::build(state, listener, workers)
                     .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
                 tracing::info!(%addr, "control plane listening");
-                server.await.map_err(|e| format!("server error: {e}"))
+                match internal {
+                    Some(internal) => tokio::try_join!(server, internal)
+                        .map(|_| ())
+                        .map_err(|e| format!("server error: {e}")),
+                    None => server.await.map_err(|e| format!("server error: {e}")),
+                }
             }
         }
     });

@@ -16,6 +16,7 @@ pub struct Metrics {
     snapshot_bytes: IntGauge,
     snapshot_publishes: IntCounterVec,
     snapshot_build_seconds: Histogram,
+    internal_refused: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +72,11 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
         )?;
+        let internal_refused = prometheus::IntCounter::new(
+            "omg_cp_internal_refused_total",
+            "Requests on the internal listener refused for a missing, invalid, expired or replayed identity",
+        )?;
+        registry.register(Box::new(internal_refused.clone()))?;
         registry.register(Box::new(snapshot_version.clone()))?;
         registry.register(Box::new(snapshot_bytes.clone()))?;
         registry.register(Box::new(snapshot_publishes.clone()))?;
@@ -89,6 +95,7 @@ impl Metrics {
             snapshot_bytes,
             snapshot_publishes,
             snapshot_build_seconds,
+            internal_refused,
         })
     }
 
@@ -110,6 +117,11 @@ impl Metrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.snapshot_publishes.with_label_values(&["ok"]).inc();
         self.snapshot_build_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a refused internal request.
+    pub fn internal_refused(&self) {
+        self.internal_refused.inc();
     }
 
     /// Counts a failed publication.

@@ -29,6 +29,33 @@ pub enum Route {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `/v1/files*` and `/v1/batches*` (any method): authenticated here, then forwarded to
+    /// the control plane's internal listener with a signed identity (cluster mode).
+    Forward(ForwardKind),
+}
+
+/// Which family of forwarded endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKind {
+    /// `/v1/files*`
+    Files,
+    /// `/v1/batches*`
+    Batches,
+}
+
+/// `/v1/files`, `/v1/files/…` → files; the same for batches; anything else is not forwarded.
+fn forward_kind(path: &str) -> Option<ForwardKind> {
+    let under = |base: &str| {
+        path.strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/v1/files") {
+        Some(ForwardKind::Files)
+    } else if under("/v1/batches") {
+        Some(ForwardKind::Batches)
+    } else {
+        None
+    }
 }
 
 impl Route {
@@ -39,6 +66,8 @@ impl Route {
             Route::Chat => "chat.completions",
             Route::Completions => "completions",
             Route::Embeddings => "embeddings",
+            Route::Forward(ForwardKind::Files) => "files",
+            Route::Forward(ForwardKind::Batches) => "batches",
         }
     }
 
@@ -49,6 +78,8 @@ impl Route {
             Route::Chat => "/chat/completions",
             Route::Completions => "/completions",
             Route::Embeddings => "/embeddings",
+            Route::Forward(ForwardKind::Files) => "/files",
+            Route::Forward(ForwardKind::Batches) => "/batches",
         }
     }
 
@@ -57,7 +88,7 @@ impl Route {
         match self {
             Route::Chat | Route::Completions => Some(ModelType::Llm),
             Route::Embeddings => Some(ModelType::Embedding),
-            Route::ListModels | Route::GetModel(_) => None,
+            Route::ListModels | Route::GetModel(_) | Route::Forward(_) => None,
         }
     }
 }
@@ -74,6 +105,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             ))
         }
     };
+    if let Some(kind) = forward_kind(path) {
+        return Ok(Route::Forward(kind));
+    }
     match path {
         "/v1/chat/completions" => post(Route::Chat),
         "/v1/completions" => post(Route::Completions),
@@ -286,7 +320,7 @@ impl<'a> RequestBody<'a> {
                     }
                 }
             }
-            Route::ListModels | Route::GetModel(_) => {}
+            Route::ListModels | Route::GetModel(_) | Route::Forward(_) => {}
         }
         if body.stream && matches!(route, Route::Embeddings) {
             return Err(invalid("stream", "embeddings cannot be streamed"));

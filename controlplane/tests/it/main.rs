@@ -6,6 +6,7 @@ mod binary;
 mod bootstrap;
 mod catalog;
 mod harness;
+mod internal;
 mod keys;
 mod openapi;
 mod rbac;

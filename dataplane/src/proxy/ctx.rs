@@ -39,6 +39,9 @@ pub struct RequestCtx {
     /// The gateway's own id of this request (UUIDv7): the usage record's idempotency key.
     /// Never taken from the client, so a reused `x-request-id` cannot hide a request's usage.
     pub event_id: uuid::Uuid,
+    /// Set for forwarded routes (`/v1/files*`, `/v1/batches*`): the signed identity header.
+    /// Pingora then proxies the request instead of the gateway answering it.
+    pub forward: Option<String>,
     /// Arrival.
     pub started: Instant,
     /// Arrival, wall clock.
@@ -81,6 +84,7 @@ impl RequestCtx {
         Self {
             request_id: String::new(),
             event_id: uuid::Uuid::nil(),
+            forward: None,
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             route: None,

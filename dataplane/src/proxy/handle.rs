@@ -10,7 +10,7 @@ use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::{mock, respond, upstream, Failure, State};
+use super::{forward, mock, respond, upstream, Failure, State};
 use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
 use crate::metrics::Metrics;
@@ -43,6 +43,7 @@ pub(super) async fn handle(
     ctx.key_prefix = Some(key.key.prefix.clone());
 
     match &matched {
+        Route::Forward(_) => Ok(forward::prepare(state, ctx, &method, &path)?),
         Route::ListModels => list_models(session, ctx, &snapshot, &key).await,
         Route::GetModel(id) => get_model(session, ctx, &snapshot, &key, id).await,
         Route::Chat | Route::Completions | Route::Embeddings => {

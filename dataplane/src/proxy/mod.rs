@@ -1,8 +1,11 @@
 //! Pingora glue, and the only place Pingora types appear. [`Gateway`] implements `ProxyHttp`:
-//! every `/v1` request is answered from `request_filter` (in-process exchange with the
+//! every `/v1` model request is answered from `request_filter` (in-process exchange with the
 //! upstream, see `ARCHITECTURE.md`), and `logging` emits the usage record and access log.
+//! Files and batches (cluster mode) are the exception: authenticated in `request_filter`,
+//! then proxied by Pingora's own phases to the control plane ([`forward`]).
 
 mod ctx;
+pub mod forward;
 mod handle;
 mod mock;
 mod respond;
@@ -14,7 +17,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 pub use ctx::RequestCtx;
@@ -75,6 +79,8 @@ pub struct State {
     pub draining: AtomicBool,
     /// Requests in progress.
     pub inflight: AtomicUsize,
+    /// Cluster mode: where `/v1/files*` and `/v1/batches*` are forwarded.
+    pub forward: Option<forward::ForwardTarget>,
 }
 
 impl State {
@@ -88,7 +94,14 @@ impl State {
             resolver: Resolver::default(),
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
+            forward: None,
         }
+    }
+
+    /// Sets the forward target of files and batches.
+    pub fn with_forward(mut self, forward: Option<forward::ForwardTarget>) -> Self {
+        self.forward = forward;
+        self
     }
 }
 
@@ -130,6 +143,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         match handle::handle(&self.state, session, ctx).await {
+            // Authenticated files/batches request: Pingora proxies it (upstream_peer on).
+            Ok(()) if ctx.forward.is_some() => return Ok(false),
             Ok(()) => {}
             Err(Failure::Api(error)) => respond::error(session, ctx, &error).await,
             Err(Failure::ClientGone) => {
@@ -140,17 +155,77 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    /// Never reached: `request_filter` always answers. Refusing keeps a routing bug from
-    /// proxying anywhere.
+    /// Reached only for forwarded routes (`request_filter` answers everything else);
+    /// refusing otherwise keeps a routing bug from proxying anywhere.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Err(pingora::Error::explain(
-            pingora::ErrorType::InternalError,
-            "no upstream phase in this gateway",
-        ))
+        if ctx.forward.is_none() {
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "no upstream phase for this route",
+            ));
+        }
+        forward::peer(&self.state).await
+    }
+
+    /// Forwarded routes: credentials out, signed identity in.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        forward::rewrite(&self.state, ctx, upstream_request)
+    }
+
+    /// Forwarded routes: the response keeps the request id; its status is recorded.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if ctx.forward.is_some() {
+            ctx.status = upstream_response.status.as_u16();
+            upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Forwarded routes whose proxying failed: an OpenAI-shaped error, not Pingora's page.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let client_gone = matches!(error.esource(), pingora::ErrorSource::Downstream)
+            && matches!(
+                error.etype(),
+                pingora::ErrorType::WriteError
+                    | pingora::ErrorType::ReadError
+                    | pingora::ErrorType::ConnectionClosed
+            );
+        if client_gone {
+            ctx.status = 499;
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        tracing::warn!(request_id = %ctx.request_id, %error, "forwarding to the control plane failed");
+        let api_error = ApiError::new(
+            omg_shared::error::ErrorCode::UpstreamError,
+            "The gateway could not reach its control plane for this request; retry shortly.",
+        );
+        respond::error(session, ctx, &api_error).await;
+        FailToProxy {
+            error_code: api_error.code.status(),
+            can_reuse_downstream: false,
+        }
     }
 
     /// Emits the usage record and the access log line.

@@ -59,11 +59,15 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
     )?;
     let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
-    let state = Arc::new(State::new(
-        SnapshotStore::new(runtime),
-        Settings::from_config(&config.server),
-        Box::new(sink),
-    ));
+    let forward = super::forward::ForwardTarget::from_config(&config.cluster)?;
+    let state = Arc::new(
+        State::new(
+            SnapshotStore::new(runtime),
+            Settings::from_config(&config.server),
+            Box::new(sink),
+        )
+        .with_forward(forward),
+    );
 
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),

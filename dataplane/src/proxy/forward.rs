@@ -1,0 +1,130 @@
+//! `/v1/files*` and `/v1/batches*` in cluster mode: the data plane authenticates the key, then
+//! lets Pingora proxy the request — bodies streamed both ways, never buffered — to the
+//! control plane's internal listener (`cluster.internal_url`), replacing the client's
+//! credentials with a signed identity (`x-omg-identity`, see `omg_shared::cluster`).
+
+use omg_shared::cluster::{sign_identity, Identity, IDENTITY_HEADER};
+use omg_shared::config::ClusterConfig;
+use omg_shared::endpoint::Endpoint;
+use omg_shared::error::ErrorCode;
+use omg_shared::secret::Secret;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::ctx::RequestCtx;
+use super::State;
+use crate::error::ApiError;
+
+/// Headers of the client that never reach the control plane: its credentials.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
+/// Where forwarded requests go and the secret that signs them.
+#[derive(Debug)]
+pub struct ForwardTarget {
+    endpoint: Endpoint,
+    secret: Secret,
+}
+
+impl ForwardTarget {
+    /// From `cluster.internal_url` and `cluster.internal_secret` (validated together at
+    /// load); `None` when the channel is not configured.
+    pub fn from_config(cluster: &ClusterConfig) -> Result<Option<Self>, String> {
+        let (Some(url), Some(secret)) = (&cluster.internal_url, &cluster.internal_secret) else {
+            return Ok(None);
+        };
+        let endpoint = Endpoint::parse(url).map_err(|e| format!("cluster.internal_url: {e}"))?;
+        Ok(Some(Self {
+            endpoint,
+            secret: secret.clone(),
+        }))
+    }
+}
+
+/// Signs the authenticated caller into `ctx.forward`, or refuses when the channel is off.
+pub(super) fn prepare(
+    state: &State,
+    ctx: &mut RequestCtx,
+    method: &str,
+    path: &str,
+) -> Result<(), ApiError> {
+    let Some(target) = &state.forward else {
+        return Err(ApiError::new(
+            ErrorCode::UnknownUrl,
+            format!(
+                "{path} is not served by this gateway: files and batches need cluster mode with \
+                 `cluster.internal_url` set."
+            ),
+        ));
+    };
+    let (Some(tenant_id), Some(key_id)) = (ctx.tenant_id, ctx.key_id) else {
+        return Err(ApiError::new(
+            ErrorCode::InternalError,
+            "the request was not authenticated",
+        ));
+    };
+    let identity = Identity {
+        tenant_id,
+        key_id,
+        user_id: None,
+        request_id: ctx.request_id.clone(),
+        method: method.to_owned(),
+        path: path.to_owned(),
+        issued_at: chrono::Utc::now().timestamp(),
+    };
+    ctx.forward = Some(sign_identity(target.secret.expose().as_bytes(), &identity));
+    Ok(())
+}
+
+/// The control plane's internal listener as a Pingora peer.
+pub(super) async fn peer(state: &State) -> pingora::Result<Box<HttpPeer>> {
+    let Some(target) = &state.forward else {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "no forward target",
+        ));
+    };
+    let endpoint = &target.endpoint;
+    let addr = state
+        .resolver
+        .resolve(&endpoint.host, endpoint.port)
+        .await
+        .map_err(|message| pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, message))?;
+    let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+    let settings = &state.settings;
+    peer.options.connection_timeout = Some(settings.connect_timeout);
+    peer.options.total_connection_timeout = Some(settings.connect_timeout * 2);
+    peer.options.read_timeout = Some(settings.sync_timeout);
+    peer.options.write_timeout = Some(settings.sync_timeout);
+    Ok(Box::new(peer))
+}
+
+/// Rewrites the request for the control plane: credentials out, identity and request id
+/// in, the internal URL's path prefix in front.
+pub(super) fn rewrite(
+    state: &State,
+    ctx: &RequestCtx,
+    request: &mut RequestHeader,
+) -> pingora::Result<()> {
+    let (Some(target), Some(identity)) = (&state.forward, &ctx.forward) else {
+        return Ok(());
+    };
+    for name in CREDENTIAL_HEADERS {
+        request.remove_header(name);
+    }
+    request.insert_header(IDENTITY_HEADER, identity.as_str())?;
+    request.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if !target.endpoint.path.is_empty() {
+        let original = request
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let uri = format!("{}{original}", target.endpoint.path)
+            .parse::<http::Uri>()
+            .map_err(|e| {
+                pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string())
+            })?;
+        request.set_uri(uri);
+    }
+    Ok(())
+}
