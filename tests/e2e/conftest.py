@@ -429,4 +429,7 @@ def pytest_runtest_makereport(item, call):
             report.sections.append((f"omg-dataplane log (tail of {_GATEWAY.log_path})", tail(_GATEWAY.log_path)))
         if _MOCK is not None:
             report.sections.append((f"omg-mock-upstream log (tail of {_MOCK.log_path})", tail(_MOCK.log_path, 1500)))
+        cluster = getattr(item, "omg_cluster", None)
+        if cluster is not None:
+            report.sections.append(("cluster process logs (tails)", cluster.logs()))
     return report
