@@ -33,6 +33,16 @@ pub struct Metrics {
     pub usage_records: IntCounter,
     /// `omg_usage_write_errors_total`
     pub usage_write_errors: IntCounter,
+    /// `omg_usage_spooled_total` (cluster mode)
+    pub usage_spooled: IntCounter,
+    /// `omg_usage_shipped_total` (cluster mode)
+    pub usage_shipped: IntCounter,
+    /// `omg_usage_spool_bytes` (cluster mode)
+    pub usage_spool_bytes: IntGauge,
+    /// `omg_usage_spool_full_total` (cluster mode)
+    pub usage_spool_full: IntCounter,
+    /// `omg_usage_ship_errors_total` (cluster mode)
+    pub usage_ship_errors: IntCounter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -123,6 +133,26 @@ impl Metrics {
             usage_write_errors: counter(
                 "omg_usage_write_errors_total",
                 "Usage records that could not be written.",
+            )?,
+            usage_spooled: counter(
+                "omg_usage_spooled_total",
+                "Usage records written to the spool.",
+            )?,
+            usage_shipped: counter(
+                "omg_usage_shipped_total",
+                "Usage records acknowledged by the usage stream.",
+            )?,
+            usage_spool_bytes: gauge(
+                "omg_usage_spool_bytes",
+                "Bytes of usage records spooled and not yet shipped.",
+            )?,
+            usage_spool_full: counter(
+                "omg_usage_spool_full_total",
+                "Usage records refused by a full spool (logged instead).",
+            )?,
+            usage_ship_errors: counter(
+                "omg_usage_ship_errors_total",
+                "Failed attempts to ship usage records to the usage stream.",
             )?,
             registry,
         })

@@ -1,19 +1,39 @@
 //! Where usage records go. Standalone mode appends one JSON line per request to a file with a
-//! single `write(2)` on an `O_APPEND` descriptor: the record is in the kernel before the
-//! request's ctx is dropped, so neither SIGTERM nor a crash of the process loses it.
+//! single `write(2)` on an `O_APPEND` descriptor ([`JsonlSink`]): the record is in the kernel
+//! before the request's ctx is dropped, so neither SIGTERM nor a crash of the process loses it.
+//!
+//! Cluster mode writes the same lines to a local write-ahead spool ([`spool::Spool`]), which
+//! a background task ([`shipper::Shipper`]) ships to the Redis usage stream: a record survives
+//! Redis being down and the process being killed, and reaches the stream at least once.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use omg_shared::usage::UsageEvent;
 
 use crate::metrics::Metrics;
 
+mod handle;
+mod reader;
+pub mod shipper;
+pub mod spool;
+
+#[cfg(test)]
+mod tests;
+
 /// A destination for usage records. `record` never blocks on the network.
 pub trait UsageSink: Send + Sync {
     /// Persists one record (or, failing that, logs it so it is not lost silently).
     fn record(&self, event: &UsageEvent);
+}
+
+/// A shared sink is a sink (the spool is shared by the proxy and its shipper).
+impl<T: UsageSink + ?Sized> UsageSink for Arc<T> {
+    fn record(&self, event: &UsageEvent) {
+        (**self).record(event);
+    }
 }
 
 /// Appends JSON lines to a file.
