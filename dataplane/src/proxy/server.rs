@@ -1,5 +1,6 @@
 //! Process assembly: the Pingora server with the `/v1` proxy service, the admin listener
-//! (`/healthz`, `/readyz`, `/metrics`), config reload (SIGHUP and file change) and the
+//! (`/healthz`, `/readyz`, `/metrics`), the source of snapshot updates (standalone: config
+//! reload on SIGHUP and file change; cluster: the snapshot bus, see `crate::cluster`) and the
 //! drain-aware shutdown.
 
 use std::hash::{Hash, Hasher};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use omg_shared::config::{load_file, GatewayConfig};
+use omg_shared::config::GatewayConfig;
 use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
 use pingora::apps::http_app::ServeHttp;
@@ -24,6 +25,8 @@ use pingora::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{Gateway, Settings, State};
+use crate::cluster::{BusStatus, Cluster, SnapshotSource};
+use crate::config::ConfigSource;
 use crate::metrics::Metrics;
 use crate::snapshot::{RuntimeSnapshot, SnapshotStore};
 use crate::usage::JsonlSink;
@@ -31,40 +34,162 @@ use crate::usage::JsonlSink;
 /// How often the config file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 
-/// Loads the config, builds the first snapshot and runs the server until shutdown.
-/// Errors are start-up errors, worded for the operator.
-pub fn run(config_path: &Path) -> Result<(), String> {
-    let config = load_file(config_path)
-        .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+/// Loads the config and runs the server until shutdown: standalone (snapshot from the config
+/// file) unless `redis.url` is set, then cluster (snapshots from the control plane over
+/// Redis). Errors are start-up errors, worded for the operator.
+pub fn run(source: &ConfigSource) -> Result<(), String> {
+    let config = source.load_for_start()?;
+    if config.redis.url.is_some() {
+        return run_cluster(&config);
+    }
+    let Some(path) = source.file() else {
+        return Err(crate::config::NO_CONFIG.to_owned());
+    };
     let pepper = Pepper::from_config(&config);
     let hasher = pepper.hasher(&config);
     let snapshot =
         Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis())
-            .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+            .map_err(|errors| format!("invalid config `{}`:\n{errors}", path.display()))?;
     let runtime = RuntimeSnapshot::build(snapshot, hasher)
         .map_err(|error| format!("invalid config: {error}"))?;
-    let (tenants, keys, models) = runtime.counts();
     Metrics::global()
         .snapshot_version
         .set(i64::try_from(runtime.version).unwrap_or(i64::MAX));
-    let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
-        format!(
-            "cannot open the usage file `{}` (`usage.jsonl_path`): {error}",
-            config.usage.jsonl_path.display()
-        )
-    })?;
-    let listen = omg_shared::config::parse_listen_addr(
-        config
-            .server
-            .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
-    )?;
-    let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
-    let state = Arc::new(State::new(
-        SnapshotStore::new(runtime),
-        Settings::from_config(&config.server),
-        Box::new(sink),
-    ));
+    let (state, listeners) = Prepared::new(&config)?.start(&config, runtime);
+    let reloader = Reloader {
+        source: source.clone(),
+        path: path.to_owned(),
+        state: state.clone(),
+        pepper,
+        server: config.server.clone(),
+        fingerprint: Mutex::new(fingerprint(path)),
+    };
+    serve(
+        &config,
+        listeners,
+        state,
+        Follow::Config(Box::new(reloader)),
+    )
+}
 
+/// Cluster mode: nothing is served until a first snapshot arrives from Redis or the disk
+/// cache; then the bus is followed.
+fn run_cluster(config: &GatewayConfig) -> Result<(), String> {
+    let cluster = Arc::new(Cluster::from_config(config)?);
+    // Everything that can be wrong locally is checked before waiting for a snapshot.
+    let prepared = Prepared::new(config)?;
+    tracing::info!(
+        redis = %cluster.status().target(),
+        snapshot_key = %cluster.keys().snapshot,
+        cache = %cluster.cache_path().display(),
+        "cluster mode: loading the first snapshot"
+    );
+    let Some((runtime, _source)) = first_snapshot(&cluster)? else {
+        return Ok(());
+    };
+    let (state, listeners) = prepared.start(config, runtime);
+    serve(
+        config,
+        listeners,
+        state.clone(),
+        Follow::Bus(BusFollower { cluster, state }),
+    )
+}
+
+/// Waits for the first snapshot on a short-lived runtime (Pingora starts its own after).
+/// `None`: SIGTERM or SIGINT came first.
+fn first_snapshot(cluster: &Cluster) -> Result<Option<(RuntimeSnapshot, SnapshotSource)>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the start-up runtime: {error}"))?;
+    runtime.block_on(async {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return cluster.first_snapshot().await.map(Some);
+        };
+        tokio::select! {
+            first = cluster.first_snapshot() => first.map(Some),
+            _ = term.recv() => {
+                tracing::info!("SIGTERM before a first snapshot arrived: exiting");
+                Ok(None)
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT before a first snapshot arrived: exiting");
+                Ok(None)
+            }
+        }
+    })
+}
+
+/// What is checked and opened before the first snapshot: listeners and the usage file.
+struct Prepared {
+    listeners: Listeners,
+    sink: JsonlSink,
+}
+
+/// The addresses to listen on.
+struct Listeners {
+    listen: std::net::SocketAddr,
+    admin_listen: std::net::SocketAddr,
+}
+
+impl Prepared {
+    fn new(config: &GatewayConfig) -> Result<Self, String> {
+        let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
+            format!(
+                "cannot open the usage file `{}` (`usage.jsonl_path`): {error}",
+                config.usage.jsonl_path.display()
+            )
+        })?;
+        let listen = omg_shared::config::parse_listen_addr(
+            config
+                .server
+                .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
+        )?;
+        let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
+        Ok(Self {
+            listeners: Listeners {
+                listen,
+                admin_listen,
+            },
+            sink,
+        })
+    }
+
+    /// The shared state around the first snapshot, and the addresses to listen on.
+    fn start(self, config: &GatewayConfig, runtime: RuntimeSnapshot) -> (Arc<State>, Listeners) {
+        let state = Arc::new(State::new(
+            SnapshotStore::new(runtime),
+            Settings::from_config(&config.server),
+            Box::new(self.sink),
+        ));
+        (state, self.listeners)
+    }
+}
+
+/// Where snapshot updates come from.
+enum Follow {
+    /// Standalone: the config file (SIGHUP and file changes).
+    Config(Box<Reloader>),
+    /// Cluster: the Redis bus.
+    Bus(BusFollower),
+}
+
+/// Assembles the Pingora server around `state` and runs it until shutdown.
+fn serve(
+    config: &GatewayConfig,
+    listeners: Listeners,
+    state: Arc<State>,
+    follow: Follow,
+) -> Result<(), String> {
+    let Listeners {
+        listen,
+        admin_listen,
+    } = listeners;
+    let (tenants, keys, models) = state.snapshots.load().counts();
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -88,30 +213,38 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         },
     );
     proxy.add_tcp(&listen.to_string());
+    let bus = match &follow {
+        Follow::Config(_) => None,
+        Follow::Bus(follower) => Some(follower.cluster.status()),
+    };
+    let mode = if bus.is_some() {
+        "cluster"
+    } else {
+        "standalone"
+    };
     let mut admin = Service::new(
         "admin".to_owned(),
         AdminApp {
             state: state.clone(),
+            bus,
         },
     );
     admin.add_tcp(&admin_listen.to_string());
     admin.threads = Some(1);
-    let reloader = background_service(
-        "config reload",
-        Reloader {
-            path: config_path.to_owned(),
-            state: state.clone(),
-            pepper,
-            server: config.server.clone(),
-            fingerprint: Mutex::new(fingerprint(config_path)),
-        },
-    );
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(reloader);
+    match follow {
+        Follow::Config(reloader) => {
+            server.add_service(background_service("config reload", *reloader));
+        }
+        Follow::Bus(follower) => {
+            server.add_service(background_service("snapshot bus", follower));
+        }
+    }
 
     spawn_drain_watcher(&server, state.clone());
     tracing::info!(
+        mode,
         listen = %listen,
         admin = %admin_listen,
         threads,
@@ -128,6 +261,19 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         }),
     });
     Ok(())
+}
+
+/// Follows the snapshot bus (cluster mode) for the lifetime of the server.
+struct BusFollower {
+    cluster: Arc<Cluster>,
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for BusFollower {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.cluster.follow(&self.state.snapshots, shutdown).await;
+    }
 }
 
 /// The pepper keys are hashed with: from `security.api_key_pepper`, else random per process.
@@ -156,6 +302,7 @@ impl Pepper {
 /// Rebuilds the snapshot on SIGHUP and when the config file changes. A broken config keeps
 /// the last good snapshot and says why.
 struct Reloader {
+    source: ConfigSource,
     path: PathBuf,
     state: Arc<State>,
     pepper: Pepper,
@@ -166,7 +313,9 @@ struct Reloader {
 impl Reloader {
     fn reload(&self, reason: &str) {
         let metrics = Metrics::global();
-        let result = load_file(&self.path)
+        let result = self
+            .source
+            .load()
             .map_err(|errors| errors.to_string())
             .and_then(|config| {
                 let hasher = self.pepper.hasher(&config);
@@ -318,6 +467,8 @@ fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
 /// The admin listener.
 struct AdminApp {
     state: Arc<State>,
+    /// Cluster mode: the snapshot bus.
+    bus: Option<Arc<BusStatus>>,
 }
 
 #[async_trait]
@@ -330,13 +481,21 @@ impl ServeHttp for AdminApp {
                 let (tenants, keys, models) = snapshot.counts();
                 let age = (chrono::Utc::now().timestamp_millis() - snapshot.generated_at_ms).max(0)
                     / 1000;
-                let body = serde_json::json!({
+                let mut body = serde_json::json!({
                     "status": "ok",
                     "mode": "standalone",
                     "snapshot": {"version": snapshot.version, "age_seconds": age, "tenants": tenants, "keys": keys, "models": models},
                     "inflight": self.state.inflight.load(Ordering::SeqCst),
                     "draining": self.state.draining.load(Ordering::SeqCst),
                 });
+                if let Some(bus) = &self.bus {
+                    body["mode"] = "cluster".into();
+                    body["bus"] = bus.to_json(snapshot.version, snapshot.generated_at_ms);
+                    if !bus.connected() {
+                        // Still serving the last good snapshot, but not receiving updates.
+                        body["status"] = "degraded".into();
+                    }
+                }
                 (
                     200,
                     "application/json",
@@ -354,7 +513,14 @@ impl ServeHttp for AdminApp {
                     (200, "application/json", br#"{"ready":true}"#.to_vec())
                 }
             }
-            "/metrics" => (200, "text/plain; version=0.0.4", Metrics::global().render()),
+            "/metrics" => {
+                let metrics = Metrics::global();
+                let generated_at_ms = self.state.snapshots.load().generated_at_ms;
+                metrics
+                    .snapshot_age
+                    .set((chrono::Utc::now().timestamp_millis() - generated_at_ms).max(0) / 1000);
+                (200, "text/plain; version=0.0.4", metrics.render())
+            }
             _ => (
                 404,
                 "application/json",
