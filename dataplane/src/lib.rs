@@ -3,6 +3,8 @@
 //! request. See `ARCHITECTURE.md` for the map.
 
 pub mod auth;
+pub mod cluster;
+pub mod config;
 pub mod dns;
 pub mod error;
 pub mod metrics;

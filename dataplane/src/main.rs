@@ -4,17 +4,40 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use omg_dataplane::config::{process_env, ConfigSource};
+use omg_shared::secret::Secret;
 
-/// Serves the OpenAI-compatible `/v1` API from a gateway config file.
-#[derive(Debug, Parser)]
+/// Serves the OpenAI-compatible `/v1` API: from a gateway config file (standalone mode), or
+/// from the snapshots a control plane publishes on Redis (cluster mode, when `redis.url` is
+/// set). `ROUTER_*` environment variables override the file; these flags override both.
+// No `Debug`: some fields are secrets.
+#[derive(Parser)]
 #[command(name = "omg-dataplane", version, about)]
 struct Args {
-    /// Gateway config file (YAML). See docs/configuration.md.
+    /// Gateway config file (YAML). Required in standalone mode; optional in cluster mode,
+    /// where everything can come from the environment. See docs/configuration.md.
     #[arg(long, short, env = "OMG_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Validate the config and exit (0 when valid).
     #[arg(long)]
     check: bool,
+    /// Redis URL (`redis.url`); setting it selects cluster mode.
+    #[arg(long, env = "ROUTER_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Redis key of the sealed snapshot (`cluster.snapshot_key`).
+    #[arg(long, env = "ROUTER_CLUSTER_SNAPSHOT_KEY")]
+    snapshot_key: Option<String>,
+    /// Directory of the usage spool (`cluster.spool_dir`).
+    #[arg(long, env = "ROUTER_CLUSTER_SPOOL_DIR")]
+    spool_dir: Option<String>,
+    /// Disk cache of the last good snapshot (`cluster.snapshot_cache_path`).
+    #[arg(long, env = "ROUTER_CLUSTER_SNAPSHOT_CACHE_PATH")]
+    snapshot_cache: Option<String>,
+    /// The control plane's snapshot keys, `VERSION:BASE64[,VERSION:BASE64…]`; replaces
+    /// `security.encryption_keys` (a list, which `ROUTER_*` variables cannot set). Prefer the
+    /// environment variable: command lines are visible to other users.
+    #[arg(long, env = "OMG_ENCRYPTION_KEYS", hide_env_values = true)]
+    encryption_keys: Option<String>,
     /// Log format.
     #[arg(long, env = "OMG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -28,27 +51,51 @@ enum LogFormat {
     Text,
 }
 
+impl Args {
+    /// The configuration sources: the file, the environment, then these flags.
+    fn source(&self) -> ConfigSource {
+        let flags = [
+            ("ROUTER_REDIS_URL", &self.redis_url),
+            ("ROUTER_CLUSTER_SNAPSHOT_KEY", &self.snapshot_key),
+            ("ROUTER_CLUSTER_SPOOL_DIR", &self.spool_dir),
+            ("ROUTER_CLUSTER_SNAPSHOT_CACHE_PATH", &self.snapshot_cache),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+        .collect();
+        ConfigSource::new(
+            self.config.clone(),
+            process_env(),
+            flags,
+            self.encryption_keys.clone().map(Secret::new),
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     ignore_sighup_until_handled();
+    let source = args.source();
     if args.check {
-        return match omg_shared::config::load_file(&args.config) {
-            Ok(_) => {
-                tracing::info!(config = %args.config.display(), "config is valid");
+        return match source.load_for_start() {
+            Ok(config) => {
+                let mode = if config.redis.url.is_some() {
+                    "cluster"
+                } else {
+                    "standalone"
+                };
+                tracing::info!(config = %source.describe(), mode, "config is valid");
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
-                tracing::error!(config = %args.config.display(), errors = %errors, "config is invalid");
-                report(&format!(
-                    "invalid config `{}`:\n{errors}",
-                    args.config.display()
-                ));
+            Err(message) => {
+                tracing::error!(config = %source.describe(), errors = %message, "config is invalid");
+                report(&message);
                 ExitCode::from(2)
             }
         };
     }
-    match omg_dataplane::proxy::server::run(&args.config) {
+    match omg_dataplane::proxy::server::run(&source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = %message, "cannot start");

@@ -29,6 +29,14 @@ pub struct Metrics {
     pub snapshot_version: IntGauge,
     /// `omg_snapshot_reloads_total{result}`
     pub snapshot_reloads: IntCounterVec,
+    /// `omg_snapshot_age_seconds` (set when `/metrics` is scraped)
+    pub snapshot_age: IntGauge,
+    /// `omg_snapshot_updates_total{result}` (cluster mode; result = applied | refused | error)
+    pub snapshot_updates: IntCounterVec,
+    /// `omg_snapshot_last_error_timestamp_seconds` (cluster mode)
+    pub snapshot_last_error: IntGauge,
+    /// `omg_bus_connected` (cluster mode: 1 while Redis answers)
+    pub bus_connected: IntGauge,
     /// `omg_usage_records_total`
     pub usage_records: IntCounter,
     /// `omg_usage_write_errors_total`
@@ -128,6 +136,24 @@ impl Metrics {
                 "omg_snapshot_reloads_total",
                 "Snapshot reload attempts by result.",
                 &["result"],
+            )?,
+            snapshot_age: gauge(
+                "omg_snapshot_age_seconds",
+                "Seconds since the snapshot being served was generated.",
+            )?,
+            snapshot_updates: counter_vec(
+                "omg_snapshot_updates_total",
+                "Snapshots received from the bus by result: applied, refused (tampered, older, \
+                 wrong pepper, invalid) or error (Redis failed).",
+                &["result"],
+            )?,
+            snapshot_last_error: gauge(
+                "omg_snapshot_last_error_timestamp_seconds",
+                "Unix time of the last refused snapshot or bus error (0: none).",
+            )?,
+            bus_connected: gauge(
+                "omg_bus_connected",
+                "1 while the snapshot bus (Redis) is connected, else 0.",
             )?,
             usage_records: counter("omg_usage_records_total", "Usage records written.")?,
             usage_write_errors: counter(

@@ -1,5 +1,6 @@
 //! Process assembly: the Pingora server with the `/v1` proxy service, the admin listener
-//! (`/healthz`, `/readyz`, `/metrics`), config reload (SIGHUP and file change) and the
+//! (`/healthz`, `/readyz`, `/metrics`), the source of snapshot updates (standalone: config
+//! reload on SIGHUP and file change; cluster: the snapshot bus, see `crate::cluster`) and the
 //! drain-aware shutdown.
 
 use std::hash::{Hash, Hasher};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use omg_shared::config::{load_file, GatewayConfig};
+use omg_shared::config::GatewayConfig;
 use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
 use pingora::apps::http_app::ServeHttp;
@@ -24,51 +25,226 @@ use pingora::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{Gateway, Settings, State};
+use crate::cluster::{BusStatus, Cluster, SnapshotSource};
+use crate::config::ConfigSource;
 use crate::metrics::Metrics;
 use crate::snapshot::{RuntimeSnapshot, SnapshotStore};
-use crate::usage::JsonlSink;
+use crate::usage::shipper::{Shipper, ShipperHandle, ShipperOptions};
+use crate::usage::spool::{Spool, SpoolOptions};
+use crate::usage::{JsonlSink, UsageSink};
 
 /// How often the config file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// Longest wait for the usage shipper at shutdown (its own drain is 5 s).
+const USAGE_DRAIN: Duration = Duration::from_secs(6);
 
-/// Loads the config, builds the first snapshot and runs the server until shutdown.
-/// Errors are start-up errors, worded for the operator.
-pub fn run(config_path: &Path) -> Result<(), String> {
-    let config = load_file(config_path)
-        .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+/// Loads the config and runs the server until shutdown: standalone (snapshot from the config
+/// file) unless `redis.url` is set, then cluster (snapshots from the control plane over
+/// Redis). Errors are start-up errors, worded for the operator.
+pub fn run(source: &ConfigSource) -> Result<(), String> {
+    let config = source.load_for_start()?;
+    if config.redis.url.is_some() {
+        return run_cluster(&config);
+    }
+    let Some(path) = source.file() else {
+        return Err(crate::config::NO_CONFIG.to_owned());
+    };
     let pepper = Pepper::from_config(&config);
     let hasher = pepper.hasher(&config);
     let snapshot =
         Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis())
-            .map_err(|errors| format!("invalid config `{}`:\n{errors}", config_path.display()))?;
+            .map_err(|errors| format!("invalid config `{}`:\n{errors}", path.display()))?;
     let runtime = RuntimeSnapshot::build(snapshot, hasher)
         .map_err(|error| format!("invalid config: {error}"))?;
-    let (tenants, keys, models) = runtime.counts();
     Metrics::global()
         .snapshot_version
         .set(i64::try_from(runtime.version).unwrap_or(i64::MAX));
-    let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
-        format!(
-            "cannot open the usage file `{}` (`usage.jsonl_path`): {error}",
-            config.usage.jsonl_path.display()
-        )
-    })?;
-    let listen = omg_shared::config::parse_listen_addr(
-        config
-            .server
-            .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
-    )?;
-    let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
-    let forward = super::forward::ForwardTarget::from_config(&config.cluster)?;
-    let state = Arc::new(
-        State::new(
-            SnapshotStore::new(runtime),
-            Settings::from_config(&config.server),
-            Box::new(sink),
-        )
-        .with_forward(forward),
-    );
+    let started = Prepared::new(&config)?.start(&config, runtime);
+    let reloader = Reloader {
+        source: source.clone(),
+        path: path.to_owned(),
+        state: started.state.clone(),
+        pepper,
+        server: config.server.clone(),
+        fingerprint: Mutex::new(fingerprint(path)),
+    };
+    serve(&config, started, Follow::Config(Box::new(reloader)))
+}
 
+/// Cluster mode: nothing is served until a first snapshot arrives from Redis or the disk
+/// cache; then the bus is followed.
+fn run_cluster(config: &GatewayConfig) -> Result<(), String> {
+    let cluster = Arc::new(Cluster::from_config(config)?);
+    // Everything that can be wrong locally is checked before waiting for a snapshot.
+    let prepared = Prepared::new(config)?;
+    tracing::info!(
+        redis = %cluster.status().target(),
+        snapshot_key = %cluster.keys().snapshot,
+        cache = %cluster.cache_path().display(),
+        "cluster mode: loading the first snapshot"
+    );
+    let Some((runtime, _source)) = first_snapshot(&cluster)? else {
+        return Ok(());
+    };
+    let started = prepared.start(config, runtime);
+    let state = started.state.clone();
+    serve(config, started, Follow::Bus(BusFollower { cluster, state }))
+}
+
+/// Waits for the first snapshot on a short-lived runtime (Pingora starts its own after).
+/// `None`: SIGTERM or SIGINT came first.
+fn first_snapshot(cluster: &Cluster) -> Result<Option<(RuntimeSnapshot, SnapshotSource)>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the start-up runtime: {error}"))?;
+    runtime.block_on(async {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return cluster.first_snapshot().await.map(Some);
+        };
+        tokio::select! {
+            first = cluster.first_snapshot() => first.map(Some),
+            _ = term.recv() => {
+                tracing::info!("SIGTERM before a first snapshot arrived: exiting");
+                Ok(None)
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT before a first snapshot arrived: exiting");
+                Ok(None)
+            }
+        }
+    })
+}
+
+/// What is checked and opened before the first snapshot: listeners, the usage destination
+/// (standalone: the JSONL file; cluster: the spool and its shipper) and the forward target.
+struct Prepared {
+    listeners: Listeners,
+    sink: Box<dyn UsageSink>,
+    shipper: Option<Shipper>,
+    forward: Option<super::forward::ForwardTarget>,
+}
+
+/// The addresses to listen on.
+struct Listeners {
+    listen: std::net::SocketAddr,
+    admin_listen: std::net::SocketAddr,
+}
+
+impl Prepared {
+    fn new(config: &GatewayConfig) -> Result<Self, String> {
+        let (sink, shipper): (Box<dyn UsageSink>, Option<Shipper>) = match &config.redis.url {
+            None => {
+                let sink = JsonlSink::open(&config.usage.jsonl_path).map_err(|error| {
+                    format!(
+                        "cannot open the usage file `{}` (`usage.jsonl_path`): {error}",
+                        config.usage.jsonl_path.display()
+                    )
+                })?;
+                (Box::new(sink), None)
+            }
+            Some(url) => {
+                let cluster = &config.cluster;
+                let (spool, reader) = Spool::open_with(
+                    &cluster.spool_dir,
+                    SpoolOptions::from_max_mb(cluster.spool_max_mb),
+                )
+                .map_err(|error| error.to_string())?;
+                let client = redis::Client::open(url.expose())
+                    .map_err(|error| format!("`redis.url` is not a usable Redis URL: {error}"))?;
+                let shipper = Shipper::new(
+                    reader,
+                    client,
+                    &cluster.usage_stream,
+                    ShipperOptions::default(),
+                );
+                (Box::new(spool), Some(shipper))
+            }
+        };
+        let forward = super::forward::ForwardTarget::from_config(&config.cluster)?;
+        let listen = omg_shared::config::parse_listen_addr(
+            config
+                .server
+                .listen_addr_or(omg_shared::config::ServerConfig::DATAPLANE_LISTEN_ADDR),
+        )?;
+        let admin_listen = omg_shared::config::parse_listen_addr(&config.server.admin_listen_addr)?;
+        Ok(Self {
+            listeners: Listeners {
+                listen,
+                admin_listen,
+            },
+            sink,
+            shipper,
+            forward,
+        })
+    }
+
+    /// The shared state around the first snapshot, the addresses to listen on and the usage
+    /// shipper (cluster mode).
+    fn start(self, config: &GatewayConfig, runtime: RuntimeSnapshot) -> Started {
+        let state = Arc::new(
+            State::new(
+                SnapshotStore::new(runtime),
+                Settings::from_config(&config.server),
+                self.sink,
+            )
+            .with_forward(self.forward),
+        );
+        Started {
+            state,
+            listeners: self.listeners,
+            shipper: self.shipper,
+        }
+    }
+}
+
+/// The state and what `serve` runs around it.
+struct Started {
+    state: Arc<State>,
+    listeners: Listeners,
+    shipper: Option<Shipper>,
+}
+
+/// Runs the usage shipper for the lifetime of the server. It is stopped by the drain watcher
+/// once no request is in flight (Pingora's shutdown watch fires earlier, while the last
+/// requests still write records).
+struct UsageShipper {
+    shipper: Mutex<Option<Shipper>>,
+}
+
+#[async_trait]
+impl BackgroundService for UsageShipper {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let shipper = self.shipper.lock().ok().and_then(|mut s| s.take());
+        if let Some(shipper) = shipper {
+            shipper.run(std::future::pending()).await;
+        }
+    }
+}
+
+/// Where snapshot updates come from.
+enum Follow {
+    /// Standalone: the config file (SIGHUP and file changes).
+    Config(Box<Reloader>),
+    /// Cluster: the Redis bus.
+    Bus(BusFollower),
+}
+
+/// Assembles the Pingora server around `state` and runs it until shutdown.
+fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(), String> {
+    let Started {
+        state,
+        listeners: Listeners {
+            listen,
+            admin_listen,
+        },
+        shipper,
+    } = started;
+    let usage = shipper.as_ref().map(Shipper::handle);
+    let (tenants, keys, models) = state.snapshots.load().counts();
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -92,37 +268,60 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         },
     );
     proxy.add_tcp(&listen.to_string());
+    let bus = match &follow {
+        Follow::Config(_) => None,
+        Follow::Bus(follower) => Some(follower.cluster.status()),
+    };
+    let mode = if bus.is_some() {
+        "cluster"
+    } else {
+        "standalone"
+    };
     let mut admin = Service::new(
         "admin".to_owned(),
         AdminApp {
             state: state.clone(),
+            bus,
+            usage: usage.clone(),
         },
     );
     admin.add_tcp(&admin_listen.to_string());
     admin.threads = Some(1);
-    let reloader = background_service(
-        "config reload",
-        Reloader {
-            path: config_path.to_owned(),
-            state: state.clone(),
-            pepper,
-            server: config.server.clone(),
-            fingerprint: Mutex::new(fingerprint(config_path)),
-        },
-    );
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(reloader);
+    match follow {
+        Follow::Config(reloader) => {
+            server.add_service(background_service("config reload", *reloader));
+        }
+        Follow::Bus(follower) => {
+            server.add_service(background_service("snapshot bus", follower));
+        }
+    }
 
-    spawn_drain_watcher(&server, state.clone());
+    if let Some(shipper) = shipper {
+        server.add_service(background_service(
+            "usage shipper",
+            UsageShipper {
+                shipper: Mutex::new(Some(shipper)),
+            },
+        ));
+    }
+
+    let cluster_usage = usage.is_some();
+    spawn_drain_watcher(&server, state.clone(), usage);
     tracing::info!(
+        mode,
         listen = %listen,
         admin = %admin_listen,
         threads,
         tenants,
         keys,
         models,
-        usage_file = %config.usage.jsonl_path.display(),
+        usage = %if cluster_usage {
+            format!("spool {} → stream {}", config.cluster.spool_dir.display(), config.cluster.usage_stream)
+        } else {
+            format!("file {}", config.usage.jsonl_path.display())
+        },
         "open model gateway data plane starting"
     );
     server.run(RunArgs {
@@ -132,6 +331,19 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         }),
     });
     Ok(())
+}
+
+/// Follows the snapshot bus (cluster mode) for the lifetime of the server.
+struct BusFollower {
+    cluster: Arc<Cluster>,
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for BusFollower {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.cluster.follow(&self.state.snapshots, shutdown).await;
+    }
 }
 
 /// The pepper keys are hashed with: from `security.api_key_pepper`, else random per process.
@@ -160,6 +372,7 @@ impl Pepper {
 /// Rebuilds the snapshot on SIGHUP and when the config file changes. A broken config keeps
 /// the last good snapshot and says why.
 struct Reloader {
+    source: ConfigSource,
     path: PathBuf,
     state: Arc<State>,
     pepper: Pepper,
@@ -170,7 +383,9 @@ struct Reloader {
 impl Reloader {
     fn reload(&self, reason: &str) {
         let metrics = Metrics::global();
-        let result = load_file(&self.path)
+        let result = self
+            .source
+            .load()
             .map_err(|errors| errors.to_string())
             .and_then(|config| {
                 let hasher = self.pepper.hasher(&config);
@@ -293,7 +508,7 @@ impl ShutdownSignalWatch for Signals {
 
 /// Once Pingora has stopped accepting, exit as soon as no request is in flight (usage records
 /// are written before a request's ctx is dropped), instead of sleeping the whole grace period.
-fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
+fn spawn_drain_watcher(server: &Server, state: Arc<State>, usage: Option<ShipperHandle>) {
     let mut phases = server.watch_execution_phase();
     let spawned = std::thread::Builder::new()
         .name("drain-watcher".to_owned())
@@ -306,8 +521,16 @@ fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
                     }
                     tracing::info!(
                         waited_ms = started.elapsed().as_millis() as u64,
-                        "drained: no request in flight; exiting"
+                        "drained: no request in flight"
                     );
+                    if let Some(usage) = &usage {
+                        // Ship what is pending (bounded); the rest waits in the spool.
+                        usage.shutdown();
+                        if !usage.wait_stopped(USAGE_DRAIN) {
+                            tracing::warn!("usage shipper still busy; what is left stays in the spool for the next start");
+                        }
+                    }
+                    tracing::info!("exiting");
                     std::process::exit(0);
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -322,6 +545,10 @@ fn spawn_drain_watcher(server: &Server, state: Arc<State>) {
 /// The admin listener.
 struct AdminApp {
     state: Arc<State>,
+    /// Cluster mode: the snapshot bus.
+    bus: Option<Arc<BusStatus>>,
+    /// Cluster mode: the usage shipper.
+    usage: Option<ShipperHandle>,
 }
 
 #[async_trait]
@@ -334,13 +561,29 @@ impl ServeHttp for AdminApp {
                 let (tenants, keys, models) = snapshot.counts();
                 let age = (chrono::Utc::now().timestamp_millis() - snapshot.generated_at_ms).max(0)
                     / 1000;
-                let body = serde_json::json!({
+                let mut body = serde_json::json!({
                     "status": "ok",
                     "mode": "standalone",
                     "snapshot": {"version": snapshot.version, "age_seconds": age, "tenants": tenants, "keys": keys, "models": models},
                     "inflight": self.state.inflight.load(Ordering::SeqCst),
                     "draining": self.state.draining.load(Ordering::SeqCst),
                 });
+                if let Some(bus) = &self.bus {
+                    body["mode"] = "cluster".into();
+                    body["bus"] = bus.to_json(snapshot.version, snapshot.generated_at_ms);
+                    if !bus.connected() {
+                        // Still serving the last good snapshot, but not receiving updates.
+                        body["status"] = "degraded".into();
+                    }
+                }
+                if let Some(usage) = &self.usage {
+                    let status = usage.status();
+                    if !status.connected {
+                        // Serving; usage waits in the spool.
+                        body["status"] = "degraded".into();
+                    }
+                    body["usage"] = serde_json::to_value(status).unwrap_or_default();
+                }
                 (
                     200,
                     "application/json",
@@ -358,7 +601,14 @@ impl ServeHttp for AdminApp {
                     (200, "application/json", br#"{"ready":true}"#.to_vec())
                 }
             }
-            "/metrics" => (200, "text/plain; version=0.0.4", Metrics::global().render()),
+            "/metrics" => {
+                let metrics = Metrics::global();
+                let generated_at_ms = self.state.snapshots.load().generated_at_ms;
+                metrics
+                    .snapshot_age
+                    .set((chrono::Utc::now().timestamp_millis() - generated_at_ms).max(0) / 1000);
+                (200, "text/plain; version=0.0.4", metrics.render())
+            }
             _ => (
                 404,
                 "application/json",

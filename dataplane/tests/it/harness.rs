@@ -160,7 +160,9 @@ impl Gateway {
         panic!("omg-dataplane did not start; last log:\n{last_log}");
     }
 
-    async fn wait_ready(&mut self) -> bool {
+    /// Waits (up to 30 s) until `/healthz` answers 200 and the public listener accepts;
+    /// `false` if the process exits first.
+    pub async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod cluster;
 mod errors;
 mod lifecycle;
 mod passthrough;

@@ -1,0 +1,524 @@
+//! Cluster mode against real Redis: the machine's (each test under its own key prefix) and,
+//! where Redis has to stop, a private `redis-server` on an ephemeral port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omg_shared::cluster::seal_snapshot;
+use omg_shared::config::{load_str, GatewayConfig};
+use omg_shared::keys::KeyHasher;
+use omg_shared::snapshot::Snapshot;
+use omg_shared::vault::Vault;
+use tokio::sync::watch;
+
+use super::*;
+use crate::snapshot::SnapshotStore;
+
+const PEPPER: &str = "cluster-test-pepper-0123456789abcdef";
+const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
+
+fn vault() -> Vault {
+    Vault::new(&[(1, [7u8; 32])], 1).unwrap()
+}
+
+/// A snapshot with key `sk-v<version>.secret` (and `sk-demo.my-secret`), sealed.
+fn sealed_with(version: u64, pepper: &str, vault: &Vault, key_check: bool) -> Vec<u8> {
+    let yaml = format!(
+        "model_catalog:\n  - alias: mock-chat\n    provider: mock\nbootstrap:\n  tenants:\n    - name: demo\n  api_keys:\n    - {{tenant: demo, prefix: demo, secret: my-secret}}\n    - {{tenant: demo, prefix: v{version}, secret: secret}}\n"
+    );
+    let config = load_str(&yaml, &|_| None).unwrap();
+    let hasher = KeyHasher::new(pepper.as_bytes());
+    let mut snapshot = Snapshot::from_config(&config, &hasher, version, 1_700_000_000_000).unwrap();
+    if key_check {
+        snapshot.key_check = Some(hasher.check_value());
+    }
+    seal_snapshot(vault, &snapshot).unwrap()
+}
+
+fn sealed(version: u64) -> Vec<u8> {
+    sealed_with(version, PEPPER, &vault(), true)
+}
+
+fn config(redis_url: &str, prefix: &str, dir: &std::path::Path, poll: &str) -> GatewayConfig {
+    let yaml = format!(
+        "redis:\n  url: \"{redis_url}\"\ncluster:\n  snapshot_key: \"{prefix}:snapshot\"\n  snapshot_poll_interval: {poll}\n  snapshot_cache_path: \"{}/cache/snapshot.sealed\"\nsecurity:\n  api_key_pepper: \"{PEPPER}\"\n  encryption_keys:\n    - version: 1\n      key: \"{KEY_B64}\"\n",
+        dir.display()
+    );
+    load_str(&yaml, &|_| None).unwrap()
+}
+
+fn prefix() -> String {
+    format!("omg-test:dpsnap:{}", uuid::Uuid::now_v7())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A `redis-server` of this test only (no persistence), killed on drop.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (is /usr/bin/redis-server installed?)");
+        let redis = PrivateRedis {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.connection().await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// What the control plane does: store the envelope and its version, then announce it.
+async fn publish(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    bytes: &[u8],
+    version: u64,
+    announce: bool,
+) {
+    let keys = BusKeys::new(&format!("{prefix}:snapshot"), "unused");
+    let _: () = redis::cmd("SET")
+        .arg(&keys.snapshot)
+        .arg(bytes)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&keys.snapshot_version)
+        .arg(version)
+        .query_async(conn)
+        .await
+        .unwrap();
+    if announce {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&keys.snapshot_channel)
+            .arg(version)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}:snapshot"))
+        .arg(format!("{prefix}:snapshot:version"))
+        .query_async(conn)
+        .await
+        .unwrap_or(0);
+}
+
+/// A follower running on `store` (starting at `initial`), stopped when the sender drops.
+fn follow(cluster: &Arc<Cluster>, initial: u64) -> (Arc<SnapshotStore>, watch::Sender<bool>) {
+    let store = Arc::new(SnapshotStore::new(cluster.open(&sealed(initial)).unwrap()));
+    let (stop, watch) = watch::channel(false);
+    let (task_cluster, task_store) = (cluster.clone(), store.clone());
+    tokio::spawn(async move { task_cluster.follow(&task_store, watch).await });
+    (store, stop)
+}
+
+async fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+fn refused_total() -> u64 {
+    crate::metrics::Metrics::global()
+        .snapshot_updates
+        .with_label_values(&["refused"])
+        .get()
+}
+
+#[test]
+fn cache_is_replaced_atomically_with_mode_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/snapshot.sealed");
+    assert!(read_cache(&path).unwrap().is_none());
+    write_cache(&path, b"first").unwrap();
+    write_cache(&path, b"second").unwrap();
+    assert_eq!(read_cache(&path).unwrap().as_deref(), Some(&b"second"[..]));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let parent = path.parent().unwrap();
+    let names: Vec<String> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["snapshot.sealed"],
+        "no temporary file is left behind"
+    );
+    // A failed write leaves the previous cache intact.
+    let blocked = dir.path().join("file-not-dir");
+    std::fs::write(&blocked, b"x").unwrap();
+    assert!(write_cache(&blocked.join("snapshot.sealed"), b"third").is_err());
+    assert_eq!(read_cache(&path).unwrap().as_deref(), Some(&b"second"[..]));
+}
+
+#[test]
+fn open_refuses_tampered_foreign_and_invalid_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::from_config(&config(SHARED_REDIS, "unused", dir.path(), "2s")).unwrap();
+    let good = sealed(4);
+    let runtime = cluster.open(&good).unwrap();
+    assert_eq!(runtime.version, 4);
+    assert!(runtime.key("v4").is_some());
+
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(matches!(cluster.open(&tampered), Err(Refusal::Envelope(_))));
+    // Relabelling the clear version is detected too (it is authenticated).
+    let mut relabelled = good.clone();
+    relabelled[15] = 9;
+    assert!(matches!(
+        cluster.open(&relabelled),
+        Err(Refusal::Envelope(_))
+    ));
+    assert!(matches!(
+        cluster.open(b"garbage"),
+        Err(Refusal::Envelope(_))
+    ));
+
+    let other_key = Vault::new(&[(1, [9u8; 32])], 1).unwrap();
+    assert!(matches!(
+        cluster.open(&sealed_with(5, PEPPER, &other_key, true)),
+        Err(Refusal::Envelope(_))
+    ));
+    let foreign = cluster.open(&sealed_with(
+        5,
+        "another-pepper-0123456789abcdef",
+        &vault(),
+        true,
+    ));
+    assert!(matches!(foreign, Err(Refusal::Pepper)));
+    assert!(Refusal::Pepper
+        .to_string()
+        .contains("security.api_key_pepper"));
+    assert!(matches!(
+        cluster.open(&sealed_with(5, PEPPER, &vault(), false)),
+        Err(Refusal::NoKeyCheck)
+    ));
+
+    let config = load_str("bootstrap:\n  tenants:\n    - name: demo\n", &|_| None).unwrap();
+    let hasher = KeyHasher::new(PEPPER.as_bytes());
+    let mut future = Snapshot::from_config(&config, &hasher, 6, 0).unwrap();
+    future.key_check = Some(hasher.check_value());
+    future.schema_version = 99;
+    let refused = cluster.open(&seal_snapshot(&vault(), &future).unwrap());
+    assert!(
+        matches!(&refused, Err(Refusal::Invalid(message)) if message.contains("schema version 99")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn redis_credentials_stay_out_of_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::from_config(&config(
+        "redis://user:s3cr3t-pw@127.0.0.1:6379/2",
+        "unused",
+        dir.path(),
+        "2s",
+    ))
+    .unwrap();
+    assert_eq!(cluster.status().target(), "127.0.0.1:6379/2");
+    assert_eq!(
+        cluster.scrub("auth failed for s3cr3t-pw"),
+        "auth failed for ****"
+    );
+    assert!(!format!("{cluster:?}").contains("s3cr3t"));
+}
+
+#[tokio::test]
+async fn a_published_snapshot_is_applied_within_a_second_and_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    // Polling is slow here: only pub/sub can deliver within a second.
+    let cluster =
+        Arc::new(Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "60s")).unwrap());
+    let (store, _stop) = follow(&cluster, 1);
+    let status = cluster.status();
+    until("connected", Duration::from_secs(5), || status.connected()).await;
+    // The first poll runs right after connecting; let it pass.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut conn = connect(SHARED_REDIS).await;
+    let bytes = sealed(2);
+    publish(&mut conn, &prefix, &bytes, 2, true).await;
+    let took = until("applied via pub/sub", Duration::from_secs(1), || {
+        store.load().version == 2
+    })
+    .await;
+    assert!(store.load().key("v2").is_some(), "applied in {took:?}");
+    assert_eq!(status.source(), Some(SnapshotSource::Redis));
+
+    let path = cluster.cache_path().to_owned();
+    until("cache written", Duration::from_secs(2), || {
+        read_cache(&path).ok().flatten().as_deref() == Some(bytes.as_slice())
+    })
+    .await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The same version again is a no-op.
+    publish(&mut conn, &prefix, &bytes, 2, true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.load().version, 2);
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn a_lost_publish_is_caught_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let cluster = Arc::new(
+        Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "300ms")).unwrap(),
+    );
+    let (store, _stop) = follow(&cluster, 1);
+    let status = cluster.status();
+    until("connected", Duration::from_secs(5), || status.connected()).await;
+
+    let mut conn = connect(SHARED_REDIS).await;
+    publish(&mut conn, &prefix, &sealed(3), 3, false).await;
+    until("applied by polling", Duration::from_secs(3), || {
+        store.load().version == 3
+    })
+    .await;
+    assert!(store.load().key("v3").is_some());
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn older_tampered_and_foreign_snapshots_are_refused_and_the_current_one_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let cluster = Arc::new(
+        Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "200ms")).unwrap(),
+    );
+    let (store, _stop) = follow(&cluster, 5);
+    let status = cluster.status();
+    until("connected", Duration::from_secs(5), || status.connected()).await;
+    let mut conn = connect(SHARED_REDIS).await;
+
+    let mut tampered = sealed(7);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x40;
+    let other_key = Vault::new(&[(1, [9u8; 32])], 1).unwrap();
+    let cases: Vec<(u64, Vec<u8>, &str)> = vec![
+        (3, sealed(3), "older than the version 5"),
+        (7, tampered, "failed authentication"),
+        (
+            8,
+            sealed_with(8, "another-pepper-0123456789abcdef", &vault(), true),
+            "security.api_key_pepper",
+        ),
+        (
+            9,
+            sealed_with(9, PEPPER, &other_key, true),
+            "failed authentication",
+        ),
+        (10, b"not a snapshot".to_vec(), "bad magic"),
+    ];
+    for (version, bytes, reason) in cases {
+        let before = refused_total();
+        publish(&mut conn, &prefix, &bytes, version, true).await;
+        until(
+            &format!("version {version} refused"),
+            Duration::from_secs(3),
+            || {
+                status.last_error().is_some_and(|e| {
+                    e.contains(&format!("version {version} refused")) && e.contains(reason)
+                })
+            },
+        )
+        .await;
+        assert!(refused_total() > before);
+        assert_eq!(
+            store.load().version,
+            5,
+            "version {version}: still serving 5"
+        );
+        assert!(store.load().key("v5").is_some());
+    }
+    // A refused version staying in Redis is reported once, not at every poll.
+    let before = refused_total();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(refused_total(), before, "refused once, not per poll");
+    // Nothing refused reached the cache.
+    assert!(read_cache(cluster.cache_path()).unwrap().is_none());
+
+    publish(&mut conn, &prefix, &sealed(11), 11, true).await;
+    until(
+        "a good one is applied after",
+        Duration::from_secs(2),
+        || store.load().version == 11,
+    )
+    .await;
+    cleanup(&mut conn, &prefix).await;
+}
+
+#[tokio::test]
+async fn the_follower_keeps_serving_while_redis_is_down_and_catches_up_after() {
+    let port = free_port();
+    let mut redis = PrivateRedis::start(port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster =
+        Arc::new(Cluster::from_config(&config(&redis.url(), "bus", dir.path(), "60s")).unwrap());
+    let (store, _stop) = follow(&cluster, 1);
+    let status = cluster.status();
+    until("connected", Duration::from_secs(5), || status.connected()).await;
+
+    redis.stop();
+    until("disconnection noticed", Duration::from_secs(5), || {
+        !status.connected()
+    })
+    .await;
+    assert!(status.last_error().is_some_and(|e| e.contains("127.0.0.1")));
+    assert_eq!(store.load().version, 1);
+
+    // Redis comes back already holding a newer snapshot whose announcement nobody heard:
+    // the check made on reconnection finds it (polling is 60s here).
+    let redis = PrivateRedis::start(port).await;
+    let mut conn = redis.connection().await.unwrap();
+    publish(&mut conn, "bus", &sealed(2), 2, true).await;
+    until(
+        "caught up after reconnecting",
+        Duration::from_secs(10),
+        || store.load().version == 2,
+    )
+    .await;
+    assert!(status.connected());
+}
+
+#[tokio::test]
+async fn start_up_uses_redis_then_the_disk_cache_and_otherwise_waits() {
+    // Redis first: the snapshot is applied and cached.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let cluster = Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "2s")).unwrap();
+    let mut conn = connect(SHARED_REDIS).await;
+    publish(&mut conn, &prefix, &sealed(4), 4, false).await;
+    let (runtime, source) = cluster.first_snapshot().await.unwrap();
+    assert_eq!((runtime.version, source), (4, SnapshotSource::Redis));
+    assert_eq!(
+        read_cache(cluster.cache_path()).unwrap(),
+        Some(sealed_bytes_of(&mut conn, &prefix).await)
+    );
+    cleanup(&mut conn, &prefix).await;
+
+    // Redis unreachable: the disk cache.
+    let port = free_port();
+    let offline = format!("redis://127.0.0.1:{port}/0");
+    let cluster = Cluster::from_config(&config(&offline, "bus", dir.path(), "2s")).unwrap();
+    let (runtime, source) = cluster.first_snapshot().await.unwrap();
+    assert_eq!((runtime.version, source), (4, SnapshotSource::Disk));
+    assert!(!cluster.status().connected());
+
+    // Neither: wait until Redis has one.
+    let empty = tempfile::tempdir().unwrap();
+    let cluster =
+        Arc::new(Cluster::from_config(&config(&offline, "bus", empty.path(), "2s")).unwrap());
+    let waiting = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.first_snapshot().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished());
+    let redis = PrivateRedis::start(port).await;
+    let mut conn = redis.connection().await.unwrap();
+    publish(&mut conn, "bus", &sealed(6), 6, false).await;
+    let (runtime, source) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((runtime.version, source), (6, SnapshotSource::Redis));
+}
+
+async fn sealed_bytes_of(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<u8> {
+    redis::cmd("GET")
+        .arg(format!("{prefix}:snapshot"))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_snapshot_made_with_another_pepper() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let cluster = Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "2s")).unwrap();
+    let mut conn = connect(SHARED_REDIS).await;
+    let foreign = sealed_with(4, "another-pepper-0123456789abcdef", &vault(), true);
+    publish(&mut conn, &prefix, &foreign, 4, false).await;
+    let message = cluster.first_snapshot().await.err().unwrap_or_default();
+    assert!(message.contains("security.api_key_pepper"), "{message}");
+    cleanup(&mut conn, &prefix).await;
+}
