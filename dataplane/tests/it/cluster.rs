@@ -168,6 +168,11 @@ fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(String, String)]) -> G
             "ROUTER_USAGE_JSONL_PATH",
             dir.path().join("usage.jsonl").display().to_string(),
         )
+        // Each process its own spool (a spool directory is locked to one data plane).
+        .env(
+            "ROUTER_CLUSTER_SPOOL_DIR",
+            dir.path().join("spool").display().to_string(),
+        )
         .env("ROUTER_SERVER_GRACEFUL_SHUTDOWN_DELAY", "0s")
         .env("ROUTER_SERVER_THREADS", "2")
         .stdout(Stdio::from(log.try_clone().unwrap()))
