@@ -79,3 +79,18 @@ pub async fn load(conn: &mut AsyncPgConnection) -> Result<SnapshotRows, DbError>
         })
         .await
 }
+
+/// A version above `floor`: moves `snapshot_version_seq` past it when it is behind (a
+/// restored database, a foreign value in Redis), then allocates.
+pub async fn next_version_after(conn: &mut AsyncPgConnection, floor: i64) -> Result<i64, DbError> {
+    diesel::sql_query(
+        "SELECT setval('snapshot_version_seq', GREATEST($1, (SELECT last_value FROM snapshot_version_seq)))",
+    )
+    .bind::<BigInt, _>(floor)
+    .execute(conn)
+    .await?;
+    let Next { version } = diesel::sql_query("SELECT nextval('snapshot_version_seq') AS version")
+        .get_result::<Next>(conn)
+        .await?;
+    Ok(version)
+}

@@ -282,7 +282,7 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
             .map_err(|e| e.to_string())
             .and_then(|plain| String::from_utf8(plain).map_err(|e| e.to_string()))
     };
-    let (snapshot, warnings) = build(
+    let (mut snapshot, warnings) = build(
         &state.config,
         rows,
         &open,
@@ -302,15 +302,64 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         .lock()
         .map(|h| *h == Some(hash))
         .unwrap_or(false);
-    if unchanged && !force {
-        // Same content: republish only if Redis lost what we wrote (flush, restart).
-        let stored: Option<u64> = redis::cmd("GET")
-            .arg(&keys.snapshot_version)
+    let stored: Option<u64> = redis::cmd("GET")
+        .arg(&keys.snapshot_version)
+        .query_async(&mut *conn)
+        .await
+        .map_err(|e| format!("redis GET {}: {e}", keys.snapshot_version))?;
+    if unchanged && !force && stored.is_some() && stored == last_version {
+        // Redis holds what we published last, and nothing changed.
+        return Ok(Outcome::Unchanged);
+    }
+    if let Some(stored) = stored.filter(|stored| *stored >= snapshot.version) {
+        // Redis holds a version at or above ours: another replica's publication of the same
+        // content (nothing to do), or something data planes cannot use — unreadable bytes, or
+        // content from a database that was since restored with a lower sequence. Then move
+        // the sequence past it, so this snapshot supersedes it everywhere.
+        let envelope: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&keys.snapshot)
             .query_async(&mut *conn)
             .await
-            .map_err(|e| format!("redis GET {}: {e}", keys.snapshot_version))?;
-        if stored.is_some() && stored >= last_version {
-            return Ok(Outcome::Unchanged);
+            .map_err(|e| format!("redis GET {}: {e}", keys.snapshot))?;
+        let held = envelope
+            .as_deref()
+            .map(|bytes| omg_shared::cluster::open_snapshot(&state.vault, bytes));
+        match held {
+            Some(Ok(held)) if content_hash(&held) == hash => {
+                if let Ok(mut last) = state.publisher.last_hash.lock() {
+                    *last = Some(hash);
+                }
+                if let Ok(mut status) = state.publisher.status.lock() {
+                    status.version = Some(held.version);
+                    status.last_error = None;
+                }
+                return Ok(Outcome::Unchanged);
+            }
+            held => {
+                let reason = match held {
+                    None => "no snapshot under the version".to_owned(),
+                    Some(Ok(_)) => "other content".to_owned(),
+                    Some(Err(e)) => e.to_string(),
+                };
+                let mut db = state
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                let next = crate::db::snapshot::next_version_after(
+                    &mut db,
+                    i64::try_from(stored).unwrap_or(i64::MAX),
+                )
+                .await
+                .map_err(|e| format!("advancing snapshot_version_seq: {e}"))?;
+                tracing::warn!(
+                    redis_version = stored,
+                    %reason,
+                    new_version = next,
+                    "Redis holds a snapshot version at or above this control plane's that it cannot confirm; publishing above it"
+                );
+                snapshot.version = u64::try_from(next).unwrap_or(stored + 1);
+            }
         }
     }
     let sealed = seal_snapshot(&state.vault, &snapshot).map_err(|e| e.to_string())?;
