@@ -8,6 +8,7 @@ pub mod models;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use std::time::{Duration, Instant};

@@ -6,5 +6,6 @@ pub mod catalog;
 pub mod keys;
 pub mod session;
 pub mod tenants;
+pub mod usage_ingest;
 pub mod users;
 pub mod validate;

@@ -1,0 +1,3 @@
+DROP SEQUENCE snapshot_version_seq;
+DROP TABLE usage_dead_letters;
+DROP TABLE requests;
