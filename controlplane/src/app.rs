@@ -14,6 +14,7 @@ use crate::db;
 use crate::metrics::Metrics;
 use crate::service::bootstrap;
 use crate::service::snapshot::{self, Publisher};
+use crate::service::usage_ingest;
 use crate::settings::redact_url;
 use crate::state::{AppState, RedisPool};
 
@@ -124,6 +125,7 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         decoy_hash,
         refresh_ttl: session.refresh_token_ttl,
         publisher: Publisher::default(),
+        usage_ingest: Arc::new(usage_ingest::IngestStatus::new()),
         config: Arc::new(config),
     });
     let report = bootstrap::run(&state).await?;
@@ -135,12 +137,45 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
     Ok(state)
 }
 
-/// Starts the background work of a serving control plane: with Redis, the snapshot
-/// publisher. The tasks run until the process ends.
-pub fn spawn_background(state: &web::Data<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    if let Some(redis) = &state.redis {
-        tasks.push(snapshot::spawn(state.clone(), redis.clone()));
+/// The background work of a serving control plane (with Redis: the snapshot publisher and
+/// the usage consumer). Dropping it stops the usage consumer; [`Background::shutdown`] lets
+/// it finish the batch in hand first.
+pub struct Background {
+    publisher: Option<tokio::task::JoinHandle<()>>,
+    ingest: Option<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Background {
+    /// Stops the tasks: the publisher at once, the usage consumer after its current batch
+    /// (bounded by 40 s: its statement timeout is 30 s).
+    pub async fn shutdown(self) {
+        if let Some(publisher) = self.publisher {
+            publisher.abort();
+        }
+        let _ = self.stop.send(true);
+        if let Some(ingest) = self.ingest {
+            if tokio::time::timeout(Duration::from_secs(40), ingest)
+                .await
+                .is_err()
+            {
+                tracing::warn!("usage consumer did not stop within 40 s; its unacknowledged entries will be reclaimed");
+            }
+        }
     }
-    tasks
+}
+
+/// Starts the background work: with Redis, the snapshot publisher and the usage consumer.
+pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, String> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let publisher = state
+        .redis
+        .as_ref()
+        .map(|redis| snapshot::spawn(state.clone(), redis.clone()));
+    let ingest = usage_ingest::spawn(state, state.usage_ingest.clone(), stopped)?;
+    Ok(Background {
+        publisher,
+        ingest,
+        stop,
+    })
 }

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             }
             Command::Serve => {
                 let state = app::start(config).await?;
-                let _background = app::spawn_background(&state);
+                let background = app::spawn_background(&state)?;
                 let internal = match &state.config.cluster.internal_listen_addr {
                     Some(text) => {
                         let internal_addr = omg_shared::config::parse_listen_addr(text)?;
@@ -148,12 +148,14 @@ fn main() -> ExitCode {
                 let server = server::build(state, listener, workers)
                     .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
                 tracing::info!(%addr, "control plane listening");
-                match internal {
+                let served = match internal {
                     Some(internal) => tokio::try_join!(server, internal)
                         .map(|_| ())
                         .map_err(|e| format!("server error: {e}")),
                     None => server.await.map_err(|e| format!("server error: {e}")),
-                }
+                };
+                background.shutdown().await;
+                served
             }
         }
     });

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the control plane (its own registry, `omg_cp_*`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The control plane's metrics.
@@ -17,6 +17,84 @@ pub struct Metrics {
     snapshot_publishes: IntCounterVec,
     snapshot_build_seconds: Histogram,
     internal_refused: prometheus::IntCounter,
+    usage: UsageMetrics,
+}
+
+/// The usage consumer's metrics (`omg_cp_usage_*`); cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct UsageMetrics {
+    /// Requests stored (new rows).
+    pub ingested: IntCounter,
+    /// Events already stored (same `event_id`), skipped.
+    pub duplicates: IntCounter,
+    /// Stream entries parked in `usage_dead_letters` (counted once per entry).
+    pub dead_lettered: IntCounter,
+    /// Failed attempts, by `kind` (`redis`, `database`).
+    pub errors: IntCounterVec,
+    /// Entries taken over from idle consumers.
+    pub reclaimed: IntCounter,
+    /// Seconds per batch, from decoding to acknowledgement.
+    pub batch_duration: Histogram,
+    /// Entries delivered to a consumer and not yet acknowledged (the group's pending list).
+    pub pending: IntGauge,
+    /// Entries in the stream, that is not yet ingested (ingested ones are deleted).
+    pub stream_length: IntGauge,
+}
+
+impl UsageMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            ingested: IntCounter::new(
+                "omg_cp_usage_ingested_total",
+                "Usage events stored as new request rows",
+            )?,
+            duplicates: IntCounter::new(
+                "omg_cp_usage_duplicates_total",
+                "Usage events skipped because their event_id was already stored",
+            )?,
+            dead_lettered: IntCounter::new(
+                "omg_cp_usage_dead_lettered_total",
+                "Usage stream entries parked in usage_dead_letters",
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_usage_ingest_errors_total",
+                    "Failed usage ingestion attempts by kind (redis, database); retried",
+                ),
+                &["kind"],
+            )?,
+            reclaimed: IntCounter::new(
+                "omg_cp_usage_reclaimed_total",
+                "Usage entries taken over from idle consumers",
+            )?,
+            batch_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "omg_cp_usage_batch_duration_seconds",
+                    "Usage batch processing time, from decoding to acknowledgement",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+            pending: IntGauge::new(
+                "omg_cp_usage_pending",
+                "Usage entries delivered to a consumer and not yet acknowledged",
+            )?,
+            stream_length: IntGauge::new(
+                "omg_cp_usage_stream_length",
+                "Usage entries in the stream (not yet ingested)",
+            )?,
+        };
+        registry.register(Box::new(metrics.ingested.clone()))?;
+        registry.register(Box::new(metrics.duplicates.clone()))?;
+        registry.register(Box::new(metrics.dead_lettered.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.reclaimed.clone()))?;
+        registry.register(Box::new(metrics.batch_duration.clone()))?;
+        registry.register(Box::new(metrics.pending.clone()))?;
+        registry.register(Box::new(metrics.stream_length.clone()))?;
+        Ok(metrics)
+    }
 }
 
 impl Metrics {
@@ -85,6 +163,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
+        let usage = UsageMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -96,6 +175,7 @@ impl Metrics {
             snapshot_publishes,
             snapshot_build_seconds,
             internal_refused,
+            usage,
         })
     }
 
@@ -133,6 +213,11 @@ impl Metrics {
     pub fn set_pool(&self, connections: u32, idle: u32) {
         self.pool_connections.set(i64::from(connections));
         self.pool_idle.set(i64::from(idle));
+    }
+
+    /// The usage consumer's metrics.
+    pub fn usage(&self) -> &UsageMetrics {
+        &self.usage
     }
 
     /// The text exposition.

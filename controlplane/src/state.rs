@@ -32,4 +32,6 @@ pub struct AppState {
     pub refresh_ttl: Duration,
     /// The snapshot publisher's handle (poked after changes; idle without Redis).
     pub publisher: Publisher,
+    /// The usage consumer's status (for `/healthz`; idle without Redis).
+    pub usage_ingest: std::sync::Arc<crate::service::usage_ingest::IngestStatus>,
 }

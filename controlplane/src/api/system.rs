@@ -62,6 +62,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         postgres,
         redis,
         snapshots: state.redis.as_ref().map(|_| state.publisher.status()),
+        usage: state.redis.as_ref().map(|_| state.usage_ingest.health()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     if pg_ok {

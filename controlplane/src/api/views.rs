@@ -104,6 +104,9 @@ pub struct HealthView {
     /// Cluster mode: the snapshot publisher (absent without Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<crate::service::snapshot::PublishStatus>,
+    /// Cluster mode: the usage consumer (absent without Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::service::usage_ingest::IngestHealth>,
     pub version: String,
 }
 

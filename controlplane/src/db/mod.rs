@@ -9,6 +9,7 @@ pub mod schema;
 pub mod sessions;
 pub mod snapshot;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use std::time::{Duration, Instant};

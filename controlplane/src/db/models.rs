@@ -163,3 +163,82 @@ pub struct NewAuditEntry {
     pub request_id: String,
     pub ip: Option<String>,
 }
+
+/// A stored request (one usage event).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = requests)]
+pub struct RequestRecord {
+    pub event_id: Uuid,
+    pub request_id: String,
+    pub started_at: DateTime<Utc>,
+    pub tenant_id: Option<Uuid>,
+    pub key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub alias: Option<String>,
+    pub provider: Option<String>,
+    pub deployment: Option<String>,
+    pub endpoint: String,
+    pub status: i32,
+    pub error_code: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micro_usd: i64,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub stream: bool,
+    pub usage_estimated: bool,
+    pub schema_version: i32,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// A request to store (`ingested_at` is set by the database).
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = requests)]
+pub struct NewRequestRecord {
+    pub event_id: Uuid,
+    pub request_id: String,
+    pub started_at: DateTime<Utc>,
+    pub tenant_id: Option<Uuid>,
+    pub key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub alias: Option<String>,
+    pub provider: Option<String>,
+    pub deployment: Option<String>,
+    pub endpoint: String,
+    pub status: i32,
+    pub error_code: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micro_usd: i64,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub stream: bool,
+    pub usage_estimated: bool,
+    pub schema_version: i32,
+}
+
+/// A parked usage stream entry.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = usage_dead_letters)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub stream: String,
+    pub entry_id: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A usage stream entry to park.
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = usage_dead_letters)]
+pub struct NewDeadLetter {
+    pub stream: String,
+    pub entry_id: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+}

@@ -160,6 +160,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    requests (event_id) {
+        event_id -> Uuid,
+        request_id -> Text,
+        started_at -> Timestamptz,
+        tenant_id -> Nullable<Uuid>,
+        key_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        alias -> Nullable<Text>,
+        provider -> Nullable<Text>,
+        deployment -> Nullable<Text>,
+        endpoint -> Text,
+        status -> Int4,
+        error_code -> Nullable<Text>,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        total_tokens -> Int8,
+        cached_tokens -> Int8,
+        cost_micro_usd -> Int8,
+        latency_ms -> Int8,
+        ttft_ms -> Nullable<Int8>,
+        stream -> Bool,
+        usage_estimated -> Bool,
+        schema_version -> Int4,
+        ingested_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_dead_letters (id) {
+        id -> Int8,
+        stream -> Text,
+        entry_id -> Text,
+        payload -> Bytea,
+        error -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
@@ -179,4 +218,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     audit_log,
     bootstrap_ledger,
+    requests,
+    usage_dead_letters,
 );

@@ -7,5 +7,6 @@ pub mod keys;
 pub mod session;
 pub mod snapshot;
 pub mod tenants;
+pub mod usage_ingest;
 pub mod users;
 pub mod validate;

@@ -48,6 +48,8 @@ async fn migrations_apply_once_from_empty() {
         "refresh_tokens",
         "audit_log",
         "bootstrap_ledger",
+        "requests",
+        "usage_dead_letters",
     ] {
         let n = count(
             &cp,

@@ -141,6 +141,8 @@ pub struct Cp {
     pub state: web::Data<AppState>,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
+    /// Publisher and usage consumer (with Redis); stopped with the server.
+    background: Option<app::Background>,
     pub db: TestDb,
 }
 
@@ -164,7 +166,7 @@ impl Cp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = server::build(state.clone(), listener, 1).unwrap();
-        app::spawn_background(&state);
+        let background = app::spawn_background(&state).unwrap();
         let handle = server.handle();
         tokio::spawn(server);
         Cp {
@@ -175,12 +177,16 @@ impl Cp {
                 .build()
                 .unwrap(),
             handle,
+            background: Some(background),
             db,
         }
     }
 
-    pub async fn stop(self) -> TestDb {
+    pub async fn stop(mut self) -> TestDb {
         self.handle.stop(false).await;
+        if let Some(background) = self.background.take() {
+            background.shutdown().await;
+        }
         self.db
     }
 

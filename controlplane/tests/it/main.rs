@@ -11,3 +11,4 @@ mod keys;
 mod openapi;
 mod rbac;
 mod snapshot;
+mod usage;

@@ -249,20 +249,38 @@ async fn a_replicas_newer_snapshot_is_kept_and_garbage_is_superseded() {
     newer.version = first.version + 1000;
     let sealed = omg_shared::cluster::seal_snapshot(&cp.state.vault, &newer).unwrap();
     set(format!("{prefix}:snapshot"), sealed).await;
-    set(format!("{prefix}:snapshot:version"), newer.version.to_string().into_bytes()).await;
+    set(
+        format!("{prefix}:snapshot:version"),
+        newer.version.to_string().into_bytes(),
+    )
+    .await;
     cp.state.publisher.changed();
     let deadline = Instant::now() + Duration::from_secs(3);
     while cp.state.publisher.status().version != Some(newer.version) {
-        assert!(Instant::now() < deadline, "publisher never looked at the newer snapshot");
+        assert!(
+            Instant::now() < deadline,
+            "publisher never looked at the newer snapshot"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(current(&cp, &mut redis, &prefix).await.unwrap().version, newer.version);
+    assert_eq!(
+        current(&cp, &mut redis, &prefix).await.unwrap().version,
+        newer.version
+    );
 
     // Garbage under an even higher version: data planes refuse it, so the control plane moves
     // its sequence past it and publishes above.
     let garbage_version = first.version + 5000;
-    set(format!("{prefix}:snapshot"), b"OMGSNAP1 not a snapshot".to_vec()).await;
-    set(format!("{prefix}:snapshot:version"), garbage_version.to_string().into_bytes()).await;
+    set(
+        format!("{prefix}:snapshot"),
+        b"OMGSNAP1 not a snapshot".to_vec(),
+    )
+    .await;
+    set(
+        format!("{prefix}:snapshot:version"),
+        garbage_version.to_string().into_bytes(),
+    )
+    .await;
     cp.state.publisher.changed();
     let repaired = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(3), |s| {
         s.version > garbage_version

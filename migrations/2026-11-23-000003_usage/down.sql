@@ -1,0 +1,2 @@
+DROP TABLE usage_dead_letters;
+DROP TABLE requests;
