@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -120,8 +119,13 @@ class Redis:
             parts.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
             sock.sendall(b"".join(parts))
-            time.sleep(0.05)
-            return sock.recv(1 << 20).decode(errors="replace")
+            reply = b""
+            while not reply.endswith(b"\r\n"):  # SET and PUBLISH answer with one line
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply.decode(errors="replace")
 
 
 @dataclass

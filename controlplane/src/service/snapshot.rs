@@ -149,13 +149,10 @@ pub fn build(
                     tokens_per_minute: non_negative(l.tokens_per_minute),
                     parallel_requests: non_negative(l.parallel_requests),
                 }),
-            budget: budgets.get(&tenant.id).and_then(|b| {
-                Some(BudgetPolicy {
-                    limit_micro_usd: b.budget_micro_usd,
-                    warning_threshold: b.warning_threshold,
-                    window: BudgetWindow::parse(&b.refresh_schedule).unwrap_or(default_window),
-                })
-                .filter(|_| b.budget_micro_usd >= 0)
+            budget: budgets.get(&tenant.id).map(|b| BudgetPolicy {
+                limit_micro_usd: b.budget_micro_usd,
+                warning_threshold: b.warning_threshold,
+                window: BudgetWindow::parse(&b.refresh_schedule).unwrap_or(default_window),
             }),
         })
         .collect();

@@ -21,6 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use omg_mock_upstream::redis_server::PrivateRedis;
+
 use crate::harness::TestDb;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -773,77 +775,15 @@ async fn a_database_failure_acknowledges_nothing_and_rows_arrive_after_recovery(
     env.cleanup().await;
 }
 
-/// A private Redis on a free port (no persistence), killed and restarted by the test.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = std::process::Command::new("/usr/bin/redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/redis-server");
-        PrivateRedis { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_up(&self) {
-        let url = self.url();
-        wait_for("the private redis-server", || {
-            let url = url.clone();
-            async move {
-                match redis::Client::open(url) {
-                    Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_is_survived() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = PrivateRedis::start(port);
-    server.wait_up().await;
+    let mut server = PrivateRedis::start();
     let mut env = Env::with_redis(server.url()).await;
     env.start(env.options());
     env.xadd_event(&event(None, None, at(T0))).await;
     env.wait_rows(1).await;
 
-    server.kill();
+    server.stop();
     wait_for("the outage to be noticed", || async {
         env.status.health().state == IngestState::RedisUnavailable
     })
@@ -862,8 +802,7 @@ async fn a_redis_outage_is_survived() {
     .await;
 
     // Back empty (no persistence): the consumer reconnects and recreates its group.
-    let server = PrivateRedis::start(port);
-    server.wait_up().await;
+    server.restart();
     env.redis = connect_redis(&server.url()).await;
     env.xadd_event(&event(None, None, at(T0 + 1))).await;
     env.wait_rows(2).await;

@@ -5,7 +5,6 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::snapshot::SnapshotStore;
+use omg_mock_upstream::redis_server::PrivateRedis;
 
 const PEPPER: &str = "cluster-test-pepper-0123456789abcdef";
 const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -62,60 +62,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap()
-}
-
-/// A `redis-server` of this test only (no persistence), killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> PrivateRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (is /usr/bin/redis-server installed?)");
-        let redis = PrivateRedis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.connection().await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
@@ -427,7 +373,7 @@ async fn older_tampered_and_foreign_snapshots_are_refused_and_the_current_one_ke
 #[tokio::test]
 async fn the_follower_keeps_serving_while_redis_is_down_and_catches_up_after() {
     let port = free_port();
-    let mut redis = PrivateRedis::start(port).await;
+    let mut redis = PrivateRedis::start_on(port);
     let dir = tempfile::tempdir().unwrap();
     let cluster =
         Arc::new(Cluster::from_config(&config(&redis.url(), "bus", dir.path(), "60s")).unwrap());
@@ -445,8 +391,8 @@ async fn the_follower_keeps_serving_while_redis_is_down_and_catches_up_after() {
 
     // Redis comes back already holding a newer snapshot whose announcement nobody heard:
     // the check made on reconnection finds it (polling is 60s here).
-    let redis = PrivateRedis::start(port).await;
-    let mut conn = redis.connection().await.unwrap();
+    let redis = PrivateRedis::start_on(port);
+    let mut conn = connect(&redis.url()).await;
     publish(&mut conn, "bus", &sealed(2), 2, true).await;
     until(
         "caught up after reconnecting",
@@ -491,8 +437,8 @@ async fn start_up_uses_redis_then_the_disk_cache_and_otherwise_waits() {
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!waiting.is_finished());
-    let redis = PrivateRedis::start(port).await;
-    let mut conn = redis.connection().await.unwrap();
+    let redis = PrivateRedis::start_on(port);
+    let mut conn = connect(&redis.url()).await;
     publish(&mut conn, "bus", &sealed(6), 6, false).await;
     let (runtime, source) = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await

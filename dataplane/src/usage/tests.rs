@@ -7,7 +7,6 @@ use std::future::Future;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use super::shipper::{Shipper, ShipperHandle, ShipperOptions};
 use super::spool::{list_segments, segment_path, Spool, SpoolError, SpoolOptions, SpoolReader};
 use super::UsageSink;
 use crate::metrics::Metrics;
+use omg_mock_upstream::redis_server::PrivateRedis;
 
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379/";
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -178,71 +178,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `redis-server` of this test only, without persistence.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        redis.restart();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts it (again, on the same port) and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("/usr/bin/redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            let pong = client
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
-            if pong.is_ok() {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Collects what `tracing` logs while `f` runs on this thread.
 fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
     #[derive(Clone, Default)]
@@ -317,7 +252,7 @@ async fn redis_down_records_are_spooled_then_shipped_when_it_is_back() {
     before.iter().for_each(|e| spool.record(e));
     assert_eq!(stream.wait_for_len(5).await, before);
 
-    redis.kill();
+    redis.stop();
     let during: Vec<UsageEvent> = (5..25).map(event).collect();
     during.iter().for_each(|e| spool.record(e));
     status_until(&handle, "the outage to be noticed", |s| {

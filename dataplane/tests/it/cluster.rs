@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use omg_shared::cluster::{seal_snapshot, BusKeys};
@@ -14,6 +14,8 @@ use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
 use omg_shared::vault::Vault;
 use serde_json::Value;
+
+use omg_mock_upstream::redis_server::PrivateRedis;
 
 use crate::harness::*;
 
@@ -43,54 +45,6 @@ fn sealed_with(version: u64, pepper: &str) -> Vec<u8> {
 
 fn sealed(version: u64) -> Vec<u8> {
     sealed_with(version, PEPPER)
-}
-
-/// A `redis-server` of this test only (no persistence), killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> PrivateRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let redis = PrivateRedis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while connect_url(&redis.url()).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 async fn connect_url(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
@@ -345,7 +299,7 @@ async fn without_any_snapshot_it_waits_without_listening_then_follows_the_bus() 
     );
     assert!(gateway.log().contains("start the control plane"));
 
-    let mut redis = PrivateRedis::start(port).await;
+    let mut redis = PrivateRedis::start_on(port);
     publish(&redis.url(), "gw:snap", &sealed(2), 2, false).await;
     assert!(gateway.wait_ready().await, "log:\n{}", gateway.log());
     assert_eq!(chat_status(&gateway, "sk-v2.secret").await, 200);

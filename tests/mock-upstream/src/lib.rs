@@ -24,6 +24,7 @@ mod behaviour;
 mod body;
 mod handler;
 mod openai;
+pub mod redis_server;
 mod stream;
 #[cfg(test)]
 mod tests;
