@@ -6,10 +6,13 @@
 //! ([`usage`]), virtual API keys and their keyed hash ([`keys`]), money as integer micro-USD
 //! ([`money`]), provider kinds and capabilities ([`provider`]) and the OpenAI error vocabulary
 //! ([`error`]), and in cluster mode the bus between them ([`cluster`]: sealed snapshots,
-//! the usage stream, signed identities; sealing with [`vault`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
+//! the usage stream, signed identities; sealing with [`vault`]), budget windows ([`budget`])
+//! and the shared limit counters' names ([`counters`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
 
+pub mod budget;
 pub mod cluster;
 pub mod config;
+pub mod counters;
 pub mod duration;
 pub mod endpoint;
 pub mod error;

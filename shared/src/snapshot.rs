@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{
-    CatalogEntry, ConfigError, ConfigErrors, GatewayConfig, KeyStatus, ModelType, TenantStatus,
+    CatalogEntry, ConfigError, ConfigErrors, GatewayConfig, KeyStatus, ModelType, RateLimitsConfig,
+    RedisFailMode, TenantStatus,
 };
 use crate::endpoint::Endpoint;
 use crate::keys::{format_key, KeyDigest, KeyHasher};
@@ -60,6 +61,16 @@ pub struct Snapshot {
     /// whose pepper differs refuses the snapshot (cluster mode). `None` in standalone mode.
     #[serde(default)]
     pub key_check: Option<String>,
+    /// Per-alias caps over all tenants (`rate_limits.models`); `None` fields are uncapped.
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, Limits>,
+    /// Data planes alive when the snapshot was built (at least 1): while Redis is
+    /// unreachable each enforces limit ÷ this.
+    #[serde(default = "one")]
+    pub live_dataplanes: u32,
+    /// What to do while Redis is unreachable (`rate_limits.on_redis_error`).
+    #[serde(default)]
+    pub on_redis_error: RedisFailMode,
 }
 
 fn utc() -> String {
@@ -133,7 +144,7 @@ pub struct Limits {
 }
 
 /// Global default limits (`0` = unlimited).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitDefaults {
     /// Requests per minute per key.
     pub requests_per_minute: u64,
@@ -143,6 +154,30 @@ pub struct RateLimitDefaults {
     pub parallel_requests_key: u64,
     /// Concurrent requests per tenant.
     pub parallel_requests_tenant: u64,
+    /// Completion tokens assumed for reservations when neither the request nor the model
+    /// says (`rate_limits.default_max_tokens`).
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u64,
+}
+
+fn default_max_tokens() -> u64 {
+    4096
+}
+
+impl Default for RateLimitDefaults {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+            parallel_requests_key: 0,
+            parallel_requests_tenant: 0,
+            default_max_tokens: default_max_tokens(),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A budget window.
@@ -435,12 +470,32 @@ impl Snapshot {
                 tokens_per_minute: config.rate_limits.default_tokens_per_minute,
                 parallel_requests_key: config.rate_limits.default_parallel_requests_key,
                 parallel_requests_tenant: config.rate_limits.default_parallel_requests_tenant,
+                default_max_tokens: config.rate_limits.default_max_tokens,
             },
             budget_default,
             reporting_timezone: config.reporting.timezone.clone(),
             key_check: None,
+            model_limits: model_limits(&config.rate_limits),
+            live_dataplanes: 1,
+            on_redis_error: config.rate_limits.on_redis_error,
         })
     }
+}
+
+/// `rate_limits.models` as snapshot limits.
+pub fn model_limits(config: &RateLimitsConfig) -> BTreeMap<String, Limits> {
+    config
+        .models
+        .iter()
+        .map(|(alias, caps)| {
+            let limits = Limits {
+                requests_per_minute: caps.requests_per_minute,
+                tokens_per_minute: caps.tokens_per_minute,
+                parallel_requests: None,
+            };
+            (alias.clone(), limits)
+        })
+        .collect()
 }
 
 /// Resolves one catalog entry into a deployment: provider defaults, base URL, prices.

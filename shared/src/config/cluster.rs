@@ -60,6 +60,9 @@ pub struct ClusterConfig {
     /// Default 60s.
     #[serde(with = "crate::duration")]
     pub identity_window: Duration,
+    /// Prefix of the shared limit and spend counters (`<prefix>:{t:<tenant>}:…`, see
+    /// `docs/limits.md`). Default `omg:ctr`.
+    pub counter_prefix: String,
 }
 
 impl Default for ClusterConfig {
@@ -79,6 +82,7 @@ impl Default for ClusterConfig {
             internal_listen_addr: None,
             internal_secret: None,
             identity_window: Duration::from_secs(60),
+            counter_prefix: "omg:ctr".to_owned(),
         }
     }
 }
@@ -101,6 +105,12 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
         errors.push(ConfigError::new(
             "cluster.snapshot_key",
             "must be a Redis key without spaces (1–200 characters)",
+        ));
+    }
+    if !key_ok(&cluster.counter_prefix) {
+        errors.push(ConfigError::new(
+            "cluster.counter_prefix",
+            "must be a Redis key prefix without spaces (1–200 characters)",
         ));
     }
     if !key_ok(&cluster.usage_stream) {

@@ -334,6 +334,46 @@ pub struct RateLimitsConfig {
     pub default_parallel_requests_key: u64,
     /// Concurrent requests per tenant. Default 100.
     pub default_parallel_requests_tenant: u64,
+    /// Completion tokens assumed when a request sets no `max_tokens` and its model no
+    /// `max_output_tokens`: the worst case reserved against TPM and budgets before the
+    /// request, settled to the real count after. Default 4096.
+    pub default_max_tokens: u64,
+    /// Per-model-alias caps shared by every tenant:
+    /// `{<alias>: {requests_per_minute, tokens_per_minute}}` (absent = uncapped).
+    pub models: BTreeMap<String, ModelRateLimit>,
+    /// What a cluster data plane does while Redis is unreachable: `local_share` (default:
+    /// enforce each limit and budget locally at its share, limit ÷ live data planes) or
+    /// `reject` (answer 503 to metered requests).
+    pub on_redis_error: RedisFailMode,
+    /// How long a parallel slot or budget reservation outlives a silent data plane; held
+    /// ones are renewed every third of it. Default 30s.
+    #[serde(with = "crate::duration")]
+    pub lease_ttl: Duration,
+    /// Longest wait for the Redis limits round trip before the local share takes over.
+    /// Default 250ms.
+    #[serde(with = "crate::duration")]
+    pub redis_timeout: Duration,
+}
+
+/// `rate_limits.models.<alias>`: caps of one model alias, summed over all tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelRateLimit {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// `rate_limits.on_redis_error`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailMode {
+    /// Enforce locally at limit ÷ live data planes (the cluster never exceeds the limit).
+    #[default]
+    LocalShare,
+    /// Refuse metered requests with 503 until Redis is back.
+    Reject,
 }
 
 impl Default for RateLimitsConfig {
@@ -343,6 +383,11 @@ impl Default for RateLimitsConfig {
             default_tokens_per_minute: 1_000_000,
             default_parallel_requests_key: 10,
             default_parallel_requests_tenant: 100,
+            default_max_tokens: 4096,
+            models: BTreeMap::new(),
+            on_redis_error: RedisFailMode::LocalShare,
+            lease_ttl: Duration::from_secs(30),
+            redis_timeout: Duration::from_millis(250),
         }
     }
 }

@@ -237,10 +237,32 @@ fn common_rules(config: &GatewayConfig) -> Vec<ConfigError> {
     if let Err(message) = BudgetWindow::parse(&budgets.refresh_schedule) {
         error("budgets.refresh_schedule", message);
     }
-    if config.reporting.timezone.trim().is_empty() {
+    if let Err(message) = crate::budget::parse_timezone(&config.reporting.timezone) {
+        error("reporting.timezone", message);
+    }
+    let limits = &config.rate_limits;
+    if limits.default_max_tokens == 0 {
         error(
-            "reporting.timezone",
-            "must be an IANA timezone such as `UTC` or `Europe/Paris`".to_owned(),
+            "rate_limits.default_max_tokens",
+            "must be at least 1 (it is the completion size assumed for reservations)".to_owned(),
+        );
+    }
+    if limits.lease_ttl < std::time::Duration::from_secs(3) {
+        error(
+            "rate_limits.lease_ttl",
+            "must be at least 3s (leases are renewed every third of it)".to_owned(),
+        );
+    }
+    if limits.redis_timeout.is_zero() {
+        error(
+            "rate_limits.redis_timeout",
+            "must be above zero, e.g. `250ms`".to_owned(),
+        );
+    }
+    for (alias, _) in limits.models.iter().filter(|(a, _)| a.trim().is_empty()) {
+        error(
+            "rate_limits.models",
+            format!("`{alias}` is not a model alias"),
         );
     }
 
