@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

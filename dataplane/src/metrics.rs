@@ -51,6 +51,18 @@ pub struct Metrics {
     pub usage_spool_full: IntCounter,
     /// `omg_usage_ship_errors_total` (cluster mode)
     pub usage_ship_errors: IntCounter,
+    /// `omg_limit_rejections_total{limit}` (requests | tokens | parallel | budget | unavailable)
+    pub limit_rejections: IntCounterVec,
+    /// `omg_limits_redis_seconds` (cluster mode: the admit round trip)
+    pub limits_redis_seconds: prometheus::Histogram,
+    /// `omg_limits_redis_up` (cluster mode: 0 while limits fall back to the local share)
+    pub limits_redis_up: IntGauge,
+    /// `omg_limits_fallback_total` (cluster mode: checks made at the local share)
+    pub limits_fallback: IntCounter,
+    /// `omg_limits_pending_settlements` (cluster mode: waiting for Redis)
+    pub limits_pending: IntGauge,
+    /// `omg_limits_pending_dropped_total` (cluster mode: over the replay queue's bound)
+    pub limits_pending_dropped: IntCounter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -179,6 +191,42 @@ impl Metrics {
             usage_ship_errors: counter(
                 "omg_usage_ship_errors_total",
                 "Failed attempts to ship usage records to the usage stream.",
+            )?,
+            limit_rejections: counter_vec(
+                "omg_limit_rejections_total",
+                "Requests refused by a limit or budget, by limit: requests, tokens, parallel, \
+                 budget or unavailable (Redis down with on_redis_error: reject).",
+                &["limit"],
+            )?,
+            limits_redis_seconds: {
+                let metric = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "omg_limits_redis_seconds",
+                        "Round trip of the shared limits check in Redis (cluster mode).",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    ]),
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
+            limits_redis_up: gauge(
+                "omg_limits_redis_up",
+                "1 while shared limits are checked in Redis, 0 while the local share is used.",
+            )?,
+            limits_fallback: counter(
+                "omg_limits_fallback_total",
+                "Limit checks made locally at this data plane's share because Redis failed.",
+            )?,
+            limits_pending: gauge(
+                "omg_limits_pending_settlements",
+                "Settlements waiting for Redis to answer again.",
+            )?,
+            limits_pending_dropped: counter(
+                "omg_limits_pending_dropped_total",
+                "Settlements dropped because the replay queue was full (the control plane's \
+                 counter rebuild restores spend from Postgres).",
             )?,
             registry,
         })

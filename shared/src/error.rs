@@ -38,6 +38,10 @@ pub enum ErrorCode {
     TokenRateLimited,
     /// The USD budget is spent (or reserved) for the current window.
     BudgetExceeded,
+    /// The key or tenant has as many requests in flight as its parallel cap allows.
+    ParallelLimited,
+    /// The shared limits store is unreachable and `rate_limits.on_redis_error` is `reject`.
+    LimitsUnavailable,
     /// The upstream failed or answered garbage.
     UpstreamError,
     /// The upstream did not answer in time.
@@ -65,9 +69,12 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RequestRateLimited
             | ErrorCode::TokenRateLimited
+            | ErrorCode::ParallelLimited
             | ErrorCode::BudgetExceeded => 429,
             ErrorCode::UpstreamError => 502,
-            ErrorCode::NoHealthyUpstream | ErrorCode::ShuttingDown => 503,
+            ErrorCode::NoHealthyUpstream
+            | ErrorCode::ShuttingDown
+            | ErrorCode::LimitsUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::InternalError => 500,
         }
@@ -86,13 +93,14 @@ impl ErrorCode {
             | ErrorCode::OperationUnsupported
             | ErrorCode::RequestTooLarge => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
-            ErrorCode::RequestRateLimited => "requests",
+            ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
             ErrorCode::BudgetExceeded => "insufficient_quota",
             ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
             | ErrorCode::NoHealthyUpstream
             | ErrorCode::ShuttingDown
+            | ErrorCode::LimitsUnavailable
             | ErrorCode::InternalError => "server_error",
         }
     }
@@ -113,6 +121,8 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::RequestRateLimited | ErrorCode::TokenRateLimited => "rate_limit_exceeded",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::ParallelLimited => "parallel_limit_exceeded",
+            ErrorCode::LimitsUnavailable => "limits_unavailable",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::NoHealthyUpstream => "no_healthy_upstream",
@@ -128,6 +138,8 @@ impl ErrorCode {
             self,
             ErrorCode::RequestRateLimited
                 | ErrorCode::TokenRateLimited
+                | ErrorCode::ParallelLimited
+                | ErrorCode::LimitsUnavailable
                 | ErrorCode::UpstreamError
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::NoHealthyUpstream
@@ -136,7 +148,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -151,6 +163,8 @@ impl ErrorCode {
         ErrorCode::RequestRateLimited,
         ErrorCode::TokenRateLimited,
         ErrorCode::BudgetExceeded,
+        ErrorCode::ParallelLimited,
+        ErrorCode::LimitsUnavailable,
         ErrorCode::UpstreamError,
         ErrorCode::UpstreamTimeout,
         ErrorCode::NoHealthyUpstream,

@@ -10,9 +10,11 @@ use omg_shared::provider::ProviderKind;
 use uuid::Uuid;
 
 use super::State;
+use crate::limits::{Admission, Observed};
 use crate::metrics::Metrics;
 use crate::providers::Usage;
 use crate::request::Route;
+use crate::snapshot::KeyEntry;
 
 /// Counts the request as in flight until dropped (graceful drain waits on this count).
 pub struct InflightGuard(Arc<State>);
@@ -76,7 +78,13 @@ pub struct RequestCtx {
     pub stream: bool,
     /// Upstream attempts made.
     pub attempts: u32,
-    _inflight: InflightGuard,
+    /// The authenticated key (for limits and budget headers).
+    pub key: Option<Arc<KeyEntry>>,
+    /// Limits and budget state for the response headers.
+    pub observed: Option<Observed>,
+    /// The request's hold on limits and budgets, settled after the response.
+    pub admission: Option<Admission>,
+    inflight: Option<InflightGuard>,
 }
 
 impl RequestCtx {
@@ -102,8 +110,17 @@ impl RequestCtx {
             ttft: None,
             stream: false,
             attempts: 0,
-            _inflight: InflightGuard::new(state),
+            key: None,
+            observed: None,
+            admission: None,
+            inflight: Some(InflightGuard::new(state)),
         }
+    }
+
+    /// Takes the in-flight guard, so work after the response (settling limits) still
+    /// counts as in flight for the graceful drain.
+    pub fn take_inflight(&mut self) -> Option<InflightGuard> {
+        self.inflight.take()
     }
 
     /// Marks the first streamed content.

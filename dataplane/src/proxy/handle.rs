@@ -13,9 +13,11 @@ use super::ctx::RequestCtx;
 use super::{forward, mock, respond, upstream, Failure, State};
 use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
+use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
 use crate::request::{route, RequestBody, Route};
-use crate::snapshot::{KeyEntry, RuntimeSnapshot};
+use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
+use omg_shared::tokens::estimate_tokens;
 
 /// Handles one request end to end.
 pub(super) async fn handle(
@@ -41,11 +43,18 @@ pub(super) async fn handle(
     ctx.tenant_id = Some(key.key.tenant_id);
     ctx.key_id = Some(key.key.id);
     ctx.key_prefix = Some(key.key.prefix.clone());
+    ctx.key = Some(key.clone());
 
     match &matched {
         Route::Forward(_) => Ok(forward::prepare(state, ctx, &method, &path)?),
-        Route::ListModels => list_models(session, ctx, &snapshot, &key).await,
-        Route::GetModel(id) => get_model(session, ctx, &snapshot, &key, id).await,
+        Route::ListModels => {
+            observe(state, ctx, &snapshot, &key).await;
+            list_models(session, ctx, &snapshot, &key).await
+        }
+        Route::GetModel(id) => {
+            observe(state, ctx, &snapshot, &key).await;
+            get_model(session, ctx, &snapshot, &key, id).await
+        }
         Route::Chat | Route::Completions | Route::Embeddings => {
             let bytes = read_body(session, state.settings.body_limit).await?;
             let body = RequestBody::parse(&bytes, &matched)?;
@@ -78,6 +87,8 @@ pub(super) async fn handle(
             }
             ctx.alias = Some(alias.alias.clone());
             let order = alias.attempt_order(|total| rand::random::<u64>() % total.max(1));
+            let estimate = estimate(&snapshot, alias, &order, &matched, &body);
+            admit(state, ctx, &snapshot, &key, estimate).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
             if let Some(first) = order
                 .first()
@@ -100,6 +111,101 @@ pub(super) async fn handle(
                     .into())
                 })
         }
+    }
+}
+
+/// The worst case a request may take: its prompt (estimated) plus the largest completion it
+/// may get (`max_tokens`, else the model's `max_output_tokens`, else
+/// `rate_limits.default_max_tokens`), priced at the dearest deployment it may fail over to.
+fn estimate(
+    snapshot: &RuntimeSnapshot,
+    alias: &AliasEntry,
+    order: &[Arc<DeploymentEntry>],
+    route: &Route,
+    body: &RequestBody<'_>,
+) -> Estimate {
+    let prompt = estimate_tokens(&body.prompt_text()).max(1);
+    let completion = match route {
+        Route::Embeddings => 0,
+        _ => body
+            .max_tokens
+            .or(alias.max_output_tokens)
+            .unwrap_or(snapshot.governance.rate_limits.default_max_tokens.max(1)),
+    };
+    let cost = order
+        .iter()
+        .map(|d| d.deployment.pricing.cost(prompt, completion))
+        .max()
+        .unwrap_or(0);
+    Estimate {
+        tokens: prompt.saturating_add(completion),
+        cost,
+    }
+}
+
+/// Checks limits and budgets and takes what the request needs; refusals become the
+/// request's error.
+async fn admit(
+    state: &Arc<State>,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    key: &KeyEntry,
+    estimate: Estimate,
+) -> Result<(), Failure> {
+    let plan = plan::build(
+        &snapshot.governance,
+        key,
+        ctx.alias.as_deref(),
+        Some(estimate),
+        chrono::Utc::now(),
+    );
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let (observed, admission) = state
+        .governor
+        .admit(&snapshot.governance, plan, ctx.event_id)
+        .await;
+    ctx.observed = Some(observed);
+    match admission {
+        Ok(admission) => {
+            ctx.admission = Some(admission);
+            Ok(())
+        }
+        Err(refusal) => {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                key_prefix = ctx.key_prefix.as_deref().unwrap_or("-"),
+                limit = refusal.label(),
+                "request refused by a limit"
+            );
+            Err(refusal.to_api_error().into())
+        }
+    }
+}
+
+/// Reads the limits and budget state for the headers of a request that takes nothing.
+async fn observe(
+    state: &Arc<State>,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    key: &KeyEntry,
+) {
+    let plan = plan::build(&snapshot.governance, key, None, None, chrono::Utc::now());
+    if !plan.is_empty() {
+        ctx.observed = Some(state.governor.look(&snapshot.governance, plan).await);
+    }
+}
+
+/// Before an error response to an authenticated request: the limits and budget state for
+/// its headers, unless a check already produced it.
+pub(super) async fn observe_for_error(state: &Arc<State>, ctx: &mut RequestCtx) {
+    if ctx.observed.is_some() {
+        return;
+    }
+    if let Some(key) = ctx.key.clone() {
+        let snapshot = state.snapshots.load();
+        observe(state, ctx, &snapshot, &key).await;
     }
 }
 
@@ -310,6 +416,17 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
         error_code = ctx.error_code.unwrap_or("-"),
         "request"
     );
+    if let Some(admission) = ctx.admission.take() {
+        // Settling may wait on Redis: after the response, still counted as in flight so a
+        // graceful drain waits for it.
+        let governor = state.governor.clone();
+        let tokens = ctx.usage.prompt_tokens + ctx.usage.completion_tokens;
+        let inflight = ctx.take_inflight();
+        tokio::spawn(async move {
+            governor.settle(admission, tokens, cost).await;
+            drop(inflight);
+        });
+    }
 }
 
 #[cfg(test)]

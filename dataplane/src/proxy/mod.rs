@@ -25,6 +25,7 @@ pub use ctx::RequestCtx;
 
 use crate::dns::Resolver;
 use crate::error::ApiError;
+use crate::limits::Governor;
 use crate::snapshot::SnapshotStore;
 use crate::usage::UsageSink;
 
@@ -81,12 +82,20 @@ pub struct State {
     pub inflight: AtomicUsize,
     /// Cluster mode: where `/v1/files*` and `/v1/batches*` are forwarded.
     pub forward: Option<forward::ForwardTarget>,
+    /// Rate limits and budgets.
+    pub governor: Arc<Governor>,
 }
 
 impl State {
     /// Assembles the shared state.
-    pub fn new(snapshots: SnapshotStore, settings: Settings, usage: Box<dyn UsageSink>) -> Self {
+    pub fn new(
+        snapshots: SnapshotStore,
+        settings: Settings,
+        usage: Box<dyn UsageSink>,
+        governor: Arc<Governor>,
+    ) -> Self {
         Self {
+            governor,
             snapshots,
             settings,
             usage,
@@ -146,7 +155,10 @@ impl ProxyHttp for Gateway {
             // Authenticated files/batches request: Pingora proxies it (upstream_peer on).
             Ok(()) if ctx.forward.is_some() => return Ok(false),
             Ok(()) => {}
-            Err(Failure::Api(error)) => respond::error(session, ctx, &error).await,
+            Err(Failure::Api(error)) => {
+                handle::observe_for_error(&self.state, ctx).await;
+                respond::error(session, ctx, &error).await;
+            }
             Err(Failure::ClientGone) => {
                 ctx.status = 499;
                 ctx.error_code.get_or_insert("client_closed_request");

@@ -15,7 +15,7 @@ pub fn header(
     status: u16,
     content_type: &str,
 ) -> Result<ResponseHeader, Failure> {
-    let mut header = ResponseHeader::build(status, Some(8)).map_err(internal)?;
+    let mut header = ResponseHeader::build(status, Some(24)).map_err(internal)?;
     header
         .insert_header("content-type", content_type)
         .map_err(internal)?;
@@ -26,6 +26,11 @@ pub fn header(
         header
             .insert_header("x-omg-deployment", deployment.as_str())
             .map_err(internal)?;
+    }
+    if let Some(observed) = &ctx.observed {
+        for (name, value) in observed.headers() {
+            header.insert_header(name, value).map_err(internal)?;
+        }
     }
     Ok(header)
 }

@@ -27,6 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{Gateway, Settings, State};
 use crate::cluster::{BusStatus, Cluster, SnapshotSource};
 use crate::config::ConfigSource;
+use crate::limits::{Governor, GovernorSettings};
 use crate::metrics::Metrics;
 use crate::snapshot::{RuntimeSnapshot, SnapshotStore};
 use crate::usage::shipper::{Shipper, ShipperHandle, ShipperOptions};
@@ -126,6 +127,7 @@ struct Prepared {
     sink: Box<dyn UsageSink>,
     shipper: Option<Shipper>,
     forward: Option<super::forward::ForwardTarget>,
+    governor: Arc<Governor>,
 }
 
 /// The addresses to listen on.
@@ -165,6 +167,15 @@ impl Prepared {
             }
         };
         let forward = super::forward::ForwardTarget::from_config(&config.cluster)?;
+        let limits = GovernorSettings {
+            lease_ttl: config.rate_limits.lease_ttl,
+            redis_timeout: config.rate_limits.redis_timeout,
+            counter_prefix: config.cluster.counter_prefix.clone(),
+        };
+        let governor = match &config.redis.url {
+            None => Governor::local(limits),
+            Some(url) => Governor::shared(limits, url.expose())?,
+        };
         let listen = omg_shared::config::parse_listen_addr(
             config
                 .server
@@ -179,6 +190,7 @@ impl Prepared {
             sink,
             shipper,
             forward,
+            governor,
         })
     }
 
@@ -190,6 +202,7 @@ impl Prepared {
                 SnapshotStore::new(runtime),
                 Settings::from_config(&config.server),
                 self.sink,
+                self.governor,
             )
             .with_forward(self.forward),
         );
@@ -222,6 +235,22 @@ impl BackgroundService for UsageShipper {
         if let Some(shipper) = shipper {
             shipper.run(std::future::pending()).await;
         }
+    }
+}
+
+/// Cluster mode: renews leases and reservations and announces the data plane, for the
+/// lifetime of the process (settlements after the drain still need Redis).
+struct LimitsRenewer {
+    governor: Arc<Governor>,
+}
+
+#[async_trait]
+impl BackgroundService for LimitsRenewer {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        self.governor
+            .clone()
+            .run_renewer(std::future::pending())
+            .await;
     }
 }
 
@@ -272,7 +301,8 @@ fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(),
         Follow::Config(_) => None,
         Follow::Bus(follower) => Some(follower.cluster.status()),
     };
-    let mode = if bus.is_some() {
+    let cluster_mode = bus.is_some();
+    let mode = if cluster_mode {
         "cluster"
     } else {
         "standalone"
@@ -298,6 +328,14 @@ fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(),
         }
     }
 
+    if cluster_mode {
+        server.add_service(background_service(
+            "limits renewer",
+            LimitsRenewer {
+                governor: state.governor.clone(),
+            },
+        ));
+    }
     if let Some(shipper) = shipper {
         server.add_service(background_service(
             "usage shipper",
@@ -573,6 +611,16 @@ impl ServeHttp for AdminApp {
                     body["bus"] = bus.to_json(snapshot.version, snapshot.generated_at_ms);
                     if !bus.connected() {
                         // Still serving the last good snapshot, but not receiving updates.
+                        body["status"] = "degraded".into();
+                    }
+                }
+                if self.bus.is_some() {
+                    let governor = &self.state.governor;
+                    body["limits"] = serde_json::json!({
+                        "store": if governor.redis_down() { "local_share" } else { "redis" },
+                        "instance": governor.instance(),
+                    });
+                    if governor.redis_down() {
                         body["status"] = "degraded".into();
                     }
                 }

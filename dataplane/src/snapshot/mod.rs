@@ -7,5 +7,7 @@
 mod runtime;
 mod store;
 
-pub use runtime::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot, TenantEntry};
+pub use runtime::{
+    AliasEntry, DeploymentEntry, Governance, KeyEntry, RuntimeSnapshot, TenantEntry,
+};
 pub use store::SnapshotStore;

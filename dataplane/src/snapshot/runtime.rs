@@ -1,13 +1,16 @@
 //! [`RuntimeSnapshot`]: the indexed form of a snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use omg_shared::config::{ModelType, TenantStatus};
+use chrono_tz::Tz;
+use omg_shared::config::{ModelType, RedisFailMode, TenantStatus};
 use omg_shared::keys::KeyHasher;
 use omg_shared::mock::MockSettings;
 use omg_shared::provider::ProviderKind;
-use omg_shared::snapshot::{ApiKey, Deployment, Snapshot, Tenant, SCHEMA_VERSION};
+use omg_shared::snapshot::{
+    ApiKey, BudgetPolicy, Deployment, Limits, RateLimitDefaults, Snapshot, Tenant, SCHEMA_VERSION,
+};
 use uuid::Uuid;
 
 /// A tenant with its status.
@@ -116,6 +119,25 @@ pub struct RuntimeSnapshot {
     /// Alias names, sorted, for listings.
     model_names: Vec<String>,
     tenants: HashMap<Uuid, Arc<TenantEntry>>,
+    /// Limits and budgets beyond tenants and keys.
+    pub governance: Governance,
+}
+
+/// The snapshot's limit and budget settings, parsed once.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    /// Global defaults.
+    pub rate_limits: RateLimitDefaults,
+    /// Default tenant budget.
+    pub budget_default: Option<BudgetPolicy>,
+    /// Per-alias caps.
+    pub model_limits: BTreeMap<String, Limits>,
+    /// Reporting timezone of budget windows.
+    pub timezone: Tz,
+    /// Live data planes (≥ 1): the divisor of the local share.
+    pub live_dataplanes: u32,
+    /// Behaviour while Redis is unreachable.
+    pub on_redis_error: RedisFailMode,
 }
 
 impl RuntimeSnapshot {
@@ -216,6 +238,7 @@ impl RuntimeSnapshot {
                 return Err(format!("two keys share the prefix `{prefix}`"));
             }
         }
+        let timezone = omg_shared::budget::parse_timezone(&snapshot.reporting_timezone)?;
         Ok(Self {
             version: snapshot.version,
             generated_at_ms: snapshot.generated_at_ms,
@@ -224,6 +247,14 @@ impl RuntimeSnapshot {
             models,
             model_names,
             tenants,
+            governance: Governance {
+                rate_limits: snapshot.rate_limits,
+                budget_default: snapshot.budget_default,
+                model_limits: snapshot.model_limits,
+                timezone,
+                live_dataplanes: snapshot.live_dataplanes.max(1),
+                on_redis_error: snapshot.on_redis_error,
+            },
         })
     }
 

@@ -10,5 +10,6 @@ mod harness;
 mod cluster;
 mod errors;
 mod lifecycle;
+mod limits;
 mod passthrough;
 mod streaming;

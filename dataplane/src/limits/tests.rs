@@ -1,0 +1,120 @@
+//! Unit tests of the limiter's glue: interpretation, headers and the local backend.
+
+use chrono::Utc;
+use omg_shared::budget::WindowSpan;
+use omg_shared::counters::{BudgetScope, CounterKeys, LimitScope};
+use omg_shared::snapshot::BudgetWindow;
+use uuid::Uuid;
+
+use super::local::LocalLimiter;
+use super::plan::{BudgetCheck, ParallelCheck, RateCheck};
+use super::*;
+
+fn plan(rpm: u64, parallel: u64, budget: MicroUsd, cost: MicroUsd) -> Plan {
+    let tenant = Uuid::from_u128(7);
+    Plan {
+        rates: vec![RateCheck {
+            scope: LimitScope::Tenant(tenant),
+            kind: RateKind::Requests,
+            limit: rpm,
+            amount: 1,
+        }],
+        parallel: vec![ParallelCheck {
+            scope: LimitScope::Tenant(tenant),
+            limit: parallel,
+        }],
+        budgets: vec![BudgetCheck {
+            scope: BudgetScope::Tenant(tenant),
+            limit: budget,
+            threshold: 0.5,
+            span: WindowSpan::current(BudgetWindow::CalendarMonth, chrono_tz::Tz::UTC, Utc::now()),
+            amount: cost,
+        }],
+        timezone: None,
+    }
+}
+
+fn ending(lease: Uuid, cost: MicroUsd, today: chrono::NaiveDate) -> Ending {
+    Ending {
+        lease,
+        second: 1000,
+        tokens: 0,
+        cost,
+        today,
+    }
+}
+
+#[test]
+fn local_backend_enforces_rpm_parallel_and_budget() {
+    let keys = CounterKeys::new("t");
+    let local = LocalLimiter::default();
+    let plan = plan(3, 2, 100, 40);
+    let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    assert_eq!(local.check(&keys, &plan, a, true, 1000).failed, None);
+    assert_eq!(local.check(&keys, &plan, b, true, 1000).failed, None);
+    // Third: parallel cap 2 reached.
+    assert_eq!(
+        local.check(&keys, &plan, c, true, 1000).failed,
+        Some(Failed::Parallel { index: 0 })
+    );
+    let today = Utc::now().date_naive();
+    local.settle(&keys, &plan, &ending(a, 30, today), 1001);
+    // Budget: 30 spent + 40 reserved + 40 asked = 110 > 100.
+    assert_eq!(
+        local.check(&keys, &plan, c, true, 1001).failed,
+        Some(Failed::Budget { index: 0 })
+    );
+    local.settle(&keys, &plan, &ending(b, 10, today), 1002);
+    // 40 spent: fits, but this is the third request of the minute.
+    let raw = local.check(&keys, &plan, c, true, 1002);
+    assert_eq!(raw.failed, None);
+    let raw = local.check(&keys, &plan, Uuid::from_u128(4), true, 1003);
+    assert!(matches!(
+        raw.failed,
+        Some(Failed::Rate {
+            index: 0,
+            retry: Some(57)
+        })
+    ));
+    let (observed, refusal) = interpret(&plan, &raw);
+    assert!(matches!(refusal, Some(Refusal::Rate { .. })));
+    let budget = observed.budget.unwrap();
+    assert_eq!((budget.spent, budget.reserved), (40, 40));
+    assert!(budget.warning() && !budget.exceeded());
+}
+
+#[test]
+fn headers_report_the_tightest_limits() {
+    let tenant = Uuid::from_u128(7);
+    let observed = Observed {
+        requests: Some(RateView {
+            limit: 60,
+            remaining: 59,
+            reset_secs: 90,
+        }),
+        tokens: None,
+        budget: Some(BudgetView {
+            limit: 1_000_000,
+            spent: 250_000,
+            reserved: 50_000,
+            threshold: 0.8,
+            resets_at: Utc::now(),
+            window: "calendar_month:2026-11-01".into(),
+        }),
+    };
+    let headers: std::collections::HashMap<_, _> = observed.headers().into_iter().collect();
+    assert_eq!(headers["x-ratelimit-limit-requests"], "60");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "59");
+    assert_eq!(headers["x-ratelimit-reset-requests"], "1m30s");
+    assert_eq!(headers["x-budget-remaining"], format_usd(700_000));
+    assert_eq!(headers["x-budget-warning"], "false");
+    assert_eq!(headers["x-budget-exceeded"], "false");
+    let refusal = Refusal::Budget {
+        scope: BudgetScope::Tenant(tenant),
+        view: observed.budget.clone().unwrap(),
+        amount: 5,
+    };
+    let error = refusal.to_api_error();
+    assert_eq!(error.code, ErrorCode::BudgetExceeded);
+    assert_eq!(error.retry_after, None);
+}
