@@ -41,6 +41,17 @@ model_catalog:
     price_output: 0.002
     metadata:
       mock_chunks: "2"
+  - alias: mock-slow
+    provider: mock
+    metadata:
+      mock_chunks: "5"
+      mock_chunk_interval_ms: "200"
+  - alias: mock-priced
+    provider: mock
+    price_input: 1.0
+    price_output: 1.0
+    metadata:
+      mock_chunks: "2"
 """
 
 
@@ -228,6 +239,8 @@ server:
   graceful_shutdown_timeout: 10s
 redis:
   url: "{self.redis.url}"
+rate_limits:
+  lease_ttl: 3s
 cluster:
   snapshot_poll_interval: 500ms
   snapshot_cache_path: "{dp_dir}/snapshot.sealed"

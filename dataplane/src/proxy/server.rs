@@ -619,6 +619,7 @@ impl ServeHttp for AdminApp {
                     body["limits"] = serde_json::json!({
                         "store": if governor.redis_down() { "local_share" } else { "redis" },
                         "instance": governor.instance(),
+                        "live_dataplanes": snapshot.governance.live_dataplanes,
                     });
                     if governor.redis_down() {
                         body["status"] = "degraded".into();

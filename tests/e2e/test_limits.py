@@ -1,0 +1,190 @@
+"""Limits and budgets across two data planes (real binaries, real Redis and Postgres).
+
+One limit shared by N data planes: RPM under a burst, parallel slots with a slow upstream,
+a $1.00 budget under 50 concurrent clients, leases of a SIGKILLed data plane expiring, and
+each data plane holding its share while Redis is stopped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cluster import Cluster, psql, request
+from conftest import wait_until
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    c = Cluster(tmp_path)
+    request.node.omg_cluster = c  # failed tests get the processes' logs (conftest hook)
+    try:
+        yield c.start()
+    finally:
+        c.close()
+
+
+def issue_key(cluster: Cluster, **quota) -> str:
+    tid = cluster.tenant_id("demo")
+    status, issued = cluster.admin("POST", f"/admin/tenants/{tid}/api-keys", {"name": "limits", **quota})
+    assert status == 201, issued
+    key = issued["key"]
+    for index in (0, 1):
+        assert wait_until(lambda: call(cluster, index, key, "mock-chat")[0] != 401, 5), \
+            f"key not usable on dataplane {index}"
+    return key
+
+
+def call(cluster: Cluster, index: int, key: str, model: str, **extra) -> tuple[int, dict, dict]:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+    return request("POST", f"{cluster.v1(index)}/chat/completions", body,
+                   {"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_rpm_limit_is_shared_by_two_dataplanes_under_a_burst(cluster: Cluster):
+    key = issue_key(cluster, rate_limit={"requests_per_minute": 120})
+    statuses: list[int] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 30
+
+    def hammer(worker: int) -> None:
+        while time.monotonic() < deadline:
+            status, body, headers = call(cluster, worker % 2, key, "mock-chat")
+            with lock:
+                statuses.append(status)
+            if status == 429:
+                assert body["error"]["code"] == "rate_limit_exceeded", body
+                assert int(headers["retry-after"]) >= 1
+                assert headers["x-ratelimit-limit-requests"] == "120"
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(hammer, range(6)))
+    # The two probes issue_key made (one 200 per data plane) count in the same window.
+    accepted = statuses.count(200) + 2
+    assert all(s in (200, 429) for s in statuses), sorted(set(statuses))
+    assert 120 <= accepted <= 120 * 1.01, accepted
+    assert statuses.count(429) > 100
+
+
+def stream_interval(port: int, key: str) -> tuple[int, float, float]:
+    """A streamed request to the slow model: (status, first byte, last byte) times."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"model": "mock-slow", "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    conn.request("POST", "/v1/chat/completions", body,
+                 {"authorization": f"Bearer {key}", "content-type": "application/json"})
+    response = conn.getresponse()
+    first = time.monotonic()
+    response.read()
+    last = time.monotonic()
+    conn.close()
+    return response.status, first, last
+
+
+def test_parallel_cap_holds_across_dataplanes_with_a_slow_upstream(cluster: Cluster):
+    key = issue_key(cluster, rate_limit={"parallel_requests": 5})
+    ports = [cluster.dp_ports[0][0], cluster.dp_ports[1][0]]
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda i: stream_interval(ports[i % 2], key), range(60)))
+    served = [(first, last) for status, first, last in results if status == 200]
+    assert all(status in (200, 429) for status, _, _ in results)
+    assert len(served) >= 5
+    assert any(status == 429 for status, _, _ in results)
+    # An admitted request holds its slot from before its first byte until after its last.
+    events = sorted([(first, 1) for first, _ in served] + [(last, -1) for _, last in served],
+                    key=lambda e: (e[0], e[1]))
+    inflight = peak = 0
+    for _, delta in events:
+        inflight += delta
+        peak = max(peak, inflight)
+    assert peak <= 5, peak
+
+
+def test_budget_holds_under_fifty_concurrent_clients(cluster: Cluster):
+    key = issue_key(cluster, budget_usd=1.0, rate_limit={"parallel_requests": 100})
+    refused = threading.Event()
+    admitted_after_refusal = []
+
+    def client(worker: int) -> int:
+        admitted = 0
+        while True:
+            status, body, headers = call(cluster, worker % 2, key, "mock-priced", max_tokens=20)
+            if status == 200:
+                admitted += 1
+                assert "x-budget-remaining" in headers
+                continue
+            assert status == 429, body
+            assert body["error"]["code"] == "budget_exceeded", body
+            assert headers["x-should-retry"] == "false"
+            refused.set()
+            return admitted
+
+    with ThreadPoolExecutor(50) as pool:
+        admitted = sum(pool.map(client, range(50)))
+    # Once refused for the budget, nobody gets in (nothing was settled back below it).
+    for index in (0, 1):
+        status, body, _ = call(cluster, index, key, "mock-priced", max_tokens=20)
+        admitted_after_refusal.append(status)
+    assert admitted_after_refusal == [429, 429]
+    # Every admitted request reaches Postgres; the spend there is within the budget plus
+    # the cost of one request.
+    expected_rows = admitted + 2  # the probes issue_key made
+    assert wait_until(lambda: int(psql(cluster.db_url, "SELECT count(*) FROM requests WHERE status = 200")) >= expected_rows, 30)
+    rows = psql(cluster.db_url, "SELECT coalesce(sum(cost_micro_usd), 0), coalesce(max(cost_micro_usd), 0) "
+                                "FROM requests WHERE status = 200 AND key_id IS NOT NULL "
+                                "AND key_id = (SELECT id FROM api_keys WHERE name = 'limits')")
+    spent, largest = (int(v) for v in rows.split("|"))
+    assert spent <= 1_000_000 + largest, (spent, largest)
+    assert spent > 900_000, spent
+
+
+def test_a_killed_dataplanes_slots_are_freed_within_the_lease_ttl(cluster: Cluster):
+    key = issue_key(cluster, rate_limit={"parallel_requests": 2})
+    port0 = cluster.dp_ports[0][0]
+    holders = [threading.Thread(target=lambda: _ignore(stream_interval, port0, key)) for _ in range(2)]
+    for t in holders:
+        t.start()
+    # Both slots held on dataplane 0: dataplane 1 is refused.
+    assert wait_until(lambda: call(cluster, 1, key, "mock-chat")[0] == 429, 5)
+    cluster.dataplanes[0].kill9()
+    killed = time.monotonic()
+    assert wait_until(lambda: call(cluster, 1, key, "mock-chat")[0] == 200, 10), cluster.logs()
+    # lease_ttl is 3 s in the harness; renewals stopped with the process.
+    assert time.monotonic() - killed <= 3 + 2
+    for t in holders:
+        t.join(timeout=30)
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+def test_redis_stopped_each_dataplane_holds_its_share(cluster: Cluster):
+    key = issue_key(cluster, rate_limit={"requests_per_minute": 10})
+    # Both data planes are announced (heartbeats) and counted in the snapshot before the outage.
+    assert wait_until(lambda: all(cluster.dp_health(i)["limits"]["live_dataplanes"] == 2 for i in (0, 1)), 20), \
+        [cluster.dp_health(i) for i in (0, 1)]
+    cluster.redis.stop()
+    statuses = {0: [], 1: []}
+    for _ in range(12):
+        for index in (0, 1):
+            status, body, _ = call(cluster, index, key, "mock-chat")
+            assert status in (200, 429), (status, body)
+            statuses[index].append(status)
+    # Two live data planes: each admits at most 10 // 2 = 5 (the probes were counted in Redis,
+    # not here).
+    for index in (0, 1):
+        assert statuses[index].count(200) <= 5, statuses
+        assert statuses[index].count(200) >= 4, statuses
+        health = cluster.dp_health(index)
+        assert health["limits"]["store"] == "local_share", health
+    cluster.redis.start()
+    assert wait_until(lambda: all(cluster.dp_health(i)["limits"]["store"] == "redis" for i in (0, 1)), 15)
