@@ -184,6 +184,11 @@ impl LocalLimiter {
         }
     }
 
+    /// Adds settled spend to a day counter (start-up: spend recorded before a restart).
+    pub fn add_spend(&self, day_key: String, cost: MicroUsd) {
+        *self.state().spend.entry(day_key).or_default() += cost;
+    }
+
     /// Forgets spend and rate counts (kept: slots and reservations in flight). Used when
     /// Redis is back, so the next outage starts from what Redis then says.
     pub fn forget_counts(&self) {

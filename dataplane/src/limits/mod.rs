@@ -521,6 +521,41 @@ impl Governor {
         &self.instance
     }
 
+    /// Standalone: counts the spend of usage records written before this start (the JSONL
+    /// usage file) into the budget windows, so a restart does not hand out a fresh budget.
+    /// Returns the records counted.
+    pub fn seed_spend(
+        &self,
+        timezone: chrono_tz::Tz,
+        records: impl Iterator<Item = omg_shared::usage::UsageEvent>,
+    ) -> usize {
+        let oldest = Utc::now() - chrono::Duration::days(367);
+        let mut counted = 0;
+        for record in records {
+            let (Some(tenant), true) = (record.tenant_id, record.cost_micro_usd > 0) else {
+                continue;
+            };
+            let Ok(started) = DateTime::parse_from_rfc3339(&record.started_at) else {
+                continue;
+            };
+            let started = started.with_timezone(&Utc);
+            if started < oldest {
+                continue;
+            }
+            let day = local_day(timezone, started);
+            let mut scopes = vec![BudgetScope::Tenant(tenant)];
+            if let Some(key) = record.key_id {
+                scopes.push(BudgetScope::Key { tenant, key });
+            }
+            for scope in scopes {
+                self.local
+                    .add_spend(self.keys.spend_day(&scope, day), record.cost_micro_usd);
+            }
+            counted += 1;
+        }
+        counted
+    }
+
     /// Whether Redis is currently being bypassed (cluster mode only).
     pub fn redis_down(&self) -> bool {
         self.redis_down.load(Ordering::Relaxed)

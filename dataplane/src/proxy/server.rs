@@ -197,6 +197,9 @@ impl Prepared {
     /// The shared state around the first snapshot, the addresses to listen on and the usage
     /// shipper (cluster mode).
     fn start(self, config: &GatewayConfig, runtime: RuntimeSnapshot) -> Started {
+        if config.redis.url.is_none() {
+            seed_budgets(&self.governor, config, &runtime);
+        }
         let state = Arc::new(
             State::new(
                 SnapshotStore::new(runtime),
@@ -212,6 +215,28 @@ impl Prepared {
             shipper: self.shipper,
         }
     }
+}
+
+/// Standalone: budgets count the spend already in the usage file (a restart must not reset
+/// them). Unreadable lines are skipped (the file is append-only and may end mid-write).
+fn seed_budgets(governor: &Governor, config: &GatewayConfig, runtime: &RuntimeSnapshot) {
+    use std::io::BufRead;
+    let path = &config.usage.jsonl_path;
+    let Ok(file) = std::fs::File::open(path) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let records = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<omg_shared::usage::UsageEvent>(&line).ok());
+    let counted = governor.seed_spend(runtime.governance.timezone, records);
+    tracing::info!(
+        file = %path.display(),
+        counted,
+        took_ms = started.elapsed().as_millis() as u64,
+        "budgets: spend of earlier requests counted from the usage file"
+    );
 }
 
 /// The state and what `serve` runs around it.

@@ -475,3 +475,38 @@ async fn standalone_budget_is_reserved_out_then_refused() {
         .sum();
     assert!(spent <= 1000, "{spent}");
 }
+
+/// Standalone budgets survive a restart: the spend already in the usage file counts.
+#[tokio::test]
+async fn standalone_budget_survives_a_restart() {
+    use crate::harness::*;
+    let upstream = upstream().await;
+    let template = format!("{}budgets:\n  default_usd: 0.001\n", config(&upstream, ""));
+    let mut gateway = Gateway::start(&template).await;
+    let ask = |gateway: &Gateway| {
+        let mut body = chat("mock-chat", false);
+        body["max_tokens"] = 100.into();
+        gateway.post("/v1/chat/completions").json(&body).send()
+    };
+    while ask(&gateway).await.unwrap().status() == 200 {}
+    let usage_file = gateway.usage_path();
+    let spent: i64 = gateway
+        .usage()
+        .iter()
+        .map(|r| r["cost_micro_usd"].as_i64().unwrap_or(0))
+        .sum();
+    gateway.signal("TERM");
+    assert_eq!(
+        gateway.wait_exit(std::time::Duration::from_secs(20)).await,
+        Some(0)
+    );
+    // Same usage file, new process: still refused, and the headers show the spend.
+    let template = template.replace("{DIR}/usage.jsonl", &usage_file.display().to_string());
+    let again = Gateway::start(&template).await;
+    let refused = ask(&again).await.unwrap();
+    assert_eq!(refused.status(), 429, "{}", again.log());
+    assert_eq!(
+        refused.headers()["x-budget-spent"],
+        omg_shared::money::format_usd(spent)
+    );
+}
