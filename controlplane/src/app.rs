@@ -13,6 +13,7 @@ use crate::crypto::{self, Vault};
 use crate::db;
 use crate::metrics::Metrics;
 use crate::service::bootstrap;
+use crate::service::counters;
 use crate::service::snapshot::{self, Publisher};
 use crate::service::usage_ingest;
 use crate::settings::redact_url;
@@ -137,11 +138,12 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
     Ok(state)
 }
 
-/// The background work of a serving control plane (with Redis: the snapshot publisher and
-/// the usage consumer). Dropping it stops the usage consumer; [`Background::shutdown`] lets
+/// The background work of a serving control plane (with Redis: the snapshot publisher, the
+/// usage consumer and the start-up counter rebuild). Dropping it stops the usage consumer; [`Background::shutdown`] lets
 /// it finish the batch in hand first.
 pub struct Background {
     publisher: Option<tokio::task::JoinHandle<()>>,
+    rebuild: Option<tokio::task::JoinHandle<()>>,
     ingest: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -152,6 +154,9 @@ impl Background {
     pub async fn shutdown(self) {
         if let Some(publisher) = self.publisher {
             publisher.abort();
+        }
+        if let Some(rebuild) = self.rebuild {
+            rebuild.abort();
         }
         let _ = self.stop.send(true);
         if let Some(ingest) = self.ingest {
@@ -165,16 +170,21 @@ impl Background {
     }
 }
 
-/// Starts the background work: with Redis, the snapshot publisher and the usage consumer.
+/// Starts the background work: with Redis, the snapshot publisher, the usage consumer and a
+/// one-off rebuild of the spend counters from Postgres.
 pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let publisher = state
         .redis
         .as_ref()
         .map(|redis| snapshot::spawn(state.clone(), redis.clone()));
+    let rebuild = state.redis.as_ref().map(|redis| {
+        counters::spawn_startup_rebuild(state.config.clone(), state.pool.clone(), redis.clone())
+    });
     let ingest = usage_ingest::spawn(state, state.usage_ingest.clone(), stopped)?;
     Ok(Background {
         publisher,
+        rebuild,
         ingest,
         stop,
     })

@@ -42,6 +42,18 @@ enum Command {
     Openapi,
     /// Re-seal stored provider credentials with `security.active_encryption_key`, then exit.
     RotateCredentials,
+    /// The shared limit and spend counters in Redis (cluster mode).
+    Counters {
+        #[command(subcommand)]
+        action: CountersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CountersCommand {
+    /// Recompute the per-day spend counters of the last 366 days from Postgres and merge
+    /// them into Redis (a counter keeps its value when Redis already holds more), then exit.
+    Rebuild,
 }
 
 fn init_logs(format: LogFormat) {
@@ -125,6 +137,40 @@ fn main() -> ExitCode {
                     already_current = current,
                     "credential rotation done"
                 );
+                Ok(())
+            }
+            Command::Counters {
+                action: CountersCommand::Rebuild,
+            } => {
+                let state = app::start(config).await?;
+                let Some(redis) = &state.redis else {
+                    return Err(
+                        "redis.url (ROUTER_REDIS_URL) is not set: there are no shared counters to rebuild"
+                            .to_owned(),
+                    );
+                };
+                let report = omg_controlplane::service::counters::rebuild(
+                    &state.config,
+                    &state.pool,
+                    redis,
+                    chrono::Utc::now(),
+                )
+                .await?;
+                tracing::info!(
+                    tenants = report.tenants,
+                    keys = report.keys,
+                    counters = report.counters,
+                    raised = report.raised,
+                    kept = report.kept,
+                    since = %report.since,
+                    took_ms = report.took_ms,
+                    "spend counters rebuilt from Postgres"
+                );
+                // The report on stdout, for scripts.
+                if let Ok(text) = serde_json::to_string(&report) {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stdout().lock(), "{text}");
+                }
                 Ok(())
             }
             Command::Serve => {

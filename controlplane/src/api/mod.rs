@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod governance;
 pub mod keys;
 pub mod openapi;
 pub mod system;
@@ -70,7 +71,10 @@ macro_rules! route {
 
 /// Every route of the control plane.
 pub fn routes() -> Vec<RouteSpec> {
-    use crate::service::{catalog as c, keys as k, session as se, tenants as t, users as u};
+    use crate::service::{
+        catalog as c, counters as ctr, governance as g, keys as k, session as se, tenants as t,
+        users as u,
+    };
     use views as v;
     use Access::*;
     const VIEWER: Access = Tenant(Role::Viewer);
@@ -88,12 +92,18 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(GET "/admin/providers", Authenticated, system::providers, "Provider kinds and capabilities", 200, res = v::ProvidersView),
         route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise)", 200, res = v::TenantPage, query = Page),
         route!(POST "/admin/tenants", SuperAdmin, tenants::create, "Create a tenant", 201, req = t::NewTenant, res = t::TenantView),
-        route!(GET "/admin/tenants/{tenant_id}", VIEWER, tenants::get, "One tenant", 200, res = t::TenantView),
+        route!(GET "/admin/tenants/{tenant_id}", VIEWER, tenants::get, "One tenant, with its budget in force and current spend", 200, res = t::TenantSummary),
         route!(PATCH "/admin/tenants/{tenant_id}", OWNER, tenants::rename, "Rename a tenant", 200, req = t::TenantPatch, res = t::TenantView),
         route!(DELETE "/admin/tenants/{tenant_id}", SuperAdmin, tenants::delete, "Delete a tenant (confirm with its name; force revokes its keys)", 204, query = tenants::DeleteQuery),
         route!(PATCH "/admin/tenants/{tenant_id}/status", SuperAdmin, tenants::set_status, "Suspend or reactivate a tenant", 200, req = tenants::StatusBody, res = t::TenantView),
         route!(GET "/admin/tenants/{tenant_id}/models", VIEWER, tenants::get_models, "A tenant's model allowlist", 200, res = v::TenantModelsView),
         route!(PUT "/admin/tenants/{tenant_id}/models", SuperAdmin, tenants::set_models, "Replace a tenant's model allowlist (null lifts it)", 200, req = tenants::ModelsBody, res = t::TenantView),
+        route!(GET "/admin/tenants/{tenant_id}/budget", VIEWER, governance::get_tenant_budget, "The tenant's budget in force (override or default), current spend and level", 200, res = g::TenantBudgetView),
+        route!(PUT "/admin/tenants/{tenant_id}/budget", SuperAdmin, governance::set_tenant_budget, "Set the tenant's budget override (USD; alerts)", 200, req = g::TenantBudgetInput, res = g::TenantBudgetView),
+        route!(DELETE "/admin/tenants/{tenant_id}/budget", SuperAdmin, governance::delete_tenant_budget, "Remove the tenant's budget override (the default applies)", 204),
+        route!(GET "/admin/tenants/{tenant_id}/rate-limits", VIEWER, governance::get_tenant_rate_limits, "The tenant's rate-limit override and the limits in force", 200, res = g::TenantRateLimitsView),
+        route!(PUT "/admin/tenants/{tenant_id}/rate-limits", SuperAdmin, governance::set_tenant_rate_limits, "Set the tenant's rate-limit override (null inherits, 0 = unlimited)", 200, req = g::TenantRateLimitsInput, res = g::TenantRateLimitsView),
+        route!(DELETE "/admin/tenants/{tenant_id}/rate-limits", SuperAdmin, governance::delete_tenant_rate_limits, "Remove the tenant's rate-limit override (the defaults apply)", 204),
         route!(GET "/admin/tenants/{tenant_id}/memberships", VIEWER, tenants::members, "A tenant's members", 200, res = v::MemberList),
         route!(POST "/admin/tenants/{tenant_id}/memberships", OWNER, tenants::add_member, "Add a member (creating the user when new)", 201, req = t::NewMember, res = t::MemberView),
         route!(PATCH "/admin/tenants/{tenant_id}/memberships/{user_id}", OWNER, tenants::change_role, "Change a member's role", 200, req = tenants::RoleBody, res = t::MemberView),
@@ -115,6 +125,12 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(PATCH "/admin/model-catalog/{deployment_id}", SuperAdmin, catalog::update, "Update a deployment (api_key: absent keeps, null clears)", 200, req = c::DeploymentPatch, res = c::DeploymentView),
         route!(DELETE "/admin/model-catalog/{deployment_id}", SuperAdmin, catalog::delete, "Delete a deployment", 204),
         route!(PATCH "/admin/model-catalog/aliases/{alias}", SuperAdmin, catalog::set_alias, "Enable or disable an alias", 200, req = catalog::AliasBody, res = v::AliasSwitchView),
+        route!(GET "/admin/settings/rate-limits", Authenticated, governance::get_rate_limits, "The global default rate limits in force", 200, res = g::RateLimitDefaultsView),
+        route!(PUT "/admin/settings/rate-limits", SuperAdmin, governance::set_rate_limits, "Set the global default rate limits (wins over the config)", 200, req = g::RateLimitDefaultsInput, res = g::RateLimitDefaultsView),
+        route!(GET "/admin/budgets/default", Authenticated, governance::get_budget_default, "The default budget in force", 200, res = g::BudgetDefaultView),
+        route!(PUT "/admin/budgets/default", SuperAdmin, governance::set_budget_default, "Set the default budget (wins over the config)", 200, req = g::BudgetDefaultInput, res = g::BudgetDefaultView),
+        route!(GET "/admin/budgets/overrides", SuperAdmin, governance::list_overrides, "Tenant budget overrides with tenant names", 200, res = v::BudgetOverrideList),
+        route!(POST "/admin/budgets/rebuild", SuperAdmin, governance::rebuild, "Rebuild the Redis spend counters from Postgres (max-merge)", 200, res = ctr::RebuildReport),
         route!(GET "/admin/default-models", Authenticated, catalog::get_defaults, "Models granted to new personal tenants", 200, res = v::DefaultModelsView),
         route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
     ]

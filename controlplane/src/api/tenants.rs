@@ -8,7 +8,7 @@ use crate::api::error::ApiResult;
 use crate::api::views::{MemberList, TenantModelsView, TenantPage};
 use crate::api::{has_more, Page};
 use crate::auth::{Caller, OwnerOnly, SuperAdmin, TenantAccess, ViewerUp};
-use crate::service::tenants::{self, NewMember, NewTenant, TenantPatch, TenantView};
+use crate::service::tenants::{self, NewMember, NewTenant, TenantPatch};
 use crate::state::AppState;
 
 /// `GET /admin/tenants`: all tenants for super admins, the caller's otherwise.
@@ -40,9 +40,12 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// `GET /admin/tenants/{tenant_id}`.
-pub async fn get(access: TenantAccess<ViewerUp>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(TenantView::from(&access.tenant)))
+/// `GET /admin/tenants/{tenant_id}`: with its budget in force and current spend.
+pub async fn get(
+    state: web::Data<AppState>,
+    access: TenantAccess<ViewerUp>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(tenants::summary(&state, &access.tenant).await?))
 }
 
 /// `PATCH /admin/tenants/{tenant_id}`: rename (owner).
@@ -97,7 +100,7 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn load(state: &AppState, id: Uuid) -> ApiResult<crate::db::models::Tenant> {
+pub(crate) async fn load(state: &AppState, id: Uuid) -> ApiResult<crate::db::models::Tenant> {
     let mut conn = state.pool.get().await.map_err(crate::db::DbError::from)?;
     crate::db::tenants::get(&mut conn, id)
         .await

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::db::models::AuditEntry;
 use crate::service::catalog::AliasView;
 use crate::service::keys::KeyView;
-use crate::service::tenants::{MemberView, TenantView};
+use crate::service::tenants::{MemberView, TenantSummary};
 use crate::service::users::UserView;
 
 /// `GET /admin/auth/methods`.
@@ -23,7 +23,7 @@ pub struct MethodsView {
 /// A page of tenants.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantPage {
-    pub data: Vec<TenantView>,
+    pub data: Vec<TenantSummary>,
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
@@ -146,4 +146,10 @@ pub struct DefaultModelsView {
     /// Personal tenants whose allowlist was re-synced (on `PUT`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub personal_tenants_synced: Option<usize>,
+}
+
+/// The tenant budget overrides.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetOverrideList {
+    pub data: Vec<crate::service::governance::BudgetOverrideView>,
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod governance;
 pub mod keys;
 pub mod models;
 pub mod schema;

@@ -97,6 +97,29 @@ pub struct TenantBudget {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The persisted global default rate limits (one row, `id` always true).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[diesel(table_name = rate_limit_defaults)]
+pub struct RateLimitDefaultsRow {
+    pub id: bool,
+    pub requests_per_minute: i64,
+    pub tokens_per_minute: i64,
+    pub parallel_requests_key: i64,
+    pub parallel_requests_tenant: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The persisted default budget (one row, `id` always true).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[diesel(table_name = budget_defaults)]
+pub struct BudgetDefaultRow {
+    pub id: bool,
+    pub budget_micro_usd: i64,
+    pub warning_threshold: f64,
+    pub refresh_schedule: String,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A persisted catalog deployment.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = model_deployments)]

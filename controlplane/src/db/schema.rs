@@ -199,9 +199,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_limit_defaults (id) {
+        id -> Bool,
+        requests_per_minute -> Int8,
+        tokens_per_minute -> Int8,
+        parallel_requests_key -> Int8,
+        parallel_requests_tenant -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    budget_defaults (id) {
+        id -> Bool,
+        budget_micro_usd -> Int8,
+        warning_threshold -> Float8,
+        refresh_schedule -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(tenant_budgets -> tenants (tenant_id));
 diesel::joinable!(credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -220,4 +242,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     bootstrap_ledger,
     requests,
     usage_dead_letters,
+    rate_limit_defaults,
+    budget_defaults,
 );

@@ -4,7 +4,10 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::models::{ApiKey, ModelDeployment, Tenant, TenantBudget, TenantRateLimits};
+use super::models::{
+    ApiKey, BudgetDefaultRow, ModelDeployment, RateLimitDefaultsRow, Tenant, TenantBudget,
+    TenantRateLimits,
+};
 use super::schema::{api_keys, tenant_budgets, tenant_rate_limits, tenants};
 use super::DbError;
 
@@ -25,6 +28,10 @@ pub struct SnapshotRows {
     pub deployments: Vec<ModelDeployment>,
     /// Alias switches.
     pub alias_settings: Vec<(String, bool)>,
+    /// The persisted default rate limits (they win over the config when set).
+    pub rate_limit_defaults: Option<RateLimitDefaultsRow>,
+    /// The persisted default budget (it wins over the config when set).
+    pub budget_default: Option<BudgetDefaultRow>,
 }
 
 #[derive(QueryableByName)]
@@ -67,6 +74,8 @@ pub async fn load(conn: &mut AsyncPgConnection) -> Result<SnapshotRows, DbError>
                 .await?;
             let deployments = super::catalog::deployments(conn).await?;
             let alias_settings = super::catalog::alias_settings(conn).await?;
+            let rate_limit_defaults = super::governance::rate_limit_defaults(conn).await?;
+            let budget_default = super::governance::budget_default(conn).await?;
             Ok::<_, DbError>(SnapshotRows {
                 version,
                 tenants,
@@ -75,6 +84,8 @@ pub async fn load(conn: &mut AsyncPgConnection) -> Result<SnapshotRows, DbError>
                 budgets,
                 deployments,
                 alias_settings,
+                rate_limit_defaults,
+                budget_default,
             })
         })
         .await

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use omg_shared::keys::{format_key, valid_prefix};
-use omg_shared::money::{format_usd, usd_to_micros};
+use omg_shared::money::usd_to_micros;
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use crate::crypto;
 use crate::db::models::{ApiKey, Tenant};
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::governance::{self, micros_to_usd};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -43,7 +44,8 @@ pub struct KeyView {
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub allowed_models: Option<Vec<String>>,
-    pub budget_usd: Option<String>,
+    /// USD per window (the default budget's window); stored as micro-USD.
+    pub budget_usd: Option<f64>,
     pub warning_threshold: Option<f64>,
     pub rate_limit: RateLimitInput,
     pub created_by: Option<Uuid>,
@@ -69,7 +71,7 @@ impl From<&ApiKey> for KeyView {
             scopes: k.scopes.clone(),
             expires_at: k.expires_at,
             allowed_models: k.allowed_models.clone(),
-            budget_usd: k.budget_micro_usd.map(format_usd),
+            budget_usd: k.budget_micro_usd.map(micros_to_usd),
             warning_threshold: k.warning_threshold,
             rate_limit: RateLimitInput {
                 requests_per_minute: to_u64(k.requests_per_minute),
@@ -159,21 +161,13 @@ async fn ceilings(
 ) -> ApiResult<Ceilings> {
     let limits = db::tenants::rate_limits(conn, tenant.id).await?;
     let budget = db::tenants::budget(conn, tenant.id).await?;
-    let positive = |v: Option<i64>| to_u64(v).filter(|n| *n > 0);
-    let defaults = &state.config.rate_limits;
-    let default_budget = usd_to_micros(state.config.budgets.default_usd)
-        .ok()
-        .filter(|m| *m > 0);
+    let defaults = governance::load_defaults(&state.config, conn).await?;
+    let c = governance::TenantCeilings::of(&defaults, limits.as_ref(), budget.as_ref());
     Ok(Ceilings {
-        rpm: limits
-            .as_ref()
-            .and_then(|l| positive(l.requests_per_minute)),
-        tpm: limits.as_ref().and_then(|l| positive(l.tokens_per_minute)),
-        parallel: limits
-            .as_ref()
-            .and_then(|l| positive(l.parallel_requests))
-            .or(Some(defaults.default_parallel_requests_tenant).filter(|n| *n > 0)),
-        budget_micros: budget.map(|b| b.budget_micro_usd).or(default_budget),
+        rpm: c.requests_per_minute,
+        tpm: c.tokens_per_minute,
+        parallel: c.parallel_requests,
+        budget_micros: c.budget_micro_usd,
         allowed_models: tenant.allowed_models.clone(),
     })
 }
@@ -234,9 +228,9 @@ fn check_budget(usd: Option<f64>, c: &Ceilings) -> ApiResult<Option<i64>> {
             return Err(ApiError::invalid(
                 "budget_usd",
                 format!(
-                    "{} exceeds the tenant's budget of {} USD",
-                    format_usd(micros),
-                    format_usd(max)
+                    "{} USD exceeds the tenant's budget of {} USD; raise the tenant's budget first",
+                    micros_to_usd(micros),
+                    micros_to_usd(max)
                 ),
             ));
         }

@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod catalog;
+pub mod counters;
+pub mod governance;
 pub mod keys;
 pub mod session;
 pub mod snapshot;

@@ -49,13 +49,15 @@ fn non_negative(value: Option<i64>) -> Option<u64> {
 }
 
 /// Builds the snapshot from the database rows and the config (YAML catalog, global limits and
-/// budget, pepper check). Deployments whose stored credential cannot be opened are left out
-/// and named in the returned warnings; everything else is served.
+/// budget unless persisted defaults override them, pepper check), with the number of live
+/// data planes read beside the rows. Deployments whose stored credential cannot be opened are
+/// left out and named in the returned warnings; everything else is served.
 pub fn build(
     config: &GatewayConfig,
     rows: SnapshotRows,
     open_credential: OpenCredential<'_>,
     key_check: String,
+    live_dataplanes: u32,
     now: DateTime<Utc>,
 ) -> Result<(Snapshot, Vec<String>), String> {
     let mut warnings = Vec::new();
@@ -124,8 +126,23 @@ pub fn build(
         }
     }
 
-    let default_window = BudgetWindow::parse(&config.budgets.refresh_schedule)
-        .unwrap_or(BudgetWindow::CalendarMonth);
+    // The defaults in force: persisted ones win over the config.
+    let defaults = crate::service::governance::effective(
+        config,
+        rows.rate_limit_defaults.as_ref(),
+        rows.budget_default.as_ref(),
+    );
+    snapshot.rate_limits.requests_per_minute = defaults.limits.requests_per_minute;
+    snapshot.rate_limits.tokens_per_minute = defaults.limits.tokens_per_minute;
+    snapshot.rate_limits.parallel_requests_key = defaults.limits.parallel_requests_key;
+    snapshot.rate_limits.parallel_requests_tenant = defaults.limits.parallel_requests_tenant;
+    snapshot.budget_default = (defaults.budget.micro_usd > 0).then_some(BudgetPolicy {
+        limit_micro_usd: defaults.budget.micro_usd,
+        warning_threshold: defaults.budget.warning_threshold,
+        window: defaults.budget.window,
+    });
+    snapshot.live_dataplanes = live_dataplanes.max(1);
+    let default_window = defaults.budget.window;
     let limits: HashMap<Uuid, &crate::db::models::TenantRateLimits> =
         rows.rate_limits.iter().map(|l| (l.tenant_id, l)).collect();
     let budgets: HashMap<Uuid, &crate::db::models::TenantBudget> =
@@ -187,7 +204,7 @@ pub fn build(
                 limit_micro_usd: limit,
                 warning_threshold: key
                     .warning_threshold
-                    .unwrap_or(config.budgets.warning_threshold_perc),
+                    .unwrap_or(defaults.budget.warning_threshold),
                 window: default_window,
             }),
         });
@@ -221,6 +238,8 @@ pub struct PublishStatus {
     pub tenants: usize,
     pub keys: usize,
     pub models: usize,
+    /// Live data planes counted into it (heartbeats younger than 30 s; at least 1).
+    pub live_dataplanes: u32,
     /// The last failure, cleared by the next success.
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
@@ -279,12 +298,15 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
             .map_err(|e| e.to_string())
             .and_then(|plain| String::from_utf8(plain).map_err(|e| e.to_string()))
     };
+    let now = Utc::now();
+    let live = crate::service::counters::live_dataplanes(&state.config, redis, now).await;
     let (mut snapshot, warnings) = build(
         &state.config,
         rows,
         &open,
         state.hasher.check_value(),
-        Utc::now(),
+        live,
+        now,
     )?;
     for warning in &warnings {
         tracing::error!(warning = %warning, "snapshot built with an omission");
@@ -387,6 +409,7 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         status.tenants = snapshot.tenants.len();
         status.keys = snapshot.keys.len();
         status.models = snapshot.models.len();
+        status.live_dataplanes = snapshot.live_dataplanes;
         status.last_error = None;
     }
     state

@@ -40,6 +40,47 @@ impl From<&Tenant> for TenantView {
     }
 }
 
+/// A tenant in listings: the tenant plus its budget in force and the current window's spend.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantSummary {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    /// The budget in force (the tenant's override, else the default), USD per window;
+    /// `null`: no budget applies.
+    pub budget_limit_usd: Option<f64>,
+    /// Spend in the budget's current window (`reporting.timezone`), from the stored usage.
+    pub budget_spent_usd: f64,
+}
+
+async fn summaries(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    rows: &[Tenant],
+) -> ApiResult<Vec<TenantSummary>> {
+    let ids: Vec<Uuid> = rows.iter().map(|t| t.id).collect();
+    let budgets =
+        crate::service::governance::budget_states(&state.config, conn, &ids, Utc::now()).await?;
+    Ok(rows
+        .iter()
+        .map(|t| {
+            let budget = budgets.get(&t.id);
+            TenantSummary {
+                tenant: TenantView::from(t),
+                budget_limit_usd: budget.and_then(|b| b.limit_usd()),
+                budget_spent_usd: budget
+                    .map_or(0.0, |b| crate::service::governance::micros_to_usd(b.spent)),
+            }
+        })
+        .collect())
+}
+
+/// One tenant with its budget and spend.
+pub async fn summary(state: &AppState, tenant: &Tenant) -> ApiResult<TenantSummary> {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut all = summaries(state, &mut conn, std::slice::from_ref(tenant)).await?;
+    all.pop().ok_or_else(|| ApiError::not_found("tenant"))
+}
+
 fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
 }
@@ -50,7 +91,7 @@ pub async fn list(
     caller: &Caller,
     limit: i64,
     offset: i64,
-) -> ApiResult<(Vec<TenantView>, i64)> {
+) -> ApiResult<(Vec<TenantSummary>, i64)> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let scope = if caller.is_super_admin() {
         None
@@ -64,7 +105,7 @@ pub async fn list(
         Some(ids)
     };
     let (rows, total) = db::tenants::list(&mut conn, scope.as_deref(), limit, offset).await?;
-    Ok((rows.iter().map(TenantView::from).collect(), total))
+    Ok((summaries(state, &mut conn, &rows).await?, total))
 }
 
 /// Input of tenant creation.

@@ -84,6 +84,49 @@ pub fn display_name(field: &str, name: &str) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
+/// An `https://` or `http://` URL with a host (webhooks): at most 2048 characters, no
+/// whitespace or embedded credentials. Returned trimmed.
+pub fn webhook_url(field: &str, url: &str) -> ApiResult<String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| ApiError::invalid(field, "must be an `https://` or `http://` URL"))?;
+    if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid(
+            field,
+            "must be at most 2048 characters without spaces",
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(ApiError::invalid(
+            field,
+            "must not embed credentials (`user:password@`)",
+        ));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => {
+                if port.parse::<u16>().map_or(true, |p| p == 0) {
+                    return Err(ApiError::invalid(field, "has an invalid port"));
+                }
+                host
+            }
+            None => authority,
+        },
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(ApiError::invalid(field, "has no valid host"));
+    }
+    Ok(url.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +142,22 @@ mod tests {
         assert!(password("short").is_err());
         assert!(password("long enough password").is_ok());
         assert!(aliases("m", &["a".into(), "a".into()]).is_err());
+        assert!(webhook_url("w", "https://hooks.example.com/budget?t=1").is_ok());
+        assert!(webhook_url("w", "http://127.0.0.1:9000/x").is_ok());
+        assert!(webhook_url("w", "http://[::1]:9000").is_ok());
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "https://u:p@h",
+            "https://h:0",
+            "hooks",
+        ] {
+            assert_eq!(
+                webhook_url("w", bad).unwrap_err().field.as_deref(),
+                Some("w"),
+                "{bad}"
+            );
+        }
     }
 }

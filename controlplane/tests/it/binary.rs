@@ -233,3 +233,87 @@ async fn boots_migrates_bootstraps_and_never_leaks_secrets() {
         "access log missing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_rebuild_command_fills_redis_from_postgres() {
+    use bb8_redis::redis;
+    use omg_shared::counters::{BudgetScope, CounterKeys};
+
+    let test_db = TestDb::create().await;
+    omg_controlplane::db::migrate(&test_db.url).await.unwrap();
+    let tenant = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let record = omg_controlplane::db::models::NewRequestRecord {
+        event_id: uuid::Uuid::now_v7(),
+        request_id: "req-cli-rebuild".into(),
+        started_at: now,
+        tenant_id: Some(tenant),
+        key_id: None,
+        user_id: None,
+        alias: None,
+        provider: None,
+        deployment: None,
+        endpoint: "chat.completions".into(),
+        status: 200,
+        error_code: None,
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        total_tokens: 2,
+        cached_tokens: 0,
+        cost_micro_usd: 4242,
+        latency_ms: 1,
+        ttft_ms: None,
+        stream: false,
+        usage_estimated: false,
+        schema_version: 1,
+    };
+    {
+        let pool = omg_controlplane::db::connect(&test_db.url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        omg_controlplane::db::usage::ingest_batch(
+            &mut pool.get().await.unwrap(),
+            vec![record],
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    let mut env = env_for(&test_db.url, free_port());
+
+    // Without Redis there is nothing to rebuild, and the command says so.
+    let mut refused = spawn(&["counters", "rebuild"], &env, CONFIG);
+    assert!(!refused.child.wait().unwrap().success());
+    assert!(refused.logs().contains("redis.url"), "{}", refused.logs());
+
+    let prefix = format!("omgtest:{}:ctr", uuid::Uuid::now_v7().simple());
+    env.push(("ROUTER_REDIS_URL", crate::snapshot::redis_url()));
+    env.push(("ROUTER_CLUSTER_COUNTER_PREFIX", prefix.clone()));
+    let mut run = spawn(&["counters", "rebuild"], &env, CONFIG);
+    assert!(run.child.wait().unwrap().success(), "{}", run.logs());
+    let logs = run.logs();
+    let report: serde_json::Value = logs
+        .lines()
+        .find(|line| line.starts_with("{\"tenants\""))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap_or_else(|| panic!("no report on stdout: {logs}"));
+    assert_eq!(report["counters"], 1, "{report}");
+    assert!(
+        logs.contains("spend counters rebuilt from Postgres"),
+        "{logs}"
+    );
+    let key = CounterKeys::new(&prefix).spend_day(&BudgetScope::Tenant(tenant), now.date_naive());
+    let mut redis = crate::snapshot::redis_conn().await;
+    let value: Option<i64> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(value, Some(4242));
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}

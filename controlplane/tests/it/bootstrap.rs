@@ -50,6 +50,8 @@ async fn migrations_apply_once_from_empty() {
         "bootstrap_ledger",
         "requests",
         "usage_dead_letters",
+        "rate_limit_defaults",
+        "budget_defaults",
     ] {
         let n = count(
             &cp,

@@ -136,7 +136,7 @@ async fn operator_flow_with_audit_trail() {
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["status"], "disabled");
-    assert_eq!(updated["budget_usd"], "12.500000");
+    assert_eq!(updated["budget_usd"], 12.5);
 
     let (status, revoked) = cp
         .call(

@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod bootstrap;
 mod catalog;
+mod governance;
 mod harness;
 mod internal;
 mod keys;

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use crate::harness::*;
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("OMG_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-async fn redis_conn() -> redis::aio::MultiplexedConnection {
+pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -48,7 +48,7 @@ model_catalog:
     )
 }
 
-async fn current(
+pub async fn current(
     cp: &Cp,
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
@@ -63,7 +63,7 @@ async fn current(
 }
 
 /// Waits until the published snapshot satisfies `check`.
-async fn wait_for(
+pub async fn wait_for(
     cp: &Cp,
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,

@@ -323,6 +323,8 @@ fn default_true() -> bool {
 }
 
 /// `rate_limits.*`: defaults applied where tenants and keys set nothing. `0` = unlimited.
+/// In cluster mode the four `default_*` values are the starting point: once set through the
+/// control plane's admin API (`PUT /admin/settings/rate-limits`) the stored values win.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitsConfig {
@@ -392,7 +394,9 @@ impl Default for RateLimitsConfig {
     }
 }
 
-/// `budgets.*`
+/// `budgets.*`. In cluster mode `default_usd`, `warning_threshold_perc` and
+/// `refresh_schedule` are the starting point: once set through the control plane's admin API
+/// (`PUT /admin/budgets/default`) the stored values win.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetsConfig {

@@ -1,0 +1,2 @@
+DROP TABLE budget_defaults;
+DROP TABLE rate_limit_defaults;
