@@ -46,6 +46,11 @@ model_catalog:
     metadata:
       mock_chunks: "5"
       mock_chunk_interval_ms: "200"
+  - alias: mock-hold
+    provider: mock
+    metadata:
+      mock_chunks: "150"
+      mock_chunk_interval_ms: "200"
   - alias: mock-priced
     provider: mock
     price_input: 1.0
@@ -221,6 +226,7 @@ bootstrap:
     - tenant: demo
       prefix: demo
       secret: my-secret
+      rate_limit: {{parallel_requests: 100}}
 """)
         self.controlplane = Process("controlplane", [str(cp_bin), "--config", str(cp_config), "serve"],
                                     workdir / "controlplane.log")

@@ -71,10 +71,10 @@ def test_rpm_limit_is_shared_by_two_dataplanes_under_a_burst(cluster: Cluster):
     assert statuses.count(429) > 100
 
 
-def stream_interval(port: int, key: str) -> tuple[int, float, float]:
-    """A streamed request to the slow model: (status, first byte, last byte) times."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    body = json.dumps({"model": "mock-slow", "stream": True,
+def stream_interval(port: int, key: str, model: str = "mock-slow") -> tuple[int, float, float]:
+    """A streamed request to a slow model: (status, first byte, last byte) times."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    body = json.dumps({"model": model, "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]})
     conn.request("POST", "/v1/chat/completions", body,
                  {"authorization": f"Bearer {key}", "content-type": "application/json"})
@@ -146,7 +146,9 @@ def test_budget_holds_under_fifty_concurrent_clients(cluster: Cluster):
 def test_a_killed_dataplanes_slots_are_freed_within_the_lease_ttl(cluster: Cluster):
     key = issue_key(cluster, rate_limit={"parallel_requests": 2})
     port0 = cluster.dp_ports[0][0]
-    holders = [threading.Thread(target=lambda: _ignore(stream_interval, port0, key)) for _ in range(2)]
+    # Two 30-second streams hold both slots on dataplane 0.
+    holders = [threading.Thread(target=lambda: _ignore(stream_interval, port0, key, "mock-hold"))
+               for _ in range(2)]
     for t in holders:
         t.start()
     # Both slots held on dataplane 0: dataplane 1 is refused.
