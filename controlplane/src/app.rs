@@ -12,10 +12,10 @@ use crate::auth::throttle::LoginThrottle;
 use crate::crypto::{self, Vault};
 use crate::db;
 use crate::metrics::Metrics;
-use crate::service::bootstrap;
 use crate::service::counters;
 use crate::service::snapshot::{self, Publisher};
 use crate::service::usage_ingest;
+use crate::service::{alerts, bootstrap};
 use crate::settings::redact_url;
 use crate::state::{AppState, RedisPool};
 
@@ -145,12 +145,14 @@ pub struct Background {
     publisher: Option<tokio::task::JoinHandle<()>>,
     rebuild: Option<tokio::task::JoinHandle<()>>,
     ingest: Option<tokio::task::JoinHandle<()>>,
+    alerts: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Background {
     /// Stops the tasks: the publisher at once, the usage consumer after its current batch
-    /// (bounded by 40 s: its statement timeout is 30 s).
+    /// (bounded by 40 s: its statement timeout is 30 s), the alert evaluator after the
+    /// attempt in hand (bounded by 30 s; webhook retries are not waited for).
     pub async fn shutdown(self) {
         if let Some(publisher) = self.publisher {
             publisher.abort();
@@ -167,10 +169,21 @@ impl Background {
                 tracing::warn!("usage consumer did not stop within 40 s; its unacknowledged entries will be reclaimed");
             }
         }
+        if let Some(alerts) = self.alerts {
+            let abort = alerts.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(30), alerts)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                tracing::warn!("budget alert evaluator did not stop within 30 s; stopped (the next start evaluates again)");
+            }
+        }
     }
 }
 
-/// Starts the background work: with Redis, the snapshot publisher, the usage consumer and a
+/// Starts the background work: the budget alert evaluator (unless alerts are disabled) and,
+/// with Redis, the snapshot publisher, the usage consumer (which feeds the evaluator) and a
 /// one-off rebuild of the spend counters from Postgres.
 pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -181,11 +194,16 @@ pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, Strin
     let rebuild = state.redis.as_ref().map(|redis| {
         counters::spawn_startup_rebuild(state.config.clone(), state.pool.clone(), redis.clone())
     });
-    let ingest = usage_ingest::spawn(state, state.usage_ingest.clone(), stopped)?;
+    let (notifier, alerts) = match alerts::spawn(state, stopped.clone())? {
+        Some((notifier, task)) => (Some(notifier), Some(task)),
+        None => (None, None),
+    };
+    let ingest = usage_ingest::spawn(state, state.usage_ingest.clone(), notifier, stopped)?;
     Ok(Background {
         publisher,
         rebuild,
         ingest,
+        alerts,
         stop,
     })
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     snapshot_build_seconds: Histogram,
     internal_refused: prometheus::IntCounter,
     usage: UsageMetrics,
+    alerts: AlertMetrics,
 }
 
 /// The usage consumer's metrics (`omg_cp_usage_*`); cheap to clone (shared handles).
@@ -97,6 +98,65 @@ impl UsageMetrics {
     }
 }
 
+/// The budget alert evaluator's metrics (`omg_cp_alerts_*`); cheap to clone.
+#[derive(Clone)]
+pub struct AlertMetrics {
+    /// Delivery attempts by `channel` (email, webhook), `level` (warning, exceeded) and
+    /// `outcome` (sent, failed, refused).
+    pub sent: IntCounterVec,
+    /// Tenant evaluations by `trigger` (ingest, sweep).
+    pub evaluations: IntCounterVec,
+    /// Evaluations that failed (database errors); retried by the next sweep.
+    pub errors: IntCounter,
+    /// Tenant notifications from usage ingestion dropped because the evaluator's queue was
+    /// full (the next sweep covers them).
+    pub dropped: IntCounter,
+    /// Seconds per sweep.
+    pub sweep_duration: Histogram,
+}
+
+impl AlertMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            sent: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_alerts_sent_total",
+                    "Budget alert delivery attempts by channel, level and outcome (sent, failed, refused)",
+                ),
+                &["channel", "level", "outcome"],
+            )?,
+            evaluations: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_alerts_evaluations_total",
+                    "Tenant budget evaluations by trigger (ingest, sweep)",
+                ),
+                &["trigger"],
+            )?,
+            errors: IntCounter::new(
+                "omg_cp_alerts_evaluation_errors_total",
+                "Budget evaluations that failed (retried by the next sweep)",
+            )?,
+            dropped: IntCounter::new(
+                "omg_cp_alerts_queue_dropped_total",
+                "Tenant notifications dropped because the alert queue was full (the sweep covers them)",
+            )?,
+            sweep_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "omg_cp_alerts_sweep_duration_seconds",
+                    "Time to evaluate every tenant with spend in its window",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            )?,
+        };
+        registry.register(Box::new(metrics.sent.clone()))?;
+        registry.register(Box::new(metrics.evaluations.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.dropped.clone()))?;
+        registry.register(Box::new(metrics.sweep_duration.clone()))?;
+        Ok(metrics)
+    }
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -164,6 +224,7 @@ impl Metrics {
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         let usage = UsageMetrics::new(&registry)?;
+        let alerts = AlertMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -176,6 +237,7 @@ impl Metrics {
             snapshot_build_seconds,
             internal_refused,
             usage,
+            alerts,
         })
     }
 
@@ -218,6 +280,11 @@ impl Metrics {
     /// The usage consumer's metrics.
     pub fn usage(&self) -> &UsageMetrics {
         &self.usage
+    }
+
+    /// The alert evaluator's metrics.
+    pub fn alerts(&self) -> &AlertMetrics {
+        &self.alerts
     }
 
     /// The text exposition.

@@ -7,7 +7,8 @@
 //! ([`money`]), provider kinds and capabilities ([`provider`]) and the OpenAI error vocabulary
 //! ([`error`]), and in cluster mode the bus between them ([`cluster`]: sealed snapshots,
 //! the usage stream, signed identities; sealing with [`vault`]), budget windows ([`budget`])
-//! and the shared limit counters' names ([`counters`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
+//! the shared limit counters' names ([`counters`]) and the policy for outbound targets chosen
+//! by operators ([`ssrf`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
 
 pub mod budget;
 pub mod cluster;
@@ -22,6 +23,7 @@ pub mod money;
 pub mod provider;
 pub mod secret;
 pub mod snapshot;
+pub mod ssrf;
 pub mod tokens;
 pub mod usage;
 pub mod vault;

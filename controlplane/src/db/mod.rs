@@ -1,6 +1,7 @@
 //! The data layer: the only module that speaks diesel. Everything above it calls these plain
 //! async functions with a pooled connection.
 
+pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod governance;

@@ -265,3 +265,43 @@ pub struct NewDeadLetter {
     pub payload: Vec<u8>,
     pub error: String,
 }
+
+/// A recorded budget alert delivery attempt.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = budget_alert_events)]
+pub struct AlertEvent {
+    pub id: i64,
+    pub delivery_id: Uuid,
+    pub tenant_id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub level: String,
+    pub window_label: String,
+    pub channel: String,
+    pub target: String,
+    pub attempt: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub spend_micro_usd: i64,
+    pub limit_micro_usd: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A delivery attempt to record (`created_at` is the evaluator's clock, so cooldowns and
+/// windows are judged on one time line).
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = budget_alert_events)]
+pub struct NewAlertEvent {
+    pub delivery_id: Uuid,
+    pub tenant_id: Uuid,
+    pub key_id: Option<Uuid>,
+    pub level: String,
+    pub window_label: String,
+    pub channel: String,
+    pub target: String,
+    pub attempt: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub spend_micro_usd: i64,
+    pub limit_micro_usd: i64,
+    pub created_at: DateTime<Utc>,
+}

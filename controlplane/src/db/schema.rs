@@ -220,6 +220,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    budget_alert_events (id) {
+        id -> Int8,
+        delivery_id -> Uuid,
+        tenant_id -> Uuid,
+        key_id -> Nullable<Uuid>,
+        level -> Text,
+        window_label -> Text,
+        channel -> Text,
+        target -> Text,
+        attempt -> Int4,
+        outcome -> Text,
+        error -> Nullable<Text>,
+        spend_micro_usd -> Int8,
+        limit_micro_usd -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
@@ -244,4 +263,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_dead_letters,
     rate_limit_defaults,
     budget_defaults,
+    budget_alert_events,
 );

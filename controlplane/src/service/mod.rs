@@ -1,7 +1,9 @@
 //! Business logic: validation, transactions, audit. Handlers call these; these call `db`.
 
+pub mod alerts;
 pub mod audit;
 pub mod bootstrap;
+pub mod budgets;
 pub mod catalog;
 pub mod counters;
 pub mod governance;

@@ -1,6 +1,7 @@
 //! Control plane integration tests against the real Postgres (each test in its own database).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod auth;
 mod binary;
 mod bootstrap;

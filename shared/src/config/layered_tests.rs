@@ -447,6 +447,57 @@ fn controlplane_checks_keys_ttls_and_urls() {
 }
 
 #[test]
+fn controlplane_checks_alert_targets_and_their_channels() {
+    let text = format!(
+        "{CONTROLPLANE}budgets:\n  alert:\n    emails: [ops@example.com, not-an-email]\n    webhooks: [\"https://hooks.example.com/a?token=abc\", \"ftp://x/y\", \"https://\"]\n    allow_private_targets: [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n    sweep_interval: 0s\n    webhook:\n      max_retries: 11\n"
+    );
+    let message = error_of(&text, &[], Mode::Controlplane);
+    for expected in [
+        "`budgets.alert.emails[1]`: `not-an-email` is not an email address",
+        "`budgets.alert.webhooks[1]`: `ftp://x/y` uses the scheme `ftp`",
+        "`budgets.alert.webhooks[2]`: `https://` has no host",
+        "`budgets.alert.allow_private_targets[1]`: `10.1.2.3/8` has host bits set",
+        "`budgets.alert.sweep_interval`: must be at least 1s",
+        "`budgets.alert.webhook.max_retries`: 11 is outside 0..=10",
+        "`budgets.alert.webhook.secret`: required when alert webhooks are configured",
+        "`budgets.alert.smtp.host`: required when `budgets.alert.emails` is set",
+        "`budgets.alert.smtp.from`: required when `budgets.alert.emails` is set",
+    ] {
+        assert!(message.contains(expected), "{expected}\n{message}");
+    }
+    assert!(!message.contains("token=abc"), "{message}");
+
+    // Complete: a relay, a sender and a secret (from the environment).
+    let text = format!(
+        "{CONTROLPLANE}budgets:\n  alert:\n    emails: [ops@example.com]\n    webhooks: [\"https://hooks.example.com/a\"]\n    smtp:\n      host: smtp.example.com\n      from: gateway@example.com\n"
+    );
+    let config = layered(
+        &text,
+        &[(
+            "ROUTER_BUDGETS_ALERT_WEBHOOK_SECRET",
+            "0123456789abcdef0123",
+        )],
+        Mode::Controlplane,
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(
+        config
+            .budgets
+            .alert
+            .webhook
+            .secret
+            .as_ref()
+            .map(|s| s.expose()),
+        Some("0123456789abcdef0123")
+    );
+    // Disabled alerts need neither.
+    let text = format!(
+        "{CONTROLPLANE}budgets:\n  alert:\n    enabled: false\n    webhooks: [\"https://hooks.example.com/a\"]\n"
+    );
+    assert!(layered(&text, &[], Mode::Controlplane).is_ok());
+}
+
+#[test]
 fn each_plane_compares_the_admin_listener_with_its_own_default() {
     // The data plane would listen on :8080, the control plane on :8090.
     let text = format!("{CONTROLPLANE}server:\n  admin_listen_addr: \"127.0.0.1:8080\"\n");

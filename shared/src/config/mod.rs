@@ -23,7 +23,10 @@ pub use controlplane::{
 };
 pub use dotenv::parse_dotenv;
 pub use env::NON_CONFIG_VARIABLES;
-pub use validate::{catalog_entry_rules, parse_listen_addr, validate_controlplane};
+pub use validate::{
+    catalog_entry_rules, email_problem, parse_listen_addr, validate_controlplane,
+    webhook_url_problem,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -422,19 +425,36 @@ impl Default for BudgetsConfig {
     }
 }
 
-/// `budgets.alert.*`
+/// `budgets.alert.*`: budget alerts, sent by the control plane when a tenant's spend in its
+/// current window reaches the warning threshold and again when it reaches the limit. Each
+/// level is sent at most once per window and per `cooldown` to each recipient; every
+/// delivery attempt is recorded in `budget_alert_events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertConfig {
     /// Whether alerts are sent. Default true.
     pub enabled: bool,
-    /// Default email recipients.
+    /// Default email recipients (a tenant's own `alert_emails`, when it has some, replace
+    /// them). Needs `budgets.alert.smtp.host` and `.from`.
     pub emails: Vec<String>,
-    /// Default webhook URLs.
+    /// Default webhook URLs, `http://` or `https://` (a tenant's own `alert_webhooks`, when
+    /// it has some, replace them). Needs `budgets.alert.webhook.secret`.
     pub webhooks: Vec<String>,
-    /// Minimum time between two alerts of the same level for a tenant. Default 1h.
+    /// Minimum time between two alerts of the same level to the same recipient of a tenant
+    /// (a tenant's `alert_cooldown` overrides it). Default 1h.
     #[serde(with = "crate::duration")]
     pub cooldown: Duration,
+    /// How often every tenant with spend in its current window is evaluated, on top of the
+    /// evaluation after each ingested usage batch (it also retries failed deliveries).
+    /// Default 60s.
+    #[serde(with = "crate::duration")]
+    pub sweep_interval: Duration,
+    /// Non-public address blocks alert targets may resolve to (CIDR, e.g. `10.20.0.0/16`,
+    /// `127.0.0.1/32`). Webhook hosts and the SMTP relay are resolved and refused when any
+    /// address is loopback, private (RFC 1918), link-local (cloud metadata included),
+    /// unique-local, CGNAT, unspecified, multicast or reserved, unless a block listed here
+    /// contains it. Default empty (public addresses only).
+    pub allow_private_targets: Vec<String>,
     /// SMTP relay.
     pub smtp: SmtpConfig,
     /// Webhook delivery.
@@ -448,6 +468,8 @@ impl Default for AlertConfig {
             emails: Vec::new(),
             webhooks: Vec::new(),
             cooldown: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(60),
+            allow_private_targets: Vec::new(),
             smtp: SmtpConfig::default(),
             webhook: WebhookConfig::default(),
         }
@@ -458,9 +480,11 @@ impl Default for AlertConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
-    /// Relay host; empty disables email.
+    /// Relay host; empty disables email. Resolved and checked against
+    /// `budgets.alert.allow_private_targets` before each connection.
     pub host: String,
-    /// Relay port. Default 587.
+    /// Relay port. Default 587. With `use_tls`, port 465 means implicit TLS (SMTPS) and any
+    /// other port STARTTLS, required.
     pub port: u16,
     /// Login, when the relay wants one.
     pub username: String,
@@ -468,11 +492,13 @@ pub struct SmtpConfig {
     pub password: Option<Secret>,
     /// Sender address.
     pub from: String,
-    /// STARTTLS/TLS. Default true.
+    /// Encrypt the connection. Default true: implicit TLS on port 465, else STARTTLS,
+    /// required (a relay that does not offer it is an error, never a plain-text fallback).
+    /// `false` sends in plain text (local relays and tests only).
     pub use_tls: bool,
-    /// Accept invalid certificates (test relays only). Default false.
+    /// Accept invalid certificates and host names (test relays only). Default false.
     pub skip_tls_verify: bool,
-    /// Connect timeout. Default 5s.
+    /// Timeout of the connection and of each SMTP command. Default 5s.
     #[serde(with = "crate::duration")]
     pub connect_timeout: Duration,
 }
@@ -499,8 +525,13 @@ pub struct WebhookConfig {
     /// Per-attempt timeout. Default 5s.
     #[serde(with = "crate::duration")]
     pub timeout: Duration,
-    /// Retries after the first attempt. Default 3.
+    /// Retries after the first attempt (0–10), with exponential backoff and jitter, on
+    /// network errors, timeouts, 408, 429 and 5xx answers. Default 3.
     pub max_retries: u32,
+    /// HMAC-SHA256 key signing each webhook (`X-OMG-Signature: t=<unix>,v1=<hex of
+    /// HMAC(secret, "<t>.<body>")>`), at least 16 characters. Required when any webhook is
+    /// configured; also `ROUTER_BUDGETS_ALERT_WEBHOOK_SECRET`.
+    pub secret: Option<Secret>,
 }
 
 impl Default for WebhookConfig {
@@ -508,6 +539,7 @@ impl Default for WebhookConfig {
         Self {
             timeout: Duration::from_secs(5),
             max_retries: 3,
+            secret: None,
         }
     }
 }

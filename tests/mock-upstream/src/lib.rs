@@ -9,6 +9,10 @@
 //! `fail-500`, `fail-429`, `fail-400`, `slow-<ms>`, `chunks-<n>`, `chunk-delay-<ms>`,
 //! `cut-after-<n>`, `hang`, `malformed`, `no-usage`. Every request is recorded.
 //!
+//! Also test receivers for the control plane's budget alerts: [`smtp::SmtpServer`] (a
+//! recording SMTP server) and [`webhook::WebhookReceiver`] (records requests, answers
+//! scripted statuses), and [`redis_server::PrivateRedis`].
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use omg_mock_upstream::{MockConfig, MockUpstream};
@@ -25,9 +29,11 @@ mod body;
 mod handler;
 mod openai;
 pub mod redis_server;
+pub mod smtp;
 mod stream;
 #[cfg(test)]
 mod tests;
+pub mod webhook;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -21,6 +21,7 @@ mod decode;
 mod reply;
 mod status;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use omg_shared::config::ClusterConfig;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 pub use self::status::{IngestHealth, IngestState, IngestStatus};
 
@@ -38,6 +40,7 @@ use self::reply::Entry;
 use crate::db::models::NewDeadLetter;
 use crate::db::{self, Pool};
 use crate::metrics::UsageMetrics;
+use crate::service::alerts::AlertNotifier;
 use crate::state::AppState;
 
 /// `XAUTOCLAIM` pages per maintenance round (each at most one batch).
@@ -123,22 +126,27 @@ pub fn consumer_name() -> String {
 
 /// Starts the consumer of `state`'s config on the current tokio runtime. `Ok(None)` when
 /// `redis.url` is not set (no bus: nothing to ingest). It runs until `shutdown` becomes
-/// `true` (or its sender is dropped), then finishes the batch in hand and returns.
+/// `true` (or its sender is dropped), then finishes the batch in hand and returns. The
+/// tenants of each stored batch go to `alerts` when given.
 pub fn spawn(
     state: &web::Data<AppState>,
     status: Arc<IngestStatus>,
+    alerts: Option<AlertNotifier>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<JoinHandle<()>>, String> {
     let Some(url) = &state.config.redis.url else {
         return Ok(None);
     };
-    let ingest = UsageIngest::new(
+    let mut ingest = UsageIngest::new(
         state.pool.clone(),
         url.expose(),
         IngestOptions::from_cluster(&state.config.cluster),
         state.metrics.usage().clone(),
         status,
     )?;
+    if let Some(alerts) = alerts {
+        ingest = ingest.with_alerts(alerts);
+    }
     Ok(Some(tokio::spawn(ingest.run(shutdown))))
 }
 
@@ -149,6 +157,8 @@ pub struct UsageIngest {
     options: IngestOptions,
     metrics: UsageMetrics,
     status: Arc<IngestStatus>,
+    /// Where the tenants of each stored batch are announced (budget alerts).
+    alerts: Option<AlertNotifier>,
     /// The consumer's own connection (blocking reads must not hold a pooled one, and need a
     /// response timeout longer than the block).
     conn: Option<MultiplexedConnection>,
@@ -189,6 +199,7 @@ impl UsageIngest {
             options,
             metrics,
             status,
+            alerts: None,
             conn: None,
             own_pending: true,
             next_maintenance: Instant::now(),
@@ -196,6 +207,13 @@ impl UsageIngest {
             redis_down_since: None,
             db_down_since: None,
         })
+    }
+
+    /// Announces the tenants of every stored batch to the budget alert evaluator (never
+    /// waiting: a full queue drops them, and the evaluator's sweep covers them).
+    pub fn with_alerts(mut self, alerts: AlertNotifier) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Consumes until `shutdown` is `true` or its sender is dropped; the batch in hand is
@@ -397,6 +415,7 @@ impl UsageIngest {
             );
         }
         let received = records.len();
+        let tenants: BTreeSet<Uuid> = records.iter().filter_map(|r| r.tenant_id).collect();
         let outcome = if records.is_empty() && dead_letters.is_empty() {
             db::usage::BatchOutcome::default()
         } else {
@@ -437,6 +456,11 @@ impl UsageIngest {
             .inc_by(outcome.dead_lettered as u64);
         self.status
             .stored(outcome.inserted, duplicates, outcome.dead_lettered);
+        if outcome.inserted > 0 {
+            if let Some(alerts) = &self.alerts {
+                alerts.notify(tenants);
+            }
+        }
         // Only now, after the commit: acknowledge and drop the entries.
         let _: Value = redis::pipe()
             .atomic()
