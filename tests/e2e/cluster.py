@@ -226,7 +226,7 @@ bootstrap:
     - tenant: demo
       prefix: demo
       secret: my-secret
-      rate_limit: {{parallel_requests: 100}}
+      rate_limit: {{requests_per_minute: 0, parallel_requests: 100}}  # 0 = unlimited: load tests
 """)
         self.controlplane = Process("controlplane", [str(cp_bin), "--config", str(cp_config), "serve"],
                                     workdir / "controlplane.log")
