@@ -3,6 +3,8 @@
 use chrono::Utc;
 use omg_shared::budget::WindowSpan;
 use omg_shared::counters::{BudgetScope, CounterKeys, LimitScope};
+use omg_shared::error::ErrorCode;
+use omg_shared::money::format_usd;
 use omg_shared::snapshot::BudgetWindow;
 use uuid::Uuid;
 
