@@ -71,10 +71,10 @@ def test_rpm_limit_is_shared_by_two_dataplanes_under_a_burst(cluster: Cluster):
     assert statuses.count(429) > 100
 
 
-def stream_interval(port: int, key: str, model: str = "mock-slow") -> tuple[int, float, float]:
-    """A streamed request to a slow model: (status, first byte, last byte) times."""
+def stream_interval(port: int, key: str) -> tuple[int, float, float]:
+    """A streamed request to the slow model: (status, first byte, last byte) times."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    body = json.dumps({"model": model, "stream": True,
+    body = json.dumps({"model": "mock-slow", "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]})
     conn.request("POST", "/v1/chat/completions", body,
                  {"authorization": f"Bearer {key}", "content-type": "application/json"})
@@ -146,13 +146,32 @@ def test_budget_holds_under_fifty_concurrent_clients(cluster: Cluster):
 def test_a_killed_dataplanes_slots_are_freed_within_the_lease_ttl(cluster: Cluster):
     key = issue_key(cluster, rate_limit={"parallel_requests": 2})
     port0 = cluster.dp_ports[0][0]
-    # Two 30-second streams hold both slots on dataplane 0.
-    holders = [threading.Thread(target=lambda: _ignore(stream_interval, port0, key, "mock-hold"))
-               for _ in range(2)]
+    streaming = [threading.Event(), threading.Event()]
+
+    def hold(started: threading.Event) -> None:
+        """A 30-second stream on dataplane 0; `started` once its 200 headers arrived."""
+        conn = http.client.HTTPConnection("127.0.0.1", port0, timeout=60)
+        try:
+            body = json.dumps({"model": "mock-hold", "stream": True,
+                               "messages": [{"role": "user", "content": "hi"}]})
+            conn.request("POST", "/v1/chat/completions", body,
+                         {"authorization": f"Bearer {key}", "content-type": "application/json"})
+            response = conn.getresponse()
+            if response.status == 200:
+                started.set()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            pass  # the data plane is killed mid-stream
+        finally:
+            conn.close()
+
+    holders = [threading.Thread(target=hold, args=(event,)) for event in streaming]
     for t in holders:
         t.start()
-    # Both slots held on dataplane 0: dataplane 1 is refused.
-    assert wait_until(lambda: call(cluster, 1, key, "mock-chat")[0] == 429, 5)
+    # Both slots held on dataplane 0 (nothing else runs meanwhile): dataplane 1 is refused.
+    assert all(event.wait(10) for event in streaming), "the two holding streams did not start"
+    status, body, _ = call(cluster, 1, key, "mock-chat")
+    assert status == 429 and body["error"]["code"] == "parallel_limit_exceeded", body
     cluster.dataplanes[0].kill9()
     killed = time.monotonic()
     assert wait_until(lambda: call(cluster, 1, key, "mock-chat")[0] == 200, 10), cluster.logs()
@@ -160,13 +179,6 @@ def test_a_killed_dataplanes_slots_are_freed_within_the_lease_ttl(cluster: Clust
     assert time.monotonic() - killed <= 3 + 2
     for t in holders:
         t.join(timeout=30)
-
-
-def _ignore(fn, *args):
-    try:
-        fn(*args)
-    except OSError:
-        pass
 
 
 def test_redis_stopped_each_dataplane_holds_its_share(cluster: Cluster):
