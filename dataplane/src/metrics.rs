@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric, registered in one registry.
@@ -23,6 +23,16 @@ pub struct Metrics {
     pub cost: IntCounterVec,
     /// `omg_upstream_errors_total{provider,kind}`
     pub upstream_errors: IntCounterVec,
+    /// `omg_upstream_attempts_total{alias,deployment,outcome}` (outcome = ok | a failure kind)
+    pub upstream_attempts: IntCounterVec,
+    /// `omg_failovers_total{alias}`: attempts moved on to another deployment
+    pub failovers: IntCounterVec,
+    /// `omg_deployment_breaker_state{alias,deployment,provider}` (0 closed, 1 half-open, 2 open)
+    pub breaker_state: IntGaugeVec,
+    /// `omg_breaker_transitions_total{deployment,to}`
+    pub breaker_transitions: IntCounterVec,
+    /// `omg_health_checks_total{deployment,result}` (result = ok | failed)
+    pub health_checks: IntCounterVec,
     /// `omg_inflight_requests`
     pub inflight: IntGauge,
     /// `omg_snapshot_version`
@@ -63,6 +73,9 @@ pub struct Metrics {
     pub limits_pending: IntGauge,
     /// `omg_limits_pending_dropped_total` (cluster mode: over the replay queue's bound)
     pub limits_pending_dropped: IntCounter,
+    /// `omg_idempotency_total{outcome}` (executed | replayed | mismatch | in_use | waited |
+    /// fallback | stored | not_stored): requests with an `Idempotency-Key`
+    pub idempotency: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -138,6 +151,37 @@ impl Metrics {
                 "omg_upstream_errors_total",
                 "Upstream failures by kind.",
                 &["provider", "kind"],
+            )?,
+            upstream_attempts: counter_vec(
+                "omg_upstream_attempts_total",
+                "Upstream attempts by deployment and outcome (ok, or the failure kind).",
+                &["alias", "deployment", "outcome"],
+            )?,
+            failovers: counter_vec(
+                "omg_failovers_total",
+                "Requests moved on to another deployment after a failed attempt.",
+                &["alias"],
+            )?,
+            breaker_state: {
+                let metric = IntGaugeVec::new(
+                    Opts::new(
+                        "omg_deployment_breaker_state",
+                        "Circuit breaker per deployment on this data plane: 0 closed, 1 half-open, 2 open.",
+                    ),
+                    &["alias", "deployment", "provider"],
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
+            breaker_transitions: counter_vec(
+                "omg_breaker_transitions_total",
+                "Circuit breaker changes by deployment and new state.",
+                &["deployment", "to"],
+            )?,
+            health_checks: counter_vec(
+                "omg_health_checks_total",
+                "Active health checks by deployment and result (ok, failed).",
+                &["deployment", "result"],
             )?,
             inflight: gauge("omg_inflight_requests", "Requests in progress.")?,
             snapshot_version: gauge(
@@ -227,6 +271,15 @@ impl Metrics {
                 "omg_limits_pending_dropped_total",
                 "Settlements dropped because the replay queue was full (the control plane's \
                  counter rebuild restores spend from Postgres).",
+            )?,
+            idempotency: counter_vec(
+                "omg_idempotency_total",
+                "Requests with an Idempotency-Key by outcome: executed, replayed, mismatch \
+                 (422), in_use (409: still running at the deadline); also waited (a duplicate \
+                 waited for the first), fallback (Redis unreachable: checked locally), stored \
+                 and not_stored (an executed answer kept for replays, or not: error, cut \
+                 stream, too large).",
+                &["outcome"],
             )?,
             registry,
         })

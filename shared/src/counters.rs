@@ -15,6 +15,7 @@
 //! | `<p>:{t:T}:resv:t`, `<p>:{t:T}:resv:k:K` | hash lease → micro-USD | open reservations |
 //! | `<p>:{t:T}:resx:t`, `<p>:{t:T}:resx:k:K` | zset lease → expiry ms | their expiries |
 //! | `<p>:dataplanes` | zset instance → last beat ms | live data planes |
+//! | `<p>:{t:T}:idem:H` | hash (state, fp, owner, status, ctype, body) | an `Idempotency-Key` (H: hex SHA-256 of it) |
 
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -143,6 +144,12 @@ impl CounterKeys {
     pub fn dataplanes(&self) -> String {
         format!("{}:dataplanes", self.prefix)
     }
+
+    /// One `Idempotency-Key` of a tenant; `digest` is the hex SHA-256 of the client's key
+    /// (client text never becomes part of a Redis name).
+    pub fn idempotency(&self, tenant: Uuid, digest: &str) -> String {
+        format!("{}:{{t:{tenant}}}:idem:{digest}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +178,10 @@ mod tests {
         assert_eq!(
             keys.reservations(&BudgetScope::Tenant(tenant)),
             format!("omg:ctr:{{t:{tenant}}}:resv:t")
+        );
+        assert_eq!(
+            keys.idempotency(tenant, "ab12"),
+            format!("omg:ctr:{{t:{tenant}}}:idem:ab12")
         );
     }
 }

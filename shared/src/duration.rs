@@ -29,3 +29,30 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         format!("invalid duration `{text}` ({error}); use forms like `30s`, `5m`, `1h30m`")
     })
 }
+
+/// Serde adapter for optional durations: `#[serde(default, with = "crate::duration::option")]`.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `None` as null, a duration like [`super::serialize`].
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads null as `None`, else a duration like [`super::deserialize`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapper(#[serde(with = "super")] Duration);
+        Option::<Wrapper>::deserialize(deserializer).map(|value| value.map(|Wrapper(d)| d))
+    }
+}

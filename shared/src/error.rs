@@ -52,6 +52,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A bug in the gateway. Never used for client mistakes.
     InternalError,
+    /// The `Idempotency-Key` was already used with another request (route or body).
+    IdempotencyKeyReused,
+    /// A request with this `Idempotency-Key` is still in progress (waited for in vain).
+    IdempotencyKeyInUse,
 }
 
 impl ErrorCode {
@@ -77,6 +81,8 @@ impl ErrorCode {
             | ErrorCode::LimitsUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::InternalError => 500,
+            ErrorCode::IdempotencyKeyReused => 422,
+            ErrorCode::IdempotencyKeyInUse => 409,
         }
     }
 
@@ -91,7 +97,9 @@ impl ErrorCode {
             | ErrorCode::MissingParameter
             | ErrorCode::InvalidParameter
             | ErrorCode::OperationUnsupported
-            | ErrorCode::RequestTooLarge => "invalid_request_error",
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::IdempotencyKeyInUse => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
@@ -128,6 +136,8 @@ impl ErrorCode {
             ErrorCode::NoHealthyUpstream => "no_healthy_upstream",
             ErrorCode::ShuttingDown => "server_shutting_down",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
         }
     }
 
@@ -144,11 +154,12 @@ impl ErrorCode {
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::NoHealthyUpstream
                 | ErrorCode::ShuttingDown
+                | ErrorCode::IdempotencyKeyInUse
         )
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -170,6 +181,8 @@ impl ErrorCode {
         ErrorCode::NoHealthyUpstream,
         ErrorCode::ShuttingDown,
         ErrorCode::InternalError,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInUse,
     ];
 }
 

@@ -7,7 +7,7 @@
 //! ([`money`]), provider kinds and capabilities ([`provider`]) and the OpenAI error vocabulary
 //! ([`error`]), and in cluster mode the bus between them ([`cluster`]: sealed snapshots,
 //! the usage stream, signed identities; sealing with [`vault`]), budget windows ([`budget`])
-//! the shared limit counters' names ([`counters`]) and the policy for outbound targets chosen
+//! the shared limit counters' names ([`counters`]), routing and breaker policy ([`routing`]) and the policy for outbound targets chosen
 //! by operators ([`ssrf`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
 
 pub mod budget;
@@ -21,6 +21,7 @@ pub mod keys;
 pub mod mock;
 pub mod money;
 pub mod provider;
+pub mod routing;
 pub mod secret;
 pub mod snapshot;
 pub mod ssrf;

@@ -91,6 +91,15 @@ impl ProviderKind {
         )
     }
 
+    /// Whether catalog entries of the kind get active health checks unless they say
+    /// otherwise: self-hosted kinds yes; paid APIs no (a check costs quota); `mock` never.
+    pub fn checked_by_default(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::OpenAiCompatible | ProviderKind::HuggingFace
+        )
+    }
+
     /// The operations the kind's adapter implements in this build.
     pub fn capabilities(self) -> &'static [Operation] {
         match self {

@@ -19,6 +19,7 @@ use crate::endpoint::Endpoint;
 use crate::keys::{format_key, KeyDigest, KeyHasher};
 use crate::money::{usd_to_micros, MicroUsd, PricePer1k, Pricing};
 use crate::provider::ProviderKind;
+use crate::routing::RoutingPolicy;
 use crate::secret::Secret;
 
 /// The current schema version.
@@ -71,6 +72,10 @@ pub struct Snapshot {
     /// What to do while Redis is unreachable (`rate_limits.on_redis_error`).
     #[serde(default)]
     pub on_redis_error: RedisFailMode,
+    /// Routing strategy, failover attempts, per-alias timeouts, breaker and health checks
+    /// (`routing.*`, `health.*`).
+    #[serde(default)]
+    pub routing: RoutingPolicy,
 }
 
 fn utc() -> String {
@@ -291,8 +296,14 @@ pub struct Deployment {
     /// Region.
     #[serde(default)]
     pub region: Option<String>,
-    /// Routing weight.
+    /// Routing weight within its priority group.
     pub weight: u32,
+    /// Priority group (lowest first).
+    #[serde(default)]
+    pub priority: u32,
+    /// Active health checks on.
+    #[serde(default)]
+    pub health_check: bool,
     /// Routed to or not.
     pub enabled: bool,
     /// Prices.
@@ -478,6 +489,7 @@ impl Snapshot {
             model_limits: model_limits(&config.rate_limits),
             live_dataplanes: 1,
             on_redis_error: config.rate_limits.on_redis_error,
+            routing: RoutingPolicy::from_config(&config.routing, &config.health),
         })
     }
 }
@@ -588,6 +600,10 @@ pub fn deployment_from_entry(
         api_version: entry.api_version.clone(),
         region: entry.region.clone(),
         weight: entry.weight,
+        priority: entry.priority,
+        health_check: entry
+            .health_check
+            .unwrap_or_else(|| entry.provider.checked_by_default()),
         enabled: entry.enabled,
         pricing,
         metadata: entry.metadata.clone(),

@@ -66,6 +66,10 @@ pub struct UsageEvent {
     pub stream: bool,
     /// Token counts are estimates (stream cut before the provider reported usage).
     pub usage_estimated: bool,
+    /// The answer was replayed from the idempotency store (`Idempotency-Key`): no provider
+    /// call, zero tokens and cost. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent_replay: bool,
 }
 
 /// Namespace of ids derived from `request_id` for records without `event_id`.

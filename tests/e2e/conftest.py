@@ -31,7 +31,7 @@ CLIENT_KEY = "sk-demo.my-secret"
 UPSTREAM_KEY = "upstream-key"
 
 # Aliases the demo tenant may use, and the one it may not.
-ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up"]
+ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover"]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
 PRICED_ALIASES = {"mock-chat", "gpt-up"}
@@ -73,12 +73,23 @@ model_catalog:
     provider_model: text-embedding-test
     endpoint: "{upstream}/v1"
     api_key: "{upstream_key}"
+  - alias: gpt-failover       # its first deployment always fails: requests fail over
+    provider: openai-compatible
+    provider_model: "gpt-test+fail-503"
+    endpoint: "{upstream}/v1"
+    api_key: "{upstream_key}"
+  - alias: gpt-failover
+    provider: openai-compatible
+    provider_model: gpt-test
+    endpoint: "{upstream}/v1"
+    api_key: "{upstream_key}"
+    priority: 1
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover]
   api_keys:
     - tenant: demo
       prefix: demo

@@ -161,27 +161,36 @@ def test_a_killed_dataplanes_slots_are_freed_within_the_lease_ttl(cluster: Clust
     streaming = [threading.Event(), threading.Event()]
 
     def hold(started: threading.Event) -> None:
-        """A 30-second stream on dataplane 0; `started` once its 200 headers arrived."""
-        conn = http.client.HTTPConnection("127.0.0.1", port0, timeout=60)
-        try:
-            body = json.dumps({"model": "mock-hold", "stream": True,
-                               "messages": [{"role": "user", "content": "hi"}]})
-            conn.request("POST", "/v1/chat/completions", body,
-                         {"authorization": f"Bearer {key}", "content-type": "application/json"})
-            response = conn.getresponse()
-            if response.status == 200:
-                started.set()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            pass  # the data plane is killed mid-stream
-        finally:
-            conn.close()
+        """A 30-second stream on dataplane 0; `started` once its 200 headers arrived. A 429
+        is retried: the probes of `issue_key` settle (and free their slots) just after their
+        responses."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", port0, timeout=60)
+            try:
+                body = json.dumps({"model": "mock-hold", "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]})
+                conn.request("POST", "/v1/chat/completions", body,
+                             {"authorization": f"Bearer {key}", "content-type": "application/json"})
+                response = conn.getresponse()
+                if response.status == 429:
+                    response.read()
+                    time.sleep(0.05)
+                    continue
+                if response.status == 200:
+                    started.set()
+                response.read()
+                return
+            except (OSError, http.client.HTTPException):
+                return  # the data plane is killed mid-stream
+            finally:
+                conn.close()
 
     holders = [threading.Thread(target=hold, args=(event,)) for event in streaming]
     for t in holders:
         t.start()
     # Both slots held on dataplane 0 (nothing else runs meanwhile): dataplane 1 is refused.
-    assert all(event.wait(10) for event in streaming), "the two holding streams did not start"
+    assert all(event.wait(15) for event in streaming), "the two holding streams did not start"
     status, body, _ = call(cluster, 1, key, "mock-chat")
     assert status == 429 and body["error"]["code"] == "parallel_limit_exceeded", body
     cluster.dataplanes[0].kill9()

@@ -220,8 +220,20 @@ async fn admin_changes_are_published_sealed_and_versioned() {
     let repaired = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(3), |_| true).await;
     assert!(repaired.version > revoked.version);
     assert_eq!(repaired.tenants.len(), revoked.tenants.len());
-    let status = cp.state.publisher.status();
-    assert_eq!(status.version, Some(repaired.version));
+    // The publisher records its status just after Redis answers: wait for it to catch up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        let status = cp.state.publisher.status();
+        if status.version >= Some(repaired.version) || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        status.version >= Some(repaired.version),
+        "{:?}",
+        status.version
+    );
     assert!(status.last_error.is_none());
 }
 

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use omg_shared::counters::{CounterKeys, SPEND_DAY_TTL_SECS};
 use omg_shared::money::MicroUsd;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
+use redis::Script;
+
+use crate::redis_script::ScriptConn;
 use uuid::Uuid;
 
 use super::plan::{Plan, RateKind};
@@ -14,10 +15,7 @@ use super::{scripts, Ending, Failed, Raw};
 
 /// Limits in Redis.
 pub struct RedisLimiter {
-    client: redis::Client,
-    password: Option<String>,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    timeout: Duration,
+    redis: ScriptConn,
     admit: Script,
     settle: Script,
     renew: Script,
@@ -87,73 +85,13 @@ impl Settlement {
 impl RedisLimiter {
     /// A limiter on `url`; connects lazily.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url)
-            .map_err(|error| format!("redis.url is not a valid Redis URL: {error}"))?;
-        let password = client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .map(str::to_owned);
         Ok(Self {
-            client,
-            password,
-            conn: tokio::sync::Mutex::new(None),
-            timeout,
+            redis: ScriptConn::new(url, timeout, "rate_limits.redis_timeout")?,
             admit: Script::new(scripts::ADMIT),
             settle: Script::new(scripts::SETTLE),
             renew: Script::new(scripts::RENEW),
             add_spend: Script::new(scripts::ADD_SPEND),
         })
-    }
-
-    fn scrub(&self, error: &redis::RedisError) -> String {
-        let message = error.to_string();
-        match &self.password {
-            Some(password) if !password.is_empty() => message.replace(password, "****"),
-            _ => message,
-        }
-    }
-
-    async fn connection(&self) -> Result<MultiplexedConnection, String> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(500))))
-            .set_response_timeout(Some(self.timeout));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|error| self.scrub(&error))?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn forget_connection(&self) {
-        *self.conn.lock().await = None;
-    }
-
-    /// Runs one invocation with the deadline; a failure drops the connection.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        invocation: redis::ScriptInvocation<'_>,
-    ) -> Result<T, String> {
-        let mut conn = self.connection().await?;
-        let call = invocation.invoke_async::<T>(&mut conn);
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.scrub(&error)),
-            Err(_) => Err(format!(
-                "no answer within {} ms (rate_limits.redis_timeout)",
-                self.timeout.as_millis()
-            )),
-        };
-        if result.is_err() {
-            self.forget_connection().await;
-        }
-        result
     }
 
     /// The admit script.
@@ -200,7 +138,7 @@ impl RedisLimiter {
                 invocation.key(keys.spend_day(&budget.scope, *day));
             }
         }
-        let reply: Vec<i64> = self.run(invocation).await?;
+        let reply: Vec<i64> = self.redis.run(invocation).await?;
         decode(&reply, plan.rates.len(), plan.budgets.len())
     }
 
@@ -223,7 +161,7 @@ impl RedisLimiter {
         for (resv, resx, day, cost) in &settlement.budgets {
             invocation.key(resv).key(resx).key(day).arg(*cost);
         }
-        self.run::<i64>(invocation).await.map(|_| ())
+        self.redis.run::<i64>(invocation).await.map(|_| ())
     }
 
     /// Renews `leases` (zset, lease), keeps `alive` keys, beats the heart of `instance`.
@@ -247,7 +185,7 @@ impl RedisLimiter {
         for key in alive {
             invocation.key(key);
         }
-        self.run::<i64>(invocation).await.map(|_| ())
+        self.redis.run::<i64>(invocation).await.map(|_| ())
     }
 
     /// Adds spend settled locally during an outage.
@@ -260,7 +198,7 @@ impl RedisLimiter {
         for (key, amount) in spend {
             invocation.key(key).arg(*amount);
         }
-        self.run::<i64>(invocation).await.map(|_| ())
+        self.redis.run::<i64>(invocation).await.map(|_| ())
     }
 }
 

@@ -2,6 +2,7 @@
 //! provider responses back to OpenAI's shapes, plus usage extraction. No I/O and no Pingora
 //! types: the proxy glue (`crate::proxy`) moves the bytes.
 
+pub mod anthropic;
 mod json_scan;
 pub mod mock;
 pub mod openai;

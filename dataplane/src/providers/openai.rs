@@ -59,6 +59,9 @@ pub enum EventAction {
     Forward,
     /// Leave it out (the usage chunk the client did not ask for).
     Drop,
+    /// A `data:` payload that is not a JSON object: the stream is broken; end it with an
+    /// error rather than hand the client something its SDK cannot parse.
+    Malformed,
 }
 
 /// Meters an OpenAI-format stream, event by event.
@@ -141,8 +144,7 @@ impl StreamMeter {
             Some(facts) => facts,
             None => match parse_chunk(trimmed) {
                 Some(facts) => facts,
-                // Not ours to judge: forward it and let the client's parser decide.
-                None => return EventAction::Forward,
+                None => return EventAction::Malformed,
             },
         };
         if facts.error {
@@ -477,5 +479,19 @@ mod tests {
             EventAction::Forward
         );
         assert!(meter.upstream_error);
+    }
+
+    #[test]
+    fn payloads_that_are_not_json_objects_are_malformed() {
+        let mut meter = StreamMeter::new(false);
+        assert_eq!(
+            meter.process(b"data: {not json\n\n"),
+            EventAction::Malformed
+        );
+        assert_eq!(meter.process(b"data: 42\n\n"), EventAction::Malformed);
+        assert_eq!(
+            meter.process(b"data: {\"id\":\"x\"}\n\n"),
+            EventAction::Forward
+        );
     }
 }

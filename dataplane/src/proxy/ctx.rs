@@ -10,6 +10,7 @@ use omg_shared::provider::ProviderKind;
 use uuid::Uuid;
 
 use super::State;
+use crate::idempotency::Recorder;
 use crate::limits::{Admission, Observed};
 use crate::metrics::Metrics;
 use crate::providers::Usage;
@@ -84,6 +85,10 @@ pub struct RequestCtx {
     pub observed: Option<Observed>,
     /// The request's hold on limits and budgets, settled after the response.
     pub admission: Option<Admission>,
+    /// Running under an `Idempotency-Key` claim: the claim and the capture of the answer.
+    pub idempotency: Option<Recorder>,
+    /// Answered from the idempotency store (no provider call, nothing billed).
+    pub idempotent_replay: bool,
     inflight: Option<InflightGuard>,
 }
 
@@ -113,6 +118,8 @@ impl RequestCtx {
             key: None,
             observed: None,
             admission: None,
+            idempotency: None,
+            idempotent_replay: false,
             inflight: Some(InflightGuard::new(state)),
         }
     }

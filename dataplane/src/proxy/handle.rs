@@ -16,6 +16,7 @@ use crate::error::{truncate, ApiError};
 use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
 use crate::request::{route, RequestBody, Route};
+use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
 use omg_shared::tokens::estimate_tokens;
 
@@ -86,7 +87,20 @@ pub(super) async fn handle(
                 .into());
             }
             ctx.alias = Some(alias.alias.clone());
-            let order = alias.attempt_order(|total| rand::random::<u64>() % total.max(1));
+            if super::idem::begin(state, session, ctx, &method, &path, &bytes).await? {
+                return Ok(()); // replayed from the idempotency store
+            }
+            let order = match routing::order(
+                &alias.deployments,
+                alias.policy.strategy,
+                routing::health::now_ms(),
+                |total| rand::random::<u64>() % total.max(1),
+            ) {
+                Order::Try(order) => order,
+                Order::AllResting { retry_in_ms } => {
+                    return Err(all_resting(&alias.alias, retry_in_ms).into())
+                }
+            };
             let estimate = estimate(&snapshot, alias, &order, &matched, &body);
             admit(state, ctx, &snapshot, &key, estimate).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
@@ -96,22 +110,44 @@ pub(super) async fn handle(
             {
                 return mock::serve(session, ctx, first, &matched, &body).await;
             }
-            let exchange = upstream::exchange(state, session, ctx, &order, &matched, &body);
+            let timeouts = state.settings.timeouts(&alias.policy.timeouts);
+            let plan = upstream::Plan {
+                order: &order,
+                max_attempts: alias.policy.max_attempts,
+                timeouts,
+                health: &snapshot.routing.health,
+            };
+            let exchange = upstream::exchange(state, session, ctx, &plan, &matched, &body);
             if body.stream {
-                // Streams are bounded by `stream_idle_timeout` and `stream_max_duration`.
+                // Streams are bounded by the idle timeout and `stream_max_duration`.
                 return exchange.await;
             }
-            tokio::time::timeout(state.settings.sync_timeout, exchange)
+            tokio::time::timeout(timeouts.sync, exchange)
                 .await
                 .unwrap_or_else(|_| {
                     Err(ApiError::new(
                         ErrorCode::UpstreamTimeout,
-                        "The request did not complete within the gateway's `server.sync_timeout`.",
+                        "The request did not complete within the gateway's sync timeout \
+                         (`server.sync_timeout`, or the alias's `routing.aliases.<alias>.timeouts.sync`).",
                     )
                     .into())
                 })
         }
     }
+}
+
+/// Every deployment of the alias is resting after failures: 503 with the time until one
+/// may take a probe.
+fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::NoHealthyUpstream,
+        format!(
+            "Every deployment of `{alias}` is failing and resting; retry later. \
+             Operators: see /deployments on the data plane's admin listener."
+        ),
+    );
+    error.retry_after = Some(retry_in_ms.map_or(1, |ms| ms.div_ceil(1000).max(1)));
+    error
 }
 
 /// The worst case a request may take: its prompt (estimated) plus the largest completion it
@@ -197,8 +233,8 @@ async fn observe(
     }
 }
 
-/// Before an error response to an authenticated request: the limits and budget state for
-/// its headers, unless a check already produced it.
+/// Before an error response (or an idempotent replay) to an authenticated request: the
+/// limits and budget state for its headers, unless a check already produced it.
 pub(super) async fn observe_for_error(state: &Arc<State>, ctx: &mut RequestCtx) {
     if ctx.observed.is_some() {
         return;
@@ -391,6 +427,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             stream: ctx.stream,
             usage_estimated: ctx.usage_estimated,
+            idempotent_replay: ctx.idempotent_replay,
         };
         state.usage.record(&event);
     }

@@ -74,7 +74,7 @@ pub(super) async fn serve(
     ctx.usage_estimated = true;
     respond::start_stream(session, ctx).await?;
     if let Some(role) = events.role() {
-        respond::stream_bytes(session, Bytes::from(role)).await?;
+        respond::stream_bytes(session, ctx, Bytes::from(role)).await?;
     }
     let per_chunk = usage.completion_tokens / (chunks.len() as u64).max(1);
     for (index, chunk) in chunks.iter().enumerate() {
@@ -84,12 +84,12 @@ pub(super) async fn serve(
             settings.chunk_interval_ms
         };
         respond::sleep_or_client_gone(session, Duration::from_millis(delay)).await?;
-        respond::stream_bytes(session, Bytes::from(events.content(chunk))).await?;
+        respond::stream_bytes(session, ctx, Bytes::from(events.content(chunk))).await?;
         ctx.mark_first_token();
         ctx.usage.completion_tokens += per_chunk;
     }
     ctx.usage = usage;
     ctx.usage_estimated = false;
-    respond::stream_bytes(session, Bytes::from(events.finish(&usage))).await?;
+    respond::stream_bytes(session, ctx, Bytes::from(events.finish(&usage))).await?;
     respond::end_stream(session).await
 }

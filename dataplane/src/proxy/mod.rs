@@ -7,6 +7,8 @@
 mod ctx;
 pub mod forward;
 mod handle;
+mod health_check;
+mod idem;
 mod mock;
 mod respond;
 pub mod server;
@@ -25,6 +27,7 @@ pub use ctx::RequestCtx;
 
 use crate::dns::Resolver;
 use crate::error::ApiError;
+use crate::idempotency::Idempotency;
 use crate::limits::Governor;
 use crate::snapshot::SnapshotStore;
 use crate::usage::UsageSink;
@@ -44,8 +47,6 @@ pub struct Settings {
     pub provider_timeout: std::time::Duration,
     /// Upstream connect timeout.
     pub connect_timeout: std::time::Duration,
-    /// Upstream attempts per request (failover across deployments before the first byte).
-    pub max_attempts: usize,
 }
 
 impl Settings {
@@ -59,9 +60,33 @@ impl Settings {
             stream_max_duration: server.stream_max_duration,
             provider_timeout: server.provider_timeout,
             connect_timeout: server.connect_timeout,
-            max_attempts: 3,
         }
     }
+
+    /// The timeouts of one alias: its `routing.aliases.<alias>.timeouts` over these.
+    pub fn timeouts(&self, overrides: &omg_shared::routing::TimeoutsMs) -> Timeouts {
+        let pick =
+            |value: Option<u64>, default| value.map_or(default, std::time::Duration::from_millis);
+        Timeouts {
+            connect: pick(overrides.connect_ms, self.connect_timeout),
+            sync: pick(overrides.sync_ms, self.sync_timeout),
+            upstream: pick(overrides.upstream_ms, self.provider_timeout),
+            stream_idle: pick(overrides.stream_idle_ms, self.stream_idle_timeout),
+        }
+    }
+}
+
+/// The timeouts one request runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: std::time::Duration,
+    /// Whole non-streamed request.
+    pub sync: std::time::Duration,
+    /// Upstream response headers, and whole non-streamed bodies.
+    pub upstream: std::time::Duration,
+    /// Gap between stream chunks.
+    pub stream_idle: std::time::Duration,
 }
 
 /// Shared by every request.
@@ -84,6 +109,8 @@ pub struct State {
     pub forward: Option<forward::ForwardTarget>,
     /// Rate limits and budgets.
     pub governor: Arc<Governor>,
+    /// `Idempotency-Key` deduplication; `None` when `idempotency.enabled` is false.
+    pub idempotency: Option<Idempotency>,
 }
 
 impl State {
@@ -104,7 +131,14 @@ impl State {
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             forward: None,
+            idempotency: None,
         }
+    }
+
+    /// Sets the idempotency store.
+    pub fn with_idempotency(mut self, idempotency: Option<Idempotency>) -> Self {
+        self.idempotency = idempotency;
+        self
     }
 
     /// Sets the forward target of files and batches.
@@ -151,7 +185,9 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        match handle::handle(&self.state, session, ctx).await {
+        let handled = handle::handle(&self.state, session, ctx).await;
+        idem::finish(ctx, handled.is_ok()).await;
+        match handled {
             // Authenticated files/batches request: Pingora proxies it (upstream_peer on).
             Ok(()) if ctx.forward.is_some() => return Ok(false),
             Ok(()) => {}

@@ -26,6 +26,9 @@ pub fn header(
         header
             .insert_header("x-omg-deployment", deployment.as_str())
             .map_err(internal)?;
+        header
+            .insert_header("x-omg-attempts", ctx.attempts.to_string())
+            .map_err(internal)?;
     }
     if let Some(observed) = &ctx.observed {
         for (name, value) in observed.headers() {
@@ -54,7 +57,26 @@ pub async fn json(
             ctx.started.elapsed().as_millis().to_string(),
         )
         .map_err(internal)?;
-    send(session, ctx, header, body).await
+    send(session, ctx, header, body.into()).await
+}
+
+/// Sends a stored answer again (`Idempotency-Key`): its status, content type and body as
+/// first sent (a stream's events in one response), marked `idempotent-replayed: true`.
+pub async fn replay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    stored: &crate::idempotency::Stored,
+) -> Result<(), Failure> {
+    let mut header = header(ctx, stored.status, &stored.content_type)?;
+    header
+        .insert_header("idempotent-replayed", "true")
+        .map_err(internal)?;
+    if stored.content_type.starts_with("text/event-stream") {
+        header
+            .insert_header("cache-control", "no-cache")
+            .map_err(internal)?;
+    }
+    send(session, ctx, header, stored.body.clone()).await
 }
 
 /// Writes a complete response with its `content-length` and records its status.
@@ -62,18 +84,28 @@ async fn send(
     session: &mut Session,
     ctx: &mut RequestCtx,
     mut header: ResponseHeader,
-    body: Vec<u8>,
+    body: Bytes,
 ) -> Result<(), Failure> {
     header
         .insert_header("content-length", body.len().to_string())
         .map_err(internal)?;
     ctx.status = header.status.as_u16();
+    if let Some(recorder) = ctx.idempotency.as_mut() {
+        let content_type = header
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        recorder
+            .capture
+            .start(ctx.status, content_type.unwrap_or(""));
+        recorder.capture.push(&body);
+    }
     session
         .write_response_header(Box::new(header), false)
         .await
         .map_err(|_| Failure::ClientGone)?;
     session
-        .write_response_body(Some(Bytes::from(body)), true)
+        .write_response_body(Some(body), true)
         .await
         .map_err(|_| Failure::ClientGone)
 }
@@ -98,7 +130,7 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
                 .insert_header("x-should-retry", "false")
                 .map_err(internal)?;
         }
-        send(session, ctx, header, body).await
+        send(session, ctx, header, body.into()).await
     }
     .await;
     if result.is_err() {
@@ -121,6 +153,9 @@ pub async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> Result
             .map_err(internal)?;
     }
     ctx.status = 200;
+    if let Some(recorder) = ctx.idempotency.as_mut() {
+        recorder.capture.start(200, "text/event-stream");
+    }
     session
         .write_response_header(Box::new(header), false)
         .await
@@ -128,7 +163,14 @@ pub async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> Result
 }
 
 /// Writes stream bytes; a failure means the client left.
-pub async fn stream_bytes(session: &mut Session, bytes: Bytes) -> Result<(), Failure> {
+pub async fn stream_bytes(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    bytes: Bytes,
+) -> Result<(), Failure> {
+    if let Some(recorder) = ctx.idempotency.as_mut() {
+        recorder.capture.push(&bytes);
+    }
     session
         .write_response_body(Some(bytes), false)
         .await

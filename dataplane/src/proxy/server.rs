@@ -27,8 +27,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{Gateway, Settings, State};
 use crate::cluster::{BusStatus, Cluster, SnapshotSource};
 use crate::config::ConfigSource;
+use crate::idempotency::Idempotency;
 use crate::limits::{Governor, GovernorSettings};
 use crate::metrics::Metrics;
+use crate::routing::breaker::Availability;
 use crate::snapshot::{RuntimeSnapshot, SnapshotStore};
 use crate::usage::shipper::{Shipper, ShipperHandle, ShipperOptions};
 use crate::usage::spool::{Spool, SpoolOptions};
@@ -128,6 +130,7 @@ struct Prepared {
     shipper: Option<Shipper>,
     forward: Option<super::forward::ForwardTarget>,
     governor: Arc<Governor>,
+    idempotency: Option<Idempotency>,
 }
 
 /// The addresses to listen on.
@@ -191,6 +194,7 @@ impl Prepared {
             shipper,
             forward,
             governor,
+            idempotency: Idempotency::from_config(config)?,
         })
     }
 
@@ -207,7 +211,8 @@ impl Prepared {
                 self.sink,
                 self.governor,
             )
-            .with_forward(self.forward),
+            .with_forward(self.forward)
+            .with_idempotency(self.idempotency),
         );
         Started {
             state,
@@ -361,6 +366,12 @@ fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(),
             },
         ));
     }
+    server.add_service(background_service(
+        "health checker",
+        super::health_check::HealthChecker {
+            state: state.clone(),
+        },
+    ));
     if let Some(shipper) = shipper {
         server.add_service(background_service(
             "usage shipper",
@@ -650,6 +661,14 @@ impl ServeHttp for AdminApp {
                         body["status"] = "degraded".into();
                     }
                 }
+                let resting = snapshot
+                    .deployments()
+                    .filter(|d| !matches!(d.health.availability(), Availability::Open))
+                    .count();
+                body["deployments"] = serde_json::json!({
+                    "total": snapshot.deployments().count(),
+                    "resting": resting,
+                });
                 if let Some(usage) = &self.usage {
                     let status = usage.status();
                     if !status.connected {
@@ -662,6 +681,20 @@ impl ServeHttp for AdminApp {
                     200,
                     "application/json",
                     serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
+            "/deployments" => {
+                let snapshot = self.state.snapshots.load();
+                let policy = &snapshot.routing.health;
+                let list: Vec<_> = snapshot
+                    .deployments()
+                    .map(|d| d.health.status(policy, d.deployment.health_check))
+                    .collect();
+                (
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&serde_json::json!({ "deployments": list }))
+                        .unwrap_or_default(),
                 )
             }
             "/readyz" => {
@@ -686,7 +719,8 @@ impl ServeHttp for AdminApp {
             _ => (
                 404,
                 "application/json",
-                br#"{"error":"not found; try /healthz, /readyz or /metrics"}"#.to_vec(),
+                br#"{"error":"not found; try /healthz, /readyz, /deployments or /metrics"}"#
+                    .to_vec(),
             ),
         };
         http::Response::builder()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
+use omg_shared::routing::HealthPolicy;
 use omg_shared::tokens::estimate_tokens;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -21,12 +22,13 @@ use pingora::OrErr;
 use tokio::io::AsyncWriteExt;
 
 use super::ctx::RequestCtx;
-use super::{respond, Failure, State};
+use super::{respond, Failure, State, Timeouts};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::providers::openai::{response_usage, EventAction, StreamMeter};
 use crate::providers::Usage;
 use crate::request::{RequestBody, Route};
+use crate::routing::Outcome;
 use crate::snapshot::DeploymentEntry;
 use crate::sse::{data_event, SseSplitter};
 
@@ -37,7 +39,7 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Stream bytes gathered from what the upstream already delivered before one client write.
 const COALESCE_BYTES: usize = 64 * 1024;
 /// The `user-agent` sent upstream.
-const USER_AGENT: &str = concat!("open-model-gateway/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("open-model-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// Why one attempt did not produce a response for the client.
 enum AttemptError {
@@ -47,31 +49,94 @@ enum AttemptError {
     Final(Failure),
 }
 
+/// What the attempts of one request run under.
+pub(super) struct Plan<'a> {
+    /// Deployments in the order to try them.
+    pub order: &'a [Arc<DeploymentEntry>],
+    /// Attempts allowed (≥ 1).
+    pub max_attempts: u32,
+    /// The alias's timeouts.
+    pub timeouts: Timeouts,
+    /// Breaker policy.
+    pub health: &'a HealthPolicy,
+}
+
+/// Error codes of a stream that ended broken after its first byte: the deployment failed.
+const BROKEN_STREAM: [&str; 4] = [
+    "stream_idle_timeout",
+    "stream_interrupted",
+    "upstream_protocol",
+    "upstream_stream_error",
+];
+
 pub(super) async fn exchange(
     state: &Arc<State>,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    order: &[Arc<DeploymentEntry>],
+    plan: &Plan<'_>,
     route: &Route,
     body: &RequestBody<'_>,
 ) -> Result<(), Failure> {
-    let attempts = order.len().min(state.settings.max_attempts).max(1);
-    let mut last_error = ApiError::new(
-        ErrorCode::NoHealthyUpstream,
-        "No deployment could take the request.",
-    );
-    for deployment in order.iter().take(attempts) {
+    let metrics = Metrics::global();
+    let mut last_error: Option<ApiError> = None;
+    let mut made = 0;
+    for deployment in plan.order {
+        if made >= plan.max_attempts {
+            break;
+        }
+        // Another request may have tripped it, or taken its probe, since the order was made.
+        let Some(permit) = deployment.health.acquire() else {
+            continue;
+        };
+        made += 1;
+        let alias = ctx.alias.clone().unwrap_or_default();
+        if made > 1 {
+            metrics.failovers.with_label_values(&[alias.as_str()]).inc();
+        }
         ctx.attempts += 1;
         ctx.provider = Some(deployment.deployment.provider);
         ctx.deployment = Some(deployment.deployment.id.clone());
         ctx.pricing = deployment.deployment.pricing;
-        match attempt(state, session, ctx, deployment, route, body).await {
-            Ok(()) => return Ok(()),
-            Err(AttemptError::Final(failure)) => return Err(failure),
+        let id = deployment.deployment.id.as_str();
+        match attempt(state, session, ctx, deployment, plan.timeouts, route, body).await {
+            Ok(()) => {
+                let outcome = match ctx.error_code.filter(|code| BROKEN_STREAM.contains(code)) {
+                    Some(code) => Outcome::Failure(code),
+                    None => Outcome::Success,
+                };
+                let label = match outcome {
+                    Outcome::Failure(code) => code,
+                    _ => "ok",
+                };
+                metrics
+                    .upstream_attempts
+                    .with_label_values(&[alias.as_str(), id, label])
+                    .inc();
+                permit.finish(outcome, plan.health);
+                return Ok(());
+            }
+            Err(AttemptError::Final(failure)) => {
+                // No verdict on the deployment (the client left, or the gateway failed).
+                metrics
+                    .upstream_attempts
+                    .with_label_values(&[alias.as_str(), id, "abandoned"])
+                    .inc();
+                return Err(failure);
+            }
             Err(AttemptError::Retryable { error, kind }) => {
-                Metrics::global()
+                let outcome = if kind == "status_429" {
+                    Outcome::RateLimited(error.retry_after.map(|s| s.saturating_mul(1000)))
+                } else {
+                    Outcome::Failure(kind)
+                };
+                permit.finish(outcome, plan.health);
+                metrics
                     .upstream_errors
                     .with_label_values(&[deployment.deployment.provider.as_str(), kind])
+                    .inc();
+                metrics
+                    .upstream_attempts
+                    .with_label_values(&[alias.as_str(), id, kind])
                     .inc();
                 tracing::warn!(
                     request_id = %ctx.request_id,
@@ -81,11 +146,21 @@ pub(super) async fn exchange(
                     error = %error.message,
                     "upstream attempt failed"
                 );
-                last_error = error;
+                last_error = Some(error);
             }
         }
     }
-    Err(last_error.into())
+    Err(last_error
+        .unwrap_or_else(|| {
+            // Every candidate went to rest between routing and now.
+            let mut error = ApiError::new(
+                ErrorCode::NoHealthyUpstream,
+                "Every deployment of the model is failing and resting; retry later.",
+            );
+            error.retry_after = Some(1);
+            error
+        })
+        .into())
 }
 
 async fn attempt(
@@ -93,10 +168,10 @@ async fn attempt(
     session: &mut Session,
     ctx: &mut RequestCtx,
     deployment: &DeploymentEntry,
+    timeouts: Timeouts,
     route: &Route,
     body: &RequestBody<'_>,
 ) -> Result<(), AttemptError> {
-    let settings = &state.settings;
     let target = &deployment.deployment;
     let Some(endpoint) = &target.endpoint else {
         return Err(AttemptError::Final(
@@ -118,9 +193,9 @@ async fn attempt(
             }
         })?;
     let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
-    peer.options.connection_timeout = Some(settings.connect_timeout);
-    peer.options.total_connection_timeout = Some(settings.connect_timeout * 2);
-    peer.options.read_timeout = Some(settings.provider_timeout);
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.total_connection_timeout = Some(timeouts.connect * 2);
+    peer.options.read_timeout = Some(timeouts.upstream);
     peer.options.write_timeout = Some(Duration::from_secs(30));
     peer.options.idle_timeout = Some(POOL_IDLE);
     if endpoint.tls {
@@ -192,7 +267,7 @@ async fn attempt(
         upstream.read_response_header().await?;
         Ok::<_, Box<pingora::Error>>(upstream)
     };
-    let mut upstream = match tokio::time::timeout(settings.provider_timeout, send).await {
+    let mut upstream = match tokio::time::timeout(timeouts.upstream, send).await {
         Err(_) => return Err(timeout(target)),
         Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
         Ok(Err(_)) => {
@@ -266,7 +341,7 @@ async fn attempt(
     if status != 200 {
         // A client mistake the upstream caught (context too long, bad parameter…): pass its
         // OpenAI-shaped error on, with the status, and nothing else of the upstream's body.
-        let bytes = read_all(&mut upstream, settings.provider_timeout)
+        let bytes = read_all(&mut upstream, timeouts.upstream)
             .await
             .map_err(|_| timeout(target))?;
         let error = match serde_json::from_slice::<OpenAiErrorBody>(&bytes) {
@@ -289,9 +364,7 @@ async fn attempt(
     }
 
     if body.stream && content_type.starts_with("text/event-stream") {
-        stream(state, session, ctx, upstream, &peer, body)
-            .await
-            .map_err(AttemptError::Final)
+        stream(state, session, ctx, upstream, &peer, body, target, timeouts).await
     } else if body.stream {
         Err(AttemptError::Retryable {
             error: ApiError::new(
@@ -304,18 +377,29 @@ async fn attempt(
             kind: "protocol",
         })
     } else {
-        let bytes = read_all(&mut upstream, settings.provider_timeout)
-            .await
-            .map_err(|error| match error {
-                ReadError::TooLarge => AttemptError::Retryable {
-                    error: ApiError::new(
-                        ErrorCode::UpstreamError,
-                        "The upstream response was larger than 64 MiB.",
-                    ),
-                    kind: "protocol",
-                },
-                ReadError::Failed => timeout(target),
-            })?;
+        let bytes =
+            read_all(&mut upstream, timeouts.upstream)
+                .await
+                .map_err(|error| match error {
+                    ReadError::TooLarge => AttemptError::Retryable {
+                        error: ApiError::new(
+                            ErrorCode::UpstreamError,
+                            "The upstream response was larger than 64 MiB.",
+                        ),
+                        kind: "protocol",
+                    },
+                    ReadError::TimedOut => timeout(target),
+                    ReadError::Broken => AttemptError::Retryable {
+                        error: ApiError::new(
+                            ErrorCode::UpstreamError,
+                            format!(
+                                "The upstream for `{}` broke the connection mid-response.",
+                                target.id
+                            ),
+                        ),
+                        kind: "protocol",
+                    },
+                })?;
         let usage = match response_usage(&bytes) {
             Ok(usage) => usage,
             Err(_) => {
@@ -350,17 +434,20 @@ async fn attempt(
 
 enum ReadError {
     TooLarge,
-    Failed,
+    TimedOut,
+    Broken,
 }
 
 async fn read_all(upstream: &mut HttpSession, deadline: Duration) -> Result<Bytes, ReadError> {
     let read = async {
         let mut buffer = BytesMut::new();
-        while let Some(chunk) = upstream
-            .read_response_body()
-            .await
-            .map_err(|_| ReadError::Failed)?
-        {
+        while let Some(chunk) = upstream.read_response_body().await.map_err(|error| {
+            if is_timeout(&error) {
+                ReadError::TimedOut
+            } else {
+                ReadError::Broken
+            }
+        })? {
             if buffer.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(ReadError::TooLarge);
             }
@@ -370,10 +457,14 @@ async fn read_all(upstream: &mut HttpSession, deadline: Duration) -> Result<Byte
     };
     tokio::time::timeout(deadline, read)
         .await
-        .unwrap_or(Err(ReadError::Failed))
+        .unwrap_or(Err(ReadError::TimedOut))
 }
 
 /// Streams an upstream SSE response to the client, metering every event.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the pieces of one attempt"
+)]
 async fn stream(
     state: &Arc<State>,
     session: &mut Session,
@@ -381,17 +472,37 @@ async fn stream(
     mut upstream: HttpSession,
     peer: &HttpPeer,
     body: &RequestBody<'_>,
-) -> Result<(), Failure> {
-    let settings = &state.settings;
-    upstream.set_read_timeout(Some(settings.stream_idle_timeout));
+    target: &omg_shared::snapshot::Deployment,
+    timeouts: Timeouts,
+) -> Result<(), AttemptError> {
+    upstream.set_read_timeout(Some(timeouts.stream_idle));
     let mut splitter = SseSplitter::default();
     let mut meter = StreamMeter::new(body.include_usage);
-    let max_duration = tokio::time::sleep(settings.stream_max_duration);
+    let max_duration = tokio::time::sleep(state.settings.stream_max_duration);
     tokio::pin!(max_duration);
     let mut watch_client = true;
-    // A read taken while gathering (the end of the body, or an error), handled next.
-    let mut carried: Option<pingora::Result<Option<Bytes>>> = None;
-    respond::start_stream(session, ctx).await?;
+    // The client's response starts only with the upstream's first bytes: until then a reset,
+    // an empty stream or a stall can still fail over to the next deployment.
+    let first = upstream.read_response_body().await;
+    let mut carried: Option<pingora::Result<Option<Bytes>>> = match first {
+        Ok(Some(bytes)) => Some(Ok(Some(bytes))),
+        Err(error) if is_timeout(&error) => return Err(timeout(target)),
+        Ok(None) | Err(_) => {
+            return Err(AttemptError::Retryable {
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!(
+                        "The upstream for `{}` ended its stream before sending anything.",
+                        target.id
+                    ),
+                ),
+                kind: "stream_interrupted",
+            })
+        }
+    };
+    respond::start_stream(session, ctx)
+        .await
+        .map_err(AttemptError::Final)?;
 
     let outcome: StreamEnd = loop {
         let read = match carried.take() {
@@ -433,7 +544,11 @@ async fn stream(
                 if meter.saw_choices {
                     ctx.mark_first_token();
                 }
-                if !out.is_empty() && respond::stream_bytes(session, out.freeze()).await.is_err() {
+                if !out.is_empty()
+                    && respond::stream_bytes(session, ctx, out.freeze())
+                        .await
+                        .is_err()
+                {
                     break StreamEnd::ClientGone;
                 }
                 if let Some(end) = end {
@@ -482,7 +597,7 @@ async fn stream(
     if meter.upstream_error {
         ctx.error_code = Some("upstream_stream_error");
     }
-    match outcome {
+    let result = match outcome {
         StreamEnd::Complete => {
             if meter.done {
                 state
@@ -507,10 +622,15 @@ async fn stream(
             let event = OpenAiErrorBody::new(code, message, None);
             // Ends without `[DONE]`: the SDKs raise on the error event instead of pretending
             // the answer was complete.
-            respond::stream_bytes(session, Bytes::from(data_event(&event.to_json()))).await?;
-            respond::end_stream(session).await
+            match respond::stream_bytes(session, ctx, Bytes::from(data_event(&event.to_json())))
+                .await
+            {
+                Ok(()) => respond::end_stream(session).await,
+                Err(failure) => Err(failure),
+            }
         }
-    }
+    };
+    result.map_err(AttemptError::Final)
 }
 
 /// Splits `bytes` into events, meters them and appends those to forward to `out`.
@@ -528,8 +648,16 @@ fn forward(
         )
     })?;
     for event in events {
-        if meter.process(&event) == EventAction::Forward {
-            out.extend_from_slice(&event);
+        match meter.process(&event) {
+            EventAction::Forward => out.extend_from_slice(&event),
+            EventAction::Drop => {}
+            EventAction::Malformed => {
+                return Err(StreamEnd::failed(
+                    ErrorCode::UpstreamError,
+                    "upstream_protocol",
+                    "The upstream sent a malformed stream event.",
+                ))
+            }
         }
     }
     Ok(())

@@ -8,10 +8,13 @@ use omg_shared::config::{ModelType, RedisFailMode, TenantStatus};
 use omg_shared::keys::KeyHasher;
 use omg_shared::mock::MockSettings;
 use omg_shared::provider::ProviderKind;
+use omg_shared::routing::{AliasPolicy, RoutingPolicy};
 use omg_shared::snapshot::{
     ApiKey, BudgetPolicy, Deployment, Limits, RateLimitDefaults, Snapshot, Tenant, SCHEMA_VERSION,
 };
 use uuid::Uuid;
+
+use crate::routing::{DeploymentHealth, HealthRegistry};
 
 /// A tenant with its status.
 #[derive(Debug)]
@@ -54,6 +57,8 @@ pub struct DeploymentEntry {
     pub deployment: Deployment,
     /// Parsed `mock_*` settings when the provider is `mock`.
     pub mock: Option<MockSettings>,
+    /// Its breaker, load and check results on this data plane (kept across snapshots).
+    pub health: Arc<DeploymentHealth>,
 }
 
 /// An alias with its enabled deployments.
@@ -63,10 +68,10 @@ pub struct AliasEntry {
     pub alias: String,
     /// What it serves.
     pub model_type: ModelType,
-    /// Enabled deployments (never empty).
+    /// Enabled deployments (never empty), by priority (catalog order within one).
     pub deployments: Vec<Arc<DeploymentEntry>>,
-    /// Sum of their weights.
-    pub total_weight: u64,
+    /// Strategy, attempts and timeout overrides (`routing.*`).
+    pub policy: AliasPolicy,
     /// Largest completion, used as the default `max_tokens` estimate.
     pub max_output_tokens: Option<u64>,
 }
@@ -77,31 +82,6 @@ impl AliasEntry {
         self.deployments
             .first()
             .map_or("open-model-gateway", |d| d.deployment.provider.as_str())
-    }
-
-    /// Deployments in the order to try them: a weighted random first pick, then the rest in
-    /// weighted random order. `roll` supplies uniform numbers in `0..total`.
-    pub fn attempt_order(&self, mut roll: impl FnMut(u64) -> u64) -> Vec<Arc<DeploymentEntry>> {
-        let mut remaining: Vec<Arc<DeploymentEntry>> = self.deployments.clone();
-        let mut order = Vec::with_capacity(remaining.len());
-        while !remaining.is_empty() {
-            let total: u64 = remaining
-                .iter()
-                .map(|d| u64::from(d.deployment.weight.max(1)))
-                .sum();
-            let mut ticket = roll(total);
-            let mut chosen = remaining.len() - 1;
-            for (index, candidate) in remaining.iter().enumerate() {
-                let weight = u64::from(candidate.deployment.weight.max(1));
-                if ticket < weight {
-                    chosen = index;
-                    break;
-                }
-                ticket -= weight;
-            }
-            order.push(remaining.swap_remove(chosen));
-        }
-        order
     }
 }
 
@@ -121,6 +101,8 @@ pub struct RuntimeSnapshot {
     tenants: HashMap<Uuid, Arc<TenantEntry>>,
     /// Limits and budgets beyond tenants and keys.
     pub governance: Governance,
+    /// Routing defaults and the breaker / health-check policy.
+    pub routing: RoutingPolicy,
 }
 
 /// The snapshot's limit and budget settings, parsed once.
@@ -181,22 +163,25 @@ impl RuntimeSnapshot {
                 if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
                     return Err(format!("deployment `{}` has no endpoint", deployment.id));
                 }
-                deployments.push(Arc::new(DeploymentEntry { deployment, mock }));
+                let health = HealthRegistry::global().entry(&deployment);
+                deployments.push(Arc::new(DeploymentEntry {
+                    deployment,
+                    mock,
+                    health,
+                }));
             }
             if deployments.is_empty() {
                 continue;
             }
-            let total_weight = deployments
-                .iter()
-                .map(|d| u64::from(d.deployment.weight.max(1)))
-                .sum();
+            deployments.sort_by_key(|d| d.deployment.priority);
+            let policy = snapshot.routing.for_alias(&model.alias);
             models.insert(
                 model.alias.clone(),
                 Arc::new(AliasEntry {
                     alias: model.alias,
                     model_type: model.model_type,
                     deployments,
-                    total_weight,
+                    policy,
                     max_output_tokens: model.max_output_tokens,
                 }),
             );
@@ -255,6 +240,7 @@ impl RuntimeSnapshot {
                 live_dataplanes: snapshot.live_dataplanes.max(1),
                 on_redis_error: snapshot.on_redis_error,
             },
+            routing: snapshot.routing,
         })
     }
 
@@ -277,6 +263,14 @@ impl RuntimeSnapshot {
             .iter()
             .filter(move |alias| key.may_use(alias))
             .filter_map(move |alias| self.models.get(alias))
+    }
+
+    /// Every enabled deployment, by alias name then priority.
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<DeploymentEntry>> + '_ {
+        self.model_names
+            .iter()
+            .filter_map(|alias| self.models.get(alias))
+            .flat_map(|alias| alias.deployments.iter())
     }
 
     /// Number of keys and tenants, for health output.

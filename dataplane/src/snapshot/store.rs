@@ -36,6 +36,8 @@ impl SnapshotStore {
         }
         let version = next.version;
         self.current.store(Arc::new(next));
+        // Deployments gone from the catalog stop being tracked.
+        crate::routing::HealthRegistry::global().prune();
         Ok(version)
     }
 }

@@ -48,6 +48,7 @@ fn event(n: u64) -> UsageEvent {
         ttft_ms: Some(5),
         stream: n % 2 == 0,
         usage_estimated: n % 3 == 0,
+        idempotent_replay: false,
     }
 }
 

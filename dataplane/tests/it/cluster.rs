@@ -19,9 +19,9 @@ use omg_mock_upstream::redis_server::PrivateRedis;
 
 use crate::harness::*;
 
-const PEPPER: &str = "cluster-it-pepper-0123456789abcdef";
-const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
+pub(crate) const PEPPER: &str = "cluster-it-pepper-0123456789abcdef";
+pub(crate) const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+pub(crate) const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
 
 /// A control-plane-like snapshot: alias `mock-chat`, keys `sk-demo.my-secret` and
 /// `sk-v<version>.secret`, sealed with the test key.
@@ -54,7 +54,13 @@ async fn connect_url(url: &str) -> redis::RedisResult<redis::aio::MultiplexedCon
 }
 
 /// What the control plane does: the envelope, its version, then (optionally) the announcement.
-async fn publish(url: &str, snapshot_key: &str, bytes: &[u8], version: u64, announce: bool) {
+pub(crate) async fn publish(
+    url: &str,
+    snapshot_key: &str,
+    bytes: &[u8],
+    version: u64,
+    announce: bool,
+) {
     let mut conn = connect_url(url).await.unwrap();
     let keys = BusKeys::new(snapshot_key, "unused");
     let _: () = redis::cmd("SET")
@@ -88,7 +94,7 @@ async fn stored(url: &str, snapshot_key: &str) -> Option<Vec<u8>> {
         .unwrap()
 }
 
-async fn forget(url: &str, snapshot_key: &str) {
+pub(crate) async fn forget(url: &str, snapshot_key: &str) {
     if let Ok(mut conn) = connect_url(url).await {
         let _: redis::RedisResult<i64> = redis::cmd("DEL")
             .arg(snapshot_key)
@@ -100,7 +106,7 @@ async fn forget(url: &str, snapshot_key: &str) {
 
 /// Starts the binary with `args` and `env` (the process's `ROUTER_*` variables removed), on
 /// fresh ports; does not wait.
-fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(String, String)]) -> Gateway {
+pub(crate) fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(String, String)]) -> Gateway {
     let port = free_port();
     let admin_port = free_port();
     let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();

@@ -70,6 +70,7 @@ model_catalog:
     provider_model: gpt-test
     endpoint: "{base}"
     api_key: "{UPSTREAM_KEY}"
+    health_check: false
     price_input: 0.001
     price_output: 0.002
   - alias: embed-up
@@ -78,6 +79,7 @@ model_catalog:
     provider_model: text-embedding-test
     endpoint: "{base}"
     api_key: "{UPSTREAM_KEY}"
+    health_check: false
   - alias: secret-model
     provider: mock
 {scripted}bootstrap:
@@ -98,11 +100,108 @@ model_catalog:
         scripted = SCRIPTED
             .iter()
             .map(|(alias, model)| format!(
-                "  - alias: {alias}\n    provider: openai-compatible\n    provider_model: \"{model}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n",
+                "  - alias: {alias}\n    provider: openai-compatible\n    provider_model: \"{model}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n    health_check: false\n",
                 upstream.base_url()
             ))
             .collect::<String>(),
         scripted_names = SCRIPTED.iter().map(|(alias, _)| *alias).collect::<Vec<_>>().join(", "),
+    )
+}
+
+/// One `model_catalog` entry of a [`custom_config`]: an `openai-compatible` deployment of
+/// `alias` served by a mock upstream. Entries sharing an alias are its deployments.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub alias: String,
+    /// The upstream's base URL (`MockUpstream::base_url`), or any unreachable one.
+    pub endpoint: String,
+    /// The model sent upstream: `gpt-test` plus mock directives.
+    pub provider_model: String,
+    pub priority: u32,
+    pub weight: u32,
+    /// Active health checks (`health_check`); off by default in tests.
+    pub health_check: bool,
+}
+
+impl Entry {
+    pub fn new(alias: &str, endpoint: &str, provider_model: &str) -> Entry {
+        Entry {
+            alias: alias.to_owned(),
+            endpoint: endpoint.to_owned(),
+            provider_model: provider_model.to_owned(),
+            priority: 0,
+            weight: 1,
+            health_check: false,
+        }
+    }
+
+    pub fn checked(mut self) -> Entry {
+        self.health_check = true;
+        self
+    }
+
+    pub fn priority(mut self, priority: u32) -> Entry {
+        self.priority = priority;
+        self
+    }
+
+    pub fn weight(mut self, weight: u32) -> Entry {
+        self.weight = weight;
+        self
+    }
+}
+
+/// The id the data plane gives the deployment of `entries[index]` (`x-omg-deployment`, the
+/// usage record): its alias and its position in the catalog.
+pub fn deployment_id(entries: &[Entry], index: usize) -> String {
+    format!("{}#{index}", entries[index].alias)
+}
+
+/// A config whose catalog is exactly `entries` (active health checks off unless an entry
+/// asks, so upstreams see only the requests a test sends), every alias allowed to [`KEY`], limits out of the way.
+/// `server_extra` goes under `server:` (lines indented by two spaces); `extra` is appended at
+/// the top level (`routing:`, …).
+pub fn custom_config(entries: &[Entry], server_extra: &str, extra: &str) -> String {
+    let mut aliases: Vec<&str> = entries.iter().map(|e| e.alias.as_str()).collect();
+    aliases.sort_unstable();
+    aliases.dedup();
+    let catalog: String = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "  - alias: {}\n    provider: openai-compatible\n    provider_model: \"{}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n    priority: {}\n    weight: {}\n    health_check: {}\n",
+                e.alias, e.provider_model, e.endpoint, e.priority, e.weight, e.health_check
+            )
+        })
+        .collect();
+    format!(
+        r#"
+server:
+  listen_addr: "127.0.0.1:{{PORT}}"
+  admin_listen_addr: "127.0.0.1:{{ADMIN}}"
+  graceful_shutdown_delay: 0s
+  graceful_shutdown_timeout: 20s
+  threads: 2
+{server_extra}
+usage:
+  jsonl_path: "{{DIR}}/usage.jsonl"
+rate_limits:
+  default_requests_per_minute: 100000
+  default_tokens_per_minute: 100000000
+  default_parallel_requests_key: 1000
+  default_parallel_requests_tenant: 1000
+model_catalog:
+{catalog}bootstrap:
+  tenants:
+    - name: demo
+      allowed_models: [{allowed}]
+  api_keys:
+    - tenant: demo
+      prefix: demo
+      secret: my-secret
+{extra}
+"#,
+        allowed = aliases.join(", "),
     )
 }
 

@@ -9,7 +9,10 @@ mod harness;
 
 mod cluster;
 mod errors;
+mod faults;
+mod idempotency;
 mod lifecycle;
 mod limits;
 mod passthrough;
+mod routing;
 mod streaming;

@@ -14,6 +14,7 @@ mod dotenv;
 mod encryption;
 mod env;
 mod load;
+mod routing;
 mod validate;
 
 pub use cluster::ClusterConfig;
@@ -23,6 +24,10 @@ pub use controlplane::{
 };
 pub use dotenv::parse_dotenv;
 pub use env::NON_CONFIG_VARIABLES;
+pub use routing::{
+    AliasRoutingConfig, HealthConfig, IdempotencyConfig, RoutingConfig, RoutingStrategy,
+    TimeoutOverrides,
+};
 pub use validate::{
     catalog_entry_rules, email_problem, parse_listen_addr, validate_controlplane,
     webhook_url_problem,
@@ -60,8 +65,12 @@ pub struct GatewayConfig {
     pub budgets: BudgetsConfig,
     /// Reporting timezone for budget windows and usage aggregation.
     pub reporting: ReportingConfig,
-    /// Provider health checks and circuit breaking.
+    /// How requests pick deployments: strategy, failover attempts, per-alias timeouts.
+    pub routing: RoutingConfig,
+    /// Circuit breaking and active health checks of deployments.
     pub health: HealthConfig,
+    /// Deduplication of requests carrying an `Idempotency-Key` header.
+    pub idempotency: IdempotencyConfig,
     /// Tenants, users and keys created at start-up.
     pub bootstrap: BootstrapConfig,
     /// Postgres (control plane only).
@@ -302,9 +311,19 @@ pub struct CatalogEntry {
     /// Provider region (Bedrock, Vertex, informational for others).
     #[serde(default)]
     pub region: Option<String>,
-    /// Routing weight among the alias's deployments. Default 1.
+    /// Routing weight among the alias's deployments of the same `priority`. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Priority group: entries with the lowest value take the traffic; the next group is
+    /// used only when every deployment of the group is unavailable (breaker open) or failed
+    /// for this request. Default 0.
+    #[serde(default)]
+    pub priority: u32,
+    /// Active health checks for this entry (a cheap model listing every `health.interval`).
+    /// Default on for `openai-compatible` and `huggingface` (usually self-hosted), off for
+    /// paid APIs, where a check costs quota; never for `mock`.
+    #[serde(default)]
+    pub health_check: Option<bool>,
     /// Disabled entries are not routed to and not listed. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -556,30 +575,6 @@ impl Default for ReportingConfig {
     fn default() -> Self {
         Self {
             timezone: "UTC".to_owned(),
-        }
-    }
-}
-
-/// `health.*`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Interval between active health checks. Default 60s.
-    #[serde(with = "crate::duration")]
-    pub check_interval: Duration,
-    /// Number of recent results considered. Default 5.
-    pub rolling_window: u32,
-    /// How long a tripped deployment rests before a probe. Default 5m.
-    #[serde(with = "crate::duration")]
-    pub cooldown: Duration,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            check_interval: Duration::from_secs(60),
-            rolling_window: 5,
-            cooldown: Duration::from_secs(300),
         }
     }
 }

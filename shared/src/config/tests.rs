@@ -146,3 +146,44 @@ fn secrets_never_show_in_debug_output() {
     let config = load_str(text, &no_env).unwrap_or_else(|e| unreachable!("{e}"));
     assert!(!format!("{config:?}").contains("sk-super-secret-value"));
 }
+
+#[test]
+fn routing_health_and_idempotency_rules_name_the_key() {
+    let yaml = r#"
+model_catalog:
+  - alias: chat
+    provider: mock
+routing:
+  max_attempts: 0
+  aliases:
+    chat:
+      max_attempts: 11
+      timeouts: {stream_idle: 0s}
+    nope: {}
+health:
+  check_interval: 10s
+  error_ratio: 1.5
+  rolling_window: 0
+idempotency:
+  ttl: 0s
+"#;
+    let message = errors_of(yaml);
+    for path in [
+        "routing.max_attempts",
+        "routing.aliases.chat.max_attempts",
+        "routing.aliases.chat.timeouts.stream_idle",
+        "routing.aliases.nope",
+        "health.error_ratio",
+        "health.rolling_window",
+        "idempotency.ttl",
+    ] {
+        assert!(message.contains(path), "{path} missing from: {message}");
+    }
+    let config = load_str(
+        "health: {check_interval: 10s}\nrouting: {strategy: least_busy, aliases: {}}\n",
+        &no_env,
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(config.health.interval, std::time::Duration::from_secs(10));
+    assert_eq!(config.routing.strategy, RoutingStrategy::LeastBusy);
+}

@@ -35,6 +35,7 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
     let mut errors = server_rules(config, ServerConfig::DATAPLANE_LISTEN_ADDR);
     errors.extend(common_rules(config));
+    errors.extend(super::routing::rules(config));
     errors.extend(super::cluster::cluster_rules(config));
     errors
 }
@@ -44,6 +45,7 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
 pub(super) fn validate_for_controlplane(config: &GatewayConfig) -> Vec<ConfigError> {
     let mut errors = server_rules(config, ServerConfig::CONTROLPLANE_LISTEN_ADDR);
     errors.extend(common_rules(config));
+    errors.extend(super::routing::rules(config));
     errors.extend(super::cluster::cluster_rules(config));
     errors
 }

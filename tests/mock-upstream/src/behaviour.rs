@@ -1,5 +1,6 @@
-//! Scripted behaviour: `+`-separated directives read from the request's `model` string and the
-//! `x-mock-behaviour` header (same syntax, applied after the model's so it wins).
+//! Scripted behaviour: `+`-separated directives read from the instance's default behaviour
+//! ([`MockUpstream::set_behaviour`](crate::MockUpstream::set_behaviour)), then the request's
+//! `model` string, then the `x-mock-behaviour` header (same syntax; later sources win).
 //!
 //! Unknown directives are ignored, so ordinary model names such as `gpt-4o-mini` behave
 //! normally.
@@ -11,7 +12,12 @@ use std::time::Duration;
 pub(crate) enum Fail {
     /// `fail-500`: 500 `server_error`.
     Internal,
-    /// `fail-429`: 429 `rate_limit_exceeded` with `retry-after: 1`.
+    /// `fail-502`: 502 `server_error` (a proxy in front of the model failed).
+    BadGateway,
+    /// `fail-503`: 503 `server_error` (overloaded).
+    Unavailable,
+    /// `fail-429`: 429 `rate_limit_exceeded` with `retry-after` (1 s unless
+    /// `retry-after-<s>`).
     RateLimited,
     /// `fail-400`: 400 `invalid_request_error`.
     BadRequest,
@@ -21,13 +27,15 @@ pub(crate) enum Fail {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Behaviour {
     pub fail: Option<Fail>,
+    /// `retry-after` of a `fail-429` answer, in seconds (`None`: 1).
+    pub retry_after: Option<u64>,
     /// Sleep before the response headers.
     pub slow: Duration,
     /// Number of content chunks (`None`: the configured default).
     pub chunks: Option<usize>,
-    /// Delay before each content chunk of a stream.
+    /// Delay before each content chunk of a stream (each piece of a JSON answer).
     pub chunk_delay: Duration,
-    /// Abort a stream after this many content chunks.
+    /// Abort a stream after this many content chunks (a JSON answer after this many pieces).
     pub cut_after: Option<usize>,
     /// Never answer.
     pub hang: bool,
@@ -35,6 +43,8 @@ pub(crate) struct Behaviour {
     pub malformed: bool,
     /// Never send usage in streams.
     pub no_usage: bool,
+    /// Send the 200 response head, then drop the connection with a TCP reset.
+    pub reset_after_headers: bool,
 }
 
 impl Behaviour {
@@ -48,11 +58,14 @@ impl Behaviour {
     fn apply_one(&mut self, directive: &str) {
         match directive {
             "fail-500" => self.fail = Some(Fail::Internal),
+            "fail-502" => self.fail = Some(Fail::BadGateway),
+            "fail-503" => self.fail = Some(Fail::Unavailable),
             "fail-429" => self.fail = Some(Fail::RateLimited),
             "fail-400" => self.fail = Some(Fail::BadRequest),
             "hang" => self.hang = true,
             "malformed" => self.malformed = true,
             "no-usage" => self.no_usage = true,
+            "reset-after-headers" => self.reset_after_headers = true,
             _ => {
                 if let Some(ms) = number(directive, "slow-") {
                     self.slow = Duration::from_millis(ms);
@@ -62,6 +75,8 @@ impl Behaviour {
                     self.chunk_delay = Duration::from_millis(ms);
                 } else if let Some(n) = number(directive, "cut-after-") {
                     self.cut_after = usize::try_from(n).ok();
+                } else if let Some(seconds) = number(directive, "retry-after-") {
+                    self.retry_after = Some(seconds);
                 }
             }
         }
@@ -105,5 +120,28 @@ mod tests {
         assert_eq!(parse("x+fail-429").fail, Some(Fail::RateLimited));
         assert_eq!(parse("fail-500+fail-400").fail, Some(Fail::BadRequest));
         assert_eq!(parse("chunks-+chunks-x1").chunks, None);
+    }
+
+    #[test]
+    fn failures_retry_after_and_reset() {
+        assert_eq!(parse("m+fail-502").fail, Some(Fail::BadGateway));
+        assert_eq!(parse("m+fail-503").fail, Some(Fail::Unavailable));
+        assert_eq!(parse("fail-503+fail-500").fail, Some(Fail::Internal));
+        let b = parse("m+fail-429+retry-after-17");
+        assert_eq!((b.fail, b.retry_after), (Some(Fail::RateLimited), Some(17)));
+        assert_eq!(parse("fail-429").retry_after, None);
+        assert_eq!(parse("retry-after-").retry_after, None);
+        assert!(parse("m+reset-after-headers").reset_after_headers);
+        assert!(!parse("m+reset-after-header").reset_after_headers);
+    }
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        // The instance default, then the model, then the header.
+        let mut b = Behaviour::default();
+        for spec in ["fail-500+chunks-3", "gpt-test+chunks-4", "fail-503"] {
+            b.apply(spec);
+        }
+        assert_eq!((b.fail, b.chunks), (Some(Fail::Unavailable), Some(4)));
     }
 }

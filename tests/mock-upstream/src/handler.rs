@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -15,18 +15,32 @@ use tokio::sync::mpsc;
 
 use crate::behaviour::{Behaviour, Fail};
 use crate::body::{InFlight, MockBody, StreamItem};
+use crate::conn::ConnControl;
 use crate::openai::{self, Answer, Flavour, StreamEvents, Usage};
 use crate::stream;
 use crate::{RecordedRequest, Shared};
+
+/// The control endpoint: the instance's default behaviour.
+const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
 
 /// What to send back.
 enum Reply {
     Json {
         status: StatusCode,
         body: String,
-        retry_after: bool,
+        /// `retry-after` in seconds.
+        retry_after: Option<u64>,
+    },
+    /// A 200 JSON answer of `length` bytes sent in timed pieces (`chunk-delay`, `cut-after`).
+    JsonPieces {
+        length: usize,
+        rx: mpsc::Receiver<StreamItem>,
     },
     Stream(mpsc::Receiver<StreamItem>),
+    /// `reset-after-headers`: a 200 head of this content type, then a TCP reset.
+    Reset {
+        content_type: &'static str,
+    },
 }
 
 impl Reply {
@@ -34,7 +48,7 @@ impl Reply {
         Reply::Json {
             status: StatusCode::OK,
             body,
-            retry_after: false,
+            retry_after: None,
         }
     }
 
@@ -43,7 +57,7 @@ impl Reply {
         Reply::Json {
             status,
             body,
-            retry_after: false,
+            retry_after: None,
         }
     }
 }
@@ -60,8 +74,12 @@ enum Endpoint {
 /// The hyper service function.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
+    control: Arc<ConnControl>,
     request: Request<Incoming>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if request.uri().path() == BEHAVIOUR_PATH {
+        return Ok(behaviour_endpoint(&shared, request).await);
+    }
     let in_flight = InFlight::enter(&shared);
     let seq = shared.next_seq();
     let (parts, body) = request.into_parts();
@@ -97,10 +115,41 @@ pub(crate) async fn handle(
             None,
         )
     };
-    Ok(into_response(reply, seq, in_flight))
+    Ok(into_response(reply, seq, in_flight, &control))
 }
 
-fn into_response(reply: Reply, seq: u64, in_flight: InFlight) -> Response<MockBody> {
+/// `GET` / `POST /__mock/behaviour`: read or set the instance's default behaviour.
+async fn behaviour_endpoint(shared: &Shared, request: Request<Incoming>) -> Response<MockBody> {
+    let (parts, body) = request.into_parts();
+    let (status, spec) = match parts.method {
+        Method::GET => (StatusCode::OK, shared.default_behaviour()),
+        Method::POST | Method::PUT => match body.collect().await.map(|b| b.to_bytes()) {
+            Ok(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(spec) => {
+                    shared.set_default_behaviour(spec);
+                    (StatusCode::OK, shared.default_behaviour())
+                }
+                Err(_) => (StatusCode::BAD_REQUEST, shared.default_behaviour()),
+            },
+            Err(_) => (StatusCode::BAD_REQUEST, shared.default_behaviour()),
+        },
+        _ => (StatusCode::METHOD_NOT_ALLOWED, shared.default_behaviour()),
+    };
+    let body = format!(r#"{{"behaviour":{}}}"#, openai::quote(&spec));
+    let mut response = Response::new(MockBody::untracked(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn into_response(
+    reply: Reply,
+    seq: u64,
+    in_flight: InFlight,
+    control: &ConnControl,
+) -> Response<MockBody> {
     let request_id =
         HeaderValue::from_str(&format!("mock-{seq}")).unwrap_or(HeaderValue::from_static("mock"));
     let mut response = match reply {
@@ -114,11 +163,27 @@ fn into_response(reply: Reply, seq: u64, in_flight: InFlight) -> Response<MockBo
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if retry_after {
+            if let Some(seconds) = retry_after {
                 response
                     .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
+            response
+        }
+        Reply::JsonPieces { length, rx } => {
+            let mut response = Response::new(MockBody::channel(rx, in_flight));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // The whole body's length, so a cut answer is visibly incomplete.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            response
+        }
+        Reply::Reset { content_type } => {
+            control.reset_on_close();
+            let mut response = Response::new(MockBody::reset(in_flight));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             response
         }
         Reply::Stream(rx) => {
@@ -161,10 +226,12 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
         .get("x-mock-behaviour")
         .and_then(|v| v.to_str().ok());
 
+    let mut behaviour = Behaviour::default();
+    behaviour.apply(&shared.default_behaviour());
+
     if endpoint == Endpoint::Models {
-        let mut behaviour = Behaviour::default();
         behaviour.apply(header_behaviour.unwrap_or_default());
-        if let Some(reply) = play_common(&behaviour, "gpt-test").await {
+        if let Some(reply) = play_common(&behaviour, "gpt-test", false).await {
             return reply;
         }
         return Reply::ok(openai::MODEL_LIST.to_owned());
@@ -201,10 +268,11 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
             )
         }
     };
-    let mut behaviour = Behaviour::default();
     behaviour.apply(model);
     behaviour.apply(header_behaviour.unwrap_or_default());
-    if let Some(reply) = play_common(&behaviour, model).await {
+    let streamed = request.get("stream") == Some(&Value::Bool(true));
+    let streamed = streamed && endpoint != Endpoint::Embeddings;
+    if let Some(reply) = play_common(&behaviour, model, streamed).await {
         return reply;
     }
 
@@ -259,8 +327,9 @@ fn check_auth(parts: &Parts, key: &str) -> Option<Reply> {
     ))
 }
 
-/// `hang`, `slow-*` and `fail-*`, common to every endpoint.
-async fn play_common(behaviour: &Behaviour, model: &str) -> Option<Reply> {
+/// `hang`, `slow-*`, `fail-*` and `reset-after-headers`, common to every endpoint (`streamed`:
+/// the request asked for a stream).
+async fn play_common(behaviour: &Behaviour, model: &str, streamed: bool) -> Option<Reply> {
     if behaviour.hang {
         // Never answer; hyper drops this future when the client goes away.
         std::future::pending::<()>().await;
@@ -268,22 +337,48 @@ async fn play_common(behaviour: &Behaviour, model: &str) -> Option<Reply> {
     if !behaviour.slow.is_zero() {
         tokio::time::sleep(behaviour.slow).await;
     }
-    match behaviour.fail? {
-        Fail::Internal => Some(Reply::Json {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: openai::error_body("mock internal error", "server_error", None, None),
-            retry_after: false,
-        }),
-        Fail::RateLimited => Some(Reply::Json {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            body: openai::error_body(
-                &format!("Rate limit reached for {model} (mock). Please try again in 1s."),
-                "requests",
-                None,
-                Some("rate_limit_exceeded"),
-            ),
-            retry_after: true,
-        }),
+    let server_error = |status: StatusCode, message: &str| Reply::Json {
+        status,
+        body: openai::error_body(message, "server_error", None, None),
+        retry_after: None,
+    };
+    let Some(fail) = behaviour.fail else {
+        return behaviour.reset_after_headers.then_some(Reply::Reset {
+            content_type: if streamed {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        });
+    };
+    match fail {
+        Fail::Internal => Some(server_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mock internal error",
+        )),
+        Fail::BadGateway => Some(server_error(
+            StatusCode::BAD_GATEWAY,
+            "mock bad gateway (fail-502)",
+        )),
+        Fail::Unavailable => Some(server_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is overloaded or not ready yet (mock fail-503).",
+        )),
+        Fail::RateLimited => {
+            let seconds = behaviour.retry_after.unwrap_or(1);
+            Some(Reply::Json {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: openai::error_body(
+                    &format!(
+                        "Rate limit reached for {model} (mock). Please try again in {seconds}s."
+                    ),
+                    "requests",
+                    None,
+                    Some("rate_limit_exceeded"),
+                ),
+                retry_after: Some(seconds),
+            })
+        }
         Fail::BadRequest => Some(Reply::error(
             StatusCode::BAD_REQUEST,
             "mock bad request (fail-400)",
@@ -407,13 +502,22 @@ fn completion(
         },
     };
     if request.get("stream") != Some(&Value::Bool(true)) {
-        if behaviour.malformed {
-            return Reply::ok("{not json".to_owned());
+        let body = if behaviour.malformed {
+            "{not json".to_owned()
+        } else {
+            match flavour {
+                Flavour::Chat => openai::chat_completion(&answer),
+                Flavour::Completion => openai::text_completion(&answer),
+            }
+        };
+        if behaviour.chunk_delay.is_zero() && behaviour.cut_after.is_none() {
+            return Reply::ok(body);
         }
-        return Reply::ok(match flavour {
-            Flavour::Chat => openai::chat_completion(&answer),
-            Flavour::Completion => openai::text_completion(&answer),
-        });
+        let length = body.len();
+        return Reply::JsonPieces {
+            length,
+            rx: stream::start_pieces(Bytes::from(body), n, behaviour),
+        };
     }
     let asked_usage = request
         .get("stream_options")

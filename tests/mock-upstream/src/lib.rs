@@ -4,10 +4,38 @@
 //! It serves `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions` and
 //! `POST /v1/embeddings` over HTTP/1.1 (keep-alive), checks what OpenAI checks (bearer key,
 //! JSON body, required fields) and answers in OpenAI's shapes with deterministic content.
-//! Behaviour is scripted per request by `+`-separated directives in the `model` string or the
-//! `x-mock-behaviour` header, e.g. `gpt-test+chunks-4+chunk-delay-50+cut-after-2`:
-//! `fail-500`, `fail-429`, `fail-400`, `slow-<ms>`, `chunks-<n>`, `chunk-delay-<ms>`,
-//! `cut-after-<n>`, `hang`, `malformed`, `no-usage`. Every request is recorded.
+//! Every request is recorded (method, path, headers, the whole body).
+//!
+//! # Scripted behaviour
+//!
+//! Behaviour is scripted by `+`-separated directives, e.g.
+//! `gpt-test+chunks-4+chunk-delay-50+cut-after-2`, read in this order (later ones win):
+//! the instance's default ([`MockUpstream::set_behaviour`], or `POST /__mock/behaviour`), the
+//! request's `model` string, the `x-mock-behaviour` header. Unknown directives are ignored.
+//!
+//! - `fail-500`, `fail-502`, `fail-503`: that status with an OpenAI `server_error` body.
+//! - `fail-429`: 429 `rate_limit_exceeded` with `retry-after: 1`; `retry-after-<s>` sets the
+//!   value.
+//! - `fail-400`: 400 `invalid_request_error`.
+//! - `slow-<ms>`: wait before the response head. `hang`: never answer.
+//! - `reset-after-headers`: send the 200 head (`text/event-stream` for streams, else
+//!   `application/json`), then drop the connection with a TCP reset: no body.
+//! - `chunks-<n>`: content chunks of the answer (default [`MockConfig::default_chunks`]).
+//! - `chunk-delay-<ms>`: a stream waits before each content chunk (a chat stream's first
+//!   event, the assistant role, goes at once); a JSON answer is sent as `n` pieces (`n` =
+//!   `chunks`), the head at once and the delay before each piece.
+//! - `cut-after-<n>`: a stream drops the connection after `n` content chunks (no finish, no
+//!   `[DONE]`, no terminating chunk); a JSON answer, whose head announces the whole body's
+//!   `content-length`, drops it after `min(n, chunks − 1)` pieces, so it is always incomplete.
+//! - `malformed`: the second stream event is not JSON; a JSON answer is `{not json`.
+//! - `no-usage`: streams never carry usage.
+//!
+//! # Control endpoint
+//!
+//! `POST /__mock/behaviour` with a spec as the body sets the instance's default behaviour (an
+//! empty body clears it) and answers `{"behaviour":"<spec>"}`; `GET /__mock/behaviour` reads
+//! it. For end-to-end tests against the `omg-mock-upstream` binary, which cannot call
+//! [`MockUpstream::set_behaviour`]. It needs no API key and is neither recorded nor counted.
 //!
 //! Also test receivers for the control plane's budget alerts: [`smtp::SmtpServer`] (a
 //! recording SMTP server) and [`webhook::WebhookReceiver`] (records requests, answers
@@ -26,6 +54,7 @@
 
 mod behaviour;
 mod body;
+mod conn;
 mod handler;
 mod openai;
 pub mod redis_server;
@@ -101,6 +130,8 @@ impl RecordedRequest {
 pub(crate) struct Shared {
     pub(crate) config: MockConfig,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Directives applied before each request's own (see [`MockUpstream::set_behaviour`]).
+    default_behaviour: Mutex<String>,
     seq: AtomicU64,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
@@ -108,9 +139,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
-        self.requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.requests)
     }
 
     pub(crate) fn record(&self, request: RecordedRequest) {
@@ -119,10 +148,25 @@ impl Shared {
         }
     }
 
+    pub(crate) fn default_behaviour(&self) -> String {
+        lock(&self.default_behaviour).clone()
+    }
+
+    pub(crate) fn set_default_behaviour(&self, spec: &str) {
+        *lock(&self.default_behaviour) = spec.trim().to_owned();
+    }
+
     /// 1, 2, 3, … per request (used in ids and `x-request-id`).
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
+}
+
+/// Locks, ignoring poisoning (a panicking test thread must not break the others).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A running mock upstream; stops accepting when dropped.
@@ -148,6 +192,7 @@ impl MockUpstream {
         let shared = Arc::new(Shared {
             config,
             requests: Mutex::new(Vec::new()),
+            default_behaviour: Mutex::new(String::new()),
             seq: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -174,6 +219,30 @@ impl MockUpstream {
     /// Every request received so far, in order of arrival (recorded once its body is read).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests().clone()
+    }
+
+    /// Sets the instance's default behaviour: directives (`fail-503`, `hang`, …, see the crate
+    /// docs) applied to every later request before its own `model` and `x-mock-behaviour`
+    /// directives. An empty spec clears it. Lets a test make a deployment fail, then recover,
+    /// without changing what the gateway sends. Requests already being answered keep the
+    /// behaviour they started with.
+    pub fn set_behaviour(&self, spec: &str) {
+        self.shared.set_default_behaviour(spec);
+    }
+
+    /// The instance's default behaviour (empty: none).
+    pub fn behaviour(&self) -> String {
+        self.shared.default_behaviour()
+    }
+
+    /// The requests received so far on `path` (without its query string), in order.
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        self.shared
+            .requests()
+            .iter()
+            .filter(|r| r.path.split('?').next() == Some(path))
+            .cloned()
+            .collect()
     }
 
     /// How many requests were received so far.
@@ -241,8 +310,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
-        let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let control = Arc::new(conn::ConnControl::default());
+        let io = TokioIo::new(conn::Conn::new(stream, Arc::clone(&control)));
+        let service = service_fn(move |request| {
+            handler::handle(Arc::clone(&shared), Arc::clone(&control), request)
+        });
+        let connection = builder.serve_connection(io, service);
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut connection = std::pin::pin!(connection);

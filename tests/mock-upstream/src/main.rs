@@ -6,6 +6,17 @@
 //!
 //! Prints the bound address (`127.0.0.1:PORT`) on stdout, writes it atomically to
 //! `--port-file` if given, and serves until SIGTERM or SIGINT (then exits 0).
+//!
+//! Behaviour is scripted per request (directives in the `model` or the `x-mock-behaviour`
+//! header, see the library docs) and per instance: `POST /__mock/behaviour` with a spec as the
+//! body (e.g. `fail-503`, or `fail-429+retry-after-5`) applies it before every later request's
+//! own directives; an empty body clears it; `GET /__mock/behaviour` reads it. End-to-end tests
+//! use it to make one deployment fail and then recover:
+//!
+//! ```text
+//! curl -d 'fail-503' http://127.0.0.1:PORT/__mock/behaviour
+//! curl -X POST http://127.0.0.1:PORT/__mock/behaviour   # recovered
+//! ```
 
 use std::io::Write;
 use std::path::PathBuf;

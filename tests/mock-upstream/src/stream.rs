@@ -1,6 +1,7 @@
 //! Streamed answers: the event sequence is planned up front (events, delays, a cut), then a
 //! spawned task feeds it through a channel to the response body, frame by frame, so each event
-//! goes out as it is produced.
+//! goes out as it is produced. JSON answers with `chunk-delay` or `cut-after` go the same way,
+//! as timed pieces of their body.
 
 use std::io;
 use std::time::Duration;
@@ -28,6 +29,42 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(produce(tx, steps));
     rx
+}
+
+/// Starts producing a JSON answer in `pieces` timed pieces (see [`plan_pieces`]).
+pub(crate) fn start_pieces(
+    body: Bytes,
+    pieces: usize,
+    behaviour: &Behaviour,
+) -> mpsc::Receiver<StreamItem> {
+    let steps = plan_pieces(body, pieces, behaviour);
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(produce(tx, steps));
+    rx
+}
+
+/// The body split into `pieces` (at least one) parts of about equal size, the chunk delay
+/// before each; with `cut-after-<n>`, only the first `min(n, pieces - 1)` parts, then the cut,
+/// so a cut answer is always incomplete.
+fn plan_pieces(body: Bytes, pieces: usize, behaviour: &Behaviour) -> Vec<Step> {
+    let pieces = pieces.clamp(1, body.len().max(1));
+    let sent = match behaviour.cut_after {
+        Some(n) => n.min(pieces - 1),
+        None => pieces,
+    };
+    let mut steps = Vec::new();
+    for i in 0..sent {
+        if !behaviour.chunk_delay.is_zero() {
+            steps.push(Step::Delay(behaviour.chunk_delay));
+        }
+        let start = body.len() * i / pieces;
+        let end = body.len() * (i + 1) / pieces;
+        steps.push(Step::Event(body.slice(start..end)));
+    }
+    if behaviour.cut_after.is_some() {
+        steps.push(Step::Cut);
+    }
+    steps
 }
 
 /// One step of a stream.
@@ -184,5 +221,38 @@ mod tests {
             ["content", "bad", "content", "finish", "usage", "done"]
         );
         assert_eq!(plan(Flavour::Completion, 1, false, "cut-after-0"), ["cut"]);
+    }
+
+    fn pieces(body: &'static str, n: usize, spec: &str) -> Vec<String> {
+        let mut behaviour = Behaviour::default();
+        behaviour.apply(spec);
+        plan_pieces(Bytes::from_static(body.as_bytes()), n, &behaviour)
+            .into_iter()
+            .map(|step| match step {
+                Step::Event(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Step::Delay(_) => "delay".to_owned(),
+                Step::Cut => "cut".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_piece_plans() {
+        assert_eq!(
+            pieces("abcdefghij", 3, "chunk-delay-5"),
+            ["delay", "abc", "delay", "def", "delay", "ghij"]
+        );
+        assert_eq!(
+            pieces("abcdefghij", 3, "cut-after-2"),
+            ["abc", "def", "cut"]
+        );
+        // A cut answer is always incomplete.
+        assert_eq!(
+            pieces("abcdefghij", 3, "cut-after-7"),
+            ["abc", "def", "cut"]
+        );
+        assert_eq!(pieces("abcdefghij", 1, "cut-after-1"), ["cut"]);
+        assert_eq!(pieces("ab", 5, ""), ["a", "b"]);
+        assert_eq!(pieces("ab", 0, ""), ["ab"]);
     }
 }

@@ -159,6 +159,7 @@ mod tests {
             ttft_ms: Some(30),
             stream: true,
             usage_estimated: false,
+            idempotent_replay: false,
         }
     }
 

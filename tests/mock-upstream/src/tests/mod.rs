@@ -112,6 +112,22 @@ impl Client {
         n > 0
     }
 
+    /// Everything until the connection ends: the bytes (buffered ones included) and how it
+    /// ended (`Ok` at EOF, the error of a reset).
+    async fn until_end(&mut self) -> (Vec<u8>, std::io::Result<()>) {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .unwrap();
+            match read {
+                Ok(0) => return (std::mem::take(&mut self.buf), Ok(())),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return (std::mem::take(&mut self.buf), Err(e)),
+            }
+        }
+    }
+
     /// A CRLF-terminated line (without CRLF); `None` at EOF.
     async fn line(&mut self) -> Option<String> {
         loop {
@@ -542,170 +558,6 @@ async fn invalid_requests_are_400() {
 }
 
 #[tokio::test]
-async fn scripted_failures() {
-    let upstream = server().await;
-    let mut client = Client::connect(&upstream).await;
-    client
-        .post("/v1/chat/completions", &chat("gpt-test+fail-500"), &[])
-        .await;
-    let reply = client.reply().await;
-    assert_eq!(reply.head.status, 500);
-    assert_eq!(
-        reply.json(),
-        json!({"error": {"message": "mock internal error", "type": "server_error", "param": null, "code": null}})
-    );
-
-    client
-        .post(
-            "/v1/chat/completions",
-            &chat("gpt-test"),
-            &[("x-mock-behaviour", "fail-429")],
-        )
-        .await;
-    let reply = client.reply().await;
-    assert_eq!(reply.head.status, 429);
-    assert_eq!(reply.head.header("retry-after"), Some("1"));
-    let error = error_of(&reply);
-    assert_eq!(
-        (error["type"].as_str(), error["code"].as_str()),
-        (Some("requests"), Some("rate_limit_exceeded"))
-    );
-
-    client
-        .post(
-            "/v1/embeddings",
-            &json!({"model": "e+fail-400", "input": "x"}),
-            &[],
-        )
-        .await;
-    let reply = client.reply().await;
-    assert_eq!(reply.head.status, 400);
-    assert_eq!(error_of(&reply)["type"], "invalid_request_error");
-
-    client
-        .send(
-            "GET",
-            "/v1/models",
-            &[
-                ("authorization", "Bearer test-key"),
-                ("x-mock-behaviour", "fail-500"),
-            ],
-            "",
-        )
-        .await;
-    assert_eq!(client.reply().await.head.status, 500);
-
-    let started = Instant::now();
-    client
-        .post("/v1/chat/completions", &chat("gpt-test+slow-60"), &[])
-        .await;
-    assert_eq!(client.reply().await.head.status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(60));
-
-    // A non-streamed `malformed` answer is not JSON either.
-    client
-        .post("/v1/chat/completions", &chat("gpt-test+malformed"), &[])
-        .await;
-    assert_eq!(client.reply().await.body, b"{not json");
-}
-
-#[tokio::test]
-async fn cut_after_closes_without_the_terminating_chunk() {
-    let upstream = server().await;
-    let mut client = Client::connect(&upstream).await;
-    let mut body = chat("gpt-test+chunks-6+cut-after-2");
-    body["stream"] = json!(true);
-    body["stream_options"] = json!({"include_usage": true});
-    client.post("/v1/chat/completions", &body, &[]).await;
-    let head = client.head().await;
-    assert_eq!(head.status, 200);
-    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
-    let mut text = String::new();
-    let ended = loop {
-        match client.chunk().await {
-            Ok(Some(chunk)) => text.push_str(&String::from_utf8(chunk).unwrap()),
-            Ok(None) => break "terminating chunk",
-            Err(()) => break "connection closed",
-        }
-    };
-    assert_eq!(ended, "connection closed");
-    let events = sse_events(&text);
-    assert_eq!(events.len(), 3, "{events:?}");
-    assert!(events[0].contains("\"role\":\"assistant\""));
-    assert!(events[1].contains("\"content\":\"w0 \""));
-    assert!(events[2].contains("\"content\":\"w1 \""));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.in_flight() > 0 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-#[tokio::test]
-async fn chunks_arrive_as_produced_and_in_flight_follows_the_stream() {
-    let upstream = server().await;
-    let mut client = Client::connect(&upstream).await;
-    let mut body = chat("gpt-test+chunks-3+chunk-delay-100");
-    body["stream"] = json!(true);
-    let started = Instant::now();
-    client.post("/v1/chat/completions", &body, &[]).await;
-    let head = client.head().await;
-    assert_eq!(head.status, 200);
-    let mut text = String::new();
-    while !text.contains("\"content\":\"w0 \"") {
-        text.push_str(&String::from_utf8(client.chunk().await.unwrap().unwrap()).unwrap());
-    }
-    // Two more chunks are 200 ms away: the stream is certainly still being produced.
-    assert!(!text.contains("w1"), "{text}");
-    assert_eq!(
-        upstream.in_flight(),
-        1,
-        "first content arrives before the stream ends"
-    );
-    while let Some(chunk) = client.chunk().await.unwrap() {
-        text.push_str(&String::from_utf8(chunk).unwrap());
-    }
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(sse_events(&text).last().map(String::as_str), Some("[DONE]"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.in_flight() > 0 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-#[tokio::test]
-async fn clients_leaving_end_streams_and_hangs() {
-    let upstream = server().await;
-    let mut streaming = Client::connect(&upstream).await;
-    let mut body = chat("gpt-test+chunks-50+chunk-delay-50");
-    body["stream"] = json!(true);
-    streaming.post("/v1/chat/completions", &body, &[]).await;
-    streaming.head().await;
-    streaming.chunk().await.unwrap();
-    let mut hanging = Client::connect(&upstream).await;
-    hanging
-        .post("/v1/chat/completions", &chat("gpt-test+hang"), &[])
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.in_flight() < 2 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(upstream.max_in_flight(), 2);
-    drop(streaming);
-    drop(hanging);
-    while upstream.in_flight() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "in flight: {}",
-            upstream.in_flight()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-#[tokio::test]
 async fn embeddings_float_and_base64() {
     let upstream = server().await;
     let mut client = Client::connect(&upstream).await;
@@ -806,3 +658,5 @@ async fn shutdown_stops_accepting() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+mod faults;

@@ -1,0 +1,149 @@
+//! The Messages API request body, serialized from borrowed parts.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Serialize)]
+pub(super) struct MessagesRequest<'a> {
+    pub(super) model: &'a str,
+    pub(super) max_tokens: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) system: Vec<Block<'a>>,
+    pub(super) messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) stop_sequences: Option<Vec<Cow<'a, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) top_p: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tools: Option<Vec<Tool<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tool_choice: Option<ToolChoice<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Turn<'a> {
+    pub(super) role: Role,
+    pub(super) content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+    Image {
+        source: ImageSource<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: Input<'a>,
+    },
+    ToolResult {
+        tool_use_id: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<ToolResultContent<'a>>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum ImageSource<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Url {
+        url: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum ToolResultContent<'a> {
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
+}
+
+/// A JSON object: parsed tool arguments, a client's schema, or a stand-in.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum Input<'a> {
+    Raw(Box<RawValue>),
+    Borrowed(&'a RawValue),
+    Empty(EmptyObject),
+    Schema(EmptySchema),
+}
+
+#[derive(Serialize)]
+pub(super) struct EmptyObject {}
+
+/// `{"type":"object","properties":{}}`: the schema of a function without parameters.
+#[derive(Serialize)]
+pub(super) struct EmptySchema {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) properties: EmptyObject,
+}
+
+impl Default for EmptySchema {
+    fn default() -> Self {
+        Self {
+            kind: "object",
+            properties: EmptyObject {},
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct Tool<'a> {
+    pub(super) name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<Cow<'a, str>>,
+    pub(super) input_schema: Input<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ToolChoice<'a> {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) disable_parallel_tool_use: bool,
+}
+
+impl<'a> ToolChoice<'a> {
+    pub(super) fn new(kind: &'static str, name: Option<Cow<'a, str>>) -> Self {
+        Self {
+            kind,
+            name,
+            disable_parallel_tool_use: false,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct Metadata<'a> {
+    pub(super) user_id: Cow<'a, str>,
+}
