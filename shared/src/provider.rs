@@ -87,7 +87,10 @@ impl ProviderKind {
     pub fn is_supported(self) -> bool {
         matches!(
             self,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock
+            ProviderKind::OpenAi
+                | ProviderKind::OpenAiCompatible
+                | ProviderKind::Anthropic
+                | ProviderKind::Mock
         )
     }
 
@@ -109,8 +112,8 @@ impl ProviderKind {
                 Operation::Completions,
                 Operation::Embeddings,
             ],
+            ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
             ProviderKind::Azure
-            | ProviderKind::Anthropic
             | ProviderKind::Bedrock
             | ProviderKind::Vertex
             | ProviderKind::HuggingFace => &[],

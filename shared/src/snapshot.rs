@@ -28,6 +28,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Default base URL of `provider: openai`.
 pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
+/// Base URL of `provider: anthropic` entries that name no `endpoint` (the Messages API is
+/// `POST <base>/v1/messages`).
+pub const ANTHROPIC_DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
 /// Namespace for ids derived from names in standalone mode (stable across reloads).
 const STANDALONE_NAMESPACE: Uuid = Uuid::from_u128(0x6f6d_6700_5d1b_4c4e_9a3f_0f1e_2d3c_4b5a);
 
@@ -553,7 +557,12 @@ pub fn deployment_from_entry(
                 .or_else(|| providers.azure_openai_key.clone()),
         ),
         ProviderKind::Anthropic => (
-            entry.endpoint.clone(),
+            Some(
+                entry
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| ANTHROPIC_DEFAULT_BASE_URL.to_owned()),
+            ),
             entry
                 .api_key
                 .clone()

@@ -2,6 +2,7 @@
 //! provider responses back to OpenAI's shapes, plus usage extraction. No I/O and no Pingora
 //! types: the proxy glue (`crate::proxy`) moves the bytes.
 
+mod adapter;
 pub mod anthropic;
 mod json_scan;
 pub mod mock;
@@ -16,4 +17,37 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Cached prompt tokens.
     pub cached_tokens: u64,
+}
+
+pub use adapter::{
+    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
+    UpstreamRequest,
+};
+
+use std::sync::Arc;
+
+use omg_shared::provider::ProviderKind;
+use omg_shared::snapshot::Deployment;
+
+/// The adapter for a deployment, checking its provider settings (`Err` names the bad
+/// metadata key). `None` for `mock`, which answers in process.
+pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAdapter>>, String> {
+    Ok(match deployment.provider {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            Some(Arc::new(openai::OpenAiAdapter::new(deployment.provider)))
+        }
+        ProviderKind::Anthropic => Some(Arc::new(anthropic::AnthropicAdapter::from_metadata(
+            &deployment.metadata,
+        )?)),
+        ProviderKind::Mock => None,
+        ProviderKind::Azure
+        | ProviderKind::Bedrock
+        | ProviderKind::Vertex
+        | ProviderKind::HuggingFace => {
+            return Err(format!(
+                "provider `{}` has no adapter in this build",
+                deployment.provider
+            ))
+        }
+    })
 }

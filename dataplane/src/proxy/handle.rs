@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
-use omg_shared::provider::ProviderKind;
+use omg_shared::provider::{Operation, ProviderKind};
 use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
 use pingora::proxy::Session;
 
@@ -15,6 +15,7 @@ use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
 use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
+use crate::providers::Call;
 use crate::request::{route, RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
@@ -86,6 +87,10 @@ pub(super) async fn handle(
                 .with_param("model")
                 .into());
             }
+            let capable = capability_filter(&matched, body.stream);
+            if !alias.deployments.iter().any(|d| capable(d)) {
+                return Err(unsupported(alias, &matched, body.stream).into());
+            }
             ctx.alias = Some(alias.alias.clone());
             if super::idem::begin(state, session, ctx, &method, &path, &bytes).await? {
                 return Ok(()); // replayed from the idempotency store
@@ -96,7 +101,10 @@ pub(super) async fn handle(
                 routing::health::now_ms(),
                 |total| rand::random::<u64>() % total.max(1),
             ) {
-                Order::Try(order) => order,
+                Order::Try(mut order) => {
+                    order.retain(|d| capable(d));
+                    order
+                }
                 Order::AllResting { retry_in_ms } => {
                     return Err(all_resting(&alias.alias, retry_in_ms).into())
                 }
@@ -117,7 +125,16 @@ pub(super) async fn handle(
                 timeouts,
                 health: &snapshot.routing.health,
             };
-            let exchange = upstream::exchange(state, session, ctx, &plan, &matched, &body);
+            let request_id = ctx.request_id.clone();
+            let call = Call {
+                route: &matched,
+                body: &body,
+                raw: &bytes,
+                alias: &alias.alias,
+                request_id: &request_id,
+                created: ctx.started_at.timestamp(),
+            };
+            let exchange = upstream::exchange(state, session, ctx, &plan, &call);
             if body.stream {
                 // Streams are bounded by the idle timeout and `stream_max_duration`.
                 return exchange.await;
@@ -134,6 +151,42 @@ pub(super) async fn handle(
                 })
         }
     }
+}
+
+/// Which deployments can serve the route (and streaming, when asked) by their provider's
+/// capabilities.
+fn capability_filter(route: &Route, stream: bool) -> impl Fn(&DeploymentEntry) -> bool {
+    let operation = match route {
+        Route::Completions => Operation::Completions,
+        Route::Embeddings => Operation::Embeddings,
+        _ => Operation::Chat,
+    };
+    move |d: &DeploymentEntry| {
+        let provider = d.deployment.provider;
+        provider.supports(operation) && (!stream || provider.supports(Operation::Stream))
+    }
+}
+
+/// 400 `operation_unsupported`: no deployment of the alias has a provider that can serve
+/// the request; nothing was sent upstream.
+fn unsupported(alias: &AliasEntry, route: &Route, stream: bool) -> ApiError {
+    let mut providers: Vec<&str> = alias
+        .deployments
+        .iter()
+        .map(|d| d.deployment.provider.as_str())
+        .collect();
+    providers.dedup();
+    ApiError::new(
+        ErrorCode::OperationUnsupported,
+        format!(
+            "The model `{}` is served by {} which cannot serve {}{}; use a model whose provider can (see GET /v1/models).",
+            alias.alias,
+            providers.join(", "),
+            route.endpoint_name(),
+            if stream { " with `stream: true`" } else { "" },
+        ),
+    )
+    .with_param("model")
 }
 
 /// Every deployment of the alias is resting after failures: 503 with the time until one

@@ -1,6 +1,6 @@
 //! Active health checks: every `health.interval`, each deployment with `health_check` on gets
-//! a cheap request (`GET <endpoint>/models`, the model listing every OpenAI-shaped server
-//! has); the result feeds its breaker and the rolling window shown on `/deployments`.
+//! a cheap request (its adapter's probe: the provider's model listing, `GET <endpoint>/models`
+//! for OpenAI-shaped servers); the result feeds its breaker and the rolling window shown on `/deployments`.
 //! Checks run concurrently, each bounded by `health.check_timeout`; never on the request path.
 
 use std::sync::Arc;
@@ -30,7 +30,7 @@ impl BackgroundService for HealthChecker {
             let policy = snapshot.routing.health.clone();
             let targets: Vec<Arc<DeploymentEntry>> = snapshot
                 .deployments()
-                .filter(|d| d.deployment.health_check && d.deployment.endpoint.is_some())
+                .filter(|d| d.deployment.health_check && d.adapter.is_some())
                 .cloned()
                 .collect();
             drop(snapshot);
@@ -61,7 +61,7 @@ impl BackgroundService for HealthChecker {
     }
 }
 
-/// One check: `GET <endpoint path>/models` with the deployment's credential; 2xx passes.
+/// One check: the adapter's probe with the deployment's credential; 2xx passes.
 async fn check(state: &State, target: &DeploymentEntry, timeout: Duration) -> CheckResult {
     let at_ms = chrono::Utc::now().timestamp_millis();
     let result = tokio::time::timeout(timeout, probe(state, target)).await;
@@ -91,20 +91,20 @@ async fn probe(state: &State, target: &DeploymentEntry) -> Result<u16, String> {
         .get_http_session(&peer)
         .await
         .map_err(|_| "connect".to_owned())?;
-    let mut request = RequestHeader::build(
-        "GET",
-        format!("{}/models", endpoint.path).as_bytes(),
-        Some(4),
-    )
-    .map_err(|_| "request".to_owned())?;
+    let adapter = target
+        .adapter
+        .as_ref()
+        .ok_or_else(|| "no adapter".to_owned())?;
+    let probe = adapter.probe(deployment);
+    let mut request = RequestHeader::build("GET", probe.path.as_bytes(), Some(4))
+        .map_err(|_| "request".to_owned())?;
     let host = endpoint.host_header();
-    let built = request
+    let mut built = request
         .insert_header("host", host.as_str())
-        .and_then(|()| request.insert_header("user-agent", super::upstream::USER_AGENT))
-        .and_then(|()| match &deployment.api_key {
-            Some(key) => request.insert_header("authorization", format!("Bearer {}", key.expose())),
-            None => Ok(()),
-        });
+        .and_then(|()| request.insert_header("user-agent", super::upstream::USER_AGENT));
+    for (name, value) in &probe.headers {
+        built = built.and_then(|()| request.insert_header(*name, value.as_str()));
+    }
     built.map_err(|_| "request".to_owned())?;
     session
         .write_request_header(Box::new(request))

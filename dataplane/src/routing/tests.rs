@@ -31,6 +31,7 @@ fn entry(registry: &HealthRegistry, id: &str, weight: u32, priority: u32) -> Arc
     Arc::new(DeploymentEntry {
         deployment,
         mock: None,
+        adapter: None,
         health,
     })
 }

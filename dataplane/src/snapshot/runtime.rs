@@ -14,6 +14,7 @@ use omg_shared::snapshot::{
 };
 use uuid::Uuid;
 
+use crate::providers::{adapter_for, ProviderAdapter};
 use crate::routing::{DeploymentHealth, HealthRegistry};
 
 /// A tenant with its status.
@@ -57,6 +58,8 @@ pub struct DeploymentEntry {
     pub deployment: Deployment,
     /// Parsed `mock_*` settings when the provider is `mock`.
     pub mock: Option<MockSettings>,
+    /// The provider adapter (`None` for `mock`, which answers in process).
+    pub adapter: Option<Arc<dyn ProviderAdapter>>,
     /// Its breaker, load and check results on this data plane (kept across snapshots).
     pub health: Arc<DeploymentHealth>,
 }
@@ -163,10 +166,13 @@ impl RuntimeSnapshot {
                 if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
                     return Err(format!("deployment `{}` has no endpoint", deployment.id));
                 }
+                let adapter = adapter_for(&deployment)
+                    .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
                 let health = HealthRegistry::global().entry(&deployment);
                 deployments.push(Arc::new(DeploymentEntry {
                     deployment,
                     mock,
+                    adapter,
                     health,
                 }));
             }

@@ -36,6 +36,7 @@
 //! API too), `store`, `metadata`, `service_tier`, `verbosity`, unknown parameters. In answers,
 //! `thinking` blocks and server-side tool blocks are dropped (no `reasoning_content`).
 
+mod adapter;
 mod chunk;
 mod error;
 mod messages;
@@ -46,6 +47,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 
+pub use adapter::AnthropicAdapter;
 pub use error::map_error;
 pub use request::build_request;
 pub use response::translate_response;
@@ -129,8 +131,8 @@ impl AnthropicDefaults {
 pub struct AnthropicRequest {
     /// [`MESSAGES_PATH`], appended to the endpoint's path prefix.
     pub path: &'static str,
-    /// `anthropic-version`, `content-type` and, when configured, `anthropic-beta`. The
-    /// credential is not here: add [`auth_header`].
+    /// `anthropic-version` and, when configured, `anthropic-beta` (the glue sets
+    /// `content-type`). The credential is not here: add [`auth_header`].
     pub headers: Vec<(&'static str, String)>,
     /// The JSON body.
     pub body: Vec<u8>,

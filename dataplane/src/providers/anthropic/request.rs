@@ -92,10 +92,7 @@ pub fn build_request(
             "The gateway failed to build the upstream request.",
         )
     })?;
-    let mut headers = vec![
-        ("anthropic-version", defaults.version.clone()),
-        ("content-type", "application/json".to_owned()),
-    ];
+    let mut headers = vec![("anthropic-version", defaults.version.clone())];
     if let Some(beta) = &defaults.beta {
         headers.push(("anthropic-beta", beta.clone()));
     }

@@ -70,10 +70,7 @@ fn golden_full_request() {
     assert_eq!(request.path, MESSAGES_PATH);
     assert_eq!(
         request.headers,
-        vec![
-            ("anthropic-version", "2023-06-01".to_owned()),
-            ("content-type", "application/json".to_owned()),
-        ]
+        vec![("anthropic-version", "2023-06-01".to_owned()),]
     );
     assert_eq!(
         super::json(&request.body),

@@ -9,9 +9,12 @@ use omg_shared::tokens::estimate_tokens;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::json_scan::Cursor;
-use super::Usage;
+use crate::providers::json_scan::Cursor;
+use crate::providers::Usage;
 use crate::sse::event_data;
+
+mod adapter;
+pub use adapter::OpenAiAdapter;
 
 #[derive(Deserialize)]
 struct UsageJson {

@@ -1,0 +1,169 @@
+//! The one trait every provider adapter implements, and what flows through it.
+//!
+//! An adapter is pure: it builds the upstream request (path, provider headers with the
+//! credential, body) from the client's OpenAI request, translates a JSON answer back, hands
+//! out a stateful stream translator, and maps the provider's error answers. The proxy glue
+//! (`crate::proxy::upstream`) owns every socket, timeout and retry; it never looks inside a
+//! provider's format.
+
+use std::fmt;
+
+use bytes::BytesMut;
+use omg_shared::error::{ErrorCode, OpenAiErrorBody};
+use omg_shared::provider::ProviderKind;
+use omg_shared::snapshot::Deployment;
+
+use super::Usage;
+use crate::error::ApiError;
+use crate::request::{RequestBody, Route};
+
+/// What one upstream attempt needs to know about the client's request.
+pub struct Call<'a> {
+    /// The endpoint called.
+    pub route: &'a Route,
+    /// The client's body, parsed.
+    pub body: &'a RequestBody<'a>,
+    /// The client's body, as sent.
+    pub raw: &'a [u8],
+    /// The alias the client asked for (echoed as `model` by translating adapters).
+    pub alias: &'a str,
+    /// The gateway's request id (names answers that carry no id of their own).
+    pub request_id: &'a str,
+    /// Unix seconds, the `created` of translated answers.
+    pub created: i64,
+}
+
+/// An upstream request, ready for the glue to send (always `POST`, JSON body).
+pub struct UpstreamRequest {
+    /// Path and query below the host, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// Provider headers, the credential included. The glue adds `host`, `content-type`,
+    /// `content-length`, `accept`, `accept-encoding`, `user-agent` and `x-request-id`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for UpstreamRequest {
+    /// Header values are left out: one of them is a credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("UpstreamRequest")
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// A `GET` that tells whether a deployment is up (active health checks).
+pub struct ProbeRequest {
+    /// Path and query below the host.
+    pub path: String,
+    /// Provider headers, the credential included.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A translated JSON answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The OpenAI-shaped body for the client.
+    pub body: Vec<u8>,
+    /// Usage the provider reported (`None`: the glue estimates).
+    pub usage: Option<Usage>,
+}
+
+/// An error answer of the provider, as the client gets it.
+#[derive(Debug)]
+pub struct ClientError {
+    /// HTTP status for the client.
+    pub status: u16,
+    /// OpenAI-shaped error body.
+    pub body: OpenAiErrorBody,
+}
+
+impl From<ApiError> for ClientError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            status: error.code.status(),
+            body: OpenAiErrorBody::new(error.code, error.message, error.param),
+        }
+    }
+}
+
+/// Why a stream cannot go on: the glue ends the client's stream with an in-band error (no
+/// `[DONE]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFault {
+    /// Metric and usage-record label.
+    pub kind: &'static str,
+    /// The in-band error's code.
+    pub code: ErrorCode,
+    /// The in-band error's message.
+    pub message: &'static str,
+}
+
+impl StreamFault {
+    /// An event grew past the splitter's limit.
+    pub const OVERSIZED: StreamFault = StreamFault {
+        kind: "upstream_protocol",
+        code: ErrorCode::UpstreamError,
+        message: "The upstream sent an oversized stream event.",
+    };
+    /// An event the translator cannot read.
+    pub const MALFORMED: StreamFault = StreamFault {
+        kind: "upstream_protocol",
+        code: ErrorCode::UpstreamError,
+        message: "The upstream sent a malformed stream event.",
+    };
+}
+
+/// Turns one provider stream into OpenAI `chat.completion.chunk` (or completion) events.
+/// Bytes may be split anywhere.
+pub trait StreamTranslator: Send {
+    /// Feeds upstream bytes and appends the client events they complete to `out`. On `Err`,
+    /// `out` holds what came before the bad event: send it, then the in-band error.
+    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault>;
+    /// The stream reached its proper end (`[DONE]` was written to `out`).
+    fn is_done(&self) -> bool;
+    /// The provider sent an error in the stream; the in-band error was written to `out`.
+    fn upstream_failed(&self) -> bool;
+    /// Content (text or a tool call) was written: the first token, for TTFT.
+    fn saw_content(&self) -> bool;
+    /// Usage the provider reported so far (complete only once [`is_done`](Self::is_done)).
+    fn reported_usage(&self) -> Option<Usage>;
+    /// Completion tokens estimated from the content written so far.
+    fn estimated_completion_tokens(&self) -> u64;
+}
+
+/// A provider adapter: see the module docs. One per deployment, built with the snapshot
+/// (bad provider settings are refused then, not per request).
+pub trait ProviderAdapter: Send + Sync + fmt::Debug {
+    /// The provider kind served.
+    fn kind(&self) -> ProviderKind;
+    /// The upstream request for one attempt at `deployment`. `Err`: the client's request
+    /// cannot be expressed for this provider (400, before any upstream call).
+    fn request(
+        &self,
+        call: &Call<'_>,
+        deployment: &Deployment,
+    ) -> Result<UpstreamRequest, ApiError>;
+    /// Translates a 200 JSON answer. `Err`: the body is not a valid answer (the glue counts
+    /// the attempt as failed and may try the next deployment).
+    fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError>;
+    /// A translator for one streamed answer.
+    fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator>;
+    /// Maps an error answer that is the client's to see (a 4xx other than 401, 403 and 429,
+    /// which the glue handles as the deployment's failures).
+    fn client_error(&self, status: u16, body: &[u8]) -> ClientError;
+    /// The active health check's request.
+    fn probe(&self, deployment: &Deployment) -> ProbeRequest;
+}
+
+/// Joins an endpoint path prefix and a route path.
+pub(crate) fn join(prefix: &str, path: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + path.len());
+    out.push_str(prefix.trim_end_matches('/'));
+    out.push_str(path);
+    out
+}

@@ -1,0 +1,287 @@
+//! One attempt at one deployment: connect, send, read the head, then hand a 200 to the
+//! JSON or stream path, and any other status to the breaker or the client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use omg_shared::error::ErrorCode;
+use omg_shared::tokens::estimate_tokens;
+use pingora::connectors::http::Connector;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::OrErr;
+use tokio::io::AsyncWriteExt;
+
+use super::head::RequestHead;
+use super::{internal, is_timeout, protocol, timeout, AttemptError, MAX_RESPONSE_BYTES, POOL_IDLE};
+use crate::error::ApiError;
+use crate::providers::{Call, Usage};
+use crate::proxy::ctx::RequestCtx;
+use crate::proxy::{respond, State, Timeouts};
+use crate::snapshot::DeploymentEntry;
+
+pub(super) async fn attempt(
+    state: &Arc<State>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    deployment: &DeploymentEntry,
+    timeouts: Timeouts,
+    call: &Call<'_>,
+) -> Result<(), AttemptError> {
+    let target = &deployment.deployment;
+    let (Some(endpoint), Some(adapter)) = (&target.endpoint, &deployment.adapter) else {
+        return Err(AttemptError::Final(
+            ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
+        ));
+    };
+    // What the provider cannot express is the client's to fix, before any connection.
+    let request = adapter
+        .request(call, target)
+        .map_err(|error| AttemptError::Final(error.into()))?;
+    let addr = state
+        .resolver
+        .resolve(&endpoint.host, endpoint.port)
+        .await
+        .map_err(|message| {
+            tracing::warn!(deployment = %target.id, %message, "upstream host resolution failed");
+            AttemptError::Retryable {
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!("The upstream for `{}` could not be resolved.", target.id),
+                ),
+                kind: "dns",
+            }
+        })?;
+    let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.total_connection_timeout = Some(timeouts.connect * 2);
+    peer.options.read_timeout = Some(timeouts.upstream);
+    peer.options.write_timeout = Some(Duration::from_secs(30));
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    if endpoint.tls {
+        peer.options.set_http_version(2, 1);
+        peer.options.max_h2_streams = 100;
+    }
+
+    let payload = Bytes::from(request.body);
+    let host = endpoint.host_header();
+    let head = RequestHead {
+        path: &request.path,
+        host: &host,
+        accept: if call.body.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+        request_id: &ctx.request_id,
+        content_length: payload.len(),
+        provider: &request.headers,
+    };
+    // Also vets the configured path, host and key for both HTTP versions.
+    let wire = head.h1_bytes().ok_or_else(internal)?;
+    let connector: &Connector = &state.connector;
+    let (upstream, _reused) =
+        connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|error| AttemptError::Retryable {
+                error: ApiError::new(
+                    ErrorCode::UpstreamError,
+                    format!("Could not connect to the upstream for `{}`.", target.id),
+                ),
+                kind: if error.etype() == &pingora::ErrorType::ConnectTimedout {
+                    "connect_timeout"
+                } else {
+                    "connect"
+                },
+            })?;
+
+    let send = async {
+        let mut upstream = match upstream {
+            // HTTP/1: head and body leave in one write (Pingora's session flushes the head on
+            // its own, which costs a second send and a second wake-up of the upstream). The
+            // session that reads the response is the one Pingora would have built.
+            HttpSession::H1(session) => {
+                let mut stream = session.into_inner();
+                let mut request = Bytes::from(wire).chain(payload);
+                stream.write_all_buf(&mut request).await.or_err(
+                    pingora::ErrorType::WriteError,
+                    "writing the upstream request",
+                )?;
+                stream.flush().await.or_err(
+                    pingora::ErrorType::WriteError,
+                    "flushing the upstream request",
+                )?;
+                HttpSession::H1(Http1Session::new_with_options(stream, &peer))
+            }
+            mut other => {
+                other
+                    .write_request_header(Box::new(head.request_header()?))
+                    .await?;
+                other.write_request_body(payload, true).await?;
+                other.finish_request_body().await?;
+                other
+            }
+        };
+        upstream.read_response_header().await?;
+        Ok::<_, Box<pingora::Error>>(upstream)
+    };
+    let mut upstream = match tokio::time::timeout(timeouts.upstream, send).await {
+        Err(_) => return Err(timeout(target)),
+        Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
+        Ok(Err(_)) => {
+            return Err(protocol(format!(
+                "The upstream for `{}` closed the connection.",
+                target.id
+            )))
+        }
+        Ok(Ok(upstream)) => upstream,
+    };
+    let Some(header) = upstream.response_header() else {
+        return Err(internal());
+    };
+    let status = header.status.as_u16();
+    let content_type = header
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let retry_after = header
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    if status == 429 || status >= 500 {
+        let mut error = if status == 429 {
+            ApiError::new(
+                ErrorCode::RequestRateLimited,
+                format!(
+                    "The upstream for `{}` is rate limiting; retry later.",
+                    target.id
+                ),
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` failed with HTTP {status}.",
+                    target.id
+                ),
+            )
+        };
+        error.retry_after = retry_after;
+        return Err(AttemptError::Retryable {
+            error,
+            kind: if status == 429 {
+                "status_429"
+            } else {
+                "status_5xx"
+            },
+        });
+    }
+    if status == 401 || status == 403 {
+        tracing::error!(deployment = %target.id, status, "the upstream refused the gateway's credentials; check the catalog entry's api_key");
+        return Err(AttemptError::Retryable {
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` refused the gateway's credentials.",
+                    target.id
+                ),
+            ),
+            kind: "auth",
+        });
+    }
+    if status != 200 {
+        // A client mistake the upstream caught (context too long, bad parameter…): the
+        // adapter maps the provider's error to OpenAI's shape, nothing else of its body.
+        let bytes = read_all(&mut upstream, timeouts.upstream)
+            .await
+            .map_err(|_| timeout(target))?;
+        let mapped = adapter.client_error(status, &bytes);
+        ctx.error_code = Some("upstream_rejected");
+        return respond::json(session, ctx, mapped.status, mapped.body.to_json())
+            .await
+            .map_err(AttemptError::Final);
+    }
+
+    if call.body.stream && content_type.starts_with("text/event-stream") {
+        let translator = adapter.stream(call);
+        super::stream::relay(
+            state, session, ctx, upstream, &peer, call, translator, target, timeouts,
+        )
+        .await
+    } else if call.body.stream {
+        Err(protocol(format!(
+            "The upstream for `{}` answered a stream request without an event stream.",
+            target.id
+        )))
+    } else {
+        let bytes =
+            read_all(&mut upstream, timeouts.upstream)
+                .await
+                .map_err(|error| match error {
+                    ReadError::TooLarge => {
+                        protocol("The upstream response was larger than 64 MiB.".to_owned())
+                    }
+                    ReadError::TimedOut => timeout(target),
+                    ReadError::Broken => protocol(format!(
+                        "The upstream for `{}` broke the connection mid-response.",
+                        target.id
+                    )),
+                })?;
+        let answer = adapter
+            .response(call, &bytes)
+            .map_err(|error| AttemptError::Retryable {
+                error,
+                kind: "protocol",
+            })?;
+        ctx.usage = answer.usage.unwrap_or_else(|| {
+            ctx.usage_estimated = true;
+            Usage {
+                prompt_tokens: estimate_tokens(&call.body.prompt_text()),
+                ..Usage::default()
+            }
+        });
+        state
+            .connector
+            .release_http_session(upstream, &peer, Some(POOL_IDLE))
+            .await;
+        respond::json(session, ctx, 200, answer.body)
+            .await
+            .map_err(AttemptError::Final)
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    TimedOut,
+    Broken,
+}
+
+async fn read_all(upstream: &mut HttpSession, deadline: Duration) -> Result<Bytes, ReadError> {
+    let read = async {
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = upstream.read_response_body().await.map_err(|error| {
+            if is_timeout(&error) {
+                ReadError::TimedOut
+            } else {
+                ReadError::Broken
+            }
+        })? {
+            if buffer.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ReadError::TooLarge);
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(buffer.freeze())
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(ReadError::TimedOut))
+}
