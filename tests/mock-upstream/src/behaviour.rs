@@ -1,6 +1,7 @@
 //! Scripted behaviour: `+`-separated directives read from the instance's default behaviour
-//! ([`MockUpstream::set_behaviour`](crate::MockUpstream::set_behaviour)), then the request's
-//! `model` string, then the `x-mock-behaviour` header (same syntax; later sources win).
+//! ([`MockUpstream::set_behaviour`](crate::MockUpstream::set_behaviour)), then (Azure routes)
+//! the deployment name, then the request's `model` string, then the `x-mock-behaviour` header
+//! (same syntax; later sources win).
 //!
 //! Unknown directives are ignored, so ordinary model names such as `gpt-4o-mini` behave
 //! normally.
@@ -21,6 +22,8 @@ pub(crate) enum Fail {
     RateLimited,
     /// `fail-400`: 400 `invalid_request_error`.
     BadRequest,
+    /// `fail-529`: 529, Anthropic's `overloaded_error` (a `server_error` on OpenAI routes).
+    Overloaded,
 }
 
 /// Everything the directives of one request ask for.
@@ -45,6 +48,14 @@ pub(crate) struct Behaviour {
     pub no_usage: bool,
     /// Send the 200 response head, then drop the connection with a TCP reset.
     pub reset_after_headers: bool,
+    /// `stream-error`: an Anthropic stream sends an `error` event after its first delta and
+    /// ends.
+    pub stream_error: bool,
+    /// `content-filter`: Azure refuses the prompt (400 `content_filter`).
+    pub content_filter: bool,
+    /// `content-filter-completion`: the answer is cut short with `finish_reason:
+    /// "content_filter"`.
+    pub content_filter_completion: bool,
 }
 
 impl Behaviour {
@@ -62,6 +73,10 @@ impl Behaviour {
             "fail-503" => self.fail = Some(Fail::Unavailable),
             "fail-429" => self.fail = Some(Fail::RateLimited),
             "fail-400" => self.fail = Some(Fail::BadRequest),
+            "fail-529" => self.fail = Some(Fail::Overloaded),
+            "stream-error" => self.stream_error = true,
+            "content-filter" => self.content_filter = true,
+            "content-filter-completion" => self.content_filter_completion = true,
             "hang" => self.hang = true,
             "malformed" => self.malformed = true,
             "no-usage" => self.no_usage = true,
@@ -133,6 +148,15 @@ mod tests {
         assert_eq!(parse("retry-after-").retry_after, None);
         assert!(parse("m+reset-after-headers").reset_after_headers);
         assert!(!parse("m+reset-after-header").reset_after_headers);
+        assert_eq!(parse("m+fail-529").fail, Some(Fail::Overloaded));
+    }
+
+    #[test]
+    fn provider_directives() {
+        let b = parse("claude+stream-error+content-filter");
+        assert!(b.stream_error && b.content_filter && !b.content_filter_completion);
+        let b = parse("content-filter-completion");
+        assert!(b.content_filter_completion && !b.content_filter);
     }
 
     #[test]

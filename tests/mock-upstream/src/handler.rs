@@ -1,8 +1,8 @@
-//! One request: record it, check what OpenAI checks, play the scripted behaviour and answer.
+//! One request: record it, route it (OpenAI, Anthropic or Azure OpenAI), check what the
+//! provider checks, play the scripted behaviour and answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -10,21 +10,21 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::behaviour::{Behaviour, Fail};
 use crate::body::{InFlight, MockBody, StreamItem};
+use crate::complete::{self, Call};
 use crate::conn::ConnControl;
-use crate::openai::{self, Answer, Flavour, StreamEvents, Usage};
-use crate::stream;
-use crate::{RecordedRequest, Shared};
+use crate::openai::{self, Dialect, Flavour};
+use crate::{anthropic, azure, RecordedRequest, Shared};
 
 /// The control endpoint: the instance's default behaviour.
 const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
 
 /// What to send back.
-enum Reply {
+pub(crate) enum Reply {
     Json {
         status: StatusCode,
         body: String,
@@ -44,7 +44,7 @@ enum Reply {
 }
 
 impl Reply {
-    fn ok(body: String) -> Reply {
+    pub(crate) fn ok(body: String) -> Reply {
         Reply::Json {
             status: StatusCode::OK,
             body,
@@ -52,13 +52,24 @@ impl Reply {
         }
     }
 
-    fn error(status: StatusCode, message: &str, param: Option<&str>, code: Option<&str>) -> Reply {
-        let body = openai::error_body(message, "invalid_request_error", param, code);
+    /// A JSON answer of any status, without `retry-after`.
+    pub(crate) fn json(status: StatusCode, body: String) -> Reply {
         Reply::Json {
             status,
             body,
             retry_after: None,
         }
+    }
+
+    /// An OpenAI `invalid_request_error`.
+    pub(crate) fn error(
+        status: StatusCode,
+        message: &str,
+        param: Option<&str>,
+        code: Option<&str>,
+    ) -> Reply {
+        let body = openai::error_body(message, "invalid_request_error", param, code);
+        Reply::json(status, body)
     }
 }
 
@@ -202,6 +213,16 @@ fn into_response(
 }
 
 async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply {
+    let path = parts.uri.path();
+    let under_messages = path
+        .strip_prefix(anthropic::MESSAGES_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if under_messages {
+        return anthropic::respond(shared, parts, body, seq).await;
+    }
+    if path.starts_with(azure::PATH_PREFIX) {
+        return azure::respond(shared, parts, body, seq).await;
+    }
     if let Some(key) = &shared.config.api_key {
         if let Some(reply) = check_auth(parts, key) {
             return reply;
@@ -221,25 +242,26 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
             );
         }
     };
-    let header_behaviour = parts
-        .headers
-        .get("x-mock-behaviour")
-        .and_then(|v| v.to_str().ok());
+    let header_behaviour = header_behaviour(parts);
 
     let mut behaviour = Behaviour::default();
     behaviour.apply(&shared.default_behaviour());
 
     if endpoint == Endpoint::Models {
         behaviour.apply(header_behaviour.unwrap_or_default());
-        if let Some(reply) = play_common(&behaviour, "gpt-test", false).await {
+        if let Some(reply) = play_common(&behaviour, false, |fail| {
+            openai_failure(fail, &behaviour, "gpt-test")
+        })
+        .await
+        {
             return reply;
         }
         return Reply::ok(openai::MODEL_LIST.to_owned());
     }
 
-    let request = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) | Err(_) => {
+    let request = match json_object(body) {
+        Some(map) => map,
+        None => {
             return Reply::error(
                 StatusCode::BAD_REQUEST,
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your \
@@ -272,33 +294,48 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     behaviour.apply(header_behaviour.unwrap_or_default());
     let streamed = request.get("stream") == Some(&Value::Bool(true));
     let streamed = streamed && endpoint != Endpoint::Embeddings;
-    if let Some(reply) = play_common(&behaviour, model, streamed).await {
+    if let Some(reply) = play_common(&behaviour, streamed, |fail| {
+        openai_failure(fail, &behaviour, model)
+    })
+    .await
+    {
         return reply;
     }
 
+    let call = Call {
+        shared,
+        request: &request,
+        behaviour: &behaviour,
+        model,
+        dialect: Dialect::OpenAi,
+        seq,
+    };
     match endpoint {
-        Endpoint::Embeddings => embeddings(&request, model),
-        Endpoint::Chat | Endpoint::Completions => {
-            let flavour = if endpoint == Endpoint::Chat {
-                Flavour::Chat
-            } else {
-                Flavour::Completion
-            };
-            let prompt_tokens = match prompt_tokens(&request, flavour) {
-                Ok(tokens) => tokens,
-                Err(reply) => return reply,
-            };
-            completion(
-                shared,
-                &request,
-                &behaviour,
-                flavour,
-                model,
-                prompt_tokens,
-                seq,
-            )
-        }
+        Endpoint::Embeddings => complete::embeddings(&request, model),
+        Endpoint::Chat => complete::completion(&call, Flavour::Chat),
+        Endpoint::Completions => complete::completion(&call, Flavour::Completion),
         Endpoint::Models => Reply::ok(openai::MODEL_LIST.to_owned()),
+    }
+}
+
+/// The `x-mock-behaviour` header's directives, if any.
+pub(crate) fn header_behaviour(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("x-mock-behaviour")
+        .and_then(|v| v.to_str().ok())
+}
+
+/// A header's value as text (`None`: absent or not visible ASCII).
+pub(crate) fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request body as a JSON object, `None` if it is not one.
+pub(crate) fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) | Err(_) => None,
     }
 }
 
@@ -327,9 +364,14 @@ fn check_auth(parts: &Parts, key: &str) -> Option<Reply> {
     ))
 }
 
-/// `hang`, `slow-*`, `fail-*` and `reset-after-headers`, common to every endpoint (`streamed`:
-/// the request asked for a stream).
-async fn play_common(behaviour: &Behaviour, model: &str, streamed: bool) -> Option<Reply> {
+/// `hang`, `slow-*`, `fail-*` and `reset-after-headers`, common to every route (`streamed`:
+/// the request asked for a stream); `failure` shapes a scripted failure the way the route's
+/// provider does.
+pub(crate) async fn play_common(
+    behaviour: &Behaviour,
+    streamed: bool,
+    failure: impl FnOnce(Fail) -> Reply,
+) -> Option<Reply> {
     if behaviour.hang {
         // Never answer; hyper drops this future when the client goes away.
         std::future::pending::<()>().await;
@@ -337,36 +379,42 @@ async fn play_common(behaviour: &Behaviour, model: &str, streamed: bool) -> Opti
     if !behaviour.slow.is_zero() {
         tokio::time::sleep(behaviour.slow).await;
     }
-    let server_error = |status: StatusCode, message: &str| Reply::Json {
-        status,
-        body: openai::error_body(message, "server_error", None, None),
-        retry_after: None,
-    };
-    let Some(fail) = behaviour.fail else {
-        return behaviour.reset_after_headers.then_some(Reply::Reset {
+    match behaviour.fail {
+        Some(fail) => Some(failure(fail)),
+        None => behaviour.reset_after_headers.then_some(Reply::Reset {
             content_type: if streamed {
                 "text/event-stream"
             } else {
                 "application/json"
             },
-        });
+        }),
+    }
+}
+
+/// 529, Anthropic's "overloaded" status.
+pub(crate) fn status_529() -> StatusCode {
+    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// A scripted failure in OpenAI's shapes.
+pub(crate) fn openai_failure(fail: Fail, behaviour: &Behaviour, model: &str) -> Reply {
+    let server_error = |status: StatusCode, message: &str| {
+        Reply::json(
+            status,
+            openai::error_body(message, "server_error", None, None),
+        )
     };
     match fail {
-        Fail::Internal => Some(server_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "mock internal error",
-        )),
-        Fail::BadGateway => Some(server_error(
-            StatusCode::BAD_GATEWAY,
-            "mock bad gateway (fail-502)",
-        )),
-        Fail::Unavailable => Some(server_error(
+        Fail::Internal => server_error(StatusCode::INTERNAL_SERVER_ERROR, "mock internal error"),
+        Fail::BadGateway => server_error(StatusCode::BAD_GATEWAY, "mock bad gateway (fail-502)"),
+        Fail::Unavailable => server_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The server is overloaded or not ready yet (mock fail-503).",
-        )),
+        ),
+        Fail::Overloaded => server_error(status_529(), "The server is overloaded (mock fail-529)."),
         Fail::RateLimited => {
             let seconds = behaviour.retry_after.unwrap_or(1);
-            Some(Reply::Json {
+            Reply::Json {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 body: openai::error_body(
                     &format!(
@@ -377,174 +425,13 @@ async fn play_common(behaviour: &Behaviour, model: &str, streamed: bool) -> Opti
                     Some("rate_limit_exceeded"),
                 ),
                 retry_after: Some(seconds),
-            })
+            }
         }
-        Fail::BadRequest => Some(Reply::error(
+        Fail::BadRequest => Reply::error(
             StatusCode::BAD_REQUEST,
             "mock bad request (fail-400)",
             None,
             None,
-        )),
-    }
-}
-
-/// Validates `messages` / `prompt` and counts the prompt's tokens.
-fn prompt_tokens(request: &Map<String, Value>, flavour: Flavour) -> Result<u64, Reply> {
-    match flavour {
-        Flavour::Chat => match request.get("messages") {
-            Some(Value::Array(messages)) if !messages.is_empty() => Ok(openai::chat_prompt_tokens(messages)),
-            Some(Value::Array(_)) => Err(Reply::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-                Some("messages"),
-                Some("empty_array"),
-            )),
-            Some(_) => Err(Reply::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid type for 'messages': expected an array of objects.",
-                Some("messages"),
-                Some("invalid_type"),
-            )),
-            None => Err(missing("messages")),
-        },
-        Flavour::Completion => match request.get("prompt") {
-            Some(prompt @ (Value::String(_) | Value::Array(_))) => Ok(openai::input_tokens(prompt)),
-            Some(_) => Err(Reply::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid type for 'prompt': expected a string or an array.",
-                Some("prompt"),
-                Some("invalid_type"),
-            )),
-            None => Err(missing("prompt")),
-        },
-    }
-}
-
-fn missing(param: &str) -> Reply {
-    Reply::error(
-        StatusCode::BAD_REQUEST,
-        &format!("Missing required parameter: '{param}'."),
-        Some(param),
-        Some("missing_required_parameter"),
-    )
-}
-
-/// Number of embedding inputs: a string, an array of strings, a token array or an array of
-/// token arrays.
-fn embedding_items(input: &Value) -> Option<usize> {
-    let is_token = |v: &Value| v.as_u64().is_some();
-    match input {
-        Value::String(_) => Some(1),
-        Value::Array(items) if items.is_empty() => None,
-        Value::Array(items) if items.iter().all(Value::is_string) => Some(items.len()),
-        Value::Array(items) if items.iter().all(is_token) => Some(1),
-        Value::Array(items) => items
-            .iter()
-            .all(|item| {
-                item.as_array()
-                    .is_some_and(|tokens| !tokens.is_empty() && tokens.iter().all(is_token))
-            })
-            .then_some(items.len()),
-        _ => None,
-    }
-}
-
-fn embeddings(request: &Map<String, Value>, model: &str) -> Reply {
-    let Some(input) = request.get("input") else {
-        return missing("input");
-    };
-    let Some(items) = embedding_items(input) else {
-        return Reply::error(
-            StatusCode::BAD_REQUEST,
-            "Invalid 'input': expected a non-empty string, an array of strings or an array of token arrays.",
-            Some("input"),
-            Some("invalid_value"),
-        );
-    };
-    let base64 = request.get("encoding_format").and_then(Value::as_str) == Some("base64");
-    Reply::ok(openai::embeddings(
-        model,
-        items,
-        base64,
-        openai::input_tokens(input),
-    ))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn completion(
-    shared: &Shared,
-    request: &Map<String, Value>,
-    behaviour: &Behaviour,
-    flavour: Flavour,
-    model: &str,
-    prompt_tokens: u64,
-    seq: u64,
-) -> Reply {
-    let n = behaviour.chunks.unwrap_or(shared.config.default_chunks);
-    let chunks = openai::chunks(n);
-    let id = match flavour {
-        Flavour::Chat => format!("chatcmpl-mock-{seq}"),
-        Flavour::Completion => format!("cmpl-mock-{seq}"),
-    };
-    let answer = Answer {
-        id: &id,
-        created: unix_now(),
-        model,
-        chunks: &chunks,
-        usage: Usage {
-            prompt: prompt_tokens,
-            completion: n as u64,
-        },
-    };
-    if request.get("stream") != Some(&Value::Bool(true)) {
-        let body = if behaviour.malformed {
-            "{not json".to_owned()
-        } else {
-            match flavour {
-                Flavour::Chat => openai::chat_completion(&answer),
-                Flavour::Completion => openai::text_completion(&answer),
-            }
-        };
-        if behaviour.chunk_delay.is_zero() && behaviour.cut_after.is_none() {
-            return Reply::ok(body);
-        }
-        let length = body.len();
-        return Reply::JsonPieces {
-            length,
-            rx: stream::start_pieces(Bytes::from(body), n, behaviour),
-        };
-    }
-    let asked_usage = request
-        .get("stream_options")
-        .and_then(|options| options.get("include_usage"))
-        .is_some_and(|v| v == &Value::Bool(true));
-    let events = StreamEvents {
-        answer,
-        flavour,
-        include_usage: asked_usage && !behaviour.no_usage,
-    };
-    Reply::Stream(stream::start(&events, behaviour))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedding_inputs() {
-        use serde_json::json;
-        assert_eq!(embedding_items(&json!("a")), Some(1));
-        assert_eq!(embedding_items(&json!(["a", "b"])), Some(2));
-        assert_eq!(embedding_items(&json!([1, 2, 3])), Some(1));
-        assert_eq!(embedding_items(&json!([[1], [2, 3]])), Some(2));
-        assert_eq!(embedding_items(&json!([])), None);
-        assert_eq!(embedding_items(&json!([[]])), None);
-        assert_eq!(embedding_items(&json!(["a", 1])), None);
-        assert_eq!(embedding_items(&json!(7)), None);
+        ),
     }
 }

@@ -1,21 +1,97 @@
-//! A scriptable OpenAI-shaped upstream for the gateway's integration tests, end-to-end tests
-//! and benchmarks.
+//! A scriptable upstream for the gateway's integration tests, end-to-end tests and benchmarks,
+//! speaking three providers' wire formats: OpenAI's, Anthropic's Messages API and Azure
+//! OpenAI's. Each route checks what the real provider checks, so a gateway that translates
+//! wrongly is refused, and answers in the provider's shapes with deterministic content.
+//! Every request is recorded (method, path with its query string, headers, the whole body;
+//! see [`RecordedRequest::query`]) and counted, whatever the route.
 //!
-//! It serves `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions` and
-//! `POST /v1/embeddings` over HTTP/1.1 (keep-alive), checks what OpenAI checks (bearer key,
-//! JSON body, required fields) and answers in OpenAI's shapes with deterministic content.
-//! Every request is recorded (method, path, headers, the whole body).
+//! # Routes
+//!
+//! **OpenAI** — `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
+//! `POST /v1/embeddings` over HTTP/1.1 (keep-alive). Checks: `Authorization: Bearer <key>`
+//! (when [`MockConfig::api_key`] is set, else 401 `invalid_api_key`), a JSON object body,
+//! `model` (a string), `messages` (a non-empty array) / `prompt` / `input`. Errors are
+//! `{"error":{"message","type","param","code"}}`.
+//!
+//! **Anthropic** — `POST /v1/messages` (other methods: 404 `not_found_error`). Checks, in
+//! order, each failing with `{"type":"error","error":{"type","message"}}`:
+//! - `x-api-key: <key>` (when a key is configured; `Authorization: Bearer` does not count):
+//!   else 401 `authentication_error` (`x-api-key header is required` / `invalid x-api-key`);
+//! - `anthropic-version: YYYY-MM-DD`: else 400 `invalid_request_error` naming the header;
+//! - the body, else 400 `invalid_request_error` with a message like Anthropic's
+//!   (`<path>: <problem>`, e.g. `n: Extra inputs are not permitted`): a JSON object with only
+//!   Anthropic's top-level fields (`model`, `messages`, `max_tokens`, `system`, `metadata`,
+//!   `stop_sequences`, `stream`, `temperature`, `top_p`, `top_k`, `tools`, `tool_choice`,
+//!   `thinking`, `service_tier`: OpenAI's `n`, `stream_options`, `frequency_penalty`, … are
+//!   refused); `model` a string; `max_tokens` an integer ≥ 1; `messages` a non-empty array of
+//!   `{role, content}` (no other keys, so no `tool_calls`), role `user` or `assistant` (a
+//!   `system` role is refused), the first one `user`, content a non-empty string or non-empty
+//!   array of blocks — `text` (non-empty), `image` (`base64` source of `image/jpeg|png|gif|webp`
+//!   whose decoded bytes are of that type, or an `http(s)` `url` source), `tool_use` (assistant
+//!   only; `id`, `name`, object `input`), `tool_result` (user only; `tool_use_id`, string or
+//!   text/image `content`, `is_error`); every `tool_result` answers a `tool_use` of the message
+//!   before, and every `tool_use` is answered in the next message (when there is one); a final
+//!   assistant message (a prefill) may be empty but must not end with whitespace; `system` a
+//!   string or `text` blocks; `tools` custom tools (`name` `^[a-zA-Z0-9_-]{1,128}$`, unique,
+//!   `description` a string, `input_schema` an object with `type: "object"`; OpenAI's
+//!   `{type: "function", function}` is refused) or versioned server tools (`web_search_20250305`);
+//!   `tool_choice` an object `{type: auto|any|none}` or `{type: tool, name}` naming a tool,
+//!   optionally `disable_parallel_tool_use`; `stop_sequences` strings, not only whitespace;
+//!   `temperature` and `top_p` in 0..=1; `top_k` an integer ≥ 0; `stream` a boolean;
+//!   `metadata` only `user_id` (a string); `thinking` `disabled` or `enabled` with
+//!   1024 ≤ `budget_tokens` < `max_tokens`.
+//!
+//! The body is checked before the scripted behaviour is played. The answer is a `message`
+//! (`id` `msg_mock_<n>`, the request's `model`) with the text of the OpenAI routes
+//! (`w0 w1 … w{n-1}.`), `stop_reason` `end_turn` and `usage` (`input_tokens`: words of
+//! `system` and the messages' text, as the OpenAI routes count prompt tokens; `output_tokens`:
+//! the chunks, plus 3 for a tool call; cache tokens 0). With custom `tools`, a `tool_choice`
+//! other than `none`, and either `tool_choice` `any` / `tool` or the word "weather" in the last
+//! user message, the answer calls a tool: a `tool_use` block `{id: "toolu_mock_<n>", name: the
+//! named or the first tool, input: {"location":"Paris"}}` (after the text unless forced),
+//! `stop_reason: "tool_use"`. A stop sequence found in the text ends it before the sequence
+//! (`stop_reason: "stop_sequence"`); `max_tokens` below the output tokens truncates the text
+//! to `max_tokens` chunks, drops the tool call and says `max_tokens`. A stream (`stream:
+//! true`) is `event: <type>\ndata: <json>\n\n` frames: `message_start` (empty content,
+//! `output_tokens` 1), for the text `content_block_start`, `ping`, a `text_delta` per chunk,
+//! `content_block_stop`; for a tool call `content_block_start` (`input: {}`), four
+//! `input_json_delta` pieces split mid-token (the first empty), `content_block_stop`; then
+//! `message_delta` (`stop_reason`, `stop_sequence`, `usage.output_tokens`) and
+//! `message_stop`.
+//!
+//! **Azure OpenAI** — `POST /openai/deployments/{deployment}/chat/completions`,
+//! `…/completions`, `…/embeddings`, with `?api-version=`. Checks, in order:
+//! - `api-key: <key>` or `Authorization: Bearer <key>` (Entra ID): else 401
+//!   `{"error":{"code":"401","message":"Access denied due to invalid subscription key …"}}`;
+//! - the path (any non-empty deployment name, percent-decoded; other paths and methods: 404
+//!   `{"error":{"code":"404","message":"Resource not found"}}`);
+//! - `api-version`: missing or empty, 400 `{"error":{"code":"MissingApiVersionParameter",…}}`;
+//!   not `YYYY-MM-DD` or `YYYY-MM-DD-preview`, 404 `Resource not found`;
+//! - the body as on the OpenAI routes, except that `model` is optional (a string if sent).
+//!
+//! Answers are the OpenAI routes' with `model` = the deployment, plus Azure's content filter
+//! annotations: `prompt_filter_results` (all four categories `safe`) and per choice
+//! `content_filter_results`. A stream starts with Azure's prompt filter chunk (`choices: []`,
+//! empty `id`, `model` and `object`, `created: 0`), its role and finish chunks carry
+//! `content_filter_results: {}`, its content chunks the `safe` results. Scripted 429s are
+//! Azure's (`{"error":{"code":"429","message":"Requests to the ChatCompletions_Create
+//! Operation under Azure OpenAI API version … Please retry after <s> seconds. …"}}`), other
+//! failures OpenAI's.
 //!
 //! # Scripted behaviour
 //!
 //! Behaviour is scripted by `+`-separated directives, e.g.
 //! `gpt-test+chunks-4+chunk-delay-50+cut-after-2`, read in this order (later ones win):
-//! the instance's default ([`MockUpstream::set_behaviour`], or `POST /__mock/behaviour`), the
-//! request's `model` string, the `x-mock-behaviour` header. Unknown directives are ignored.
+//! the instance's default ([`MockUpstream::set_behaviour`], or `POST /__mock/behaviour`),
+//! on Azure routes the deployment name, the request's `model` string, the `x-mock-behaviour`
+//! header. Unknown directives are ignored. They apply to every route unless said otherwise;
+//! failures take the route's provider's error shape.
 //!
-//! - `fail-500`, `fail-502`, `fail-503`: that status with an OpenAI `server_error` body.
+//! - `fail-500`, `fail-502`, `fail-503`: that status with an OpenAI `server_error` body
+//!   (Anthropic: `api_error`).
+//! - `fail-529`: 529, Anthropic's `overloaded_error` (`server_error` on the other routes).
 //! - `fail-429`: 429 `rate_limit_exceeded` with `retry-after: 1`; `retry-after-<s>` sets the
-//!   value.
+//!   value (Anthropic: `rate_limit_error`; Azure: its `code: "429"` body).
 //! - `fail-400`: 400 `invalid_request_error`.
 //! - `slow-<ms>`: wait before the response head. `hang`: never answer.
 //! - `reset-after-headers`: send the 200 head (`text/event-stream` for streams, else
@@ -27,8 +103,19 @@
 //! - `cut-after-<n>`: a stream drops the connection after `n` content chunks (no finish, no
 //!   `[DONE]`, no terminating chunk); a JSON answer, whose head announces the whole body's
 //!   `content-length`, drops it after `min(n, chunks − 1)` pieces, so it is always incomplete.
+//!   On Anthropic routes, content chunks are the `text_delta` and `input_json_delta` events;
+//!   a cut stream has no `content_block_stop`, `message_delta` or `message_stop`.
 //! - `malformed`: the second stream event is not JSON; a JSON answer is `{not json`.
-//! - `no-usage`: streams never carry usage.
+//! - `no-usage`: OpenAI and Azure streams never carry usage (Anthropic's always do).
+//! - `stream-error` (Anthropic): after the first delta, the stream sends
+//!   `event: error` / `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`
+//!   and ends (in order, with the terminating chunk).
+//! - `content-filter` (Azure chat and completions): 400 `content_filter` (`param: "prompt"`,
+//!   `innererror.code: "ResponsibleAIPolicyViolation"`, `hate` filtered at `high`). A `fail-*`
+//!   directive wins over it.
+//! - `content-filter-completion` (OpenAI-shaped routes): a 200 answer cut to the first half of
+//!   its chunks (`chunks / 2`), `finish_reason: "content_filter"`; on Azure the choice's
+//!   `content_filter_results` (the stream's finish chunk's) show `violence` filtered at `medium`.
 //!
 //! # Control endpoint
 //!
@@ -52,8 +139,11 @@
 //! # }
 //! ```
 
+mod anthropic;
+mod azure;
 mod behaviour;
 mod body;
+mod complete;
 mod conn;
 mod handler;
 mod openai;
@@ -118,6 +208,12 @@ impl RecordedRequest {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of query parameter `name` (as sent, not percent-decoded), e.g. Azure's
+    /// `api-version`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        azure::query_param(self.path.split_once('?').map(|(_, q)| q), name)
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -211,9 +307,15 @@ impl MockUpstream {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/v1`.
+    /// `http://127.0.0.1:PORT/v1`: the OpenAI base URL.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL of Anthropic (`/v1/messages` below it) and Azure
+    /// OpenAI (`/openai/deployments/…`).
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Every request received so far, in order of arrival (recorded once its body is read).

@@ -1,10 +1,13 @@
 //! OpenAI-shaped bodies: errors, completions (whole and as stream events), embeddings, the
-//! model list, plus the deterministic text, token counts and vectors they carry.
+//! model list, plus the deterministic text, token counts and vectors they carry. Completions
+//! come in two dialects: OpenAI's and Azure OpenAI's (content filter annotations).
 //!
 //! Bodies are written with `format!` so their key order is exactly OpenAI's, whatever
 //! `serde_json` features the workspace enables.
 
 use serde_json::Value;
+
+use crate::azure;
 
 /// The only model listed by `GET /v1/models`.
 pub(crate) const MODEL_LIST: &str = r#"{"object":"list","data":[{"id":"gpt-test","object":"model","created":1700000000,"owned_by":"mock"}]}"#;
@@ -65,7 +68,7 @@ pub(crate) fn chunks(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn words(text: &str) -> u64 {
+pub(crate) fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
@@ -104,6 +107,15 @@ pub(crate) fn input_tokens(input: &Value) -> u64 {
     count(input).max(1)
 }
 
+/// Whose flavour of OpenAI's completion shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    /// Azure OpenAI: `prompt_filter_results` in the answer (a stream's first chunk, with no
+    /// choices) and `content_filter_results` in every choice.
+    Azure,
+}
+
 /// What a completion answer is made of.
 pub(crate) struct Answer<'a> {
     pub id: &'a str,
@@ -111,16 +123,52 @@ pub(crate) struct Answer<'a> {
     pub model: &'a str,
     pub chunks: &'a [String],
     pub usage: Usage,
+    /// `stop`, or `content_filter` (`content-filter-completion`).
+    pub finish_reason: &'a str,
+    pub dialect: Dialect,
+}
+
+impl Answer<'_> {
+    fn azure(&self) -> bool {
+        self.dialect == Dialect::Azure
+    }
+
+    /// `,"content_filter_results":…` of a whole answer's choice (Azure), else nothing.
+    fn choice_filters(&self) -> String {
+        if self.azure() {
+            format!(
+                r#","content_filter_results":{}"#,
+                azure::completion_filter_results(self.finish_reason)
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    /// `,"prompt_filter_results":[…]` (Azure), else nothing.
+    fn prompt_filters(&self) -> String {
+        if self.azure() {
+            format!(
+                r#","prompt_filter_results":{}"#,
+                azure::PROMPT_FILTER_RESULTS
+            )
+        } else {
+            String::new()
+        }
+    }
 }
 
 /// A non-streamed chat completion.
 pub(crate) fn chat_completion(a: &Answer<'_>) -> String {
     format!(
-        r#"{{"id":{},"object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{},"refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{},"system_fingerprint":"fp_mock"}}"#,
+        r#"{{"id":{},"object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{},"refusal":null}},"logprobs":null,"finish_reason":{}{}}}]{},"usage":{},"system_fingerprint":"fp_mock"}}"#,
         quote(a.id),
         a.created,
         quote(a.model),
         quote(&a.chunks.concat()),
+        quote(a.finish_reason),
+        a.choice_filters(),
+        a.prompt_filters(),
         a.usage.json()
     )
 }
@@ -128,11 +176,14 @@ pub(crate) fn chat_completion(a: &Answer<'_>) -> String {
 /// A non-streamed legacy completion.
 pub(crate) fn text_completion(a: &Answer<'_>) -> String {
     format!(
-        r#"{{"id":{},"object":"text_completion","created":{},"model":{},"choices":[{{"text":{},"index":0,"logprobs":null,"finish_reason":"stop"}}],"usage":{},"system_fingerprint":"fp_mock"}}"#,
+        r#"{{"id":{},"object":"text_completion","created":{},"model":{},"choices":[{{"text":{},"index":0,"logprobs":null,"finish_reason":{}{}}}]{},"usage":{},"system_fingerprint":"fp_mock"}}"#,
         quote(a.id),
         a.created,
         quote(a.model),
         quote(&a.chunks.concat()),
+        quote(a.finish_reason),
+        a.choice_filters(),
+        a.prompt_filters(),
         a.usage.json()
     )
 }
@@ -166,20 +217,42 @@ impl StreamEvents<'_> {
         )
     }
 
-    fn chunk(&self, choice: &str) -> String {
+    /// A chunk with one choice: `choice` is the choice's JSON without its closing brace, to
+    /// which Azure's `filters` (the object of `content_filter_results`) are added.
+    fn chunk(&self, choice: &str, filters: &str) -> String {
         let usage = if self.include_usage {
             r#","usage":null"#
         } else {
             ""
         };
-        format!(r#"{},"choices":[{choice}]{usage}}}"#, self.head())
+        let filters = if self.answer.azure() {
+            format!(r#","content_filter_results":{filters}"#)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"{},"choices":[{choice}{filters}}}]{usage}}}"#,
+            self.head()
+        )
+    }
+
+    /// Azure's first chunk: the prompt's filter results, no choices, empty `id` and `model`;
+    /// `None` for OpenAI.
+    pub(crate) fn prelude(&self) -> Option<String> {
+        self.answer.azure().then(|| {
+            format!(
+                r#"{{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":{}}}"#,
+                azure::PROMPT_FILTER_RESULTS
+            )
+        })
     }
 
     /// The chat stream's first chunk (`role`, empty content); `None` for completions.
     pub(crate) fn role(&self) -> Option<String> {
         match self.flavour {
             Flavour::Chat => Some(self.chunk(
-                r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}"#,
+                r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null"#,
+                "{}",
             )),
             Flavour::Completion => None,
         }
@@ -187,27 +260,42 @@ impl StreamEvents<'_> {
 
     /// The chunk carrying content chunk `text`.
     pub(crate) fn content(&self, text: &str) -> String {
+        let filters = azure::completion_filter_results("stop");
         match self.flavour {
-            Flavour::Chat => self.chunk(&format!(
-                r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#,
-                quote(text)
-            )),
-            Flavour::Completion => self.chunk(&format!(
-                r#"{{"text":{},"index":0,"logprobs":null,"finish_reason":null}}"#,
-                quote(text)
-            )),
+            Flavour::Chat => self.chunk(
+                &format!(
+                    r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null"#,
+                    quote(text)
+                ),
+                &filters,
+            ),
+            Flavour::Completion => self.chunk(
+                &format!(
+                    r#"{{"text":{},"index":0,"logprobs":null,"finish_reason":null"#,
+                    quote(text)
+                ),
+                &filters,
+            ),
         }
     }
 
-    /// The chunk with `finish_reason: "stop"`.
+    /// The chunk with the `finish_reason`.
     pub(crate) fn finish(&self) -> String {
+        let reason = quote(self.answer.finish_reason);
+        let filters = if self.answer.finish_reason == "stop" {
+            "{}".to_owned()
+        } else {
+            azure::completion_filter_results(self.answer.finish_reason)
+        };
         match self.flavour {
-            Flavour::Chat => {
-                self.chunk(r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}"#)
-            }
-            Flavour::Completion => {
-                self.chunk(r#"{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}"#)
-            }
+            Flavour::Chat => self.chunk(
+                &format!(r#"{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":{reason}"#),
+                &filters,
+            ),
+            Flavour::Completion => self.chunk(
+                &format!(r#"{{"text":"","index":0,"logprobs":null,"finish_reason":{reason}"#),
+                &filters,
+            ),
         }
     }
 

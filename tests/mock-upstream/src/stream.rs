@@ -25,7 +25,11 @@ pub(crate) fn start(
     events: &StreamEvents<'_>,
     behaviour: &Behaviour,
 ) -> mpsc::Receiver<StreamItem> {
-    let steps = plan_stream(events, behaviour);
+    start_steps(plan_stream(events, behaviour))
+}
+
+/// Starts producing an already planned stream (the Anthropic routes plan their own).
+pub(crate) fn start_steps(steps: Vec<Step>) -> mpsc::Receiver<StreamItem> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(produce(tx, steps));
     rx
@@ -37,10 +41,7 @@ pub(crate) fn start_pieces(
     pieces: usize,
     behaviour: &Behaviour,
 ) -> mpsc::Receiver<StreamItem> {
-    let steps = plan_pieces(body, pieces, behaviour);
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(produce(tx, steps));
-    rx
+    start_steps(plan_pieces(body, pieces, behaviour))
 }
 
 /// The body split into `pieces` (at least one) parts of about equal size, the chunk delay
@@ -69,9 +70,11 @@ fn plan_pieces(body: Bytes, pieces: usize, behaviour: &Behaviour) -> Vec<Step> {
 
 /// One step of a stream.
 #[derive(Debug, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
+    /// Bytes to send (a whole SSE frame).
     Event(Bytes),
     Delay(Duration),
+    /// Drop the connection without the terminating chunk (ends the stream).
     Cut,
 }
 
@@ -79,6 +82,9 @@ enum Step {
 fn plan_stream(events: &StreamEvents<'_>, behaviour: &Behaviour) -> Vec<Step> {
     let event = |data: &str| Step::Event(Bytes::from(openai::sse(data)));
     let mut steps = Vec::new();
+    if let Some(prelude) = events.prelude() {
+        steps.push(event(&prelude));
+    }
     if let Some(role) = events.role() {
         steps.push(event(&role));
     }
@@ -149,9 +155,19 @@ async fn produce(tx: mpsc::Sender<StreamItem>, steps: Vec<Step>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::{Answer, Flavour, Usage};
+    use crate::openai::{Answer, Dialect, Flavour, Usage};
 
     fn plan(flavour: Flavour, n: usize, include_usage: bool, spec: &str) -> Vec<String> {
+        plan_in(Dialect::OpenAi, flavour, n, include_usage, spec)
+    }
+
+    fn plan_in(
+        dialect: Dialect,
+        flavour: Flavour,
+        n: usize,
+        include_usage: bool,
+        spec: &str,
+    ) -> Vec<String> {
         let chunks = openai::chunks(n);
         let events = StreamEvents {
             answer: Answer {
@@ -163,6 +179,8 @@ mod tests {
                     prompt: 1,
                     completion: 1,
                 },
+                finish_reason: "stop",
+                dialect,
             },
             flavour,
             include_usage,
@@ -176,6 +194,8 @@ mod tests {
                     let text = String::from_utf8_lossy(&bytes).into_owned();
                     if text.contains("{not json") {
                         "bad".to_owned()
+                    } else if text.contains("prompt_filter_results") {
+                        "prompt-filters".to_owned()
                     } else if text.contains("[DONE]") {
                         "done".to_owned()
                     } else if text.contains("\"choices\":[]") {
@@ -221,6 +241,28 @@ mod tests {
             ["content", "bad", "content", "finish", "usage", "done"]
         );
         assert_eq!(plan(Flavour::Completion, 1, false, "cut-after-0"), ["cut"]);
+        assert_eq!(
+            plan_in(Dialect::Azure, Flavour::Chat, 1, true, ""),
+            [
+                "prompt-filters",
+                "role",
+                "content",
+                "finish",
+                "usage",
+                "done"
+            ]
+        );
+        assert_eq!(
+            plan_in(Dialect::Azure, Flavour::Completion, 2, false, "malformed"),
+            [
+                "prompt-filters",
+                "bad",
+                "content",
+                "content",
+                "finish",
+                "done"
+            ]
+        );
     }
 
     fn pieces(body: &'static str, n: usize, spec: &str) -> Vec<String> {

@@ -294,6 +294,7 @@ async fn models_and_unknown_routes() {
         upstream.base_url().starts_with("http://127.0.0.1:")
             && upstream.base_url().ends_with("/v1")
     );
+    assert_eq!(format!("{}/v1", upstream.origin()), upstream.base_url());
 }
 
 #[tokio::test]
@@ -659,4 +660,6 @@ async fn shutdown_stops_accepting() {
     }
 }
 
+mod anthropic;
+mod azure;
 mod faults;
