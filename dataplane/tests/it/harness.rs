@@ -121,6 +121,10 @@ pub struct Entry {
     pub weight: u32,
     /// Active health checks (`health_check`); off by default in tests.
     pub health_check: bool,
+    /// `provider` (default `openai-compatible`).
+    pub provider: String,
+    /// More keys of the entry, YAML at the entry's indentation (`    deployment: x\n`).
+    pub extra: String,
 }
 
 impl Entry {
@@ -132,7 +136,21 @@ impl Entry {
             priority: 0,
             weight: 1,
             health_check: false,
+            provider: "openai-compatible".to_owned(),
+            extra: String::new(),
         }
+    }
+
+    /// Another provider kind.
+    pub fn provider(mut self, provider: &str) -> Entry {
+        self.provider = provider.to_owned();
+        self
+    }
+
+    /// Adds a key of the catalog entry (`key`, its YAML value).
+    pub fn with(mut self, key: &str, value: &str) -> Entry {
+        self.extra.push_str(&format!("    {key}: {value}\n"));
+        self
     }
 
     pub fn checked(mut self) -> Entry {
@@ -169,8 +187,8 @@ pub fn custom_config(entries: &[Entry], server_extra: &str, extra: &str) -> Stri
         .iter()
         .map(|e| {
             format!(
-                "  - alias: {}\n    provider: openai-compatible\n    provider_model: \"{}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n    priority: {}\n    weight: {}\n    health_check: {}\n",
-                e.alias, e.provider_model, e.endpoint, e.priority, e.weight, e.health_check
+                "  - alias: {}\n    provider: {}\n    provider_model: \"{}\"\n    endpoint: \"{}\"\n    api_key: \"{UPSTREAM_KEY}\"\n    priority: {}\n    weight: {}\n    health_check: {}\n{}",
+                e.alias, e.provider, e.provider_model, e.endpoint, e.priority, e.weight, e.health_check, e.extra
             )
         })
         .collect();
