@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod anthropic;
 mod cluster;
 mod errors;
 mod faults;
