@@ -31,10 +31,10 @@ CLIENT_KEY = "sk-demo.my-secret"
 UPSTREAM_KEY = "upstream-key"
 
 # Aliases the demo tenant may use, and the one it may not.
-ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover"]
+ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up"]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
-PRICED_ALIASES = {"mock-chat", "gpt-up"}
+PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up"}
 
 MOCK_START_TIMEOUT_S = 30.0
 GATEWAY_START_TIMEOUT_S = 60.0
@@ -84,12 +84,19 @@ model_catalog:
     endpoint: "{upstream}/v1"
     api_key: "{upstream_key}"
     priority: 1
+  - alias: claude-up          # provider: anthropic, translated to the mock's Messages API
+    provider: anthropic
+    provider_model: claude-test
+    endpoint: "{upstream}"
+    api_key: "{upstream_key}"
+    price_input: 0.003
+    price_output: 0.015
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up]
   api_keys:
     - tenant: demo
       prefix: demo

@@ -1,0 +1,127 @@
+"""The official OpenAI Python SDK through translating provider adapters.
+
+`claude-up` is an `anthropic` catalog entry pointing at the mock upstream's Messages API,
+which checks what Anthropic checks (`x-api-key`, `anthropic-version`, Anthropic's body
+rules): a request the gateway translated wrongly fails there.
+"""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from conftest import wait_for_usage
+from test_openai_sdk import check_success_record, show
+
+MESSAGES = [{"role": "user", "content": "Say hello to the end-to-end suite."}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+TRANSLATED = ["claude-up"]
+
+
+@pytest.mark.parametrize("alias", TRANSLATED)
+def test_chat(client, gateway, alias):
+    raw = client.chat.completions.with_raw_response.create(
+        model=alias,
+        messages=[{"role": "system", "content": "Be brief."}, *MESSAGES],
+        max_tokens=200,
+    )
+    completion = raw.parse()
+    assert completion.object == "chat.completion"
+    assert completion.model == alias
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+    record = wait_for_usage(gateway, raw.headers["x-request-id"])
+    check_success_record(record, alias, stream=False)
+    assert record["prompt_tokens"] == completion.usage.prompt_tokens, show(record)
+    assert record["completion_tokens"] == completion.usage.completion_tokens, show(record)
+
+
+@pytest.mark.parametrize("alias", TRANSLATED)
+def test_stream_with_usage(client, gateway, alias):
+    stream = client.chat.completions.with_raw_response.create(
+        model=alias,
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    request_id = stream.headers["x-request-id"]
+    text, finish, usage = "", None, None
+    for chunk in stream.parse():
+        assert chunk.model == alias
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage:
+            usage = chunk.usage
+    assert text
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens > 0
+    record = wait_for_usage(gateway, request_id)
+    check_success_record(record, alias, stream=True)
+    assert record["completion_tokens"] == usage.completion_tokens, show(record)
+
+
+@pytest.mark.parametrize("alias", TRANSLATED)
+def test_tool_calls_json_and_streamed(client, alias):
+    completion = client.chat.completions.create(
+        model=alias, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice="auto"
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"location": "Paris"}
+
+    # The tool's result goes back; the model answers.
+    follow_up = client.chat.completions.create(
+        model=alias,
+        messages=[
+            *WEATHER_QUESTION,
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 °C"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert follow_up.choices[0].message.content
+
+    name, arguments, finish = None, "", None
+    for chunk in client.chat.completions.create(
+        model=alias, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], stream=True
+    ):
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        for piece in delta.tool_calls or []:
+            assert piece.index == 0
+            name = piece.function.name or name
+            arguments += piece.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather"
+    assert json.loads(arguments) == {"location": "Paris"}
+    assert finish == "tool_calls"
+
+
+def test_unsupported_operations_are_refused_with_a_clear_error(client):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model="claude-up", prompt="hello")
+    assert raised.value.code == "operation_unsupported"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="claude-up", messages=MESSAGES, n=2)
+    assert raised.value.param == "n"
