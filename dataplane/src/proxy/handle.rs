@@ -373,7 +373,7 @@ async fn list_models(
     let created = snapshot.generated_at_ms.max(0) / 1000;
     let data: Vec<serde_json::Value> = snapshot
         .models_for(key)
-        .map(|alias| serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
+        .map(|alias| alias.model_object(created))
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
         .unwrap_or_default();
@@ -399,8 +399,7 @@ async fn get_model(
         .into());
     }
     let created = snapshot.generated_at_ms.max(0) / 1000;
-    let body = serde_json::to_vec(&serde_json::json!({"id": alias.alias, "object": "model", "created": created, "owned_by": alias.owned_by()}))
-        .unwrap_or_default();
+    let body = serde_json::to_vec(&alias.model_object(created)).unwrap_or_default();
     respond::json(session, ctx, 200, body).await
 }
 

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use omg_shared::config::{ModelType, RedisFailMode, TenantStatus};
 use omg_shared::keys::KeyHasher;
 use omg_shared::mock::MockSettings;
-use omg_shared::provider::ProviderKind;
+use omg_shared::provider::{Operation, ProviderKind};
 use omg_shared::routing::{AliasPolicy, RoutingPolicy};
 use omg_shared::snapshot::{
     ApiKey, BudgetPolicy, Deployment, Limits, RateLimitDefaults, Snapshot, Tenant, SCHEMA_VERSION,
@@ -85,6 +85,42 @@ impl AliasEntry {
         self.deployments
             .first()
             .map_or("open-model-gateway", |d| d.deployment.provider.as_str())
+    }
+
+    /// What the alias can serve, for `/v1/models`: the operations of its type that at least
+    /// one deployment's provider implements (`chat`, `stream`, `completions`, `embeddings`).
+    pub fn capabilities(&self) -> Vec<Operation> {
+        let of_type: &[Operation] = match self.model_type {
+            ModelType::Llm => &[Operation::Chat, Operation::Stream, Operation::Completions],
+            ModelType::Embedding => &[Operation::Embeddings],
+            ModelType::Image => &[
+                Operation::ImagesGenerate,
+                Operation::ImagesEdit,
+                Operation::ImagesVariation,
+            ],
+            ModelType::AudioSpeech | ModelType::AudioTranscription => &[Operation::Audio],
+            ModelType::Moderation => &[],
+        };
+        of_type
+            .iter()
+            .copied()
+            .filter(|op| {
+                self.deployments
+                    .iter()
+                    .any(|d| d.deployment.provider.supports(*op))
+            })
+            .collect()
+    }
+
+    /// The `/v1/models` object of the alias (OpenAI's fields, plus `capabilities`).
+    pub fn model_object(&self, created: i64) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.alias,
+            "object": "model",
+            "created": created,
+            "owned_by": self.owned_by(),
+            "capabilities": self.capabilities(),
+        })
     }
 }
 

@@ -345,6 +345,20 @@ async fn what_anthropic_cannot_do_is_refused_before_any_upstream_call() {
     assert_eq!(body["error"]["code"], "operation_unsupported", "{body}");
     assert_eq!(body["error"]["param"], "model");
 
+    // `/v1/models` says what the model can do.
+    let model: Value = gateway
+        .client
+        .get(format!("{}/v1/models/claude", gateway.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(model["capabilities"], json!(["chat", "stream"]), "{model}");
+    assert_eq!(model["owned_by"], "anthropic");
+
     let mut two = chat("claude", false);
     two["n"] = json!(2);
     let response = gateway.post(CHAT).json(&two).send().await.unwrap();
