@@ -10,6 +10,7 @@
 //! the shared limit counters' names ([`counters`]), routing and breaker policy ([`routing`]) and the policy for outbound targets chosen
 //! by operators ([`ssrf`]). No I/O lives here: no tokio, Pingora, actix, diesel or HTTP client.
 
+pub mod anthropic;
 pub mod budget;
 pub mod cluster;
 pub mod config;

@@ -179,6 +179,11 @@ pub fn catalog_entry_rules(
             error(&format!("{path}.metadata.{key}"), message);
         }
     }
+    if entry.provider == ProviderKind::Anthropic {
+        if let Err(message) = crate::anthropic::AnthropicDefaults::from_metadata(&entry.metadata) {
+            error(&format!("{path}.metadata"), message);
+        }
+    }
     errors
 }
 

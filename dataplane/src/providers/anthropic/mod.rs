@@ -45,10 +45,9 @@ mod response;
 mod stream;
 mod wire;
 
-use std::collections::BTreeMap;
-
 pub use adapter::AnthropicAdapter;
 pub use error::map_error;
+pub use omg_shared::anthropic::{AnthropicDefaults, DEFAULT_MAX_TOKENS, DEFAULT_VERSION};
 pub use request::build_request;
 pub use response::translate_response;
 pub use stream::{StreamError, StreamTranslator};
@@ -62,69 +61,6 @@ pub const MESSAGES_PATH: &str = "/v1/messages";
 
 /// Anthropic's public API, the base URL when a catalog entry names none.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
-
-/// The `anthropic-version` sent when the deployment's metadata names none.
-pub const DEFAULT_VERSION: &str = "2023-06-01";
-
-/// The `max_tokens` sent when neither the client nor the deployment's metadata gives one
-/// (Anthropic requires it).
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-/// Per-deployment settings, read from the catalog entry's `metadata`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnthropicDefaults {
-    /// `anthropic-version` header (`metadata.anthropic_version`).
-    pub version: String,
-    /// `max_tokens` when the client sends none (`metadata.anthropic_max_tokens`).
-    pub max_tokens: u64,
-    /// `anthropic-beta` header, when set (`metadata.anthropic_beta`).
-    pub beta: Option<String>,
-}
-
-impl Default for AnthropicDefaults {
-    fn default() -> Self {
-        Self {
-            version: DEFAULT_VERSION.to_owned(),
-            max_tokens: DEFAULT_MAX_TOKENS,
-            beta: None,
-        }
-    }
-}
-
-impl AnthropicDefaults {
-    /// Reads `anthropic_version`, `anthropic_max_tokens` and `anthropic_beta` from a catalog
-    /// entry's metadata; absent keys take the defaults. `Err` names the bad key, for config
-    /// validation (call it when the snapshot is built, not per request).
-    pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Result<Self, String> {
-        let mut defaults = Self::default();
-        let header_value = |key: &str, value: &str| {
-            if value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                Err(format!(
-                    "metadata `{key}` must be a non-empty header value without control characters"
-                ))
-            } else {
-                Ok(value.to_owned())
-            }
-        };
-        if let Some(version) = metadata.get("anthropic_version") {
-            defaults.version = header_value("anthropic_version", version.trim())?;
-        }
-        if let Some(beta) = metadata.get("anthropic_beta") {
-            defaults.beta = Some(header_value("anthropic_beta", beta.trim())?);
-        }
-        if let Some(max_tokens) = metadata.get("anthropic_max_tokens") {
-            defaults.max_tokens = match max_tokens.trim().parse::<u64>() {
-                Ok(value) if value > 0 => value,
-                _ => {
-                    return Err(
-                        "metadata `anthropic_max_tokens` must be a positive integer".to_owned()
-                    )
-                }
-            };
-        }
-        Ok(defaults)
-    }
-}
 
 /// A Messages API request, ready for the glue to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
