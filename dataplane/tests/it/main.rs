@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod azure;
 mod cluster;
 mod errors;
 mod faults;
