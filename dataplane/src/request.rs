@@ -339,6 +339,14 @@ impl<'a> RequestBody<'a> {
     /// The body for the upstream: `model` replaced, and for streams
     /// `stream_options.include_usage` forced on so every stream is metered.
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
+        self.upstream_body_with(provider_model, true)
+    }
+
+    /// [`upstream_body`](Self::upstream_body), with `force_stream_usage: false` for upstreams
+    /// that refuse `stream_options`: the client's own `stream_options` (if any) then pass
+    /// unchanged.
+    pub fn upstream_body_with(&self, provider_model: &str, force_stream_usage: bool) -> Vec<u8> {
+        let force = self.stream && force_stream_usage;
         let capacity = self
             .entries
             .iter()
@@ -362,11 +370,11 @@ impl<'a> RequestBody<'a> {
         for (key, value) in &self.entries {
             match key.0.as_ref() {
                 "model" => push_entry(&mut out, "model", model_json.as_bytes()),
-                "stream_options" if self.stream => {}
+                "stream_options" if force => {}
                 _ => push_entry(&mut out, &key.0, value.get().as_bytes()),
             }
         }
-        if self.stream {
+        if force {
             push_entry(&mut out, "stream_options", br#"{"include_usage":true}"#);
         }
         out.push(b'}');

@@ -89,6 +89,7 @@ impl ProviderKind {
             self,
             ProviderKind::OpenAi
                 | ProviderKind::OpenAiCompatible
+                | ProviderKind::Azure
                 | ProviderKind::Anthropic
                 | ProviderKind::Mock
         )
@@ -106,17 +107,17 @@ impl ProviderKind {
     /// The operations the kind's adapter implements in this build.
     pub fn capabilities(self) -> &'static [Operation] {
         match self {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Mock => &[
+            ProviderKind::OpenAi
+            | ProviderKind::OpenAiCompatible
+            | ProviderKind::Azure
+            | ProviderKind::Mock => &[
                 Operation::Chat,
                 Operation::Stream,
                 Operation::Completions,
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Azure
-            | ProviderKind::Bedrock
-            | ProviderKind::Vertex
-            | ProviderKind::HuggingFace => &[],
+            ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => &[],
         }
     }
 

@@ -585,6 +585,15 @@ pub fn deployment_from_entry(
             "an `openai-compatible` entry needs `endpoint` (base URL including `/v1`) or `providers.openai_compatible.base_url`".to_owned(),
         ));
     }
+    let api_version = match entry.provider {
+        ProviderKind::Azure => Some(crate::azure::resolve_entry(
+            entry,
+            providers,
+            endpoint_text.is_some(),
+            api_key.as_ref().is_some_and(|key| !key.is_empty()),
+        )?),
+        _ => entry.api_version.clone(),
+    };
     let endpoint = endpoint_text
         .as_deref()
         .map(Endpoint::parse)
@@ -606,7 +615,7 @@ pub fn deployment_from_entry(
         endpoint,
         deployment: entry.deployment.clone(),
         api_key: api_key.filter(|key| !key.is_empty()),
-        api_version: entry.api_version.clone(),
+        api_version,
         region: entry.region.clone(),
         weight: entry.weight,
         priority: entry.priority,

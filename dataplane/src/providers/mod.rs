@@ -4,6 +4,7 @@
 
 mod adapter;
 pub mod anthropic;
+pub mod azure;
 mod json_scan;
 pub mod mock;
 pub mod openai;
@@ -39,11 +40,9 @@ pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAda
         ProviderKind::Anthropic => Some(Arc::new(anthropic::AnthropicAdapter::from_metadata(
             &deployment.metadata,
         )?)),
+        ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(deployment)?)),
         ProviderKind::Mock => None,
-        ProviderKind::Azure
-        | ProviderKind::Bedrock
-        | ProviderKind::Vertex
-        | ProviderKind::HuggingFace => {
+        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => {
             return Err(format!(
                 "provider `{}` has no adapter in this build",
                 deployment.provider

@@ -7,7 +7,11 @@
 
 mod harness;
 
+<<<<<<< HEAD
 mod anthropic;
+=======
+mod azure;
+>>>>>>> h-azure
 mod cluster;
 mod errors;
 mod faults;

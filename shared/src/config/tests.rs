@@ -62,7 +62,7 @@ fn bad_values_name_their_key() {
         message.contains("model_catalog[0].provider") && message.contains("banana"),
         "{message}"
     );
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: azure\n");
+    let message = errors_of("model_catalog:\n  - alias: a\n    provider: bedrock\n");
     assert!(
         message.contains("`model_catalog[0].provider`") && message.contains("no adapter"),
         "{message}"
@@ -186,4 +186,80 @@ idempotency:
     .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(config.health.interval, std::time::Duration::from_secs(10));
     assert_eq!(config.routing.strategy, RoutingStrategy::LeastBusy);
+}
+
+#[test]
+fn azure_entries_need_endpoint_key_and_a_valid_api_version() {
+    let entry = |extra: &str| {
+        format!(
+            "model_catalog:\n  - alias: a\n    provider: azure\n    endpoint: https://r.openai.azure.com\n    api_key: k\n{extra}"
+        )
+    };
+    assert_eq!(
+        errors_of(&entry("    api_version: \"2024-10-21\"\n")),
+        "<no error>"
+    );
+    assert_eq!(
+        errors_of(&entry("    api_version: 2025-01-01-preview\n    deployment: gpt-4o-prod\n    metadata: {azure_auth: bearer}\n")),
+        "<no error>"
+    );
+    let message = errors_of(&entry(""));
+    assert!(
+        message.contains("`model_catalog[0].api_version`")
+            && message.contains("providers.azure_openai_version"),
+        "{message}"
+    );
+    let message = errors_of(&entry("    api_version: latest\n"));
+    assert!(
+        message.contains("`model_catalog[0].api_version`") && message.contains("YYYY-MM-DD"),
+        "{message}"
+    );
+    let message = errors_of(&format!(
+        "providers:\n  azure_openai_version: \"2024-1-1\"\n{}",
+        entry("")
+    ));
+    assert!(
+        message.contains("`model_catalog[0].api_version`")
+            && message.contains("from `providers.azure_openai_version`"),
+        "{message}"
+    );
+    let message = errors_of(&entry(
+        "    api_version: \"2024-10-21\"\n    metadata: {azure_auth: entra}\n",
+    ));
+    assert!(
+        message.contains("`model_catalog[0].metadata.azure_auth`"),
+        "{message}"
+    );
+    let message = errors_of(&entry(
+        "    api_version: \"2024-10-21\"\n    deployment: \" \"\n",
+    ));
+    assert!(
+        message.contains("`model_catalog[0].deployment`"),
+        "{message}"
+    );
+    let message = errors_of(
+        "model_catalog:\n  - alias: a\n    provider: azure\n    api_key: k\n    api_version: \"2024-10-21\"\n",
+    );
+    assert!(
+        message.contains("`model_catalog[0].endpoint`") && message.contains("openai.azure.com"),
+        "{message}"
+    );
+    let message = errors_of(
+        "model_catalog:\n  - alias: a\n    provider: azure\n    endpoint: https://r.openai.azure.com\n    api_version: \"2024-10-21\"\n",
+    );
+    assert!(message.contains("`model_catalog[0].api_key`"), "{message}");
+    // `providers.azure_openai_*` fill in what entries leave out, and the snapshot carries it.
+    let config = load_str(
+        "providers:\n  azure_openai_endpoint: https://r.openai.azure.com\n  azure_openai_key: k\n  azure_openai_version: \"2024-06-01\"\nmodel_catalog:\n  - alias: a\n    provider: azure\n",
+        &no_env,
+    )
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let deployment = crate::snapshot::deployment_from_entry(&config, &config.model_catalog[0], 0)
+        .unwrap_or_else(|e| unreachable!("{e:?}"));
+    assert_eq!(deployment.api_version.as_deref(), Some("2024-06-01"));
+    assert_eq!(
+        deployment.endpoint.map(|e| e.host).as_deref(),
+        Some("r.openai.azure.com")
+    );
+    assert!(!deployment.health_check);
 }

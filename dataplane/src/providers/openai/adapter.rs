@@ -57,23 +57,11 @@ impl ProviderAdapter for OpenAiAdapter {
     }
 
     fn response(&self, _call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
-        match response_usage(body) {
-            Ok(usage) => Ok(Answer {
-                body: body.to_vec(),
-                usage,
-            }),
-            Err(_) => Err(ApiError::new(
-                ErrorCode::UpstreamError,
-                "The upstream answered with a body that is not JSON.",
-            )),
-        }
+        pass_through_answer(body)
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(PassThrough {
-            splitter: SseSplitter::default(),
-            meter: StreamMeter::new(call.body.include_usage),
-        })
+        Box::new(PassThrough::new(call.body.include_usage))
     }
 
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError {
@@ -105,11 +93,47 @@ impl ProviderAdapter for OpenAiAdapter {
     }
 }
 
+/// An OpenAI-format JSON answer, passed through unchanged with its `usage` read.
+pub(crate) fn pass_through_answer(body: &[u8]) -> Result<Answer, ApiError> {
+    match response_usage(body) {
+        Ok(usage) => Ok(Answer {
+            body: body.to_vec(),
+            usage,
+        }),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::UpstreamError,
+            "The upstream answered with a body that is not JSON.",
+        )),
+    }
+}
+
 /// An OpenAI stream, forwarded event by event: the usage chunk the client did not ask for
 /// left out, malformed events refused.
-struct PassThrough {
+pub(crate) struct PassThrough {
     splitter: SseSplitter,
     meter: StreamMeter,
+    /// Events it matches are left out until the first chunk with choices (a provider's
+    /// preamble, such as Azure's prompt filter chunk).
+    skip_leading: Option<fn(&[u8]) -> bool>,
+}
+
+impl PassThrough {
+    /// A pass-through stream; `client_wants_usage` is the client's own
+    /// `stream_options.include_usage`.
+    pub(crate) fn new(client_wants_usage: bool) -> Self {
+        Self {
+            splitter: SseSplitter::default(),
+            meter: StreamMeter::new(client_wants_usage),
+            skip_leading: None,
+        }
+    }
+
+    /// Also leaves out the events `skip` matches (it sees whole events, `data:` line
+    /// included) while no chunk with choices has been forwarded.
+    pub(crate) fn skipping_leading(mut self, skip: fn(&[u8]) -> bool) -> Self {
+        self.skip_leading = Some(skip);
+        self
+    }
 }
 
 impl StreamTranslator for PassThrough {
@@ -119,6 +143,9 @@ impl StreamTranslator for PassThrough {
             .push(bytes)
             .map_err(|_| StreamFault::OVERSIZED)?;
         for event in events {
+            if !self.meter.saw_choices && self.skip_leading.is_some_and(|skip| skip(&event)) {
+                continue;
+            }
             match self.meter.process(&event) {
                 EventAction::Forward => out.extend_from_slice(&event),
                 EventAction::Drop => {}

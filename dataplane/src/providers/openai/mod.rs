@@ -15,6 +15,7 @@ use crate::sse::event_data;
 
 mod adapter;
 pub use adapter::OpenAiAdapter;
+pub(crate) use adapter::{pass_through_answer, PassThrough};
 
 #[derive(Deserialize)]
 struct UsageJson {

@@ -1,0 +1,178 @@
+//! Azure OpenAI error answers → OpenAI's error shape.
+//!
+//! Azure answers `{"error":{"code","message"}}` where `code` is a name
+//! (`DeploymentNotFound`, `OperationNotSupported`, `content_filter`, …) or an HTTP status as a
+//! string (`"404"`), and for request mistakes often OpenAI's own
+//! `{"error":{"message","type","param","code"}}`. Only the message (one line, at most
+//! [`MAX_MESSAGE_CHARS`] characters), `type`, `param` and a named `code` are kept; nothing
+//! else of the body (`innererror`, filter results) reaches the client.
+
+use omg_shared::error::{ErrorCode, OpenAiError, OpenAiErrorBody};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::truncate;
+use crate::providers::adapter::ClientError;
+
+/// Longest upstream message passed on, in characters.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    error: Option<Detail>,
+}
+
+#[derive(Default, Deserialize)]
+struct Detail {
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    param: Option<Value>,
+}
+
+/// A string value, trimmed and non-empty; numbers as their text.
+fn text(value: &Option<Value>) -> Option<String> {
+    let text = match value {
+        Some(Value::String(text)) => text.trim().to_owned(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
+fn sanitize(message: &str) -> String {
+    let line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(line.trim(), MAX_MESSAGE_CHARS)
+}
+
+fn body(
+    message: String,
+    kind: &str,
+    param: Option<String>,
+    code: Option<String>,
+) -> OpenAiErrorBody {
+    OpenAiErrorBody {
+        error: OpenAiError {
+            message,
+            error_type: kind.to_owned(),
+            param,
+            code,
+        },
+    }
+}
+
+/// Maps an Azure error answer (a status the glue leaves to the client: a 4xx other than 401,
+/// 403 and 429, or an unexpected one) to the client's error.
+///
+/// - `code: "content_filter"` (the prompt tripped Azure's content filter): 400,
+///   `invalid_request_error`, `param: "prompt"`, `code: "content_filter"`, Azure's message.
+/// - `code: "DeploymentNotFound"`: 404 with that code and a message for the operator (the
+///   catalog entry's `deployment` names no deployment of the resource).
+/// - 404 without a named code (`Resource not found`: the endpoint path or the `api-version`
+///   is wrong): 404 with a message for the operator, `code: null`.
+/// - Any other 4xx: its status, Azure's message, `type` (default `invalid_request_error`),
+///   `param`, and `code` when it is a name (a bare status number becomes `null`).
+/// - Anything else: 502 `upstream_error`.
+pub fn map_error(status: u16, bytes: &[u8]) -> ClientError {
+    let detail = serde_json::from_slice::<Envelope>(bytes)
+        .ok()
+        .and_then(|envelope| envelope.error);
+    let Some(detail) = detail else {
+        let code = if (400..500).contains(&status) {
+            ErrorCode::InvalidParameter
+        } else {
+            ErrorCode::UpstreamError
+        };
+        return ClientError {
+            status: if (400..500).contains(&status) {
+                status
+            } else {
+                code.status()
+            },
+            body: OpenAiErrorBody::new(
+                code,
+                format!("The upstream rejected the request with HTTP {status}."),
+                None,
+            ),
+        };
+    };
+    let code = text(&detail.code);
+    let message = text(&detail.message)
+        .map(|m| sanitize(&m))
+        .unwrap_or_default();
+    let or = |fallback: &str| {
+        if message.is_empty() {
+            fallback.to_owned()
+        } else {
+            message.clone()
+        }
+    };
+    if code.as_deref() == Some("content_filter") {
+        return ClientError {
+            status: 400,
+            body: body(
+                or("The prompt was filtered by the upstream's content management policy."),
+                "invalid_request_error",
+                Some("prompt".to_owned()),
+                code,
+            ),
+        };
+    }
+    if !(400..500).contains(&status) {
+        return ClientError {
+            status: 502,
+            body: OpenAiErrorBody::new(
+                ErrorCode::UpstreamError,
+                format!("The upstream failed with HTTP {status}."),
+                None,
+            ),
+        };
+    }
+    let named = code.filter(|c| !c.bytes().all(|b| b.is_ascii_digit()));
+    if named.as_deref() == Some("DeploymentNotFound") {
+        return ClientError {
+            status: 404,
+            body: body(
+                "The model's Azure OpenAI deployment does not exist at the upstream resource: the gateway's operator must fix the catalog entry's `deployment` name (or `provider_model`).".to_owned(),
+                "invalid_request_error",
+                None,
+                named,
+            ),
+        };
+    }
+    if status == 404 && named.is_none() {
+        return ClientError {
+            status: 404,
+            body: body(
+                format!(
+                    "The Azure OpenAI resource answered 404 ({}): the gateway's operator must check the catalog entry's `endpoint` (the resource URL) and `api_version`.",
+                    truncate(&or("Resource not found"), 100)
+                ),
+                "invalid_request_error",
+                None,
+                None,
+            ),
+        };
+    }
+    let kind = text(&detail.kind).unwrap_or_else(|| "invalid_request_error".to_owned());
+    ClientError {
+        status,
+        body: body(
+            or(&format!(
+                "The upstream rejected the request with HTTP {status}."
+            )),
+            &sanitize(&kind),
+            text(&detail.param).map(|p| sanitize(&p)),
+            named.map(|c| sanitize(&c)),
+        ),
+    }
+}

@@ -1,0 +1,184 @@
+//! Azure OpenAI: OpenAI's wire format at Azure's paths, with Azure's credential header and
+//! a few Azure extras smoothed away.
+//!
+//! - Requests go to `<endpoint>/openai/deployments/<deployment>/<operation>?api-version=<v>`
+//!   (`chat/completions`, `completions`, `embeddings`): `<deployment>` is the catalog entry's
+//!   `deployment`, else its `provider_model`, percent-encoded as one path segment; `<v>` is the
+//!   entry's `api_version`, else `providers.azure_openai_version` (resolved into the snapshot).
+//!   An endpoint given with a trailing `/openai` is accepted too.
+//! - The credential is `api-key: <api_key>`, or with `metadata.azure_auth: bearer`
+//!   `Authorization: Bearer <api_key>` (a Microsoft Entra ID token the operator provides; the
+//!   gateway does not fetch or refresh Entra tokens yet).
+//! - The body is the client's with `model` replaced (Azure ignores it) and, for streams on
+//!   api-versions that accept it (dated 2024-08-01 or later), `stream_options.include_usage`
+//!   forced on so streams are metered; older versions refuse the parameter, so their streamed
+//!   usage is estimated.
+//! - Answers pass through unchanged (Azure's `prompt_filter_results` and
+//!   `content_filter_results` included; `finish_reason: "content_filter"` is OpenAI's value
+//!   too), usage read. Streams pass through too, except Azure's leading prompt filter chunk
+//!   (empty `choices`, empty `id` and `model`), which OpenAI clients do not expect.
+//! - Error answers are mapped to OpenAI's shape ([`map_error`]).
+
+mod error;
+
+use omg_shared::azure::{stream_usage_supported, valid_api_version, AzureAuth};
+use omg_shared::provider::ProviderKind;
+use omg_shared::snapshot::Deployment;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+pub use error::map_error;
+
+use crate::error::ApiError;
+use crate::providers::adapter::{
+    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator, UpstreamRequest,
+};
+use crate::providers::openai::{pass_through_answer, PassThrough};
+use crate::sse::event_data;
+
+/// One Azure OpenAI deployment's adapter; paths are built once, with the snapshot.
+#[derive(Debug)]
+pub struct AzureAdapter {
+    auth: AzureAuth,
+    /// `<endpoint path>/openai/deployments/<deployment>`.
+    base: String,
+    /// `?api-version=<v>`.
+    query: String,
+    /// `<endpoint path>/openai/models?api-version=<v>`.
+    probe_path: String,
+    /// Whether streams get `stream_options.include_usage` forced on.
+    stream_usage: bool,
+}
+
+impl AzureAdapter {
+    /// Reads the deployment's Azure settings (`api_version`, `metadata.azure_auth`); `Err`
+    /// names the bad one.
+    pub fn for_deployment(deployment: &Deployment) -> Result<Self, String> {
+        let version = match deployment.api_version.as_deref() {
+            Some(version) if valid_api_version(version) => version,
+            Some(version) => {
+                return Err(format!(
+                    "`api_version` `{version}` is not an Azure OpenAI api-version (`YYYY-MM-DD` or `YYYY-MM-DD-preview`)"
+                ))
+            }
+            None => {
+                return Err(
+                    "`api_version` is missing (set it on the catalog entry or `providers.azure_openai_version`)"
+                        .to_owned(),
+                )
+            }
+        };
+        let auth = AzureAuth::from_metadata(&deployment.metadata)
+            .map_err(|message| format!("metadata `azure_auth`: {message}"))?;
+        let name = deployment
+            .deployment
+            .as_deref()
+            .unwrap_or(&deployment.provider_model);
+        if name.is_empty() {
+            return Err("`deployment` is empty".to_owned());
+        }
+        let prefix = deployment.endpoint.as_ref().map_or("", |e| e.path.as_str());
+        let prefix = prefix.trim_end_matches('/');
+        let prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
+        Ok(Self {
+            auth,
+            base: format!("{prefix}/openai/deployments/{}", encode_segment(name)),
+            query: format!("?api-version={version}"),
+            probe_path: format!("{prefix}/openai/models?api-version={version}"),
+            stream_usage: stream_usage_supported(version),
+        })
+    }
+
+    /// The credential header.
+    fn credential(&self, deployment: &Deployment) -> Vec<(&'static str, String)> {
+        let Some(key) = &deployment.api_key else {
+            return Vec::new();
+        };
+        vec![match self.auth {
+            AzureAuth::ApiKey => ("api-key", key.expose().to_owned()),
+            AzureAuth::Bearer => ("authorization", format!("Bearer {}", key.expose())),
+        }]
+    }
+}
+
+/// Percent-encodes a path segment: everything but RFC 3986's unreserved characters, and the
+/// dots of `.` and `..` (which would climb the path).
+fn encode_segment(text: &str) -> String {
+    let dots_only = text.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'~')
+            || (byte == b'.' && !dots_only);
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Azure's prompt filter chunk: `choices: []` without `usage` or `error` (it carries only
+/// `prompt_filter_results`, with an empty `id` and `model` that OpenAI clients choke on).
+fn is_prompt_filter_chunk(event: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        choices: Option<Vec<IgnoredAny>>,
+        #[serde(default)]
+        usage: Option<IgnoredAny>,
+        #[serde(default)]
+        error: Option<IgnoredAny>,
+    }
+    let Some(data) = event_data(event) else {
+        return false;
+    };
+    serde_json::from_slice::<Probe>(&data).is_ok_and(|probe| {
+        probe.choices.is_some_and(|choices| choices.is_empty())
+            && probe.usage.is_none()
+            && probe.error.is_none()
+    })
+}
+
+impl ProviderAdapter for AzureAdapter {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Azure
+    }
+
+    fn request(
+        &self,
+        call: &Call<'_>,
+        deployment: &Deployment,
+    ) -> Result<UpstreamRequest, ApiError> {
+        Ok(UpstreamRequest {
+            path: format!("{}{}{}", self.base, call.route.upstream_path(), self.query),
+            headers: self.credential(deployment),
+            body: call
+                .body
+                .upstream_body_with(&deployment.provider_model, self.stream_usage),
+        })
+    }
+
+    fn response(&self, _call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        pass_through_answer(body)
+    }
+
+    fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
+        Box::new(PassThrough::new(call.body.include_usage).skipping_leading(is_prompt_filter_chunk))
+    }
+
+    fn client_error(&self, status: u16, body: &[u8]) -> ClientError {
+        map_error(status, body)
+    }
+
+    fn probe(&self, deployment: &Deployment) -> ProbeRequest {
+        ProbeRequest {
+            path: self.probe_path.clone(),
+            headers: self.credential(deployment),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
