@@ -31,10 +31,10 @@ CLIENT_KEY = "sk-demo.my-secret"
 UPSTREAM_KEY = "upstream-key"
 
 # Aliases the demo tenant may use, and the one it may not.
-ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up"]
+ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up", "azure-up"]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
-PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up"}
+PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up"}
 
 MOCK_START_TIMEOUT_S = 30.0
 GATEWAY_START_TIMEOUT_S = 60.0
@@ -91,12 +91,20 @@ model_catalog:
     api_key: "{upstream_key}"
     price_input: 0.003
     price_output: 0.015
+  - alias: azure-up           # provider: azure, the mock's Azure OpenAI routes
+    provider: azure
+    endpoint: "{upstream}"
+    deployment: gpt-test
+    api_version: "2024-10-21"
+    api_key: "{upstream_key}"
+    price_input: 0.0025
+    price_output: 0.01
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up]
   api_keys:
     - tenant: demo
       prefix: demo

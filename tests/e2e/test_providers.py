@@ -1,8 +1,9 @@
-"""The official OpenAI Python SDK through translating provider adapters.
+"""The official OpenAI Python SDK through provider adapters other than plain OpenAI.
 
 `claude-up` is an `anthropic` catalog entry pointing at the mock upstream's Messages API,
 which checks what Anthropic checks (`x-api-key`, `anthropic-version`, Anthropic's body
-rules): a request the gateway translated wrongly fails there.
+rules): a request the gateway translated wrongly fails there. `azure-up` is an `azure` entry
+on the mock's Azure OpenAI routes (`api-key`, `api-version`, deployment paths).
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ WEATHER_TOOL = {
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 TRANSLATED = ["claude-up"]
+# Chat and streams through every non-OpenAI adapter. Azure passes answers through, so
+# `model` is the deployment's name there, not the alias.
+ADAPTED = ["claude-up", "azure-up"]
 
 
-@pytest.mark.parametrize("alias", TRANSLATED)
+@pytest.mark.parametrize("alias", ADAPTED)
 def test_chat(client, gateway, alias):
     raw = client.chat.completions.with_raw_response.create(
         model=alias,
@@ -42,7 +46,7 @@ def test_chat(client, gateway, alias):
     )
     completion = raw.parse()
     assert completion.object == "chat.completion"
-    assert completion.model == alias
+    assert completion.model == (alias if alias in TRANSLATED else "gpt-test")
     assert completion.choices[0].message.role == "assistant"
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop"
@@ -53,7 +57,7 @@ def test_chat(client, gateway, alias):
     assert record["completion_tokens"] == completion.usage.completion_tokens, show(record)
 
 
-@pytest.mark.parametrize("alias", TRANSLATED)
+@pytest.mark.parametrize("alias", ADAPTED)
 def test_stream_with_usage(client, gateway, alias):
     stream = client.chat.completions.with_raw_response.create(
         model=alias,
@@ -64,7 +68,7 @@ def test_stream_with_usage(client, gateway, alias):
     request_id = stream.headers["x-request-id"]
     text, finish, usage = "", None, None
     for chunk in stream.parse():
-        assert chunk.model == alias
+        assert chunk.model == (alias if alias in TRANSLATED else "gpt-test")
         if chunk.choices:
             text += chunk.choices[0].delta.content or ""
             finish = chunk.choices[0].finish_reason or finish

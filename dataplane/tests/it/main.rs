@@ -7,11 +7,8 @@
 
 mod harness;
 
-<<<<<<< HEAD
 mod anthropic;
-=======
 mod azure;
->>>>>>> h-azure
 mod cluster;
 mod errors;
 mod faults;
