@@ -153,8 +153,8 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError>;
     /// A translator for one streamed answer.
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator>;
-    /// Maps an error answer that is the client's to see (a 4xx other than 401, 403 and 429,
-    /// which the glue handles as the deployment's failures).
+    /// Maps an error answer that is the client's to see (a 4xx other than 401, 403, 404 and
+    /// 429, which the glue handles as the deployment's failures).
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError;
     /// The active health check's request.
     fn probe(&self, deployment: &Deployment) -> ProbeRequest;

@@ -261,7 +261,44 @@ async fn anthropic_errors_are_mapped_and_failures_fail_over() {
         )
         .provider("anthropic"),
     ];
+    // Under `/v1/messages/`: the mock checks the key, then answers 404 `not_found_error`.
+    let misrouted = format!("{}/v1/messages/x", upstream.origin());
+    let mut entries = entries.to_vec();
+    entries.push(Entry::new("misrouted", &misrouted, "claude-test").provider("anthropic"));
+    entries.push(
+        Entry::new("misrouted", &upstream.origin(), "claude-test")
+            .provider("anthropic")
+            .priority(1),
+    );
+    entries.push(Entry::new("lost", &misrouted, "claude-test").provider("anthropic"));
     let gateway = gateway_for(&entries).await;
+
+    // A 404 is the catalog entry's fault, not the client's: the next deployment answers, and
+    // with none left the client gets a 502 that says so.
+    let response = gateway
+        .post(CHAT)
+        .json(&chat("misrouted", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-omg-attempts"], "2");
+    let response = gateway
+        .post(CHAT)
+        .json(&chat("lost", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("catalog entry"),
+        "{body}"
+    );
 
     // A client error Anthropic caught: its status, OpenAI's shape, no failover.
     let response = gateway

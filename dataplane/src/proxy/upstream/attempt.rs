@@ -197,6 +197,21 @@ pub(super) async fn attempt(
             kind: "auth",
         });
     }
+    if status == 404 {
+        // The client named an alias the gateway knows: a provider that does not know the
+        // model, deployment or path is the catalog entry's fault, not the client's.
+        tracing::error!(deployment = %target.id, status, "the upstream does not know the deployment's model, deployment name or path; check the catalog entry's provider_model, deployment and endpoint");
+        return Err(AttemptError::Retryable {
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` does not know its configured model; the gateway's operator must fix the catalog entry.",
+                    target.id
+                ),
+            ),
+            kind: "not_found",
+        });
+    }
     if status != 200 {
         // A client mistake the upstream caught (context too long, bad parameter…): the
         // adapter maps the provider's error to OpenAI's shape, nothing else of its body.
