@@ -2,6 +2,11 @@
 //! provider responses back to OpenAI's shapes, plus usage extraction. No I/O and no Pingora
 //! types: the proxy glue (`crate::proxy`) moves the bytes.
 
+use std::sync::Arc;
+
+use omg_shared::provider::ProviderKind;
+use omg_shared::snapshot::Deployment;
+
 mod adapter;
 pub mod anthropic;
 pub mod azure;
@@ -24,12 +29,6 @@ pub use adapter::{
     Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
     UpstreamRequest,
 };
-
-use std::sync::Arc;
-
-use omg_shared::provider::ProviderKind;
-use omg_shared::snapshot::Deployment;
-
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
 /// metadata key). `None` for `mock`, which answers in process.
 pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAdapter>>, String> {

@@ -170,9 +170,14 @@ impl Entry {
 }
 
 /// The id the data plane gives the deployment of `entries[index]` (`x-omg-deployment`, the
-/// usage record): its alias and its position in the catalog.
+/// usage record): its alias and its position among the alias's entries.
 pub fn deployment_id(entries: &[Entry], index: usize) -> String {
-    format!("{}#{index}", entries[index].alias)
+    let alias = &entries[index].alias;
+    let ordinal = entries[..index]
+        .iter()
+        .filter(|e| &e.alias == alias)
+        .count();
+    format!("{alias}#{ordinal}")
 }
 
 /// A config whose catalog is exactly `entries` (active health checks off unless an entry
