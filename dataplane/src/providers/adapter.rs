@@ -160,6 +160,11 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn probe(&self, deployment: &Deployment) -> ProbeRequest;
 }
 
+/// The path prefix of the deployment's endpoint (`/v1`, or empty).
+pub(crate) fn endpoint_path(deployment: &Deployment) -> &str {
+    deployment.endpoint.as_ref().map_or("", |e| e.path.as_str())
+}
+
 /// Joins an endpoint path prefix and a route path.
 pub(crate) fn join(prefix: &str, path: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + path.len());

@@ -310,7 +310,11 @@ async fn anthropic_errors_are_mapped_and_failures_fail_over() {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
-    assert!(body["error"].get("code").is_some() && body["error"].get("param").is_some());
+    assert_eq!(body["error"]["code"], "invalid_value", "{body}");
+    assert!(
+        body["error"].get("param").is_some(),
+        "all four keys: {body}"
+    );
 
     // 529 overloaded: the next deployment answers.
     let response = gateway

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
-    UpstreamRequest,
+    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
+    StreamTranslator, UpstreamRequest,
 };
 use crate::providers::Usage;
 
@@ -35,7 +35,7 @@ impl AnthropicAdapter {
 /// The Messages API path below an endpoint: its base URL is `https://api.anthropic.com`
 /// (a configured `…/v1` is accepted too).
 fn path(deployment: &Deployment, below_v1: &str) -> String {
-    let prefix = deployment.endpoint.as_ref().map_or("", |e| e.path.as_str());
+    let prefix = endpoint_path(deployment);
     let prefix = prefix.trim_end_matches('/');
     match prefix.strip_suffix("/v1") {
         Some(base) => join(base, below_v1),

@@ -31,7 +31,8 @@ pub use error::map_error;
 
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator, UpstreamRequest,
+    endpoint_path, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator,
+    UpstreamRequest,
 };
 use crate::providers::openai::{pass_through_answer, PassThrough};
 use crate::sse::event_data;
@@ -77,7 +78,7 @@ impl AzureAdapter {
         if name.is_empty() {
             return Err("`deployment` is empty".to_owned());
         }
-        let prefix = deployment.endpoint.as_ref().map_or("", |e| e.path.as_str());
+        let prefix = endpoint_path(deployment);
         let prefix = prefix.trim_end_matches('/');
         let prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
         Ok(Self {

@@ -10,8 +10,8 @@ use omg_shared::snapshot::Deployment;
 use super::{response_usage, EventAction, StreamMeter};
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
-    UpstreamRequest,
+    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
+    StreamTranslator, UpstreamRequest,
 };
 use crate::providers::Usage;
 use crate::sse::SseSplitter;
@@ -48,7 +48,7 @@ impl ProviderAdapter for OpenAiAdapter {
         call: &Call<'_>,
         deployment: &Deployment,
     ) -> Result<UpstreamRequest, ApiError> {
-        let prefix = deployment.endpoint.as_ref().map_or("", |e| e.path.as_str());
+        let prefix = endpoint_path(deployment);
         Ok(UpstreamRequest {
             path: join(prefix, call.route.upstream_path()),
             headers: bearer(deployment),
@@ -85,7 +85,7 @@ impl ProviderAdapter for OpenAiAdapter {
     }
 
     fn probe(&self, deployment: &Deployment) -> ProbeRequest {
-        let prefix = deployment.endpoint.as_ref().map_or("", |e| e.path.as_str());
+        let prefix = endpoint_path(deployment);
         ProbeRequest {
             path: join(prefix, "/models"),
             headers: bearer(deployment),
