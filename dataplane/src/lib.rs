@@ -8,6 +8,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod idempotency;
+pub mod ingress;
 pub mod limits;
 pub mod metrics;
 pub mod providers;

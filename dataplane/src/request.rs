@@ -29,6 +29,10 @@ pub enum Route {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/messages` (Anthropic's Messages API, translated to a chat request).
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
     /// `/v1/files*` and `/v1/batches*` (any method): authenticated here, then forwarded to
     /// the control plane's internal listener with a signed identity (cluster mode).
     Forward(ForwardKind),
@@ -66,6 +70,8 @@ impl Route {
             Route::Chat => "chat.completions",
             Route::Completions => "completions",
             Route::Embeddings => "embeddings",
+            Route::Messages => "messages",
+            Route::CountTokens => "messages.count_tokens",
             Route::Forward(ForwardKind::Files) => "files",
             Route::Forward(ForwardKind::Batches) => "batches",
         }
@@ -75,7 +81,8 @@ impl Route {
     pub fn upstream_path(&self) -> &'static str {
         match self {
             Route::ListModels | Route::GetModel(_) => "/models",
-            Route::Chat => "/chat/completions",
+            Route::Chat | Route::Messages => "/chat/completions",
+            Route::CountTokens => "/messages/count_tokens",
             Route::Completions => "/completions",
             Route::Embeddings => "/embeddings",
             Route::Forward(ForwardKind::Files) => "/files",
@@ -83,10 +90,17 @@ impl Route {
         }
     }
 
+    /// Whether the client speaks Anthropic's Messages API on this route.
+    pub fn is_anthropic(&self) -> bool {
+        matches!(self, Route::Messages | Route::CountTokens)
+    }
+
     /// The model type an alias must have to serve the route.
     pub fn model_type(&self) -> Option<ModelType> {
         match self {
-            Route::Chat | Route::Completions => Some(ModelType::Llm),
+            Route::Chat | Route::Completions | Route::Messages | Route::CountTokens => {
+                Some(ModelType::Llm)
+            }
             Route::Embeddings => Some(ModelType::Embedding),
             Route::ListModels | Route::GetModel(_) | Route::Forward(_) => None,
         }
@@ -112,6 +126,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         "/v1/chat/completions" => post(Route::Chat),
         "/v1/completions" => post(Route::Completions),
         "/v1/embeddings" => post(Route::Embeddings),
+        "/v1/messages" => post(Route::Messages),
+        "/v1/messages/count_tokens" => post(Route::CountTokens),
         "/v1/models" | "/v1/models/" if method == "GET" => Ok(Route::ListModels),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if method == "GET" && !id.is_empty() => {
@@ -276,21 +292,23 @@ impl<'a> RequestBody<'a> {
             }
         }
         match route {
-            Route::Chat => match body.raw("messages").map(|raw| raw.get().trim_start()) {
-                None | Some("null") => {
-                    return Err(missing("messages", "you must provide a `messages` array"))
+            Route::Chat | Route::Messages | Route::CountTokens => {
+                match body.raw("messages").map(|raw| raw.get().trim_start()) {
+                    None | Some("null") => {
+                        return Err(missing("messages", "you must provide a `messages` array"))
+                    }
+                    Some(text) if !text.starts_with('[') => {
+                        return Err(invalid("messages", "`messages` must be an array"))
+                    }
+                    Some(text) if text[1..].trim_start().starts_with(']') => {
+                        return Err(invalid(
+                            "messages",
+                            "`messages` must contain at least one message",
+                        ))
+                    }
+                    Some(_) => {}
                 }
-                Some(text) if !text.starts_with('[') => {
-                    return Err(invalid("messages", "`messages` must be an array"))
-                }
-                Some(text) if text[1..].trim_start().starts_with(']') => {
-                    return Err(invalid(
-                        "messages",
-                        "`messages` must contain at least one message",
-                    ))
-                }
-                Some(_) => {}
-            },
+            }
             Route::Completions => {
                 if body.raw("prompt").is_none_or(|raw| raw.get() == "null") {
                     return Err(missing("prompt", "you must provide a `prompt`"));

@@ -31,6 +31,22 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// Unix seconds, the `created` of translated answers.
     pub created: i64,
+    /// The API the client spoke (`body` and `raw` are always the OpenAI form).
+    pub ingress: Ingress<'a>,
+}
+
+/// The API a client spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress<'a> {
+    /// OpenAI's.
+    OpenAi,
+    /// Anthropic's Messages API (`POST /v1/messages`).
+    Anthropic {
+        /// The client's Messages body, as sent.
+        raw: &'a [u8],
+        /// The client's `anthropic-beta` header.
+        beta: Option<&'a str>,
+    },
 }
 
 /// An upstream request, ready for the glue to send (always `POST`, JSON body).
@@ -158,6 +174,13 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError;
     /// The active health check's request.
     fn probe(&self, deployment: &Deployment) -> ProbeRequest;
+    /// Whether the answers of this call are in the client's own dialect (the provider speaks
+    /// it: no OpenAI form in between). Only then do [`response`](Self::response) and
+    /// [`stream`](Self::stream) produce something other than OpenAI's shapes.
+    fn answers_natively(&self, call: &Call<'_>) -> bool {
+        let _ = call;
+        false
+    }
 }
 
 /// The path prefix of the deployment's endpoint (`/v1`, or empty).

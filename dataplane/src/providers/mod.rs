@@ -26,8 +26,8 @@ pub struct Usage {
 }
 
 pub use adapter::{
-    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
-    UpstreamRequest,
+    Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault,
+    StreamTranslator, UpstreamRequest,
 };
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
 /// metadata key). `None` for `mock`, which answers in process.

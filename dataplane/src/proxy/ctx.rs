@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::State;
 use crate::idempotency::Recorder;
+use crate::ingress::anthropic::EventConverter;
 use crate::limits::{Admission, Observed};
 use crate::metrics::Metrics;
 use crate::providers::Usage;
@@ -33,6 +34,16 @@ impl Drop for InflightGuard {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
         Metrics::global().inflight.dec();
     }
+}
+
+/// How answers reach an Anthropic client.
+#[derive(Debug, Default)]
+pub struct AnthropicEgress {
+    /// The answer is already in Anthropic's shapes (an Anthropic deployment, or the
+    /// gateway's own `count_tokens` answer).
+    pub native: bool,
+    /// The stream's converter, once a stream started.
+    pub stream: Option<EventConverter>,
 }
 
 /// Per-request state.
@@ -89,6 +100,9 @@ pub struct RequestCtx {
     pub idempotency: Option<Recorder>,
     /// Answered from the idempotency store (no provider call, nothing billed).
     pub idempotent_replay: bool,
+    /// The client speaks Anthropic's Messages API: answers and errors are written in its
+    /// shapes (see `respond`).
+    pub anthropic: Option<AnthropicEgress>,
     inflight: Option<InflightGuard>,
 }
 
@@ -120,6 +134,7 @@ impl RequestCtx {
             admission: None,
             idempotency: None,
             idempotent_replay: false,
+            anthropic: None,
             inflight: Some(InflightGuard::new(state)),
         }
     }

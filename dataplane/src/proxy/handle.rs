@@ -9,13 +9,14 @@ use omg_shared::provider::{Operation, ProviderKind};
 use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
 use pingora::proxy::Session;
 
-use super::ctx::RequestCtx;
+use super::ctx::{AnthropicEgress, RequestCtx};
 use super::{forward, mock, respond, upstream, Failure, State};
 use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
+use crate::ingress::anthropic;
 use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
-use crate::providers::Call;
+use crate::providers::{Call, Ingress};
 use crate::request::{route, RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
@@ -38,6 +39,9 @@ pub(super) async fn handle(
     let path = session.req_header().uri.path().to_owned();
     let matched = route(&method, &path)?;
     ctx.route = Some(matched.clone());
+    if matched.is_anthropic() {
+        ctx.anthropic = Some(AnthropicEgress::default());
+    }
 
     let snapshot = state.snapshots.load();
     let presented = extract_key(|name| session.get_header(name).and_then(|v| v.to_str().ok()));
@@ -57,9 +61,23 @@ pub(super) async fn handle(
             observe(state, ctx, &snapshot, &key).await;
             get_model(session, ctx, &snapshot, &key, id).await
         }
-        Route::Chat | Route::Completions | Route::Embeddings => {
+        Route::Chat
+        | Route::Completions
+        | Route::Embeddings
+        | Route::Messages
+        | Route::CountTokens => {
             let bytes = read_body(session, state.settings.body_limit).await?;
-            let body = RequestBody::parse(&bytes, &matched)?;
+            // An Anthropic client's request runs as the chat request it translates to.
+            let translated = if matched.is_anthropic() {
+                Some(anthropic::to_openai(&bytes, matched == Route::CountTokens)?)
+            } else {
+                None
+            };
+            let (operation, openai): (Route, &[u8]) = match &translated {
+                Some(translated) => (Route::Chat, &translated.body),
+                None => (matched.clone(), &bytes),
+            };
+            let body = RequestBody::parse(openai, &operation)?;
             ctx.stream = body.stream;
             let alias = snapshot
                 .model(&body.model)
@@ -75,7 +93,7 @@ pub(super) async fn handle(
                 .with_param("model")
                 .into());
             }
-            if matched.model_type() != Some(alias.model_type) {
+            if operation.model_type() != Some(alias.model_type) {
                 return Err(ApiError::new(
                     ErrorCode::OperationUnsupported,
                     format!(
@@ -87,11 +105,14 @@ pub(super) async fn handle(
                 .with_param("model")
                 .into());
             }
-            let capable = capability_filter(&matched, body.stream);
+            let capable = capability_filter(&operation, body.stream);
             if !alias.deployments.iter().any(|d| capable(d)) {
-                return Err(unsupported(alias, &matched, body.stream).into());
+                return Err(unsupported(alias, &operation, body.stream).into());
             }
             ctx.alias = Some(alias.alias.clone());
+            if matched == Route::CountTokens {
+                return count_tokens(session, ctx, &body).await;
+            }
             if super::idem::begin(state, session, ctx, &method, &path, &bytes).await? {
                 return Ok(()); // replayed from the idempotency store
             }
@@ -109,14 +130,14 @@ pub(super) async fn handle(
                     return Err(all_resting(&alias.alias, retry_in_ms).into())
                 }
             };
-            let estimate = estimate(&snapshot, alias, &order, &matched, &body);
+            let estimate = estimate(&snapshot, alias, &order, &operation, &body);
             admit(state, ctx, &snapshot, &key, estimate).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
             if let Some(first) = order
                 .first()
                 .filter(|d| d.deployment.provider == ProviderKind::Mock)
             {
-                return mock::serve(session, ctx, first, &matched, &body).await;
+                return mock::serve(session, ctx, first, &operation, &body).await;
             }
             let timeouts = state.settings.timeouts(&alias.policy.timeouts);
             let plan = upstream::Plan {
@@ -126,13 +147,25 @@ pub(super) async fn handle(
                 health: &snapshot.routing.health,
             };
             let request_id = ctx.request_id.clone();
+            let beta = session
+                .get_header("anthropic-beta")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let call = Call {
-                route: &matched,
+                route: &operation,
                 body: &body,
-                raw: &bytes,
+                raw: openai,
                 alias: &alias.alias,
                 request_id: &request_id,
                 created: ctx.started_at.timestamp(),
+                ingress: if matched.is_anthropic() {
+                    Ingress::Anthropic {
+                        raw: &bytes,
+                        beta: beta.as_deref(),
+                    }
+                } else {
+                    Ingress::OpenAi
+                },
             };
             let exchange = upstream::exchange(state, session, ctx, &plan, &call);
             if body.stream {
@@ -151,6 +184,21 @@ pub(super) async fn handle(
                 })
         }
     }
+}
+
+/// `count_tokens`: the prompt's tokens as the gateway estimates them (nothing goes upstream
+/// and nothing is billed).
+async fn count_tokens(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: &RequestBody<'_>,
+) -> Result<(), Failure> {
+    let tokens = estimate_tokens(&body.prompt_text()).max(1);
+    if let Some(egress) = ctx.anthropic.as_mut() {
+        egress.native = true;
+    }
+    let answer = serde_json::json!({ "input_tokens": tokens });
+    respond::json(session, ctx, 200, answer.to_string().into_bytes()).await
 }
 
 /// Which deployments can serve the route (and streaming, when asked) by their provider's
@@ -449,7 +497,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
 
     let metered = matches!(
         ctx.route,
-        Some(Route::Chat | Route::Completions | Route::Embeddings)
+        Some(Route::Chat | Route::Completions | Route::Embeddings | Route::Messages)
     ) && ctx.tenant_id.is_some();
     if metered {
         let event = UsageEvent {

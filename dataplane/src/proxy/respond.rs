@@ -1,13 +1,14 @@
 //! Writing responses to the client: JSON bodies, OpenAI errors, stream headers. Every response
 //! carries `x-request-id`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::ctx::RequestCtx;
+use super::ctx::{AnthropicEgress, RequestCtx};
 use super::Failure;
 use crate::error::ApiError;
+use crate::ingress::anthropic::{self, EventConverter};
 
 /// A response header with the headers every `/v1` response has.
 pub fn header(
@@ -22,6 +23,12 @@ pub fn header(
     header
         .insert_header("x-request-id", ctx.request_id.as_str())
         .map_err(internal)?;
+    if ctx.anthropic.is_some() {
+        // Where Anthropic's SDKs look for it.
+        header
+            .insert_header("request-id", ctx.request_id.as_str())
+            .map_err(internal)?;
+    }
     if let Some(deployment) = &ctx.deployment {
         header
             .insert_header("x-omg-deployment", deployment.as_str())
@@ -50,6 +57,10 @@ pub async fn json(
     status: u16,
     body: Vec<u8>,
 ) -> Result<(), Failure> {
+    let body = match &ctx.anthropic {
+        Some(egress) => to_anthropic(ctx, egress, status, body),
+        None => body,
+    };
     let mut header = header(ctx, status, "application/json")?;
     header
         .insert_header(
@@ -58,6 +69,22 @@ pub async fn json(
         )
         .map_err(internal)?;
     send(session, ctx, header, body.into()).await
+}
+
+/// A JSON body for an Anthropic client: a success translated unless already native, an
+/// error always rewritten in Anthropic's shape.
+fn to_anthropic(ctx: &RequestCtx, egress: &AnthropicEgress, status: u16, body: Vec<u8>) -> Vec<u8> {
+    if status != 200 {
+        return anthropic::from_openai_error(status, &body);
+    }
+    if egress.native {
+        return body;
+    }
+    let alias = ctx.alias.as_deref().unwrap_or("-");
+    anthropic::from_openai(&body, alias, &ctx.request_id).unwrap_or_else(|| {
+        tracing::error!(request_id = %ctx.request_id, "an answer could not be translated to Anthropic's shape");
+        anthropic::error_body(502, "The upstream answer could not be translated.")
+    })
 }
 
 /// Sends a stored answer again (`Idempotency-Key`): its status, content type and body as
@@ -117,7 +144,10 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, error: &ApiError
     if session.response_written().is_some() {
         return;
     }
-    let body = error.body();
+    let body = match ctx.anthropic {
+        Some(_) => anthropic::error_body(error.code.status(), &error.message),
+        None => error.body(),
+    };
     let result = async {
         let mut header = header(ctx, error.code.status(), "application/json")?;
         if let Some(seconds) = error.retry_after {
@@ -156,6 +186,14 @@ pub async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> Result
     if let Some(recorder) = ctx.idempotency.as_mut() {
         recorder.capture.start(200, "text/event-stream");
     }
+    let alias = ctx.alias.as_deref().unwrap_or("-");
+    if let Some(egress) = ctx.anthropic.as_mut() {
+        egress.stream = Some(if egress.native {
+            EventConverter::native(alias, &ctx.request_id)
+        } else {
+            EventConverter::translating(alias, &ctx.request_id)
+        });
+    }
     session
         .write_response_header(Box::new(header), false)
         .await
@@ -168,6 +206,17 @@ pub async fn stream_bytes(
     ctx: &mut RequestCtx,
     bytes: Bytes,
 ) -> Result<(), Failure> {
+    let bytes = match ctx.anthropic.as_mut().and_then(|e| e.stream.as_mut()) {
+        Some(converter) => {
+            let mut out = BytesMut::with_capacity(bytes.len() + 256);
+            converter.push(&bytes, &mut out);
+            if out.is_empty() {
+                return Ok(());
+            }
+            out.freeze()
+        }
+        None => bytes,
+    };
     if let Some(recorder) = ctx.idempotency.as_mut() {
         recorder.capture.push(&bytes);
     }

@@ -47,6 +47,18 @@ async fn metrics(gateway: &Gateway) -> String {
         .unwrap()
 }
 
+/// The metrics once `ready` holds (or after 10 s, for the assertion to show them).
+async fn metrics_when(gateway: &Gateway, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = metrics(gateway).await;
+        if ready(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn counted(metrics: &str, outcome: &str) -> u64 {
     let line = format!("omg_idempotency_total{{outcome=\"{outcome}\"}} ");
     metrics
@@ -107,7 +119,10 @@ async fn a_json_answer_is_replayed_without_calling_or_billing_again() {
     assert_eq!(other.status(), 429);
     assert_eq!(upstream.request_count(), 1);
 
-    let metrics = metrics(&gateway).await;
+    let metrics = metrics_when(&gateway, |m| {
+        counted(m, "executed") >= 2 && counted(m, "replayed") >= 3 && counted(m, "stored") >= 1
+    })
+    .await;
     assert_eq!(counted(&metrics, "executed"), 2, "{metrics}");
     assert_eq!(counted(&metrics, "replayed"), 3, "{metrics}");
     assert_eq!(counted(&metrics, "stored"), 1, "{metrics}");
@@ -240,7 +255,9 @@ async fn failed_answers_are_not_stored() {
         assert!(text.contains("\"error\""), "{text}");
         assert_eq!(upstream.request_count(), calls);
     }
-    let metrics = metrics(&gateway).await;
+    // Counted when the request's claim is released, which may come just after the client
+    // has read the answer.
+    let metrics = metrics_when(&gateway, |m| counted(m, "not_stored") >= 4).await;
     assert_eq!(counted(&metrics, "not_stored"), 4, "{metrics}");
     assert_eq!(counted(&metrics, "replayed"), 0, "{metrics}");
 }

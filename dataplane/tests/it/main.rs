@@ -15,6 +15,7 @@ mod faults;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod messages;
 mod passthrough;
 mod routing;
 mod streaming;

@@ -6,14 +6,15 @@ use bytes::BytesMut;
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
 
+use super::native;
 use super::{
     auth_header, build_request, map_error, translate_response, AnthropicDefaults,
     StreamTranslator as Translator, MESSAGES_PATH,
 };
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
-    StreamTranslator, UpstreamRequest,
+    endpoint_path, join, Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter,
+    StreamFault, StreamTranslator, UpstreamRequest,
 };
 use crate::providers::Usage;
 
@@ -53,6 +54,20 @@ impl ProviderAdapter for AnthropicAdapter {
         call: &Call<'_>,
         deployment: &Deployment,
     ) -> Result<UpstreamRequest, ApiError> {
+        if let Ingress::Anthropic { raw, beta } = call.ingress {
+            let mut headers = vec![("anthropic-version", self.defaults.version.clone())];
+            if let Some(beta) = native::beta_header(self.defaults.beta.as_deref(), beta) {
+                headers.push(("anthropic-beta", beta));
+            }
+            if let Some(key) = &deployment.api_key {
+                headers.push(auth_header(key.expose()));
+            }
+            return Ok(UpstreamRequest {
+                path: path(deployment, MESSAGES_PATH),
+                headers,
+                body: native::request_body(raw, &deployment.provider_model)?,
+            });
+        }
         let built = build_request(call.raw, &deployment.provider_model, &self.defaults)?;
         let mut headers = built.headers;
         if let Some(key) = &deployment.api_key {
@@ -66,6 +81,9 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        if self.answers_natively(call) {
+            return native::response(call, body);
+        }
         let (body, usage) = translate_response(body, call.alias, call.request_id, call.created)?;
         Ok(Answer {
             body,
@@ -74,6 +92,9 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
+        if self.answers_natively(call) {
+            return Box::new(native::PassThrough::new(call));
+        }
         Box::new(Translator::new(
             call.alias,
             call.request_id,
@@ -84,6 +105,10 @@ impl ProviderAdapter for AnthropicAdapter {
 
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError {
         map_error(status, body).into()
+    }
+
+    fn answers_natively(&self, call: &Call<'_>) -> bool {
+        matches!(call.ingress, Ingress::Anthropic { .. })
     }
 
     fn probe(&self, deployment: &Deployment) -> ProbeRequest {

@@ -40,6 +40,7 @@ mod adapter;
 mod chunk;
 mod error;
 mod messages;
+mod native;
 mod request;
 mod response;
 mod stream;

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::providers::StreamFault;
+use crate::providers::{Ingress, StreamFault};
 use crate::request::{RequestBody, Route};
 
 fn deployment(endpoint: &str, extra: Value) -> Deployment {
@@ -35,6 +35,7 @@ fn upstream(deployment: &Deployment, route: Route, raw: &[u8]) -> UpstreamReques
         alias: "gpt",
         request_id: "req-1",
         created: 1,
+        ingress: Ingress::OpenAi,
     };
     adapter(deployment).request(&call, deployment).unwrap()
 }
@@ -192,6 +193,7 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
         alias: "gpt",
         request_id: "req-1",
         created: 1,
+        ingress: Ingress::OpenAi,
     };
     let mut translator = adapter(&d).stream(&call);
     let mut out = BytesMut::new();

@@ -225,6 +225,9 @@ pub(super) async fn attempt(
             .map_err(AttemptError::Final);
     }
 
+    if let Some(egress) = ctx.anthropic.as_mut() {
+        egress.native = adapter.answers_natively(call);
+    }
     if call.body.stream && content_type.starts_with("text/event-stream") {
         let translator = adapter.stream(call);
         super::stream::relay(
