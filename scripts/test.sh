@@ -11,7 +11,7 @@
 #   2. services the tests need: PostgreSQL and Redis (started, or installed, when missing)
 #   3. cargo build --workspace --bins (dev profile)
 #   4. Rust tests: cargo nextest when installed, cargo test otherwise
-#   5. end-to-end: the official OpenAI Python SDK against target/debug/omg-dataplane
+#   5. end-to-end: the official OpenAI and Anthropic Python SDKs against target/debug/omg-dataplane
 #      (and omg-mock-upstream), and the admin API's OpenAPI document validated, from a venv
 #      in target/e2e-venv
 #
