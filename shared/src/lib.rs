@@ -19,6 +19,7 @@ pub mod counters;
 pub mod duration;
 pub mod endpoint;
 pub mod error;
+pub mod huggingface;
 pub mod keys;
 pub mod mock;
 pub mod money;

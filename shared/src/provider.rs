@@ -91,6 +91,7 @@ impl ProviderKind {
                 | ProviderKind::OpenAiCompatible
                 | ProviderKind::Azure
                 | ProviderKind::Anthropic
+                | ProviderKind::HuggingFace
                 | ProviderKind::Mock
         )
     }
@@ -110,6 +111,7 @@ impl ProviderKind {
             ProviderKind::OpenAi
             | ProviderKind::OpenAiCompatible
             | ProviderKind::Azure
+            | ProviderKind::HuggingFace
             | ProviderKind::Mock => &[
                 Operation::Chat,
                 Operation::Stream,
@@ -117,7 +119,7 @@ impl ProviderKind {
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => &[],
+            ProviderKind::Bedrock | ProviderKind::Vertex => &[],
         }
     }
 

@@ -569,7 +569,12 @@ pub fn deployment_from_entry(
                 .or_else(|| providers.anthropic_key.clone()),
         ),
         ProviderKind::HuggingFace => (
-            entry.endpoint.clone(),
+            Some(
+                entry
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| crate::huggingface::DEFAULT_BASE_URL.to_owned()),
+            ),
             entry
                 .api_key
                 .clone()
@@ -599,6 +604,12 @@ pub fn deployment_from_entry(
         .map(Endpoint::parse)
         .transpose()
         .map_err(|message| ("endpoint", message))?;
+    if entry.provider == ProviderKind::HuggingFace {
+        let host = endpoint.as_ref().map_or("", |e| e.host.as_str());
+        crate::huggingface::EmbeddingApi::from_metadata(&entry.metadata, host)
+            .and_then(|_| crate::huggingface::truncate(&entry.metadata))
+            .map_err(|message| ("metadata", message))?;
+    }
     let pricing = Pricing {
         input: PricePer1k::from_usd(entry.price_input)
             .map_err(|message| ("price_input", message))?,

@@ -31,7 +31,17 @@ CLIENT_KEY = "sk-demo.my-secret"
 UPSTREAM_KEY = "upstream-key"
 
 # Aliases the demo tenant may use, and the one it may not.
-ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up", "azure-up"]
+ALLOWED_ALIASES = [
+    "mock-chat",
+    "mock-embed",
+    "gpt-up",
+    "embed-up",
+    "gpt-failover",
+    "claude-up",
+    "azure-up",
+    "hf-chat",
+    "hf-embed",
+]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
 PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up"}
@@ -99,12 +109,25 @@ model_catalog:
     api_key: "{upstream_key}"
     price_input: 0.0025
     price_output: 0.01
+  - alias: hf-chat            # provider: huggingface, TGI's OpenAI-compatible route
+    provider: huggingface
+    provider_model: gpt-test
+    endpoint: "{upstream}/v1"
+    api_key: "{upstream_key}"
+    health_check: false
+  - alias: hf-embed           # provider: huggingface, Text Embeddings Inference's /embed
+    provider: huggingface
+    model_type: embedding
+    provider_model: BAAI/bge-small-en-v1.5
+    endpoint: "{upstream}"
+    api_key: "{upstream_key}"
+    health_check: false
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed]
   api_keys:
     - tenant: demo
       prefix: demo

@@ -34,7 +34,7 @@ WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}
 TRANSLATED = ["claude-up"]
 # Chat and streams through every non-OpenAI adapter. Azure passes answers through, so
 # `model` is the deployment's name there, not the alias.
-ADAPTED = ["claude-up", "azure-up"]
+ADAPTED = ["claude-up", "azure-up", "hf-chat"]
 
 
 @pytest.mark.parametrize("alias", ADAPTED)
@@ -129,3 +129,18 @@ def test_unsupported_operations_are_refused_with_a_clear_error(client):
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model="claude-up", messages=MESSAGES, n=2)
     assert raised.value.param == "n"
+
+
+def test_embeddings_through_text_embeddings_inference(client, gateway):
+    # The SDK asks for base64 by default and decodes it: the adapter must encode float32.
+    raw = client.embeddings.with_raw_response.create(model="hf-embed", input=["first", "second"])
+    result = raw.parse()
+    assert [item.index for item in result.data] == [0, 1]
+    vector = result.data[0].embedding
+    assert len(vector) == 8
+    assert abs(sum(v * v for v in vector) - 1.0) < 1e-3
+    assert result.usage.prompt_tokens > 0
+    record = wait_for_usage(gateway, raw.headers["x-request-id"])
+    assert record["endpoint"] == "embeddings" and record["provider"] == "huggingface", show(record)
+    floats = client.embeddings.create(model="hf-embed", input="one", encoding_format="float", dimensions=4)
+    assert len(floats.data[0].embedding) == 4

@@ -10,6 +10,8 @@ use omg_shared::snapshot::Deployment;
 mod adapter;
 pub mod anthropic;
 pub mod azure;
+mod embeddings;
+pub mod huggingface;
 mod json_scan;
 pub mod mock;
 pub mod openai;
@@ -40,8 +42,11 @@ pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAda
             &deployment.metadata,
         )?)),
         ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(deployment)?)),
+        ProviderKind::HuggingFace => Some(Arc::new(
+            huggingface::HuggingFaceAdapter::for_deployment(deployment)?,
+        )),
         ProviderKind::Mock => None,
-        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => {
+        ProviderKind::Bedrock | ProviderKind::Vertex => {
             return Err(format!(
                 "provider `{}` has no adapter in this build",
                 deployment.provider

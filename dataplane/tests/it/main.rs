@@ -12,6 +12,7 @@ mod azure;
 mod cluster;
 mod errors;
 mod faults;
+mod huggingface;
 mod idempotency;
 mod lifecycle;
 mod limits;

@@ -59,6 +59,11 @@
 //! `message_delta` (`stop_reason`, `stop_sequence`, `usage.output_tokens`) and
 //! `message_stop`.
 //!
+//! **Hugging Face embeddings** — TEI's `POST /embed` and `GET /health`, the Inference API's
+//! `POST /hf-inference/models/{model}/pipeline/feature-extraction`: `Authorization: Bearer
+//! <key>`, only the APIs' fields, `inputs` strings, TEI's batch (32) and token limits (an input
+//! with `too-long`), errors `{"error","error_type"}`; see `huggingface.rs`.
+//!
 //! **Azure OpenAI** — `POST /openai/deployments/{deployment}/chat/completions`,
 //! `…/completions`, `…/embeddings`, with `?api-version=`. Checks, in order:
 //! - `api-key: <key>` or `Authorization: Bearer <key>` (Entra ID): else 401
@@ -146,6 +151,7 @@ mod body;
 mod complete;
 mod conn;
 mod handler;
+mod huggingface;
 mod openai;
 pub mod redis_server;
 pub mod smtp;

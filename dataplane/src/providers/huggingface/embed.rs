@@ -1,0 +1,131 @@
+//! Embeddings in Text Embeddings Inference's and the Inference API's own format: a list of
+//! texts in, a list of vectors out.
+
+use serde_json::{json, Value};
+
+use omg_shared::error::{ErrorCode, OpenAiErrorBody};
+use omg_shared::tokens::estimate_tokens;
+
+use crate::error::{truncate, ApiError};
+use crate::providers::adapter::{Answer, Call, ClientError};
+use crate::providers::embeddings::openai_list;
+use crate::providers::Usage;
+
+/// The client's `input` as texts (TEI and the Inference API take no token arrays) and its
+/// `dimensions`.
+pub(super) struct Input {
+    texts: Vec<String>,
+    dimensions: Option<u64>,
+}
+
+pub(super) fn inputs(raw: &[u8]) -> Result<Input, ApiError> {
+    let request: Value = serde_json::from_slice(raw)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "The request body must be JSON."))?;
+    let texts = match request.get("input") {
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                "This model's embeddings take text: `input` must be a string or a non-empty array of strings (token arrays are not accepted).",
+            )
+            .with_param("input"))
+        }
+    };
+    let dimensions = request.get("dimensions").and_then(Value::as_u64);
+    Ok(Input { texts, dimensions })
+}
+
+/// `POST /embed`: `{"inputs", "normalize": true, "truncate", "dimensions"?}`.
+pub(super) fn tei_body(input: &Input, truncate: bool) -> Vec<u8> {
+    let mut body = json!({"inputs": input.texts, "normalize": true, "truncate": truncate});
+    if let Some(dimensions) = input.dimensions {
+        body["dimensions"] = json!(dimensions);
+    }
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The feature-extraction pipeline: `{"inputs", "normalize": true, "truncate"}`; it has no
+/// `dimensions`.
+pub(super) fn inference_body(input: &Input, truncate: bool) -> Result<Vec<u8>, ApiError> {
+    if input.dimensions.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "This model's embeddings (Hugging Face Inference API) do not take `dimensions`.",
+        )
+        .with_param("dimensions"));
+    }
+    let body = json!({"inputs": input.texts, "normalize": true, "truncate": truncate});
+    Ok(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// A model id in a URL path: its `/` stays (`BAAI/bge-small-en-v1.5`), anything outside
+/// the characters model ids use is percent-encoded.
+pub(super) fn model_path(model: &str) -> String {
+    let mut out = String::with_capacity(model.len());
+    for byte in model.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `[[f32]]` (or `[f32]` for one input) → OpenAI's list. Usage is estimated (neither API
+/// reports it): the record says so.
+pub(super) fn answer(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+    let vectors: Vec<Vec<f32>> = match serde_json::from_slice::<Vec<Vec<f32>>>(body) {
+        Ok(vectors) => vectors,
+        Err(_) => match serde_json::from_slice::<Vec<f32>>(body) {
+            Ok(one) => vec![one],
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::UpstreamError,
+                    "The upstream's embeddings were not a list of vectors (a model that returns token embeddings needs a pooling model; check the catalog entry's provider_model).",
+                ))
+            }
+        },
+    };
+    let prompt_tokens = estimate_tokens(&call.body.prompt_text()).max(1);
+    let usage = Usage {
+        prompt_tokens,
+        completion_tokens: 0,
+        cached_tokens: 0,
+    };
+    Ok(Answer {
+        body: openai_list(call.alias, &vectors, call.body.base64_embeddings, usage),
+        usage: None,
+    })
+}
+
+/// TEI's (`{"error","error_type"}`) and the Inference API's (`{"error"}`) errors; `None`
+/// for anything else (an OpenAI-shaped error from a chat route).
+pub(super) fn client_error(status: u16, body: &[u8]) -> Option<ClientError> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let message = value.get("error")?.as_str()?;
+    let code = if status == 413 {
+        ErrorCode::RequestTooLarge
+    } else {
+        ErrorCode::InvalidParameter
+    };
+    Some(ClientError {
+        status: if (400..500).contains(&status) {
+            status
+        } else {
+            502
+        },
+        body: OpenAiErrorBody::new(
+            code,
+            format!(
+                "The model's server refused the request: {}",
+                truncate(message, 300)
+            ),
+            None,
+        ),
+    })
+}
