@@ -91,6 +91,7 @@ impl ProviderKind {
                 | ProviderKind::OpenAiCompatible
                 | ProviderKind::Azure
                 | ProviderKind::Anthropic
+                | ProviderKind::Vertex
                 | ProviderKind::Mock
         )
     }
@@ -117,7 +118,8 @@ impl ProviderKind {
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => &[],
+            ProviderKind::Vertex => &[Operation::Chat, Operation::Stream, Operation::Embeddings],
+            ProviderKind::Bedrock | ProviderKind::HuggingFace => &[],
         }
     }
 

@@ -18,3 +18,4 @@ mod limits;
 mod passthrough;
 mod routing;
 mod streaming;
+mod vertex;

@@ -18,7 +18,7 @@ use crate::body::{InFlight, MockBody, StreamItem};
 use crate::complete::{self, Call};
 use crate::conn::ConnControl;
 use crate::openai::{self, Dialect, Flavour};
-use crate::{anthropic, azure, RecordedRequest, Shared};
+use crate::{anthropic, azure, vertex, RecordedRequest, Shared};
 
 /// The control endpoint: the instance's default behaviour.
 const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
@@ -222,6 +222,9 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     }
     if path.starts_with(azure::PATH_PREFIX) {
         return azure::respond(shared, parts, body, seq).await;
+    }
+    if vertex::is_google_path(path) {
+        return vertex::respond(shared, parts, body, seq).await;
     }
     if let Some(key) = &shared.config.api_key {
         if let Some(reply) = check_auth(parts, key) {
