@@ -56,6 +56,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// A request with this `Idempotency-Key` is still in progress (waited for in vain).
     IdempotencyKeyInUse,
+    /// The provider's safety filters refused the prompt (400 `content_filter`).
+    ContentFilter,
 }
 
 impl ErrorCode {
@@ -69,7 +71,8 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::MissingParameter
             | ErrorCode::InvalidParameter
-            | ErrorCode::OperationUnsupported => 400,
+            | ErrorCode::OperationUnsupported
+            | ErrorCode::ContentFilter => 400,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RequestRateLimited
             | ErrorCode::TokenRateLimited
@@ -99,7 +102,8 @@ impl ErrorCode {
             | ErrorCode::OperationUnsupported
             | ErrorCode::RequestTooLarge
             | ErrorCode::IdempotencyKeyReused
-            | ErrorCode::IdempotencyKeyInUse => "invalid_request_error",
+            | ErrorCode::IdempotencyKeyInUse
+            | ErrorCode::ContentFilter => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
@@ -138,6 +142,7 @@ impl ErrorCode {
             ErrorCode::InternalError => "internal_error",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ErrorCode::ContentFilter => "content_filter",
         }
     }
 
@@ -159,7 +164,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -183,6 +188,7 @@ impl ErrorCode {
         ErrorCode::InternalError,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
+        ErrorCode::ContentFilter,
     ];
 }
 

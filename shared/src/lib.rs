@@ -31,3 +31,4 @@ pub mod ssrf;
 pub mod tokens;
 pub mod usage;
 pub mod vault;
+pub mod vertex;

@@ -92,6 +92,7 @@ impl ProviderKind {
                 | ProviderKind::Azure
                 | ProviderKind::Anthropic
                 | ProviderKind::HuggingFace
+                | ProviderKind::Vertex
                 | ProviderKind::Mock
         )
     }
@@ -119,7 +120,8 @@ impl ProviderKind {
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Bedrock | ProviderKind::Vertex => &[],
+            ProviderKind::Vertex => &[Operation::Chat, Operation::Stream, Operation::Embeddings],
+            ProviderKind::Bedrock => &[],
         }
     }
 

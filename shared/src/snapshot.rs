@@ -522,6 +522,8 @@ pub fn deployment_from_entry(
     ordinal: usize,
 ) -> Result<Deployment, (&'static str, String)> {
     let providers = &config.providers;
+    // Vertex: the resolved project and location (written into the deployment below).
+    let mut vertex = None;
     let (endpoint_text, api_key) = match entry.provider {
         ProviderKind::OpenAi => (
             Some(
@@ -580,7 +582,12 @@ pub fn deployment_from_entry(
                 .clone()
                 .or_else(|| providers.hugging_face_token.clone()),
         ),
-        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::Mock => {
+        ProviderKind::Vertex => {
+            let resolved = crate::vertex::resolve_entry(entry, providers)?;
+            vertex = Some((resolved.project, resolved.location));
+            (Some(resolved.endpoint), Some(resolved.credential))
+        }
+        ProviderKind::Bedrock | ProviderKind::Mock => {
             (entry.endpoint.clone(), entry.api_key.clone())
         }
     };
@@ -616,6 +623,14 @@ pub fn deployment_from_entry(
         output: PricePer1k::from_usd(entry.price_output)
             .map_err(|message| ("price_output", message))?,
     };
+    let mut metadata = entry.metadata.clone();
+    let mut region = entry.region.clone();
+    if let Some((project, location)) = vertex {
+        if let Some(project) = project {
+            metadata.insert(crate::vertex::PROJECT_METADATA_KEY.to_owned(), project);
+        }
+        region = location.or(region);
+    }
     Ok(Deployment {
         id: format!("{}#{ordinal}", entry.alias),
         provider: entry.provider,
@@ -627,7 +642,7 @@ pub fn deployment_from_entry(
         deployment: entry.deployment.clone(),
         api_key: api_key.filter(|key| !key.is_empty()),
         api_version,
-        region: entry.region.clone(),
+        region,
         weight: entry.weight,
         priority: entry.priority,
         health_check: entry
@@ -635,7 +650,7 @@ pub fn deployment_from_entry(
             .unwrap_or_else(|| entry.provider.checked_by_default()),
         enabled: entry.enabled,
         pricing,
-        metadata: entry.metadata.clone(),
+        metadata,
     })
 }
 

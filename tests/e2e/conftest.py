@@ -41,10 +41,15 @@ ALLOWED_ALIASES = [
     "azure-up",
     "hf-chat",
     "hf-embed",
+    "gemini-up",
+    "gemini-embed-up",
 ]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
-PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up"}
+PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up", "gemini-up"}
+# The test-only Google service account (tests/fixtures/vertex/); its `token_uri` is pointed at
+# the mock upstream's token endpoint, which verifies the JWTs it signs.
+TEST_SERVICE_ACCOUNT = REPO_ROOT / "tests" / "fixtures" / "vertex" / "test-service-account.json"
 
 MOCK_START_TIMEOUT_S = 30.0
 GATEWAY_START_TIMEOUT_S = 60.0
@@ -122,12 +127,26 @@ model_catalog:
     endpoint: "{upstream}"
     api_key: "{upstream_key}"
     health_check: false
+  - alias: gemini-up          # provider: vertex, service-account token minted at the mock
+    provider: vertex
+    provider_model: gemini-test
+    endpoint: "{upstream}"
+    region: us-central1
+    api_key: '{gcp_service_account}'
+    price_input: 0.0003
+    price_output: 0.0025
+  - alias: gemini-embed-up    # provider: vertex, `:predict` embeddings
+    provider: vertex
+    model_type: embedding
+    provider_model: text-embedding-test
+    endpoint: "{upstream}"
+    api_key: '{gcp_service_account}'
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up]
   api_keys:
     - tenant: demo
       prefix: demo
@@ -370,6 +389,13 @@ _GATEWAY: Optional[Gateway] = None
 _MOCK: Optional[MockUpstream] = None
 
 
+def service_account_json(upstream_url: str) -> str:
+    """The test service account's key, one line, `token_uri` at the mock upstream."""
+    key = json.loads(TEST_SERVICE_ACCOUNT.read_text())
+    key["token_uri"] = f"{upstream_url}/token"
+    return json.dumps(key)
+
+
 def _start_gateway(exe: Path, workdir: Path, upstream_url: str) -> tuple[Optional[Gateway], str]:
     """One start attempt. Returns (gateway, "") when healthy, (None, reason) when the process
     exited early (worth retrying with new ports); fails the session on a timeout."""
@@ -386,6 +412,7 @@ def _start_gateway(exe: Path, workdir: Path, upstream_url: str) -> tuple[Optiona
             usage_path=usage_path,
             upstream=upstream_url,
             upstream_key=UPSTREAM_KEY,
+            gcp_service_account=service_account_json(upstream_url),
         )
     )
     with open(log_path, "wb") as log:

@@ -3,17 +3,23 @@
 `claude-up` is an `anthropic` catalog entry pointing at the mock upstream's Messages API,
 which checks what Anthropic checks (`x-api-key`, `anthropic-version`, Anthropic's body
 rules): a request the gateway translated wrongly fails there. `azure-up` is an `azure` entry
-on the mock's Azure OpenAI routes (`api-key`, `api-version`, deployment paths).
+on the mock's Azure OpenAI routes (`api-key`, `api-version`, deployment paths). `gemini-up`
+is a `vertex` entry: the gateway mints an OAuth token from the test service account at the
+mock's token endpoint (which verifies the signed JWT) and calls the mock's Vertex AI
+`generateContent` / `streamGenerateContent` / `predict` routes, which check Gemini's body rules.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import urllib.error
+import urllib.request
 
 import openai
 import pytest
 
-from conftest import wait_for_usage
+from conftest import CLIENT_KEY, wait_for_usage
 from test_openai_sdk import check_success_record, show
 
 MESSAGES = [{"role": "user", "content": "Say hello to the end-to-end suite."}]
@@ -31,10 +37,32 @@ WEATHER_TOOL = {
 }
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
-TRANSLATED = ["claude-up"]
+TRANSLATED = ["claude-up", "gemini-up"]
 # Chat and streams through every non-OpenAI adapter. Azure passes answers through, so
 # `model` is the deployment's name there, not the alias.
-ADAPTED = ["claude-up", "azure-up", "hf-chat"]
+ADAPTED = ["claude-up", "azure-up", "hf-chat", "gemini-up"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def vertex_token_minted(gateway):
+    """Vertex tokens are minted in the background at start-up: until the first one is there,
+    `gemini-up` answers 502. Wait for it (a condition, not a sleep)."""
+    body = json.dumps({"model": "gemini-up", "messages": MESSAGES, "max_tokens": 5}).encode()
+    deadline = time.monotonic() + 20
+    while True:
+        request = urllib.request.Request(
+            f"{gateway.base_url}/chat/completions",
+            data=body,
+            headers={"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            if error.code != 502 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("alias", ADAPTED)
@@ -144,3 +172,15 @@ def test_embeddings_through_text_embeddings_inference(client, gateway):
     assert record["endpoint"] == "embeddings" and record["provider"] == "huggingface", show(record)
     floats = client.embeddings.create(model="hf-embed", input="one", encoding_format="float", dimensions=4)
     assert len(floats.data[0].embedding) == 4
+
+
+@pytest.mark.parametrize("encoding_format", [None, "float"], ids=["sdk-default-base64", "float"])
+def test_vertex_embeddings(client, gateway, encoding_format):
+    kwargs = {} if encoding_format is None else {"encoding_format": encoding_format}
+    result = client.embeddings.create(model="gemini-embed-up", input=["first input", "second"], **kwargs)
+    assert [item.index for item in result.data] == [0, 1]
+    # The mock's vectors: (i * 8 + j + 1) / 100, float32 on the base64 path.
+    assert result.data[1].embedding == pytest.approx([(8 + j + 1) / 100 for j in range(8)], rel=1e-6)
+    assert result.usage.prompt_tokens == 3
+    record = wait_for_usage(gateway, result._request_id)
+    assert record["status"] == 200 and record["prompt_tokens"] == 3, show(record)

@@ -150,6 +150,11 @@ pub trait StreamTranslator: Send {
     fn reported_usage(&self) -> Option<Usage>;
     /// Completion tokens estimated from the content written so far.
     fn estimated_completion_tokens(&self) -> u64;
+    /// The upstream closed the stream cleanly (end of body). For providers whose streams end
+    /// without a terminal event (Gemini): write the end (finish, usage, `[DONE]`) to `out` if
+    /// what was received is a complete answer, so [`is_done`](Self::is_done) turns true;
+    /// otherwise write nothing and the glue reports an interrupted stream.
+    fn finish(&mut self, _out: &mut BytesMut) {}
 }
 
 /// A provider adapter: see the module docs. One per deployment, built with the snapshot
@@ -164,8 +169,10 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
         call: &Call<'_>,
         deployment: &Deployment,
     ) -> Result<UpstreamRequest, ApiError>;
-    /// Translates a 200 JSON answer. `Err`: the body is not a valid answer (the glue counts
-    /// the attempt as failed and may try the next deployment).
+    /// Translates a 200 JSON answer. `Err` with a 4xx code: the provider refused the client's
+    /// request inside its 200 (e.g. a blocked prompt); the client gets it as is. Any other
+    /// `Err`: the body is not a valid answer (the glue counts the attempt as failed and may
+    /// try the next deployment).
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError>;
     /// A translator for one streamed answer.
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator>;
@@ -180,6 +187,13 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn answers_natively(&self, call: &Call<'_>) -> bool {
         let _ = call;
         false
+    }
+
+    /// Whether an attempt can be made now. `Err` (a message for the operator, no secret):
+    /// the attempt fails as the deployment's, retryable, before any connection, e.g. while a
+    /// credential minted in the background is not available yet.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ pub mod huggingface;
 mod json_scan;
 pub mod mock;
 pub mod openai;
+pub mod vertex;
 
 /// Token counts of one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,9 +32,32 @@ pub use adapter::{
     Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault,
     StreamTranslator, UpstreamRequest,
 };
+/// Credentials adapters cannot make themselves: minted with I/O, in the background, by
+/// [`crate::credentials`]; adapters only read them.
+pub trait Credentials {
+    /// The token cell of a Google service account (its refresher started on first sight,
+    /// shared by every snapshot that names the same key).
+    fn google(
+        &self,
+        key: &omg_shared::vertex::ServiceAccountKey,
+    ) -> Result<Arc<crate::credentials::TokenCell>, String>;
+}
+
+impl Credentials for crate::credentials::google::GoogleTokens {
+    fn google(
+        &self,
+        key: &omg_shared::vertex::ServiceAccountKey,
+    ) -> Result<Arc<crate::credentials::TokenCell>, String> {
+        self.cell(key)
+    }
+}
+
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
 /// metadata key). `None` for `mock`, which answers in process.
-pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAdapter>>, String> {
+pub fn adapter_for(
+    deployment: &Deployment,
+    credentials: &dyn Credentials,
+) -> Result<Option<Arc<dyn ProviderAdapter>>, String> {
     Ok(match deployment.provider {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
             Some(Arc::new(openai::OpenAiAdapter::new(deployment.provider)))
@@ -45,8 +69,12 @@ pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAda
         ProviderKind::HuggingFace => Some(Arc::new(
             huggingface::HuggingFaceAdapter::for_deployment(deployment)?,
         )),
+        ProviderKind::Vertex => Some(Arc::new(vertex::VertexAdapter::for_deployment(
+            deployment,
+            credentials,
+        )?)),
         ProviderKind::Mock => None,
-        ProviderKind::Bedrock | ProviderKind::Vertex => {
+        ProviderKind::Bedrock => {
             return Err(format!(
                 "provider `{}` has no adapter in this build",
                 deployment.provider

@@ -20,3 +20,4 @@ mod messages;
 mod passthrough;
 mod routing;
 mod streaming;
+mod vertex;

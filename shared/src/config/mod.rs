@@ -220,9 +220,11 @@ pub struct ProvidersConfig {
     pub aws_secret_access_key: Option<Secret>,
     /// AWS region for Bedrock.
     pub aws_region: Option<String>,
-    /// GCP project for Vertex AI.
+    /// GCP project of `vertex` entries (Vertex AI) without `metadata.vertex_project`
+    /// (default: the service-account key's `project_id`).
     pub gcp_project_id: Option<String>,
-    /// GCP service-account JSON for Vertex AI.
+    /// The service-account JSON key (the file's content) of `vertex` entries (Vertex AI)
+    /// without `api_key`; the data plane mints OAuth tokens from it.
     pub gcp_json_credentials: Option<Secret>,
     /// Hugging Face token.
     pub hugging_face_token: Option<Secret>,
@@ -308,7 +310,8 @@ pub struct CatalogEntry {
     /// Provider API version (Azure).
     #[serde(default)]
     pub api_version: Option<String>,
-    /// Provider region (Bedrock, Vertex, informational for others).
+    /// Provider region (Bedrock; the location of `vertex` entries, default `us-central1`;
+    /// informational for others).
     #[serde(default)]
     pub region: Option<String>,
     /// Routing weight among the alias's deployments of the same `priority`. Default 1.
@@ -327,7 +330,9 @@ pub struct CatalogEntry {
     /// Disabled entries are not routed to and not listed. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Provider-specific settings as strings (`mock_*`, `bedrock_*`, `vertex_*` …).
+    /// Provider-specific settings as strings (`mock_*`, `bedrock_*`, `vertex_*` …). `vertex`:
+    /// `vertex_api` (`vertex`, the default, or `gemini` for the Gemini API with an API key),
+    /// `vertex_project`, `vertex_location` (see `crate::vertex`).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }

@@ -18,7 +18,7 @@ use crate::body::{InFlight, MockBody, StreamItem};
 use crate::complete::{self, Call};
 use crate::conn::ConnControl;
 use crate::openai::{self, Dialect, Flavour};
-use crate::{anthropic, azure, huggingface, RecordedRequest, Shared};
+use crate::{anthropic, azure, huggingface, vertex, RecordedRequest, Shared};
 
 /// The control endpoint: the instance's default behaviour.
 const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
@@ -225,6 +225,9 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     }
     if huggingface::serves(path) {
         return huggingface::respond(shared, parts, body);
+    }
+    if vertex::is_google_path(path) {
+        return vertex::respond(shared, parts, body, seq).await;
     }
     if let Some(key) = &shared.config.api_key {
         if let Some(reply) = check_auth(parts, key) {

@@ -83,6 +83,18 @@
 //! Operation under Azure OpenAI API version … Please retry after <s> seconds. …"}}`), other
 //! failures OpenAI's.
 //!
+//! **Google** (Vertex AI, the Gemini API and the service-account token endpoint) —
+//! `POST /token` (the JWT-bearer grant; the RS256 assertion is verified against the test
+//! service account [`TEST_SERVICE_ACCOUNT`], its `iss`, `aud`, `scope` and `exp`),
+//! `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`,
+//! `:streamGenerateContent?alt=sse`, `:predict` (bearer token minted by `/token`, unexpired,
+//! else 401 `UNAUTHENTICATED`), and `POST /v1beta/models/{m}:generateContent`,
+//! `:streamGenerateContent?alt=sse`, `:batchEmbedContents` (`x-goog-api-key`). Bodies are
+//! checked like Gemini (roles `user`/`model`, one data field per part, function responses
+//! answering the previous turn's calls, no unknown fields, Gemini's schema subset). Directives
+//! `safety-block`, `prompt-block`, `thinking` (thought signatures required back) and
+//! `stream-error`; see `vertex.rs`. [`MockUpstream::set_token_lifetime`] shortens tokens.
+//!
 //! # Scripted behaviour
 //!
 //! Behaviour is scripted by `+`-separated directives, e.g.
@@ -158,7 +170,10 @@ pub mod smtp;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod vertex;
 pub mod webhook;
+
+pub use vertex::{test_service_account, TEST_CLIENT_EMAIL, TEST_SERVICE_ACCOUNT};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -237,6 +252,8 @@ pub(crate) struct Shared {
     seq: AtomicU64,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: AtomicUsize,
+    /// Google OAuth tokens minted by `POST /token`.
+    pub(crate) google_tokens: vertex::TokenState,
 }
 
 impl Shared {
@@ -298,6 +315,7 @@ impl MockUpstream {
             seq: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            google_tokens: vertex::TokenState::default(),
         });
         let (shutdown, stopped) = watch::channel(false);
         tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
@@ -336,6 +354,12 @@ impl MockUpstream {
     /// behaviour they started with.
     pub fn set_behaviour(&self, spec: &str) {
         self.shared.set_default_behaviour(spec);
+    }
+
+    /// How long the Google access tokens minted from now on live (`expires_in`; default
+    /// 3599 s, at least 1 s): short lifetimes let tests watch a client refresh them.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.google_tokens.set_lifetime(lifetime);
     }
 
     /// The instance's default behaviour (empty: none).

@@ -37,6 +37,19 @@ pub(super) async fn attempt(
             ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
         ));
     };
+    if let Err(message) = adapter.ready() {
+        tracing::warn!(deployment = %target.id, %message, "the deployment cannot be tried");
+        return Err(AttemptError::Retryable {
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!(
+                    "The upstream for `{}` has no usable credential yet; the gateway's operator must check its log.",
+                    target.id
+                ),
+            ),
+            kind: "credentials",
+        });
+    }
     // What the provider cannot express is the client's to fix, before any connection.
     let request = adapter
         .request(call, target)
@@ -253,12 +266,24 @@ pub(super) async fn attempt(
                         target.id
                     )),
                 })?;
-        let answer = adapter
-            .response(call, &bytes)
-            .map_err(|error| AttemptError::Retryable {
-                error,
-                kind: "protocol",
-            })?;
+        let answer = match adapter.response(call, &bytes) {
+            Ok(answer) => answer,
+            Err(error) if (400..500).contains(&error.code.status()) => {
+                // The provider refused the request inside a 200 (a blocked prompt): the
+                // deployment worked; the client gets the refusal.
+                ctx.error_code = Some("upstream_rejected");
+                let mapped = crate::providers::ClientError::from(error);
+                return respond::json(session, ctx, mapped.status, mapped.body.to_json())
+                    .await
+                    .map_err(AttemptError::Final);
+            }
+            Err(error) => {
+                return Err(AttemptError::Retryable {
+                    error,
+                    kind: "protocol",
+                })
+            }
+        };
         ctx.usage = answer.usage.unwrap_or_else(|| {
             ctx.usage_estimated = true;
             Usage {

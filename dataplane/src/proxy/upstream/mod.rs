@@ -121,7 +121,13 @@ pub(super) async fn exchange(
                 } else {
                     Outcome::Failure(kind)
                 };
-                permit.finish(outcome, plan.health);
+                if kind == "credentials" {
+                    // Nothing was sent (a credential minted in the background is not there
+                    // yet): no verdict on the upstream, so a slow start trips no breaker.
+                    drop(permit);
+                } else {
+                    permit.finish(outcome, plan.health);
+                }
                 metrics
                     .upstream_errors
                     .with_label_values(&[deployment.deployment.provider.as_str(), kind])

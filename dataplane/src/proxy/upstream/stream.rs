@@ -130,6 +130,16 @@ pub(super) async fn relay(
                 }
             }
             Ok(None) => {
+                // Streams without a terminal event (Gemini) end here.
+                let mut out = BytesMut::new();
+                translator.finish(&mut out);
+                if !out.is_empty()
+                    && respond::stream_bytes(session, ctx, out.freeze())
+                        .await
+                        .is_err()
+                {
+                    break StreamEnd::ClientGone;
+                }
                 if finished(&*translator) {
                     break StreamEnd::Complete;
                 }

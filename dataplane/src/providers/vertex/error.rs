@@ -1,0 +1,141 @@
+//! Google API errors → the gateway's OpenAI-shaped errors.
+//!
+//! Google answers `{"error":{"code":400,"message":"…","status":"INVALID_ARGUMENT","details":[…]}}`
+//! with an HTTP status, and a stream may carry the same `error` object as an event. Only
+//! mistakes in the client's request (`INVALID_ARGUMENT`, `OUT_OF_RANGE`) keep Google's
+//! message (cleaned and shortened); everything about the gateway's own account (credentials,
+//! permissions, quota, project state, unknown model) becomes a generic upstream failure.
+
+use std::borrow::Cow;
+
+use omg_shared::error::ErrorCode;
+use serde::Deserialize;
+
+use crate::error::{truncate, ApiError};
+
+/// Longest provider message passed on, in characters.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Maps a Google error answer (any non-200 status, with its body) to the client's error.
+pub fn map_error(status: u16, body: &[u8]) -> ApiError {
+    let detail = serde_json::from_slice::<Envelope<'_>>(body)
+        .ok()
+        .and_then(|envelope| envelope.error)
+        .unwrap_or_default();
+    classify(Some(status), &detail)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    error: Option<ErrorDetail<'a>>,
+}
+
+/// The `error` object of an error body or stream event.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ErrorDetail<'a> {
+    #[serde(default)]
+    pub code: Option<u16>,
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub status: Option<Cow<'a, str>>,
+}
+
+/// The client's error for a Google status name and/or HTTP status (`None` in a stream,
+/// where the event's own `code` is used).
+pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiError {
+    let upstream = |code: ErrorCode, message: &str| ApiError::new(code, message.to_owned());
+    let status = status.or(detail.code);
+    match detail.status.as_deref() {
+        Some("INVALID_ARGUMENT" | "OUT_OF_RANGE") if status == Some(413) => too_large(detail),
+        Some("INVALID_ARGUMENT" | "OUT_OF_RANGE") => client_error(detail),
+        Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => upstream(
+            ErrorCode::UpstreamError,
+            "The upstream refused the gateway's credentials.",
+        ),
+        Some("NOT_FOUND") => upstream(
+            ErrorCode::UpstreamError,
+            "The upstream does not know the deployment's model, project or location.",
+        ),
+        Some("FAILED_PRECONDITION") => upstream(
+            ErrorCode::UpstreamError,
+            "The upstream refused the request because of the gateway's account or project state.",
+        ),
+        Some("RESOURCE_EXHAUSTED") => upstream(
+            ErrorCode::RequestRateLimited,
+            "The upstream is rate limiting; retry later.",
+        ),
+        Some("DEADLINE_EXCEEDED") => upstream(
+            ErrorCode::UpstreamTimeout,
+            "The upstream did not answer in time.",
+        ),
+        Some("UNAVAILABLE") => upstream(
+            ErrorCode::UpstreamError,
+            "The upstream is unavailable; retry later.",
+        ),
+        Some("INTERNAL" | "UNKNOWN") => upstream(
+            ErrorCode::UpstreamError,
+            "The upstream failed with an internal error.",
+        ),
+        _ => match status {
+            Some(413) => too_large(detail),
+            Some(400) => client_error(detail),
+            Some(401 | 403) => upstream(
+                ErrorCode::UpstreamError,
+                "The upstream refused the gateway's credentials.",
+            ),
+            Some(429) => upstream(
+                ErrorCode::RequestRateLimited,
+                "The upstream is rate limiting; retry later.",
+            ),
+            Some(408 | 504) => upstream(
+                ErrorCode::UpstreamTimeout,
+                "The upstream did not answer in time.",
+            ),
+            Some(status) => upstream(
+                ErrorCode::UpstreamError,
+                &format!("The upstream failed with HTTP {status}."),
+            ),
+            None => upstream(
+                ErrorCode::UpstreamError,
+                "The upstream failed while streaming.",
+            ),
+        },
+    }
+}
+
+fn too_large(detail: &ErrorDetail<'_>) -> ApiError {
+    with_message(
+        ErrorCode::RequestTooLarge,
+        detail,
+        "The request is too large for the upstream.",
+    )
+}
+
+/// A mistake in the client's request: Google's message, cleaned, else a generic one.
+fn client_error(detail: &ErrorDetail<'_>) -> ApiError {
+    with_message(
+        ErrorCode::InvalidParameter,
+        detail,
+        "The upstream rejected the request.",
+    )
+}
+
+fn with_message(code: ErrorCode, detail: &ErrorDetail<'_>, fallback: &str) -> ApiError {
+    let message = detail.message.as_deref().map(sanitize).unwrap_or_default();
+    if message.is_empty() {
+        ApiError::new(code, fallback.to_owned())
+    } else {
+        ApiError::new(code, message)
+    }
+}
+
+/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
+fn sanitize(message: &str) -> String {
+    let line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(line.trim(), MAX_MESSAGE_CHARS)
+}
