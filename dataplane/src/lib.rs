@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod dns;
 pub mod error;
 pub mod idempotency;

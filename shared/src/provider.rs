@@ -91,6 +91,7 @@ impl ProviderKind {
                 | ProviderKind::OpenAiCompatible
                 | ProviderKind::Azure
                 | ProviderKind::Anthropic
+                | ProviderKind::Bedrock
                 | ProviderKind::Mock
         )
     }
@@ -117,7 +118,8 @@ impl ProviderKind {
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => &[],
+            ProviderKind::Bedrock => &[Operation::Chat, Operation::Stream, Operation::Embeddings],
+            ProviderKind::Vertex | ProviderKind::HuggingFace => &[],
         }
     }
 

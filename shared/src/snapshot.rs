@@ -315,6 +315,10 @@ pub struct Deployment {
     /// Provider-specific settings.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Bedrock: a static AWS access key (SigV4), resolved from the entry or `providers.*`
+    /// (see [`crate::bedrock`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_keys: Option<crate::bedrock::AwsKeys>,
 }
 
 impl Snapshot {
@@ -522,6 +526,10 @@ pub fn deployment_from_entry(
     ordinal: usize,
 ) -> Result<Deployment, (&'static str, String)> {
     let providers = &config.providers;
+    let bedrock = match entry.provider {
+        ProviderKind::Bedrock => Some(crate::bedrock::resolve_entry(entry, providers)?),
+        _ => None,
+    };
     let (endpoint_text, api_key) = match entry.provider {
         ProviderKind::OpenAi => (
             Some(
@@ -575,7 +583,11 @@ pub fn deployment_from_entry(
                 .clone()
                 .or_else(|| providers.hugging_face_token.clone()),
         ),
-        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::Mock => {
+        ProviderKind::Bedrock => (
+            bedrock.as_ref().map(|b| b.endpoint.clone()),
+            bedrock.as_ref().and_then(|b| b.api_key.clone()),
+        ),
+        ProviderKind::Vertex | ProviderKind::Mock => {
             (entry.endpoint.clone(), entry.api_key.clone())
         }
     };
@@ -616,7 +628,10 @@ pub fn deployment_from_entry(
         deployment: entry.deployment.clone(),
         api_key: api_key.filter(|key| !key.is_empty()),
         api_version,
-        region: entry.region.clone(),
+        region: match &bedrock {
+            Some(bedrock) => Some(bedrock.region.clone()),
+            None => entry.region.clone(),
+        },
         weight: entry.weight,
         priority: entry.priority,
         health_check: entry
@@ -625,6 +640,7 @@ pub fn deployment_from_entry(
         enabled: entry.enabled,
         pricing,
         metadata: entry.metadata.clone(),
+        aws_keys: bedrock.and_then(|b| b.aws_keys),
     })
 }
 

@@ -31,10 +31,15 @@ CLIENT_KEY = "sk-demo.my-secret"
 UPSTREAM_KEY = "upstream-key"
 
 # Aliases the demo tenant may use, and the one it may not.
-ALLOWED_ALIASES = ["mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up", "azure-up"]
+ALLOWED_ALIASES = [
+    "mock-chat", "mock-embed", "gpt-up", "embed-up", "gpt-failover", "claude-up", "azure-up",
+    "bedrock-up", "bedrock-embed-up",
+]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
-PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up"}
+PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up", "bedrock-up"}
+# The access key id the mock's Bedrock routes verify SigV4 for (its secret is UPSTREAM_KEY).
+BEDROCK_ACCESS_KEY_ID = "AKIAMOCKUPSTREAM0001"
 
 MOCK_START_TIMEOUT_S = 30.0
 GATEWAY_START_TIMEOUT_S = 60.0
@@ -99,12 +104,29 @@ model_catalog:
     api_key: "{upstream_key}"
     price_input: 0.0025
     price_output: 0.01
+  - alias: bedrock-up         # provider: bedrock, the mock's Bedrock Runtime routes (SigV4 verified)
+    provider: bedrock
+    provider_model: "anthropic.claude-test-v1:0"
+    endpoint: "{upstream}"
+    region: us-east-1
+    api_key: "{upstream_key}"  # with metadata.aws_access_key_id: that key's secret (SigV4)
+    metadata:
+      aws_access_key_id: "{bedrock_access_key_id}"
+    price_input: 0.003
+    price_output: 0.015
+  - alias: bedrock-embed-up   # Titan text embeddings; api_key alone is a Bedrock API key (bearer)
+    provider: bedrock
+    model_type: embedding
+    provider_model: "amazon.titan-embed-text-v2:0"
+    endpoint: "{upstream}"
+    region: us-east-1
+    api_key: "{upstream_key}"
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, bedrock-up, bedrock-embed-up]
   api_keys:
     - tenant: demo
       prefix: demo
@@ -363,6 +385,7 @@ def _start_gateway(exe: Path, workdir: Path, upstream_url: str) -> tuple[Optiona
             usage_path=usage_path,
             upstream=upstream_url,
             upstream_key=UPSTREAM_KEY,
+            bedrock_access_key_id=BEDROCK_ACCESS_KEY_ID,
         )
     )
     with open(log_path, "wb") as log:

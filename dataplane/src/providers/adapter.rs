@@ -7,6 +7,7 @@
 //! provider's format.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
@@ -31,6 +32,8 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// Unix seconds, the `created` of translated answers.
     pub created: i64,
+    /// When this attempt is made (the glue sets it per attempt): request signing.
+    pub now: SystemTime,
 }
 
 /// An upstream request, ready for the glue to send (always `POST`, JSON body).
@@ -158,6 +161,21 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError;
     /// The active health check's request.
     fn probe(&self, deployment: &Deployment) -> ProbeRequest;
+    /// The active health check's request at `now` (adapters that sign requests need the
+    /// time); by default [`probe`](Self::probe).
+    fn probe_at(&self, deployment: &Deployment, now: SystemTime) -> ProbeRequest {
+        let _ = now;
+        self.probe(deployment)
+    }
+    /// The `accept` header of a streamed request.
+    fn stream_accept(&self) -> &'static str {
+        "text/event-stream"
+    }
+    /// Whether a 200 answer of this (lowercased) content type is the stream the adapter's
+    /// translator reads.
+    fn is_stream_content_type(&self, content_type: &str) -> bool {
+        content_type.starts_with("text/event-stream")
+    }
 }
 
 /// The path prefix of the deployment's endpoint (`/v1`, or empty).

@@ -10,6 +10,7 @@ use omg_shared::snapshot::Deployment;
 mod adapter;
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod json_scan;
 pub mod mock;
 pub mod openai;
@@ -40,8 +41,13 @@ pub fn adapter_for(deployment: &Deployment) -> Result<Option<Arc<dyn ProviderAda
             &deployment.metadata,
         )?)),
         ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(deployment)?)),
+        // Credentials are found (environment, profile file) once, here, beside the pure adapter.
+        ProviderKind::Bedrock => Some(Arc::new(bedrock::BedrockAdapter::new(
+            deployment,
+            crate::credentials::aws::for_deployment(deployment)?,
+        )?)),
         ProviderKind::Mock => None,
-        ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::HuggingFace => {
+        ProviderKind::Vertex | ProviderKind::HuggingFace => {
             return Err(format!(
                 "provider `{}` has no adapter in this build",
                 deployment.provider

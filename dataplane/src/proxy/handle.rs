@@ -133,6 +133,7 @@ pub(super) async fn handle(
                 alias: &alias.alias,
                 request_id: &request_id,
                 created: ctx.started_at.timestamp(),
+                now: std::time::SystemTime::now(),
             };
             let exchange = upstream::exchange(state, session, ctx, &plan, &call);
             if body.stream {

@@ -62,7 +62,7 @@ fn bad_values_name_their_key() {
         message.contains("model_catalog[0].provider") && message.contains("banana"),
         "{message}"
     );
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: bedrock\n");
+    let message = errors_of("model_catalog:\n  - alias: a\n    provider: huggingface\n");
     assert!(
         message.contains("`model_catalog[0].provider`") && message.contains("no adapter"),
         "{message}"

@@ -35,6 +35,7 @@ fn upstream(deployment: &Deployment, route: Route, raw: &[u8]) -> UpstreamReques
         alias: "gpt",
         request_id: "req-1",
         created: 1,
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     adapter(deployment).request(&call, deployment).unwrap()
 }
@@ -192,6 +193,7 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
         alias: "gpt",
         request_id: "req-1",
         created: 1,
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     let mut translator = adapter(&d).stream(&call);
     let mut out = BytesMut::new();
