@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod budget;
 pub mod cluster;
 pub mod config;

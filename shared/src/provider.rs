@@ -93,6 +93,7 @@ impl ProviderKind {
                 | ProviderKind::Anthropic
                 | ProviderKind::HuggingFace
                 | ProviderKind::Vertex
+                | ProviderKind::Bedrock
                 | ProviderKind::Mock
         )
     }
@@ -120,8 +121,9 @@ impl ProviderKind {
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Vertex => &[Operation::Chat, Operation::Stream, Operation::Embeddings],
-            ProviderKind::Bedrock => &[],
+            ProviderKind::Vertex | ProviderKind::Bedrock => {
+                &[Operation::Chat, Operation::Stream, Operation::Embeddings]
+            }
         }
     }
 

@@ -315,6 +315,10 @@ pub struct Deployment {
     /// Provider-specific settings.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Bedrock: a static AWS access key (SigV4), resolved from the entry or `providers.*`
+    /// (see [`crate::bedrock`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_keys: Option<crate::bedrock::AwsKeys>,
 }
 
 impl Snapshot {
@@ -524,6 +528,10 @@ pub fn deployment_from_entry(
     let providers = &config.providers;
     // Vertex: the resolved project and location (written into the deployment below).
     let mut vertex = None;
+    let bedrock = match entry.provider {
+        ProviderKind::Bedrock => Some(crate::bedrock::resolve_entry(entry, providers)?),
+        _ => None,
+    };
     let (endpoint_text, api_key) = match entry.provider {
         ProviderKind::OpenAi => (
             Some(
@@ -582,14 +590,16 @@ pub fn deployment_from_entry(
                 .clone()
                 .or_else(|| providers.hugging_face_token.clone()),
         ),
+        ProviderKind::Bedrock => (
+            bedrock.as_ref().map(|b| b.endpoint.clone()),
+            bedrock.as_ref().and_then(|b| b.api_key.clone()),
+        ),
         ProviderKind::Vertex => {
             let resolved = crate::vertex::resolve_entry(entry, providers)?;
             vertex = Some((resolved.project, resolved.location));
             (Some(resolved.endpoint), Some(resolved.credential))
         }
-        ProviderKind::Bedrock | ProviderKind::Mock => {
-            (entry.endpoint.clone(), entry.api_key.clone())
-        }
+        ProviderKind::Mock => (entry.endpoint.clone(), entry.api_key.clone()),
     };
     if entry.provider == ProviderKind::OpenAiCompatible && endpoint_text.is_none() {
         return Err((
@@ -642,7 +652,10 @@ pub fn deployment_from_entry(
         deployment: entry.deployment.clone(),
         api_key: api_key.filter(|key| !key.is_empty()),
         api_version,
-        region,
+        region: match &bedrock {
+            Some(bedrock) => Some(bedrock.region.clone()),
+            None => region,
+        },
         weight: entry.weight,
         priority: entry.priority,
         health_check: entry
@@ -651,6 +664,7 @@ pub fn deployment_from_entry(
         enabled: entry.enabled,
         pricing,
         metadata,
+        aws_keys: bedrock.and_then(|b| b.aws_keys),
     })
 }
 

@@ -43,13 +43,17 @@ ALLOWED_ALIASES = [
     "hf-embed",
     "gemini-up",
     "gemini-embed-up",
+    "bedrock-up",
+    "bedrock-embed-up",
 ]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
-PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up", "gemini-up"}
+PRICED_ALIASES = {"mock-chat", "gpt-up", "claude-up", "azure-up", "gemini-up", "bedrock-up"}
 # The test-only Google service account (tests/fixtures/vertex/); its `token_uri` is pointed at
 # the mock upstream's token endpoint, which verifies the JWTs it signs.
 TEST_SERVICE_ACCOUNT = REPO_ROOT / "tests" / "fixtures" / "vertex" / "test-service-account.json"
+# The access key id the mock's Bedrock routes verify SigV4 for (its secret is UPSTREAM_KEY).
+BEDROCK_ACCESS_KEY_ID = "AKIAMOCKUPSTREAM0001"
 
 MOCK_START_TIMEOUT_S = 30.0
 GATEWAY_START_TIMEOUT_S = 60.0
@@ -141,12 +145,29 @@ model_catalog:
     provider_model: text-embedding-test
     endpoint: "{upstream}"
     api_key: '{gcp_service_account}'
+  - alias: bedrock-up         # provider: bedrock, the mock's Bedrock Runtime routes (SigV4 verified)
+    provider: bedrock
+    provider_model: "anthropic.claude-test-v1:0"
+    endpoint: "{upstream}"
+    region: us-east-1
+    api_key: "{upstream_key}"  # with metadata.aws_access_key_id: that key's secret (SigV4)
+    metadata:
+      aws_access_key_id: "{bedrock_access_key_id}"
+    price_input: 0.003
+    price_output: 0.015
+  - alias: bedrock-embed-up   # Titan text embeddings; api_key alone is a Bedrock API key (bearer)
+    provider: bedrock
+    model_type: embedding
+    provider_model: "amazon.titan-embed-text-v2:0"
+    endpoint: "{upstream}"
+    region: us-east-1
+    api_key: "{upstream_key}"
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up, bedrock-up, bedrock-embed-up]
   api_keys:
     - tenant: demo
       prefix: demo
@@ -413,6 +434,7 @@ def _start_gateway(exe: Path, workdir: Path, upstream_url: str) -> tuple[Optiona
             upstream=upstream_url,
             upstream_key=UPSTREAM_KEY,
             gcp_service_account=service_account_json(upstream_url),
+            bedrock_access_key_id=BEDROCK_ACCESS_KEY_ID,
         )
     )
     with open(log_path, "wb") as log:

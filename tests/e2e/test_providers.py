@@ -7,11 +7,16 @@ on the mock's Azure OpenAI routes (`api-key`, `api-version`, deployment paths). 
 is a `vertex` entry: the gateway mints an OAuth token from the test service account at the
 mock's token endpoint (which verifies the signed JWT) and calls the mock's Vertex AI
 `generateContent` / `streamGenerateContent` / `predict` routes, which check Gemini's body rules.
+`bedrock-up` is a `bedrock` entry on the mock's Bedrock Runtime routes, which recompute
+every SigV4 signature and check Converse's body rules; `bedrock-embed-up` embeds with Titan
+through a Bedrock API key.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -37,10 +42,10 @@ WEATHER_TOOL = {
 }
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
-TRANSLATED = ["claude-up", "gemini-up"]
+TRANSLATED = ["claude-up", "gemini-up", "bedrock-up"]
 # Chat and streams through every non-OpenAI adapter. Azure passes answers through, so
 # `model` is the deployment's name there, not the alias.
-ADAPTED = ["claude-up", "azure-up", "hf-chat", "gemini-up"]
+ADAPTED = ["claude-up", "azure-up", "hf-chat", "gemini-up", "bedrock-up"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -184,3 +189,32 @@ def test_vertex_embeddings(client, gateway, encoding_format):
     assert result.usage.prompt_tokens == 3
     record = wait_for_usage(gateway, result._request_id)
     assert record["status"] == 200 and record["prompt_tokens"] == 3, show(record)
+
+
+def test_bedrock_embeddings_float_and_base64(client, gateway):
+    # The SDK asks for base64 by default and decodes it: little-endian float32.
+    result = client.embeddings.create(model="bedrock-embed-up", input="hello embeddings")
+    assert len(result.data) == 1
+    vector = result.data[0].embedding
+    assert len(vector) == 1024 and all(isinstance(x, float) for x in vector)
+    assert abs(sum(x * x for x in vector) - 1.0) < 1e-3, "a unit vector"
+    assert result.model == "bedrock-embed-up"
+    assert result.usage.prompt_tokens == 2
+    record = wait_for_usage(gateway, result._request_id)
+    assert record["status"] == 200 and record["prompt_tokens"] == 2, show(record)
+
+    floats = client.embeddings.create(
+        model="bedrock-embed-up", input=["hello embeddings"], encoding_format="float"
+    )
+    assert floats.data[0].embedding == pytest.approx(vector, abs=1e-6)
+
+    raw = client.embeddings.with_raw_response.create(
+        model="bedrock-embed-up", input="hello embeddings", encoding_format="base64"
+    )
+    encoded = json.loads(raw.text)["data"][0]["embedding"]
+    decoded = struct.unpack(f"<{len(encoded) * 3 // 4 // 4}f", base64.b64decode(encoded))
+    assert list(decoded) == pytest.approx(vector, abs=1e-6)
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.embeddings.create(model="bedrock-embed-up", input=["one", "two"])
+    assert raised.value.param == "input"

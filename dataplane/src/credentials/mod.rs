@@ -1,9 +1,10 @@
-//! Provider credentials that need I/O to obtain, kept off the request path.
-//!
-//! A [`TokenCell`] holds the current access token of one credential; adapters only read it
+//! Provider credentials that need I/O to obtain (environment, files, token endpoints), kept
+//! off the request path: [`aws`] finds AWS credentials when a snapshot is built; a
+//! [`TokenCell`] holds the current access token of one credential; adapters only read it
 //! (a lock-free load). The [`google`] refresher mints and renews Google OAuth tokens from a
 //! service-account key in the background and stores them there.
 
+pub mod aws;
 pub mod google;
 
 use std::fmt;

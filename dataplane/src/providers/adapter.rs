@@ -7,6 +7,7 @@
 //! provider's format.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
@@ -33,6 +34,8 @@ pub struct Call<'a> {
     pub created: i64,
     /// The API the client spoke (`body` and `raw` are always the OpenAI form).
     pub ingress: Ingress<'a>,
+    /// When this attempt is made (the glue sets it per attempt): request signing.
+    pub now: SystemTime,
 }
 
 /// The API a client spoke.
@@ -194,6 +197,22 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     /// credential minted in the background is not available yet.
     fn ready(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The active health check's request at `now` (adapters that sign requests need the
+    /// time); by default [`probe`](Self::probe).
+    fn probe_at(&self, deployment: &Deployment, now: SystemTime) -> ProbeRequest {
+        let _ = now;
+        self.probe(deployment)
+    }
+    /// The `accept` header of a streamed request.
+    fn stream_accept(&self) -> &'static str {
+        "text/event-stream"
+    }
+    /// Whether a 200 answer of this (lowercased) content type is the stream the adapter's
+    /// translator reads.
+    fn is_stream_content_type(&self, content_type: &str) -> bool {
+        content_type.starts_with("text/event-stream")
     }
 }
 

@@ -259,7 +259,7 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
     )
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     super::embeddings::base64_f32_bytes(bytes)
 }
 

@@ -10,6 +10,7 @@ use omg_shared::snapshot::Deployment;
 mod adapter;
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod embeddings;
 pub mod huggingface;
 mod json_scan;
@@ -73,12 +74,11 @@ pub fn adapter_for(
             deployment,
             credentials,
         )?)),
+        // Credentials are found (environment, profile file) once, here, beside the pure adapter.
+        ProviderKind::Bedrock => Some(Arc::new(bedrock::BedrockAdapter::new(
+            deployment,
+            crate::credentials::aws::for_deployment(deployment)?,
+        )?)),
         ProviderKind::Mock => None,
-        ProviderKind::Bedrock => {
-            return Err(format!(
-                "provider `{}` has no adapter in this build",
-                deployment.provider
-            ))
-        }
     })
 }

@@ -166,6 +166,7 @@ pub(super) async fn handle(
                 } else {
                     Ingress::OpenAi
                 },
+                now: std::time::SystemTime::now(),
             };
             let exchange = upstream::exchange(state, session, ctx, &plan, &call);
             if body.stream {

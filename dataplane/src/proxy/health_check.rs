@@ -95,7 +95,7 @@ async fn probe(state: &State, target: &DeploymentEntry) -> Result<u16, String> {
         .adapter
         .as_ref()
         .ok_or_else(|| "no adapter".to_owned())?;
-    let probe = adapter.probe(deployment);
+    let probe = adapter.probe_at(deployment, std::time::SystemTime::now());
     let mut request = RequestHeader::build("GET", probe.path.as_bytes(), Some(4))
         .map_err(|_| "request".to_owned())?;
     let host = endpoint.host_header();

@@ -26,6 +26,7 @@ fn entry(registry: &HealthRegistry, id: &str, weight: u32, priority: u32) -> Arc
         enabled: true,
         pricing: Pricing::default(),
         metadata: Default::default(),
+        aws_keys: None,
     };
     let health = registry.entry(&deployment);
     Arc::new(DeploymentEntry {

@@ -214,11 +214,17 @@ pub struct ProvidersConfig {
     pub azure_openai_key: Option<Secret>,
     /// Azure OpenAI `api-version`.
     pub azure_openai_version: Option<String>,
-    /// AWS access key id for Bedrock.
+    /// AWS access key id for `provider: bedrock` entries without a credential of their own
+    /// (SigV4; goes with `aws_secret_access_key`).
     pub aws_access_key_id: Option<Secret>,
-    /// AWS secret access key for Bedrock.
+    /// AWS secret access key for Bedrock (with `aws_access_key_id`).
     pub aws_secret_access_key: Option<Secret>,
-    /// AWS region for Bedrock.
+    /// AWS session token, for temporary credentials (with the two keys above).
+    pub aws_session_token: Option<Secret>,
+    /// Amazon Bedrock API key (`Authorization: Bearer`, nothing signed) for `bedrock` entries
+    /// without a credential of their own; wins over the access key above.
+    pub bedrock_api_key: Option<Secret>,
+    /// AWS region of `bedrock` entries that name no `region`, e.g. `us-east-1`.
     pub aws_region: Option<String>,
     /// GCP project of `vertex` entries (Vertex AI) without `metadata.vertex_project`
     /// (default: the service-account key's `project_id`).

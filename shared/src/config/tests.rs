@@ -62,9 +62,11 @@ fn bad_values_name_their_key() {
         message.contains("model_catalog[0].provider") && message.contains("banana"),
         "{message}"
     );
-    let message = errors_of("model_catalog:\n  - alias: a\n    provider: bedrock\n");
+    let message = errors_of(
+        "model_catalog:\n  - alias: a\n    provider: huggingface\n    metadata: {hf_embeddings: grpc}\n",
+    );
     assert!(
-        message.contains("`model_catalog[0].provider`") && message.contains("no adapter"),
+        message.contains("`model_catalog[0].metadata`") && message.contains("hf_embeddings"),
         "{message}"
     );
     let message = errors_of("model_catalog:\n  - alias: a\n    provider: openai-compatible\n");

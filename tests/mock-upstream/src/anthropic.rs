@@ -254,7 +254,7 @@ impl Plan {
 }
 
 /// Ends the text before the first stop sequence it contains; that sequence, if any.
-fn cut_at_stop_sequence(text: &mut Vec<String>, stops: &[&str]) -> Option<String> {
+pub(crate) fn cut_at_stop_sequence(text: &mut Vec<String>, stops: &[&str]) -> Option<String> {
     let whole = text.concat();
     let (at, stop) = stops
         .iter()

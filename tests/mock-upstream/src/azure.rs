@@ -89,7 +89,7 @@ fn route(path: &str) -> Option<(String, Operation)> {
 }
 
 /// `%XX` escapes decoded; `None` if malformed or not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

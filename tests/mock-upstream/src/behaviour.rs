@@ -51,6 +51,8 @@ pub(crate) struct Behaviour {
     /// `stream-error`: an Anthropic stream sends an `error` event after its first delta and
     /// ends.
     pub stream_error: bool,
+    /// `corrupt-crc` (Bedrock): the second delta frame of a stream has a wrong CRC.
+    pub corrupt_crc: bool,
     /// `content-filter`: Azure refuses the prompt (400 `content_filter`).
     pub content_filter: bool,
     /// `content-filter-completion`: the answer is cut short with `finish_reason:
@@ -75,6 +77,7 @@ impl Behaviour {
             "fail-400" => self.fail = Some(Fail::BadRequest),
             "fail-529" => self.fail = Some(Fail::Overloaded),
             "stream-error" => self.stream_error = true,
+            "corrupt-crc" => self.corrupt_crc = true,
             "content-filter" => self.content_filter = true,
             "content-filter-completion" => self.content_filter_completion = true,
             "hang" => self.hang = true,

@@ -18,7 +18,7 @@ use crate::body::{InFlight, MockBody, StreamItem};
 use crate::complete::{self, Call};
 use crate::conn::ConnControl;
 use crate::openai::{self, Dialect, Flavour};
-use crate::{anthropic, azure, huggingface, vertex, RecordedRequest, Shared};
+use crate::{anthropic, azure, bedrock, huggingface, vertex, RecordedRequest, Shared};
 
 /// The control endpoint: the instance's default behaviour.
 const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
@@ -37,6 +37,14 @@ pub(crate) enum Reply {
         rx: mpsc::Receiver<StreamItem>,
     },
     Stream(mpsc::Receiver<StreamItem>),
+    /// A Bedrock error: `x-amzn-ErrorType` header, `{"message"}` body.
+    Aws {
+        status: StatusCode,
+        error_type: &'static str,
+        body: String,
+    },
+    /// A Bedrock event stream (`application/vnd.amazon.eventstream`).
+    EventStream(mpsc::Receiver<StreamItem>),
     /// `reset-after-headers`: a 200 head of this content type, then a TCP reset.
     Reset {
         content_type: &'static str,
@@ -189,6 +197,26 @@ fn into_response(
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
             response
         }
+        Reply::Aws {
+            status,
+            error_type,
+            body,
+        } => {
+            let mut response = Response::new(MockBody::full(Bytes::from(body), in_flight));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+            response
+        }
+        Reply::EventStream(rx) => {
+            let mut response = Response::new(MockBody::channel(rx, in_flight));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
         Reply::Reset { content_type } => {
             control.reset_on_close();
             let mut response = Response::new(MockBody::reset(in_flight));
@@ -228,6 +256,9 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     }
     if vertex::is_google_path(path) {
         return vertex::respond(shared, parts, body, seq).await;
+    }
+    if path.starts_with(bedrock::MODEL_PREFIX) || path == bedrock::ASYNC_INVOKE_PATH {
+        return bedrock::respond(shared, parts, body, seq).await;
     }
     if let Some(key) = &shared.config.api_key {
         if let Some(reply) = check_auth(parts, key) {

@@ -95,6 +95,25 @@
 //! `safety-block`, `prompt-block`, `thinking` (thought signatures required back) and
 //! `stream-error`; see `vertex.rs`. [`MockUpstream::set_token_lifetime`] shortens tokens.
 //!
+//! **AWS Bedrock Runtime** — `POST /model/{modelId}/converse`, `…/converse-stream`,
+//! `…/invoke` (Titan text embeddings) and `GET /async-invoke`. With a configured key, the
+//! credential is checked first: `Authorization: Bearer <key>` (a Bedrock API key), or a SigV4
+//! signature by access key [`BEDROCK_ACCESS_KEY_ID`] whose secret is the key, recomputed from
+//! the received method, path (double-encoded canonical URI), query, signed headers and body,
+//! with `x-amz-date` within five minutes; failures are 403 with `x-amzn-ErrorType`
+//! (`InvalidSignatureException`, `UnrecognizedClientException`,
+//! `MissingAuthenticationTokenException`, …) and `{"message"}`. Converse bodies are checked
+//! like Bedrock: only Converse's top-level fields, `messages` alternating from a user turn,
+//! one-member content blocks (non-blank `text`, `image` bytes of their format, `toolUse` in
+//! assistant turns, `toolResult` in user turns answering the previous turn's `toolUse` ids),
+//! `toolConfig` present when tools are used, `inferenceConfig` ranges. Answers mirror the
+//! Anthropic routes' plan (text chunks, a `toolUse` for weather questions or a forced
+//! `toolChoice`, stop sequences, `maxTokens`); streams are real event-stream frames with
+//! CRCs, each delta frame sent in two pieces, `metadata` (usage) after `messageStop`.
+//! `stream-error` sends a `throttlingException` frame after the first delta; `corrupt-crc`
+//! breaks the second delta frame's CRC. Titan answers a deterministic unit vector (1024
+//! dimensions unless `dimensions` says 256 or 512) and `inputTextTokenCount`.
+//!
 //! # Scripted behaviour
 //!
 //! Behaviour is scripted by `+`-separated directives, e.g.
@@ -158,6 +177,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod behaviour;
 mod body;
 mod complete;
@@ -167,6 +187,10 @@ mod huggingface;
 mod openai;
 pub mod redis_server;
 pub mod smtp;
+
+/// The access key id the mock's Bedrock routes accept for SigV4; its secret is the mock's
+/// API key ([`MockConfig::api_key`]).
+pub const BEDROCK_ACCESS_KEY_ID: &str = bedrock::sigv4::ACCESS_KEY_ID;
 mod stream;
 #[cfg(test)]
 mod tests;

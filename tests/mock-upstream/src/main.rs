@@ -1,5 +1,5 @@
-//! `omg-mock-upstream`: runs the scriptable upstream (OpenAI, Anthropic and Azure OpenAI
-//! routes) as a process.
+//! `omg-mock-upstream`: runs the scriptable upstream (OpenAI, Anthropic, Azure OpenAI and
+//! Bedrock routes) as a process.
 //!
 //! ```text
 //! omg-mock-upstream [--listen ADDR] [--api-key KEY] [--threads N] [--port-file PATH] [--no-record]

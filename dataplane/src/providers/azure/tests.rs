@@ -36,6 +36,7 @@ fn upstream(deployment: &Deployment, route: Route, raw: &[u8]) -> UpstreamReques
         request_id: "req-1",
         created: 1,
         ingress: Ingress::OpenAi,
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     adapter(deployment).request(&call, deployment).unwrap()
 }
@@ -194,6 +195,7 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
         request_id: "req-1",
         created: 1,
         ingress: Ingress::OpenAi,
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     let mut translator = adapter(&d).stream(&call);
     let mut out = BytesMut::new();

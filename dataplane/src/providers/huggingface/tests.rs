@@ -27,6 +27,7 @@ fn deployment(endpoint: &str, metadata: &[(&str, &str)]) -> Deployment {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        aws_keys: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn call<'a>(route: &'a Route, body: &'a RequestBody<'a>, raw: &'a [u8]) -> Call<
         request_id: "req-1",
         created: 1,
         ingress: Ingress::OpenAi,
+        now: std::time::SystemTime::UNIX_EPOCH,
     }
 }
 

@@ -2,7 +2,7 @@
 //! JSON or stream path, and any other status to the breaker or the client.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
@@ -36,6 +36,11 @@ pub(super) async fn attempt(
         return Err(AttemptError::Final(
             ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
         ));
+    };
+    // Each attempt at its own time (signing adapters sign every attempt afresh).
+    let call = &Call {
+        now: SystemTime::now(),
+        ..*call
     };
     if let Err(message) = adapter.ready() {
         tracing::warn!(deployment = %target.id, %message, "the deployment cannot be tried");
@@ -85,7 +90,7 @@ pub(super) async fn attempt(
         path: &request.path,
         host: &host,
         accept: if call.body.stream {
-            "text/event-stream"
+            adapter.stream_accept()
         } else {
             "application/json"
         },
@@ -241,7 +246,7 @@ pub(super) async fn attempt(
     if let Some(egress) = ctx.anthropic.as_mut() {
         egress.native = adapter.answers_natively(call);
     }
-    if call.body.stream && content_type.starts_with("text/event-stream") {
+    if call.body.stream && adapter.is_stream_content_type(&content_type) {
         let translator = adapter.stream(call);
         super::stream::relay(
             state, session, ctx, upstream, &peer, call, translator, target, timeouts,
