@@ -29,6 +29,8 @@ pub enum Route {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/images/generations`
+    ImagesGenerations,
     /// `POST /v1/messages` (Anthropic's Messages API, translated to a chat request).
     Messages,
     /// `POST /v1/messages/count_tokens`
@@ -70,6 +72,7 @@ impl Route {
             Route::Chat => "chat.completions",
             Route::Completions => "completions",
             Route::Embeddings => "embeddings",
+            Route::ImagesGenerations => "images.generations",
             Route::Messages => "messages",
             Route::CountTokens => "messages.count_tokens",
             Route::Forward(ForwardKind::Files) => "files",
@@ -85,6 +88,7 @@ impl Route {
             Route::CountTokens => "/messages/count_tokens",
             Route::Completions => "/completions",
             Route::Embeddings => "/embeddings",
+            Route::ImagesGenerations => "/images/generations",
             Route::Forward(ForwardKind::Files) => "/files",
             Route::Forward(ForwardKind::Batches) => "/batches",
         }
@@ -102,6 +106,7 @@ impl Route {
                 Some(ModelType::Llm)
             }
             Route::Embeddings => Some(ModelType::Embedding),
+            Route::ImagesGenerations => Some(ModelType::Image),
             Route::ListModels | Route::GetModel(_) | Route::Forward(_) => None,
         }
     }
@@ -126,6 +131,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         "/v1/chat/completions" => post(Route::Chat),
         "/v1/completions" => post(Route::Completions),
         "/v1/embeddings" => post(Route::Embeddings),
+        "/v1/images/generations" => post(Route::ImagesGenerations),
         "/v1/messages" => post(Route::Messages),
         "/v1/messages/count_tokens" => post(Route::CountTokens),
         "/v1/models" | "/v1/models/" if method == "GET" => Ok(Route::ListModels),
@@ -229,7 +235,23 @@ pub struct RequestBody<'a> {
     pub max_tokens: Option<u64>,
     /// Embeddings: `encoding_format: "base64"`.
     pub base64_embeddings: bool,
+    /// Image generation: how many images (`n`, default 1).
+    pub images: u64,
+    /// Image generation: the `response_format` the client asked for, if any.
+    pub image_format: Option<ImageFormat>,
 }
+
+/// How generated images are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// `url`: a link to the image.
+    Url,
+    /// `b64_json`: the image bytes, base64-encoded, in the JSON.
+    B64Json,
+}
+
+/// Most images one request may ask for (OpenAI's limit for `n`).
+pub const MAX_IMAGES: u64 = 10;
 
 impl<'a> RequestBody<'a> {
     /// Parses and validates a body for a route.
@@ -249,6 +271,8 @@ impl<'a> RequestBody<'a> {
             include_usage: false,
             max_tokens: None,
             base64_embeddings: false,
+            images: 0,
+            image_format: None,
         };
         body.model = match body.raw("model") {
             None => return Err(missing("model", "you must provide a model parameter")),
@@ -338,12 +362,90 @@ impl<'a> RequestBody<'a> {
                     }
                 }
             }
+            Route::ImagesGenerations => body.parse_image_generation()?,
             Route::ListModels | Route::GetModel(_) | Route::Forward(_) => {}
         }
         if body.stream && matches!(route, Route::Embeddings) {
             return Err(invalid("stream", "embeddings cannot be streamed"));
         }
+        if body.stream && matches!(route, Route::ImagesGenerations) {
+            return Err(invalid(
+                "stream",
+                "streamed image generation (partial images) is not supported by the gateway; send `stream: false`",
+            ));
+        }
         Ok(body)
+    }
+
+    /// Checks an image generation body: a non-empty `prompt`, `n` in 1..=10, a known
+    /// `response_format`.
+    fn parse_image_generation(&mut self) -> Result<(), ApiError> {
+        match self
+            .raw("prompt")
+            .map(|raw| serde_json::from_str::<Option<String>>(raw.get()))
+        {
+            None | Some(Ok(None)) => return Err(missing("prompt", "you must provide a `prompt`")),
+            Some(Ok(Some(prompt))) if prompt.trim().is_empty() => {
+                return Err(invalid("prompt", "`prompt` must not be empty"))
+            }
+            Some(Ok(Some(_))) => {}
+            Some(Err(_)) => return Err(invalid("prompt", "`prompt` must be a string")),
+        }
+        self.images = match self
+            .raw("n")
+            .map(|raw| serde_json::from_str::<Option<u64>>(raw.get()))
+        {
+            None | Some(Ok(None)) => 1,
+            Some(Ok(Some(n))) if (1..=MAX_IMAGES).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "n",
+                    "`n` must be an integer from 1 to 10 (the number of images)",
+                ))
+            }
+        };
+        if let Some(raw) = self.raw("response_format") {
+            self.image_format = match serde_json::from_str::<Option<String>>(raw.get()) {
+                Ok(None) => None,
+                Ok(Some(format)) if format == "url" => Some(ImageFormat::Url),
+                Ok(Some(format)) if format == "b64_json" => Some(ImageFormat::B64Json),
+                _ => {
+                    return Err(invalid(
+                        "response_format",
+                        "`response_format` must be `url` or `b64_json`",
+                    ))
+                }
+            };
+        }
+        self.image_size()?;
+        Ok(())
+    }
+
+    /// The image size asked for as `(width, height)`: `None` when absent or `auto`; `Err`
+    /// when it is not `<width>x<height>`.
+    pub fn image_size(&self) -> Result<Option<(u32, u32)>, ApiError> {
+        let Some(raw) = self.raw("size") else {
+            return Ok(None);
+        };
+        let size = serde_json::from_str::<Option<String>>(raw.get()).map_err(|_| {
+            invalid(
+                "size",
+                "`size` must be a string such as `1024x1024` or `auto`",
+            )
+        })?;
+        let Some(size) = size.filter(|s| s != "auto") else {
+            return Ok(None);
+        };
+        let parsed = size.split_once('x').and_then(|(w, h)| {
+            Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?))
+        });
+        match parsed {
+            Some((w, h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => Ok(Some((w, h))),
+            _ => Err(invalid(
+                "size",
+                "`size` must be `auto` or `<width>x<height>` in pixels, such as `1024x1024`",
+            )),
+        }
     }
 
     /// The raw JSON of a top-level field.

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     InvalidParameter,
     /// The alias cannot serve this operation (e.g. chat on an embedding model).
     OperationUnsupported,
+    /// The alias's providers cannot serve this image operation (the seeds' code, so clients
+    /// can fall back to another model).
+    ImageOperationUnsupported,
     /// The body is larger than `server.body_limit_mb`.
     RequestTooLarge,
     /// A requests-per-minute or parallel-requests limit was hit.
@@ -72,6 +75,7 @@ impl ErrorCode {
             | ErrorCode::MissingParameter
             | ErrorCode::InvalidParameter
             | ErrorCode::OperationUnsupported
+            | ErrorCode::ImageOperationUnsupported
             | ErrorCode::ContentFilter => 400,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RequestRateLimited
@@ -100,6 +104,7 @@ impl ErrorCode {
             | ErrorCode::MissingParameter
             | ErrorCode::InvalidParameter
             | ErrorCode::OperationUnsupported
+            | ErrorCode::ImageOperationUnsupported
             | ErrorCode::RequestTooLarge
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyKeyInUse
@@ -130,6 +135,7 @@ impl ErrorCode {
             ErrorCode::MissingParameter => "missing_required_parameter",
             ErrorCode::InvalidParameter => "invalid_value",
             ErrorCode::OperationUnsupported => "operation_unsupported",
+            ErrorCode::ImageOperationUnsupported => "image_operation_unsupported",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::RequestRateLimited | ErrorCode::TokenRateLimited => "rate_limit_exceeded",
             ErrorCode::BudgetExceeded => "budget_exceeded",
@@ -164,7 +170,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -175,6 +181,7 @@ impl ErrorCode {
         ErrorCode::MissingParameter,
         ErrorCode::InvalidParameter,
         ErrorCode::OperationUnsupported,
+        ErrorCode::ImageOperationUnsupported,
         ErrorCode::RequestTooLarge,
         ErrorCode::RequestRateLimited,
         ErrorCode::TokenRateLimited,

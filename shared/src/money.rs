@@ -17,6 +17,9 @@ pub const MICROS_PER_USD: i64 = 1_000_000;
 /// prices pasted as per-1K).
 const MAX_PRICE_USD_PER_1K: f64 = 10_000.0;
 
+/// Largest accepted image price: $1,000 per image.
+const MAX_PRICE_USD_PER_IMAGE: f64 = 1_000.0;
+
 /// Largest accepted budget: one trillion USD.
 const MAX_USD: f64 = 1e12;
 
@@ -49,20 +52,67 @@ impl PricePer1k {
     }
 }
 
-/// Input and output prices of a deployment.
+/// An image price in nano-USD per generated image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PricePerImage(pub i64);
+
+impl PricePerImage {
+    /// Converts a USD-per-image config value (e.g. `0.04`), rejecting negative, NaN and
+    /// implausibly large values.
+    pub fn from_usd(usd_per_image: f64) -> Result<Self, String> {
+        if !usd_per_image.is_finite() || usd_per_image < 0.0 {
+            return Err(format!(
+                "price must be a non-negative number of USD per image, got {usd_per_image}"
+            ));
+        }
+        if usd_per_image > MAX_PRICE_USD_PER_IMAGE {
+            return Err(format!(
+                "price {usd_per_image} USD per image is above {MAX_PRICE_USD_PER_IMAGE}"
+            ));
+        }
+        Ok(Self((usd_per_image * 1e9).round() as i64))
+    }
+
+    /// The price as USD per image, for display.
+    pub fn as_usd(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+/// Input, output and image prices of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Pricing {
     /// Price of prompt (input) tokens.
     pub input: PricePer1k,
     /// Price of completion (output) tokens.
     pub output: PricePer1k,
+    /// Price of each generated image (image models; absent in snapshots before it existed).
+    #[serde(default, skip_serializing_if = "is_free")]
+    pub image: PricePerImage,
+}
+
+fn is_free(price: &PricePerImage) -> bool {
+    price.0 == 0
 }
 
 impl Pricing {
     /// Cost of a request in micro-USD, rounded up to the next whole micro-USD.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> MicroUsd {
+        self.cost_with_images(prompt_tokens, completion_tokens, 0)
+    }
+
+    /// Cost of a request that also generated `images` images, in micro-USD, rounded up once
+    /// to the next whole micro-USD.
+    pub fn cost_with_images(
+        &self,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        images: u64,
+    ) -> MicroUsd {
         let nano_times_1k = u128::from(prompt_tokens) * self.input.0.max(0) as u128
-            + u128::from(completion_tokens) * self.output.0.max(0) as u128;
+            + u128::from(completion_tokens) * self.output.0.max(0) as u128
+            + u128::from(images) * self.image.0.max(0) as u128 * 1000;
         // nano-USD per 1K tokens × tokens = pico-ish units: divide by 1000 (per 1K) and by
         // 1000 (nano → micro), rounding up once.
         let micros = nano_times_1k.div_ceil(1_000_000);
@@ -111,16 +161,37 @@ mod tests {
         let pricing = Pricing {
             input: PricePer1k::from_usd(0.005).unwrap_or_default(),
             output: PricePer1k::from_usd(0.015).unwrap_or_default(),
+            ..Pricing::default()
         };
         assert_eq!(pricing.cost(1000, 500), 12_500);
         // One token at $0.0001/1K is 0.1 micro-USD: billed as 1.
         let cheap = Pricing {
             input: PricePer1k(100_000),
             output: PricePer1k(0),
+            ..Pricing::default()
         };
         assert_eq!(cheap.cost(1, 0), 1);
         assert_eq!(cheap.cost(0, 0), 0);
         assert_eq!(Pricing::default().cost(1_000_000, 1_000_000), 0);
+    }
+
+    #[test]
+    fn images_are_priced_per_image_with_one_rounding() {
+        let pricing = Pricing {
+            input: PricePer1k::from_usd(0.0001).unwrap_or_default(),
+            output: PricePer1k(0),
+            image: PricePerImage::from_usd(0.04).unwrap_or_default(),
+        };
+        // 2 images at $0.04 plus 1 prompt token at $0.0001/1K (0.1 micro-USD): one rounding.
+        assert_eq!(pricing.cost_with_images(1, 0, 2), 80_001);
+        assert_eq!(pricing.cost_with_images(0, 0, 3), 120_000);
+        assert_eq!(pricing.cost(1, 0), 1);
+        assert!(PricePerImage::from_usd(-0.01).is_err());
+        assert!(PricePerImage::from_usd(5_000.0).is_err());
+        assert_eq!(
+            PricePerImage::from_usd(0.0025),
+            Ok(PricePerImage(2_500_000))
+        );
     }
 
     #[test]
@@ -136,7 +207,7 @@ mod tests {
         #[test]
         fn cost_is_monotonic_and_never_below_exact(p in 0u64..10_000_000, c in 0u64..10_000_000,
                                                    pin in 0i64..100_000_000_000, pout in 0i64..100_000_000_000) {
-            let pricing = Pricing { input: PricePer1k(pin), output: PricePer1k(pout) };
+            let pricing = Pricing { input: PricePer1k(pin), output: PricePer1k(pout), image: PricePerImage(0) };
             let cost = pricing.cost(p, c);
             let exact_pico = u128::from(p) * pin as u128 + u128::from(c) * pout as u128;
             prop_assert!((cost as u128) * 1_000_000 >= exact_pico);

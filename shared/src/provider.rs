@@ -113,17 +113,26 @@ impl ProviderKind {
             ProviderKind::OpenAi
             | ProviderKind::OpenAiCompatible
             | ProviderKind::Azure
-            | ProviderKind::HuggingFace
             | ProviderKind::Mock => &[
+                Operation::Chat,
+                Operation::Stream,
+                Operation::Completions,
+                Operation::Embeddings,
+                Operation::ImagesGenerate,
+            ],
+            ProviderKind::HuggingFace => &[
                 Operation::Chat,
                 Operation::Stream,
                 Operation::Completions,
                 Operation::Embeddings,
             ],
             ProviderKind::Anthropic => &[Operation::Chat, Operation::Stream],
-            ProviderKind::Vertex | ProviderKind::Bedrock => {
-                &[Operation::Chat, Operation::Stream, Operation::Embeddings]
-            }
+            ProviderKind::Vertex | ProviderKind::Bedrock => &[
+                Operation::Chat,
+                Operation::Stream,
+                Operation::Embeddings,
+                Operation::ImagesGenerate,
+            ],
         }
     }
 

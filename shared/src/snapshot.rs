@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::endpoint::Endpoint;
 use crate::keys::{format_key, KeyDigest, KeyHasher};
-use crate::money::{usd_to_micros, MicroUsd, PricePer1k, Pricing};
+use crate::money::{usd_to_micros, MicroUsd, PricePer1k, PricePerImage, Pricing};
 use crate::provider::ProviderKind;
 use crate::routing::RoutingPolicy;
 use crate::secret::Secret;
@@ -632,6 +632,8 @@ pub fn deployment_from_entry(
             .map_err(|message| ("price_input", message))?,
         output: PricePer1k::from_usd(entry.price_output)
             .map_err(|message| ("price_output", message))?,
+        image: PricePerImage::from_usd(entry.price_per_image)
+            .map_err(|message| ("price_per_image", message))?,
     };
     let mut metadata = entry.metadata.clone();
     let mut region = entry.region.clone();

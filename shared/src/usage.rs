@@ -56,6 +56,10 @@ pub struct UsageEvent {
     /// Prompt tokens served from the provider's cache.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Images generated (image generation), billed at the deployment's `price_per_image`.
+    /// Written only when non-zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub images: u64,
     /// Cost in micro-USD.
     pub cost_micro_usd: MicroUsd,
     /// Total time in the gateway, ms.
@@ -70,6 +74,10 @@ pub struct UsageEvent {
     /// call, zero tokens and cost. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent_replay: bool,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Namespace of ids derived from `request_id` for records without `event_id`.

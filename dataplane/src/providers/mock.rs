@@ -64,6 +64,7 @@ pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
             .unwrap_or_else(|| estimate_tokens(prompt).max(1)),
         completion_tokens: settings.completion_tokens.unwrap_or(settings.chunks),
         cached_tokens: 0,
+        images: 0,
     };
     (chunks, usage)
 }
@@ -255,6 +256,7 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
             prompt_tokens,
             completion_tokens: 0,
             cached_tokens: 0,
+            images: 0,
         },
     )
 }
@@ -263,9 +265,98 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     super::embeddings::base64_f32_bytes(bytes)
 }
 
+/// Side of the mock's square images, in pixels.
+const IMAGE_SIDE: u32 = 8;
+
+/// `n` deterministic images for a prompt, as an OpenAI image answer: real PNGs (a square
+/// of one colour derived from the prompt and the image's index), base64 or `data:` URLs.
+pub fn images(
+    prompt: &str,
+    n: u64,
+    format: Option<crate::request::ImageFormat>,
+    created: i64,
+) -> super::Answer {
+    let seed = prompt.bytes().fold(17u32, |acc, b| {
+        acc.wrapping_mul(131).wrapping_add(u32::from(b))
+    });
+    let encoded: Vec<String> = (0..n)
+        .map(|index| {
+            let colour = seed.wrapping_add((index as u32).wrapping_mul(0x9e37_79b9));
+            base64_encode(&png(IMAGE_SIDE, colour.to_be_bytes()))
+        })
+        .collect();
+    let generated: Vec<super::images::Generated<'_>> = encoded
+        .iter()
+        .map(|b64| super::images::Generated {
+            b64,
+            media_type: "image/png",
+            revised_prompt: None,
+        })
+        .collect();
+    super::images::answer(created, format, &generated)
+}
+
+/// A `side`×`side` RGB PNG of one colour (zlib with stored deflate blocks: no compressor).
+fn png(side: u32, rgb: [u8; 4]) -> Vec<u8> {
+    let row_len = 1 + 3 * side as usize;
+    let mut raw = Vec::with_capacity(row_len * side as usize);
+    for _ in 0..side {
+        raw.push(0); // filter: none
+        for _ in 0..side {
+            raw.extend_from_slice(&rgb[..3]);
+        }
+    }
+    // zlib: header, one final stored block (raw is far below 65,535 bytes), Adler-32.
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    let len = u16::try_from(raw.len()).unwrap_or(u16::MAX);
+    zlib.extend_from_slice(&len.to_le_bytes());
+    zlib.extend_from_slice(&(!len).to_le_bytes());
+    zlib.extend_from_slice(&raw[..usize::from(len)]);
+    let (mut a, mut b) = (1u32, 0u32);
+    for byte in &raw[..usize::from(len)] {
+        a = (a + u32::from(*byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(0).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    };
+    let mut header = Vec::with_capacity(13);
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    chunk(b"IHDR", &header);
+    chunk(b"IDAT", &zlib);
+    chunk(b"IEND", &[]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mock_images_are_valid_pngs_and_deterministic() {
+        let answer = images("a red fox", 2, None, 5);
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
+        let first = json["data"][0]["b64_json"].as_str().expect("b64");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(first)
+            .expect("base64");
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(bytes.ends_with(&[0xAE, 0x42, 0x60, 0x82])); // IEND's CRC
+        assert_ne!(json["data"][0], json["data"][1]);
+        assert_eq!(answer.body, images("a red fox", 2, None, 5).body);
+        assert_eq!(answer.usage.map(|u| u.images), Some(2));
+    }
     use crate::providers::openai::{EventAction, StreamMeter};
     use crate::sse::SseSplitter;
 

@@ -13,6 +13,7 @@ pub mod azure;
 pub mod bedrock;
 mod embeddings;
 pub mod huggingface;
+mod images;
 mod json_scan;
 pub mod mock;
 pub mod openai;
@@ -27,6 +28,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Cached prompt tokens.
     pub cached_tokens: u64,
+    /// Images generated (image generation).
+    pub images: u64,
 }
 
 pub use adapter::{

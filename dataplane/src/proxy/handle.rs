@@ -64,6 +64,7 @@ pub(super) async fn handle(
         Route::Chat
         | Route::Completions
         | Route::Embeddings
+        | Route::ImagesGenerations
         | Route::Messages
         | Route::CountTokens => {
             let bytes = read_body(session, state.settings.body_limit).await?;
@@ -208,6 +209,7 @@ fn capability_filter(route: &Route, stream: bool) -> impl Fn(&DeploymentEntry) -
     let operation = match route {
         Route::Completions => Operation::Completions,
         Route::Embeddings => Operation::Embeddings,
+        Route::ImagesGenerations => Operation::ImagesGenerate,
         _ => Operation::Chat,
     };
     move |d: &DeploymentEntry| {
@@ -225,8 +227,12 @@ fn unsupported(alias: &AliasEntry, route: &Route, stream: bool) -> ApiError {
         .map(|d| d.deployment.provider.as_str())
         .collect();
     providers.dedup();
+    let code = match route {
+        Route::ImagesGenerations => ErrorCode::ImageOperationUnsupported,
+        _ => ErrorCode::OperationUnsupported,
+    };
     ApiError::new(
-        ErrorCode::OperationUnsupported,
+        code,
         format!(
             "The model `{}` is served by {} which cannot serve {}{}; use a model whose provider can (see GET /v1/models).",
             alias.alias,
@@ -264,7 +270,7 @@ fn estimate(
 ) -> Estimate {
     let prompt = estimate_tokens(&body.prompt_text()).max(1);
     let completion = match route {
-        Route::Embeddings => 0,
+        Route::Embeddings | Route::ImagesGenerations => 0,
         _ => body
             .max_tokens
             .or(alias.max_output_tokens)
@@ -272,7 +278,11 @@ fn estimate(
     };
     let cost = order
         .iter()
-        .map(|d| d.deployment.pricing.cost(prompt, completion))
+        .map(|d| {
+            d.deployment
+                .pricing
+                .cost_with_images(prompt, completion, body.images)
+        })
         .max()
         .unwrap_or(0);
     Estimate {
@@ -460,9 +470,11 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     let endpoint = ctx.route.as_ref().map_or("unknown", Route::endpoint_name);
     let alias = ctx.alias.as_deref().unwrap_or("-");
     let provider = ctx.provider.map_or("-", |p| p.as_str());
-    let cost = ctx
-        .pricing
-        .cost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens);
+    let cost = ctx.pricing.cost_with_images(
+        ctx.usage.prompt_tokens,
+        ctx.usage.completion_tokens,
+        ctx.usage.images,
+    );
     metrics
         .requests
         .with_label_values(&[endpoint, alias, provider, &status.to_string()])
@@ -498,7 +510,13 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
 
     let metered = matches!(
         ctx.route,
-        Some(Route::Chat | Route::Completions | Route::Embeddings | Route::Messages)
+        Some(
+            Route::Chat
+                | Route::Completions
+                | Route::Embeddings
+                | Route::ImagesGenerations
+                | Route::Messages
+        )
     ) && ctx.tenant_id.is_some();
     if metered {
         let event = UsageEvent {
@@ -521,6 +539,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
             completion_tokens: ctx.usage.completion_tokens,
             total_tokens: ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
             cached_tokens: ctx.usage.cached_tokens,
+            images: ctx.usage.images,
             cost_micro_usd: cost,
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             ttft_ms: ctx
@@ -550,6 +569,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
         stream = ctx.stream,
         prompt_tokens = ctx.usage.prompt_tokens,
         completion_tokens = ctx.usage.completion_tokens,
+        images = ctx.usage.images,
         cost_micro_usd = cost,
         error_code = ctx.error_code.unwrap_or("-"),
         "request"

@@ -44,6 +44,21 @@ pub(super) async fn serve(
         return respond::json(session, ctx, 200, json).await;
     }
 
+    if *route == Route::ImagesGenerations {
+        let answer = mock::images(
+            &body.prompt_text(),
+            body.images,
+            body.image_format,
+            ctx.started_at.timestamp(),
+        );
+        respond::sleep_or_client_gone(session, Duration::from_millis(settings.latency_ms)).await?;
+        ctx.usage = Usage {
+            prompt_tokens: settings.prompt_tokens.unwrap_or(0),
+            ..answer.usage.unwrap_or_default()
+        };
+        return respond::json(session, ctx, 200, answer.body).await;
+    }
+
     let prompt = body.prompt_text();
     let request = MockRequest {
         model: &body.model,
@@ -70,6 +85,7 @@ pub(super) async fn serve(
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: 0,
         cached_tokens: 0,
+        images: 0,
     };
     ctx.usage_estimated = true;
     respond::start_stream(session, ctx).await?;

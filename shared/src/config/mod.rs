@@ -300,6 +300,10 @@ pub struct CatalogEntry {
     /// USD per 1K completion tokens. Default 0.
     #[serde(default)]
     pub price_output: f64,
+    /// USD per generated image (`model_type: image`), added to any token prices the
+    /// provider's usage reports (e.g. `gpt-image-1`). Default 0.
+    #[serde(default)]
+    pub price_per_image: f64,
     /// Currency of the prices; only `USD` is accepted.
     #[serde(default = "default_currency")]
     pub currency: String,

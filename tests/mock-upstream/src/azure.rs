@@ -1,5 +1,5 @@
-//! Azure OpenAI: `POST /openai/deployments/{deployment}/chat/completions`, `/completions` and
-//! `/embeddings`, each with `?api-version=`.
+//! Azure OpenAI: `POST /openai/deployments/{deployment}/chat/completions`, `/completions`,
+//! `/embeddings` and `/images/generations`, each with `?api-version=`.
 //!
 //! Checked like Azure: the `api-key` header (or `Authorization: Bearer`, as with Entra ID)
 //! must carry the configured key, the `api-version` query parameter must be present and look
@@ -44,6 +44,7 @@ enum Operation {
     Chat,
     Completions,
     Embeddings,
+    Images,
 }
 
 impl Operation {
@@ -53,6 +54,7 @@ impl Operation {
             Operation::Chat => "ChatCompletions_Create",
             Operation::Completions => "Completions_Create",
             Operation::Embeddings => "Embeddings_Create",
+            Operation::Images => "ImageGenerations_Create",
         }
     }
 }
@@ -82,6 +84,7 @@ fn route(path: &str) -> Option<(String, Operation)> {
         "chat/completions" => Operation::Chat,
         "completions" => Operation::Completions,
         "embeddings" => Operation::Embeddings,
+        "images/generations" => Operation::Images,
         _ => return None,
     };
     let deployment = percent_decode(deployment)?;
@@ -177,6 +180,12 @@ fn prompt_filtered() -> Reply {
     Reply::json(StatusCode::BAD_REQUEST, BODY.to_owned())
 }
 
+/// Azure's refusal of an image prompt (`content_policy_violation`).
+fn image_prompt_filtered() -> Reply {
+    const BODY: &str = r#"{"error":{"code":"content_policy_violation","inner_error":{"code":"ResponsibleAIPolicyViolation","content_filter_results":{"hate":{"filtered":true,"severity":"high"},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}}},"message":"Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system."}}"#;
+    Reply::json(StatusCode::BAD_REQUEST, BODY.to_owned())
+}
+
 /// Answers one request under [`PATH_PREFIX`].
 pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply {
     if let Some(key) = &shared.config.api_key {
@@ -226,14 +235,17 @@ pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u6
         }
     }
     behaviour.apply(handler::header_behaviour(parts).unwrap_or_default());
-    let streamed =
-        operation != Operation::Embeddings && request.get("stream") == Some(&Value::Bool(true));
+    let streamed = !matches!(operation, Operation::Embeddings | Operation::Images)
+        && request.get("stream") == Some(&Value::Bool(true));
     let played = handler::play_common(&behaviour, streamed, |fail| {
         failure(fail, &behaviour, operation, version)
     })
     .await;
     if let Some(reply) = played {
         return reply;
+    }
+    if behaviour.content_filter && operation == Operation::Images {
+        return image_prompt_filtered();
     }
     if behaviour.content_filter && operation != Operation::Embeddings {
         return prompt_filtered();
@@ -250,6 +262,7 @@ pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u6
         Operation::Chat => complete::completion(&call, Flavour::Chat),
         Operation::Completions => complete::completion(&call, Flavour::Completion),
         Operation::Embeddings => complete::embeddings(&request, &deployment),
+        Operation::Images => crate::images::generate(&request, &deployment, true),
     }
 }
 

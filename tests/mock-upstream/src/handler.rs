@@ -88,6 +88,7 @@ enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    Images,
 }
 
 /// The hyper service function.
@@ -270,6 +271,7 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
         (&Method::POST, "/v1/chat/completions") => Endpoint::Chat,
         (&Method::POST, "/v1/completions") => Endpoint::Completions,
         (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
+        (&Method::POST, "/v1/images/generations") => Endpoint::Images,
         (method, path) => {
             return Reply::error(
                 StatusCode::NOT_FOUND,
@@ -330,7 +332,7 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     behaviour.apply(model);
     behaviour.apply(header_behaviour.unwrap_or_default());
     let streamed = request.get("stream") == Some(&Value::Bool(true));
-    let streamed = streamed && endpoint != Endpoint::Embeddings;
+    let streamed = streamed && !matches!(endpoint, Endpoint::Embeddings | Endpoint::Images);
     if let Some(reply) = play_common(&behaviour, streamed, |fail| {
         openai_failure(fail, &behaviour, model)
     })
@@ -349,6 +351,7 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     };
     match endpoint {
         Endpoint::Embeddings => complete::embeddings(&request, model),
+        Endpoint::Images => crate::images::generate(&request, model, false),
         Endpoint::Chat => complete::completion(&call, Flavour::Chat),
         Endpoint::Completions => complete::completion(&call, Flavour::Completion),
         Endpoint::Models => Reply::ok(openai::MODEL_LIST.to_owned()),

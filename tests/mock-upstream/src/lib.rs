@@ -184,6 +184,7 @@ mod complete;
 mod conn;
 mod handler;
 mod huggingface;
+mod images;
 mod openai;
 pub mod redis_server;
 pub mod smtp;

@@ -198,6 +198,7 @@ impl Env {
             completion_tokens: 10,
             total_tokens: 20,
             cached_tokens: 0,
+            images: 0,
             cost_micro_usd: cost,
             latency_ms: 100,
             ttft_ms: None,

@@ -367,6 +367,7 @@ fn event(key: Option<Uuid>, tenant: Option<Uuid>, started: DateTime<Utc>) -> Usa
         completion_tokens: 345,
         total_tokens: 1545,
         cached_tokens: 1024,
+        images: 0,
         cost_micro_usd: 98_765,
         latency_ms: 1834,
         ttft_ms: Some(211),

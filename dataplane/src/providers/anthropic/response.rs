@@ -141,6 +141,7 @@ impl AnthropicUsage {
                 .saturating_add(cached),
             completion_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: cached,
+            images: 0,
         }
     }
 }

@@ -73,7 +73,8 @@ fn body(
 /// Maps an Azure error answer (a status the glue leaves to the client: a 4xx other than 401,
 /// 403 and 429, or an unexpected one) to the client's error.
 ///
-/// - `code: "content_filter"` (the prompt tripped Azure's content filter): 400,
+/// - `code: "content_filter"` (the prompt tripped Azure's content filter; on image
+///   generation `content_policy_violation`): 400,
 ///   `invalid_request_error`, `param: "prompt"`, `code: "content_filter"`, Azure's message.
 /// - `code: "DeploymentNotFound"`: 404 with that code and a message for the operator (the
 ///   catalog entry's `deployment` names no deployment of the resource).
@@ -116,7 +117,11 @@ pub fn map_error(status: u16, bytes: &[u8]) -> ClientError {
             message.clone()
         }
     };
-    if code.as_deref() == Some("content_filter") {
+    // `content_policy_violation`: the same filter, as Azure names it on image generation.
+    if matches!(
+        code.as_deref(),
+        Some("content_filter" | "content_policy_violation")
+    ) {
         return ClientError {
             status: 400,
             body: body(

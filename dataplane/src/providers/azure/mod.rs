@@ -2,7 +2,7 @@
 //! a few Azure extras smoothed away.
 //!
 //! - Requests go to `<endpoint>/openai/deployments/<deployment>/<operation>?api-version=<v>`
-//!   (`chat/completions`, `completions`, `embeddings`): `<deployment>` is the catalog entry's
+//!   (`chat/completions`, `completions`, `embeddings`, `images/generations`): `<deployment>` is the catalog entry's
 //!   `deployment`, else its `provider_model`, percent-encoded as one path segment; `<v>` is the
 //!   entry's `api_version`, else `providers.azure_openai_version` (resolved into the snapshot).
 //!   An endpoint given with a trailing `/openai` is accepted too.
@@ -35,6 +35,7 @@ use crate::providers::adapter::{
     UpstreamRequest,
 };
 use crate::providers::openai::{pass_through_answer, PassThrough};
+use crate::request::Route;
 use crate::sse::event_data;
 
 /// One Azure OpenAI deployment's adapter; paths are built once, with the snapshot.
@@ -161,8 +162,11 @@ impl ProviderAdapter for AzureAdapter {
         })
     }
 
-    fn response(&self, _call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
-        pass_through_answer(body)
+    fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        match call.route {
+            Route::ImagesGenerations => crate::providers::images::pass_through(body),
+            _ => pass_through_answer(body),
+        }
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {

@@ -116,6 +116,7 @@ impl BedrockUsage {
                 .saturating_add(self.cache_write_input_tokens),
             completion_tokens: self.output_tokens,
             cached_tokens: self.cache_read_input_tokens,
+            images: 0,
         }
     }
 }

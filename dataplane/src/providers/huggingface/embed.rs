@@ -96,6 +96,7 @@ pub(super) fn answer(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
         prompt_tokens,
         completion_tokens: 0,
         cached_tokens: 0,
+        images: 0,
     };
     Ok(Answer {
         body: openai_list(call.alias, &vectors, call.body.base64_embeddings, usage),

@@ -14,6 +14,7 @@ use crate::providers::adapter::{
     StreamTranslator, UpstreamRequest,
 };
 use crate::providers::Usage;
+use crate::request::Route;
 use crate::sse::SseSplitter;
 
 /// `openai` and `openai-compatible`.
@@ -56,8 +57,11 @@ impl ProviderAdapter for OpenAiAdapter {
         })
     }
 
-    fn response(&self, _call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
-        pass_through_answer(body)
+    fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        match call.route {
+            Route::ImagesGenerations => crate::providers::images::pass_through(body),
+            _ => pass_through_answer(body),
+        }
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {

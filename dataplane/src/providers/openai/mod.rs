@@ -42,6 +42,7 @@ impl From<UsageJson> for Usage {
                 .prompt_tokens_details
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
+            images: 0,
         }
     }
 }
@@ -348,7 +349,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 3,
                 completion_tokens: 5,
-                cached_tokens: 2
+                cached_tokens: 2,
+                images: 0,
             })
         );
         assert_eq!(response_usage(br#"{"data":[]}"#).ok().flatten(), None);

@@ -18,6 +18,7 @@ fn golden_responses() {
                 prompt_tokens: 12,
                 completion_tokens: 17,
                 cached_tokens: 0,
+                images: 0,
             },
         ),
         (
@@ -26,6 +27,7 @@ fn golden_responses() {
                 prompt_tokens: 472,
                 completion_tokens: 91,
                 cached_tokens: 0,
+                images: 0,
             },
         ),
         (
@@ -34,6 +36,7 @@ fn golden_responses() {
                 prompt_tokens: 21 + 188 + 2048,
                 completion_tokens: 10,
                 cached_tokens: 2048,
+                images: 0,
             },
         ),
     ] {

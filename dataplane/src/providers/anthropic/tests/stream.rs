@@ -116,7 +116,8 @@ fn usage_as_reported() {
         Some(Usage {
             prompt_tokens: 25,
             completion_tokens: 15,
-            cached_tokens: 0
+            cached_tokens: 0,
+            images: 0,
         })
     );
     assert_eq!(
@@ -124,7 +125,8 @@ fn usage_as_reported() {
         Some(Usage {
             prompt_tokens: 3108,
             completion_tokens: 42,
-            cached_tokens: 3100
+            cached_tokens: 3100,
+            images: 0,
         })
     );
     // Cut short: the input side is known, the output side is what Anthropic said so far.
@@ -134,7 +136,8 @@ fn usage_as_reported() {
         Some(Usage {
             prompt_tokens: 1200,
             completion_tokens: 1,
-            cached_tokens: 0
+            cached_tokens: 0,
+            images: 0,
         })
     );
     assert!(error.estimated >= 3, "{}", error.estimated);

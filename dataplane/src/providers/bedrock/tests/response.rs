@@ -27,7 +27,8 @@ fn text_answer_golden() {
         Usage {
             prompt_tokens: 12,
             completion_tokens: 9,
-            cached_tokens: 0
+            cached_tokens: 0,
+            images: 0,
         }
     );
 }

@@ -108,7 +108,8 @@ fn tool_use_transcript_golden() {
         Some(Usage {
             prompt_tokens: 40,
             completion_tokens: 25,
-            cached_tokens: 10
+            cached_tokens: 10,
+            images: 0,
         })
     );
 }

@@ -23,7 +23,8 @@ fn text_answers_drop_thoughts_and_bill_thinking_as_output() {
         Usage {
             prompt_tokens: 12,
             completion_tokens: 10,
-            cached_tokens: 8
+            cached_tokens: 8,
+            images: 0,
         }
     );
 }

@@ -78,7 +78,8 @@ fn text_streams_end_with_usage_and_done_at_the_close() {
         Some(Usage {
             prompt_tokens: 9,
             completion_tokens: 7,
-            cached_tokens: 0
+            cached_tokens: 0,
+            images: 0,
         })
     );
     // Without include_usage: no usage chunk, no `usage: null`.
