@@ -45,6 +45,8 @@ ALLOWED_ALIASES = [
     "gemini-embed-up",
     "bedrock-up",
     "bedrock-embed-up",
+    "mock-img",
+    "gpt-img-up",
 ]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
@@ -79,6 +81,19 @@ model_catalog:
   - alias: mock-embed
     provider: mock
     model_type: embedding
+  - alias: mock-img           # built-in mock provider: real (tiny) PNGs
+    provider: mock
+    model_type: image
+    price_per_image: 0.04     # USD per generated image
+  - alias: gpt-img-up         # OpenAI's image API at the mock upstream: tokens and images billed
+    provider: openai-compatible
+    model_type: image
+    provider_model: gpt-image-1
+    endpoint: "{upstream}/v1"
+    api_key: "{upstream_key}"
+    price_input: 0.005
+    price_output: 0.04
+    price_per_image: 0.01
   - alias: gpt-up             # forwarded to the mock upstream
     provider: openai-compatible
     provider_model: gpt-test
@@ -167,7 +182,7 @@ model_catalog:
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up, bedrock-up, bedrock-embed-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up, bedrock-up, bedrock-embed-up, mock-img, gpt-img-up]
   api_keys:
     - tenant: demo
       prefix: demo

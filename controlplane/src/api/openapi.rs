@@ -62,6 +62,7 @@ impl utoipa::PartialSchema for CatalogEntryDoc {
             .property("region", string())
             .property("price_input", number().description(Some("USD per 1K prompt tokens")))
             .property("price_output", number().description(Some("USD per 1K completion tokens")))
+            .property("price_per_image", number().description(Some("USD per generated image (`model_type: image`)")))
             .property("weight", ObjectBuilder::new().schema_type(Type::Integer))
             .property("enabled", ObjectBuilder::new().schema_type(Type::Boolean))
             .property("metadata", ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(string())))

@@ -266,6 +266,7 @@ async fn counters_rebuild_command_fills_redis_from_postgres() {
         stream: false,
         usage_estimated: false,
         schema_version: 1,
+        images: 0,
     };
     {
         let pool = omg_controlplane::db::connect(&test_db.url, 1, Duration::from_secs(5))

@@ -19,6 +19,41 @@ model_catalog:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_deployments_are_priced_per_image() {
+    let cp = Cp::start(CATALOG).await;
+    let root = cp.user("root@x.test", true).await;
+    let t = cp.token(root.id);
+    // Image models are priced per image; a negative price names its field.
+    let (status, image) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({"alias": "painter", "provider": "mock", "model_type": "image", "price_per_image": 0.04})),
+        )
+        .await;
+    assert_eq!(status, 201, "{image}");
+    assert_eq!(image["price_per_image"], 0.04);
+    assert_eq!(image["model_type"], "image");
+    let (status, err) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({"alias": "painter", "provider": "mock", "model_type": "image", "price_per_image": -1})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("price_per_image"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_crud_with_sealed_credentials() {
     let cp = Cp::start(CATALOG).await;
     let root = cp.user("root@x.test", true).await;

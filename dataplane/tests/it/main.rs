@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod huggingface;
 mod idempotency;
+mod images;
 mod lifecycle;
 mod limits;
 mod messages;

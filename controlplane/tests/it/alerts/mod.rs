@@ -547,6 +547,7 @@ fn usage_event(tenant: Uuid, cost: i64) -> UsageEvent {
         stream: false,
         usage_estimated: false,
         idempotent_replay: false,
+        images: 0,
     }
 }
 

@@ -553,6 +553,7 @@ fn to_record(json: &[u8]) -> omg_controlplane::db::models::NewRequestRecord {
         stream: event.stream,
         usage_estimated: event.usage_estimated,
         schema_version: event.schema_version as i32,
+        images: 0,
     }
 }
 
