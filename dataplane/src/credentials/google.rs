@@ -15,27 +15,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
+use super::{
+    refresher_runtime, renew_after, sanitize, AccessToken, TokenCell, ASSUMED_LIFETIME,
+    MAX_BACKOFF, MIN_BACKOFF, REQUEST_TIMEOUT,
+};
 use omg_shared::secret::Secret;
 use omg_shared::vertex::{ServiceAccountKey, CLOUD_PLATFORM_SCOPE};
-use tokio::runtime::Handle;
-
-use super::{AccessToken, TokenCell};
-
-/// How long before expiry a token is renewed.
-const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// First retry delay after a failure; doubled up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// When the token endpoint gives no lifetime.
-const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
-/// Time allowed to one token request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The process-wide registry of service-account token cells and their refreshers.
 #[derive(Default)]
 pub struct GoogleTokens {
     cells: Mutex<HashMap<String, Weak<TokenCell>>>,
-    runtime: OnceLock<Result<Handle, String>>,
 }
 
 impl GoogleTokens {
@@ -54,30 +44,11 @@ impl GoogleTokens {
         if let Some(cell) = cells.get(&fingerprint).and_then(Weak::upgrade) {
             return Ok(cell);
         }
-        let handle = self.runtime()?;
+        let handle = refresher_runtime()?;
         let cell = Arc::new(TokenCell::new(key.client_email.clone()));
         handle.spawn(refresh(key.clone(), Arc::downgrade(&cell)));
         cells.insert(fingerprint, Arc::downgrade(&cell));
         Ok(cell)
-    }
-
-    /// The refreshers' runtime, on a thread of its own (started once).
-    fn runtime(&self) -> Result<Handle, String> {
-        self.runtime
-            .get_or_init(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .thread_name("omg-gcp-tokens")
-                    .build()
-                    .map_err(|e| format!("cannot start the token refresher runtime: {e}"))?;
-                let handle = runtime.handle().clone();
-                std::thread::Builder::new()
-                    .name("omg-gcp-tokens".to_owned())
-                    .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                    .map_err(|e| format!("cannot start the token refresher thread: {e}"))?;
-                Ok(handle)
-            })
-            .clone()
     }
 }
 
@@ -182,38 +153,4 @@ fn failed(account: &str, token_uri: &str, error: &str, backoff: &mut Duration) -
     tracing::error!(%account, %token_uri, error = %sanitize(error), retry_in_s = wait.as_secs(), "could not mint a Vertex AI access token; the previous token (if any) is served until it expires");
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     wait
-}
-
-/// One line, bounded: the token endpoint's error text as yup-oauth2 reports it.
-fn sanitize(error: &str) -> String {
-    let line: String = error
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    line
-}
-
-/// When to renew a token that lives `lifetime`: [`REFRESH_MARGIN`] before it expires, or at
-/// half its life when that comes later (short-lived tokens), at least a second from now.
-fn renew_after(lifetime: Duration) -> Duration {
-    lifetime
-        .saturating_sub(REFRESH_MARGIN)
-        .max(lifetime / 2)
-        .max(Duration::from_secs(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_renewed_five_minutes_early_or_at_half_life() {
-        assert_eq!(
-            renew_after(Duration::from_secs(3599)),
-            Duration::from_secs(3299)
-        );
-        assert_eq!(renew_after(Duration::from_secs(4)), Duration::from_secs(2));
-        assert_eq!(renew_after(Duration::from_secs(0)), Duration::from_secs(1));
-    }
 }

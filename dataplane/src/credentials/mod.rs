@@ -2,17 +2,88 @@
 //! off the request path: [`aws`] finds AWS credentials when a snapshot is built; a
 //! [`TokenCell`] holds the current access token of one credential; adapters only read it
 //! (a lock-free load). The [`google`] refresher mints and renews Google OAuth tokens from a
-//! service-account key in the background and stores them there.
+//! service-account key in the background and stores them there; the [`entra`] refresher does
+//! the same for Microsoft Entra ID app registrations (Azure OpenAI). Both run on one
+//! dedicated thread ([`refresher_runtime`]).
 
 pub mod aws;
+pub mod entra;
 pub mod google;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use omg_shared::secret::Secret;
+use tokio::runtime::Handle;
+
+/// How long before expiry a token is renewed.
+const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// First retry delay after a failure; doubled up to [`MAX_BACKOFF`].
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// When the token endpoint gives no lifetime.
+pub(crate) const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
+/// Time allowed to one token request.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The refreshers' runtime: a small tokio runtime on a thread of its own, independent of
+/// Pingora's (started once, on first use).
+pub(crate) fn refresher_runtime() -> Result<Handle, String> {
+    static RUNTIME: OnceLock<Result<Handle, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("omg-tokens")
+                .build()
+                .map_err(|e| format!("cannot start the token refresher runtime: {e}"))?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("omg-tokens".to_owned())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|e| format!("cannot start the token refresher thread: {e}"))?;
+            Ok(handle)
+        })
+        .clone()
+}
+
+/// When to renew a token that lives `lifetime`: [`REFRESH_MARGIN`] before it expires, or at
+/// half its life when that comes later (short-lived tokens), at least a second from now.
+pub(crate) fn renew_after(lifetime: Duration) -> Duration {
+    lifetime
+        .saturating_sub(REFRESH_MARGIN)
+        .max(lifetime / 2)
+        .max(Duration::from_secs(1))
+}
+
+/// One line, bounded: a token endpoint's error text, for the log.
+pub(crate) fn sanitize(error: &str) -> String {
+    error
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
+/// The process's credential registries, as adapters see them
+/// ([`crate::providers::Credentials`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl crate::providers::Credentials for Global {
+    fn google(
+        &self,
+        key: &omg_shared::vertex::ServiceAccountKey,
+    ) -> Result<Arc<TokenCell>, String> {
+        google::GoogleTokens::global().cell(key)
+    }
+
+    fn entra(&self, client: &omg_shared::azure::EntraClient) -> Result<Arc<TokenCell>, String> {
+        entra::EntraTokens::global().cell(client)
+    }
+}
 
 /// An access token and when it stops being valid.
 #[derive(Debug)]
@@ -96,9 +167,17 @@ impl TokenCell {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_five_minutes_early_or_at_half_life() {
+        assert_eq!(
+            renew_after(Duration::from_secs(3599)),
+            Duration::from_secs(3299)
+        );
+        assert_eq!(renew_after(Duration::from_secs(4)), Duration::from_secs(2));
+        assert_eq!(renew_after(Duration::from_secs(0)), Duration::from_secs(1));
+    }
 
     #[test]
     fn cells_serve_unexpired_tokens_and_never_print_them() {

@@ -45,15 +45,13 @@ pub trait Credentials {
         &self,
         key: &omg_shared::vertex::ServiceAccountKey,
     ) -> Result<Arc<crate::credentials::TokenCell>, String>;
-}
 
-impl Credentials for crate::credentials::google::GoogleTokens {
-    fn google(
+    /// The token cell of a Microsoft Entra ID app registration (Azure OpenAI with
+    /// `azure_auth: entra`), its refresher started on first sight.
+    fn entra(
         &self,
-        key: &omg_shared::vertex::ServiceAccountKey,
-    ) -> Result<Arc<crate::credentials::TokenCell>, String> {
-        self.cell(key)
-    }
+        client: &omg_shared::azure::EntraClient,
+    ) -> Result<Arc<crate::credentials::TokenCell>, String>;
 }
 
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
@@ -69,7 +67,10 @@ pub fn adapter_for(
         ProviderKind::Anthropic => Some(Arc::new(anthropic::AnthropicAdapter::from_metadata(
             &deployment.metadata,
         )?)),
-        ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(deployment)?)),
+        ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(
+            deployment,
+            credentials,
+        )?)),
         ProviderKind::HuggingFace => Some(Arc::new(
             huggingface::HuggingFaceAdapter::for_deployment(deployment)?,
         )),

@@ -202,11 +202,8 @@ impl RuntimeSnapshot {
                 if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
                     return Err(format!("deployment `{}` has no endpoint", deployment.id));
                 }
-                let adapter = adapter_for(
-                    &deployment,
-                    crate::credentials::google::GoogleTokens::global(),
-                )
-                .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
+                let adapter = adapter_for(&deployment, &crate::credentials::Global)
+                    .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
                 let health = HealthRegistry::global().entry(&deployment);
                 deployments.push(Arc::new(DeploymentEntry {
                     deployment,

@@ -9,6 +9,7 @@ mod harness;
 
 mod anthropic;
 mod azure;
+mod azure_entra;
 mod bedrock;
 mod cluster;
 mod errors;

@@ -139,11 +139,15 @@ pub(crate) fn is_date(text: &str) -> bool {
     (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
-/// 401 unless `api-key: <key>` or `Authorization: Bearer <key>`.
-fn check_auth(parts: &Parts, key: &str) -> Option<Reply> {
+/// 401 unless `api-key: <key>`, or `Authorization: Bearer` with the key or a token the
+/// mock's Entra ID endpoint issued and that has not expired.
+fn check_auth(shared: &Shared, parts: &Parts, key: &str) -> Option<Reply> {
     let api_key = handler::header(parts, "api-key");
     let bearer = handler::header(parts, "authorization").and_then(|v| v.strip_prefix("Bearer "));
-    if api_key == Some(key) || bearer == Some(key) {
+    if api_key == Some(key)
+        || bearer == Some(key)
+        || bearer.is_some_and(|token| shared.entra_tokens.valid(token))
+    {
         return None;
     }
     Some(error(
@@ -189,7 +193,7 @@ fn image_prompt_filtered() -> Reply {
 /// Answers one request under [`PATH_PREFIX`].
 pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply {
     if let Some(key) = &shared.config.api_key {
-        if let Some(reply) = check_auth(parts, key) {
+        if let Some(reply) = check_auth(shared, parts, key) {
             return reply;
         }
     }

@@ -249,6 +249,9 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
     if under_messages {
         return anthropic::respond(shared, parts, body, seq).await;
     }
+    if crate::entra::serves(path) {
+        return crate::entra::token(shared, parts, body);
+    }
     if path.starts_with(azure::PATH_PREFIX) {
         return azure::respond(shared, parts, body, seq).await;
     }

@@ -182,6 +182,7 @@ mod behaviour;
 mod body;
 mod complete;
 mod conn;
+pub mod entra;
 mod handler;
 mod huggingface;
 mod images;
@@ -279,6 +280,8 @@ pub(crate) struct Shared {
     pub(crate) max_in_flight: AtomicUsize,
     /// Google OAuth tokens minted by `POST /token`.
     pub(crate) google_tokens: vertex::TokenState,
+    /// Entra ID tokens minted by `POST /{tenant}/oauth2/v2.0/token`.
+    pub(crate) entra_tokens: vertex::TokenState,
 }
 
 impl Shared {
@@ -341,6 +344,7 @@ impl MockUpstream {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             google_tokens: vertex::TokenState::default(),
+            entra_tokens: vertex::TokenState::default(),
         });
         let (shutdown, stopped) = watch::channel(false);
         tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
@@ -381,10 +385,11 @@ impl MockUpstream {
         self.shared.set_default_behaviour(spec);
     }
 
-    /// How long the Google access tokens minted from now on live (`expires_in`; default
+    /// How long the Google and Entra ID access tokens minted from now on live (`expires_in`; default
     /// 3599 s, at least 1 s): short lifetimes let tests watch a client refresh them.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.shared.google_tokens.set_lifetime(lifetime);
+        self.shared.entra_tokens.set_lifetime(lifetime);
     }
 
     /// The instance's default behaviour (empty: none).

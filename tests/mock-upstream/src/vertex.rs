@@ -82,7 +82,7 @@ impl TokenState {
             .store(lifetime.as_secs().max(1), Ordering::Relaxed);
     }
 
-    fn mint(&self) -> (String, u64) {
+    pub(crate) fn mint(&self) -> (String, u64) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let lifetime = self.lifetime_s.load(Ordering::Relaxed);
         let token = format!("ya29.mock-token-{n}");
@@ -97,7 +97,7 @@ impl TokenState {
         (token, lifetime)
     }
 
-    fn valid(&self, token: &str) -> bool {
+    pub(crate) fn valid(&self, token: &str) -> bool {
         let minted = self
             .minted
             .lock()
@@ -391,7 +391,7 @@ fn verify(assertion: &str, audience: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

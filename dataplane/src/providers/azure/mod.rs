@@ -6,9 +6,11 @@
 //!   `deployment`, else its `provider_model`, percent-encoded as one path segment; `<v>` is the
 //!   entry's `api_version`, else `providers.azure_openai_version` (resolved into the snapshot).
 //!   An endpoint given with a trailing `/openai` is accepted too.
-//! - The credential is `api-key: <api_key>`, or with `metadata.azure_auth: bearer`
-//!   `Authorization: Bearer <api_key>` (a Microsoft Entra ID token the operator provides; the
-//!   gateway does not fetch or refresh Entra tokens yet).
+//! - The credential is `api-key: <api_key>`; with `metadata.azure_auth: entra`,
+//!   `Authorization: Bearer <token>` with a Microsoft Entra ID token the gateway gets for the
+//!   app registration (`azure_tenant_id`, `azure_client_id`, client secret in `api_key`) and
+//!   renews in the background (`crate::credentials::entra`); with `azure_auth: bearer`,
+//!   `Authorization: Bearer <api_key>` (a token the operator provides and replaces).
 //! - The body is the client's with `model` replaced (Azure ignores it) and, for streams on
 //!   api-versions that accept it (dated 2024-08-01 or later), `stream_options.include_usage`
 //!   forced on so streams are metered; older versions refuse the parameter, so their streamed
@@ -21,7 +23,9 @@
 
 mod error;
 
-use omg_shared::azure::{stream_usage_supported, valid_api_version, AzureAuth};
+use std::sync::Arc;
+
+use omg_shared::azure::{stream_usage_supported, valid_api_version, AzureAuth, EntraClient};
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
 use serde::de::IgnoredAny;
@@ -29,12 +33,14 @@ use serde::Deserialize;
 
 pub use error::map_error;
 
+use crate::credentials::TokenCell;
 use crate::error::ApiError;
 use crate::providers::adapter::{
     endpoint_path, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator,
     UpstreamRequest,
 };
 use crate::providers::openai::{pass_through_answer, PassThrough};
+use crate::providers::Credentials;
 use crate::request::Route;
 use crate::sse::event_data;
 
@@ -42,6 +48,8 @@ use crate::sse::event_data;
 #[derive(Debug)]
 pub struct AzureAdapter {
     auth: AzureAuth,
+    /// The Entra ID token cell (`azure_auth: entra`).
+    entra: Option<Arc<TokenCell>>,
     /// `<endpoint path>/openai/deployments/<deployment>`.
     base: String,
     /// `?api-version=<v>`.
@@ -55,7 +63,10 @@ pub struct AzureAdapter {
 impl AzureAdapter {
     /// Reads the deployment's Azure settings (`api_version`, `metadata.azure_auth`); `Err`
     /// names the bad one.
-    pub fn for_deployment(deployment: &Deployment) -> Result<Self, String> {
+    pub fn for_deployment(
+        deployment: &Deployment,
+        credentials: &dyn Credentials,
+    ) -> Result<Self, String> {
         let version = match deployment.api_version.as_deref() {
             Some(version) if valid_api_version(version) => version,
             Some(version) => {
@@ -72,6 +83,15 @@ impl AzureAdapter {
         };
         let auth = AzureAuth::from_metadata(&deployment.metadata)
             .map_err(|message| format!("metadata `azure_auth`: {message}"))?;
+        let entra = match auth {
+            AzureAuth::Entra => {
+                let client =
+                    EntraClient::from_metadata(&deployment.metadata, deployment.api_key.as_ref())
+                        .map_err(|(key, message)| format!("`{key}`: {message}"))?;
+                Some(credentials.entra(&client)?)
+            }
+            AzureAuth::ApiKey | AzureAuth::Bearer => None,
+        };
         let name = deployment
             .deployment
             .as_deref()
@@ -84,6 +104,7 @@ impl AzureAdapter {
         let prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
         Ok(Self {
             auth,
+            entra,
             base: format!("{prefix}/openai/deployments/{}", encode_segment(name)),
             query: format!("?api-version={version}"),
             probe_path: format!("{prefix}/openai/models?api-version={version}"),
@@ -91,14 +112,25 @@ impl AzureAdapter {
         })
     }
 
-    /// The credential header.
+    /// The credential header (none while an Entra ID token is not available: [`ready`]
+    /// keeps requests from being sent then).
+    ///
+    /// [`ready`]: ProviderAdapter::ready
     fn credential(&self, deployment: &Deployment) -> Vec<(&'static str, String)> {
+        if let Some(cell) = &self.entra {
+            return cell.current().map_or_else(
+                |_| Vec::new(),
+                |token| vec![("authorization", format!("Bearer {}", token.value.expose()))],
+            );
+        }
         let Some(key) = &deployment.api_key else {
             return Vec::new();
         };
         vec![match self.auth {
             AzureAuth::ApiKey => ("api-key", key.expose().to_owned()),
-            AzureAuth::Bearer => ("authorization", format!("Bearer {}", key.expose())),
+            AzureAuth::Bearer | AzureAuth::Entra => {
+                ("authorization", format!("Bearer {}", key.expose()))
+            }
         }]
     }
 }
@@ -175,6 +207,13 @@ impl ProviderAdapter for AzureAdapter {
 
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError {
         map_error(status, body)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match &self.entra {
+            Some(cell) => cell.current().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn probe(&self, deployment: &Deployment) -> ProbeRequest {

@@ -22,8 +22,27 @@ fn deployment(endpoint: &str, extra: Value) -> Deployment {
     deployment
 }
 
+/// Credentials whose Entra ID cells already hold a token (no refresher, no network).
+struct FakeEntra;
+
+impl Credentials for FakeEntra {
+    fn google(
+        &self,
+        _key: &omg_shared::vertex::ServiceAccountKey,
+    ) -> Result<Arc<TokenCell>, String> {
+        Err("no Google credentials in these tests".to_owned())
+    }
+
+    fn entra(&self, client: &EntraClient) -> Result<Arc<TokenCell>, String> {
+        Ok(Arc::new(TokenCell::with_token(
+            client.client_id.clone(),
+            "entra-token",
+        )))
+    }
+}
+
 fn adapter(deployment: &Deployment) -> AzureAdapter {
-    AzureAdapter::for_deployment(deployment).unwrap()
+    AzureAdapter::for_deployment(deployment, &FakeEntra).unwrap()
 }
 
 fn upstream(deployment: &Deployment, route: Route, raw: &[u8]) -> UpstreamRequest {
@@ -124,15 +143,27 @@ fn credentials_go_in_api_key_or_as_a_bearer_token() {
     );
     let keyless = deployment("https://r", json!({"api_key": null}));
     assert!(upstream(&keyless, Route::Chat, CHAT).headers.is_empty());
+    // Entra ID: the token of the app registration, never the client secret.
+    let entra = deployment(
+        "https://r",
+        json!({"metadata": {"azure_auth": "entra", "azure_tenant_id": "contoso", "azure_client_id": "app-1"}}),
+    );
+    assert_eq!(
+        upstream(&entra, Route::Chat, CHAT).headers,
+        vec![("authorization", "Bearer entra-token".to_owned())]
+    );
+    assert_eq!(adapter(&entra).ready(), Ok(()));
 }
 
 #[test]
 fn bad_settings_are_refused_naming_them() {
-    let error =
-        |extra: Value| AzureAdapter::for_deployment(&deployment("https://r", extra)).unwrap_err();
+    let error = |extra: Value| {
+        AzureAdapter::for_deployment(&deployment("https://r", extra), &FakeEntra).unwrap_err()
+    };
     assert!(error(json!({"api_version": null})).contains("`api_version` is missing"));
     assert!(error(json!({"api_version": "v1"})).contains("`api_version` `v1`"));
-    assert!(error(json!({"metadata": {"azure_auth": "entra"}})).contains("azure_auth"));
+    assert!(error(json!({"metadata": {"azure_auth": "kerberos"}})).contains("azure_auth"));
+    assert!(error(json!({"metadata": {"azure_auth": "entra"}})).contains("azure_tenant_id"));
     assert!(error(json!({"deployment": ""})).contains("`deployment`"));
 }
 
