@@ -11,6 +11,9 @@ mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+mod chat;
+#[cfg(test)]
+mod conformance;
 mod embeddings;
 pub mod huggingface;
 mod images;

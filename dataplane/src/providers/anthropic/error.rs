@@ -11,26 +11,16 @@ use std::borrow::Cow;
 use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::{truncate, ApiError};
-
-/// Longest provider message passed on, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+use crate::error::ApiError;
+use crate::providers::chat::error::{
+    by_status, credentials_refused, error_object, rate_limited, timed_out, with_message,
+};
 
 /// Maps an Anthropic error answer (any non-200 status, with its body) to the error for the
 /// client. The error `type` decides when the body has one, else the status. `retry-after` is
 /// a header, so the glue copies it into [`ApiError::retry_after`].
 pub fn map_error(status: u16, body: &[u8]) -> ApiError {
-    let detail = serde_json::from_slice::<Envelope<'_>>(body)
-        .ok()
-        .and_then(|envelope| envelope.error)
-        .unwrap_or_default();
-    classify(Some(status), &detail)
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    error: Option<ErrorDetail<'a>>,
+    classify(Some(status), &error_object(body))
 }
 
 /// The `error` object of an error body or stream event.
@@ -45,24 +35,6 @@ pub(super) struct ErrorDetail<'a> {
 /// The client's error for an Anthropic error type and/or HTTP status (`None` in a stream).
 pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiError {
     let upstream = |code: ErrorCode, message: &str| ApiError::new(code, message.to_owned());
-    let credentials = || {
-        upstream(
-            ErrorCode::UpstreamError,
-            "The upstream refused the gateway's credentials.",
-        )
-    };
-    let rate_limited = || {
-        upstream(
-            ErrorCode::RequestRateLimited,
-            "The upstream is rate limiting; retry later.",
-        )
-    };
-    let timed_out = || {
-        upstream(
-            ErrorCode::UpstreamTimeout,
-            "The upstream did not answer in time.",
-        )
-    };
     let too_large = || {
         client_error(
             ErrorCode::RequestTooLarge,
@@ -78,7 +50,7 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
             "The upstream rejected the request.",
         ),
         Some("request_too_large") => too_large(),
-        Some("authentication_error" | "permission_error") => credentials(),
+        Some("authentication_error" | "permission_error") => credentials_refused(),
         Some("not_found_error") => upstream(
             ErrorCode::UpstreamError,
             "The upstream does not know the deployment's model or endpoint.",
@@ -99,45 +71,21 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
         ),
         _ => match status {
             Some(413) => too_large(),
-            Some(401 | 403) => credentials(),
-            Some(429) => rate_limited(),
-            Some(408 | 504) => timed_out(),
             Some(status @ (400 | 422)) => upstream(
                 ErrorCode::InvalidParameter,
                 &format!("The upstream rejected the request with HTTP {status}."),
             ),
-            Some(status) => upstream(
-                ErrorCode::UpstreamError,
-                &format!("The upstream failed with HTTP {status}."),
-            ),
-            None => upstream(
-                ErrorCode::UpstreamError,
-                "The upstream failed while streaming.",
-            ),
+            status => by_status(status),
         },
     }
 }
 
 /// A mistake in the client's request: Anthropic's message, cleaned, else `fallback`.
 fn client_error(code: ErrorCode, detail: &ErrorDetail<'_>, fallback: &str) -> ApiError {
-    let message = detail.message.as_deref().map(sanitize).unwrap_or_default();
-    let mut error = if message.is_empty() {
-        ApiError::new(code, fallback.to_owned())
-    } else {
-        ApiError::new(code, message)
-    };
+    let mut error = with_message(code, detail.message.as_deref(), fallback);
     // OpenAI names `messages` for context overflows; clients match on it.
     if error.message.starts_with("prompt is too long") {
         error = error.with_param("messages");
     }
     error
-}
-
-/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
-fn sanitize(message: &str) -> String {
-    let line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    truncate(line.trim(), MAX_MESSAGE_CHARS)
 }

@@ -37,7 +37,6 @@
 //! `thinking` blocks and server-side tool blocks are dropped (no `reasoning_content`).
 
 mod adapter;
-mod chunk;
 mod error;
 mod messages;
 mod native;

@@ -1,5 +1,6 @@
 //! OpenAI chat completion request → Anthropic Messages request: the parameters, tools and
-//! tool choice (the `messages` array is `messages.rs`, the output body `wire.rs`).
+//! tool choice (the `messages` array is `messages.rs`, the output body `wire.rs`; the OpenAI
+//! side is read by `crate::providers::chat`).
 //!
 //! The body is read into borrowed typed structs (strings without escapes, such as base64
 //! image data, are not copied) and the Messages body is serialized from borrowed output
@@ -7,14 +8,20 @@
 
 use std::borrow::Cow;
 
-use omg_shared::error::ErrorCode;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::messages::{conversation, Message};
-use super::wire::{EmptySchema, Input, MessagesRequest, Metadata, Tool, ToolChoice};
+use super::messages::conversation;
+use super::wire::{MessagesRequest, Metadata, Tool, ToolChoice};
 use super::{AnthropicDefaults, AnthropicRequest, MESSAGES_PATH};
-use crate::error::{truncate, ApiError};
+use crate::error::ApiError;
+use crate::providers::chat::json::JsonObject;
+use crate::providers::chat::messages::no_turns;
+use crate::providers::chat::refuse::{refuse_unsupported, Refusals};
+use crate::providers::chat::request::{decode, number, to_body, ChatRequest};
+use crate::providers::chat::tools::{self, ToolChoice as Choice};
+
+/// The provider's name in messages.
+pub(super) const PROVIDER: &str = "Anthropic";
 
 /// Translates an OpenAI chat completion body for `provider_model`. See the module docs for
 /// what is translated, refused and ignored.
@@ -23,50 +30,27 @@ pub fn build_request(
     provider_model: &str,
     defaults: &AnthropicDefaults,
 ) -> Result<AnthropicRequest, ApiError> {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "The request body must be a JSON object.",
-        ));
-    }
-    let chat: Chat<'_> = serde_json::from_slice(body).map_err(|error| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("We could not parse the JSON body of your request ({error})."),
-        )
-    })?;
-    refuse_unsupported(&chat)?;
-    let messages: Vec<Message<'_>> = decode(chat.messages, "messages")?
-        .ok_or_else(|| missing("messages", "you must provide a `messages` array"))?;
-    let (system, turns) = conversation(messages)?;
+    let chat = ChatRequest::parse(body)?;
+    refuse_unsupported(&chat, PROVIDER, Refusals::ALL)?;
+    let (system, turns) = conversation(chat.messages()?)?;
     if turns.is_empty() {
-        return Err(invalid(
-            "messages",
-            "`messages` must contain at least one user or assistant message",
-        ));
+        return Err(no_turns());
     }
-    let tools = tools(chat.tools)?;
+    let tools = tools::tools(chat.tools, PROVIDER, |_, tool| {
+        Ok(Tool {
+            name: tool.name,
+            description: tool.description,
+            input_schema: JsonObject::schema(tool.parameters),
+        })
+    })?;
+    let tools = (!tools.is_empty()).then_some(tools);
     let parallel: Option<bool> = decode(chat.parallel_tool_calls, "parallel_tool_calls")?;
     let tool_choice = tool_choice(chat.tool_choice, tools.is_some(), parallel == Some(false))?;
 
-    let mut max_tokens = None;
-    for (raw, param) in [
-        (chat.max_completion_tokens, "max_completion_tokens"),
-        (chat.max_tokens, "max_tokens"),
-    ] {
-        match decode::<u64>(raw, param) {
-            Ok(Some(0)) | Err(_) => {
-                return Err(invalid(
-                    param,
-                    &format!("`{param}` must be a positive integer"),
-                ))
-            }
-            Ok(value) => max_tokens = max_tokens.or(value),
-        }
-    }
-    let temperature = number(chat.temperature, "temperature", 0.0, 1.0)?;
-    let top_p = number(chat.top_p, "top_p", 0.0, 1.0)?;
-    let stop_sequences = stop(chat.stop)?;
+    let max_tokens = chat.max_tokens()?;
+    let temperature = number(chat.temperature, "temperature", (0.0, 1.0), Some(PROVIDER))?;
+    let top_p = number(chat.top_p, "top_p", (0.0, 1.0), Some(PROVIDER))?;
+    let stop_sequences = chat.stop()?;
     let stream: Option<bool> = decode(chat.stream, "stream")?;
     let user: Option<Cow<'_, str>> = match decode(chat.safety_identifier, "safety_identifier")? {
         Some(id) => Some(id),
@@ -86,12 +70,7 @@ pub fn build_request(
         tools,
         tool_choice,
     };
-    let body = serde_json::to_vec(&request).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InternalError,
-            "The gateway failed to build the upstream request.",
-        )
-    })?;
+    let body = to_body(&request)?;
     let mut headers = vec![("anthropic-version", defaults.version.clone())];
     if let Some(beta) = &defaults.beta {
         headers.push(("anthropic-beta", beta.clone()));
@@ -103,322 +82,24 @@ pub fn build_request(
     })
 }
 
-/// The top-level fields read, each kept raw until decoded (so errors name the parameter).
-#[derive(Deserialize)]
-struct Chat<'a> {
-    #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    max_completion_tokens: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    temperature: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    top_p: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stop: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    user: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    safety_identifier: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tools: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_choice: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    parallel_tool_calls: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    n: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    logprobs: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    top_logprobs: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    response_format: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    audio: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    modalities: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    presence_penalty: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    frequency_penalty: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    logit_bias: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prediction: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning_effort: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    web_search_options: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    functions: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    function_call: Option<&'a RawValue>,
-}
-
-/// Refuses parameters whose meaning Anthropic cannot honour (no-op values are accepted).
-fn refuse_unsupported(chat: &Chat<'_>) -> Result<(), ApiError> {
-    let unsupported = |param: &'static str, what: &str| {
-        Err(invalid(
-            param,
-            &format!("{what} is not supported for this model (Anthropic)."),
-        ))
-    };
-    if decode::<u64>(chat.n, "n")?.is_some_and(|n| n != 1) {
-        return unsupported("n", "`n` other than 1");
-    }
-    if decode::<bool>(chat.logprobs, "logprobs")? == Some(true) {
-        return unsupported("logprobs", "`logprobs`");
-    }
-    if chat.top_logprobs.is_some() {
-        return unsupported("top_logprobs", "`top_logprobs`");
-    }
-    if let Some(format) = decode::<ResponseFormat<'_>>(chat.response_format, "response_format")? {
-        if format.kind != "text" {
-            return unsupported("response_format", "`response_format` other than `text`");
-        }
-    }
-    if chat.audio.is_some() {
-        return unsupported("audio", "Audio output");
-    }
-    if decode::<Vec<Cow<'_, str>>>(chat.modalities, "modalities")?
-        .is_some_and(|modalities| modalities.iter().any(|m| m != "text"))
-    {
-        return unsupported("modalities", "Output modalities other than `text`");
-    }
-    for (raw, param) in [
-        (chat.presence_penalty, "presence_penalty"),
-        (chat.frequency_penalty, "frequency_penalty"),
-    ] {
-        if decode::<f64>(raw, param)?.is_some_and(|value| value != 0.0) {
-            return unsupported(param, &format!("A non-zero `{param}`"));
-        }
-    }
-    if decode::<serde_json::Map<String, serde_json::Value>>(chat.logit_bias, "logit_bias")?
-        .is_some_and(|bias| !bias.is_empty())
-    {
-        return unsupported("logit_bias", "`logit_bias`");
-    }
-    for (raw, param, what) in [
-        (chat.prediction, "prediction", "`prediction`"),
-        (
-            chat.reasoning_effort,
-            "reasoning_effort",
-            "`reasoning_effort`",
-        ),
-        (
-            chat.web_search_options,
-            "web_search_options",
-            "`web_search_options`",
-        ),
-        (
-            chat.functions,
-            "functions",
-            "The legacy `functions` (use `tools`)",
-        ),
-        (
-            chat.function_call,
-            "function_call",
-            "The legacy `function_call` (use `tool_choice`)",
-        ),
-    ] {
-        if raw.is_some() {
-            return unsupported(param, what);
-        }
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct ResponseFormat<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-}
-
-// --- tools ----------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ToolDef<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    function: Option<FunctionDef<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDef<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    parameters: Option<&'a RawValue>,
-}
-
-fn tools(raw: Option<&RawValue>) -> Result<Option<Vec<Tool<'_>>>, ApiError> {
-    let Some(defs) = decode::<Vec<ToolDef<'_>>>(raw, "tools")? else {
-        return Ok(None);
-    };
-    if defs.is_empty() {
-        return Ok(None);
-    }
-    let mut tools = Vec::with_capacity(defs.len());
-    for (i, def) in defs.into_iter().enumerate() {
-        let function = match (def.kind.as_ref(), def.function) {
-            ("function", Some(function)) => function,
-            ("function", None) => {
-                return Err(invalid(
-                    "tools",
-                    &format!("tools[{i}]: `function` is required"),
-                ))
-            }
-            (kind, _) => {
-                return Err(invalid(
-                    "tools",
-                    &format!(
-                    "tools[{i}]: tools of type `{}` are not supported for this model (Anthropic)",
-                    truncate(kind, 32)
-                ),
-                ))
-            }
-        };
-        let input_schema = match function.parameters {
-            Some(schema) if schema.get().starts_with('{') => Input::Borrowed(schema),
-            Some(_) => {
-                return Err(invalid(
-                    "tools",
-                    &format!("tools[{i}].function.parameters must be a JSON Schema object"),
-                ))
-            }
-            None => Input::Schema(EmptySchema::default()),
-        };
-        tools.push(Tool {
-            name: function.name,
-            description: function.description,
-            input_schema,
-        });
-    }
-    Ok(Some(tools))
-}
-
-#[derive(Deserialize)]
-struct NamedChoice<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    function: Option<NamedFunction<'a>>,
-}
-
-#[derive(Deserialize)]
-struct NamedFunction<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-}
-
+/// Anthropic's `tool_choice`: left out when it is the default (`auto`, parallel calls
+/// allowed); `parallel_tool_calls: false` becomes `disable_parallel_tool_use`.
 fn tool_choice<'a>(
     raw: Option<&'a RawValue>,
     has_tools: bool,
     no_parallel: bool,
 ) -> Result<Option<ToolChoice<'a>>, ApiError> {
-    let mut choice = match raw {
-        None => ToolChoice::new("auto", None),
-        Some(raw) if !has_tools => {
-            return match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-                Ok(mode) if mode == "none" => Ok(None),
-                _ => Err(invalid(
-                    "tool_choice",
-                    "`tool_choice` is only allowed when `tools` are specified",
-                )),
-            };
-        }
-        Some(raw) if raw.get().starts_with('"') => {
-            match decode::<Cow<'_, str>>(Some(raw), "tool_choice")?.as_deref() {
-                Some("auto") => ToolChoice::new("auto", None),
-                Some("required") => ToolChoice::new("any", None),
-                Some("none") => return Ok(Some(ToolChoice::new("none", None))),
-                _ => {
-                    return Err(invalid(
-                        "tool_choice",
-                        "`tool_choice` must be `auto`, `required`, `none` or a named function",
-                    ))
-                }
-            }
-        }
-        Some(raw) => match decode::<NamedChoice<'_>>(Some(raw), "tool_choice")? {
-            Some(NamedChoice {
-                kind,
-                function: Some(function),
-            }) if kind == "function" => ToolChoice::new("tool", Some(function.name)),
-            _ => {
-                return Err(invalid(
-                    "tool_choice",
-                    "`tool_choice` objects must look like \
-                     {\"type\": \"function\", \"function\": {\"name\": …}}",
-                ))
-            }
-        },
-    };
+    let choice = tools::tool_choice(raw, has_tools)?;
     if !has_tools {
         return Ok(None);
     }
-    if raw.is_none() && !no_parallel {
-        return Ok(None); // Anthropic's default is `auto` too.
-    }
+    let mut choice = match choice {
+        None if !no_parallel => return Ok(None), // Anthropic's default is `auto` too.
+        None | Some(Choice::Auto) => ToolChoice::new("auto", None),
+        Some(Choice::Required) => ToolChoice::new("any", None),
+        Some(Choice::None) => return Ok(Some(ToolChoice::new("none", None))),
+        Some(Choice::Function(name)) => ToolChoice::new("tool", Some(name)),
+    };
     choice.disable_parallel_tool_use = no_parallel;
     Ok(Some(choice))
-}
-
-// --- scalars --------------------------------------------------------------------------
-
-fn number(
-    raw: Option<&RawValue>,
-    param: &'static str,
-    min: f64,
-    max: f64,
-) -> Result<Option<f64>, ApiError> {
-    let range =
-        || format!("`{param}` must be a number between {min} and {max} for this model (Anthropic)");
-    match decode::<f64>(raw, param) {
-        Ok(Some(value)) if !(min..=max).contains(&value) => Err(invalid(param, &range())),
-        Ok(value) => Ok(value),
-        Err(_) => Err(invalid(param, &range())),
-    }
-}
-
-fn stop(raw: Option<&RawValue>) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let sequences = if raw.get().starts_with('"') {
-        decode::<Cow<'_, str>>(Some(raw), "stop")?.map(|one| vec![one])
-    } else {
-        decode::<Vec<Cow<'_, str>>>(Some(raw), "stop")?
-    };
-    Ok(sequences.filter(|sequences| !sequences.is_empty()))
-}
-
-/// Decodes a raw parameter; `Err` names it.
-pub(super) fn decode<'a, T: Deserialize<'a>>(
-    raw: Option<&'a RawValue>,
-    param: &'static str,
-) -> Result<Option<T>, ApiError> {
-    raw.map(|raw| {
-        serde_json::from_str::<T>(raw.get()).map_err(|error| {
-            invalid(
-                param,
-                &format!("Invalid `{param}`: {}", truncate(&error.to_string(), 200)),
-            )
-        })
-    })
-    .transpose()
-}
-
-fn missing(param: &'static str, message: &str) -> ApiError {
-    ApiError::new(ErrorCode::MissingParameter, message.to_owned()).with_param(param)
-}
-
-pub(super) fn invalid(param: &'static str, message: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidParameter, message.to_owned()).with_param(param)
 }

@@ -3,13 +3,17 @@
 
 use std::borrow::Cow;
 
-use omg_shared::error::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::map_error;
 use crate::error::ApiError;
+pub(super) use crate::providers::chat::response::compact;
+use crate::providers::chat::response::{completion_id, not_an_answer, read_answer, Reply};
 use crate::providers::Usage;
+
+/// What a Messages answer is, in errors.
+const ANSWER: &str = "an Anthropic message";
 
 /// Translates a non-streamed Messages answer (HTTP 200) into a `chat.completion` body for
 /// the client, with the usage to bill. `model` in the body is `alias_model` (what the client
@@ -20,76 +24,34 @@ pub fn translate_response(
     request_id: &str,
     created: i64,
 ) -> Result<(Vec<u8>, Usage), ApiError> {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(not_a_message());
-    }
-    let message: Message<'_> = serde_json::from_slice(body).map_err(|_| not_a_message())?;
+    let message: Message<'_> = read_answer(body, ANSWER)?;
     match message.kind.as_ref() {
         "message" => {}
         "error" => return Err(map_error(502, body)),
-        _ => return Err(not_a_message()),
+        _ => return Err(not_an_answer(ANSWER)),
     }
-    let mut text: Option<String> = None;
-    let mut tool_calls = Vec::new();
+    let mut reply = Reply::default();
     for block in message.content {
         match block.kind.as_ref() {
-            "text" => text
-                .get_or_insert_with(String::new)
-                .push_str(block.text.as_deref().unwrap_or_default()),
+            "text" => reply.text(block.text.as_deref().unwrap_or_default()),
             "tool_use" => {
                 let (Some(id), Some(name)) = (block.id, block.name) else {
-                    return Err(not_a_message());
+                    return Err(not_an_answer(ANSWER));
                 };
-                tool_calls.push(ToolCallOut {
-                    id,
-                    kind: "function",
-                    function: FunctionOut {
-                        name,
-                        arguments: block.input.map_or_else(|| "{}".to_owned(), compact),
-                    },
-                });
+                let arguments = block.input.map_or_else(|| "{}".to_owned(), compact);
+                reply.tool_call(id, name, arguments);
             }
             // `thinking`, `redacted_thinking`, server tool blocks: not part of the answer.
             _ => {}
         }
     }
-    let usage = message.usage.unwrap_or_default();
-    let content = match text {
-        Some(text) => Some(text),
-        None if tool_calls.is_empty() => Some(String::new()),
-        None => None,
-    };
-    let id = match &message.id {
-        Some(id) => format!("chatcmpl-{id}"),
-        None => format!("chatcmpl-{request_id}"),
-    };
-    let completion = Completion {
-        id: &id,
-        object: "chat.completion",
-        created,
-        model: alias_model,
-        choices: [Choice {
-            index: 0,
-            message: MessageOut {
-                role: "assistant",
-                content,
-                refusal: None,
-                tool_calls,
-            },
-            logprobs: None,
-            finish_reason: finish_reason(message.stop_reason.as_deref()),
-        }],
-        usage: UsageOut::from(usage.to_usage()),
-    };
-    let json = serde_json::to_vec(&completion).map_err(|_| not_a_message())?;
-    Ok((json, usage.to_usage()))
-}
-
-fn not_a_message() -> ApiError {
-    ApiError::new(
-        ErrorCode::UpstreamError,
-        "The upstream answered with a body that is not an Anthropic message.",
-    )
+    let usage = message.usage.unwrap_or_default().to_usage();
+    let id = completion_id(message.id.as_deref(), request_id);
+    let finish = finish_reason(message.stop_reason.as_deref());
+    let json = reply
+        .completion((&id, created, alias_model), finish, usage)
+        .map_err(|_| not_an_answer(ANSWER))?;
+    Ok((json, usage))
 }
 
 /// OpenAI's `finish_reason` for an Anthropic `stop_reason`.
@@ -146,57 +108,6 @@ impl AnthropicUsage {
     }
 }
 
-/// OpenAI's `usage` object.
-#[derive(Debug, Serialize)]
-pub(super) struct UsageOut {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: PromptDetails,
-}
-
-#[derive(Debug, Serialize)]
-struct PromptDetails {
-    cached_tokens: u64,
-}
-
-impl From<Usage> for UsageOut {
-    fn from(usage: Usage) -> Self {
-        Self {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: usage.cached_tokens,
-            },
-        }
-    }
-}
-
-/// JSON text without the whitespace outside strings (key order and numbers untouched).
-pub(super) fn compact(raw: &RawValue) -> String {
-    let text = raw.get();
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
@@ -223,45 +134,4 @@ struct ContentBlock<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: i64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    usage: UsageOut,
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: MessageOut<'a>,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    content: Option<String>,
-    refusal: Option<()>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: Cow<'a, str>,
-    arguments: String,
 }

@@ -7,15 +7,15 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
-use omg_shared::error::{ErrorCode, OpenAiErrorBody};
-use omg_shared::tokens::estimate_tokens;
+use bytes::BytesMut;
+use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::chunk::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolDelta};
 use super::error::{classify, ErrorDetail};
-use super::response::{compact, finish_reason, AnthropicUsage, UsageOut};
+use super::response::{compact, finish_reason, AnthropicUsage};
+use crate::providers::chat::response::UsageOut;
+use crate::providers::chat::stream::{ChunkWriter, ToolBlocks};
 use crate::providers::Usage;
 use crate::sse::{event_data, SseSplitter};
 
@@ -46,47 +46,17 @@ impl StreamError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    /// `message_stop` translated, `[DONE]` sent.
-    Done,
-    /// Anthropic sent an `error` event; the in-band error was sent.
-    Failed,
-    /// `push` returned an error; nothing more is translated.
-    Broken,
-}
-
-/// A `tool_use` block being streamed.
-#[derive(Debug)]
-struct ToolBlock {
-    /// Anthropic's content-block index.
-    block: u64,
-    /// OpenAI's tool-call index.
-    index: usize,
-    /// A non-empty `arguments` fragment was sent.
-    sent_arguments: bool,
-    /// The block's initial `input`, compact, when it is not `{}`.
-    initial_input: Option<String>,
-}
-
 /// Translates one Anthropic stream into OpenAI chunks. One per request.
 #[derive(Debug)]
 pub struct StreamTranslator {
     splitter: SseSplitter,
-    model: String,
-    fallback_id: String,
-    /// `chatcmpl-…`, set by `message_start` (or the fallback); `None` before the first chunk.
-    id: Option<String>,
-    created: i64,
-    include_usage: bool,
+    /// Names the chunks `chatcmpl-<request_id>` unless `message_start` (before the first
+    /// chunk) carries Anthropic's id.
+    writer: ChunkWriter,
     usage: Option<AnthropicUsage>,
-    tools: Vec<ToolBlock>,
-    estimated_completion_tokens: u64,
+    tools: ToolBlocks,
     started: bool,
     finish_sent: bool,
-    saw_content: bool,
-    state: State,
 }
 
 impl StreamTranslator {
@@ -96,18 +66,11 @@ impl StreamTranslator {
     pub fn new(alias_model: &str, request_id: &str, created: i64, include_usage: bool) -> Self {
         Self {
             splitter: SseSplitter::default(),
-            model: alias_model.to_owned(),
-            fallback_id: format!("chatcmpl-{request_id}"),
-            id: None,
-            created,
-            include_usage,
+            writer: ChunkWriter::new(alias_model, request_id, created, include_usage),
             usage: None,
-            tools: Vec::new(),
-            estimated_completion_tokens: 0,
+            tools: ToolBlocks::default(),
             started: false,
             finish_sent: false,
-            saw_content: false,
-            state: State::Open,
         }
     }
 
@@ -116,7 +79,7 @@ impl StreamTranslator {
     /// On `Err`, `out` holds what was translated before the bad event: send it, then end the
     /// stream with the error; the translator takes nothing more.
     pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
-        if self.state != State::Open {
+        if !self.writer.is_open() {
             return Ok(());
         }
         let events = match self.splitter.push(bytes) {
@@ -127,7 +90,7 @@ impl StreamTranslator {
             if let Err(error) = self.event(&event, out) {
                 return Err(self.broken(error));
             }
-            if self.state != State::Open {
+            if !self.writer.is_open() {
                 self.splitter.clear();
                 break;
             }
@@ -146,26 +109,26 @@ impl StreamTranslator {
 
     /// Completion tokens estimated from the text and tool arguments streamed so far.
     pub fn estimated_completion_tokens(&self) -> u64 {
-        self.estimated_completion_tokens
+        self.writer.estimated_completion_tokens()
     }
 
     /// `message_stop` arrived: the answer is complete and `[DONE]` was sent.
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.writer.is_done()
     }
 
     /// Anthropic sent an `error` event; the in-band error was sent (no `[DONE]`).
     pub fn failed(&self) -> bool {
-        self.state == State::Failed
+        self.writer.failed()
     }
 
     /// A chunk with content (text or a tool call) was sent: the first token, for TTFT.
     pub fn saw_content(&self) -> bool {
-        self.saw_content
+        self.writer.saw_content()
     }
 
     fn broken(&mut self, error: StreamError) -> StreamError {
-        self.state = State::Broken;
+        self.writer.break_off();
         self.splitter.clear();
         error
     }
@@ -190,7 +153,7 @@ impl StreamTranslator {
                     .update(message.usage.unwrap_or_default());
                 if !self.started {
                     if let Some(id) = message.id {
-                        self.id = Some(format!("chatcmpl-{id}"));
+                        self.writer.name(&id);
                     }
                     self.start(out);
                 }
@@ -200,29 +163,17 @@ impl StreamTranslator {
                 let block = event.content_block.ok_or(StreamError::Malformed)?;
                 self.start(out);
                 match block.kind.as_ref() {
-                    "text" => self.text(block.text.as_deref().unwrap_or_default(), out),
+                    "text" => {
+                        let text = block.text.as_deref().unwrap_or_default();
+                        self.writer.text(out, 0, text);
+                    }
                     "tool_use" => {
                         let (Some(id), Some(name)) = (block.id, block.name) else {
                             return Err(StreamError::Malformed);
                         };
-                        let tool = ToolBlock {
-                            block: index,
-                            index: self.tools.len(),
-                            sent_arguments: false,
-                            initial_input: block.input.map(compact).filter(|i| i != "{}"),
-                        };
-                        let delta = ToolDelta {
-                            index: tool.index,
-                            id: Some(&id),
-                            kind: Some("function"),
-                            function: FunctionDelta {
-                                name: Some(&name),
-                                arguments: "",
-                            },
-                        };
-                        self.tools.push(tool);
-                        self.saw_content = true;
-                        self.chunk(out, Delta::tool(delta), None);
+                        let input = block.input.map(compact).filter(|i| i != "{}");
+                        let call = (id.as_ref(), name.as_ref());
+                        self.tools.open(&mut self.writer, out, index, call, input);
                     }
                     _ => {} // thinking, server tools: not part of the OpenAI answer
                 }
@@ -232,27 +183,19 @@ impl StreamTranslator {
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
                         self.start(out);
-                        self.text(delta.text.as_deref().unwrap_or_default(), out);
+                        let text = delta.text.as_deref().unwrap_or_default();
+                        self.writer.text(out, 0, text);
                     }
                     Some("input_json_delta") => {
                         let partial = delta.partial_json.as_deref().unwrap_or_default();
                         // Fragments of server tool blocks have no OpenAI tool call.
-                        if let Some(i) = self.tool_at(event.index) {
-                            self.arguments(i, partial, out);
-                        }
+                        self.tools
+                            .arguments(&mut self.writer, out, event.index, partial);
                     }
                     _ => {} // thinking, signatures, citations
                 }
             }
-            "content_block_stop" => {
-                if let Some(i) = self.tool_at(event.index) {
-                    if !self.tools[i].sent_arguments {
-                        // OpenAI clients parse `arguments`; never leave it empty.
-                        let input = self.tools[i].initial_input.take();
-                        self.arguments(i, input.as_deref().unwrap_or("{}"), out);
-                    }
-                }
-            }
+            "content_block_stop" => self.tools.close(&mut self.writer, out, event.index),
             "message_delta" => {
                 if let Some(usage) = event.usage {
                     self.usage
@@ -267,20 +210,12 @@ impl StreamTranslator {
             "message_stop" => {
                 self.start(out);
                 self.finish(None, out);
-                if self.include_usage {
-                    let usage = self.usage.unwrap_or_default().to_usage();
-                    self.frame(out, &[], Some(Some(UsageOut::from(usage))));
-                }
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                self.state = State::Done;
+                let usage = self.usage.unwrap_or_default().to_usage();
+                self.writer.end(out, UsageOut::from(usage));
             }
             "error" => {
                 let error = classify(None, &event.error.unwrap_or_default());
-                let body = OpenAiErrorBody::new(error.code, error.message, error.param);
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&body.to_json());
-                out.extend_from_slice(b"\n\n");
-                self.state = State::Failed;
+                self.writer.fail(out, error);
             }
             _ => {} // `ping`, and event types newer than this adapter
         }
@@ -289,107 +224,17 @@ impl StreamTranslator {
 
     /// Sends the role chunk once, before anything else.
     fn start(&mut self, out: &mut BytesMut) {
-        if self.started {
-            return;
+        if !self.started {
+            self.started = true;
+            self.writer.role(out, 0);
         }
-        self.started = true;
-        if self.id.is_none() {
-            self.id = Some(self.fallback_id.clone());
-        }
-        let delta = Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            tool_calls: None,
-        };
-        self.chunk(out, delta, None);
-    }
-
-    fn text(&mut self, text: &str, out: &mut BytesMut) {
-        if text.is_empty() {
-            return;
-        }
-        self.saw_content = true;
-        self.estimated_completion_tokens += estimate_tokens(text);
-        let delta = Delta {
-            role: None,
-            content: Some(text),
-            tool_calls: None,
-        };
-        self.chunk(out, delta, None);
-    }
-
-    /// The position in `tools` of the `tool_use` block with Anthropic index `block`.
-    fn tool_at(&self, block: Option<u64>) -> Option<usize> {
-        let block = block?;
-        self.tools.iter().rposition(|tool| tool.block == block)
-    }
-
-    fn arguments(&mut self, i: usize, arguments: &str, out: &mut BytesMut) {
-        if arguments.is_empty() {
-            return;
-        }
-        self.tools[i].sent_arguments = true;
-        self.estimated_completion_tokens += estimate_tokens(arguments);
-        let delta = ToolDelta {
-            index: self.tools[i].index,
-            id: None,
-            kind: None,
-            function: FunctionDelta {
-                name: None,
-                arguments,
-            },
-        };
-        self.chunk(out, Delta::tool(delta), None);
     }
 
     /// Sends the `finish_reason` chunk once (`stop` when Anthropic gave no reason).
     fn finish(&mut self, stop_reason: Option<&str>, out: &mut BytesMut) {
-        if self.finish_sent {
-            return;
-        }
-        self.finish_sent = true;
-        let delta = Delta {
-            role: None,
-            content: None,
-            tool_calls: None,
-        };
-        self.chunk(out, delta, Some(finish_reason(stop_reason)));
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&'static str>) {
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        };
-        let usage = self.include_usage.then_some(None);
-        self.frame(out, std::slice::from_ref(&choice), usage);
-    }
-
-    /// Appends `data: {chunk}\n\n`. `usage`: absent (`None`), `null` or a value.
-    fn frame(
-        &self,
-        out: &mut BytesMut,
-        choices: &[ChunkChoice<'_>],
-        usage: Option<Option<UsageOut>>,
-    ) {
-        let chunk = Chunk {
-            id: self.id.as_deref().unwrap_or(&self.fallback_id),
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        };
-        let start = out.len();
-        out.extend_from_slice(b"data: ");
-        // Serializing these plain structs into memory cannot fail; were it to, the chunk is
-        // left out rather than sent half-written.
-        if serde_json::to_writer((&mut *out).writer(), &chunk).is_ok() {
-            out.extend_from_slice(b"\n\n");
-        } else {
-            out.truncate(start);
+        if !self.finish_sent {
+            self.finish_sent = true;
+            self.writer.finish(out, 0, finish_reason(stop_reason));
         }
     }
 }

@@ -5,12 +5,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Role {
-    User,
-    Assistant,
-}
+use crate::providers::chat::json::JsonObject;
+pub(super) use crate::providers::chat::messages::Role;
 
 #[derive(Serialize)]
 pub(super) struct MessagesRequest<'a> {
@@ -57,7 +53,7 @@ pub(super) enum Block<'a> {
     ToolUse {
         id: Cow<'a, str>,
         name: Cow<'a, str>,
-        input: Input<'a>,
+        input: JsonObject<'a>,
     },
     ToolResult {
         tool_use_id: Cow<'a, str>,
@@ -85,42 +81,12 @@ pub(super) enum ToolResultContent<'a> {
     Blocks(Vec<Block<'a>>),
 }
 
-/// A JSON object: parsed tool arguments, a client's schema, or a stand-in.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Input<'a> {
-    Raw(Box<RawValue>),
-    Borrowed(&'a RawValue),
-    Empty(EmptyObject),
-    Schema(EmptySchema),
-}
-
-#[derive(Serialize)]
-pub(super) struct EmptyObject {}
-
-/// `{"type":"object","properties":{}}`: the schema of a function without parameters.
-#[derive(Serialize)]
-pub(super) struct EmptySchema {
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
-    pub(super) properties: EmptyObject,
-}
-
-impl Default for EmptySchema {
-    fn default() -> Self {
-        Self {
-            kind: "object",
-            properties: EmptyObject {},
-        }
-    }
-}
-
 #[derive(Serialize)]
 pub(super) struct Tool<'a> {
     pub(super) name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) description: Option<Cow<'a, str>>,
-    pub(super) input_schema: Input<'a>,
+    pub(super) input_schema: JsonObject<'a>,
 }
 
 #[derive(Serialize)]

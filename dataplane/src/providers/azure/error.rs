@@ -4,8 +4,9 @@
 //! (`DeploymentNotFound`, `OperationNotSupported`, `content_filter`, …) or an HTTP status as a
 //! string (`"404"`), and for request mistakes often OpenAI's own
 //! `{"error":{"message","type","param","code"}}`. Only the message (one line, at most
-//! [`MAX_MESSAGE_CHARS`] characters), `type`, `param` and a named `code` are kept; nothing
-//! else of the body (`innererror`, filter results) reaches the client.
+//! [`MAX_MESSAGE_CHARS`](crate::providers::chat::error::MAX_MESSAGE_CHARS) characters),
+//! `type`, `param` and a named `code` are kept; nothing else of the body (`innererror`,
+//! filter results) reaches the client.
 
 use omg_shared::error::{ErrorCode, OpenAiError, OpenAiErrorBody};
 use serde::Deserialize;
@@ -13,9 +14,7 @@ use serde_json::Value;
 
 use crate::error::truncate;
 use crate::providers::adapter::ClientError;
-
-/// Longest upstream message passed on, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+use crate::providers::chat::error::sanitize;
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -43,15 +42,6 @@ fn text(value: &Option<Value>) -> Option<String> {
         _ => return None,
     };
     (!text.is_empty()).then_some(text)
-}
-
-/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
-fn sanitize(message: &str) -> String {
-    let line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    truncate(line.trim(), MAX_MESSAGE_CHARS)
 }
 
 fn body(

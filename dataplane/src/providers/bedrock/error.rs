@@ -12,10 +12,8 @@ use std::borrow::Cow;
 use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::{truncate, ApiError};
-
-/// Longest provider message passed on, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+use crate::error::ApiError;
+use crate::providers::chat::error::{by_status, credentials_refused, rate_limited, with_message};
 
 /// Maps a Bedrock error answer (status and body) to the error for the client.
 pub fn map_error(status: u16, body: &[u8]) -> ApiError {
@@ -57,22 +55,13 @@ fn classify(kind: Option<&str>, status: Option<u16>, message: Option<&str>) -> A
     let kind = kind.map(str::to_ascii_lowercase);
     match kind.as_deref() {
         Some("validationexception") => client(ErrorCode::InvalidParameter, message),
-        Some("throttlingexception" | "modelnotreadyexception") => upstream(
-            ErrorCode::RequestRateLimited,
-            "The upstream is rate limiting; retry later.",
-        ),
+        Some("throttlingexception" | "modelnotreadyexception") => rate_limited(),
         Some("servicequotaexceededexception") => upstream(
             ErrorCode::RequestRateLimited,
             "The upstream's service quota is exhausted; retry later.",
         ),
-        Some("modeltimeoutexception") => upstream(
-            ErrorCode::UpstreamTimeout,
-            "The upstream model did not answer in time.",
-        ),
-        Some("accessdeniedexception" | "unrecognizedclientexception") => upstream(
-            ErrorCode::UpstreamError,
-            "The upstream refused the gateway's credentials.",
-        ),
+        Some("modeltimeoutexception") => model_timed_out(),
+        Some("accessdeniedexception" | "unrecognizedclientexception") => credentials_refused(),
         Some("resourcenotfoundexception") => upstream(
             ErrorCode::UpstreamError,
             "The upstream does not know the deployment's model.",
@@ -90,51 +79,26 @@ fn classify(kind: Option<&str>, status: Option<u16>, message: Option<&str>) -> A
         _ => match status {
             Some(400 | 422) => client(ErrorCode::InvalidParameter, message),
             Some(413) => client(ErrorCode::RequestTooLarge, message),
-            Some(408 | 504) => upstream(
-                ErrorCode::UpstreamTimeout,
-                "The upstream model did not answer in time.",
-            ),
-            Some(401 | 403) => upstream(
-                ErrorCode::UpstreamError,
-                "The upstream refused the gateway's credentials.",
-            ),
-            Some(429) => upstream(
-                ErrorCode::RequestRateLimited,
-                "The upstream is rate limiting; retry later.",
-            ),
-            Some(status) => upstream(
-                ErrorCode::UpstreamError,
-                &format!("The upstream failed with HTTP {status}."),
-            ),
-            None => upstream(
-                ErrorCode::UpstreamError,
-                "The upstream failed while streaming.",
-            ),
+            Some(408 | 504) => model_timed_out(),
+            status => by_status(status),
         },
     }
 }
 
+fn model_timed_out() -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamTimeout,
+        "The upstream model did not answer in time.",
+    )
+}
+
 /// A mistake in the client's request: Bedrock's message, cleaned, else a generic one.
 fn client(code: ErrorCode, message: Option<&str>) -> ApiError {
-    let message = message.map(sanitize).unwrap_or_default();
-    let mut error = if message.is_empty() {
-        ApiError::new(code, "The upstream rejected the request.".to_owned())
-    } else {
-        ApiError::new(code, message)
-    };
+    let mut error = with_message(code, message, "The upstream rejected the request.");
     // OpenAI names `messages` for context overflows; clients match on it.
     let lower = error.message.to_ascii_lowercase();
     if lower.contains("too long") || lower.contains("context length") {
         error = error.with_param("messages");
     }
     error
-}
-
-/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
-fn sanitize(message: &str) -> String {
-    let line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    truncate(line.trim(), MAX_MESSAGE_CHARS)
 }

@@ -50,7 +50,6 @@
 //! answers, reasoning and citation blocks are dropped.
 
 mod adapter;
-mod chunk;
 mod embed;
 mod error;
 pub mod eventstream;

@@ -11,15 +11,15 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
-use omg_shared::error::{ErrorCode, OpenAiErrorBody};
-use omg_shared::tokens::estimate_tokens;
+use bytes::BytesMut;
+use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 
-use super::chunk::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolDelta};
 use super::error::map_exception;
 use super::eventstream::{Decoder, FrameError, Message};
-use super::response::{finish_reason, BedrockUsage, UsageOut};
+use super::response::{finish_reason, BedrockUsage};
+use crate::providers::chat::response::UsageOut;
+use crate::providers::chat::stream::{ChunkWriter, ToolBlocks};
 use crate::providers::{StreamFault, Usage};
 
 /// A frame failed its checksum: the stream cannot be trusted any further.
@@ -36,44 +36,16 @@ pub const BAD_FRAME: StreamFault = StreamFault {
     message: "The upstream sent a malformed stream frame.",
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    /// `messageStop` and `metadata` translated, `[DONE]` sent.
-    Done,
-    /// Bedrock sent an exception; the in-band error was sent.
-    Failed,
-    /// `push` returned an error; nothing more is translated.
-    Broken,
-}
-
-/// A tool block being streamed.
-#[derive(Debug)]
-struct ToolBlock {
-    /// Converse's content-block index.
-    block: u64,
-    /// OpenAI's tool-call index.
-    index: usize,
-    /// A non-empty `arguments` fragment was sent.
-    sent_arguments: bool,
-}
-
 /// Translates one ConverseStream answer into OpenAI chunks. One per request.
 #[derive(Debug)]
 pub struct StreamTranslator {
     decoder: Decoder,
-    model: String,
-    id: String,
-    created: i64,
-    include_usage: bool,
+    writer: ChunkWriter,
     usage: Option<BedrockUsage>,
-    tools: Vec<ToolBlock>,
-    estimated_completion_tokens: u64,
+    tools: ToolBlocks,
     started: bool,
     /// `messageStop` arrived (its finish chunk was sent).
     stopped: bool,
-    saw_content: bool,
-    state: State,
 }
 
 impl StreamTranslator {
@@ -83,17 +55,11 @@ impl StreamTranslator {
     pub fn new(alias_model: &str, request_id: &str, created: i64, include_usage: bool) -> Self {
         Self {
             decoder: Decoder::default(),
-            model: alias_model.to_owned(),
-            id: format!("chatcmpl-{request_id}"),
-            created,
-            include_usage,
+            writer: ChunkWriter::new(alias_model, request_id, created, include_usage),
             usage: None,
-            tools: Vec::new(),
-            estimated_completion_tokens: 0,
+            tools: ToolBlocks::default(),
             started: false,
             stopped: false,
-            saw_content: false,
-            state: State::Open,
         }
     }
 
@@ -101,7 +67,7 @@ impl StreamTranslator {
     /// `out`. After the stream's end further bytes are ignored. On `Err`, `out` holds what was
     /// translated before the bad frame; the translator takes nothing more.
     pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
-        if self.state != State::Open {
+        if !self.writer.is_open() {
             return Ok(());
         }
         let mut messages = Vec::new();
@@ -111,7 +77,7 @@ impl StreamTranslator {
             if let Err(fault) = self.message(&message, out) {
                 return Err(self.broken(fault));
             }
-            if self.state != State::Open {
+            if !self.writer.is_open() {
                 return Ok(());
             }
         }
@@ -129,26 +95,26 @@ impl StreamTranslator {
 
     /// Completion tokens estimated from the text and tool arguments streamed so far.
     pub fn estimated_completion_tokens(&self) -> u64 {
-        self.estimated_completion_tokens
+        self.writer.estimated_completion_tokens()
     }
 
     /// `messageStop` and `metadata` arrived: the answer is complete and `[DONE]` was sent.
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.writer.is_done()
     }
 
     /// Bedrock sent an exception; the in-band error was sent (no `[DONE]`).
     pub fn failed(&self) -> bool {
-        self.state == State::Failed
+        self.writer.failed()
     }
 
     /// A chunk with content (text or a tool call) was sent: the first token, for TTFT.
     pub fn saw_content(&self) -> bool {
-        self.saw_content
+        self.writer.saw_content()
     }
 
     fn broken(&mut self, fault: StreamFault) -> StreamFault {
-        self.state = State::Broken;
+        self.writer.break_off();
         self.decoder = Decoder::default();
         fault
     }
@@ -161,12 +127,7 @@ impl StreamTranslator {
                     .header(":exception-type")
                     .or_else(|| message.header(":error-code"))
                     .unwrap_or("exception");
-                let error = map_exception(kind, &message.payload);
-                let body = OpenAiErrorBody::new(error.code, error.message, error.param);
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&body.to_json());
-                out.extend_from_slice(b"\n\n");
-                self.state = State::Failed;
+                self.writer.fail(out, map_exception(kind, &message.payload));
                 return Ok(());
             }
             Some(_) => return Ok(()),
@@ -186,56 +147,32 @@ impl StreamTranslator {
                 let index = event.content_block_index.ok_or(StreamFault::MALFORMED)?;
                 self.start(out);
                 if let Some(tool) = event.start.and_then(|start| start.tool_use) {
-                    let block = ToolBlock {
-                        block: index,
-                        index: self.tools.len(),
-                        sent_arguments: false,
-                    };
-                    let delta = ToolDelta {
-                        index: block.index,
-                        id: Some(&tool.tool_use_id),
-                        kind: Some("function"),
-                        function: FunctionDelta {
-                            name: Some(&tool.name),
-                            arguments: "",
-                        },
-                    };
-                    self.tools.push(block);
-                    self.saw_content = true;
-                    self.chunk(out, Delta::tool(delta), None);
+                    let call = (tool.tool_use_id.as_ref(), tool.name.as_ref());
+                    self.tools.open(&mut self.writer, out, index, call, None);
                 }
             }
             "contentBlockDelta" => {
                 let delta = event.delta.ok_or(StreamFault::MALFORMED)?;
                 if let Some(text) = delta.text {
                     self.start(out);
-                    self.text(&text, out);
+                    self.writer.text(out, 0, &text);
                 } else if let Some(tool) = delta.tool_use {
-                    if let Some(i) = self.tool_at(event.content_block_index) {
-                        self.arguments(i, tool.input.as_deref().unwrap_or_default(), out);
-                    }
+                    let fragment = tool.input.as_deref().unwrap_or_default();
+                    let block = event.content_block_index;
+                    self.tools.arguments(&mut self.writer, out, block, fragment);
                 }
                 // reasoningContent, citations: not part of the OpenAI answer.
             }
             "contentBlockStop" => {
-                if let Some(i) = self.tool_at(event.content_block_index) {
-                    if !self.tools[i].sent_arguments {
-                        // OpenAI clients parse `arguments`; never leave it empty.
-                        self.arguments(i, "{}", out);
-                    }
-                }
+                let block = event.content_block_index;
+                self.tools.close(&mut self.writer, out, block);
             }
             "messageStop" => {
                 self.start(out);
                 if !self.stopped {
                     self.stopped = true;
-                    let delta = Delta {
-                        role: None,
-                        content: None,
-                        tool_calls: None,
-                    };
                     let reason = finish_reason(event.stop_reason.as_deref());
-                    self.chunk(out, delta, Some(reason));
+                    self.writer.finish(out, 0, reason);
                 }
                 self.finish_when_complete(out);
             }
@@ -255,99 +192,14 @@ impl StreamTranslator {
         if !self.stopped {
             return;
         }
-        if self.include_usage {
-            self.frame(out, &[], Some(Some(UsageOut::from(usage.to_usage()))));
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        self.state = State::Done;
+        self.writer.end(out, UsageOut::from(usage.to_usage()));
     }
 
     /// Sends the role chunk once, before anything else.
     fn start(&mut self, out: &mut BytesMut) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        let delta = Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            tool_calls: None,
-        };
-        self.chunk(out, delta, None);
-    }
-
-    fn text(&mut self, text: &str, out: &mut BytesMut) {
-        if text.is_empty() {
-            return;
-        }
-        self.saw_content = true;
-        self.estimated_completion_tokens += estimate_tokens(text);
-        let delta = Delta {
-            role: None,
-            content: Some(text),
-            tool_calls: None,
-        };
-        self.chunk(out, delta, None);
-    }
-
-    /// The position in `tools` of the tool block with Converse index `block`.
-    fn tool_at(&self, block: Option<u64>) -> Option<usize> {
-        let block = block?;
-        self.tools.iter().rposition(|tool| tool.block == block)
-    }
-
-    fn arguments(&mut self, i: usize, arguments: &str, out: &mut BytesMut) {
-        if arguments.is_empty() {
-            return;
-        }
-        self.tools[i].sent_arguments = true;
-        self.estimated_completion_tokens += estimate_tokens(arguments);
-        let delta = ToolDelta {
-            index: self.tools[i].index,
-            id: None,
-            kind: None,
-            function: FunctionDelta {
-                name: None,
-                arguments,
-            },
-        };
-        self.chunk(out, Delta::tool(delta), None);
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&'static str>) {
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        };
-        let usage = self.include_usage.then_some(None);
-        self.frame(out, std::slice::from_ref(&choice), usage);
-    }
-
-    /// Appends `data: {chunk}\n\n`. `usage`: absent (`None`), `null` or a value.
-    fn frame(
-        &self,
-        out: &mut BytesMut,
-        choices: &[ChunkChoice<'_>],
-        usage: Option<Option<UsageOut>>,
-    ) {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        };
-        let start = out.len();
-        out.extend_from_slice(b"data: ");
-        // Serializing these plain structs into memory cannot fail; were it to, the chunk is
-        // left out rather than sent half-written.
-        if serde_json::to_writer((&mut *out).writer(), &chunk).is_ok() {
-            out.extend_from_slice(b"\n\n");
-        } else {
-            out.truncate(start);
+        if !self.started {
+            self.started = true;
+            self.writer.role(out, 0);
         }
     }
 }

@@ -3,14 +3,9 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Role {
-    User,
-    Assistant,
-}
+use crate::providers::chat::json::{EmptyObject, JsonObject};
+pub(super) use crate::providers::chat::messages::Role;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,7 +75,7 @@ pub(super) struct ImageSource<'a> {
 pub(super) struct ToolUse<'a> {
     pub(super) tool_use_id: Cow<'a, str>,
     pub(super) name: Cow<'a, str>,
-    pub(super) input: Json<'a>,
+    pub(super) input: JsonObject<'a>,
 }
 
 #[derive(Serialize)]
@@ -94,43 +89,13 @@ pub(super) struct ToolResult<'a> {
 #[serde(rename_all = "camelCase")]
 pub(super) enum ResultBlock<'a> {
     Text(Cow<'a, str>),
-    Json(Json<'a>),
+    Json(JsonObject<'a>),
 }
 
 #[derive(Serialize)]
 pub(super) struct CachePoint {
     #[serde(rename = "type")]
     pub(super) kind: &'static str,
-}
-
-/// A JSON object: parsed tool arguments, a client's schema, or a stand-in.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Json<'a> {
-    Raw(Box<RawValue>),
-    Borrowed(&'a RawValue),
-    Empty(EmptyObject),
-    Schema(EmptySchema),
-}
-
-#[derive(Serialize)]
-pub(super) struct EmptyObject {}
-
-/// `{"type":"object","properties":{}}`: the schema of a function without parameters.
-#[derive(Serialize)]
-pub(super) struct EmptySchema {
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
-    pub(super) properties: EmptyObject,
-}
-
-impl Default for EmptySchema {
-    fn default() -> Self {
-        Self {
-            kind: "object",
-            properties: EmptyObject {},
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -158,7 +123,7 @@ pub(super) struct ToolSpec<'a> {
 
 #[derive(Serialize)]
 pub(super) struct InputSchema<'a> {
-    pub(super) json: Json<'a>,
+    pub(super) json: JsonObject<'a>,
 }
 
 #[derive(Serialize)]

@@ -11,24 +11,14 @@ use std::borrow::Cow;
 use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 
-use crate::error::{truncate, ApiError};
-
-/// Longest provider message passed on, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+use crate::error::ApiError;
+use crate::providers::chat::error::{
+    by_status, credentials_refused, error_object, rate_limited, timed_out, with_message,
+};
 
 /// Maps a Google error answer (any non-200 status, with its body) to the client's error.
 pub fn map_error(status: u16, body: &[u8]) -> ApiError {
-    let detail = serde_json::from_slice::<Envelope<'_>>(body)
-        .ok()
-        .and_then(|envelope| envelope.error)
-        .unwrap_or_default();
-    classify(Some(status), &detail)
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    error: Option<ErrorDetail<'a>>,
+    classify(Some(status), &error_object(body))
 }
 
 /// The `error` object of an error body or stream event.
@@ -50,10 +40,7 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
     match detail.status.as_deref() {
         Some("INVALID_ARGUMENT" | "OUT_OF_RANGE") if status == Some(413) => too_large(detail),
         Some("INVALID_ARGUMENT" | "OUT_OF_RANGE") => client_error(detail),
-        Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => upstream(
-            ErrorCode::UpstreamError,
-            "The upstream refused the gateway's credentials.",
-        ),
+        Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => credentials_refused(),
         Some("NOT_FOUND") => upstream(
             ErrorCode::UpstreamError,
             "The upstream does not know the deployment's model, project or location.",
@@ -62,14 +49,8 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
             ErrorCode::UpstreamError,
             "The upstream refused the request because of the gateway's account or project state.",
         ),
-        Some("RESOURCE_EXHAUSTED") => upstream(
-            ErrorCode::RequestRateLimited,
-            "The upstream is rate limiting; retry later.",
-        ),
-        Some("DEADLINE_EXCEEDED") => upstream(
-            ErrorCode::UpstreamTimeout,
-            "The upstream did not answer in time.",
-        ),
+        Some("RESOURCE_EXHAUSTED") => rate_limited(),
+        Some("DEADLINE_EXCEEDED") => timed_out(),
         Some("UNAVAILABLE") => upstream(
             ErrorCode::UpstreamError,
             "The upstream is unavailable; retry later.",
@@ -81,26 +62,7 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
         _ => match status {
             Some(413) => too_large(detail),
             Some(400) => client_error(detail),
-            Some(401 | 403) => upstream(
-                ErrorCode::UpstreamError,
-                "The upstream refused the gateway's credentials.",
-            ),
-            Some(429) => upstream(
-                ErrorCode::RequestRateLimited,
-                "The upstream is rate limiting; retry later.",
-            ),
-            Some(408 | 504) => upstream(
-                ErrorCode::UpstreamTimeout,
-                "The upstream did not answer in time.",
-            ),
-            Some(status) => upstream(
-                ErrorCode::UpstreamError,
-                &format!("The upstream failed with HTTP {status}."),
-            ),
-            None => upstream(
-                ErrorCode::UpstreamError,
-                "The upstream failed while streaming.",
-            ),
+            status => by_status(status),
         },
     }
 }
@@ -108,7 +70,7 @@ pub(super) fn classify(status: Option<u16>, detail: &ErrorDetail<'_>) -> ApiErro
 fn too_large(detail: &ErrorDetail<'_>) -> ApiError {
     with_message(
         ErrorCode::RequestTooLarge,
-        detail,
+        detail.message.as_deref(),
         "The request is too large for the upstream.",
     )
 }
@@ -117,25 +79,7 @@ fn too_large(detail: &ErrorDetail<'_>) -> ApiError {
 fn client_error(detail: &ErrorDetail<'_>) -> ApiError {
     with_message(
         ErrorCode::InvalidParameter,
-        detail,
+        detail.message.as_deref(),
         "The upstream rejected the request.",
     )
-}
-
-fn with_message(code: ErrorCode, detail: &ErrorDetail<'_>, fallback: &str) -> ApiError {
-    let message = detail.message.as_deref().map(sanitize).unwrap_or_default();
-    if message.is_empty() {
-        ApiError::new(code, fallback.to_owned())
-    } else {
-        ApiError::new(code, message)
-    }
-}
-
-/// One line of printable text, at most [`MAX_MESSAGE_CHARS`] characters.
-fn sanitize(message: &str) -> String {
-    let line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    truncate(line.trim(), MAX_MESSAGE_CHARS)
 }

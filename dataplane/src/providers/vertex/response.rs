@@ -4,13 +4,19 @@
 use std::borrow::Cow;
 
 use omg_shared::error::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::{classify, ErrorDetail};
 use super::ids;
 use crate::error::{truncate, ApiError};
+use crate::providers::chat::response::{
+    compact, completion, completion_id, not_an_answer, read_answer, Reply, UsageOut,
+};
 use crate::providers::Usage;
+
+/// What a `generateContent` answer is, in errors.
+const ANSWER: &str = "a Gemini response";
 
 /// Translates a `generateContent` answer (HTTP 200) into a `chat.completion` body, with the
 /// usage to bill. `model` is `alias_model`; `id` is `chatcmpl-` + Gemini's `responseId`
@@ -22,18 +28,14 @@ pub fn translate_response(
     request_id: &str,
     created: i64,
 ) -> Result<(Vec<u8>, Usage), ApiError> {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(not_a_response());
-    }
-    let response: GenerateContentResponse<'_> =
-        serde_json::from_slice(body).map_err(|_| not_a_response())?;
+    let response: GenerateContentResponse<'_> = read_answer(body, ANSWER)?;
     if let Some(error) = &response.error {
         return Err(classify(None, error));
     }
     if response.candidates.is_empty() {
         return Err(match response.block_reason() {
             Some(reason) => prompt_blocked(reason),
-            None => not_a_response(),
+            None => not_an_answer(ANSWER),
         });
     }
     let usage = response.usage();
@@ -43,68 +45,26 @@ pub fn translate_response(
     let choices = candidates
         .into_iter()
         .map(|candidate| {
-            let mut text: Option<String> = None;
-            let mut tool_calls = Vec::new();
+            let mut reply = Reply::default();
             for part in candidate.parts() {
                 if let Some(call) = &part.function_call {
-                    tool_calls.push(ToolCallOut {
-                        id: ids::encode(
-                            call.id.as_deref(),
-                            calls,
-                            part.thought_signature.as_deref(),
-                        ),
-                        kind: "function",
-                        function: FunctionOut {
-                            name: call.name.to_string(),
-                            arguments: call.arguments(),
-                        },
-                    });
+                    let signature = part.thought_signature.as_deref();
+                    let id = ids::encode(call.id.as_deref(), calls, signature);
+                    let name = Cow::Borrowed(call.name.as_ref());
+                    reply.tool_call(Cow::Owned(id), name, call.arguments());
                     calls += 1;
                 } else if let Some(piece) = part.visible_text() {
-                    text.get_or_insert_with(String::new).push_str(piece);
+                    reply.text(piece);
                 }
             }
-            let finish_reason =
-                finish_reason(candidate.finish_reason.as_deref(), !tool_calls.is_empty());
-            let content = match text {
-                Some(text) => Some(text),
-                None if tool_calls.is_empty() => Some(String::new()),
-                None => None,
-            };
-            Choice {
-                index: candidate.index,
-                message: MessageOut {
-                    role: "assistant",
-                    content,
-                    refusal: None,
-                    tool_calls,
-                },
-                logprobs: None,
-                finish_reason,
-            }
+            let finish = finish_reason(candidate.finish_reason.as_deref(), reply.calls_tools());
+            reply.choice(candidate.index, finish)
         })
-        .collect();
-    let id = match &response.response_id {
-        Some(id) => format!("chatcmpl-{id}"),
-        None => format!("chatcmpl-{request_id}"),
-    };
-    let completion = Completion {
-        id: &id,
-        object: "chat.completion",
-        created,
-        model: alias_model,
-        choices,
-        usage: UsageOut::from(usage),
-    };
-    let json = serde_json::to_vec(&completion).map_err(|_| not_a_response())?;
+        .collect::<Vec<_>>();
+    let id = completion_id(response.response_id.as_deref(), request_id);
+    let json = completion(&id, created, alias_model, &choices, UsageOut::from(usage))
+        .map_err(|_| not_an_answer(ANSWER))?;
     Ok((json, usage.usage))
-}
-
-fn not_a_response() -> ApiError {
-    ApiError::new(
-        ErrorCode::UpstreamError,
-        "The upstream answered with a body that is not a Gemini response.",
-    )
 }
 
 /// The client's error for a prompt Gemini blocked.
@@ -286,106 +246,8 @@ impl From<UsageMetadata> for GeminiUsage {
     }
 }
 
-/// OpenAI's `usage` object.
-#[derive(Debug, Serialize)]
-pub(super) struct UsageOut {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: PromptDetails,
-    completion_tokens_details: CompletionDetails,
-}
-
-#[derive(Debug, Serialize)]
-struct PromptDetails {
-    cached_tokens: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct CompletionDetails {
-    reasoning_tokens: u64,
-}
-
 impl From<GeminiUsage> for UsageOut {
     fn from(gemini: GeminiUsage) -> Self {
-        let usage = gemini.usage;
-        Self {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: usage.cached_tokens,
-            },
-            completion_tokens_details: CompletionDetails {
-                reasoning_tokens: gemini.reasoning_tokens,
-            },
-        }
+        UsageOut::with_reasoning(gemini.usage, gemini.reasoning_tokens)
     }
-}
-
-/// JSON text without the whitespace outside strings (key order and numbers untouched).
-pub(super) fn compact(raw: &RawValue) -> String {
-    let text = raw.get();
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-// --- the OpenAI answer -----------------------------------------------------------------
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: i64,
-    model: &'a str,
-    choices: Vec<Choice>,
-    usage: UsageOut,
-}
-
-#[derive(Serialize)]
-struct Choice {
-    index: u32,
-    message: MessageOut,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct MessageOut {
-    role: &'static str,
-    content: Option<String>,
-    refusal: Option<()>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut,
-}
-
-#[derive(Serialize)]
-struct FunctionOut {
-    name: String,
-    arguments: String,
 }

@@ -7,30 +7,16 @@
 //! the glue reports the clean end of the body ([`StreamTranslator::finish`]) after at least
 //! one candidate finished. `usageMetadata` may repeat; the last one wins.
 
-use bytes::{BufMut, BytesMut};
-use omg_shared::error::OpenAiErrorBody;
-use omg_shared::tokens::estimate_tokens;
-use serde::Serialize;
+use bytes::BytesMut;
 
 use super::error::classify;
 use super::ids;
-use super::response::{
-    finish_reason, prompt_blocked, GeminiUsage, GenerateContentResponse, UsageOut,
-};
+use super::response::{finish_reason, prompt_blocked, GeminiUsage, GenerateContentResponse};
 use crate::providers::adapter::StreamFault;
+use crate::providers::chat::response::UsageOut;
+use crate::providers::chat::stream::ChunkWriter;
 use crate::providers::Usage;
 use crate::sse::{event_data, SseSplitter};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    /// The end was written (`[DONE]`).
-    Done,
-    /// Gemini sent an error (or blocked the prompt); the in-band error was written.
-    Failed,
-    /// `push` returned an error; nothing more is translated.
-    Broken,
-}
 
 /// One OpenAI choice (one Gemini candidate) being streamed.
 #[derive(Debug, Default)]
@@ -44,18 +30,12 @@ struct ChoiceState {
 #[derive(Debug)]
 pub struct StreamTranslator {
     splitter: SseSplitter,
-    model: String,
-    id: String,
+    writer: ChunkWriter,
     id_set: bool,
-    created: i64,
-    include_usage: bool,
     usage: Option<GeminiUsage>,
     choices: Vec<ChoiceState>,
     /// Function calls numbered over the whole answer (`call_<n>`).
     calls: usize,
-    estimated_completion_tokens: u64,
-    saw_content: bool,
-    state: State,
 }
 
 impl StreamTranslator {
@@ -65,23 +45,17 @@ impl StreamTranslator {
     pub fn new(alias_model: &str, request_id: &str, created: i64, include_usage: bool) -> Self {
         Self {
             splitter: SseSplitter::default(),
-            model: alias_model.to_owned(),
-            id: format!("chatcmpl-{request_id}"),
+            writer: ChunkWriter::new(alias_model, request_id, created, include_usage),
             id_set: false,
-            created,
-            include_usage,
             usage: None,
             choices: Vec::new(),
             calls: 0,
-            estimated_completion_tokens: 0,
-            saw_content: false,
-            state: State::Open,
         }
     }
 
     /// Feeds upstream bytes, split anywhere, appending the OpenAI events they complete.
     pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
-        if self.state != State::Open {
+        if !self.writer.is_open() {
             return Ok(());
         }
         let events = match self.splitter.push(bytes) {
@@ -92,7 +66,7 @@ impl StreamTranslator {
             if let Err(fault) = self.event(&event, out) {
                 return Err(self.broken(fault));
             }
-            if self.state != State::Open {
+            if !self.writer.is_open() {
                 self.splitter.clear();
                 break;
             }
@@ -103,7 +77,7 @@ impl StreamTranslator {
     /// The upstream closed the stream: ends the answer (usage chunk if asked, `[DONE]`) when
     /// a candidate finished; otherwise the answer is incomplete and nothing is written.
     pub fn finish(&mut self, out: &mut BytesMut) {
-        if self.state != State::Open {
+        if !self.writer.is_open() {
             return;
         }
         // A last event without its blank line still counts.
@@ -111,19 +85,15 @@ impl StreamTranslator {
         if !rest.is_empty() {
             self.splitter.clear();
             if self.event(&rest, out).is_err() {
-                self.state = State::Broken;
+                self.writer.break_off();
                 return;
             }
         }
-        if self.state != State::Open || !self.choices.iter().any(|c| c.finished) {
+        if !self.writer.is_open() || !self.choices.iter().any(|c| c.finished) {
             return;
         }
-        if self.include_usage {
-            let usage = self.usage.unwrap_or_default();
-            self.frame(out, &[], Some(Some(UsageOut::from(usage))));
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        self.state = State::Done;
+        let usage = self.usage.unwrap_or_default();
+        self.writer.end(out, UsageOut::from(usage));
     }
 
     /// Usage reported so far (the last `usageMetadata`).
@@ -133,26 +103,26 @@ impl StreamTranslator {
 
     /// Completion tokens estimated from the text and tool arguments streamed so far.
     pub fn estimated_completion_tokens(&self) -> u64 {
-        self.estimated_completion_tokens
+        self.writer.estimated_completion_tokens()
     }
 
     /// The end was written.
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.writer.is_done()
     }
 
     /// Gemini sent an error; the in-band error was written (no `[DONE]`).
     pub fn failed(&self) -> bool {
-        self.state == State::Failed
+        self.writer.failed()
     }
 
     /// Content (text or a tool call) was written.
     pub fn saw_content(&self) -> bool {
-        self.saw_content
+        self.writer.saw_content()
     }
 
     fn broken(&mut self, fault: StreamFault) -> StreamFault {
-        self.state = State::Broken;
+        self.writer.break_off();
         self.splitter.clear();
         fault
     }
@@ -171,13 +141,13 @@ impl StreamTranslator {
         let response: GenerateContentResponse<'_> =
             serde_json::from_slice(data).map_err(|_| StreamFault::MALFORMED)?;
         if let Some(error) = &response.error {
-            self.fail(out, classify(None, error));
+            self.writer.fail(out, classify(None, error));
             return Ok(());
         }
         if !self.id_set {
             self.id_set = true;
             if let Some(id) = &response.response_id {
-                self.id = format!("chatcmpl-{id}");
+                self.writer.name(id);
             }
         }
         if let Some(metadata) = response.usage_metadata {
@@ -185,7 +155,7 @@ impl StreamTranslator {
         }
         if response.candidates.is_empty() {
             if let Some(reason) = response.block_reason() {
-                self.fail(out, prompt_blocked(reason));
+                self.writer.fail(out, prompt_blocked(reason));
             }
             return Ok(());
         }
@@ -199,38 +169,20 @@ impl StreamTranslator {
                         part.thought_signature.as_deref(),
                     );
                     self.calls += 1;
-                    let arguments = call.arguments();
-                    self.estimated_completion_tokens += estimate_tokens(&arguments);
-                    self.saw_content = true;
-                    let delta = Delta {
-                        tool_calls: Some([ToolDelta {
-                            index: self.choices[at].tool_calls,
-                            id: &id,
-                            kind: "function",
-                            function: FunctionDelta {
-                                name: &call.name,
-                                arguments: &arguments,
-                            },
-                        }]),
-                        ..Delta::default()
-                    };
+                    let call_at = (candidate.index, self.choices[at].tool_calls);
                     self.choices[at].tool_calls += 1;
-                    self.chunk(out, candidate.index, delta, None);
-                } else if let Some(text) = part.visible_text().filter(|t| !t.is_empty()) {
-                    self.saw_content = true;
-                    self.estimated_completion_tokens += estimate_tokens(text);
-                    let delta = Delta {
-                        content: Some(text),
-                        ..Delta::default()
-                    };
-                    self.chunk(out, candidate.index, delta, None);
+                    let arguments = call.arguments();
+                    self.writer
+                        .tool_call(out, call_at, &id, &call.name, &arguments);
+                } else if let Some(text) = part.visible_text() {
+                    self.writer.text(out, candidate.index, text);
                 }
             }
             if let Some(reason) = candidate.finish_reason.as_deref() {
                 if !self.choices[at].finished {
                     self.choices[at].finished = true;
                     let reason = finish_reason(Some(reason), self.choices[at].tool_calls > 0);
-                    self.chunk(out, candidate.index, Delta::default(), Some(reason));
+                    self.writer.finish(out, candidate.index, reason);
                 }
             }
         }
@@ -246,107 +198,7 @@ impl StreamTranslator {
             index,
             ..ChoiceState::default()
         });
-        let delta = Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            tool_calls: None,
-        };
-        self.chunk(out, index, delta, None);
+        self.writer.role(out, index);
         self.choices.len() - 1
     }
-
-    fn fail(&mut self, out: &mut BytesMut, error: crate::error::ApiError) {
-        let body = OpenAiErrorBody::new(error.code, error.message, error.param);
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&body.to_json());
-        out.extend_from_slice(b"\n\n");
-        self.state = State::Failed;
-    }
-
-    fn chunk(
-        &self,
-        out: &mut BytesMut,
-        index: u32,
-        delta: Delta<'_>,
-        finish_reason: Option<&'static str>,
-    ) {
-        let choice = ChunkChoice {
-            index,
-            delta,
-            logprobs: None,
-            finish_reason,
-        };
-        let usage = self.include_usage.then_some(None);
-        self.frame(out, std::slice::from_ref(&choice), usage);
-    }
-
-    /// Appends `data: {chunk}\n\n`. `usage`: absent (`None`), `null` or a value.
-    fn frame(
-        &self,
-        out: &mut BytesMut,
-        choices: &[ChunkChoice<'_>],
-        usage: Option<Option<UsageOut>>,
-    ) {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        };
-        let start = out.len();
-        out.extend_from_slice(b"data: ");
-        if serde_json::to_writer((&mut *out).writer(), &chunk).is_ok() {
-            out.extend_from_slice(b"\n\n");
-        } else {
-            out.truncate(start);
-        }
-    }
-}
-
-// --- OpenAI chunks ---------------------------------------------------------------------
-
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: i64,
-    model: &'a str,
-    choices: &'a [ChunkChoice<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<UsageOut>>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolDelta<'a>; 1]>,
-}
-
-#[derive(Serialize)]
-struct ToolDelta<'a> {
-    index: usize,
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    name: &'a str,
-    arguments: &'a str,
 }

@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::providers::chat::json::JsonObject;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,19 +77,8 @@ pub(super) struct FileData<'a> {
 #[derive(Serialize)]
 pub(super) struct FunctionCall<'a> {
     pub(super) name: Cow<'a, str>,
-    pub(super) args: Args,
+    pub(super) args: JsonObject<'a>,
 }
-
-/// Arguments of a function call: the client's JSON object, or `{}`.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Args {
-    Raw(Box<RawValue>),
-    Empty(EmptyObject),
-}
-
-#[derive(Serialize)]
-pub(super) struct EmptyObject {}
 
 #[derive(Serialize)]
 pub(super) struct FunctionResponse<'a> {
