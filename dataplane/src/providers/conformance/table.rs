@@ -29,6 +29,7 @@ pub(super) const CHAT_STREAM: &[u8] = br#"{"model":"conformance-alias","messages
 
 /// The token Vertex AI rows get from their (test) token cell.
 const VERTEX_TOKEN: &str = "ya29.conformance-token";
+const ENTRA_TOKEN: &str = "eyJ0eXAi.entra-conformance-token";
 
 /// The value a credential header must have.
 pub(super) enum Expect {
@@ -74,6 +75,13 @@ impl Credentials for TestCredentials {
             VERTEX_TOKEN,
         )))
     }
+
+    fn entra(&self, client: &omg_shared::azure::EntraClient) -> Result<Arc<TokenCell>, String> {
+        Ok(Arc::new(TokenCell::with_token(
+            client.client_id.clone(),
+            ENTRA_TOKEN,
+        )))
+    }
 }
 
 /// Every row.
@@ -82,6 +90,7 @@ pub(super) fn cases() -> Vec<Case> {
         openai(),
         openai_compatible(),
         azure(),
+        azure_entra(),
         anthropic(),
         bedrock_api_key(),
         bedrock_sigv4(),
@@ -184,6 +193,19 @@ fn azure() -> Case {
     case.stream = format!("{filter}\n\n{OPENAI_STREAM}").into_bytes();
     case.bad_request =
         br#"{"error":{"code":"BadRequest","message":"Invalid value for 'temperature'."}}"#;
+    case
+}
+
+/// Azure with Entra ID tokens: the bearer is the token, never the client secret (`api_key`).
+fn azure_entra() -> Case {
+    let mut case = azure();
+    case.name = "azure (Entra ID)";
+    case.deployment.metadata = BTreeMap::from([
+        ("azure_auth".to_owned(), "entra".to_owned()),
+        ("azure_tenant_id".to_owned(), "contoso".to_owned()),
+        ("azure_client_id".to_owned(), "conformance-app".to_owned()),
+    ]);
+    case.credential = ("authorization", Expect::Bearer(ENTRA_TOKEN));
     case
 }
 
