@@ -298,14 +298,12 @@ pub fn images(
 
 /// A `side`×`side` RGB PNG of one colour (zlib with stored deflate blocks: no compressor).
 fn png(side: u32, rgb: [u8; 4]) -> Vec<u8> {
-    let row_len = 1 + 3 * side as usize;
-    let mut raw = Vec::with_capacity(row_len * side as usize);
+    // Each row: filter byte 0 (none), then the pixels.
+    let mut row = vec![0u8];
     for _ in 0..side {
-        raw.push(0); // filter: none
-        for _ in 0..side {
-            raw.extend_from_slice(&rgb[..3]);
-        }
+        row.extend_from_slice(&rgb[..3]);
     }
+    let raw = row.repeat(side as usize);
     // zlib: header, one final stored block (raw is far below 65,535 bytes), Adler-32.
     let mut zlib = vec![0x78, 0x01, 0x01];
     let len = u16::try_from(raw.len()).unwrap_or(u16::MAX);
