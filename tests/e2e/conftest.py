@@ -47,6 +47,8 @@ ALLOWED_ALIASES = [
     "bedrock-embed-up",
     "mock-img",
     "gpt-img-up",
+    "bedrock-image-up",
+    "gemini-image-up",
 ]
 FORBIDDEN_ALIAS = "secret-model"
 # Aliases with a price in the config below (their usage records must carry a cost).
@@ -177,12 +179,30 @@ model_catalog:
     endpoint: "{upstream}"
     region: us-east-1
     api_key: "{upstream_key}"
+  - alias: bedrock-image-up   # Titan Image Generator through InvokeModel (SigV4 verified)
+    provider: bedrock
+    model_type: image
+    provider_model: "amazon.titan-image-generator-v2:0"
+    endpoint: "{upstream}"
+    region: us-east-1
+    api_key: "{upstream_key}"
+    metadata:
+      aws_access_key_id: "{bedrock_access_key_id}"
+      bedrock_image_quality: premium
+    price_per_image: 0.04
+  - alias: gemini-image-up    # Imagen through Vertex AI `:predict`, the token minted at the mock
+    provider: vertex
+    model_type: image
+    provider_model: imagen-test
+    endpoint: "{upstream}"
+    api_key: '{gcp_service_account}'
+    price_per_image: 0.04
   - alias: secret-model       # exists, but the demo tenant may not use it
     provider: mock
 bootstrap:
   tenants:
     - name: demo
-      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up, bedrock-up, bedrock-embed-up, mock-img, gpt-img-up]
+      allowed_models: [mock-chat, mock-embed, gpt-up, embed-up, gpt-failover, claude-up, azure-up, hf-chat, hf-embed, gemini-up, gemini-embed-up, bedrock-up, bedrock-embed-up, mock-img, gpt-img-up, bedrock-image-up, gemini-image-up]
   api_keys:
     - tenant: demo
       prefix: demo

@@ -9,7 +9,9 @@ mock's token endpoint (which verifies the signed JWT) and calls the mock's Verte
 `generateContent` / `streamGenerateContent` / `predict` routes, which check Gemini's body rules.
 `bedrock-up` is a `bedrock` entry on the mock's Bedrock Runtime routes, which recompute
 every SigV4 signature and check Converse's body rules; `bedrock-embed-up` embeds with Titan
-through a Bedrock API key.
+through a Bedrock API key. `bedrock-image-up` (Titan Image Generator, `InvokeModel`) and
+`gemini-image-up` (Imagen, Vertex AI `:predict`) generate images the mock checks like the
+providers do.
 """
 
 from __future__ import annotations
@@ -218,3 +220,28 @@ def test_bedrock_embeddings_float_and_base64(client, gateway):
     with pytest.raises(openai.BadRequestError) as raised:
         client.embeddings.create(model="bedrock-embed-up", input=["one", "two"])
     assert raised.value.param == "input"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("alias", "most"), [("bedrock-image-up", 5), ("gemini-image-up", 4)])
+def test_image_generation(client, gateway, alias, most):
+    raw = client.images.with_raw_response.generate(
+        model=alias, prompt="A red fox in the snow", n=2, response_format="b64_json"
+    )
+    result = raw.parse()
+    assert len(result.data) == 2
+    for image in result.data:
+        assert base64.b64decode(image.b64_json).startswith(PNG_SIGNATURE)
+    record = wait_for_usage(gateway, raw.headers["x-request-id"])
+    assert record["status"] == 200 and record["endpoint"] == "images.generations", show(record)
+    assert record["images"] == 2 and record["cost_micro_usd"] == 80_000, show(record)
+
+    url = client.images.generate(model=alias, prompt="A lighthouse", response_format="url")
+    assert url.data[0].url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.data[0].url.split(",", 1)[1]).startswith(PNG_SIGNATURE)
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.images.generate(model=alias, prompt="Too many", n=most + 1)
+    assert raised.value.param == "n"

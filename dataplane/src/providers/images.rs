@@ -146,6 +146,51 @@ pub(crate) fn all_filtered(provider: &str, reason: Option<&str>) -> ApiError {
     .with_param("prompt")
 }
 
+/// The aspect ratio the client's `size` (`<width>x<height>`) has exactly, among `allowed`
+/// (`"16:9"`, …): `None` without a size (or `auto`), a 400 naming `size` and listing
+/// `allowed` when it has none of them.
+pub(crate) fn aspect_ratio(
+    body: &RequestBody<'_>,
+    allowed: &[&'static str],
+    model: &str,
+) -> Result<Option<&'static str>, ApiError> {
+    let Some((width, height)) = body.image_size()? else {
+        return Ok(None);
+    };
+    let (mut a, mut b) = (width, height);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let ratio = format!("{}:{}", width / a, height / a);
+    allowed
+        .iter()
+        .find(|known| **known == ratio)
+        .copied()
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "This model ({model}) generates images in aspect ratios {} only; `size` {width}x{height} is {ratio}: send a size with one of them, e.g. `1024x1024`",
+                    allowed.join(", ")
+                ),
+            )
+            .with_param("size")
+        })
+}
+
+/// Refuses an `output_format` other than `png`: translating adapters ask for PNG.
+pub(crate) fn png_only(body: &RequestBody<'_>, model: &str) -> Result<(), ApiError> {
+    match string_param(body, "output_format").as_deref() {
+        None | Some("png") => Ok(()),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("This model ({model}) answers PNG images only: send `output_format: \"png\"` or leave it out"),
+        )
+        .with_param("output_format")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +220,54 @@ mod tests {
                 Err(ErrorCode::UpstreamError)
             );
         }
+    }
+
+    fn body(json: &str) -> RequestBody<'_> {
+        RequestBody::parse(json.as_bytes(), &crate::request::Route::ImagesGenerations)
+            .expect("a valid image body")
+    }
+
+    #[test]
+    fn sizes_map_to_exact_aspect_ratios_or_are_refused() {
+        let allowed = ["1:1", "16:9", "2:3"];
+        let ratio = |json: &str| aspect_ratio(&body(json), &allowed, "Test");
+        assert_eq!(ratio(r#"{"model":"m","prompt":"p"}"#).ok(), Some(None));
+        assert_eq!(
+            ratio(r#"{"model":"m","prompt":"p","size":"auto"}"#).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            ratio(r#"{"model":"m","prompt":"p","size":"1024x1024"}"#).ok(),
+            Some(Some("1:1"))
+        );
+        assert_eq!(
+            ratio(r#"{"model":"m","prompt":"p","size":"1920x1080"}"#).ok(),
+            Some(Some("16:9"))
+        );
+        assert_eq!(
+            ratio(r#"{"model":"m","prompt":"p","size":"1024x1536"}"#).ok(),
+            Some(Some("2:3"))
+        );
+        let error = ratio(r#"{"model":"m","prompt":"p","size":"1792x1024"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidParameter);
+        assert_eq!(error.param, Some("size"));
+        assert!(
+            error.message.contains("1:1, 16:9, 2:3") && error.message.contains("7:4"),
+            "{}",
+            error.message
+        );
+        assert!(png_only(&body(r#"{"model":"m","prompt":"p"}"#), "Test").is_ok());
+        assert!(png_only(
+            &body(r#"{"model":"m","prompt":"p","output_format":"png"}"#),
+            "Test"
+        )
+        .is_ok());
+        let error = png_only(
+            &body(r#"{"model":"m","prompt":"p","output_format":"jpeg"}"#),
+            "Test",
+        )
+        .unwrap_err();
+        assert_eq!(error.param, Some("output_format"));
     }
 
     #[test]

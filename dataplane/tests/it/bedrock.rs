@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
+mod images;
+
 const CHAT: &str = "/v1/chat/completions";
 const MODEL: &str = "anthropic.claude-test-v1:0";
 const CONVERSE: &str = "/model/anthropic.claude-test-v1%3A0/converse";

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
+mod images;
+
 const VERTEX_PREFIX: &str =
     "/v1/projects/omg-test-project/locations/europe-west4/publishers/google/models";
 

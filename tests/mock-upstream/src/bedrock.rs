@@ -1,6 +1,6 @@
 //! AWS Bedrock Runtime: `POST /model/{modelId}/converse`, `/converse-stream` (an AWS event
-//! stream), `/invoke` (Amazon Titan text embeddings' body), and `GET /async-invoke` (the
-//! gateway's health probe).
+//! stream), `/invoke` (Amazon Titan text embeddings' body, or an image model's: [`image`]),
+//! and `GET /async-invoke` (the gateway's health probe).
 //!
 //! Checked like Bedrock, in order: the credential — `Authorization: Bearer <key>` (a Bedrock
 //! API key) or a SigV4 signature ([`sigv4`]) by access key [`sigv4::ACCESS_KEY_ID`] whose
@@ -10,8 +10,10 @@
 //! `{"message"}` with an `x-amzn-ErrorType` header. The model id, like a `model`, may carry
 //! directives. Stream frames carry real CRCs; each delta frame is sent in two pieces, split
 //! mid-frame. Bedrock-only directives: `stream-error` (a `throttlingException` frame after
-//! the first delta, then the end) and `corrupt-crc` (the second delta frame's CRC is wrong).
+//! the first delta, then the end) and `corrupt-crc` (the second delta frame's CRC is wrong);
+//! `content-filter` filters every image of an image request.
 
+mod image;
 pub mod sigv4;
 mod stream;
 mod validate;
@@ -162,6 +164,9 @@ pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u6
         "invoke" => {
             if let Some(reply) = handler::play_common(&behaviour, false, failure).await {
                 return reply;
+            }
+            if image::is_image_request(&request) {
+                return image::generate(&request, &model, behaviour.content_filter);
             }
             titan(&request)
         }

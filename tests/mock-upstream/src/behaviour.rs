@@ -53,7 +53,8 @@ pub(crate) struct Behaviour {
     pub stream_error: bool,
     /// `corrupt-crc` (Bedrock): the second delta frame of a stream has a wrong CRC.
     pub corrupt_crc: bool,
-    /// `content-filter`: Azure refuses the prompt (400 `content_filter`).
+    /// `content-filter`: Azure refuses the prompt (400 `content_filter`); Bedrock and Vertex
+    /// image models filter every image, each in its own shape.
     pub content_filter: bool,
     /// `content-filter-completion`: the answer is cut short with `finish_reason:
     /// "content_filter"`.

@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::handler::Reply;
-use crate::vertex::percent_decode;
+use crate::vertex::token::percent_decode;
 use crate::Shared;
 
 /// The path suffix of the token endpoint (after `/{tenant}`).

@@ -87,16 +87,18 @@
 //! `POST /token` (the JWT-bearer grant; the RS256 assertion is verified against the test
 //! service account [`TEST_SERVICE_ACCOUNT`], its `iss`, `aud`, `scope` and `exp`),
 //! `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`,
-//! `:streamGenerateContent?alt=sse`, `:predict` (bearer token minted by `/token`, unexpired,
-//! else 401 `UNAUTHENTICATED`), and `POST /v1beta/models/{m}:generateContent`,
-//! `:streamGenerateContent?alt=sse`, `:batchEmbedContents` (`x-goog-api-key`). Bodies are
+//! `:streamGenerateContent?alt=sse`, `:predict` (text embeddings and Imagen; bearer token
+//! minted by `/token`, unexpired, else 401 `UNAUTHENTICATED`), and
+//! `POST /v1beta/models/{m}:generateContent`, `:streamGenerateContent?alt=sse`,
+//! `:batchEmbedContents`, `:predict` (Imagen) (`x-goog-api-key`). Bodies are
 //! checked like Gemini (roles `user`/`model`, one data field per part, function responses
 //! answering the previous turn's calls, no unknown fields, Gemini's schema subset). Directives
 //! `safety-block`, `prompt-block`, `thinking` (thought signatures required back) and
-//! `stream-error`; see `vertex.rs`. [`MockUpstream::set_token_lifetime`] shortens tokens.
+//! `stream-error`, and `content-filter` (every Imagen image filtered); see `vertex.rs`. [`MockUpstream::set_token_lifetime`] shortens tokens.
 //!
 //! **AWS Bedrock Runtime** — `POST /model/{modelId}/converse`, `…/converse-stream`,
-//! `…/invoke` (Titan text embeddings) and `GET /async-invoke`. With a configured key, the
+//! `…/invoke` (Titan text embeddings; image generation in the Titan / Nova Canvas, Stability
+//! AI and SDXL bodies, `content-filter` filtering every image) and `GET /async-invoke`. With a configured key, the
 //! credential is checked first: `Authorization: Bearer <key>` (a Bedrock API key), or a SigV4
 //! signature by access key [`BEDROCK_ACCESS_KEY_ID`] whose secret is the key, recomputed from
 //! the received method, path (double-encoded canonical URI), query, signed headers and body,

@@ -150,7 +150,7 @@ impl ProviderAdapter for BedrockAdapter {
     fn request(
         &self,
         call: &Call<'_>,
-        _deployment: &Deployment,
+        deployment: &Deployment,
     ) -> Result<UpstreamRequest, ApiError> {
         let (operation, body) = match call.route {
             Route::Chat => (
@@ -162,6 +162,14 @@ impl ProviderAdapter for BedrockAdapter {
                 build_converse(call.raw, &self.settings)?,
             ),
             Route::Embeddings => ("/invoke", build_titan(call.raw, &self.settings)?),
+            Route::ImagesGenerations => (
+                "/invoke",
+                super::image::build_image(
+                    call.body,
+                    &self.settings.image,
+                    &deployment.provider_model,
+                )?,
+            ),
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::OperationUnsupported,
@@ -180,6 +188,9 @@ impl ProviderAdapter for BedrockAdapter {
 
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
         let (body, usage) = match call.route {
+            Route::ImagesGenerations => {
+                return super::image::translate_image(body, call.created, call.body.image_format)
+            }
             Route::Embeddings => translate_titan(body, call.alias, call.body.base64_embeddings)?,
             _ => translate_response(body, call.alias, call.request_id, call.created)?,
         };

@@ -13,7 +13,9 @@ use omg_shared::error::ErrorCode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::providers::chat::error::{by_status, credentials_refused, rate_limited, with_message};
+use crate::providers::chat::error::{
+    by_status, credentials_refused, rate_limited, sanitize, with_message,
+};
 
 /// Maps a Bedrock error answer (status and body) to the error for the client.
 pub fn map_error(status: u16, body: &[u8]) -> ApiError {
@@ -54,6 +56,7 @@ fn classify(kind: Option<&str>, status: Option<u16>, message: Option<&str>) -> A
     let upstream = |code: ErrorCode, text: &str| ApiError::new(code, text.to_owned());
     let kind = kind.map(str::to_ascii_lowercase);
     match kind.as_deref() {
+        Some("validationexception") if is_content_filter(message) => content_filter(message),
         Some("validationexception") => client(ErrorCode::InvalidParameter, message),
         Some("throttlingexception" | "modelnotreadyexception") => rate_limited(),
         Some("servicequotaexceededexception") => upstream(
@@ -77,6 +80,7 @@ fn classify(kind: Option<&str>, status: Option<u16>, message: Option<&str>) -> A
             )
         }
         _ => match status {
+            Some(400) if is_content_filter(message) => content_filter(message),
             Some(400 | 422) => client(ErrorCode::InvalidParameter, message),
             Some(413) => client(ErrorCode::RequestTooLarge, message),
             Some(408 | 504) => model_timed_out(),
@@ -101,4 +105,23 @@ fn client(code: ErrorCode, message: Option<&str>) -> ApiError {
         error = error.with_param("messages");
     }
     error
+}
+
+/// Whether a validation message is a moderation refusal (image models: "This request has
+/// been blocked by our content filters…", "The generated image has been blocked by our
+/// content filters…").
+fn is_content_filter(message: Option<&str>) -> bool {
+    message.is_some_and(|m| {
+        m.to_ascii_lowercase()
+            .contains("blocked by our content filters")
+    })
+}
+
+/// A moderation refusal: 400 `content_filter` naming `prompt`, with Bedrock's message.
+fn content_filter(message: Option<&str>) -> ApiError {
+    ApiError::new(
+        ErrorCode::ContentFilter,
+        message.map(sanitize).unwrap_or_default(),
+    )
+    .with_param("prompt")
 }

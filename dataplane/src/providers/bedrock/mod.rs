@@ -1,6 +1,7 @@
 //! AWS Bedrock behind the OpenAI API: chat through Converse (`POST /model/{modelId}/converse`)
 //! and ConverseStream (`…/converse-stream`, an AWS event stream), embeddings through
-//! `InvokeModel` with Titan's body (`…/invoke`).
+//! `InvokeModel` with Titan's body (`…/invoke`), image generation through `InvokeModel` with
+//! the bodies of Titan, Nova Canvas and Stability AI (`image.rs`).
 //!
 //! Pure translation, no I/O: [`build_converse`] turns an OpenAI chat body into a Converse
 //! body, [`translate_response`] turns a Converse answer into a `chat.completion`,
@@ -53,6 +54,7 @@ mod adapter;
 mod embed;
 mod error;
 pub mod eventstream;
+mod image;
 mod messages;
 mod request;
 mod response;

@@ -146,10 +146,14 @@ impl ProviderAdapter for VertexAdapter {
                 let body = build_embeddings(call.raw, self.api, &deployment.provider_model)?;
                 (self.method_path(deployment, method), body)
             }
+            Route::ImagesGenerations => (
+                self.method_path(deployment, "predict"),
+                super::image::imagen_request(call.body, deployment, self.api)?,
+            ),
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::OperationUnsupported,
-                    "This model (Gemini) serves chat completions and embeddings only.",
+                    "This model (Gemini) serves chat completions, embeddings and image generation (Imagen) only.",
                 )
                 .with_param("model"))
             }
@@ -169,6 +173,9 @@ impl ProviderAdapter for VertexAdapter {
     }
 
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        if matches!(call.route, Route::ImagesGenerations) {
+            return super::image::translate_imagen(body, call.created, call.body.image_format);
+        }
         if matches!(call.route, Route::Embeddings) {
             let estimate = estimate_tokens(&call.body.prompt_text());
             let (body, usage) = translate_embeddings(

@@ -75,8 +75,22 @@ fn too_large(detail: &ErrorDetail<'_>) -> ApiError {
     )
 }
 
-/// A mistake in the client's request: Google's message, cleaned, else a generic one.
+/// A mistake in the client's request: Google's message, cleaned, else a generic one. A
+/// prompt Imagen refuses ("… violate Google's Responsible AI practices …") is a 400
+/// `content_filter` naming `prompt`.
 fn client_error(detail: &ErrorDetail<'_>) -> ApiError {
+    if detail
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("Responsible AI practices"))
+    {
+        return with_message(
+            ErrorCode::ContentFilter,
+            detail.message.as_deref(),
+            "Google's safety filters refused the prompt.",
+        )
+        .with_param("prompt");
+    }
     with_message(
         ErrorCode::InvalidParameter,
         detail.message.as_deref(),

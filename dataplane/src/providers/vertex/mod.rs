@@ -1,5 +1,6 @@
 //! Google Vertex AI and the Gemini API (`generateContent`, `streamGenerateContent?alt=sse`,
-//! `predict`, `batchEmbedContents`) behind the OpenAI chat completions and embeddings APIs.
+//! `predict`, `batchEmbedContents`) behind the OpenAI chat completions, embeddings and image
+//! generation (Imagen, `image.rs`) APIs.
 //!
 //! Pure translation, no I/O: [`build_chat`] turns an OpenAI chat body into a
 //! `generateContent` request, [`translate_response`] turns the answer into a
@@ -57,6 +58,7 @@ mod adapter;
 mod embeddings;
 mod error;
 mod ids;
+mod image;
 mod messages;
 mod request;
 mod response;

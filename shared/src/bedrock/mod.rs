@@ -21,6 +21,10 @@
 //!    `AWS_SESSION_TOKEN`, then the profile `AWS_PROFILE` (or `default`) of the shared
 //!    credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`). A data
 //!    plane that finds none refuses the snapshot, naming these keys.
+//!
+//! Image entries' `bedrock_image_*` keys are read by [`image`].
+
+pub mod image;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CatalogEntry, ModelType, ProvidersConfig};
 use crate::secret::Secret;
+pub use image::{ImageFamily, ImageQuality, ImageSettings};
 
 /// Metadata key: the access key id whose secret is the entry's `api_key`.
 pub const ACCESS_KEY_ID_KEY: &str = "aws_access_key_id";
@@ -90,6 +95,8 @@ pub struct BedrockSettings {
     pub profile: Option<String>,
     /// The access key id of a static key whose secret is the entry's `api_key`.
     pub access_key_id: Option<String>,
+    /// Image generation (`bedrock_image_*`).
+    pub image: ImageSettings,
 }
 
 impl BedrockSettings {
@@ -146,7 +153,28 @@ impl BedrockSettings {
             embed_normalize,
             profile: name(PROFILE_KEY)?,
             access_key_id: name(ACCESS_KEY_ID_KEY)?,
+            image: ImageSettings::from_metadata(metadata)?,
         })
+    }
+}
+
+/// The config path of a metadata key, for error messages.
+fn metadata_path(key: &'static str) -> &'static str {
+    match key {
+        ACCESS_KEY_ID_KEY => "metadata.aws_access_key_id",
+        PROFILE_KEY => "metadata.aws_profile",
+        DEFAULT_MAX_TOKENS_KEY => "metadata.bedrock_default_max_tokens",
+        EMBEDDING_FORMAT_KEY => "metadata.bedrock_embedding_format",
+        EMBED_DIMS_KEY => "metadata.bedrock_embed_dims",
+        EMBED_NORMALIZE_KEY => "metadata.bedrock_embed_normalize",
+        image::IMAGE_FORMAT_KEY => "metadata.bedrock_image_format",
+        image::IMAGE_TASK_TYPE_KEY => "metadata.bedrock_image_task_type",
+        image::IMAGE_QUALITY_KEY => "metadata.bedrock_image_quality",
+        image::IMAGE_CFG_SCALE_KEY => "metadata.bedrock_image_cfg_scale",
+        image::IMAGE_STYLE_KEY => "metadata.bedrock_image_style",
+        image::IMAGE_SEED_KEY => "metadata.bedrock_image_seed",
+        image::IMAGE_NEGATIVE_PROMPT_KEY => "metadata.bedrock_image_negative_prompt",
+        _ => "metadata",
     }
 }
 
@@ -184,19 +212,8 @@ pub(crate) fn resolve_entry(
     entry: &CatalogEntry,
     providers: &ProvidersConfig,
 ) -> Result<Resolved, (&'static str, String)> {
-    let settings = BedrockSettings::from_metadata(&entry.metadata).map_err(|(key, message)| {
-        (
-            match key {
-                ACCESS_KEY_ID_KEY => "metadata.aws_access_key_id",
-                PROFILE_KEY => "metadata.aws_profile",
-                DEFAULT_MAX_TOKENS_KEY => "metadata.bedrock_default_max_tokens",
-                EMBEDDING_FORMAT_KEY => "metadata.bedrock_embedding_format",
-                EMBED_DIMS_KEY => "metadata.bedrock_embed_dims",
-                _ => "metadata.bedrock_embed_normalize",
-            },
-            message,
-        )
-    })?;
+    let settings = BedrockSettings::from_metadata(&entry.metadata)
+        .map_err(|(key, message)| (metadata_path(key), message))?;
     let (region, from) = match (&entry.region, &providers.aws_region) {
         (Some(region), _) => (region.trim(), ""),
         (None, Some(region)) => (region.trim(), " (from `providers.aws_region`)"),
@@ -223,12 +240,22 @@ pub(crate) fn resolve_entry(
             "must not be empty: it is the Bedrock model id, inference profile id or ARN".to_owned(),
         ));
     }
-    if entry.model_type != ModelType::Llm && entry.model_type != ModelType::Embedding {
-        return Err((
-            "model_type",
-            "a `bedrock` entry serves `llm` (Converse) or `embedding` (Titan text embeddings)"
-                .to_owned(),
-        ));
+    match entry.model_type {
+        ModelType::Llm | ModelType::Embedding => {}
+        ModelType::Image => {
+            let model = entry.provider_model.as_deref().unwrap_or(&entry.alias);
+            settings
+                .image
+                .family(model.trim())
+                .map_err(|(key, message)| (metadata_path(key), message))?;
+        }
+        _ => {
+            return Err((
+                "model_type",
+                "a `bedrock` entry serves `llm` (Converse), `embedding` (Titan text embeddings) or `image` (Titan, Nova Canvas, Stability AI image generation)"
+                    .to_owned(),
+            ))
+        }
     }
     let endpoint = entry
         .endpoint
@@ -334,6 +361,49 @@ mod tests {
         ] {
             let (bad, _) = BedrockSettings::from_metadata(&meta(&[(key, value)])).unwrap_err();
             assert_eq!(bad, key);
+        }
+    }
+
+    #[test]
+    fn image_entries_are_checked_at_load_naming_the_key() {
+        let errors_of = |metadata: &str, model: &str| {
+            let text = format!(
+                "model_catalog:\n  - alias: pics\n    provider: bedrock\n    model_type: image\n    region: us-east-1\n    api_key: k\n    provider_model: \"{model}\"\n    metadata: {metadata}\n"
+            );
+            match crate::config::load_str(&text, &|_| None) {
+                Ok(_) => String::from("<no error>"),
+                Err(errors) => errors.to_string(),
+            }
+        };
+        let titan = "amazon.titan-image-generator-v2:0";
+        assert_eq!(
+            errors_of("{bedrock_image_quality: premium}", titan),
+            "<no error>"
+        );
+        for (metadata, model, needle) in [
+            (
+                "{bedrock_image_style: anime}",
+                titan,
+                "metadata.bedrock_image_style",
+            ),
+            (
+                "{bedrock_image_task_type: INPAINTING}",
+                titan,
+                "metadata.bedrock_image_task_type",
+            ),
+            (
+                "{}",
+                "my-provisioned-model",
+                "metadata.bedrock_image_format",
+            ),
+            (
+                "{bedrock_image_cfg_scale: x}",
+                titan,
+                "metadata.bedrock_image_cfg_scale",
+            ),
+        ] {
+            let message = errors_of(metadata, model);
+            assert!(message.contains(needle), "{metadata}: {message}");
         }
     }
 

@@ -15,6 +15,10 @@
 //! - `gemini`: the Gemini API (Google AI Studio), `/v1beta/models/{model}:…`, with the entry's
 //!   `api_key` (an AI Studio API key) sent as `x-goog-api-key`. The base URL defaults to
 //!   `https://generativelanguage.googleapis.com`.
+//!
+//! Image entries' `vertex_image_*` keys (Imagen) are read by [`image`].
+
+pub mod image;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -191,6 +195,7 @@ pub(crate) fn resolve_entry(
 ) -> Result<Resolved, (&'static str, String)> {
     let api = VertexApi::from_metadata(&entry.metadata)
         .map_err(|message| ("metadata.vertex_api", message))?;
+    image::ImageSettings::from_metadata(&entry.metadata, api)?;
     let api_key = entry.api_key.clone().filter(|key| !key.is_empty());
     if api == VertexApi::Gemini {
         let credential = api_key.ok_or((
@@ -271,7 +276,7 @@ mod tests {
     use super::*;
 
     /// The test-only service account shared with the mock upstream.
-    const TEST_KEY: &str = include_str!("../../tests/fixtures/vertex/test-service-account.json");
+    const TEST_KEY: &str = include_str!("../../../tests/fixtures/vertex/test-service-account.json");
 
     #[test]
     fn service_account_keys_are_checked_without_quoting_them() {
