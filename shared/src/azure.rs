@@ -289,9 +289,13 @@ mod tests {
             AzureAuth::from_metadata(&meta(" bearer ")),
             Ok(AzureAuth::Bearer)
         );
-        let error = AzureAuth::from_metadata(&meta("entra")).unwrap_err();
+        assert_eq!(
+            AzureAuth::from_metadata(&meta("entra")),
+            Ok(AzureAuth::Entra)
+        );
+        let error = AzureAuth::from_metadata(&meta("kerberos")).unwrap_err();
         assert!(
-            error.contains("`entra`") && error.contains("bearer"),
+            error.contains("`kerberos`") && error.contains("entra") && error.contains("bearer"),
             "{error}"
         );
     }

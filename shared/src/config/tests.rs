@@ -226,11 +226,23 @@ fn azure_entries_need_endpoint_key_and_a_valid_api_version() {
         "{message}"
     );
     let message = errors_of(&entry(
-        "    api_version: \"2024-10-21\"\n    metadata: {azure_auth: entra}\n",
+        "    api_version: \"2024-10-21\"\n    metadata: {azure_auth: kerberos}\n",
     ));
     assert!(
         message.contains("`model_catalog[0].metadata.azure_auth`"),
         "{message}"
+    );
+    // Entra ID needs its tenant and client ids; with them the entry is valid.
+    let message = errors_of(&entry(
+        "    api_version: \"2024-10-21\"\n    metadata: {azure_auth: entra}\n",
+    ));
+    assert!(
+        message.contains("`model_catalog[0].metadata.azure_tenant_id`"),
+        "{message}"
+    );
+    assert_eq!(
+        errors_of(&entry("    api_version: \"2024-10-21\"\n    metadata: {azure_auth: entra, azure_tenant_id: contoso, azure_client_id: app-1}\n")),
+        "<no error>"
     );
     let message = errors_of(&entry(
         "    api_version: \"2024-10-21\"\n    deployment: \" \"\n",
