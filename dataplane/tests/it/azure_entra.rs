@@ -25,24 +25,6 @@ fn entra(alias: &str, upstream: &MockUpstream, client_id: &str) -> Entry {
         )
 }
 
-/// Posts until the gateway has its first token (minted in the background; until then the
-/// attempt fails as the deployment's).
-async fn first_answer(gateway: &Gateway, alias: &str) -> reqwest::Response {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = gateway
-            .post("/v1/chat/completions")
-            .json(&chat(alias, false))
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 502 || Instant::now() > deadline {
-            return response;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn requests_carry_entra_tokens_that_are_renewed_and_never_the_secret() {
     let upstream = upstream().await;
@@ -54,7 +36,7 @@ async fn requests_carry_entra_tokens_that_are_renewed_and_never_the_secret() {
         "",
     ))
     .await;
-    let response = first_answer(&gateway, "az-entra").await;
+    let response = first_answer(&gateway, &chat("az-entra", false)).await;
     assert_eq!(response.status(), 200, "log:\n{}", gateway.log());
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["object"], "chat.completion");

@@ -387,6 +387,24 @@ impl Drop for Gateway {
 }
 
 /// A chat body.
+/// Posts a chat request until the gateway has the deployment's first token (minted by a
+/// background refresher: until then the attempt fails as the deployment's, 502).
+pub async fn first_answer(gateway: &Gateway, body: &Value) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = gateway
+            .post("/v1/chat/completions")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 502 || Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn chat(model: &str, stream: bool) -> Value {
     serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Say hello to the gateway"}]})
 }

@@ -119,24 +119,6 @@ async fn start(upstream: &MockUpstream) -> Gateway {
     Gateway::start(&config(&entries, &ALIASES)).await
 }
 
-/// Posts until the gateway has its first token (the refresher mints it in the background;
-/// until then attempts fail as the deployment's).
-async fn first_answer(gateway: &Gateway, body: &Value) -> reqwest::Response {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = gateway
-            .post("/v1/chat/completions")
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 502 || Instant::now() > deadline {
-            return response;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn last_to(upstream: &MockUpstream, path: &str) -> RecordedRequest {
     upstream
         .requests_to(path)
