@@ -634,6 +634,16 @@ pub fn deployment_from_entry(
             .map_err(|message| ("price_output", message))?,
         image: PricePerImage::from_usd(entry.price_per_image)
             .map_err(|message| ("price_per_image", message))?,
+        cache_read: entry
+            .price_cache_read
+            .map(PricePer1k::from_usd)
+            .transpose()
+            .map_err(|message| ("price_cache_read", message))?,
+        cache_write: entry
+            .price_cache_write
+            .map(PricePer1k::from_usd)
+            .transpose()
+            .map_err(|message| ("price_cache_write", message))?,
     };
     let mut metadata = entry.metadata.clone();
     let mut region = entry.region.clone();

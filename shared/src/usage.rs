@@ -53,9 +53,13 @@ pub struct UsageEvent {
     pub completion_tokens: u64,
     /// Sum of both.
     pub total_tokens: u64,
-    /// Prompt tokens served from the provider's cache.
+    /// Prompt tokens served from the provider's cache (billed at `price_cache_read`).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (billed at `price_cache_write`).
+    /// Written only when non-zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
     /// Images generated (image generation), billed at the deployment's `price_per_image`.
     /// Written only when non-zero.
     #[serde(default, skip_serializing_if = "is_zero")]

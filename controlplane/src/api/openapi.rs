@@ -62,6 +62,8 @@ impl utoipa::PartialSchema for CatalogEntryDoc {
             .property("region", string())
             .property("price_input", number().description(Some("USD per 1K prompt tokens")))
             .property("price_output", number().description(Some("USD per 1K completion tokens")))
+            .property("price_cache_read", number().description(Some("USD per 1K prompt tokens read from the provider's prompt cache (default: price_input)")))
+            .property("price_cache_write", number().description(Some("USD per 1K prompt tokens written to the provider's prompt cache (default: price_input)")))
             .property("price_per_image", number().description(Some("USD per generated image (`model_type: image`)")))
             .property("weight", ObjectBuilder::new().schema_type(Type::Integer))
             .property("enabled", ObjectBuilder::new().schema_type(Type::Boolean))

@@ -178,6 +178,7 @@ diesel::table! {
         completion_tokens -> Int8,
         total_tokens -> Int8,
         cached_tokens -> Int8,
+        cache_write_tokens -> Int8,
         images -> Int8,
         cost_micro_usd -> Int8,
         latency_ms -> Int8,

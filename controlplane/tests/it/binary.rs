@@ -260,6 +260,7 @@ async fn counters_rebuild_command_fills_redis_from_postgres() {
         completion_tokens: 1,
         total_tokens: 2,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         cost_micro_usd: 4242,
         latency_ms: 1,
         ttft_ms: None,

@@ -19,7 +19,7 @@ model_catalog:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn image_deployments_are_priced_per_image() {
+async fn image_and_prompt_cache_prices_are_kept_and_checked() {
     let cp = Cp::start(CATALOG).await;
     let root = cp.user("root@x.test", true).await;
     let t = cp.token(root.id);
@@ -49,6 +49,37 @@ async fn image_deployments_are_priced_per_image() {
             .as_str()
             .unwrap_or_default()
             .contains("price_per_image"),
+        "{err}"
+    );
+    // Prompt-cache prices are kept beside the token prices and checked the same way.
+    let (status, claude) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({"alias": "claude", "provider": "mock", "price_input": 0.003,
+                        "price_output": 0.015, "price_cache_read": 0.0003, "price_cache_write": 0.00375})),
+        )
+        .await;
+    assert_eq!(status, 201, "{claude}");
+    assert_eq!(
+        (&claude["price_cache_read"], &claude["price_cache_write"]),
+        (&json!(0.0003), &json!(0.00375))
+    );
+    let (status, err) = cp
+        .call(
+            Method::POST,
+            "/admin/model-catalog",
+            Some(&t),
+            Some(json!({"alias": "claude", "provider": "mock", "price_cache_write": 50_000})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("price_cache_write"),
         "{err}"
     );
 }

@@ -38,6 +38,7 @@ async fn spend(cp: &Cp, tenant: Option<Uuid>, key: Option<Uuid>, at: DateTime<Ut
         completion_tokens: 10,
         total_tokens: 20,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         cost_micro_usd: micros,
         latency_ms: 5,
         ttft_ms: None,

@@ -48,6 +48,7 @@ pub(crate) fn pass_through(body: &[u8]) -> Result<Answer, ApiError> {
             prompt_tokens: usage.input_tokens,
             completion_tokens: usage.output_tokens,
             cached_tokens: usage.input_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: 0,
             images: probe.data.len() as u64,
         }),
     })
@@ -208,6 +209,7 @@ mod tests {
                 prompt_tokens: 12,
                 completion_tokens: 4160,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
                 images: 2,
             })
         );

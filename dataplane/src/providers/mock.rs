@@ -64,6 +64,7 @@ pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
             .unwrap_or_else(|| estimate_tokens(prompt).max(1)),
         completion_tokens: settings.completion_tokens.unwrap_or(settings.chunks),
         cached_tokens: 0,
+        cache_write_tokens: 0,
         images: 0,
     };
     (chunks, usage)
@@ -256,6 +257,7 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
             prompt_tokens,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         },
     )

@@ -29,10 +29,26 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
-    /// Cached prompt tokens.
+    /// Of the prompt tokens, those read from the provider's prompt cache.
     pub cached_tokens: u64,
+    /// Of the prompt tokens, those written to the provider's prompt cache (Anthropic,
+    /// Bedrock).
+    pub cache_write_tokens: u64,
     /// Images generated (image generation).
     pub images: u64,
+}
+
+impl Usage {
+    /// What the request consumed, for pricing.
+    pub fn consumption(&self) -> omg_shared::money::Consumption {
+        omg_shared::money::Consumption {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cache_read_tokens: self.cached_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            images: self.images,
+        }
+    }
 }
 
 pub use adapter::{

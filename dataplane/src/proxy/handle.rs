@@ -281,7 +281,7 @@ fn estimate(
         .map(|d| {
             d.deployment
                 .pricing
-                .cost_with_images(prompt, completion, body.images)
+                .worst_case(prompt, completion, body.images)
         })
         .max()
         .unwrap_or(0);
@@ -470,11 +470,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     let endpoint = ctx.route.as_ref().map_or("unknown", Route::endpoint_name);
     let alias = ctx.alias.as_deref().unwrap_or("-");
     let provider = ctx.provider.map_or("-", |p| p.as_str());
-    let cost = ctx.pricing.cost_with_images(
-        ctx.usage.prompt_tokens,
-        ctx.usage.completion_tokens,
-        ctx.usage.images,
-    );
+    let cost = ctx.pricing.charge(&ctx.usage.consumption());
     metrics
         .requests
         .with_label_values(&[endpoint, alias, provider, &status.to_string()])
@@ -539,6 +535,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
             completion_tokens: ctx.usage.completion_tokens,
             total_tokens: ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
             cached_tokens: ctx.usage.cached_tokens,
+            cache_write_tokens: ctx.usage.cache_write_tokens,
             images: ctx.usage.images,
             cost_micro_usd: cost,
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),

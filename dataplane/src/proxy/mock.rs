@@ -85,6 +85,7 @@ pub(super) async fn serve(
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         images: 0,
     };
     ctx.usage_estimated = true;

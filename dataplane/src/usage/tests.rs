@@ -43,6 +43,7 @@ fn event(n: u64) -> UsageEvent {
         completion_tokens: 2 * n,
         total_tokens: 3 * n,
         cached_tokens: 1,
+        cache_write_tokens: 0,
         images: 0,
         cost_micro_usd: 17 * n as i64,
         latency_ms: 12,

@@ -454,3 +454,79 @@ fn bad_anthropic_metadata_is_refused_at_start_up() {
     );
     assert!(log.contains("anthropic_max_tokens"), "{log}");
 }
+
+/// Cost in micro-USD, rounded up once, at Claude Sonnet's prices: $3/M input, $0.30/M cache
+/// reads, $3.75/M cache writes, $15/M output.
+fn sonnet_cost(record: &Value) -> i64 {
+    let n = |field: &str| u128::from(record[field].as_u64().unwrap_or(0));
+    let (read, write) = (n("cached_tokens"), n("cache_write_tokens"));
+    let uncached = n("prompt_tokens") - read - write;
+    let nano_times_1k = uncached * 3_000_000
+        + read * 300_000
+        + write * 3_750_000
+        + n("completion_tokens") * 15_000_000;
+    i64::try_from(nano_times_1k.div_ceil(1_000_000)).unwrap()
+}
+
+#[tokio::test]
+async fn prompt_cache_writes_and_reads_are_billed_at_their_own_prices() {
+    let upstream = upstream().await;
+    let entry = claude(&upstream, "claude-test")
+        .with("price_input", "0.003")
+        .with("price_output", "0.015")
+        .with("price_cache_read", "0.0003")
+        .with("price_cache_write", "0.00375");
+    let gateway = gateway_for(&[entry]).await;
+    let long_context = "clause ".repeat(400);
+    let body = json!({
+        "model": "claude",
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": long_context, "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "user", "content": "Summarize the contract"}
+        ]
+    });
+    let mut records = Vec::new();
+    for id in ["it-cache-write", "it-cache-read"] {
+        let response = gateway
+            .post(CHAT)
+            .header("x-request-id", id)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", gateway.log());
+        let answer: Value = response.json().await.unwrap();
+        records.push((answer, gateway.usage_of(id).await));
+    }
+    let sent = upstream.requests_to("/v1/messages");
+    assert_eq!(
+        sent[0].json().unwrap()["system"][0]["cache_control"],
+        json!({"type": "ephemeral"}),
+        "the marker reaches Anthropic"
+    );
+
+    let (first, write) = &records[0];
+    assert_eq!(write["cache_write_tokens"], 400, "{write}");
+    assert_eq!(write["cached_tokens"], 0);
+    assert_eq!(first["usage"]["prompt_tokens"], write["prompt_tokens"]);
+    assert_eq!(write["cost_micro_usd"], sonnet_cost(write));
+
+    let (second, read) = &records[1];
+    assert_eq!(read["cached_tokens"], 400, "{read}");
+    assert!(
+        read.get("cache_write_tokens").is_none(),
+        "written when non-zero"
+    );
+    assert_eq!(
+        second["usage"]["prompt_tokens_details"]["cached_tokens"],
+        400
+    );
+    assert_eq!(read["cost_micro_usd"], sonnet_cost(read));
+    // Same prompt, same answer size: the write costs 1.25× the input price, the read 0.1×.
+    assert_eq!(read["prompt_tokens"], write["prompt_tokens"]);
+    let saved =
+        write["cost_micro_usd"].as_i64().unwrap() - read["cost_micro_usd"].as_i64().unwrap();
+    assert_eq!(saved, (400 * (3_750_000 - 300_000_i64)) / 1_000_000);
+}

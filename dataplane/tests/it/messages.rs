@@ -87,7 +87,14 @@ async fn an_anthropic_deployment_gets_the_request_as_written() {
     let record = gateway.usage_of("it-msg-native").await;
     assert_eq!(record["endpoint"], "messages");
     assert_eq!(record["provider"], "anthropic");
-    assert_eq!(record["prompt_tokens"], answer["usage"]["input_tokens"]);
+    // Every input token is a prompt token; the marked system prompt was written to the cache.
+    let usage = &answer["usage"];
+    assert_eq!(usage["cache_creation_input_tokens"], 3, "{usage}");
+    assert_eq!(
+        record["prompt_tokens"].as_u64(),
+        Some(usage["input_tokens"].as_u64().unwrap() + 3)
+    );
+    assert_eq!(record["cache_write_tokens"], 3);
     assert_eq!(
         record["completion_tokens"],
         answer["usage"]["output_tokens"]

@@ -300,6 +300,16 @@ pub struct CatalogEntry {
     /// USD per 1K completion tokens. Default 0.
     #[serde(default)]
     pub price_output: f64,
+    /// USD per 1K prompt tokens read from the provider's prompt cache (OpenAI's
+    /// `cached_tokens`, Anthropic's and Bedrock's cache reads, Gemini's cached content).
+    /// Default: `price_input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_cache_read: Option<f64>,
+    /// USD per 1K prompt tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, Bedrock's `cacheWriteInputTokens`). Default:
+    /// `price_input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_cache_write: Option<f64>,
     /// USD per generated image (`model_type: image`), added to any token prices the
     /// provider's usage reports (e.g. `gpt-image-1`). Default 0.
     #[serde(default)]

@@ -6,6 +6,7 @@
 //! the OpenAI routes, a `tool_use` block when asked for one, `stop_sequences` and `max_tokens`
 //! honoured. Errors, scripted failures included, are `{"type":"error","error":{…}}`.
 
+pub(crate) mod cache;
 mod stream;
 mod validate;
 
@@ -142,7 +143,8 @@ pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u6
         return reply;
     }
     let n = behaviour.chunks.unwrap_or(shared.config.default_chunks);
-    let plan = Plan::new(&checked, n, seq);
+    let cache = shared.prompt_cache.take(checked.cache_prefix.as_ref());
+    let plan = Plan::new(&checked, n, seq, cache);
     if checked.stream {
         return Reply::Stream(crate::stream::start_steps(stream::plan(&plan, &behaviour)));
     }
@@ -165,12 +167,15 @@ struct Plan {
     tool: Option<(String, String)>,
     stop_reason: &'static str,
     stop_sequence: Option<String>,
+    /// Uncached input tokens.
     input_tokens: u64,
+    /// What the prompt cache read and wrote.
+    cache: cache::CacheUse,
     output_tokens: u64,
 }
 
 impl Plan {
-    fn new(checked: &validate::Checked<'_>, n: usize, seq: u64) -> Plan {
+    fn new(checked: &validate::Checked<'_>, n: usize, seq: u64, cache: cache::CacheUse) -> Plan {
         let forced = checked.tool_call.as_ref().is_some_and(|call| call.forced);
         let mut text = if forced {
             Vec::new()
@@ -207,7 +212,10 @@ impl Plan {
             tool,
             stop_reason,
             stop_sequence,
-            input_tokens: checked.input_tokens,
+            input_tokens: checked
+                .input_tokens
+                .saturating_sub(cache.read + cache.write),
+            cache,
             output_tokens,
         }
     }
@@ -247,8 +255,8 @@ impl Plan {
 
     fn usage(&self, output_tokens: u64) -> String {
         format!(
-            r#"{{"input_tokens":{},"output_tokens":{output_tokens},"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}"#,
-            self.input_tokens
+            r#"{{"input_tokens":{},"output_tokens":{output_tokens},"cache_creation_input_tokens":{},"cache_read_input_tokens":{}}}"#,
+            self.input_tokens, self.cache.write, self.cache.read
         )
     }
 }
@@ -317,19 +325,20 @@ mod tests {
             stream: false,
             input_tokens: 4,
             stop_sequences: Vec::new(),
+            cache_prefix: None,
             tool_call,
         }
     }
 
     #[test]
     fn plans() {
-        let plan = Plan::new(&checked(100, None), 3, 7);
+        let plan = Plan::new(&checked(100, None), 3, 7, cache::CacheUse::default());
         assert_eq!(
             (plan.text.len(), plan.stop_reason, plan.output_tokens),
             (3, "end_turn", 3)
         );
         assert_eq!(plan.id, "msg_mock_7");
-        let plan = Plan::new(&checked(2, None), 3, 7);
+        let plan = Plan::new(&checked(2, None), 3, 7, cache::CacheUse::default());
         assert_eq!(
             (
                 plan.text.concat().as_str(),
@@ -344,19 +353,19 @@ mod tests {
                 forced,
             })
         };
-        let plan = Plan::new(&checked(100, call(true)), 3, 7);
+        let plan = Plan::new(&checked(100, call(true)), 3, 7, cache::CacheUse::default());
         assert!(plan.text.is_empty());
         assert_eq!(
             plan.tool,
             Some(("toolu_mock_7".to_owned(), "get_weather".to_owned()))
         );
         assert_eq!((plan.stop_reason, plan.output_tokens), ("tool_use", 3));
-        let plan = Plan::new(&checked(100, call(false)), 2, 7);
+        let plan = Plan::new(&checked(100, call(false)), 2, 7, cache::CacheUse::default());
         assert_eq!(
             (plan.text.len(), plan.stop_reason, plan.output_tokens),
             (2, "tool_use", 5)
         );
-        let plan = Plan::new(&checked(4, call(false)), 2, 7);
+        let plan = Plan::new(&checked(4, call(false)), 2, 7, cache::CacheUse::default());
         assert_eq!(
             (
                 plan.text.len(),
@@ -366,8 +375,10 @@ mod tests {
             ),
             (2, true, "max_tokens", 4)
         );
-        let body: Value =
-            serde_json::from_str(&Plan::new(&checked(100, call(false)), 1, 2).message()).unwrap();
+        let body: Value = serde_json::from_str(
+            &Plan::new(&checked(100, call(false)), 1, 2, cache::CacheUse::default()).message(),
+        )
+        .unwrap();
         assert_eq!(
             body["content"][1]["input"],
             serde_json::json!({"location": "Paris"})

@@ -284,6 +284,8 @@ pub(crate) struct Shared {
     pub(crate) google_tokens: vertex::TokenState,
     /// Entra ID tokens minted by `POST /{tenant}/oauth2/v2.0/token`.
     pub(crate) entra_tokens: vertex::TokenState,
+    /// Anthropic's prompt cache (prefixes written so far).
+    pub(crate) prompt_cache: anthropic::cache::PromptCache,
 }
 
 impl Shared {
@@ -347,6 +349,7 @@ impl MockUpstream {
             max_in_flight: AtomicUsize::new(0),
             google_tokens: vertex::TokenState::default(),
             entra_tokens: vertex::TokenState::default(),
+            prompt_cache: anthropic::cache::PromptCache::default(),
         });
         let (shutdown, stopped) = watch::channel(false);
         tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));

@@ -367,6 +367,7 @@ fn event(key: Option<Uuid>, tenant: Option<Uuid>, started: DateTime<Utc>) -> Usa
         completion_tokens: 345,
         total_tokens: 1545,
         cached_tokens: 1024,
+        cache_write_tokens: 512,
         images: 0,
         cost_micro_usd: 98_765,
         latency_ms: 1834,
@@ -426,9 +427,10 @@ async fn events_become_rows_with_every_field_and_touch_their_key() {
             row.prompt_tokens,
             row.completion_tokens,
             row.total_tokens,
-            row.cached_tokens
+            row.cached_tokens,
+            row.cache_write_tokens
         ),
-        (1200, 345, 1545, 1024)
+        (1200, 345, 1545, 1024, 512)
     );
     assert_eq!(row.cost_micro_usd, 98_765);
     assert_eq!((row.latency_ms, row.ttft_ms), (1834, Some(211)));
@@ -547,6 +549,7 @@ fn to_record(json: &[u8]) -> omg_controlplane::db::models::NewRequestRecord {
         completion_tokens: event.completion_tokens as i64,
         total_tokens: event.total_tokens as i64,
         cached_tokens: event.cached_tokens as i64,
+        cache_write_tokens: event.cache_write_tokens as i64,
         cost_micro_usd: event.cost_micro_usd,
         latency_ms: event.latency_ms as i64,
         ttft_ms: event.ttft_ms.map(|v| v as i64),
@@ -561,19 +564,21 @@ fn to_record(json: &[u8]) -> omg_controlplane::db::models::NewRequestRecord {
 const REPLAY_SQL: &str = "\
 INSERT INTO requests (event_id, request_id, started_at, tenant_id, key_id, user_id, alias,
     provider, deployment, endpoint, status, error_code, prompt_tokens, completion_tokens,
-    total_tokens, cached_tokens, cost_micro_usd, latency_ms, ttft_ms, stream, usage_estimated,
-    schema_version)
+    total_tokens, cached_tokens, cache_write_tokens, images, cost_micro_usd, latency_ms, ttft_ms,
+    stream, usage_estimated, schema_version)
 SELECT e.event_id, e.request_id, e.started_at, e.tenant_id, e.key_id, e.user_id, e.alias,
     e.provider, e.deployment, e.endpoint, e.status, e.error_code, e.prompt_tokens,
-    e.completion_tokens, e.total_tokens, COALESCE(e.cached_tokens, 0), e.cost_micro_usd,
-    e.latency_ms, e.ttft_ms, e.stream, e.usage_estimated, e.schema_version
+    e.completion_tokens, e.total_tokens, COALESCE(e.cached_tokens, 0),
+    COALESCE(e.cache_write_tokens, 0), COALESCE(e.images, 0), e.cost_micro_usd, e.latency_ms,
+    e.ttft_ms, e.stream, e.usage_estimated, e.schema_version
 FROM usage_dead_letters d,
     jsonb_to_record(convert_from(d.payload, 'UTF8')::jsonb) AS e(event_id uuid,
         request_id text, started_at timestamptz, tenant_id uuid, key_id uuid, user_id uuid,
         alias text, provider text, deployment text, endpoint text, status int,
         error_code text, prompt_tokens bigint, completion_tokens bigint, total_tokens bigint,
-        cached_tokens bigint, cost_micro_usd bigint, latency_ms bigint, ttft_ms bigint,
-        stream boolean, usage_estimated boolean, schema_version int)
+        cached_tokens bigint, cache_write_tokens bigint, images bigint, cost_micro_usd bigint,
+        latency_ms bigint, ttft_ms bigint, stream boolean, usage_estimated boolean,
+        schema_version int)
 WHERE d.id = $1 AND e.event_id IS NOT NULL
 ON CONFLICT (event_id) DO NOTHING";
 

@@ -92,7 +92,7 @@ impl AnthropicUsage {
     }
 
     /// OpenAI's reading: every input token (uncached, cache writes, cache reads) is a prompt
-    /// token; cache reads are the cached ones.
+    /// token; cache reads are the cached ones, cache writes are billed at their own price.
     pub fn to_usage(self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
         Usage {
@@ -103,6 +103,7 @@ impl AnthropicUsage {
                 .saturating_add(cached),
             completion_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: cached,
+            cache_write_tokens: self.cache_creation_input_tokens.unwrap_or(0),
             images: 0,
         }
     }

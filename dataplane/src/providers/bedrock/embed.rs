@@ -128,6 +128,7 @@ pub fn translate_titan(
             prompt_tokens: tokens,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         },
     ))

@@ -73,7 +73,7 @@ pub(super) struct BedrockUsage {
 
 impl BedrockUsage {
     /// OpenAI's reading: every input token (uncached, cache writes, cache reads) is a prompt
-    /// token; cache reads are the cached ones.
+    /// token; cache reads are the cached ones, cache writes are billed at their own price.
     pub fn to_usage(self) -> Usage {
         Usage {
             prompt_tokens: self
@@ -82,6 +82,7 @@ impl BedrockUsage {
                 .saturating_add(self.cache_write_input_tokens),
             completion_tokens: self.output_tokens,
             cached_tokens: self.cache_read_input_tokens,
+            cache_write_tokens: self.cache_write_input_tokens,
             images: 0,
         }
     }

@@ -96,6 +96,7 @@ pub(super) fn answer(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
         prompt_tokens,
         completion_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         images: 0,
     };
     Ok(Answer {

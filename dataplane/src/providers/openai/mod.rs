@@ -42,6 +42,7 @@ impl From<UsageJson> for Usage {
                 .prompt_tokens_details
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
+            cache_write_tokens: 0,
             images: 0,
         }
     }
@@ -350,6 +351,7 @@ mod tests {
                 prompt_tokens: 3,
                 completion_tokens: 5,
                 cached_tokens: 2,
+                cache_write_tokens: 0,
                 images: 0,
             })
         );

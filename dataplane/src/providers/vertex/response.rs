@@ -239,6 +239,7 @@ impl From<UsageMetadata> for GeminiUsage {
                     .unwrap_or(0)
                     .saturating_add(thoughts),
                 cached_tokens: metadata.cached_content_token_count.unwrap_or(0),
+                cache_write_tokens: 0,
                 images: 0,
             },
             reasoning_tokens: thoughts,

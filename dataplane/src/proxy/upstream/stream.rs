@@ -224,6 +224,7 @@ fn bill(ctx: &mut RequestCtx, call: &Call<'_>, translator: &dyn StreamTranslator
                 prompt_tokens: estimate_tokens(&call.body.prompt_text()),
                 completion_tokens: estimated,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
                 images: 0,
             };
         }

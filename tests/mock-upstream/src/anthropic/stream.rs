@@ -169,6 +169,7 @@ mod tests {
             stop_reason: "end_turn",
             stop_sequence: None,
             input_tokens: 1,
+            cache: super::super::cache::CacheUse::default(),
             output_tokens: 1,
         };
         let mut behaviour = Behaviour::default();

@@ -50,6 +50,8 @@ pub(super) struct Checked<'a> {
     /// Words of `system` and the messages' text (at least 1).
     pub input_tokens: u64,
     pub stop_sequences: Vec<&'a str>,
+    /// The prefix the prompt cache keeps (up to the last `cache_control` marker).
+    pub cache_prefix: Option<super::cache::Prefix>,
     /// The tool to call instead of (or after) answering, if any.
     pub tool_call: Option<ToolCall<'a>>,
 }
@@ -218,6 +220,7 @@ pub(super) fn check(request: &Map<String, Value>) -> Check<Checked<'_>> {
         stream,
         input_tokens: openai::chat_prompt_tokens(&counted),
         stop_sequences,
+        cache_prefix: super::cache::prefix(model, request, messages),
         tool_call,
     })
 }

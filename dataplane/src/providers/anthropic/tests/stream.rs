@@ -117,6 +117,7 @@ fn usage_as_reported() {
             prompt_tokens: 25,
             completion_tokens: 15,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         })
     );
@@ -126,6 +127,7 @@ fn usage_as_reported() {
             prompt_tokens: 3108,
             completion_tokens: 42,
             cached_tokens: 3100,
+            cache_write_tokens: 0,
             images: 0,
         })
     );
@@ -137,6 +139,7 @@ fn usage_as_reported() {
             prompt_tokens: 1200,
             completion_tokens: 1,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         })
     );

@@ -28,6 +28,7 @@ fn text_answer_golden() {
             prompt_tokens: 12,
             completion_tokens: 9,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         }
     );
@@ -43,7 +44,14 @@ fn tool_use_answer_golden_with_cache_usage() {
     )
     .unwrap();
     assert_eq!(json(&body), fixture_json("response_tool_use.openai.json"));
-    assert_eq!((usage.prompt_tokens, usage.cached_tokens), (1500, 1000));
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.cache_write_tokens
+        ),
+        (1500, 1000, 200)
+    );
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn tool_use_transcript_golden() {
             prompt_tokens: 40,
             completion_tokens: 25,
             cached_tokens: 10,
+            cache_write_tokens: 0,
             images: 0,
         })
     );

@@ -24,6 +24,7 @@ fn text_answers_drop_thoughts_and_bill_thinking_as_output() {
             prompt_tokens: 12,
             completion_tokens: 10,
             cached_tokens: 8,
+            cache_write_tokens: 0,
             images: 0,
         }
     );

@@ -79,6 +79,7 @@ fn text_streams_end_with_usage_and_done_at_the_close() {
             prompt_tokens: 9,
             completion_tokens: 7,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             images: 0,
         })
     );
