@@ -4,6 +4,8 @@
 Anthropic checks): the request goes upstream as written. `gpt-up` (an OpenAI-compatible
 upstream) and `mock-chat` (the built-in mock) are answered through the OpenAI form and
 translated back. Either way the same key, limits, budgets and usage records apply.
+`count_tokens` is Anthropic's own count for `claude-up` (forwarded) and the gateway's
+estimate for the others; it is never metered.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from conftest import CLIENT_KEY, wait_for_usage
+from conftest import CLIENT_KEY, read_usage, wait_for_usage
 from test_openai_sdk import check_success_record, show
 
 QUESTION = [{"role": "user", "content": "Say hello to the Anthropic SDK."}]
@@ -94,9 +96,33 @@ def test_tool_use_round_trip(claude):
     assert follow_up.content[0].type == "text"
 
 
-def test_count_tokens(claude):
-    counted = claude.messages.count_tokens(model="claude-up", messages=QUESTION)
-    assert counted.input_tokens > 0
+# The mock's count_tokens adds this to its word count, so a forwarded count is never the
+# gateway's own estimate (see tests/mock-upstream/src/anthropic/count.rs).
+MOCK_COUNT_FRAMING = 1000
+
+
+def test_count_tokens(claude, gateway):
+    # An Anthropic deployment counts: the request goes upstream, the answer comes back as is.
+    counted = claude.messages.count_tokens(model="claude-up", system="Be brief.", messages=QUESTION)
+    assert counted.input_tokens == 8 + MOCK_COUNT_FRAMING
+    raw = claude.messages.with_raw_response.count_tokens(
+        model="claude-up", messages=QUESTION, tools=[WEATHER_TOOL]
+    )
+    assert raw.parse().input_tokens == 6 + MOCK_COUNT_FRAMING
+    assert raw.headers["x-omg-deployment"] == "claude-up#0"
+    # Anthropic's own refusal (a Messages-only field) reaches the SDK as its exception.
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        claude.messages.count_tokens(model="claude-up", messages=QUESTION, extra_body={"max_tokens": 5})
+    assert "max_tokens" in str(raised.value)
+    # Other providers: the gateway's estimate, nothing upstream.
+    estimated = claude.messages.count_tokens(model="gpt-up", messages=QUESTION)
+    assert 0 < estimated.input_tokens < MOCK_COUNT_FRAMING
+    # Never metered: a later request's record is written, the counts' never are.
+    later = claude.messages.with_raw_response.create(model="mock-chat", max_tokens=10, messages=QUESTION)
+    wait_for_usage(gateway, later.headers["x-request-id"])
+    records = read_usage(gateway.usage_path)
+    assert raw.headers["x-request-id"] not in {r.get("request_id") for r in records}
+    assert all(r.get("endpoint") != "messages.count_tokens" for r in records), show(records[-3:])
 
 
 def test_errors_are_anthropic_exceptions(gateway, claude):

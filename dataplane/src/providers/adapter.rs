@@ -20,7 +20,9 @@ use crate::request::{RequestBody, Route};
 
 /// What one upstream attempt needs to know about the client's request.
 pub struct Call<'a> {
-    /// The endpoint called.
+    /// The endpoint called: for an Anthropic client, [`Route::Chat`] (a Messages request runs
+    /// as the chat request it translates to) or [`Route::CountTokens`] (only ever sent to
+    /// adapters that [count tokens](ProviderAdapter::counts_tokens)).
     pub route: &'a Route,
     /// The client's body, parsed.
     pub body: &'a RequestBody<'a>,
@@ -43,7 +45,7 @@ pub struct Call<'a> {
 pub enum Ingress<'a> {
     /// OpenAI's.
     OpenAi,
-    /// Anthropic's Messages API (`POST /v1/messages`).
+    /// Anthropic's Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`).
     Anthropic {
         /// The client's Messages body, as sent.
         raw: &'a [u8],
@@ -189,6 +191,16 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     /// [`stream`](Self::stream) produce something other than OpenAI's shapes.
     fn answers_natively(&self, call: &Call<'_>) -> bool {
         let _ = call;
+        false
+    }
+
+    /// Whether the provider counts the tokens of an Anthropic Messages request itself. Only
+    /// then does the glue send it `count_tokens` calls ([`Route::CountTokens`], Anthropic
+    /// ingress): [`request`](Self::request) builds the provider's token-counting request and
+    /// [`response`](Self::response) passes its answer (`{"input_tokens": n}`) through, with
+    /// zero usage (counting consumes no tokens). Aliases without such a deployment are
+    /// answered with the gateway's own estimate.
+    fn counts_tokens(&self) -> bool {
         false
     }
 

@@ -112,7 +112,13 @@ pub(super) async fn handle(
             }
             ctx.alias = Some(alias.alias.clone());
             if matched == Route::CountTokens {
-                return count_tokens(session, ctx, &body).await;
+                let request = super::count_tokens::Counted {
+                    raw: &bytes,
+                    openai,
+                    body: &body,
+                };
+                return super::count_tokens::serve(state, session, ctx, &snapshot, alias, request)
+                    .await;
             }
             if super::idem::begin(state, session, ctx, &method, &path, &bytes).await? {
                 return Ok(()); // replayed from the idempotency store
@@ -176,31 +182,18 @@ pub(super) async fn handle(
             }
             tokio::time::timeout(timeouts.sync, exchange)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(ApiError::new(
-                        ErrorCode::UpstreamTimeout,
-                        "The request did not complete within the gateway's sync timeout \
-                         (`server.sync_timeout`, or the alias's `routing.aliases.<alias>.timeouts.sync`).",
-                    )
-                    .into())
-                })
+                .unwrap_or_else(|_| Err(sync_timeout().into()))
         }
     }
 }
 
-/// `count_tokens`: the prompt's tokens as the gateway estimates them (nothing goes upstream
-/// and nothing is billed).
-async fn count_tokens(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    body: &RequestBody<'_>,
-) -> Result<(), Failure> {
-    let tokens = estimate_tokens(&body.prompt_text()).max(1);
-    if let Some(egress) = ctx.anthropic.as_mut() {
-        egress.native = true;
-    }
-    let answer = serde_json::json!({ "input_tokens": tokens });
-    respond::json(session, ctx, 200, answer.to_string().into_bytes()).await
+/// 504: a non-streamed request outlived its sync timeout.
+pub(super) fn sync_timeout() -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamTimeout,
+        "The request did not complete within the gateway's sync timeout \
+         (`server.sync_timeout`, or the alias's `routing.aliases.<alias>.timeouts.sync`).",
+    )
 }
 
 /// Which deployments can serve the route (and streaming, when asked) by their provider's
@@ -246,7 +239,7 @@ fn unsupported(alias: &AliasEntry, route: &Route, stream: bool) -> ApiError {
 
 /// Every deployment of the alias is resting after failures: 503 with the time until one
 /// may take a probe.
-fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
+pub(super) fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
     let mut error = ApiError::new(
         ErrorCode::NoHealthyUpstream,
         format!(

@@ -4,6 +4,7 @@
 //! Files and batches (cluster mode) are the exception: authenticated in `request_filter`,
 //! then proxied by Pingora's own phases to the control plane ([`forward`]).
 
+mod count_tokens;
 mod ctx;
 pub mod forward;
 mod handle;

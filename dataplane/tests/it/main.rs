@@ -12,6 +12,7 @@ mod azure;
 mod azure_entra;
 mod bedrock;
 mod cluster;
+mod count_tokens;
 mod errors;
 mod faults;
 mod huggingface;

@@ -1,6 +1,6 @@
-//! Native Anthropic ingress (`POST /v1/messages`, `count_tokens`) through the data plane
-//! binary: passed through to an Anthropic deployment, translated for other providers, errors
-//! in Anthropic's shape, usage metered like chat.
+//! Native Anthropic ingress (`POST /v1/messages`) through the data plane binary: passed
+//! through to an Anthropic deployment, translated for other providers, errors in Anthropic's
+//! shape, usage metered like chat. `count_tokens` is in `count_tokens.rs`.
 
 use serde_json::{json, Value};
 
@@ -262,23 +262,4 @@ async fn errors_are_in_anthropic_shape() {
             .is_some_and(|m| !m.is_empty()));
     }
     assert!(upstream.requests_to("/v1/chat/completions").is_empty());
-}
-
-#[tokio::test]
-async fn count_tokens_estimates_without_calling_upstream() {
-    let upstream = upstream().await;
-    let entries = [Entry::new("claude", &upstream.origin(), "claude-test").provider("anthropic")];
-    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
-    let response = gateway
-        .client
-        .post(format!("{}/v1/messages/count_tokens", gateway.base))
-        .header("x-api-key", KEY)
-        .json(&json!({"model": "claude", "messages": [{"role": "user", "content": "How many tokens is this sentence?"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", gateway.log());
-    let body: Value = response.json().await.unwrap();
-    assert!(body["input_tokens"].as_u64().unwrap() > 0, "{body}");
-    assert_eq!(upstream.request_count(), 0);
 }

@@ -1,4 +1,5 @@
-//! Anthropic's Messages API: `POST /v1/messages`.
+//! Anthropic's Messages API: `POST /v1/messages`, and its token count,
+//! `POST /v1/messages/count_tokens` ([`count`]).
 //!
 //! Checked like Anthropic: the `x-api-key` header (never `Authorization: Bearer`), an
 //! `anthropic-version` date header, then the whole body ([`validate`]). Answers are
@@ -7,6 +8,7 @@
 //! honoured. Errors, scripted failures included, are `{"type":"error","error":{…}}`.
 
 pub(crate) mod cache;
+mod count;
 mod stream;
 mod validate;
 
@@ -112,15 +114,17 @@ fn failure(fail: Fail, behaviour: &Behaviour) -> Reply {
     }
 }
 
-/// Answers `/v1/messages`.
+/// Answers `/v1/messages` and `/v1/messages/count_tokens`.
 pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply {
     if let Some(key) = &shared.config.api_key {
         if let Some(reply) = check_auth(parts, key) {
             return reply;
         }
     }
-    if parts.method != Method::POST || parts.uri.path() != MESSAGES_PATH {
-        // `/v1/messages/count_tokens`, `/v1/messages/batches`, … are not served.
+    let path = parts.uri.path();
+    let counting = path == count::COUNT_TOKENS_PATH;
+    if parts.method != Method::POST || !(path == MESSAGES_PATH || counting) {
+        // `/v1/messages/batches`, … are not served.
         return error(StatusCode::NOT_FOUND, "not_found_error", "Not Found");
     }
     if let Some(reply) = check_version(parts) {
@@ -129,6 +133,9 @@ pub(crate) async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u6
     let Some(request) = handler::json_object(body) else {
         return invalid("The request body is not valid JSON (a JSON object is expected).");
     };
+    if counting {
+        return count::respond(shared, parts, &request).await;
+    }
     let checked = match validate::check(&request) {
         Ok(checked) => checked,
         Err(message) => return invalid(&message),

@@ -13,7 +13,8 @@
 //! `model` (a string), `messages` (a non-empty array) / `prompt` / `input`. Errors are
 //! `{"error":{"message","type","param","code"}}`.
 //!
-//! **Anthropic** — `POST /v1/messages` (other methods: 404 `not_found_error`). Checks, in
+//! **Anthropic** — `POST /v1/messages` and `POST /v1/messages/count_tokens` (other methods
+//! and paths below `/v1/messages`: 404 `not_found_error`). Checks, in
 //! order, each failing with `{"type":"error","error":{"type","message"}}`:
 //! - `x-api-key: <key>` (when a key is configured; `Authorization: Bearer` does not count):
 //!   else 401 `authentication_error` (`x-api-key header is required` / `invalid x-api-key`);
@@ -58,6 +59,13 @@
 //! `input_json_delta` pieces split mid-token (the first empty), `content_block_stop`; then
 //! `message_delta` (`stop_reason`, `stop_sequence`, `usage.output_tokens`) and
 //! `message_stop`.
+//!
+//! `count_tokens` has the same header checks; its body may hold only `model`, `messages`,
+//! `system`, `tools`, `tool_choice` and `thinking` (checked as above; `max_tokens`, `stream`
+//! and the other Messages-only fields are refused as extra inputs, as Anthropic does). The
+//! answer is `{"input_tokens": n}`: the words of `system` and the messages' text plus 1000
+//! (so a forwarded count never equals the gateway's own estimate). Scripted behaviours from
+//! the model name and headers apply as on `/v1/messages`.
 //!
 //! **Hugging Face embeddings** — TEI's `POST /embed` and `GET /health`, the Inference API's
 //! `POST /hf-inference/models/{model}/pipeline/feature-extraction`: `Authorization: Bearer

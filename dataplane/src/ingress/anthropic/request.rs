@@ -16,8 +16,9 @@ pub struct Translated {
 }
 
 /// Translates a Messages request (`count_only`: a `count_tokens` request, which has no
-/// `max_tokens`). Errors name the offending field as Anthropic does (`messages.0.content`);
-/// they are the client's to fix (400).
+/// `max_tokens` and never streams: a `stream` it carries is left to the provider to judge).
+/// Errors name the offending field as Anthropic does (`messages.0.content`); they are the
+/// client's to fix (400).
 pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
     let request: Map<String, Value> = match serde_json::from_slice(raw) {
         Ok(Value::Object(map)) => map,
@@ -51,7 +52,7 @@ pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
     };
     let stream = match request.get("stream") {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(stream)) => *stream,
+        Some(Value::Bool(stream)) => *stream && !count_only,
         Some(_) => return Err(invalid("stream", "stream: Input should be a valid boolean")),
     };
 

@@ -109,12 +109,19 @@ fn client_mistakes_name_the_field() {
     }
     assert_eq!(to_openai(b"[1]", false).unwrap_err().code.status(), 400);
     assert_eq!(to_openai(b"{", false).unwrap_err().code.status(), 400);
-    // count_tokens has no max_tokens.
+    // count_tokens has no max_tokens, and never streams.
     assert!(to_openai(
         br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
         true
     )
     .is_ok());
+    let counted = to_openai(
+        br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+        true,
+    )
+    .unwrap();
+    assert!(!counted.stream);
+    assert!(!String::from_utf8_lossy(&counted.body).contains("stream"));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use omg_shared::snapshot::Deployment;
 use super::native;
 use super::{
     auth_header, build_request, map_error, translate_response, AnthropicDefaults,
-    StreamTranslator as Translator, MESSAGES_PATH,
+    StreamTranslator as Translator, COUNT_TOKENS_PATH, MESSAGES_PATH,
 };
 use crate::error::ApiError;
 use crate::providers::adapter::{
@@ -55,6 +55,12 @@ impl ProviderAdapter for AnthropicAdapter {
         deployment: &Deployment,
     ) -> Result<UpstreamRequest, ApiError> {
         if let Ingress::Anthropic { raw, beta } = call.ingress {
+            // A Messages request or a token count: the same headers and body rules.
+            let below_v1 = if native::counts_tokens(call) {
+                COUNT_TOKENS_PATH
+            } else {
+                MESSAGES_PATH
+            };
             let mut headers = vec![("anthropic-version", self.defaults.version.clone())];
             if let Some(beta) = native::beta_header(self.defaults.beta.as_deref(), beta) {
                 headers.push(("anthropic-beta", beta));
@@ -63,7 +69,7 @@ impl ProviderAdapter for AnthropicAdapter {
                 headers.push(auth_header(key.expose()));
             }
             return Ok(UpstreamRequest {
-                path: path(deployment, MESSAGES_PATH),
+                path: path(deployment, below_v1),
                 headers,
                 body: native::request_body(raw, &deployment.provider_model)?,
             });
@@ -81,6 +87,9 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     fn response(&self, call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+        if native::counts_tokens(call) {
+            return native::count_response(body);
+        }
         if self.answers_natively(call) {
             return native::response(call, body);
         }
@@ -109,6 +118,10 @@ impl ProviderAdapter for AnthropicAdapter {
 
     fn answers_natively(&self, call: &Call<'_>) -> bool {
         matches!(call.ingress, Ingress::Anthropic { .. })
+    }
+
+    fn counts_tokens(&self) -> bool {
+        true
     }
 
     fn probe(&self, deployment: &Deployment) -> ProbeRequest {
@@ -190,5 +203,73 @@ mod tests {
             "/anthropic/v1/messages"
         );
         assert_eq!(super::super::DEFAULT_VERSION, "2023-06-01");
+    }
+
+    /// The upstream request and the parsed answer of an Anthropic client's call on `route`.
+    fn native_call(
+        route: crate::request::Route,
+        raw: &[u8],
+        answer: &[u8],
+    ) -> (UpstreamRequest, Answer) {
+        let metadata = BTreeMap::from([("anthropic_beta".to_owned(), "feature-a".to_owned())]);
+        let adapter = AnthropicAdapter::from_metadata(&metadata).unwrap();
+        assert!(adapter.counts_tokens());
+        let translated = crate::ingress::anthropic::to_openai(raw, true).unwrap();
+        let body =
+            crate::request::RequestBody::parse(&translated.body, &crate::request::Route::Chat)
+                .unwrap();
+        let call = Call {
+            route: &route,
+            body: &body,
+            raw: &translated.body,
+            alias: "claude",
+            request_id: "req-1",
+            created: 0,
+            ingress: Ingress::Anthropic {
+                raw,
+                beta: Some("feature-b"),
+            },
+            now: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let mut target = deployment("https://api.anthropic.com/v1");
+        target.api_key = Some(omg_shared::secret::Secret::new("sk-ant-test"));
+        let request = adapter.request(&call, &target).unwrap();
+        let answer = adapter.response(&call, answer).unwrap();
+        (request, answer)
+    }
+
+    #[test]
+    fn count_tokens_goes_to_the_counting_endpoint_as_written() {
+        use crate::request::Route;
+        let raw = br#"{"model":"claude","system":"Be brief.","messages":[{"role":"user","content":"Hi"}],"tools":[{"name":"f","input_schema":{"type":"object"}}]}"#;
+        let counted = br#"{"input_tokens":42}"#;
+        let (request, answer) = native_call(Route::CountTokens, raw, counted);
+        assert_eq!(request.path, "/v1/messages/count_tokens");
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(header("anthropic-beta"), Some("feature-a,feature-b"));
+        assert_eq!(header("x-api-key"), Some("sk-ant-test"));
+        let mut expected: serde_json::Value = serde_json::from_slice(raw).unwrap();
+        expected["model"] = serde_json::json!("claude-test");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&request.body).unwrap(),
+            expected
+        );
+        assert_eq!(answer.body, counted);
+        assert_eq!(answer.usage, Some(Usage::default()), "nothing is metered");
+
+        // The same client body on Messages still goes to the Messages API.
+        let raw =
+            br#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}"#;
+        let message = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-test","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}"#;
+        let (request, answer) = native_call(Route::Chat, raw, message);
+        assert_eq!(request.path, "/v1/messages");
+        assert_eq!(answer.usage.map(|u| u.prompt_tokens), Some(3));
     }
 }

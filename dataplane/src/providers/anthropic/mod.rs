@@ -5,6 +5,10 @@
 //! [`StreamTranslator`] turns Anthropic's SSE stream into `chat.completion.chunk` events, and
 //! [`map_error`] turns Anthropic's error answers into the gateway's [`ApiError`]s.
 //!
+//! Clients of the gateway's own Anthropic ingress are served natively instead (`native.rs`):
+//! a Messages request goes upstream as the client wrote it (only `model` replaced), and so
+//! does a `count_tokens` request, to [`COUNT_TOKENS_PATH`] with the same headers.
+//!
 //! # What is supported
 //!
 //! - `system` and `developer` messages (anywhere) are hoisted, in order, into `system`.
@@ -58,6 +62,10 @@ use crate::error::ApiError;
 /// The path of the Messages API below the provider's base URL (`https://api.anthropic.com`,
 /// without `/v1`).
 pub const MESSAGES_PATH: &str = "/v1/messages";
+
+/// The token-counting endpoint below the provider's base URL: an Anthropic client's
+/// `POST /v1/messages/count_tokens` goes there (its answer is `{"input_tokens": n}`).
+pub const COUNT_TOKENS_PATH: &str = "/v1/messages/count_tokens";
 
 /// Anthropic's public API, the base URL when a catalog entry names none.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";

@@ -1,6 +1,7 @@
-//! Anthropic clients (`POST /v1/messages`) served by an Anthropic deployment: the client's
-//! request goes upstream as written (only `model` replaced), the answer comes back as sent.
-//! The OpenAI translator still reads the answer, for usage and the stream's state.
+//! Anthropic clients (`POST /v1/messages`, `POST /v1/messages/count_tokens`) served by an
+//! Anthropic deployment: the client's request goes upstream as written (only `model`
+//! replaced), the answer comes back as sent. The OpenAI translator still reads a Messages
+//! answer, for usage and the stream's state; a token count is checked and consumes nothing.
 
 use bytes::BytesMut;
 use serde_json::{Map, Value};
@@ -9,8 +10,14 @@ use omg_shared::error::ErrorCode;
 
 use super::{translate_response, StreamTranslator as Translator};
 use crate::error::ApiError;
-use crate::providers::adapter::{Answer, Call, StreamFault, StreamTranslator};
+use crate::providers::adapter::{Answer, Call, Ingress, StreamFault, StreamTranslator};
 use crate::providers::Usage;
+use crate::request::Route;
+
+/// Whether the call is an Anthropic client's `count_tokens` (else a Messages request).
+pub(super) fn counts_tokens(call: &Call<'_>) -> bool {
+    *call.route == Route::CountTokens && matches!(call.ingress, Ingress::Anthropic { .. })
+}
 
 /// The client's Messages body with `model` set to the provider's model name.
 pub(super) fn request_body(raw: &[u8], provider_model: &str) -> Result<Vec<u8>, ApiError> {
@@ -60,6 +67,25 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError>
     Ok(Answer {
         body: serde_json::to_vec(&answer).unwrap_or_else(|_| body.to_vec()),
         usage: Some(usage),
+    })
+}
+
+/// A `count_tokens` answer, passed through as Anthropic sent it once it is one (an object
+/// with a non-negative integer `input_tokens`). Its usage is zero: counting uses no tokens,
+/// and nothing is metered.
+pub(super) fn count_response(body: &[u8]) -> Result<Answer, ApiError> {
+    let counted = serde_json::from_slice::<Map<String, Value>>(body)
+        .ok()
+        .and_then(|answer| answer.get("input_tokens").and_then(Value::as_u64));
+    if counted.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::UpstreamError,
+            "The upstream answer was not a token count.",
+        ));
+    }
+    Ok(Answer {
+        body: body.to_vec(),
+        usage: Some(Usage::default()),
     })
 }
 
@@ -119,6 +145,24 @@ mod tests {
             Some("a,b,c")
         );
         assert_eq!(beta_header(None, Some(" x ")).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn token_counts_pass_through_unmetered() {
+        let body = br#"{"input_tokens":1234,"context_management":{"original_input_tokens":2000}}"#;
+        let answer = count_response(body).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(answer.body, body, "passed through byte for byte");
+        assert_eq!(answer.usage, Some(Usage::default()));
+        for broken in [
+            &b"{not json"[..],
+            br#"{"type":"message","usage":{"input_tokens":3}}"#,
+            br#"{"input_tokens":-1}"#,
+            br#"{"input_tokens":"12"}"#,
+            b"[]",
+        ] {
+            let error = count_response(broken).unwrap_err();
+            assert_eq!(error.code, ErrorCode::UpstreamError, "{broken:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::openai;
-use tools::{check_tool_choice, check_tools, decide_tool_call};
+use tools::{check_tool_choice, check_tools, decide_tool_call, Choice};
 
 /// A problem with the request: the message of a 400 `invalid_request_error`.
 pub(super) type Check<T> = Result<T, String>;
@@ -56,6 +56,18 @@ pub(super) struct Checked<'a> {
     pub tool_call: Option<ToolCall<'a>>,
 }
 
+/// What a Messages request and a token count share: the prompt.
+#[derive(Debug)]
+pub(super) struct Prompt<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Value],
+    /// The custom tools' names, in order.
+    pub tools: Vec<&'a str>,
+    pub choice: Option<Choice<'a>>,
+    /// Words of `system` and the messages' text (at least 1).
+    pub input_tokens: u64,
+}
+
 /// The mock's decision to call a tool.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct ToolCall<'a> {
@@ -64,7 +76,7 @@ pub(super) struct ToolCall<'a> {
     pub forced: bool,
 }
 
-fn at(path: &str, key: impl std::fmt::Display) -> String {
+pub(super) fn at(path: &str, key: impl std::fmt::Display) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -81,7 +93,7 @@ fn required(path: &str) -> String {
 }
 
 /// Refuses keys outside `allowed`.
-fn only(object: &Map<String, Value>, allowed: &[&str], path: &str) -> Check<()> {
+pub(super) fn only(object: &Map<String, Value>, allowed: &[&str], path: &str) -> Check<()> {
     match object.keys().find(|key| !allowed.contains(&key.as_str())) {
         Some(key) => Err(problem(&at(path, key), "Extra inputs are not permitted")),
         None => Ok(()),
@@ -147,17 +159,9 @@ fn integer_from(value: &Value, path: &str, min: u64) -> Check<u64> {
     }
 }
 
-/// Checks the whole body.
-pub(super) fn check(request: &Map<String, Value>) -> Check<Checked<'_>> {
-    only(request, FIELDS, "")?;
+/// Checks the prompt's fields: `model`, `messages`, `system`, `tools` and `tool_choice`.
+pub(super) fn check_prompt(request: &Map<String, Value>) -> Check<Prompt<'_>> {
     let model = string_field(request, "model", "")?;
-    let max_tokens = integer_from(
-        request
-            .get("max_tokens")
-            .ok_or_else(|| required("max_tokens"))?,
-        "max_tokens",
-        1,
-    )?;
     let messages = check_messages(request.get("messages"))?;
     if let Some(system) = request.get("system") {
         check_system(system)?;
@@ -170,6 +174,31 @@ pub(super) fn check(request: &Map<String, Value>) -> Check<Checked<'_>> {
         Some(choice) => Some(check_tool_choice(choice, &tools)?),
         None => None,
     };
+    let mut counted = Vec::with_capacity(messages.len() + 1);
+    if let Some(system) = request.get("system") {
+        counted.push(serde_json::json!({ "content": system }));
+    }
+    counted.extend(messages.iter().cloned());
+    Ok(Prompt {
+        model,
+        messages,
+        tools,
+        choice,
+        input_tokens: openai::chat_prompt_tokens(&counted),
+    })
+}
+
+/// Checks the whole body.
+pub(super) fn check(request: &Map<String, Value>) -> Check<Checked<'_>> {
+    only(request, FIELDS, "")?;
+    let prompt = check_prompt(request)?;
+    let max_tokens = integer_from(
+        request
+            .get("max_tokens")
+            .ok_or_else(|| required("max_tokens"))?,
+        "max_tokens",
+        1,
+    )?;
     let stop_sequences = match request.get("stop_sequences") {
         Some(stops) => check_stop_sequences(stops)?,
         None => Vec::new(),
@@ -202,26 +231,20 @@ pub(super) fn check(request: &Map<String, Value>) -> Check<Checked<'_>> {
         }
     }
     if let Some(thinking) = request.get("thinking") {
-        check_thinking(thinking, max_tokens)?;
+        check_thinking(thinking, Some(max_tokens))?;
     }
     if let Some(tier) = request.get("service_tier") {
         string(tier, "service_tier")?;
     }
 
-    let tool_call = decide_tool_call(messages, &tools, choice);
-    let mut counted = Vec::with_capacity(messages.len() + 1);
-    if let Some(system) = request.get("system") {
-        counted.push(serde_json::json!({ "content": system }));
-    }
-    counted.extend(messages.iter().cloned());
     Ok(Checked {
-        model,
+        model: prompt.model,
         max_tokens,
         stream,
-        input_tokens: openai::chat_prompt_tokens(&counted),
+        input_tokens: prompt.input_tokens,
         stop_sequences,
-        cache_prefix: super::cache::prefix(model, request, messages),
-        tool_call,
+        cache_prefix: super::cache::prefix(prompt.model, request, prompt.messages),
+        tool_call: decide_tool_call(prompt.messages, &prompt.tools, prompt.choice),
     })
 }
 
@@ -548,8 +571,8 @@ fn check_stop_sequences(stops: &Value) -> Check<Vec<&str>> {
 }
 
 /// `thinking`: `{type: disabled}` or `{type: enabled, budget_tokens}` with at least 1024
-/// tokens and fewer than `max_tokens`.
-fn check_thinking(thinking: &Value, max_tokens: u64) -> Check<()> {
+/// tokens and fewer than `max_tokens` (when the request has one: a token count has none).
+pub(super) fn check_thinking(thinking: &Value, max_tokens: Option<u64>) -> Check<()> {
     let thinking = object(thinking, "thinking")?;
     match string_field(thinking, "type", "thinking")? {
         "disabled" => only(thinking, &["type"], "thinking.disabled"),
@@ -563,7 +586,7 @@ fn check_thinking(thinking: &Value, max_tokens: u64) -> Check<()> {
                 path,
                 1024,
             )?;
-            if budget >= max_tokens {
+            if max_tokens.is_some_and(|max_tokens| budget >= max_tokens) {
                 return Err(problem(
                     "max_tokens",
                     "`max_tokens` must be greater than `thinking.budget_tokens`",

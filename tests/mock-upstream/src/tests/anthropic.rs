@@ -37,7 +37,7 @@ impl Client {
 }
 
 /// `{"type":"error","error":{"type":…,"message":…}}`: the error's type and message.
-fn anthropic_error(reply: &Reply) -> (String, String) {
+pub(super) fn anthropic_error(reply: &Reply) -> (String, String) {
     let body = reply.json();
     assert_eq!(body["type"], "error", "{body}");
     let error = body["error"].as_object().unwrap();
@@ -137,7 +137,7 @@ async fn auth_is_x_api_key_only() {
     client
         .send(
             "POST",
-            "/v1/messages/count_tokens",
+            "/v1/messages/batches",
             &[("x-api-key", KEY), version],
             &body,
         )

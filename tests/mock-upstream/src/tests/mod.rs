@@ -662,4 +662,5 @@ async fn shutdown_stops_accepting() {
 
 mod anthropic;
 mod azure;
+mod count_tokens;
 mod faults;

@@ -1,0 +1,115 @@
+//! `POST /v1/messages/count_tokens`, after the key and model checks of `handle`.
+//!
+//! An alias with a deployment whose adapter [counts tokens](crate::providers::ProviderAdapter::counts_tokens)
+//! (Anthropic) gets the provider's exact count: the client's body goes upstream through the
+//! normal exchange (routing order restricted to those deployments, breakers and health
+//! honoured, failover, timeouts) and the answer comes back as the provider sent it; its
+//! errors reach the client in Anthropic's shape, as those of Messages do. Any other alias is
+//! answered with the gateway's own estimate.
+//!
+//! Either way nothing is metered: no limit or budget is admitted or settled, no
+//! `Idempotency-Key` is claimed or stored, and `handle::finish` writes no usage record for
+//! the route (metrics and the access log still count the request).
+
+use std::sync::Arc;
+
+use omg_shared::tokens::estimate_tokens;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::handle::{all_resting, sync_timeout};
+use super::{respond, upstream, Failure, State};
+use crate::providers::{Call, Ingress};
+use crate::request::{RequestBody, Route};
+use crate::routing::{self, Order};
+use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
+
+/// The client's request, as `handle` read and checked it.
+pub(super) struct Counted<'a> {
+    /// The Messages body as the client sent it.
+    pub raw: &'a [u8],
+    /// Its OpenAI chat form.
+    pub openai: &'a [u8],
+    /// The OpenAI form, parsed.
+    pub body: &'a RequestBody<'a>,
+}
+
+/// Answers a `count_tokens` request for `alias`.
+pub(super) async fn serve(
+    state: &Arc<State>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    alias: &AliasEntry,
+    request: Counted<'_>,
+) -> Result<(), Failure> {
+    if !alias.deployments.iter().any(|d| counts(d)) {
+        return estimate(session, ctx, request.body).await;
+    }
+    let order = match routing::order(
+        &alias.deployments,
+        alias.policy.strategy,
+        routing::health::now_ms(),
+        |total| rand::random::<u64>() % total.max(1),
+    ) {
+        Order::Try(mut order) => {
+            // Empty when only other deployments are up: the exchange answers 503.
+            order.retain(|d| counts(d));
+            order
+        }
+        Order::AllResting { retry_in_ms } => {
+            return Err(all_resting(&alias.alias, retry_in_ms).into())
+        }
+    };
+    let timeouts = state.settings.timeouts(&alias.policy.timeouts);
+    let plan = upstream::Plan {
+        order: &order,
+        max_attempts: alias.policy.max_attempts,
+        timeouts,
+        health: &snapshot.routing.health,
+    };
+    let request_id = ctx.request_id.clone();
+    let beta = session
+        .get_header("anthropic-beta")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let call = Call {
+        route: &Route::CountTokens,
+        body: request.body,
+        raw: request.openai,
+        alias: &alias.alias,
+        request_id: &request_id,
+        created: ctx.started_at.timestamp(),
+        ingress: Ingress::Anthropic {
+            raw: request.raw,
+            beta: beta.as_deref(),
+        },
+        now: std::time::SystemTime::now(),
+    };
+    let exchange = upstream::exchange(state, session, ctx, &plan, &call);
+    tokio::time::timeout(timeouts.sync, exchange)
+        .await
+        .unwrap_or_else(|_| Err(sync_timeout().into()))
+}
+
+/// Whether the deployment's provider counts tokens itself.
+fn counts(deployment: &DeploymentEntry) -> bool {
+    deployment
+        .adapter
+        .as_ref()
+        .is_some_and(|adapter| adapter.counts_tokens())
+}
+
+/// The prompt's tokens as the gateway estimates them (nothing goes upstream).
+async fn estimate(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: &RequestBody<'_>,
+) -> Result<(), Failure> {
+    let tokens = estimate_tokens(&body.prompt_text()).max(1);
+    if let Some(egress) = ctx.anthropic.as_mut() {
+        egress.native = true;
+    }
+    let answer = serde_json::json!({ "input_tokens": tokens });
+    respond::json(session, ctx, 200, answer.to_string().into_bytes()).await
+}
