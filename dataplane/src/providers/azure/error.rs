@@ -61,15 +61,17 @@ fn body(
 }
 
 /// Maps an Azure error answer (a status the glue leaves to the client: a 4xx other than 401,
-/// 403 and 429, or an unexpected one) to the client's error.
+/// 403, 404 and 429, or an unexpected one) to the client's error.
 ///
-/// - `code: "content_filter"` (the prompt tripped Azure's content filter; on image
-///   generation `content_policy_violation`): 400,
-///   `invalid_request_error`, `param: "prompt"`, `code: "content_filter"`, Azure's message.
+/// - `code: "content_filter"` (the prompt tripped Azure's content filter), or
+///   `content_policy_violation` (the same on image generation, OpenAI's code there too): 400,
+///   `invalid_request_error`, `param: "prompt"`, Azure's code and message.
 /// - `code: "DeploymentNotFound"`: 404 with that code and a message for the operator (the
 ///   catalog entry's `deployment` names no deployment of the resource).
 /// - 404 without a named code (`Resource not found`: the endpoint path or the `api-version`
 ///   is wrong): 404 with a message for the operator, `code: null`.
+/// - 429 (the deployment's rate or token quota): 429 `rate_limit_exceeded`, Azure's message
+///   (it says when to retry).
 /// - Any other 4xx: its status, Azure's message, `type` (default `invalid_request_error`),
 ///   `param`, and `code` when it is a name (a bare status number becomes `null`).
 /// - Anything else: 502 `upstream_error`.
@@ -77,6 +79,18 @@ pub fn map_error(status: u16, bytes: &[u8]) -> ClientError {
     let detail = serde_json::from_slice::<Envelope>(bytes)
         .ok()
         .and_then(|envelope| envelope.error);
+    if status == 429 {
+        let message = detail
+            .as_ref()
+            .and_then(|detail| text(&detail.message))
+            .map(|message| sanitize(&message))
+            .filter(|message| !message.is_empty())
+            .unwrap_or_else(|| "The upstream is rate limiting; retry later.".to_owned());
+        return ClientError {
+            status,
+            body: OpenAiErrorBody::new(ErrorCode::RequestRateLimited, message, None),
+        };
+    }
     let Some(detail) = detail else {
         let code = if (400..500).contains(&status) {
             ErrorCode::InvalidParameter

@@ -17,19 +17,20 @@
 //!   usage is estimated.
 //! - Answers pass through unchanged (Azure's `prompt_filter_results` and
 //!   `content_filter_results` included; `finish_reason: "content_filter"` is OpenAI's value
-//!   too), usage read. Streams pass through too, except Azure's leading prompt filter chunk
-//!   (empty `choices`, empty `id` and `model`), which OpenAI clients do not expect.
+//!   too), usage read. Streams pass through too, except Azure's filter annotation chunks,
+//!   which OpenAI clients do not expect: the leading prompt filter chunk (empty `choices`,
+//!   empty `id` and `model`) and choices with only filter results (no `delta`) are left out,
+//!   or rewritten when they carry a `finish_reason` (`stream.rs`).
 //! - Error answers are mapped to OpenAI's shape ([`map_error`]).
 
 mod error;
+mod stream;
 
 use std::sync::Arc;
 
 use omg_shared::azure::{stream_usage_supported, valid_api_version, AzureAuth, EntraClient};
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 
 pub use error::map_error;
 
@@ -39,10 +40,10 @@ use crate::providers::adapter::{
     endpoint_path, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator,
     UpstreamRequest,
 };
-use crate::providers::openai::{pass_through_answer, PassThrough};
+use crate::providers::openai::pass_through_answer;
 use crate::providers::Credentials;
 use crate::request::Route;
-use crate::sse::event_data;
+use stream::AzureStream;
 
 /// One Azure OpenAI deployment's adapter; paths are built once, with the snapshot.
 #[derive(Debug)]
@@ -153,28 +154,6 @@ fn encode_segment(text: &str) -> String {
     out
 }
 
-/// Azure's prompt filter chunk: `choices: []` without `usage` or `error` (it carries only
-/// `prompt_filter_results`, with an empty `id` and `model` that OpenAI clients choke on).
-fn is_prompt_filter_chunk(event: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        choices: Option<Vec<IgnoredAny>>,
-        #[serde(default)]
-        usage: Option<IgnoredAny>,
-        #[serde(default)]
-        error: Option<IgnoredAny>,
-    }
-    let Some(data) = event_data(event) else {
-        return false;
-    };
-    serde_json::from_slice::<Probe>(&data).is_ok_and(|probe| {
-        probe.choices.is_some_and(|choices| choices.is_empty())
-            && probe.usage.is_none()
-            && probe.error.is_none()
-    })
-}
-
 impl ProviderAdapter for AzureAdapter {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Azure
@@ -202,7 +181,7 @@ impl ProviderAdapter for AzureAdapter {
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(PassThrough::new(call.body.include_usage).skipping_leading(is_prompt_filter_chunk))
+        Box::new(AzureStream::new(call))
     }
 
     fn client_error(&self, status: u16, body: &[u8]) -> ClientError {

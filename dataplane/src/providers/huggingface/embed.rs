@@ -1,6 +1,8 @@
 //! Embeddings in Text Embeddings Inference's and the Inference API's own format: a list of
 //! texts in, a list of vectors out.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
@@ -8,6 +10,7 @@ use omg_shared::tokens::estimate_tokens;
 
 use crate::error::{truncate, ApiError};
 use crate::providers::adapter::{Answer, Call, ClientError};
+use crate::providers::chat::error::sanitize;
 use crate::providers::embeddings::openai_list;
 use crate::providers::Usage;
 
@@ -105,29 +108,66 @@ pub(super) fn answer(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
     })
 }
 
-/// TEI's (`{"error","error_type"}`) and the Inference API's (`{"error"}`) errors; `None`
-/// for anything else (an OpenAI-shaped error from a chat route).
+/// TEI's and TGI's (`{"error","error_type"}`) and the Inference API's (`{"error"}`, with
+/// `estimated_time` while a model loads) errors; `None` for anything else (an OpenAI-shaped
+/// error from a chat route).
+///
+/// - 413: `request_too_large`, and any other 4xx `invalid_value`, with their status and the
+///   server's message (TEI's and TGI's validation errors: batch size, input length, …).
+/// - A 4xx that is the server's own failure (424: TGI's `generation`, TEI's `Backend`): 502
+///   `upstream_error`; its message (server internals) is not passed on.
+/// - 429 (TGI's and TEI's `overloaded`, the Inference API's rate limit):
+///   `rate_limit_exceeded`.
+/// - Anything else (a 5xx, a model still loading): 502 `upstream_error`.
 pub(super) fn client_error(status: u16, body: &[u8]) -> Option<ClientError> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let message = value.get("error")?.as_str()?;
-    let code = if status == 413 {
-        ErrorCode::RequestTooLarge
+    #[derive(Deserialize)]
+    struct HfError {
+        error: String,
+        #[serde(default)]
+        error_type: Option<Value>,
+        #[serde(default)]
+        estimated_time: Option<IgnoredAny>,
+    }
+    let error: HfError = serde_json::from_slice(body).ok()?;
+    let kind = error
+        .error_type
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    let server_failure = status == 424 || matches!(kind.as_deref(), Some("generation" | "backend"));
+    let (status, code, message) = if status == 429 {
+        (
+            429,
+            ErrorCode::RequestRateLimited,
+            "The model's server is overloaded or rate limiting; retry later.".to_owned(),
+        )
+    } else if (400..500).contains(&status) && !server_failure {
+        let code = if status == 413 {
+            ErrorCode::RequestTooLarge
+        } else {
+            ErrorCode::InvalidParameter
+        };
+        let message = truncate(&sanitize(&error.error), 300);
+        (
+            status,
+            code,
+            format!("The model's server refused the request: {message}"),
+        )
+    } else if error.estimated_time.is_some() {
+        (
+            502,
+            ErrorCode::UpstreamError,
+            "The model is still loading at the upstream; retry later.".to_owned(),
+        )
     } else {
-        ErrorCode::InvalidParameter
+        (
+            502,
+            ErrorCode::UpstreamError,
+            format!("The model's server failed with HTTP {status}."),
+        )
     };
     Some(ClientError {
-        status: if (400..500).contains(&status) {
-            status
-        } else {
-            502
-        },
-        body: OpenAiErrorBody::new(
-            code,
-            format!(
-                "The model's server refused the request: {}",
-                truncate(message, 300)
-            ),
-            None,
-        ),
+        status,
+        body: OpenAiErrorBody::new(code, message, None),
     })
 }

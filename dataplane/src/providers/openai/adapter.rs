@@ -116,9 +116,6 @@ pub(crate) fn pass_through_answer(body: &[u8]) -> Result<Answer, ApiError> {
 pub(crate) struct PassThrough {
     splitter: SseSplitter,
     meter: StreamMeter,
-    /// Events it matches are left out until the first chunk with choices (a provider's
-    /// preamble, such as Azure's prompt filter chunk).
-    skip_leading: Option<fn(&[u8]) -> bool>,
 }
 
 impl PassThrough {
@@ -128,15 +125,7 @@ impl PassThrough {
         Self {
             splitter: SseSplitter::default(),
             meter: StreamMeter::new(client_wants_usage),
-            skip_leading: None,
         }
-    }
-
-    /// Also leaves out the events `skip` matches (it sees whole events, `data:` line
-    /// included) while no chunk with choices has been forwarded.
-    pub(crate) fn skipping_leading(mut self, skip: fn(&[u8]) -> bool) -> Self {
-        self.skip_leading = Some(skip);
-        self
     }
 }
 
@@ -147,9 +136,6 @@ impl StreamTranslator for PassThrough {
             .push(bytes)
             .map_err(|_| StreamFault::OVERSIZED)?;
         for event in events {
-            if !self.meter.saw_choices && self.skip_leading.is_some_and(|skip| skip(&event)) {
-                continue;
-            }
             match self.meter.process(&event) {
                 EventAction::Forward => out.extend_from_slice(&event),
                 EventAction::Drop => {}

@@ -14,8 +14,8 @@ use crate::providers::Usage;
 use crate::sse::event_data;
 
 mod adapter;
+pub(crate) use adapter::pass_through_answer;
 pub use adapter::OpenAiAdapter;
-pub(crate) use adapter::{pass_through_answer, PassThrough};
 
 #[derive(Deserialize)]
 struct UsageJson {

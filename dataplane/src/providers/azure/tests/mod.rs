@@ -1,0 +1,155 @@
+//! Tests of the Azure OpenAI adapter: golden fixtures (`../fixtures/`, modelled on Azure
+//! OpenAI's documented and recorded payloads: deployment paths, `prompt_filter_results`,
+//! per-choice `content_filter_results`, filter annotation chunks, Azure's error bodies)
+//! compared as parsed JSON, chunk-boundary properties of the stream translator, and the error
+//! table.
+//!
+//! Answers pass through unchanged, so a JSON answer's expected OpenAI form is its own
+//! fixture; requests (`*.openai.json` → `*.azure.json`: path, headers, body), streams
+//! (`*.sse` → `*.openai.sse`) and errors (`*.json` → `*.openai.json`) have theirs beside
+//! them. `OMG_BLESS=1` rewrites the expected files from the current output; review the diff
+//! before keeping it.
+
+mod error;
+mod request;
+mod response;
+mod stream;
+
+use std::sync::Arc;
+
+use omg_shared::azure::EntraClient;
+use omg_shared::endpoint::Endpoint;
+use omg_shared::snapshot::Deployment;
+use serde_json::{json, Value};
+
+use super::AzureAdapter;
+use crate::credentials::TokenCell;
+use crate::providers::{Call, Credentials, Ingress};
+use crate::request::{RequestBody, Route};
+
+/// An `azure` catalog entry (key `azure-key`, api-version `2024-10-21`, `provider_model`
+/// `gpt-4o`) at `endpoint`, with the settings in `extra`.
+fn deployment(endpoint: &str, extra: Value) -> Deployment {
+    let mut spec = json!({
+        "id": "gpt#0", "provider": "azure", "provider_model": "gpt-4o",
+        "api_key": "azure-key", "api_version": "2024-10-21",
+        "weight": 1, "enabled": true,
+        "pricing": {"input": 0, "output": 0}
+    });
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    let mut deployment: Deployment = serde_json::from_value(spec).unwrap();
+    deployment.endpoint = Some(Endpoint::parse(endpoint).unwrap());
+    deployment
+}
+
+/// Credentials whose Entra ID cells already hold a token (no refresher, no network).
+struct FakeEntra;
+
+impl Credentials for FakeEntra {
+    fn google(
+        &self,
+        _key: &omg_shared::vertex::ServiceAccountKey,
+    ) -> Result<Arc<TokenCell>, String> {
+        Err("no Google credentials in these tests".to_owned())
+    }
+
+    fn entra(&self, client: &EntraClient) -> Result<Arc<TokenCell>, String> {
+        Ok(Arc::new(TokenCell::with_token(
+            client.client_id.clone(),
+            "entra-token",
+        )))
+    }
+}
+
+fn adapter(deployment: &Deployment) -> AzureAdapter {
+    AzureAdapter::for_deployment(deployment, &FakeEntra).unwrap()
+}
+
+/// Runs `f` with the call of the client request `raw` on `route`.
+fn with_call<R>(route: Route, raw: &[u8], f: impl FnOnce(&Call<'_>) -> R) -> R {
+    let body = RequestBody::parse(raw, &route).unwrap();
+    let call = Call {
+        route: &route,
+        body: &body,
+        raw,
+        alias: "gpt",
+        request_id: "req-1",
+        created: 1_750_000_000,
+        ingress: Ingress::OpenAi,
+        now: std::time::SystemTime::UNIX_EPOCH,
+    };
+    f(&call)
+}
+
+fn path(name: &str) -> String {
+    format!(
+        "{}/src/providers/azure/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A fixture's bytes.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = path(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("fixture {path}: {error}"))
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}",
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        )
+    })
+}
+
+/// Compares `actual` with the golden file `name` (rewritten under `OMG_BLESS=1`).
+fn golden_json(name: &str, actual: &Value) {
+    if std::env::var_os("OMG_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(actual).unwrap_or_default() + "\n";
+        std::fs::write(path(name), text).unwrap_or_else(|e| panic!("bless {name}: {e}"));
+    }
+    assert_eq!(actual, &json(&fixture(name)), "golden {name}");
+}
+
+/// The events of an SSE stream, `data:` payloads parsed (`[DONE]` as a string). Every event
+/// must be exactly `data: <payload>` and a blank line.
+fn sse_events(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).unwrap_or_else(|error| panic!("not UTF-8: {error}"));
+    let mut events = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (event, tail) = rest
+            .split_once("\n\n")
+            .unwrap_or_else(|| panic!("unterminated event: {rest:?}"));
+        let payload = event
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("not a data event: {event:?}"));
+        assert!(!payload.contains('\n'), "multi-line event: {event:?}");
+        events.push(if payload == "[DONE]" {
+            Value::String("[DONE]".to_owned())
+        } else {
+            json(payload.as_bytes())
+        });
+        rest = tail;
+    }
+    events
+}
+
+/// Compares a translated stream with the golden transcript `name`, event by event (each
+/// `data:` payload's JSON), rewritten under `OMG_BLESS=1`.
+fn golden_sse(name: &str, actual: &[u8]) {
+    if std::env::var_os("OMG_BLESS").is_some() {
+        std::fs::write(path(name), actual).unwrap_or_else(|e| panic!("bless {name}: {e}"));
+    }
+    assert_eq!(
+        sse_events(actual),
+        sse_events(&fixture(name)),
+        "golden {name}"
+    );
+}
