@@ -16,6 +16,7 @@ fn usage(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64, images:
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_write_tokens: 0,
         images,
     }
 }
