@@ -70,7 +70,11 @@ pub(super) async fn handle(
             let bytes = read_body(session, state.settings.body_limit).await?;
             // An Anthropic client's request runs as the chat request it translates to.
             let translated = if matched.is_anthropic() {
-                Some(anthropic::to_openai(&bytes, matched == Route::CountTokens)?)
+                Some(translate_anthropic(
+                    &snapshot,
+                    &bytes,
+                    matched == Route::CountTokens,
+                )?)
             } else {
                 None
             };
@@ -194,6 +198,35 @@ pub(super) fn sync_timeout() -> ApiError {
         "The request did not complete within the gateway's sync timeout \
          (`server.sync_timeout`, or the alias's `routing.aliases.<alias>.timeouts.sync`).",
     )
+}
+
+/// An Anthropic client's request in its OpenAI form. What the OpenAI form cannot carry
+/// (documents, server tools, …) is refused, unless only Anthropic deployments will see the
+/// request (every deployment of the alias, or any for `count_tokens`, which only they
+/// answer): then the body goes upstream as written and those parts are only left out of the
+/// form used for routing, limits and estimates.
+fn translate_anthropic(
+    snapshot: &RuntimeSnapshot,
+    raw: &[u8],
+    count_only: bool,
+) -> Result<anthropic::Translated, ApiError> {
+    anthropic::to_openai(raw, count_only).or_else(|refusal| {
+        let native = |d: &DeploymentEntry| d.deployment.provider == ProviderKind::Anthropic;
+        let only_anthropic = anthropic::model_of(raw)
+            .and_then(|model| snapshot.model(&model))
+            .is_some_and(|alias| {
+                if count_only {
+                    alias.deployments.iter().any(|d| native(d))
+                } else {
+                    !alias.deployments.is_empty() && alias.deployments.iter().all(|d| native(d))
+                }
+            });
+        if only_anthropic {
+            anthropic::to_openai_for_native(raw, count_only)
+        } else {
+            Err(refusal)
+        }
+    })
 }
 
 /// Which deployments can serve the route (and streaming, when asked) by their provider's

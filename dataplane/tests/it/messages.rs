@@ -263,3 +263,84 @@ async fn errors_are_in_anthropic_shape() {
     }
     assert!(upstream.requests_to("/v1/chat/completions").is_empty());
 }
+
+#[tokio::test]
+async fn what_only_anthropic_reads_passes_to_anthropic_and_is_refused_for_others() {
+    let upstream = upstream().await;
+    let entries = [
+        Entry::new("claude", &upstream.origin(), "claude-test").provider("anthropic"),
+        Entry::new("mixed", &upstream.origin(), "claude-test").provider("anthropic"),
+        Entry::new("mixed", &upstream.base_url(), "gpt-test"),
+    ];
+    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
+    // A PDF document, a server tool and a system block list with a citation-ready document:
+    // Anthropic-only features the OpenAI form cannot carry.
+    let pdf = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK";
+    let body = json!({
+        "model": "claude",
+        "max_tokens": 64,
+        "system": "Answer from the contract.",
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+             "title": "contract.pdf", "citations": {"enabled": true}},
+            {"type": "text", "text": "What is the notice period?"}
+        ]}]
+    });
+    let response = messages_request(&gateway, "it-msg-document")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", gateway.log());
+    let seen = upstream.requests_to("/v1/messages");
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-test");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].json().unwrap(),
+        expected,
+        "passed through as written"
+    );
+    let record = gateway.usage_of("it-msg-document").await;
+    assert_eq!(
+        (record["status"].as_u64(), record["provider"].as_str()),
+        (Some(200), Some("anthropic"))
+    );
+
+    // count_tokens reads it the same way (only Anthropic deployments count).
+    let mut count = body.clone();
+    count.as_object_mut().unwrap().remove("max_tokens");
+    let response = gateway
+        .client
+        .post(format!("{}{MESSAGES}/count_tokens", gateway.base))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", gateway.log());
+
+    // An alias that may fail over to another provider cannot take it: refused up front,
+    // naming the block, before any upstream call.
+    let mut mixed = body.clone();
+    mixed["model"] = json!("mixed");
+    let response = messages_request(&gateway, "it-msg-mixed")
+        .json(&mixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`document`"),
+        "{error}"
+    );
+    assert_eq!(upstream.requests_to("/v1/messages").len(), 1);
+    assert!(upstream.requests_to("/v1/chat/completions").is_empty());
+}

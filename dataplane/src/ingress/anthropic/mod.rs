@@ -19,6 +19,6 @@ mod stream;
 mod tests;
 
 pub use error::{error_body, error_event, error_type, from_openai_error};
-pub use request::{to_openai, Translated};
+pub use request::{model_of, to_openai, to_openai_for_native, Translated};
 pub use response::from_openai;
 pub use stream::EventConverter;

@@ -15,11 +15,44 @@ pub struct Translated {
     pub stream: bool,
 }
 
+/// How much of a Messages request must translate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Everything: the OpenAI form is what a non-Anthropic provider gets.
+    Whole,
+    /// What routing, limits and estimates need, for a request only Anthropic will see (the
+    /// client's body goes upstream as written): blocks and tools the OpenAI form cannot
+    /// carry (documents, server tools, file images, …) are left out instead of refused.
+    ForNative,
+}
+
 /// Translates a Messages request (`count_only`: a `count_tokens` request, which has no
 /// `max_tokens` and never streams: a `stream` it carries is left to the provider to judge).
 /// Errors name the offending field as Anthropic does (`messages.0.content`); they are the
 /// client's to fix (400).
 pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
+    translate(raw, count_only, Reading::Whole)
+}
+
+/// Reads a Messages request that only Anthropic deployments will serve (the client's body is
+/// passed through as written): like [`to_openai`], but the blocks and tools only Anthropic
+/// understands (documents, search results, server tools such as `web_search`, file sources)
+/// are left out of the OpenAI form, which is used only for routing, limits and estimates.
+/// Malformed requests are refused as by [`to_openai`].
+pub fn to_openai_for_native(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
+    translate(raw, count_only, Reading::ForNative)
+}
+
+/// The `model` of a Messages body, if it names one (to decide how to read the rest).
+pub fn model_of(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Model {
+        model: String,
+    }
+    serde_json::from_slice::<Model>(raw).ok().map(|m| m.model)
+}
+
+fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translated, ApiError> {
     let request: Map<String, Value> = match serde_json::from_slice(raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(not_json("The request body must be a JSON object.".into())),
@@ -61,7 +94,7 @@ pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
         Some(Value::Array(blocks)) => {
-            let text = text_of(blocks, "system")?;
+            let text = text_of(blocks, "system", reading)?;
             messages.push(json!({"role": "system", "content": text}));
         }
         Some(_) => {
@@ -84,7 +117,7 @@ pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
         ));
     }
     for (at, turn) in turns.iter().enumerate() {
-        turn_to_openai(turn, at, &mut messages)?;
+        turn_to_openai(turn, at, &mut messages, reading)?;
     }
 
     let mut out = Map::new();
@@ -120,7 +153,7 @@ pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
         }
     }
     if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
-        out.insert("tools".into(), tools_to_openai(tools)?);
+        out.insert("tools".into(), tools_to_openai(tools, reading)?);
     }
     if let Some(choice) = request.get("tool_choice").filter(|c| !c.is_null()) {
         let (choice, parallel) = tool_choice_to_openai(choice)?;
@@ -147,7 +180,12 @@ pub fn to_openai(raw: &[u8], count_only: bool) -> Result<Translated, ApiError> {
 
 /// One Anthropic turn → OpenAI messages (a user turn's `tool_result` blocks become `tool`
 /// messages, before the rest of the turn).
-fn turn_to_openai(turn: &Value, at: usize, messages: &mut Vec<Value>) -> Result<(), ApiError> {
+fn turn_to_openai(
+    turn: &Value,
+    at: usize,
+    messages: &mut Vec<Value>,
+    reading: Reading,
+) -> Result<(), ApiError> {
     let role = match turn.get("role").and_then(Value::as_str) {
         Some(role @ ("user" | "assistant")) => role,
         _ => {
@@ -183,7 +221,11 @@ fn turn_to_openai(turn: &Value, at: usize, messages: &mut Vec<Value>) -> Result<
                 })?;
                 parts.push(json!({"type": "text", "text": text}));
             }
-            ("user", "image") => parts.push(image_part(block, at, i)?),
+            ("user", "image") => match image_part(block, at, i) {
+                Ok(part) => parts.push(part),
+                Err(_) if reading == Reading::ForNative => {}
+                Err(refusal) => return Err(refusal),
+            },
             ("assistant", "tool_use") => {
                 let id = block.get("id").and_then(Value::as_str);
                 let name = block.get("name").and_then(Value::as_str);
@@ -210,7 +252,7 @@ fn turn_to_openai(turn: &Value, at: usize, messages: &mut Vec<Value>) -> Result<
                 let mut content = match block.get("content") {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(text)) => text.clone(),
-                    Some(Value::Array(items)) => text_of(items, "messages")?,
+                    Some(Value::Array(items)) => text_of(items, "messages", reading)?,
                     Some(_) => {
                         return Err(invalid(
                             "messages",
@@ -225,11 +267,12 @@ fn turn_to_openai(turn: &Value, at: usize, messages: &mut Vec<Value>) -> Result<
             }
             // Reasoning of earlier turns is the provider's own; other providers cannot read it.
             ("assistant", "thinking" | "redacted_thinking") => {}
+            _ if reading == Reading::ForNative => {}
             _ => {
                 return Err(invalid(
                     "messages",
                     &format!(
-                        "messages.{at}.content.{i}: the block type `{kind}` is not supported in a {role} turn by this gateway's translation; route the model to an Anthropic deployment to use it"
+                        "messages.{at}.content.{i}: the block type `{kind}` is not supported in a {role} turn by this gateway's translation; use a model whose deployments are all Anthropic (its body then goes to Anthropic as written)"
                     ),
                 ))
             }
@@ -286,8 +329,9 @@ fn image_part(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-/// The text of a list of `text` blocks, joined.
-fn text_of(blocks: &[Value], field: &'static str) -> Result<String, ApiError> {
+/// The text of a list of `text` blocks, joined (for a native reading, other blocks are
+/// skipped).
+fn text_of(blocks: &[Value], field: &'static str, reading: Reading) -> Result<String, ApiError> {
     let mut text = String::new();
     for block in blocks {
         match (
@@ -300,6 +344,7 @@ fn text_of(blocks: &[Value], field: &'static str) -> Result<String, ApiError> {
                 }
                 text.push_str(piece);
             }
+            _ if reading == Reading::ForNative => {}
             _ => {
                 return Err(invalid(
                     field,
@@ -311,7 +356,7 @@ fn text_of(blocks: &[Value], field: &'static str) -> Result<String, ApiError> {
     Ok(text)
 }
 
-fn tools_to_openai(tools: &Value) -> Result<Value, ApiError> {
+fn tools_to_openai(tools: &Value, reading: Reading) -> Result<Value, ApiError> {
     let Value::Array(tools) = tools else {
         return Err(invalid("tools", "tools: Input should be a list"));
     };
@@ -322,9 +367,12 @@ fn tools_to_openai(tools: &Value) -> Result<Value, ApiError> {
             .and_then(Value::as_str)
             .filter(|k| *k != "custom")
         {
+            if reading == Reading::ForNative {
+                continue;
+            }
             return Err(invalid(
                 "tools",
-                &format!("tools.{i}: the server tool `{kind}` is only available on Anthropic deployments"),
+                &format!("tools.{i}: the server tool `{kind}` is only available on models whose deployments are all Anthropic"),
             ));
         }
         let Some(name) = tool.get("name").and_then(Value::as_str) else {

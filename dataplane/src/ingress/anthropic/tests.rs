@@ -286,3 +286,40 @@ proptest! {
         prop_assert_eq!(convert(&pieces), whole);
     }
 }
+
+#[test]
+fn a_native_reading_leaves_out_what_only_anthropic_reads() {
+    let request = json!({
+        "model": "claude",
+        "max_tokens": 10,
+        "system": [{"type": "text", "text": "Be exact."}, {"type": "search_result", "source": "s", "title": "t", "content": []}],
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search"},
+            {"name": "lookup", "input_schema": {"type": "object"}}
+        ],
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "terms"}},
+            {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+            {"type": "text", "text": "Summarize"}
+        ]}]
+    });
+    let raw = request.to_string();
+    assert!(
+        to_openai(raw.as_bytes(), false).is_err(),
+        "other providers cannot take it"
+    );
+    let read = to_openai_for_native(raw.as_bytes(), false).unwrap();
+    let body: Value = serde_json::from_slice(&read.body).unwrap();
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "Be exact."},
+            {"role": "user", "content": [{"type": "text", "text": "Summarize"}]}
+        ])
+    );
+    assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(model_of(raw.as_bytes()).as_deref(), Some("claude"));
+    // Malformed requests are refused either way.
+    let bad = json!({"model": "claude", "max_tokens": 10, "messages": [{"role": "robot", "content": "x"}]});
+    assert!(to_openai_for_native(bad.to_string().as_bytes(), false).is_err());
+}

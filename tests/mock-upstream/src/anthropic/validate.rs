@@ -4,6 +4,7 @@
 //! read like Anthropic's: `<path>: <problem>`, e.g. `messages.0.content.1.text: Field
 //! required`.
 
+mod document;
 mod tools;
 
 use base64::Engine;
@@ -84,11 +85,11 @@ pub(super) fn at(path: &str, key: impl std::fmt::Display) -> String {
     }
 }
 
-fn problem(path: &str, message: &str) -> String {
+pub(super) fn problem(path: &str, message: &str) -> String {
     format!("{path}: {message}")
 }
 
-fn required(path: &str) -> String {
+pub(super) fn required(path: &str) -> String {
     problem(path, "Field required")
 }
 
@@ -100,7 +101,7 @@ pub(super) fn only(object: &Map<String, Value>, allowed: &[&str], path: &str) ->
     }
 }
 
-fn object<'a>(value: &'a Value, path: &str) -> Check<&'a Map<String, Value>> {
+pub(super) fn object<'a>(value: &'a Value, path: &str) -> Check<&'a Map<String, Value>> {
     value
         .as_object()
         .ok_or_else(|| problem(path, "Input should be a valid dictionary"))
@@ -119,7 +120,11 @@ fn string<'a>(value: &'a Value, path: &str) -> Check<&'a str> {
 }
 
 /// `object[key]` as a string; `Field required` when absent.
-fn string_field<'a>(object: &'a Map<String, Value>, key: &str, path: &str) -> Check<&'a str> {
+pub(super) fn string_field<'a>(
+    object: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Check<&'a str> {
     let path = at(path, key);
     string(object.get(key).ok_or_else(|| required(&path))?, &path)
 }
@@ -376,6 +381,7 @@ fn check_content<'a>(
                 }
             }
             ("image", _) => check_image_block(block, &path)?,
+            ("document", "user") => document::check_document_block(block, &path)?,
             ("tool_use", "assistant") => {
                 only(block, &["type", "id", "name", "input", "cache_control"], &path)?;
                 ids.0.push(string_field(block, "id", &path)?);
@@ -417,7 +423,7 @@ fn check_content<'a>(
                     &path,
                     &format!(
                         "Input tag '{kind}' found using 'type' does not match any of the expected tags: 'text', \
-                         'image', 'tool_use', 'tool_result'"
+                         'image', 'document', 'tool_use', 'tool_result'"
                     ),
                 ))
             }
