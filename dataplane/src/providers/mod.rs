@@ -15,6 +15,8 @@ mod chat;
 #[cfg(test)]
 mod conformance;
 mod embeddings;
+#[cfg(test)]
+mod golden;
 pub mod huggingface;
 mod images;
 mod json_scan;

@@ -96,38 +96,19 @@ fn request_json(request: &UpstreamRequest) -> Value {
     })
 }
 
-fn path(name: &str) -> String {
-    format!(
-        "{}/src/providers/huggingface/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
+pub(super) use crate::providers::golden::json as json_of;
+use crate::providers::golden::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures("huggingface");
 
 /// A fixture's bytes.
 fn fixture(name: &str) -> Vec<u8> {
-    let path = path(name);
-    std::fs::read(&path).unwrap_or_else(|error| panic!("fixture {path}: {error}"))
-}
-
-fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|error| {
-        panic!(
-            "not JSON ({error}): {}",
-            String::from_utf8_lossy(bytes)
-                .chars()
-                .take(300)
-                .collect::<String>()
-        )
-    })
+    FIXTURES.bytes(name)
 }
 
 /// Compares `actual` with the golden file `name` (rewritten under `OMG_BLESS=1`).
 fn golden_json(name: &str, actual: &Value) {
-    if std::env::var_os("OMG_BLESS").is_some() {
-        let text = serde_json::to_string_pretty(actual).unwrap_or_default() + "\n";
-        std::fs::write(path(name), text).unwrap_or_else(|e| panic!("bless {name}: {e}"));
-    }
-    assert_eq!(actual, &json_of(&fixture(name)), "golden {name}");
+    FIXTURES.assert_json(name, actual);
 }
 
 /// The events of an SSE stream: `data:` payloads parsed (`[DONE]` as a string; the space
@@ -160,15 +141,7 @@ fn sse_events(bytes: &[u8]) -> Vec<Value> {
     events
 }
 
-/// Compares a translated stream with the golden transcript `name`, event by event,
-/// rewritten under `OMG_BLESS=1`.
+/// Compares a translated stream with the golden transcript `name`, event by event.
 fn golden_sse(name: &str, actual: &[u8]) {
-    if std::env::var_os("OMG_BLESS").is_some() {
-        std::fs::write(path(name), actual).unwrap_or_else(|e| panic!("bless {name}: {e}"));
-    }
-    assert_eq!(
-        sse_events(actual),
-        sse_events(&fixture(name)),
-        "golden {name}"
-    );
+    FIXTURES.assert_sse(name, actual, sse_events);
 }
