@@ -154,10 +154,11 @@ impl Pricing {
     /// The most a request of this size can cost: every prompt token at the dearest of the
     /// input and prompt-cache prices (budget and limit reservations).
     pub fn worst_case(&self, prompt_tokens: u64, completion_tokens: u64, images: u64) -> MicroUsd {
-        let dearest = [self.cache_read, self.cache_write]
+        let dearest = [Some(self.input), self.cache_read, self.cache_write]
             .into_iter()
             .flatten()
-            .fold(self.input, |a, b| if b.0 > a.0 { b } else { a });
+            .max_by_key(|price| price.0)
+            .unwrap_or(self.input);
         Pricing {
             input: dearest,
             cache_read: None,

@@ -1,11 +1,15 @@
 //! Golden-file support for the adapters' tests: each adapter keeps recorded provider payloads
 //! and the expected OpenAI forms in `src/providers/<adapter>/fixtures/`, compared as parsed
 //! JSON (key order and spacing do not matter). `OMG_BLESS=1` rewrites the expected files from
-//! the current output; review the diff before keeping it.
+//! the current output; review the diff before keeping it. Also what every stream
+//! translator's chunk-boundary tests share: cutting a transcript and feeding the pieces.
 
 #![allow(clippy::panic)]
 
+use bytes::BytesMut;
 use serde_json::Value;
+
+use super::{StreamFault, StreamTranslator, Usage};
 
 /// The fixtures of one adapter (its directory name under `src/providers/`).
 pub(crate) struct Fixtures(pub &'static str);
@@ -83,4 +87,55 @@ pub(crate) fn sse_events(bytes: &[u8]) -> Vec<Value> {
         rest = tail;
     }
     events
+}
+
+/// `input` cut at `points` (any order, any range: each is taken modulo `input.len() + 1`).
+pub(crate) fn cut<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
+    points.sort_unstable();
+    let mut pieces = Vec::with_capacity(points.len() + 1);
+    let mut last = 0;
+    for point in points {
+        pieces.push(&input[last..point]);
+        last = point;
+    }
+    pieces.push(&input[last..]);
+    pieces
+}
+
+/// Everything observable after feeding a stream translator.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Outcome {
+    pub out: Vec<u8>,
+    pub result: Result<(), StreamFault>,
+    pub usage: Option<Usage>,
+    pub estimated: u64,
+    pub done: bool,
+    pub failed: bool,
+    pub saw_content: bool,
+}
+
+/// Feeds `pieces` in order, stopping at the first error, then the clean close when none
+/// came: what the glue does.
+pub(crate) fn drive(translator: &mut dyn StreamTranslator, pieces: &[&[u8]]) -> Outcome {
+    let mut out = BytesMut::new();
+    let mut result = Ok(());
+    for piece in pieces {
+        result = translator.push(piece, &mut out);
+        if result.is_err() {
+            break;
+        }
+    }
+    if result.is_ok() {
+        translator.finish(&mut out);
+    }
+    Outcome {
+        out: out.to_vec(),
+        result,
+        usage: translator.reported_usage(),
+        estimated: translator.estimated_completion_tokens(),
+        done: translator.is_done(),
+        failed: translator.upstream_failed(),
+        saw_content: translator.saw_content(),
+    }
 }

@@ -93,7 +93,7 @@ pub(super) async fn serve(
 }
 
 /// Whether the deployment's provider counts tokens itself.
-fn counts(deployment: &DeploymentEntry) -> bool {
+pub(super) fn counts(deployment: &DeploymentEntry) -> bool {
     deployment
         .adapter
         .as_ref()

@@ -216,7 +216,10 @@ fn translate_anthropic(
             .and_then(|model| snapshot.model(&model))
             .is_some_and(|alias| {
                 if count_only {
-                    alias.deployments.iter().any(|d| native(d))
+                    alias
+                        .deployments
+                        .iter()
+                        .any(|d| super::count_tokens::counts(d))
                 } else {
                     !alias.deployments.is_empty() && alias.deployments.iter().all(|d| native(d))
                 }

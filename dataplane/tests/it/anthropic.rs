@@ -1,8 +1,6 @@
 //! The `anthropic` provider through the data plane binary, against the mock upstream's
 //! Messages API (which checks `x-api-key`, `anthropic-version` and Anthropic's body rules).
 
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -430,28 +428,10 @@ async fn metadata_sets_the_version_and_max_tokens() {
 
 #[test]
 fn bad_anthropic_metadata_is_refused_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
     let entry = Entry::new("claude", "http://127.0.0.1:9", "claude-test")
         .provider("anthropic")
         .with("metadata", "{anthropic_max_tokens: \"lots\"}");
-    let text = custom_config(&[entry], "", "")
-        .replace("{PORT}", &free_port().to_string())
-        .replace("{ADMIN}", &free_port().to_string())
-        .replace("{DIR}", &dir.path().display().to_string());
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(&path, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_omg-dataplane"))
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = refused_config_log(&custom_config(&[entry], "", ""));
     assert!(log.contains("anthropic_max_tokens"), "{log}");
 }
 

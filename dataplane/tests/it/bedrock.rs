@@ -2,8 +2,6 @@
 //! Runtime routes, which verify SigV4 (recomputed independently from what they receive, with
 //! the known test secret) or a Bedrock API key, and Converse's body rules.
 
-use std::process::{Command, Stdio};
-
 use omg_mock_upstream::{MockConfig, MockUpstream, BEDROCK_ACCESS_KEY_ID};
 use serde_json::{json, Value};
 
@@ -378,23 +376,6 @@ async fn embeddings_use_titan_and_answer_base64_when_asked() {
     );
 }
 
-fn decode_base64(text: &str) -> Vec<u8> {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = TABLE.iter().position(|t| *t == c).unwrap() as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn errors_are_mapped_and_stream_faults_end_in_band() {
     let upstream = upstream().await;
@@ -472,25 +453,7 @@ async fn errors_are_mapped_and_stream_faults_end_in_band() {
 
 #[test]
 fn a_bedrock_entry_without_a_region_is_refused_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
     let entry = Entry::new("claude", "http://127.0.0.1:9", MODEL).provider("bedrock");
-    let text = custom_config(&[entry], "", "")
-        .replace("{PORT}", &free_port().to_string())
-        .replace("{ADMIN}", &free_port().to_string())
-        .replace("{DIR}", &dir.path().display().to_string());
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(&path, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_omg-dataplane"))
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = refused_config_log(&custom_config(&[entry], "", ""));
     assert!(log.contains("model_catalog[0].region"), "{log}");
 }

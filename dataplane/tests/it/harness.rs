@@ -33,6 +33,39 @@ pub struct Gateway {
     pub client: reqwest::Client,
 }
 
+/// Standard base64, decoded (embeddings and images in answers).
+pub fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_else(|error| panic!("not base64 ({error}): {text:.80}"))
+}
+
+/// Runs the data plane on `template` (a [`custom_config`]-style text) that it must refuse at
+/// start-up; its log (stdout and stderr).
+pub fn refused_config_log(template: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let text = template
+        .replace("{PORT}", &free_port().to_string())
+        .replace("{ADMIN}", &free_port().to_string())
+        .replace("{DIR}", &dir.path().display().to_string());
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_omg-dataplane"))
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the config was accepted: {log}");
+    log
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -4,7 +4,6 @@
 //! thought signatures carried back, usage records, the Gemini API-key mode, embeddings,
 //! error mapping, and a bad key refused at start-up.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use omg_mock_upstream::{test_service_account, MockUpstream, RecordedRequest};
@@ -374,7 +373,7 @@ async fn vertex_embeddings_answer_base64_float32_with_vertex_token_counts() {
     let id = request_id(&response);
     let answer: Value = response.json().await.unwrap();
     let encoded = answer["data"][1]["embedding"].as_str().unwrap();
-    let bytes = base64_decode(encoded);
+    let bytes = decode_base64(encoded);
     let floats: Vec<f32> = bytes
         .chunks(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -391,23 +390,6 @@ async fn vertex_embeddings_answer_base64_float32_with_vertex_token_counts() {
     assert_eq!(sent["parameters"]["outputDimensionality"], 4);
     let record = gateway.usage_of(&id).await;
     assert_eq!(record["prompt_tokens"], 4, "{record}");
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -509,25 +491,7 @@ async fn a_bad_service_account_key_is_refused_at_start_up() {
         &key.to_string(),
         "",
     )];
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&entries, &["gem"])
-        .replace("{PORT}", &free_port().to_string())
-        .replace("{ADMIN}", &free_port().to_string())
-        .replace("{DIR}", &dir.path().display().to_string());
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(&path, config).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_omg-dataplane"))
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = refused_config_log(&config(&entries, &["gem"]));
     assert!(log.contains("model_catalog[0].api_key"), "{log}");
     assert!(log.contains("PKCS#8"), "{log}");
     assert!(!log.contains("SECRETMARK"), "{log}");

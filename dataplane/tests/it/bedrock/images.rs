@@ -6,7 +6,6 @@
 use omg_mock_upstream::{MockUpstream, BEDROCK_ACCESS_KEY_ID};
 use serde_json::{json, Value};
 
-use super::decode_base64;
 use crate::harness::*;
 
 const IMAGES: &str = "/v1/images/generations";

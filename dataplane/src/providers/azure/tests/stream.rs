@@ -1,25 +1,13 @@
 //! The stream translator: goldens, Azure's filter annotations, and chunk boundaries.
 
-use bytes::BytesMut;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::{adapter, deployment, fixture, golden_sse, sse_events};
 use crate::providers::azure::stream::{classify, Kind};
-use crate::providers::{ProviderAdapter, StreamFault, Usage};
+use crate::providers::golden::{drive, Outcome};
+use crate::providers::{ProviderAdapter, StreamFault};
 use crate::request::Route;
-
-/// Everything observable after feeding a stream.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    out: Vec<u8>,
-    result: Result<(), StreamFault>,
-    usage: Option<Usage>,
-    estimated: u64,
-    done: bool,
-    failed: bool,
-    saw_content: bool,
-}
 
 const CHAT: &[u8] = br#"{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 const CHAT_USAGE: &[u8] = br#"{"model":"gpt","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
@@ -37,24 +25,7 @@ fn feed_route(route: Route, pieces: &[&[u8]], include_usage: bool) -> Outcome {
         CHAT
     };
     super::with_call(route, raw, |call| {
-        let mut translator = adapter(&d).stream(call);
-        let mut out = BytesMut::new();
-        let mut result = Ok(());
-        for piece in pieces {
-            result = translator.push(piece, &mut out);
-            if result.is_err() {
-                break;
-            }
-        }
-        Outcome {
-            out: out.to_vec(),
-            result,
-            usage: translator.reported_usage(),
-            estimated: translator.estimated_completion_tokens(),
-            done: translator.is_done(),
-            failed: translator.upstream_failed(),
-            saw_content: translator.saw_content(),
-        }
+        drive(adapter(&d).stream(call).as_mut(), pieces)
     })
 }
 
@@ -68,16 +39,7 @@ fn whole(input: &[u8], include_usage: bool) -> Outcome {
 
 /// `input` cut at `points` (any order, any range).
 fn split(input: &[u8], points: &[usize], include_usage: bool) -> Outcome {
-    let mut points: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
-    points.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut last = 0;
-    for point in points {
-        pieces.push(&input[last..point]);
-        last = point;
-    }
-    pieces.push(&input[last..]);
-    feed(&pieces, include_usage)
+    feed(&crate::providers::golden::cut(input, points), include_usage)
 }
 
 /// The events of a transcript, terminators included.

@@ -1,14 +1,14 @@
 //! Chat through Text Generation Inference's OpenAI-compatible route: the golden request,
 //! answers passed through, streams as TGI writes them, and chunk boundaries.
 
-use bytes::BytesMut;
 use proptest::prelude::*;
 use serde_json::Value;
 
 use super::{
     adapter, fixture, golden_json, golden_sse, request_json, sse_events, tgi, upstream, with_call,
 };
-use crate::providers::{ProviderAdapter, StreamFault, Usage};
+use crate::providers::golden::{drive, Outcome};
+use crate::providers::{ProviderAdapter, StreamFault};
 use crate::request::Route;
 
 const CHAT: &[u8] = br#"{"model":"llama","messages":[{"role":"user","content":"hi"}]}"#;
@@ -42,40 +42,11 @@ fn answers_pass_through_with_their_usage() {
     }
 }
 
-/// Everything observable after feeding a stream.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    out: Vec<u8>,
-    result: Result<(), StreamFault>,
-    usage: Option<Usage>,
-    estimated: u64,
-    done: bool,
-    failed: bool,
-    saw_content: bool,
-}
-
 /// Feeds `pieces` in order (stopping at the first error, as the glue does).
 fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
     let raw = if include_usage { STREAM_USAGE } else { STREAM };
     with_call(Route::Chat, raw, |call| {
-        let mut translator = adapter(&tgi()).stream(call);
-        let mut out = BytesMut::new();
-        let mut result = Ok(());
-        for piece in pieces {
-            result = translator.push(piece, &mut out);
-            if result.is_err() {
-                break;
-            }
-        }
-        Outcome {
-            out: out.to_vec(),
-            result,
-            usage: translator.reported_usage(),
-            estimated: translator.estimated_completion_tokens(),
-            done: translator.is_done(),
-            failed: translator.upstream_failed(),
-            saw_content: translator.saw_content(),
-        }
+        drive(adapter(&tgi()).stream(call).as_mut(), pieces)
     })
 }
 
@@ -85,16 +56,7 @@ fn whole(input: &[u8], include_usage: bool) -> Outcome {
 
 /// `input` cut at `points` (any order, any range).
 fn split(input: &[u8], points: &[usize], include_usage: bool) -> Outcome {
-    let mut points: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
-    points.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut last = 0;
-    for point in points {
-        pieces.push(&input[last..point]);
-        last = point;
-    }
-    pieces.push(&input[last..]);
-    feed(&pieces, include_usage)
+    feed(&crate::providers::golden::cut(input, points), include_usage)
 }
 
 const NAMES: [&str; 3] = ["stream_chat", "stream_tool_calls", "stream_error"];

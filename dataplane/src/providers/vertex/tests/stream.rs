@@ -55,16 +55,7 @@ fn whole(input: &[u8], include_usage: bool) -> Outcome {
 
 /// `input` cut at `points` (any order, any range).
 fn split(input: &[u8], points: &[usize], include_usage: bool) -> Outcome {
-    let mut points: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
-    points.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut last = 0;
-    for point in points {
-        pieces.push(&input[last..point]);
-        last = point;
-    }
-    pieces.push(&input[last..]);
-    feed(&pieces, include_usage)
+    feed(&crate::providers::golden::cut(input, points), include_usage)
 }
 
 #[test]
