@@ -1,6 +1,6 @@
 //! The OpenAI-shaped operations shared by the OpenAI and Azure OpenAI routes: the body checks
-//! of chat completions, completions and embeddings, and their answers (whole, in timed pieces
-//! or streamed).
+//! of chat completions (tools included), completions and embeddings, and their answers (whole,
+//! in timed pieces or streamed).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::behaviour::Behaviour;
 use crate::handler::Reply;
-use crate::openai::{self, Answer, Dialect, Flavour, StreamEvents, Usage};
+use crate::openai::{self, tools, Answer, Dialect, Flavour, StreamEvents, ToolUse, Usage};
 use crate::stream;
 use crate::Shared;
 
@@ -119,17 +119,37 @@ pub(crate) fn completion(call: &Call<'_>, flavour: Flavour) -> Reply {
         Ok(tokens) => tokens,
         Err(reply) => return reply,
     };
+    let tool_call = match flavour {
+        Flavour::Chat => match tools::check(call.request) {
+            Ok(tool_call) => tool_call,
+            Err(reply) => return reply,
+        },
+        Flavour::Completion => None,
+    };
     let behaviour = call.behaviour;
     let n = behaviour
         .chunks
         .unwrap_or(call.shared.config.default_chunks);
     let mut chunks = openai::chunks(n);
-    let finish_reason = if behaviour.content_filter_completion {
+    let tool_id = format!("call_mock_{}", call.seq);
+    let (finish_reason, tool) = if behaviour.content_filter_completion {
         // Cut short: the first half of the answer.
         chunks.truncate(n / 2);
-        "content_filter"
+        ("content_filter", None)
+    } else if let Some(tool_call) = &tool_call {
+        chunks.clear();
+        let tool = ToolUse {
+            id: &tool_id,
+            name: &tool_call.name,
+        };
+        ("tool_calls", Some(tool))
     } else {
-        "stop"
+        ("stop", None)
+    };
+    let completion_tokens = if tool.is_some() {
+        tools::TOKENS
+    } else {
+        chunks.len() as u64
     };
     let id = match flavour {
         Flavour::Chat => format!("chatcmpl-mock-{}", call.seq),
@@ -140,9 +160,10 @@ pub(crate) fn completion(call: &Call<'_>, flavour: Flavour) -> Reply {
         created: unix_now(),
         model: call.model,
         chunks: &chunks,
+        tool,
         usage: Usage {
             prompt: prompt_tokens,
-            completion: chunks.len() as u64,
+            completion: completion_tokens,
         },
         finish_reason,
         dialect: call.dialect,

@@ -10,7 +10,13 @@
 //! **OpenAI** — `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings` over HTTP/1.1 (keep-alive). Checks: `Authorization: Bearer <key>`
 //! (when [`MockConfig::api_key`] is set, else 401 `invalid_api_key`), a JSON object body,
-//! `model` (a string), `messages` (a non-empty array) / `prompt` / `input`. Errors are
+//! `model` (a string), `messages` (a non-empty array) / `prompt` / `input`; for chat,
+//! `tools` (`{type: "function", function: {name}}`, names `^[a-zA-Z0-9_-]{1,64}$`),
+//! `tool_choice` (`none|auto|required` or a named function among `tools`, only with `tools`)
+//! and the pairing of `tool` messages with the assistant's `tool_calls` (see
+//! `openai::tools`). A chat answer calls the first tool (arguments `{"location":"Paris"}`,
+//! `finish_reason: tool_calls`, streamed in argument pieces) when `tool_choice` forces it or
+//! the last message is a user's mentioning the weather. Errors are
 //! `{"error":{"message","type","param","code"}}`.
 //!
 //! **Anthropic** — `POST /v1/messages` and `POST /v1/messages/count_tokens` (other methods

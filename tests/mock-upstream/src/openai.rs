@@ -1,6 +1,7 @@
-//! OpenAI-shaped bodies: errors, completions (whole and as stream events), embeddings, the
-//! model list, plus the deterministic text, token counts and vectors they carry. Completions
-//! come in two dialects: OpenAI's and Azure OpenAI's (content filter annotations).
+//! OpenAI-shaped bodies: errors, completions (whole and as stream events, maybe calling a
+//! tool), embeddings, the model list, plus the deterministic text, token counts and vectors
+//! they carry. Completions come in two dialects: OpenAI's and Azure OpenAI's (content filter
+//! annotations).
 //!
 //! Bodies are written with `format!` so their key order is exactly OpenAI's, whatever
 //! `serde_json` features the workspace enables.
@@ -8,6 +9,8 @@
 use serde_json::Value;
 
 use crate::azure;
+
+pub(crate) mod tools;
 
 /// The only model listed by `GET /v1/models`.
 pub(crate) const MODEL_LIST: &str = r#"{"object":"list","data":[{"id":"gpt-test","object":"model","created":1700000000,"owned_by":"mock"}]}"#;
@@ -116,14 +119,23 @@ pub(crate) enum Dialect {
     Azure,
 }
 
+/// A tool call an answer makes (with [`tools::ARGUMENTS`]).
+pub(crate) struct ToolUse<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
 /// What a completion answer is made of.
 pub(crate) struct Answer<'a> {
     pub id: &'a str,
     pub created: u64,
     pub model: &'a str,
+    /// The text's pieces (none when the answer calls a tool).
     pub chunks: &'a [String],
+    /// Chat only: the answer is this tool call, `finish_reason` `tool_calls`.
+    pub tool: Option<ToolUse<'a>>,
     pub usage: Usage,
-    /// `stop`, or `content_filter` (`content-filter-completion`).
+    /// `stop`, `tool_calls`, or `content_filter` (`content-filter-completion`).
     pub finish_reason: &'a str,
     pub dialect: Dialect,
 }
@@ -160,12 +172,21 @@ impl Answer<'_> {
 
 /// A non-streamed chat completion.
 pub(crate) fn chat_completion(a: &Answer<'_>) -> String {
+    let content = match &a.tool {
+        None => quote(&a.chunks.concat()),
+        Some(tool) => format!(
+            r#"null,"tool_calls":[{{"id":{},"type":"function","function":{{"name":{},"arguments":{}}}}}]"#,
+            quote(tool.id),
+            quote(tool.name),
+            quote(tools::ARGUMENTS)
+        ),
+    };
     format!(
         r#"{{"id":{},"object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{},"refusal":null}},"logprobs":null,"finish_reason":{}{}}}]{},"usage":{},"system_fingerprint":"fp_mock"}}"#,
         quote(a.id),
         a.created,
         quote(a.model),
-        quote(&a.chunks.concat()),
+        content,
         quote(a.finish_reason),
         a.choice_filters(),
         a.prompt_filters(),
@@ -247,19 +268,56 @@ impl StreamEvents<'_> {
         })
     }
 
-    /// The chat stream's first chunk (`role`, empty content); `None` for completions.
+    /// The chat stream's first chunk (`role`, empty content; or the tool call's id and name,
+    /// no arguments yet); `None` for completions.
     pub(crate) fn role(&self) -> Option<String> {
-        match self.flavour {
-            Flavour::Chat => Some(self.chunk(
+        match (self.flavour, &self.answer.tool) {
+            (Flavour::Chat, None) => Some(self.chunk(
                 r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null"#,
                 "{}",
             )),
-            Flavour::Completion => None,
+            (Flavour::Chat, Some(tool)) => Some(self.chunk(
+                &format!(
+                    r#"{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"index":0,"id":{},"type":"function","function":{{"name":{},"arguments":""}}}}],"refusal":null}},"logprobs":null,"finish_reason":null"#,
+                    quote(tool.id),
+                    quote(tool.name)
+                ),
+                "{}",
+            )),
+            (Flavour::Completion, _) => None,
         }
     }
 
+    /// The chunks after the first: one per text piece, or one per piece of the tool call's
+    /// arguments.
+    pub(crate) fn pieces(&self) -> Vec<String> {
+        match (self.flavour, &self.answer.tool) {
+            (Flavour::Chat, Some(_)) => tools::ARGUMENT_PIECES
+                .iter()
+                .map(|piece| self.tool_arguments(piece))
+                .collect(),
+            _ => self
+                .answer
+                .chunks
+                .iter()
+                .map(|text| self.content(text))
+                .collect(),
+        }
+    }
+
+    /// The chunk carrying a piece of the tool call's arguments.
+    fn tool_arguments(&self, piece: &str) -> String {
+        self.chunk(
+            &format!(
+                r#"{{"index":0,"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}},"logprobs":null,"finish_reason":null"#,
+                quote(piece)
+            ),
+            "{}",
+        )
+    }
+
     /// The chunk carrying content chunk `text`.
-    pub(crate) fn content(&self, text: &str) -> String {
+    fn content(&self, text: &str) -> String {
         let filters = azure::completion_filter_results("stop");
         match self.flavour {
             Flavour::Chat => self.chunk(
@@ -282,7 +340,7 @@ impl StreamEvents<'_> {
     /// The chunk with the `finish_reason`.
     pub(crate) fn finish(&self) -> String {
         let reason = quote(self.answer.finish_reason);
-        let filters = if self.answer.finish_reason == "stop" {
+        let filters = if self.answer.finish_reason != "content_filter" {
             "{}".to_owned()
         } else {
             azure::completion_filter_results(self.answer.finish_reason)

@@ -88,17 +88,18 @@ fn plan_stream(events: &StreamEvents<'_>, behaviour: &Behaviour) -> Vec<Step> {
     if let Some(role) = events.role() {
         steps.push(event(&role));
     }
-    for (i, text) in events.answer.chunks.iter().enumerate() {
+    for (i, piece) in events.pieces().iter().enumerate() {
         if behaviour.cut_after == Some(i) {
             break;
         }
         if !behaviour.chunk_delay.is_zero() {
             steps.push(Step::Delay(behaviour.chunk_delay));
         }
-        steps.push(event(&events.content(text)));
+        steps.push(event(piece));
     }
     if behaviour.cut_after.is_some() {
-        // After `cut_after` content chunks, or after the last one when there are fewer.
+        // After `cut_after` content (or tool argument) chunks, or after the last one when
+        // there are fewer.
         steps.push(Step::Cut);
     } else {
         steps.push(event(&events.finish()));
@@ -175,6 +176,7 @@ mod tests {
                 created: 1,
                 model: "m",
                 chunks: &chunks,
+                tool: None,
                 usage: Usage {
                     prompt: 1,
                     completion: 1,
