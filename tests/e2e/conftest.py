@@ -135,9 +135,9 @@ model_catalog:
     api_key: "{upstream_key}"
     price_input: 0.0025
     price_output: 0.01
-  - alias: hf-chat            # provider: huggingface, TGI's OpenAI-compatible route
-    provider: huggingface
-    provider_model: gpt-test
+  - alias: hf-chat            # provider: huggingface, TGI's OpenAI-compatible route (the
+    provider: huggingface     # mock answers model `tgi` in TGI's dialect)
+    provider_model: tgi
     endpoint: "{upstream}/v1"
     api_key: "{upstream_key}"
     health_check: false

@@ -45,9 +45,10 @@ WEATHER_TOOL = {
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 TRANSLATED = ["claude-up", "gemini-up", "bedrock-up"]
-# Chat and streams through every non-OpenAI adapter. Azure passes answers through, so
-# `model` is the deployment's name there, not the alias.
+# Chat and streams through every non-OpenAI adapter. Azure and TGI answer in OpenAI's shapes,
+# which pass with the upstream's `model` (the deployment, TGI's served model), not the alias.
 ADAPTED = ["claude-up", "azure-up", "hf-chat", "gemini-up", "bedrock-up"]
+UPSTREAM_MODEL = {"azure-up": "gpt-test", "hf-chat": "tgi"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,7 +82,7 @@ def test_chat(client, gateway, alias):
     )
     completion = raw.parse()
     assert completion.object == "chat.completion"
-    assert completion.model == (alias if alias in TRANSLATED else "gpt-test")
+    assert completion.model == UPSTREAM_MODEL.get(alias, alias)
     assert completion.choices[0].message.role == "assistant"
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop"
@@ -103,7 +104,7 @@ def test_stream_with_usage(client, gateway, alias):
     request_id = stream.headers["x-request-id"]
     text, finish, usage = "", None, None
     for chunk in stream.parse():
-        assert chunk.model == (alias if alias in TRANSLATED else "gpt-test")
+        assert chunk.model == UPSTREAM_MODEL.get(alias, alias)
         if chunk.choices:
             text += chunk.choices[0].delta.content or ""
             finish = chunk.choices[0].finish_reason or finish
@@ -140,21 +141,40 @@ def test_tool_calls_json_and_streamed(client, alias):
     )
     assert follow_up.choices[0].message.content
 
-    name, arguments, finish = None, "", None
+    name, arguments, finish, roles, ids = None, "", None, [], []
     for chunk in client.chat.completions.create(
         model=alias, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], stream=True
     ):
         if not chunk.choices:
             continue
         delta = chunk.choices[0].delta
+        roles += [delta.role] if delta.role else []
         for piece in delta.tool_calls or []:
             assert piece.index == 0
+            ids += [piece.id] if piece.id else []
             name = piece.function.name or name
             arguments += piece.function.arguments or ""
         finish = chunk.choices[0].finish_reason or finish
+    assert roles == ["assistant"] and len(ids) == 1, (roles, ids)
     assert name == "get_weather"
     assert json.loads(arguments) == {"location": "Paris"}
     assert finish == "tool_calls"
+
+    # The SDK's own stream helper merges the deltas (concatenating repeated strings): one
+    # role, one call id, whole arguments. TGI repeats them in every delta; the gateway mends it.
+    with client.chat.completions.stream(
+        model=alias, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL]
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    merged = final.choices[0]
+    assert merged.message.role == "assistant"
+    assert merged.finish_reason == "tool_calls"
+    merged_call = merged.message.tool_calls[0]
+    assert merged_call.function.name == "get_weather"
+    assert json.loads(merged_call.function.arguments) == {"location": "Paris"}
+    assert final.id and merged_call.id
 
 
 def test_unsupported_operations_are_refused_with_a_clear_error(client):

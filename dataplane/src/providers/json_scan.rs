@@ -6,6 +6,18 @@
 //! the caller falls back to `serde_json`. So a `Some` answer is always one `serde_json` would
 //! give too; see the property test in `providers::openai`.
 
+/// Whether `json` has the object key `quoted` (with its quotes) anywhere: a byte search, no
+/// parse. Inside a JSON string a quote is escaped, so `"key"` followed by `:` is always a key
+/// (at some depth).
+pub fn has_key(json: &[u8], quoted: &[u8]) -> bool {
+    memchr::memmem::find_iter(json, quoted).any(|at| {
+        json[at + quoted.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            == Some(&b':')
+    })
+}
+
 /// Nesting deeper than this is left to `serde_json` (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
 

@@ -46,6 +46,8 @@ pub(crate) struct Behaviour {
     pub malformed: bool,
     /// Never send usage in streams.
     pub no_usage: bool,
+    /// OpenAI chat route: answer as Text Generation Inference does.
+    pub tgi: bool,
     /// Send the 200 response head, then drop the connection with a TCP reset.
     pub reset_after_headers: bool,
     /// `stream-error`: an Anthropic stream sends an `error` event after its first delta and
@@ -84,6 +86,7 @@ impl Behaviour {
             "hang" => self.hang = true,
             "malformed" => self.malformed = true,
             "no-usage" => self.no_usage = true,
+            "tgi" => self.tgi = true,
             "reset-after-headers" => self.reset_after_headers = true,
             _ => {
                 if let Some(ms) = number(directive, "slow-") {

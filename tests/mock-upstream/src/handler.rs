@@ -349,7 +349,11 @@ async fn respond(shared: &Shared, parts: &Parts, body: &[u8], seq: u64) -> Reply
         request: &request,
         behaviour: &behaviour,
         model,
-        dialect: Dialect::OpenAi,
+        dialect: if behaviour.tgi {
+            Dialect::Tgi
+        } else {
+            Dialect::OpenAi
+        },
         seq,
     };
     match endpoint {

@@ -159,6 +159,12 @@
 //!   a cut stream has no `content_block_stop`, `message_delta` or `message_stop`.
 //! - `malformed`: the second stream event is not JSON; a JSON answer is `{not json`.
 //! - `no-usage`: OpenAI and Azure streams never carry usage (Anthropic's always do).
+//! - `tgi` (OpenAI chat route; a model named `tgi`, as TGI's own): answer in Text Generation
+//!   Inference's dialect — empty `id`, fingerprint `3.1.2-native`, no role chunk but
+//!   `role: "assistant"` in every delta, the finish on a last empty-content delta; a tool call
+//!   with `id: "0"`, repeated in every delta with its `type` and a null `name` after the
+//!   first, its finish (`stop`, not `tool_calls`) on the last arguments piece, and
+//!   `description: null` in a whole answer.
 //! - `stream-error` (Anthropic): after the first delta, the stream sends
 //!   `event: error` / `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`
 //!   and ends (in order, with the terminating chunk).

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::azure;
 
+mod tgi;
 pub(crate) mod tools;
 
 /// The only model listed by `GET /v1/models`.
@@ -117,6 +118,8 @@ pub(crate) enum Dialect {
     /// Azure OpenAI: `prompt_filter_results` in the answer (a stream's first chunk, with no
     /// choices) and `content_filter_results` in every choice.
     Azure,
+    /// Text Generation Inference's OpenAI route (chat; see `tgi`).
+    Tgi,
 }
 
 /// A tool call an answer makes (with [`tools::ARGUMENTS`]).
@@ -172,6 +175,9 @@ impl Answer<'_> {
 
 /// A non-streamed chat completion.
 pub(crate) fn chat_completion(a: &Answer<'_>) -> String {
+    if a.dialect == Dialect::Tgi {
+        return tgi::chat_completion(a);
+    }
     let content = match &a.tool {
         None => quote(&a.chunks.concat()),
         Some(tool) => format!(
@@ -230,9 +236,13 @@ impl StreamEvents<'_> {
             Flavour::Chat => "chat.completion.chunk",
             Flavour::Completion => "text_completion",
         };
+        let (id, fingerprint) = match self.answer.dialect {
+            Dialect::Tgi => ("", tgi::FINGERPRINT),
+            _ => (self.answer.id, "fp_mock"),
+        };
         format!(
-            r#"{{"id":{},"object":"{object}","created":{},"model":{},"system_fingerprint":"fp_mock""#,
-            quote(self.answer.id),
+            r#"{{"id":{},"object":"{object}","created":{},"model":{},"system_fingerprint":"{fingerprint}""#,
+            quote(id),
             self.answer.created,
             quote(self.answer.model)
         )
@@ -269,8 +279,11 @@ impl StreamEvents<'_> {
     }
 
     /// The chat stream's first chunk (`role`, empty content; or the tool call's id and name,
-    /// no arguments yet); `None` for completions.
+    /// no arguments yet); `None` for completions and TGI.
     pub(crate) fn role(&self) -> Option<String> {
+        if self.answer.dialect == Dialect::Tgi {
+            return None;
+        }
         match (self.flavour, &self.answer.tool) {
             (Flavour::Chat, None) => Some(self.chunk(
                 r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null"#,
@@ -291,6 +304,9 @@ impl StreamEvents<'_> {
     /// The chunks after the first: one per text piece, or one per piece of the tool call's
     /// arguments.
     pub(crate) fn pieces(&self) -> Vec<String> {
+        if self.answer.dialect == Dialect::Tgi && self.flavour == Flavour::Chat {
+            return tgi::pieces(self);
+        }
         match (self.flavour, &self.answer.tool) {
             (Flavour::Chat, Some(_)) => tools::ARGUMENT_PIECES
                 .iter()
@@ -339,6 +355,9 @@ impl StreamEvents<'_> {
 
     /// The chunk with the `finish_reason`.
     pub(crate) fn finish(&self) -> String {
+        if self.answer.dialect == Dialect::Tgi && self.flavour == Flavour::Chat {
+            return tgi::finish(self);
+        }
         let reason = quote(self.answer.finish_reason);
         let filters = if self.answer.finish_reason != "content_filter" {
             "{}".to_owned()

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::providers::adapter::{Call, StreamFault, StreamTranslator};
+use crate::providers::json_scan::has_key;
 use crate::providers::openai::{EventAction, StreamMeter};
 use crate::providers::Usage;
 use crate::request::Route;
@@ -78,17 +79,6 @@ struct ChoiceProbe {
     text: Option<IgnoredAny>,
     #[serde(default)]
     finish_reason: Option<IgnoredAny>,
-}
-
-/// Whether `json` has the object key `quoted` (with its quotes) anywhere. Inside a JSON
-/// string a quote is escaped, so `"key"` followed by `:` is always a key (at some depth).
-fn has_key(json: &[u8], quoted: &[u8]) -> bool {
-    memchr::memmem::find_iter(json, quoted).any(|at| {
-        json[at + quoted.len()..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            == Some(&b':')
-    })
 }
 
 /// Classifies one event (its raw bytes, `data:` line included).

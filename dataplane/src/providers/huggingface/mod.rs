@@ -1,11 +1,13 @@
 //! Hugging Face (`provider: huggingface`): chat, completions and streams through an
 //! OpenAI-compatible route (Text Generation Inference's `/v1/chat/completions`, or the
 //! Inference Providers router `https://router.huggingface.co/v1`, the default), passed
-//! through as for `openai-compatible`; embeddings through Text Embeddings Inference's
+//! through as for `openai-compatible` except for TGI's departures from OpenAI's chat shapes,
+//! which are mended (see `chat`); embeddings through Text Embeddings Inference's
 //! `POST /embed`, the Inference API's feature-extraction pipeline, or an OpenAI-format
 //! `/embeddings` (`metadata.hf_embeddings`, see `omg_shared::huggingface`). The credential,
 //! when set, is a bearer token (`api_key` or `providers.hugging_face_token`).
 
+mod chat;
 mod embed;
 #[cfg(test)]
 mod tests;
@@ -102,10 +104,16 @@ impl ProviderAdapter for HuggingFaceAdapter {
         if self.native_embeddings(call) {
             return embed::answer(call, body);
         }
+        if *call.route == Route::Chat {
+            return chat::answer(call, body);
+        }
         self.openai.response(call, body)
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
+        if *call.route == Route::Chat {
+            return Box::new(chat::TgiStream::new(call));
+        }
         self.openai.stream(call)
     }
 

@@ -1,11 +1,13 @@
 //! Chat through Text Generation Inference's OpenAI-compatible route: the golden request,
-//! answers passed through, streams as TGI writes them, and chunk boundaries.
+//! answers and streams as TGI writes them mended for OpenAI clients (one role, one call id,
+//! `tool_calls` finish, ids filled), and chunk boundaries.
 
 use proptest::prelude::*;
 use serde_json::Value;
 
 use super::{
-    adapter, fixture, golden_json, golden_sse, request_json, sse_events, tgi, upstream, with_call,
+    adapter, fixture, golden_json, golden_sse, json_of, request_json, sse_events, tgi, upstream,
+    with_call,
 };
 use crate::providers::golden::{drive, Outcome};
 use crate::providers::{ProviderAdapter, StreamFault};
@@ -23,7 +25,7 @@ fn golden_request() {
 }
 
 #[test]
-fn answers_pass_through_with_their_usage() {
+fn answers_are_mended_and_keep_their_usage() {
     for (name, usage) in [
         ("response_chat", (40, 24)),
         ("response_tool_calls", (501, 29)),
@@ -33,13 +35,22 @@ fn answers_pass_through_with_their_usage() {
             adapter(&tgi()).response(call, &body)
         })
         .unwrap_or_else(|error| panic!("{name}: {error:?}"));
-        assert_eq!(answer.body, body, "{name}");
+        golden_json(&format!("{name}.openai.json"), &json_of(&answer.body));
+        assert_eq!(json_of(&answer.body)["id"], "chatcmpl-req-1", "{name}");
         assert_eq!(
             answer.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
             Some(usage),
             "{name}"
         );
+        // What the rules made is OpenAI's shape: it passes again byte for byte.
+        let again = with_call(Route::Chat, CHAT, |call| {
+            adapter(&tgi()).response(call, &answer.body)
+        })
+        .unwrap();
+        assert_eq!(again.body, answer.body, "{name}");
     }
+    let tool = json_of(&fixture("response_tool_calls.openai.json"));
+    assert_eq!(tool["choices"][0]["finish_reason"], "tool_calls");
 }
 
 /// Feeds `pieces` in order (stopping at the first error, as the glue does).
@@ -83,9 +94,20 @@ fn golden_streams() {
         );
         assert_eq!((outcome.done, outcome.failed), (done, failed), "{name}");
         assert!(outcome.saw_content && outcome.estimated > 0, "{name}");
+        // Asked, the usage chunk stays; everything else is the same.
         let asked = whole(&input, true);
-        assert_eq!(asked.out, input, "{name}");
+        let usage_chunk = |e: &Value| e["choices"].as_array().is_some_and(Vec::is_empty);
+        let mut asked_events = sse_events(&asked.out);
+        assert_eq!(
+            asked_events.iter().filter(|e| usage_chunk(e)).count(),
+            usize::from(usage.is_some()),
+            "{name}"
+        );
+        asked_events.retain(|e| !usage_chunk(e));
+        assert_eq!(asked_events, sse_events(&outcome.out), "{name}");
         assert_eq!(asked.usage, outcome.usage, "{name}");
+        // Mended once, a stream passes again byte for byte.
+        assert_eq!(whole(&asked.out, true).out, asked.out, "{name}");
     }
     let events = sse_events(&fixture("stream_chat.openai.sse"));
     assert!(events
@@ -95,6 +117,73 @@ fn golden_streams() {
         events.contains(&Value::String(":".to_owned())),
         "keep-alives pass"
     );
+}
+
+/// Merges the deltas of a stream as the OpenAI SDKs' accumulators do: strings concatenated
+/// (but `index` and `type` replaced), tool calls merged by `index`.
+fn accumulate(events: &[Value]) -> Value {
+    fn merge(into: &mut Value, delta: &Value) {
+        let (Some(into), Some(delta)) = (into.as_object_mut(), delta.as_object()) else {
+            return;
+        };
+        for (key, value) in delta {
+            match (into.get_mut(key), value) {
+                (Some(Value::String(old)), Value::String(new)) if key != "type" => {
+                    old.push_str(new)
+                }
+                (Some(Value::Array(old)), Value::Array(new)) => {
+                    for item in new {
+                        match old.iter_mut().find(|o| o["index"] == item["index"]) {
+                            Some(existing) => merge(existing, item),
+                            None => old.push(item.clone()),
+                        }
+                    }
+                }
+                (Some(old @ Value::Object(_)), Value::Object(_)) => merge(old, value),
+                (Some(old), new) if !new.is_null() || old.is_null() => *old = new.clone(),
+                (Some(_), _) => {}
+                (None, new) => {
+                    into.insert(key.clone(), new.clone());
+                }
+            }
+        }
+    }
+    let mut message = serde_json::json!({});
+    let mut finish = Value::Null;
+    for event in events {
+        for choice in event["choices"].as_array().into_iter().flatten() {
+            merge(&mut message, &choice["delta"]);
+            if !choice["finish_reason"].is_null() {
+                finish = choice["finish_reason"].clone();
+            }
+        }
+    }
+    serde_json::json!({"message": message, "finish_reason": finish})
+}
+
+#[test]
+fn sdk_accumulators_see_one_role_one_call_id_and_tool_calls() {
+    let outcome = whole(&fixture("stream_tool_calls.sse"), false);
+    let merged = accumulate(&sse_events(&outcome.out));
+    assert_eq!(merged["message"]["role"], "assistant");
+    let call = &merged["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "0");
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_current_weather");
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments["location"], "Brooklyn, NY");
+    assert_eq!(merged["finish_reason"], "tool_calls");
+
+    let outcome = whole(&fixture("stream_chat.sse"), false);
+    let events = sse_events(&outcome.out);
+    let merged = accumulate(&events);
+    assert_eq!(merged["message"]["role"], "assistant");
+    assert_eq!(merged["finish_reason"], "stop");
+    assert!(events
+        .iter()
+        .filter(|e| e.is_object())
+        .all(|e| e["id"] == "chatcmpl-req-1"));
 }
 
 #[test]

@@ -5,10 +5,10 @@
 //! compared as parsed JSON, chunk-boundary properties of the stream translator, and the error
 //! table.
 //!
-//! TGI's chat answers pass through unchanged, so their expected OpenAI form is their own
-//! fixture; requests (`*.openai.json` → `*.tei.json`, `*.inference.json`, `*.tgi.json`:
-//! path, headers, body), embedding answers, streams (the usage chunk the client did not ask
-//! for left out) and errors have theirs beside them (`*.openai.json`, `*.openai.sse`).
+//! Requests (`*.openai.json` → `*.tei.json`, `*.inference.json`, `*.tgi.json`: path,
+//! headers, body), answers (TGI's chat mended: see `huggingface::chat`), streams (mended too,
+//! the usage chunk the client did not ask for left out) and errors have their expected form
+//! beside them (`*.openai.json`, `*.openai.sse`).
 //! `OMG_BLESS=1` rewrites the expected files from the current output; review the diff before
 //! keeping it.
 
