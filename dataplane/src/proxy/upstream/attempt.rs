@@ -168,11 +168,12 @@ pub(super) async fn attempt(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let retry_after = header
-        .headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+    let retry_after = crate::routing::retry_after::seconds(
+        text("retry-after"),
+        text("retry-after-ms"),
+        std::time::SystemTime::now(),
+    );
 
     if status == 429 || status >= 500 {
         let mut error = if status == 429 {
