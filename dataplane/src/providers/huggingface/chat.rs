@@ -10,10 +10,10 @@
 //!   agent loops key on;
 //! - the completion's `id` is empty.
 //!
-//! So, per choice: `role` stays only on its first delta; a tool call's `id` and `type` stay
-//! only on its first delta, and a null `name` is left out; `stop` after a tool call becomes
-//! `tool_calls`; an empty `id` becomes `chatcmpl-<request id>`. An answer these rules do not
-//! change (an OpenAI-correct one, e.g. from a router provider) passes byte for byte. Only
+//! So, per choice: `role` stays only on its first delta; a tool call's `id`, `type` and
+//! `name` stay only on its first delta, and a null `name` is left out; `stop` after a tool
+//! call becomes `tool_calls`; an empty `id` becomes `chatcmpl-<request id>`. An answer these
+//! rules do not change (an OpenAI-correct one, e.g. from a router provider) passes byte for byte. Only
 //! chunks that could need a rule are parsed: those with a `"role"`, `"tool_calls"` or empty
 //! `"id"`, and every chunk once a tool call was seen (its finish chunk).
 
@@ -165,14 +165,15 @@ impl TgiStream {
                 .filter_map(Value::as_object_mut);
             for call in calls {
                 self.called.insert(at);
-                if !self.calls.insert((at, index(call))) {
+                let first = self.calls.insert((at, index(call)));
+                if !first {
                     changed |= call.remove("id").is_some();
                     changed |= call.remove("type").is_some();
                 }
                 if let Some(function) = call.get_mut("function").and_then(Value::as_object_mut) {
-                    if function.get("name").is_some_and(Value::is_null) {
-                        function.remove("name");
-                        changed = true;
+                    // A repeated name would be concatenated too; a null one is noise.
+                    if !first || function.get("name").is_some_and(Value::is_null) {
+                        changed |= function.remove("name").is_some();
                     }
                 }
             }

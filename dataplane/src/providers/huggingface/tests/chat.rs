@@ -175,6 +175,21 @@ fn sdk_accumulators_see_one_role_one_call_id_and_tool_calls() {
     assert_eq!(arguments["location"], "Brooklyn, NY");
     assert_eq!(merged["finish_reason"], "tool_calls");
 
+    // A server repeating the name (not TGI 3.x, but seen): sent once too.
+    let repeated = concat!(
+        "data:{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]},\"finish_reason\":null}]}\n\n",
+        "data:{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\":1}\"}}]},\"finish_reason\":\"stop\"}]}\n\n",
+        "data:[DONE]\n\n",
+    );
+    let merged = accumulate(&sse_events(&whole(repeated.as_bytes(), false).out));
+    let call = &merged["message"]["tool_calls"][0];
+    assert_eq!(
+        (&call["id"], &call["function"]["name"]),
+        (&Value::from("c1"), &Value::from("f"))
+    );
+    assert_eq!(call["function"]["arguments"], "{\"a\":1}");
+    assert_eq!(merged["finish_reason"], "tool_calls");
+
     let outcome = whole(&fixture("stream_chat.sse"), false);
     let events = sse_events(&outcome.out);
     let merged = accumulate(&events);
