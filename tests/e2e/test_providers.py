@@ -118,7 +118,7 @@ def test_stream_with_usage(client, gateway, alias):
     assert record["completion_tokens"] == usage.completion_tokens, show(record)
 
 
-@pytest.mark.parametrize("alias", ADAPTED)
+@pytest.mark.parametrize("alias", ["gpt-up", *ADAPTED])
 def test_tool_calls_json_and_streamed(client, alias):
     completion = client.chat.completions.create(
         model=alias, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice="auto"
