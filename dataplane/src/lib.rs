@@ -19,4 +19,5 @@ pub mod request;
 pub mod routing;
 pub mod snapshot;
 pub mod sse;
+pub mod tokens;
 pub mod usage;

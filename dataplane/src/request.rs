@@ -502,8 +502,13 @@ impl<'a> RequestBody<'a> {
     }
 
     /// The prompt's text (messages' text parts, `prompt` or `input` strings), for mock answers
-    /// and for estimating prompt tokens when a provider reports none.
+    /// and heuristic token estimates.
     pub fn prompt_text(&self) -> String {
+        self.prompt().text
+    }
+
+    /// The prompt's text and how many chat messages carry it, for token estimates.
+    pub fn prompt(&self) -> Prompt {
         #[derive(Deserialize)]
         struct Message {
             #[serde(default)]
@@ -535,8 +540,10 @@ impl<'a> RequestBody<'a> {
             Other(serde::de::IgnoredAny),
         }
         let mut text = String::new();
+        let mut messages = 0;
         if let Some(raw) = self.raw("messages") {
             for message in serde_json::from_str::<Vec<Message>>(raw.get()).unwrap_or_default() {
+                messages += 1;
                 match message.content {
                     Some(Content::Text(content)) => text.push_str(&content),
                     Some(Content::Parts(parts)) => {
@@ -564,7 +571,7 @@ impl<'a> RequestBody<'a> {
                 }
             }
         }
-        text
+        Prompt { text, messages }
     }
 
     /// Embedding inputs as texts (token-array inputs become empty strings).
@@ -587,6 +594,15 @@ impl<'a> RequestBody<'a> {
         }
         Vec::new()
     }
+}
+
+/// A request's prompt as text, see [`RequestBody::prompt`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    /// Messages' text parts, `prompt` or `input` strings, one message per line.
+    pub text: String,
+    /// Chat messages (0 for completions and embeddings).
+    pub messages: usize,
 }
 
 fn name_static(name: &str) -> &'static str {

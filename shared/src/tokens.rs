@@ -1,10 +1,13 @@
-//! Token estimates for when a provider reports none: streams cut before their usage
-//! arrived, and pre-flight limit reservations.
+//! The cheap token estimate: the tokens of a stream's deltas as they pass (about one per
+//! delta), the built-in mock's usage, and prompts when the data plane runs with
+//! `server.tokenizer: heuristic` (otherwise prompts are counted with OpenAI's tokenizer, see
+//! the data plane's `tokens.rs`).
 //!
-//! Billing always prefers provider-reported usage; records built from this estimate carry
+//! Billing always prefers provider-reported usage; records built from an estimate carry
 //! `usage_estimated: true`. The heuristic (about 4 characters per token, never fewer tokens
-//! than words) tracks OpenAI's BPE tokenizers within roughly ±25 % on English prose and
-//! costs nothing: no vocabulary in memory, no allocation.
+//! than words) tracks OpenAI's BPE tokenizers within roughly ±25 % on English prose, costs
+//! nothing (no vocabulary in memory, no allocation), and under-counts code and languages
+//! written without spaces.
 
 /// Estimated token count of a text.
 pub fn estimate_tokens(text: &str) -> u64 {

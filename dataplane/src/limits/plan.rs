@@ -75,6 +75,23 @@ impl Plan {
         self.rates.is_empty() && self.parallel.is_empty() && self.budgets.is_empty()
     }
 
+    /// Whether a token limit or a budget needs what the request is expected to take.
+    pub fn needs_estimate(&self) -> bool {
+        !self.budgets.is_empty() || self.rates.iter().any(|r| r.kind == RateKind::Tokens)
+    }
+
+    /// Sets what the request takes from its token limits and budgets.
+    pub fn charge(&mut self, estimate: Estimate) {
+        for rate in &mut self.rates {
+            if rate.kind == RateKind::Tokens {
+                rate.amount = estimate.tokens;
+            }
+        }
+        for budget in &mut self.budgets {
+            budget.amount = estimate.cost;
+        }
+    }
+
     /// The same plan at `1 / share` of every limit (rounded down, so `share` data planes
     /// together never exceed it), with budgets reduced to their share of what was left at
     /// the last look (`spent_seen` gives spend + reservations last seen for a scope).

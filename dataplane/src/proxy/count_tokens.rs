@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use omg_shared::tokens::estimate_tokens;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
@@ -23,6 +22,7 @@ use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
+use crate::tokens::{PromptSource, Vocabulary};
 
 /// The client's request, as `handle` read and checked it.
 pub(super) struct Counted<'a> {
@@ -44,7 +44,13 @@ pub(super) async fn serve(
     request: Counted<'_>,
 ) -> Result<(), Failure> {
     if !alias.deployments.iter().any(|d| counts(d)) {
-        return estimate(session, ctx, request.body).await;
+        let vocabulary = alias
+            .deployments
+            .first()
+            .map_or(Vocabulary::O200k, |first| {
+                Vocabulary::for_model(&first.deployment.provider_model)
+            });
+        return estimate(session, ctx, request.body, vocabulary).await;
     }
     let order = match routing::order(
         &alias.deployments,
@@ -105,8 +111,12 @@ async fn estimate(
     session: &mut Session,
     ctx: &mut RequestCtx,
     body: &RequestBody<'_>,
+    vocabulary: Vocabulary,
 ) -> Result<(), Failure> {
-    let tokens = estimate_tokens(&body.prompt_text()).max(1);
+    let tokens = PromptSource::of(body)
+        .count_off_worker(vocabulary)
+        .await
+        .max(1);
     if let Some(egress) = ctx.anthropic.as_mut() {
         egress.native = true;
     }

@@ -20,7 +20,7 @@ use crate::providers::{Call, Ingress};
 use crate::request::{route, RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
-use omg_shared::tokens::estimate_tokens;
+use crate::tokens::{PromptSource, Vocabulary};
 
 /// Handles one request end to end.
 pub(super) async fn handle(
@@ -141,8 +141,13 @@ pub(super) async fn handle(
                     return Err(all_resting(&alias.alias, retry_in_ms).into())
                 }
             };
-            let estimate = estimate(&snapshot, alias, &order, &operation, &body);
-            admit(state, ctx, &snapshot, &key, estimate).await?;
+            let request = Admitted {
+                alias,
+                order: &order,
+                route: &operation,
+                body: &body,
+            };
+            admit(state, ctx, &snapshot, &key, request).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
             if let Some(first) = order
                 .first()
@@ -287,17 +292,32 @@ pub(super) fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
     error
 }
 
-/// The worst case a request may take: its prompt (estimated) plus the largest completion it
-/// may get (`max_tokens`, else the model's `max_output_tokens`, else
-/// `rate_limits.default_max_tokens`), priced at the dearest deployment it may fail over to.
-fn estimate(
-    snapshot: &RuntimeSnapshot,
-    alias: &AliasEntry,
-    order: &[Arc<DeploymentEntry>],
-    route: &Route,
-    body: &RequestBody<'_>,
-) -> Estimate {
-    let prompt = estimate_tokens(&body.prompt_text()).max(1);
+/// A request about to be admitted: what its estimate is made from.
+struct Admitted<'r> {
+    alias: &'r AliasEntry,
+    order: &'r [Arc<DeploymentEntry>],
+    route: &'r Route,
+    body: &'r RequestBody<'r>,
+}
+
+/// The worst case a request may take: its prompt (counted with the tokenizer of the first
+/// deployment's model) plus the largest completion it may get (`max_tokens`, else the
+/// model's `max_output_tokens`, else `rate_limits.default_max_tokens`), priced at the dearest
+/// deployment it may fail over to.
+async fn estimate(snapshot: &RuntimeSnapshot, request: &Admitted<'_>) -> Estimate {
+    let Admitted {
+        alias,
+        order,
+        route,
+        body,
+    } = request;
+    let vocabulary = order.first().map_or(Vocabulary::O200k, |first| {
+        Vocabulary::for_model(&first.deployment.provider_model)
+    });
+    let prompt = PromptSource::of(body)
+        .count_off_worker(vocabulary)
+        .await
+        .max(1);
     let completion = match route {
         Route::Embeddings | Route::ImagesGenerations => 0,
         _ => body
@@ -327,17 +347,21 @@ async fn admit(
     ctx: &mut RequestCtx,
     snapshot: &RuntimeSnapshot,
     key: &KeyEntry,
-    estimate: Estimate,
+    request: Admitted<'_>,
 ) -> Result<(), Failure> {
-    let plan = plan::build(
+    let mut plan = plan::build(
         &snapshot.governance,
         key,
         ctx.alias.as_deref(),
-        Some(estimate),
+        Some(Estimate::default()),
         chrono::Utc::now(),
     );
     if plan.is_empty() {
         return Ok(());
+    }
+    // The prompt is counted only when a token limit or a budget needs it.
+    if plan.needs_estimate() {
+        plan.charge(estimate(snapshot, &request).await);
     }
     let (observed, admission) = state
         .governor

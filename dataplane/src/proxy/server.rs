@@ -46,6 +46,7 @@ const USAGE_DRAIN: Duration = Duration::from_secs(6);
 /// Redis). Errors are start-up errors, worded for the operator.
 pub fn run(source: &ConfigSource) -> Result<(), String> {
     let config = source.load_for_start()?;
+    crate::tokens::configure(config.server.tokenizer);
     if config.redis.url.is_some() {
         return run_cluster(&config);
     }

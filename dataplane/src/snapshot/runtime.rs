@@ -315,6 +315,32 @@ impl RuntimeSnapshot {
             .flat_map(|alias| alias.deployments.iter())
     }
 
+    /// Whether some request may reserve tokens or money before it goes upstream: a token
+    /// limit or a budget anywhere (the prompt must then be counted).
+    pub fn reserves_tokens(&self) -> bool {
+        let governance = &self.governance;
+        let budget =
+            |policy: &Option<BudgetPolicy>| policy.as_ref().is_some_and(|p| p.limit_micro_usd > 0);
+        let tpm = |limits: &Limits| limits.tokens_per_minute.is_some_and(|tpm| tpm > 0);
+        governance.rate_limits.tokens_per_minute > 0
+            || budget(&governance.budget_default)
+            || governance.model_limits.values().any(tpm)
+            || self
+                .tenants
+                .values()
+                .any(|t| tpm(&t.tenant.limits) || budget(&t.tenant.budget))
+            || self
+                .keys
+                .values()
+                .any(|k| tpm(&k.key.limits) || budget(&k.key.budget))
+    }
+
+    /// The provider model of every enabled deployment.
+    pub fn provider_models(&self) -> impl Iterator<Item = &str> + '_ {
+        self.deployments()
+            .map(|entry| entry.deployment.provider_model.as_str())
+    }
+
     /// Number of keys and tenants, for health output.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.tenants.len(), self.keys.len(), self.models.len())

@@ -15,6 +15,7 @@ pub struct SnapshotStore {
 impl SnapshotStore {
     /// A store holding a first snapshot (the data plane serves only once it has one).
     pub fn new(initial: RuntimeSnapshot) -> Self {
+        crate::tokens::warm(&initial);
         Self {
             current: ArcSwap::from_pointee(initial),
         }
@@ -35,6 +36,7 @@ impl SnapshotStore {
             ));
         }
         let version = next.version;
+        crate::tokens::warm(&next);
         self.current.store(Arc::new(next));
         // Deployments gone from the catalog stop being tracked.
         crate::routing::HealthRegistry::global().prune();

@@ -510,3 +510,60 @@ async fn standalone_budget_survives_a_restart() {
         omg_shared::money::format_usd(spent)
     );
 }
+
+/// Token limits reserve the prompt as OpenAI's tokenizer counts it (`server.tokenizer: bpe`,
+/// the default), plus OpenAI's per-message framing and `max_tokens`. A Chinese prompt has
+/// about one token per character, four times what a characters-per-token rule says: with
+/// `heuristic` the same request slips under the limit.
+#[tokio::test]
+async fn token_limits_reserve_the_tokenized_prompt() {
+    use crate::harness::*;
+    let upstream = upstream().await;
+    let prompt = "网关在请求之前预留令牌".repeat(10);
+    for (tokenizer, refused) in [("bpe", true), ("heuristic", false)] {
+        let template = format!(
+            "{}rate_limits:\n  default_tokens_per_minute: 100\n",
+            config(&upstream, &format!("  tokenizer: {tokenizer}"))
+        );
+        let gateway = Gateway::start(&template).await;
+        let body = serde_json::json!({
+            "model": "mock-chat",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": prompt}],
+        });
+        let response = gateway
+            .post("/v1/chat/completions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if refused {
+            assert_eq!(response.status(), 429, "{}", gateway.log());
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["type"], "tokens", "{body}");
+        } else {
+            assert_eq!(response.status(), 200, "{}", gateway.log());
+        }
+    }
+    // Exactly: messages are counted one per line ("hello world\n" is 3 tokens in o200k_base),
+    // each message adds 3 and priming the answer 3, then `max_tokens`: 19 of 100 taken while
+    // the request runs.
+    let template = format!(
+        "{}rate_limits:\n  default_tokens_per_minute: 100\n",
+        config(&upstream, "")
+    );
+    let gateway = Gateway::start(&template).await;
+    let body = serde_json::json!({
+        "model": "mock-chat",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hello world"}],
+    });
+    let response = gateway
+        .post("/v1/chat/completions")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", gateway.log());
+    assert_eq!(response.headers()["x-ratelimit-remaining-tokens"], "81");
+}

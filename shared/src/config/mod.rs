@@ -122,6 +122,24 @@ pub struct ServerConfig {
     pub graceful_shutdown_timeout: Duration,
     /// Proxy worker threads. `0` = one per CPU. Default 0.
     pub threads: usize,
+    /// How the data plane counts prompt tokens it must estimate: the pre-flight reservation
+    /// of token limits and budgets, and the usage of answers that report none. `bpe` (the
+    /// default) counts with OpenAI's tokenizers (`o200k_base`, `cl100k_base` for the models
+    /// that use it), loaded once a snapshot has a token limit or a budget (about 45 MB and
+    /// 25 MB of memory); `heuristic` assumes about four characters per token and loads
+    /// nothing.
+    pub tokenizer: TokenizerKind,
+}
+
+/// `server.tokenizer`: how estimated prompt tokens are counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    /// OpenAI's byte-pair encodings (an approximation for other model families).
+    #[default]
+    Bpe,
+    /// About four characters per token, never fewer tokens than words.
+    Heuristic,
 }
 
 impl Default for ServerConfig {
@@ -138,6 +156,7 @@ impl Default for ServerConfig {
             graceful_shutdown_delay: Duration::from_secs(5),
             graceful_shutdown_timeout: Duration::from_secs(30),
             threads: 0,
+            tokenizer: TokenizerKind::Bpe,
         }
     }
 }

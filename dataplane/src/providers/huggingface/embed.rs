@@ -5,8 +5,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::tokens::{prompt_tokens, Vocabulary};
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
-use omg_shared::tokens::estimate_tokens;
 
 use crate::error::{truncate, ApiError};
 use crate::providers::adapter::{Answer, Call, ClientError};
@@ -94,7 +94,9 @@ pub(super) fn answer(call: &Call<'_>, body: &[u8]) -> Result<Answer, ApiError> {
             }
         },
     };
-    let prompt_tokens = estimate_tokens(&call.body.prompt_text()).max(1);
+    // TEI reports no usage: the inputs are counted (with OpenAI's tokenizer, an
+    // approximation of the model's own).
+    let prompt_tokens = prompt_tokens(call.body, Vocabulary::O200k).max(1);
     let usage = Usage {
         prompt_tokens,
         completion_tokens: 0,

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::tokens::{prompt_tokens, Vocabulary};
 use bytes::BytesMut;
 use omg_shared::error::ErrorCode;
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
-use omg_shared::tokens::estimate_tokens;
 use omg_shared::vertex::{ServiceAccountKey, VertexApi, DEFAULT_LOCATION, PROJECT_METADATA_KEY};
 
 use super::stream::StreamTranslator as Translator;
@@ -177,7 +177,7 @@ impl ProviderAdapter for VertexAdapter {
             return super::image::translate_imagen(body, call.created, call.body.image_format);
         }
         if matches!(call.route, Route::Embeddings) {
-            let estimate = estimate_tokens(&call.body.prompt_text());
+            let estimate = prompt_tokens(call.body, Vocabulary::O200k);
             let (body, usage) = translate_embeddings(
                 body,
                 self.api,

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
-use omg_shared::tokens::estimate_tokens;
 use pingora::connectors::http::Connector;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Session;
@@ -22,6 +21,7 @@ use crate::providers::{Call, Usage};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::{respond, State, Timeouts};
 use crate::snapshot::DeploymentEntry;
+use crate::tokens::{PromptSource, Vocabulary};
 
 pub(super) async fn attempt(
     state: &Arc<State>,
@@ -290,13 +290,18 @@ pub(super) async fn attempt(
                 })
             }
         };
-        ctx.usage = answer.usage.unwrap_or_else(|| {
-            ctx.usage_estimated = true;
-            Usage {
-                prompt_tokens: estimate_tokens(&call.body.prompt_text()),
-                ..Usage::default()
+        ctx.usage = match answer.usage {
+            Some(usage) => usage,
+            None => {
+                ctx.usage_estimated = true;
+                Usage {
+                    prompt_tokens: PromptSource::of(call.body)
+                        .count_off_worker(Vocabulary::for_model(&target.provider_model))
+                        .await,
+                    ..Usage::default()
+                }
             }
-        });
+        };
         state
             .connector
             .release_http_session(upstream, &peer, Some(POOL_IDLE))

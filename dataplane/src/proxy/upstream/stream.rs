@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
-use omg_shared::tokens::estimate_tokens;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
@@ -18,6 +17,7 @@ use crate::providers::{Call, StreamFault, StreamTranslator, Usage};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::{respond, Failure, State, Timeouts};
 use crate::sse::data_event;
+use crate::tokens::{PromptSource, Vocabulary};
 
 /// Stream bytes gathered from what the upstream already delivered before one client write.
 const COALESCE_BYTES: usize = 64 * 1024;
@@ -166,7 +166,7 @@ pub(super) async fn relay(
         }
     };
 
-    bill(ctx, call, &*translator);
+    bill(ctx, call, &mut *translator, &target.provider_model).await;
     if translator.upstream_failed() {
         ctx.error_code = Some("upstream_stream_error");
     }
@@ -209,7 +209,13 @@ fn finished(translator: &dyn StreamTranslator) -> bool {
 
 /// Bills what the provider reported; for a stream cut short, at least the prompt plus the
 /// tokens seen (a provider may report output usage only at the end).
-fn bill(ctx: &mut RequestCtx, call: &Call<'_>, translator: &dyn StreamTranslator) {
+async fn bill(
+    ctx: &mut RequestCtx,
+    call: &Call<'_>,
+    // `&mut` only to be `Send` across the await (translators are not `Sync`).
+    translator: &mut dyn StreamTranslator,
+    provider_model: &str,
+) {
     let estimated = translator.estimated_completion_tokens();
     match translator.reported_usage() {
         Some(usage) if translator.is_done() => ctx.usage = usage,
@@ -221,7 +227,9 @@ fn bill(ctx: &mut RequestCtx, call: &Call<'_>, translator: &dyn StreamTranslator
         None => {
             ctx.usage_estimated = true;
             ctx.usage = Usage {
-                prompt_tokens: estimate_tokens(&call.body.prompt_text()),
+                prompt_tokens: PromptSource::of(call.body)
+                    .count_off_worker(Vocabulary::for_model(provider_model))
+                    .await,
                 completion_tokens: estimated,
                 cached_tokens: 0,
                 cache_write_tokens: 0,
