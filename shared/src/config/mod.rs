@@ -125,9 +125,9 @@ pub struct ServerConfig {
     /// How the data plane counts prompt tokens it must estimate: the pre-flight reservation
     /// of token limits and budgets, and the usage of answers that report none. `bpe` (the
     /// default) counts with OpenAI's tokenizers (`o200k_base`, `cl100k_base` for the models
-    /// that use it), loaded once a snapshot has a token limit or a budget (about 45 MB and
-    /// 25 MB of memory); `heuristic` assumes about four characters per token and loads
-    /// nothing.
+    /// that use it), loaded once a snapshot has a token limit or a budget, else when first
+    /// needed (about 45 MB and 25 MB of memory); `heuristic` assumes about four characters
+    /// per token and loads nothing.
     pub tokenizer: TokenizerKind,
 }
 
