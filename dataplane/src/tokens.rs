@@ -13,7 +13,7 @@
 //! [`omg_shared::tokens::estimate_tokens`] is used. Billing always prefers the provider's usage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use omg_shared::config::TokenizerKind;
 use omg_shared::tokens::estimate_tokens;
@@ -21,7 +21,7 @@ use tiktoken_rs::tokenizer::Tokenizer;
 use tiktoken_rs::CoreBPE;
 
 use crate::request::{Prompt, RequestBody};
-use crate::snapshot::RuntimeSnapshot;
+use crate::snapshot::{DeploymentEntry, RuntimeSnapshot};
 
 /// Whether [`count`] uses the byte-pair encodings; set once from `server.tokenizer`. Off until
 /// then (unit tests count with the heuristic, and load nothing).
@@ -65,6 +65,14 @@ impl Vocabulary {
             | Some(Tokenizer::R50kBase | Tokenizer::Gpt2) => Self::Cl100k,
             _ => Self::O200k,
         }
+    }
+
+    /// The vocabulary of the first deployment a request would go to (`o200k_base` when there
+    /// is none).
+    pub fn of_first(deployments: &[Arc<DeploymentEntry>]) -> Self {
+        deployments.first().map_or(Self::O200k, |first| {
+            Self::for_model(&first.deployment.provider_model)
+        })
     }
 
     fn cell(self) -> &'static OnceLock<Option<CoreBPE>> {

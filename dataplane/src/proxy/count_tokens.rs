@@ -44,12 +44,7 @@ pub(super) async fn serve(
     request: Counted<'_>,
 ) -> Result<(), Failure> {
     if !alias.deployments.iter().any(|d| counts(d)) {
-        let vocabulary = alias
-            .deployments
-            .first()
-            .map_or(Vocabulary::O200k, |first| {
-                Vocabulary::for_model(&first.deployment.provider_model)
-            });
+        let vocabulary = Vocabulary::of_first(&alias.deployments);
         return estimate(session, ctx, request.body, vocabulary).await;
     }
     let order = match routing::order(

@@ -311,11 +311,8 @@ async fn estimate(snapshot: &RuntimeSnapshot, request: &Admitted<'_>) -> Estimat
         route,
         body,
     } = request;
-    let vocabulary = order.first().map_or(Vocabulary::O200k, |first| {
-        Vocabulary::for_model(&first.deployment.provider_model)
-    });
     let prompt = PromptSource::of(body)
-        .count_off_worker(vocabulary)
+        .count_off_worker(Vocabulary::of_first(order))
         .await
         .max(1);
     let completion = match route {
