@@ -16,11 +16,10 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::handle::{all_resting, sync_timeout};
+use super::handle::{sync_timeout, try_order};
 use super::{respond, upstream, Failure, State};
 use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
-use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
 use crate::tokens::{PromptSource, Vocabulary};
 
@@ -47,21 +46,8 @@ pub(super) async fn serve(
         let vocabulary = Vocabulary::of_first(&alias.deployments);
         return estimate(session, ctx, request.body, vocabulary).await;
     }
-    let order = match routing::order(
-        &alias.deployments,
-        alias.policy.strategy,
-        routing::health::now_ms(),
-        |total| rand::random::<u64>() % total.max(1),
-    ) {
-        Order::Try(mut order) => {
-            // Empty when only other deployments are up: the exchange answers 503.
-            order.retain(|d| counts(d));
-            order
-        }
-        Order::AllResting { retry_in_ms } => {
-            return Err(all_resting(&alias.alias, retry_in_ms).into())
-        }
-    };
+    // Empty when only other deployments are up: the exchange answers 503.
+    let order = try_order(alias, counts)?;
     let timeouts = state.settings.timeouts(&alias.policy.timeouts);
     let plan = upstream::Plan {
         order: &order,

@@ -127,20 +127,7 @@ pub(super) async fn handle(
             if super::idem::begin(state, session, ctx, &method, &path, &bytes).await? {
                 return Ok(()); // replayed from the idempotency store
             }
-            let order = match routing::order(
-                &alias.deployments,
-                alias.policy.strategy,
-                routing::health::now_ms(),
-                |total| rand::random::<u64>() % total.max(1),
-            ) {
-                Order::Try(mut order) => {
-                    order.retain(|d| capable(d));
-                    order
-                }
-                Order::AllResting { retry_in_ms } => {
-                    return Err(all_resting(&alias.alias, retry_in_ms).into())
-                }
-            };
+            let order = try_order(alias, |d| capable(d))?;
             let request = Admitted {
                 alias,
                 order: &order,
@@ -280,7 +267,27 @@ fn unsupported(alias: &AliasEntry, route: &Route, stream: bool) -> ApiError {
 
 /// Every deployment of the alias is resting after failures: 503 with the time until one
 /// may take a probe.
-pub(super) fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
+/// The alias's deployments in the order to try them, only those `keep` accepts (possibly
+/// none: the exchange then answers 503); an error when every deployment is resting.
+pub(super) fn try_order(
+    alias: &AliasEntry,
+    keep: impl Fn(&DeploymentEntry) -> bool,
+) -> Result<Vec<Arc<DeploymentEntry>>, ApiError> {
+    match routing::order(
+        &alias.deployments,
+        alias.policy.strategy,
+        routing::health::now_ms(),
+        |total| rand::random::<u64>() % total.max(1),
+    ) {
+        Order::Try(mut order) => {
+            order.retain(|d| keep(d));
+            Ok(order)
+        }
+        Order::AllResting { retry_in_ms } => Err(all_resting(&alias.alias, retry_in_ms)),
+    }
+}
+
+fn all_resting(alias: &str, retry_in_ms: Option<u64>) -> ApiError {
     let mut error = ApiError::new(
         ErrorCode::NoHealthyUpstream,
         format!(
