@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub provider_timeout: std::time::Duration,
     /// Upstream connect timeout.
     pub connect_timeout: std::time::Duration,
+    /// Idle upstream connections kept for reuse.
+    pub upstream_idle_connections: usize,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
             stream_max_duration: server.stream_max_duration,
             provider_timeout: server.provider_timeout,
             connect_timeout: server.connect_timeout,
+            upstream_idle_connections: server.upstream_idle_connections,
         }
     }
 
@@ -122,12 +126,13 @@ impl State {
         usage: Box<dyn UsageSink>,
         governor: Arc<Governor>,
     ) -> Self {
+        let pool = ConnectorOptions::new(settings.upstream_idle_connections);
         Self {
             governor,
             snapshots,
             settings,
             usage,
-            connector: Connector::new(None),
+            connector: Connector::new(Some(pool)),
             resolver: Resolver::default(),
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),

@@ -315,7 +315,7 @@ fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(),
         threads,
         grace_period_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
-        upstream_keepalive_pool_size: 512,
+        upstream_keepalive_pool_size: config.server.upstream_idle_connections,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -675,3 +675,69 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Three chat requests to an upstream that closes every kept-alive connection as the next
+/// request arrives on it; the upstream's count of chat requests, and the gateway's metrics.
+async fn three_rounds_against_a_closing_upstream(server_extra: &str) -> (usize, String) {
+    let ups = upstreams(1).await;
+    let entries = vec![Entry::new(
+        "pooled",
+        &ups[0].base_url(),
+        "gpt-test+close-reused",
+    )];
+    let gateway = Gateway::start(&custom_config(&entries, server_extra, "")).await;
+    for round in 0..3 {
+        let response = gateway
+            .post(CHAT)
+            .json(&chat("pooled", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "round {round}, log:\n{}",
+            gateway.log()
+        );
+        assert_eq!(header(&response, "x-omg-attempts"), Some("1"));
+        let id = request_id(&response);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["object"], "chat.completion");
+        assert_eq!(gateway.usage_of(&id).await["status"], 200);
+    }
+    let metrics = reqwest::get(format!("{}/metrics", gateway.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (chats(&ups[0]), metrics)
+}
+
+fn stale_connections(metrics: &str) -> Option<&str> {
+    metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("omg_upstream_errors_total") && line.contains("stale_connection")
+        })
+        .and_then(|line| line.rsplit(' ').next())
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_not_failed() {
+    // The upstream closes a kept-alive connection as the next request arrives on it (its
+    // idle timeout and the request crossed): the request goes again on a new connection,
+    // within the same attempt, and the client never sees the race. Rounds 2 and 3 each
+    // reach the upstream twice: on the closed connection, then on a new one.
+    let (chats, metrics) = three_rounds_against_a_closing_upstream("").await;
+    assert_eq!(chats, 5);
+    assert_eq!(stale_connections(&metrics), Some("2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn no_idle_connections_kept_means_a_connection_per_request() {
+    let (chats, metrics) =
+        three_rounds_against_a_closing_upstream("  upstream_idle_connections: 0").await;
+    assert_eq!(chats, 3);
+    assert_eq!(stale_connections(&metrics), None, "{metrics}");
+}

@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub graceful_shutdown_timeout: Duration,
     /// Proxy worker threads. `0` = one per CPU. Default 0.
     pub threads: usize,
+    /// Idle upstream connections the data plane keeps open for reuse, across all providers
+    /// (each is closed after 60 s unused). `0` opens a connection per request. Default 512.
+    pub upstream_idle_connections: usize,
     /// How the data plane counts prompt tokens it must estimate: the pre-flight reservation
     /// of token limits and budgets, and the usage of answers that report none. `bpe` (the
     /// default) counts with OpenAI's tokenizers (`o200k_base`, `cl100k_base` for the models
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             graceful_shutdown_delay: Duration::from_secs(5),
             graceful_shutdown_timeout: Duration::from_secs(30),
             threads: 0,
+            upstream_idle_connections: 512,
             tokenizer: TokenizerKind::Bpe,
         }
     }

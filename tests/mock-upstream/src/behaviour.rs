@@ -50,6 +50,10 @@ pub(crate) struct Behaviour {
     pub tgi: bool,
     /// Send the 200 response head, then drop the connection with a TCP reset.
     pub reset_after_headers: bool,
+    /// `close-reused`: a request arriving on a kept-alive connection that already answered
+    /// one is read, recorded and not answered: the connection is closed, as a server whose
+    /// idle timeout fires just as the request arrives.
+    pub close_reused: bool,
     /// `stream-error`: an Anthropic stream sends an `error` event after its first delta and
     /// ends.
     pub stream_error: bool,
@@ -88,6 +92,7 @@ impl Behaviour {
             "no-usage" => self.no_usage = true,
             "tgi" => self.tgi = true,
             "reset-after-headers" => self.reset_after_headers = true,
+            "close-reused" => self.close_reused = true,
             _ => {
                 if let Some(ms) = number(directive, "slow-") {
                     self.slow = Duration::from_millis(ms);
@@ -155,6 +160,7 @@ mod tests {
         assert_eq!(parse("retry-after-").retry_after, None);
         assert!(parse("m+reset-after-headers").reset_after_headers);
         assert!(!parse("m+reset-after-header").reset_after_headers);
+        assert!(parse("m+close-reused").close_reused);
         assert_eq!(parse("m+fail-529").fail, Some(Fail::Overloaded));
     }
 

@@ -1,9 +1,10 @@
 //! One accepted connection's socket, wrapped so a handler can ask for the connection to end
-//! with a TCP reset (`reset-after-headers`) instead of an orderly close.
+//! with a TCP reset (`reset-after-headers`) instead of an orderly close, and know whether
+//! the connection served a request before (`close-reused`).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,9 +15,15 @@ use tokio::net::TcpStream;
 #[derive(Debug, Default)]
 pub(crate) struct ConnControl {
     reset: AtomicBool,
+    requests: AtomicU64,
 }
 
 impl ConnControl {
+    /// Counts a request on this connection; whether one came before it.
+    pub(crate) fn reused(&self) -> bool {
+        self.requests.fetch_add(1, Ordering::SeqCst) > 0
+    }
+
     /// When the connection closes, reset it (`SO_LINGER` 0: an RST, unsent bytes discarded)
     /// instead of closing it in order.
     pub(crate) fn reset_on_close(&self) {

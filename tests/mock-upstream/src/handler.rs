@@ -1,7 +1,6 @@
 //! One request: record it, route it (OpenAI, Anthropic or Azure OpenAI), check what the
 //! provider checks, play the scripted behaviour and answer.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -96,7 +95,8 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     control: Arc<ConnControl>,
     request: Request<Incoming>,
-) -> Result<Response<MockBody>, Infallible> {
+) -> Result<Response<MockBody>, Unanswered> {
+    let reused = control.reused();
     if request.uri().path() == BEHAVIOUR_PATH {
         return Ok(behaviour_endpoint(&shared, request).await);
     }
@@ -125,6 +125,9 @@ pub(crate) async fn handle(
             .collect(),
         body: body.clone(),
     });
+    if reused && closes_reused(&shared, &parts, &body) {
+        return Err(Unanswered);
+    }
     let reply = if body_ok {
         respond(&shared, &parts, &body, seq).await
     } else {
@@ -136,6 +139,35 @@ pub(crate) async fn handle(
         )
     };
     Ok(into_response(reply, seq, in_flight, &control))
+}
+
+/// A request left unanswered on purpose (`close-reused`): hyper closes its connection.
+#[derive(Debug)]
+pub(crate) struct Unanswered;
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mock upstream: close-reused")
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+/// Whether `close-reused` applies: the instance's default behaviour, the `model` string or
+/// the `x-mock-behaviour` header asks for it.
+fn closes_reused(shared: &Shared, parts: &Parts, body: &[u8]) -> bool {
+    let mut behaviour = Behaviour::default();
+    behaviour.apply(&shared.default_behaviour());
+    if let Some(model) = json_object(body).and_then(|object| {
+        object
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }) {
+        behaviour.apply(&model);
+    }
+    behaviour.apply(header_behaviour(parts).unwrap_or_default());
+    behaviour.close_reused
 }
 
 /// `GET` / `POST /__mock/behaviour`: read or set the instance's default behaviour.

@@ -148,6 +148,9 @@
 //! - `slow-<ms>`: wait before the response head. `hang`: never answer.
 //! - `reset-after-headers`: send the 200 head (`text/event-stream` for streams, else
 //!   `application/json`), then drop the connection with a TCP reset: no body.
+//! - `close-reused`: a request arriving on a kept-alive connection that already served one
+//!   is read and recorded, then the connection is closed without an answer (a server whose
+//!   idle timeout fires just as a request arrives). Requests on new connections are answered.
 //! - `chunks-<n>`: content chunks of the answer (default [`MockConfig::default_chunks`]).
 //! - `chunk-delay-<ms>`: a stream waits before each content chunk (a chat stream's first
 //!   event, the assistant role, goes at once); a JSON answer is sent as `n` pieces (`n` =

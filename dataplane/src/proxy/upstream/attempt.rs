@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use super::head::RequestHead;
 use super::{internal, is_timeout, protocol, timeout, AttemptError, MAX_RESPONSE_BYTES, POOL_IDLE};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::providers::{Call, Usage};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::{respond, State, Timeouts};
@@ -99,64 +100,38 @@ pub(super) async fn attempt(
         provider: &request.headers,
     };
     // Also vets the configured path, host and key for both HTTP versions.
-    let wire = head.h1_bytes().ok_or_else(internal)?;
-    let connector: &Connector = &state.connector;
-    let (upstream, _reused) =
-        connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|error| AttemptError::Retryable {
-                error: ApiError::new(
-                    ErrorCode::UpstreamError,
-                    format!("Could not connect to the upstream for `{}`.", target.id),
-                ),
-                kind: if error.etype() == &pingora::ErrorType::ConnectTimedout {
-                    "connect_timeout"
-                } else {
-                    "connect"
-                },
-            })?;
-
-    let send = async {
-        let mut upstream = match upstream {
-            // HTTP/1: head and body leave in one write (Pingora's session flushes the head on
-            // its own, which costs a second send and a second wake-up of the upstream). The
-            // session that reads the response is the one Pingora would have built.
-            HttpSession::H1(session) => {
-                let mut stream = session.into_inner();
-                let mut request = Bytes::from(wire).chain(payload);
-                stream.write_all_buf(&mut request).await.or_err(
-                    pingora::ErrorType::WriteError,
-                    "writing the upstream request",
-                )?;
-                stream.flush().await.or_err(
-                    pingora::ErrorType::WriteError,
-                    "flushing the upstream request",
-                )?;
-                HttpSession::H1(Http1Session::new_with_options(stream, &peer))
+    let wire = Bytes::from(head.h1_bytes().ok_or_else(internal)?);
+    let deadline = tokio::time::Instant::now() + timeouts.upstream;
+    let mut stale = 0;
+    let mut upstream = loop {
+        let (upstream, reused) = connect(&state.connector, &peer, target).await?;
+        let sent = tokio::time::timeout_at(
+            deadline,
+            Box::pin(send(upstream, &peer, &head, wire.clone(), payload.clone())),
+        )
+        .await;
+        match sent {
+            Err(_) => return Err(timeout(target)),
+            Ok(Err(error)) if reused && stale < STALE_RETRIES && closed_unanswered(&error) => {
+                // The upstream closed the kept-alive connection as the request arrived (its
+                // idle timeout and this request crossed): it read nothing, so the request
+                // goes again on another connection, within this attempt.
+                stale += 1;
+                Metrics::global()
+                    .upstream_errors
+                    .with_label_values(&[target.provider.as_str(), "stale_connection"])
+                    .inc();
+                tracing::debug!(request_id = %ctx.request_id, deployment = %target.id, error = %error, "a pooled upstream connection was closed by the upstream; sending on another");
             }
-            mut other => {
-                other
-                    .write_request_header(Box::new(head.request_header()?))
-                    .await?;
-                other.write_request_body(payload, true).await?;
-                other.finish_request_body().await?;
-                other
+            Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
+            Ok(Err(_)) => {
+                return Err(protocol(format!(
+                    "The upstream for `{}` closed the connection.",
+                    target.id
+                )))
             }
-        };
-        upstream.read_response_header().await?;
-        Ok::<_, Box<pingora::Error>>(upstream)
-    };
-    let mut upstream = match tokio::time::timeout(timeouts.upstream, send).await {
-        Err(_) => return Err(timeout(target)),
-        Ok(Err(error)) if is_timeout(&error) => return Err(timeout(target)),
-        Ok(Err(_)) => {
-            return Err(protocol(format!(
-                "The upstream for `{}` closed the connection.",
-                target.id
-            )))
+            Ok(Ok(upstream)) => break upstream,
         }
-        Ok(Ok(upstream)) => upstream,
     };
     let Some(header) = upstream.response_header() else {
         return Err(internal());
@@ -302,14 +277,82 @@ pub(super) async fn attempt(
                 }
             }
         };
-        state
-            .connector
-            .release_http_session(upstream, &peer, Some(POOL_IDLE))
-            .await;
+        super::release(state, upstream, &peer).await;
         respond::json(session, ctx, 200, answer.body)
             .await
             .map_err(AttemptError::Final)
     }
+}
+
+/// Pooled connections found closed by the upstream, one after another, that one attempt
+/// replaces before it fails.
+const STALE_RETRIES: u32 = 3;
+
+async fn connect(
+    connector: &Connector,
+    peer: &HttpPeer,
+    target: &omg_shared::snapshot::Deployment,
+) -> Result<(HttpSession, bool), AttemptError> {
+    connector
+        .get_http_session(peer)
+        .await
+        .map_err(|error| AttemptError::Retryable {
+            error: ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("Could not connect to the upstream for `{}`.", target.id),
+            ),
+            kind: if error.etype() == &pingora::ErrorType::ConnectTimedout {
+                "connect_timeout"
+            } else {
+                "connect"
+            },
+        })
+}
+
+/// Sends the request and reads the response head.
+async fn send(
+    upstream: HttpSession,
+    peer: &HttpPeer,
+    head: &RequestHead<'_>,
+    wire: Bytes,
+    payload: Bytes,
+) -> pingora::Result<HttpSession> {
+    let mut upstream = match upstream {
+        // HTTP/1: head and body leave in one write (Pingora's session flushes the head on its
+        // own, which costs a second send and a second wake-up of the upstream). The session
+        // that reads the response is the one Pingora would have built.
+        HttpSession::H1(session) => {
+            let mut stream = session.into_inner();
+            let mut request = wire.chain(payload);
+            stream.write_all_buf(&mut request).await.or_err(
+                pingora::ErrorType::WriteError,
+                "writing the upstream request",
+            )?;
+            stream.flush().await.or_err(
+                pingora::ErrorType::WriteError,
+                "flushing the upstream request",
+            )?;
+            HttpSession::H1(Http1Session::new_with_options(stream, peer))
+        }
+        mut other => {
+            other
+                .write_request_header(Box::new(head.request_header()?))
+                .await?;
+            other.write_request_body(payload, true).await?;
+            other.finish_request_body().await?;
+            other
+        }
+    };
+    upstream.read_response_header().await?;
+    Ok(upstream)
+}
+
+/// Whether a reused connection failed the way one the upstream had just closed does: the
+/// write was refused, or the connection ended (closed or reset) before any answer. Pingora
+/// marks the latter `ReusedOnly`; a TLS failure or a timeout is not this.
+fn closed_unanswered(error: &pingora::Error) -> bool {
+    matches!(error.retry, pingora::RetryType::ReusedOnly)
+        || error.etype() == &pingora::ErrorType::WriteError
 }
 
 enum ReadError {

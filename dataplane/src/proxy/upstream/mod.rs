@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use omg_shared::error::ErrorCode;
 use omg_shared::routing::HealthPolicy;
+use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
 
 use super::ctx::RequestCtx;
 use super::{Failure, State, Timeouts};
@@ -159,6 +161,17 @@ pub(super) async fn exchange(
             error
         })
         .into())
+}
+
+/// Returns a connection whose exchange ended cleanly to the pool, unless
+/// `server.upstream_idle_connections` is 0 (Pingora's pool would still keep it).
+async fn release(state: &State, upstream: HttpSession, peer: &HttpPeer) {
+    if state.settings.upstream_idle_connections > 0 {
+        state
+            .connector
+            .release_http_session(upstream, peer, Some(POOL_IDLE))
+            .await;
+    }
 }
 
 fn is_timeout(error: &pingora::Error) -> bool {

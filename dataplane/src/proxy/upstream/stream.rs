@@ -10,7 +10,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
-use super::{is_timeout, timeout, AttemptError, POOL_IDLE};
+use super::{is_timeout, timeout, AttemptError};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::providers::{Call, StreamFault, StreamTranslator, Usage};
@@ -173,10 +173,7 @@ pub(super) async fn relay(
     let result = match outcome {
         StreamEnd::Complete => {
             if translator.is_done() {
-                state
-                    .connector
-                    .release_http_session(upstream, peer, Some(POOL_IDLE))
-                    .await;
+                super::release(state, upstream, peer).await;
             }
             respond::end_stream(session).await
         }
