@@ -276,6 +276,9 @@ wait_served "$URL" "$FREE_KEY" "$DIR/standalone.log"
 wait_served "$URL" "$METERED_KEY" "$DIR/standalone.log"
 run standalone-free "$URL" "$FREE_KEY" "$STANDALONE_PID"
 run standalone-limits "$URL" "$METERED_KEY" "$STANDALONE_PID"
+# Its memory with the o200k_base vocabulary loaded (the TPM limits count every metered prompt).
+STANDALONE_RSS_MB="$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$STANDALONE_PID/status")"
+STANDALONE_HWM_MB="$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$STANDALONE_PID/status")"
 kill "$STANDALONE_PID"; wait "$STANDALONE_PID" 2>/dev/null || true
 
 # --- cluster ---------------------------------------------------------------------------------
@@ -314,6 +317,8 @@ REPORT="target/bench/limits-$(date -u +%Y%m%dT%H%M%SZ).md"
         p50["standalone-limits"] - p50["standalone-free"], cpu["standalone-limits"] - cpu["standalone-free"],
         p50["cluster-limits"] - p50["cluster-free"], cpu["cluster-limits"] - cpu["cluster-free"]
     }' "$DIR/rows"
+  echo "Standalone data plane after its runs, with the \`o200k_base\` tokenizer loaded: RSS ${STANDALONE_RSS_MB} MB (peak ${STANDALONE_HWM_MB} MB, while the vocabulary loaded)."
+  echo
   echo "Redis, per request over the measured run: round trips (scripts, stream and pub/sub commands"
   echo "the planes sent) and all commands (those run inside scripts included). Busiest commands"
   echo "of the cluster-limits run:"

@@ -7,10 +7,14 @@
 //! `o200k_base` for every other model. That is exact for OpenAI's models and an approximation
 //! for other families, still far closer than a characters-per-token rule on code and on
 //! languages written without spaces (a Chinese prompt has about as many tokens as characters,
-//! four times what the rule says). A vocabulary is loaded on first use (about 45 MB for
-//! `o200k_base`, 25 MB for `cl100k_base`, and 0.1-0.2 s), or ahead of it by [`warm`] when a
-//! snapshot has token limits or budgets. With `heuristic` nothing is loaded and
-//! [`omg_shared::tokens::estimate_tokens`] is used. Billing always prefers the provider's usage.
+//! four times what the rule says). A vocabulary is loaded on first use, or ahead of it by
+//! [`warm`] when a snapshot has token limits or budgets, into the compact encoder of [`bpe`]
+//! (about 8 MB resident for `o200k_base`: 3.3 MB of tables, the rest the binary's pages of
+//! the vocabulary it was read from; 4 MB for `cl100k_base`; 0.2-0.8 s). With `heuristic` nothing
+//! is loaded and [`omg_shared::tokens::estimate_tokens`] is used. Billing always prefers the
+//! provider's usage.
+
+mod bpe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use omg_shared::config::TokenizerKind;
 use omg_shared::tokens::estimate_tokens;
 use tiktoken_rs::tokenizer::Tokenizer;
-use tiktoken_rs::CoreBPE;
+
+use bpe::Encoder;
 
 use crate::request::{Prompt, RequestBody};
 use crate::snapshot::{DeploymentEntry, RuntimeSnapshot};
@@ -40,6 +45,10 @@ const INLINE_BYTES: usize = 16 * 1024;
 /// Tokens OpenAI adds per chat message (role and delimiters) and to prime the answer.
 const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_TO_PRIME_ANSWER: u64 = 3;
+
+/// How `cl100k_base` splits text before merging (tiktoken's; tiktoken-rs exports only
+/// `o200k_base`'s).
+const CL100K_BASE_PATTERN: &str = "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
 
 /// Applies `server.tokenizer`.
 pub fn configure(kind: TokenizerKind) {
@@ -75,9 +84,9 @@ impl Vocabulary {
         })
     }
 
-    fn cell(self) -> &'static OnceLock<Option<CoreBPE>> {
-        static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-        static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    fn cell(self) -> &'static OnceLock<Option<Encoder>> {
+        static O200K: OnceLock<Option<Encoder>> = OnceLock::new();
+        static CL100K: OnceLock<Option<Encoder>> = OnceLock::new();
         match self {
             Self::O200k => &O200K,
             Self::Cl100k => &CL100K,
@@ -86,18 +95,16 @@ impl Vocabulary {
 
     /// The encoder, loaded on first call; `None` if it failed to load (logged once, and
     /// counts fall back to the heuristic).
-    fn encoder(self) -> Option<&'static CoreBPE> {
+    fn encoder(self) -> Option<&'static Encoder> {
         self.cell()
             .get_or_init(|| {
                 let started = std::time::Instant::now();
-                let loaded = match self {
-                    Self::O200k => tiktoken_rs::o200k_base(),
-                    Self::Cl100k => tiktoken_rs::cl100k_base(),
-                };
-                match loaded {
+                match self.load() {
                     Ok(encoder) => {
                         tracing::info!(
                             vocabulary = ?self,
+                            tokens = encoder.len(),
+                            bytes = encoder.footprint(),
                             load_ms = started.elapsed().as_millis() as u64,
                             "tokenizer loaded"
                         );
@@ -114,6 +121,20 @@ impl Vocabulary {
                 }
             })
             .as_ref()
+    }
+
+    /// tiktoken-rs's encoder, copied into a compact one.
+    fn load(self) -> Result<Encoder, String> {
+        match self {
+            Self::O200k => Encoder::load(
+                || tiktoken_rs::o200k_base().map_err(|error| error.to_string()),
+                tiktoken_rs::O200K_BASE_PAT_STR,
+            ),
+            Self::Cl100k => Encoder::load(
+                || tiktoken_rs::cl100k_base().map_err(|error| error.to_string()),
+                CL100K_BASE_PATTERN,
+            ),
+        }
     }
 
     fn loaded(self) -> bool {
@@ -137,16 +158,22 @@ pub fn count(text: &str, vocabulary: Vocabulary) -> u64 {
     }
 }
 
-/// Tokens of `text` by `encoder`: exact up to [`EXACT_BYTES`], extrapolated beyond.
-fn count_with(encoder: &CoreBPE, text: &str) -> u64 {
+/// Tokens of `text` by `encoder`: exact up to [`EXACT_BYTES`], extrapolated beyond; the
+/// heuristic's count should the splitting pattern give up on the text.
+fn count_with(encoder: &Encoder, text: &str) -> u64 {
+    let exact = |text: &str| {
+        encoder
+            .count(text)
+            .map_or_else(|| estimate_tokens(text), |tokens| tokens as u64)
+    };
     if text.len() <= EXACT_BYTES {
-        return encoder.encode_ordinary(text).len() as u64;
+        return exact(text);
     }
     let mut cut = EXACT_BYTES;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    let head = encoder.encode_ordinary(&text[..cut]).len() as u64;
+    let head = exact(&text[..cut]);
     let rest = (text.len() - cut) as u64;
     head + (head * rest).div_ceil(cut as u64)
 }
@@ -275,7 +302,7 @@ mod tests {
     /// Counts with the encoders directly (the process-wide switch stays off in unit tests).
     fn bpe_count(text: &str, vocabulary: Vocabulary) -> u64 {
         let encoder = vocabulary.encoder().unwrap_or_else(|| unreachable!());
-        encoder.encode_ordinary(text).len() as u64
+        encoder.count(text).unwrap_or_else(|| unreachable!()) as u64
     }
 
     #[test]
@@ -287,7 +314,7 @@ mod tests {
                     then settles them with the provider's usage. 42 × 7 = 294.\n"
             .repeat(4000);
         assert!(text.len() > 4 * EXACT_BYTES);
-        let exact = encoder.encode_ordinary(&text).len() as u64;
+        let exact = encoder.count(&text).unwrap_or_else(|| unreachable!()) as u64;
         let counted = count_with(encoder, &text);
         assert!(
             counted.abs_diff(exact) * 100 <= exact,
