@@ -1,3 +1,4 @@
+//! Tests of routing: breaker, health registry and the attempt order.
 use std::sync::Arc;
 
 use omg_shared::config::RoutingStrategy;

@@ -1,3 +1,4 @@
+//! Tests of the Anthropic ingress: requests translated in, answers, streams and errors translated out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::BytesMut;
