@@ -5,6 +5,7 @@
 //! upstream is the same pairs re-joined with `model` replaced by the provider's model name and
 //! `stream_options.include_usage` forced on for streams, so everything else passes unchanged.
 
+pub mod priced;
 pub mod prompt;
 pub mod shape;
 

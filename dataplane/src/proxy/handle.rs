@@ -18,7 +18,7 @@ use crate::ingress::anthropic;
 use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
 use crate::providers::{Call, Ingress};
-use crate::request::{route, RequestBody, Route};
+use crate::request::{priced, route, RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
 use crate::tokens::{PromptSource, Vocabulary};
@@ -130,11 +130,17 @@ pub(super) async fn handle(
                 return Ok(()); // replayed from the idempotency store
             }
             let order = try_order(alias, |d| capable(d))?;
+            let beta = session
+                .get_header("anthropic-beta")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let request = Admitted {
                 alias,
                 order: &order,
                 route: &operation,
                 body: &body,
+                anthropic: matched.is_anthropic().then_some(&bytes[..]),
+                beta: beta.as_deref(),
             };
             admit(state, ctx, &snapshot, &key, request).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
@@ -152,10 +158,6 @@ pub(super) async fn handle(
                 health: &snapshot.routing.health,
             };
             let request_id = ctx.request_id.clone();
-            let beta = session
-                .get_header("anthropic-beta")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
             let call = Call {
                 route: &operation,
                 body: &body,
@@ -307,6 +309,10 @@ struct Admitted<'r> {
     order: &'r [Arc<DeploymentEntry>],
     route: &'r Route,
     body: &'r RequestBody<'r>,
+    /// The client's Messages body, when it spoke Anthropic.
+    anthropic: Option<&'r [u8]>,
+    /// Its `anthropic-beta` header.
+    beta: Option<&'r str>,
 }
 
 /// The worst case a request may take: its prompt (counted with the tokenizer of the first
@@ -320,6 +326,7 @@ async fn estimate(snapshot: &RuntimeSnapshot, request: &Admitted<'_>) -> Estimat
         order,
         route,
         body,
+        ..
     } = request;
     let source = PromptSource::of(body);
     let prompts = source.prompts();
@@ -375,6 +382,10 @@ async fn admit(
     );
     if plan.is_empty() {
         return Ok(());
+    }
+    if !plan.budgets.is_empty() {
+        // What a reservation cannot bound is refused under a budget.
+        priced::refuse_under_budget(request.body, request.anthropic, request.beta)?;
     }
     // The prompt is counted only when a token limit or a budget needs it.
     if plan.needs_estimate() {
