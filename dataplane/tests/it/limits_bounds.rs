@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-/// The mock bills each request as a provider may: two high-detail images (2 × 1,445 tokens)
+/// The mock answers after 50 ms, so the clients' requests overlap, and bills each request as
+/// a provider may: two high-detail images (2 × 1,445 tokens)
 /// and 100 tokens of text as prompt, and all 8 choices of `max_tokens: 100`. At $0.001 and
 /// $0.002 per 1K tokens that is 2,990 + 1,600 = 4,590 micro-USD.
 const BILLED: i64 = 4_590;
@@ -16,7 +17,7 @@ const BILLED: i64 = 4_590;
 fn template(upstream: &omg_mock_upstream::MockUpstream, budget: &str) -> String {
     let alias = "  - alias: bill-worst\n    provider: mock\n    price_input: 0.001\n    \
                  price_output: 0.002\n    metadata: {mock_chunks: \"4\", mock_prompt_tokens: \
-                 \"2990\", mock_completion_tokens: \"800\"}\n";
+                 \"2990\", mock_completion_tokens: \"800\", mock_latency_ms: \"50\"}\n";
     format!(
         "{}rate_limits:\n  default_parallel_requests_key: 100\n  \
          default_requests_per_minute: 0\n  default_tokens_per_minute: 0\n\
