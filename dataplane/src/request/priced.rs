@@ -17,7 +17,8 @@ use super::RequestBody;
 use crate::error::ApiError;
 
 /// `anthropic-beta` values accepted under a budget (by prefix): they change no price.
-const FREE_BETAS: [&str; 5] = [
+const FREE_BETAS: [&str; 6] = [
+    "tools-",
     "prompt-caching-",
     "token-efficient-tools-",
     "interleaved-thinking-",

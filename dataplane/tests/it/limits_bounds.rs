@@ -159,6 +159,9 @@ async fn unbounded_requests_and_hostile_bodies_are_400s() {
         ),
         (json!({"n": 129}), "n"),
         (json!({"n": 0}), "n"),
+        // Billed beyond tokens: refused under a budget (this tenant has $1.00).
+        (json!({"service_tier": "priority"}), "service_tier"),
+        (json!({"web_search_options": {}}), "web_search_options"),
     ] {
         let (status, body) = refused(chat(extra.clone()), "/v1/chat/completions").await;
         assert_eq!(status, 400, "{extra}: {body}");
@@ -196,6 +199,23 @@ async fn unbounded_requests_and_hostile_bodies_are_400s() {
             .as_str()
             .unwrap_or("")
             .contains("nested"),
+        "{body}"
+    );
+    let beta = gateway
+        .post("/v1/messages")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "prompt-caching-2024-07-31,context-1m-2025-08-07")
+        .json(&json!({"model": "mock-chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beta.status(), 400);
+    let body: Value = beta.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("context-1m"),
         "{body}"
     );
     let (status, body) = refused(
