@@ -5,16 +5,23 @@
 //! upstream is the same pairs re-joined with `model` replaced by the provider's model name and
 //! `stream_options.include_usage` forced on for streams, so everything else passes unchanged.
 
+pub mod priced;
+pub mod prompt;
+pub mod shape;
+
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use omg_shared::config::ModelType;
 use omg_shared::error::ErrorCode;
+use omg_shared::tokens::MAX_OUTPUT_TOKENS_CAP;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{truncate, ApiError};
+pub use prompt::Prompt;
 
 /// A `/v1` endpoint the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +180,7 @@ fn hex_value(byte: u8) -> Option<u8> {
 }
 
 /// An object key, borrowed when it has no escapes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
@@ -208,10 +215,15 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
                 let mut entries: Vec<(Key<'de>, &'de RawValue)> = Vec::new();
+                // Linear: one hash lookup per key (the shape check has capped their number).
+                let mut seen: HashSet<Key<'de>> = HashSet::new();
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
-                    if entries.iter().any(|(existing, _)| existing == &key) {
-                        return Err(de::Error::custom(format!("duplicate key `{}`", key.0)));
+                    if !seen.insert(key.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate key `{}`",
+                            truncate(&key.0, 64)
+                        )));
                     }
                     entries.push((key, value));
                 }
@@ -231,10 +243,14 @@ pub struct RequestBody<'a> {
     pub stream: bool,
     /// The client asked for `stream_options.include_usage: true`.
     pub include_usage: bool,
-    /// `max_tokens` / `max_completion_tokens`.
+    /// `max_tokens` / `max_completion_tokens` (the larger when both are sent).
     pub max_tokens: Option<u64>,
+    /// Which of the two gave [`Self::max_tokens`].
+    pub max_tokens_param: &'static str,
     /// Embeddings: `encoding_format: "base64"`.
     pub base64_embeddings: bool,
+    /// See [`Self::choices`].
+    choices: u64,
     /// Image generation: how many images (`n`, default 1).
     pub images: u64,
     /// Image generation: the `response_format` the client asked for, if any.
@@ -253,9 +269,16 @@ pub enum ImageFormat {
 /// Most images one request may ask for (OpenAI's limit for `n`).
 pub const MAX_IMAGES: u64 = 10;
 
+/// Most choices a chat or completions request may ask for (OpenAI's limit for `n`).
+pub const MAX_CHOICES: u64 = 128;
+
+/// Largest completions `best_of` (OpenAI's limit).
+pub const MAX_BEST_OF: u64 = 20;
+
 impl<'a> RequestBody<'a> {
     /// Parses and validates a body for a route.
     pub fn parse(bytes: &'a [u8], route: &Route) -> Result<Self, ApiError> {
+        shape::check(bytes)?;
         let top: TopLevel<'a> = serde_json::from_slice(bytes).map_err(|error| {
             let message = if error.is_data() && !error.to_string().contains("duplicate key") {
                 "The request body must be a JSON object.".to_owned()
@@ -270,7 +293,9 @@ impl<'a> RequestBody<'a> {
             stream: false,
             include_usage: false,
             max_tokens: None,
+            max_tokens_param: "max_tokens",
             base64_embeddings: false,
+            choices: 1,
             images: 0,
             image_format: None,
         };
@@ -308,7 +333,12 @@ impl<'a> RequestBody<'a> {
         for name in ["max_completion_tokens", "max_tokens"] {
             if let Some(raw) = body.raw(name) {
                 match serde_json::from_str::<Option<u64>>(raw.get()) {
-                    Ok(value) => body.max_tokens = body.max_tokens.or(value),
+                    // Both may be sent: the larger one bounds the completion.
+                    Ok(Some(value)) if body.max_tokens.is_none_or(|seen| value > seen) => {
+                        body.max_tokens = Some(value);
+                        body.max_tokens_param = name_static(name);
+                    }
+                    Ok(_) => {}
                     Err(_) => {
                         return Err(invalid(name_static(name), "must be a non-negative integer"))
                     }
@@ -332,11 +362,15 @@ impl<'a> RequestBody<'a> {
                     }
                     Some(_) => {}
                 }
+                body.choices = body.count_param("n", MAX_CHOICES)?;
             }
             Route::Completions => {
                 if body.raw("prompt").is_none_or(|raw| raw.get() == "null") {
                     return Err(missing("prompt", "you must provide a `prompt`"));
                 }
+                let n = body.count_param("n", MAX_CHOICES)?;
+                let best_of = body.count_param("best_of", MAX_BEST_OF)?;
+                body.choices = n.max(best_of);
             }
             Route::Embeddings => {
                 match body.raw("input").map(|raw| raw.get().trim()) {
@@ -448,6 +482,39 @@ impl<'a> RequestBody<'a> {
         }
     }
 
+    /// An optional count parameter (`n`, `best_of`): 1 when absent or null, else an integer
+    /// from 1 to `most` (400 naming it otherwise).
+    fn count_param(&self, name: &'static str, most: u64) -> Result<u64, ApiError> {
+        match self
+            .raw(name)
+            .map(|raw| serde_json::from_str::<Option<u64>>(raw.get()))
+        {
+            None | Some(Ok(None)) => Ok(1),
+            Some(Ok(Some(count))) if (1..=most).contains(&count) => Ok(count),
+            _ => Err(invalid(
+                name,
+                &format!("`{name}` must be an integer from 1 to {most}"),
+            )),
+        }
+    }
+
+    /// Refuses a `max_tokens` (or `max_completion_tokens`) above `cap`: the model's
+    /// `max_output_tokens`, else [`MAX_OUTPUT_TOKENS_CAP`]. 400 naming the parameter.
+    pub fn check_max_tokens(&self, cap: Option<u64>) -> Result<(), ApiError> {
+        let cap = cap.unwrap_or(MAX_OUTPUT_TOKENS_CAP);
+        match self.max_tokens {
+            Some(asked) if asked > cap => Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "`{}` is {asked}, above this model's largest completion of {cap} tokens; lower it.",
+                    self.max_tokens_param
+                ),
+            )
+            .with_param(self.max_tokens_param)),
+            _ => Ok(()),
+        }
+    }
+
     /// The raw JSON of a top-level field.
     pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
         self.entries
@@ -507,102 +574,33 @@ impl<'a> RequestBody<'a> {
         self.prompt().text
     }
 
-    /// The prompt's text and how many chat messages carry it, for token estimates.
+    /// The prompt's text, how many chat messages carry it and what is billed beyond text,
+    /// read in one streaming pass (see [`prompt`]).
     pub fn prompt(&self) -> Prompt {
-        #[derive(Deserialize)]
-        struct Message {
-            #[serde(default)]
-            content: Option<Content>,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Content {
-            Text(String),
-            Parts(Vec<Part>),
-            Other(serde::de::IgnoredAny),
-        }
-        #[derive(Deserialize)]
-        struct Part {
-            #[serde(default)]
-            text: Option<String>,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Texts {
-            One(String),
-            Many(Vec<TextOrTokens>),
-            Other(serde::de::IgnoredAny),
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum TextOrTokens {
-            Text(String),
-            Other(serde::de::IgnoredAny),
-        }
-        let mut text = String::new();
-        let mut messages = 0;
+        let mut prompt = Prompt::default();
         if let Some(raw) = self.raw("messages") {
-            for message in serde_json::from_str::<Vec<Message>>(raw.get()).unwrap_or_default() {
-                messages += 1;
-                match message.content {
-                    Some(Content::Text(content)) => text.push_str(&content),
-                    Some(Content::Parts(parts)) => {
-                        parts.into_iter().filter_map(|p| p.text).for_each(|t| {
-                            text.push_str(&t);
-                            text.push(' ');
-                        })
-                    }
-                    Some(Content::Other(_)) | None => {}
-                }
-                text.push('\n');
-            }
+            prompt::read_messages(raw.get(), &mut prompt);
         }
         for name in ["prompt", "input"] {
             if let Some(raw) = self.raw(name) {
-                match serde_json::from_str::<Texts>(raw.get()) {
-                    Ok(Texts::One(one)) => text.push_str(&one),
-                    Ok(Texts::Many(many)) => many.into_iter().for_each(|item| {
-                        if let TextOrTokens::Text(t) = item {
-                            text.push_str(&t);
-                            text.push('\n');
-                        }
-                    }),
-                    Ok(Texts::Other(_)) | Err(_) => {}
-                }
+                prompt::read_texts(raw.get(), &mut prompt);
             }
         }
-        Prompt { text, messages }
+        prompt
     }
 
     /// Embedding inputs as texts (token-array inputs become empty strings).
     pub fn embedding_inputs(&self) -> Vec<String> {
-        let Some(raw) = self.raw("input") else {
-            return Vec::new();
-        };
-        if let Ok(one) = serde_json::from_str::<String>(raw.get()) {
-            return vec![one];
-        }
-        if let Ok(many) = serde_json::from_str::<Vec<serde_json::Value>>(raw.get()) {
-            // An array of integers is one tokenized input; an array of strings or arrays is many.
-            if many.iter().all(serde_json::Value::is_number) {
-                return vec![String::new()];
-            }
-            return many
-                .into_iter()
-                .map(|item| item.as_str().unwrap_or_default().to_owned())
-                .collect();
-        }
-        Vec::new()
+        self.raw("input")
+            .map(|raw| prompt::embedding_inputs(raw.get()))
+            .unwrap_or_default()
     }
-}
 
-/// A request's prompt as text, see [`RequestBody::prompt`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Prompt {
-    /// Messages' text parts, `prompt` or `input` strings, one message per line.
-    pub text: String,
-    /// Chat messages (0 for completions and embeddings).
-    pub messages: usize,
+    /// How many answers the request asks for per prompt: chat `n`, completions the larger of
+    /// `n` and `best_of` (each candidate is billed). Checked by [`Self::parse`].
+    pub fn choices(&self) -> u64 {
+        self.choices
+    }
 }
 
 fn name_static(name: &str) -> &'static str {

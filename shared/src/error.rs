@@ -61,6 +61,9 @@ pub enum ErrorCode {
     IdempotencyKeyInUse,
     /// The provider's safety filters refused the prompt (400 `content_filter`).
     ContentFilter,
+    /// The body's JSON is nested too deep or has too many keys, array items or values for
+    /// the gateway's parsing bounds.
+    RequestTooComplex,
 }
 
 impl ErrorCode {
@@ -76,7 +79,8 @@ impl ErrorCode {
             | ErrorCode::InvalidParameter
             | ErrorCode::OperationUnsupported
             | ErrorCode::ImageOperationUnsupported
-            | ErrorCode::ContentFilter => 400,
+            | ErrorCode::ContentFilter
+            | ErrorCode::RequestTooComplex => 400,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RequestRateLimited
             | ErrorCode::TokenRateLimited
@@ -108,7 +112,8 @@ impl ErrorCode {
             | ErrorCode::RequestTooLarge
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyKeyInUse
-            | ErrorCode::ContentFilter => "invalid_request_error",
+            | ErrorCode::ContentFilter
+            | ErrorCode::RequestTooComplex => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
@@ -149,6 +154,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::ContentFilter => "content_filter",
+            ErrorCode::RequestTooComplex => "request_too_complex",
         }
     }
 
@@ -170,7 +176,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -196,6 +202,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::ContentFilter,
+        ErrorCode::RequestTooComplex,
     ];
 }
 

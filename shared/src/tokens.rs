@@ -9,6 +9,19 @@
 //! nothing (no vocabulary in memory, no allocation), and under-counts code and languages
 //! written without spaces.
 
+/// Largest `max_tokens` / `max_completion_tokens` (and Anthropic `max_tokens`) accepted for a
+/// model whose catalog entry sets no `max_output_tokens`: 262,144 tokens, twice the largest
+/// output any current model offers. With `max_output_tokens` set, that is the cap instead.
+/// A request above the cap is refused with a 400 naming the parameter, so the worst case a
+/// budget reserves is bounded.
+pub const MAX_OUTPUT_TOKENS_CAP: u64 = 262_144;
+
+/// Largest token count believed from a provider's usage report, per field (prompt,
+/// completion, cache reads, cache writes): 100 million tokens, far above any model's context.
+/// A larger report is a provider bug (or a hostile upstream); it is clamped to this and
+/// logged, so sums of usage never wrap.
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
 /// Estimated token count of a text.
 pub fn estimate_tokens(text: &str) -> u64 {
     if text.is_empty() {

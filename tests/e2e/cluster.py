@@ -57,6 +57,15 @@ model_catalog:
     price_output: 1.0
     metadata:
       mock_chunks: "2"
+  - alias: mock-worst
+    provider: mock
+    price_input: 0.001
+    price_output: 0.002
+    metadata:
+      mock_chunks: "2"
+      mock_prompt_tokens: "2990"
+      mock_completion_tokens: "800"
+      mock_latency_ms: "50"
 """
 
 

@@ -1,8 +1,9 @@
 """Limits and budgets across two data planes (real binaries, real Redis and Postgres).
 
 One limit shared by N data planes: RPM under a burst, parallel slots with a slow upstream,
-a $1.00 budget under 50 concurrent clients, leases of a SIGKILLed data plane expiring, and
-each data plane holding its share while Redis is stopped.
+a $1.00 budget under 50 concurrent clients (also sending `n`, images and Chinese prompts,
+with Redis up and stopped), leases of a SIGKILLed data plane expiring, and each data plane
+holding its share while Redis is stopped.
 """
 
 from __future__ import annotations
@@ -223,3 +224,78 @@ def test_redis_stopped_each_dataplane_holds_its_share(cluster: Cluster):
         assert health["limits"]["store"] == "local_share", health
     cluster.redis.start()
     assert wait_until(lambda: all(cluster.dp_health(i)["limits"]["store"] == "redis" for i in (0, 1)), 15)
+
+
+# What `mock-worst` bills each request, as a provider may: two high-detail images (2 × 1,445
+# tokens) and 100 tokens of text as prompt, all 8 choices of `max_tokens: 100` as completion:
+# 2,990 × $0.001/1K + 800 × $0.002/1K = 4,590 micro-USD. It answers after 50 ms, so the 50
+# clients' requests overlap.
+WORST_BILLED = 4_590
+
+
+def costly(cluster: Cluster, index: int, key: str) -> tuple[int, dict, dict]:
+    return call_body(cluster, index, key, {
+        "model": "mock-worst",
+        "n": 8,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "网关在请求之前预留令牌" * 30},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ]}],
+    })
+
+
+def call_body(cluster: Cluster, index: int, key: str, body: dict) -> tuple[int, dict, dict]:
+    return request("POST", f"{cluster.v1(index)}/chat/completions", body,
+                   {"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def spend_until_refused(cluster: Cluster, key: str) -> int:
+    """50 clients over both data planes until the budget refuses them; the admitted count."""
+    def client(worker: int) -> int:
+        admitted = 0
+        while True:
+            status, body, _ = costly(cluster, worker % 2, key)
+            if status == 200:
+                admitted += 1
+                continue
+            assert status == 429, body
+            assert body["error"]["code"] == "budget_exceeded", body
+            return admitted
+
+    with ThreadPoolExecutor(50) as pool:
+        return sum(pool.map(client, range(50)))
+
+
+def worst_spend(cluster: Cluster, expected_rows: int) -> int:
+    """The key's spend in Postgres once `expected_rows` of its requests arrived."""
+    where = ("FROM requests WHERE status = 200 AND alias = 'mock-worst' AND key_id = "
+             "(SELECT id FROM api_keys WHERE name = 'limits')")
+    assert wait_until(lambda: int(psql(cluster.db_url, f"SELECT count(*) {where}")) >= expected_rows, 60), \
+        cluster.logs()
+    return int(psql(cluster.db_url, f"SELECT coalesce(sum(cost_micro_usd), 0) {where}"))
+
+
+def test_budget_holds_with_choices_images_and_cjk_on_two_dataplanes(cluster: Cluster):
+    key = issue_key(cluster, budget_usd=1.0, rate_limit={"parallel_requests": 100})
+    admitted = spend_until_refused(cluster, key)
+    assert admitted > 100, admitted
+    spent = worst_spend(cluster, admitted)
+    assert spent <= 1_000_000 + WORST_BILLED, spent
+
+
+def test_budget_holds_with_choices_images_and_cjk_while_redis_is_stopped(cluster: Cluster):
+    key = issue_key(cluster, budget_usd=1.0, rate_limit={"parallel_requests": 100})
+    assert wait_until(lambda: all(cluster.dp_health(i)["limits"]["live_dataplanes"] == 2 for i in (0, 1)), 20), \
+        [cluster.dp_health(i) for i in (0, 1)]
+    cluster.redis.stop()
+    admitted = spend_until_refused(cluster, key)
+    for index in (0, 1):
+        assert cluster.dp_health(index)["limits"]["store"] == "local_share"
+    # Each data plane spent at most its half of the budget; the usage reaches Postgres once
+    # Redis is back.
+    cluster.redis.start()
+    assert admitted > 50, admitted
+    spent = worst_spend(cluster, admitted)
+    assert spent <= 1_000_000 + WORST_BILLED, spent

@@ -29,7 +29,8 @@ pub async fn tenant_spend(
     until: DateTime<Utc>,
 ) -> Result<i64, DbError> {
     let row: Sum = diesel::sql_query(
-        "SELECT COALESCE(SUM(cost_micro_usd), 0)::BIGINT AS spent FROM requests \
+        "SELECT LEAST(COALESCE(SUM(cost_micro_usd), 0), 9223372036854775807)::BIGINT AS spent \
+         FROM requests \
          WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3",
     )
     .bind::<SqlUuid, _>(tenant_id)

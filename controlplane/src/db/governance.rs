@@ -141,7 +141,8 @@ pub async fn tenant_spend(
     let from: Vec<DateTime<Utc>> = windows.iter().map(|w| w.1).collect();
     let until: Vec<DateTime<Utc>> = windows.iter().map(|w| w.2).collect();
     let rows: Vec<TenantSpend> = diesel::sql_query(
-        "SELECT w.tenant_id, COALESCE(SUM(r.cost_micro_usd), 0)::BIGINT AS spent \
+        "SELECT w.tenant_id, \
+                LEAST(COALESCE(SUM(r.cost_micro_usd), 0), 9223372036854775807)::BIGINT AS spent \
          FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(tenant_id, since, until) \
          JOIN requests r ON r.tenant_id = w.tenant_id \
              AND r.started_at >= w.since AND r.started_at < w.until \
@@ -179,7 +180,7 @@ pub async fn daily_spend(
 ) -> Result<Vec<DailySpend>, DbError> {
     Ok(diesel::sql_query(
         "SELECT tenant_id, key_id, (started_at AT TIME ZONE $1)::date AS day, \
-                SUM(cost_micro_usd)::BIGINT AS micro_usd \
+                LEAST(SUM(cost_micro_usd), 9223372036854775807)::BIGINT AS micro_usd \
          FROM requests \
          WHERE tenant_id IS NOT NULL AND started_at >= $2 \
          GROUP BY 1, 2, 3 \

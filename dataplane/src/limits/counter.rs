@@ -29,14 +29,16 @@ impl SlidingCounter {
     /// The total within the window.
     pub fn total(&mut self, now: i64) -> u64 {
         self.expire(now);
-        self.buckets.iter().map(|(_, amount)| amount).sum()
+        self.buckets
+            .iter()
+            .fold(0, |total, (_, amount)| total.saturating_add(*amount))
     }
 
     /// Adds to the current second.
     pub fn add(&mut self, now: i64, amount: u64) {
         self.expire(now);
         match self.buckets.back_mut() {
-            Some((second, total)) if *second == now => *total += amount,
+            Some((second, total)) if *second == now => *total = total.saturating_add(amount),
             _ => self.buckets.push_back((now, amount)),
         }
     }
@@ -56,12 +58,12 @@ impl SlidingCounter {
             return None;
         }
         let mut total = self.total(now);
-        if total + amount <= limit {
+        if total.saturating_add(amount) <= limit {
             return Some(0);
         }
         for (second, bucket) in &self.buckets {
-            total -= bucket;
-            if total + amount <= limit {
+            total = total.saturating_sub(*bucket);
+            if total.saturating_add(amount) <= limit {
                 return Some(
                     u64::try_from(second + WINDOW_SECS - now)
                         .unwrap_or(1)

@@ -89,22 +89,20 @@ impl LocalLimiter {
         }
         let mut budgets = Vec::with_capacity(plan.budgets.len());
         for (index, check) in plan.budgets.iter().enumerate() {
-            let spent: MicroUsd = check
-                .span
-                .days
-                .iter()
-                .filter_map(|day| state.spend.get(&keys.spend_day(&check.scope, *day)))
-                .sum();
+            let spent = saturating_sum(
+                check
+                    .span
+                    .days
+                    .iter()
+                    .filter_map(|day| state.spend.get(&keys.spend_day(&check.scope, *day)))
+                    .copied(),
+            );
             let resv_key = keys.reservations(&check.scope);
-            let reserved: MicroUsd = state
+            let reserved = state
                 .reservations
                 .get(&resv_key)
-                .map_or(0, |open| open.values().sum());
-            if raw.failed.is_none()
-                && check.amount > 0
-                && (spent + reserved >= check.limit
-                    || spent + reserved + check.amount > check.limit)
-            {
+                .map_or(0, |open| saturating_sum(open.values().copied()));
+            if raw.failed.is_none() && check.amount > 0 && !fits(spent, reserved, check) {
                 raw.failed = Some(Failed::Budget { index });
             }
             budgets.push((resv_key, spent, reserved));
@@ -116,7 +114,7 @@ impl LocalLimiter {
                 if let Some(counter) = state.rates.get_mut(&key) {
                     counter.add(now, check.amount);
                 }
-                raw.rates.push((total + check.amount, 60));
+                raw.rates.push((total.saturating_add(check.amount), 60));
             } else {
                 raw.rates.push((total, reset));
             }
@@ -137,7 +135,8 @@ impl LocalLimiter {
                     .entry(key)
                     .or_default()
                     .insert(lease, check.amount);
-                raw.budgets.push((spent, reserved + check.amount));
+                raw.budgets
+                    .push((spent, reserved.saturating_add(check.amount)));
             } else {
                 raw.budgets.push((spent, reserved));
             }
@@ -157,8 +156,9 @@ impl LocalLimiter {
         } = *end;
         let mut state = self.state();
         for check in plan.rates.iter().filter(|r| r.kind == RateKind::Tokens) {
-            let delta = i64::try_from(tokens).unwrap_or(i64::MAX)
-                - i64::try_from(check.amount).unwrap_or(i64::MAX);
+            let delta = i64::try_from(tokens)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(check.amount).unwrap_or(i64::MAX));
             if let Some(counter) = state
                 .rates
                 .get_mut(&rate_key(keys, check.kind, &check.scope))
@@ -176,17 +176,20 @@ impl LocalLimiter {
                 open.remove(&lease);
             }
             if cost > 0 {
-                *state
+                let day = state
                     .spend
                     .entry(keys.spend_day(&check.scope, today))
-                    .or_default() += cost;
+                    .or_default();
+                *day = day.saturating_add(cost);
             }
         }
     }
 
     /// Adds settled spend to a day counter (start-up: spend recorded before a restart).
     pub fn add_spend(&self, day_key: String, cost: MicroUsd) {
-        *self.state().spend.entry(day_key).or_default() += cost;
+        let mut state = self.state();
+        let day = state.spend.entry(day_key).or_default();
+        *day = day.saturating_add(cost);
     }
 
     /// Forgets spend and rate counts (kept: slots and reservations in flight). Used when
@@ -196,6 +199,20 @@ impl LocalLimiter {
         state.rates.clear();
         state.spend.clear();
     }
+}
+
+/// A sum of micro-USD that stays at `i64::MAX` instead of wrapping (negative amounts, which
+/// no caller stores, are taken as they are).
+pub(super) fn saturating_sum(amounts: impl Iterator<Item = MicroUsd>) -> MicroUsd {
+    amounts.fold(0, MicroUsd::saturating_add)
+}
+
+/// Whether a budget check still fits: nothing left is refused, and so is an amount that would
+/// go over. Computed in `i128`, so no sum can wrap and open the budget.
+fn fits(spent: MicroUsd, reserved: MicroUsd, check: &super::plan::BudgetCheck) -> bool {
+    let used = i128::from(spent) + i128::from(reserved);
+    let limit = i128::from(check.limit);
+    used < limit && used + i128::from(check.amount) <= limit
 }
 
 impl State {

@@ -312,7 +312,7 @@ impl Governor {
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (check, (spent, reserved)) in plan.budgets.iter().zip(&raw.budgets) {
-            seen.insert(check.scope, spent + reserved);
+            seen.insert(check.scope, spent.saturating_add(*reserved));
         }
     }
 

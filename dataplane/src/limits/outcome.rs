@@ -76,17 +76,23 @@ pub struct BudgetView {
 impl BudgetView {
     /// What can still be reserved.
     pub fn remaining(&self) -> MicroUsd {
-        (self.limit - self.spent - self.reserved).max(0)
+        let left = i128::from(self.limit) - self.used();
+        MicroUsd::try_from(left.max(0)).unwrap_or(MicroUsd::MAX)
+    }
+
+    /// Spend plus reservations, in `i128` so it never wraps.
+    fn used(&self) -> i128 {
+        i128::from(self.spent) + i128::from(self.reserved)
     }
 
     /// At or over the warning threshold.
     pub fn warning(&self) -> bool {
-        self.spent + self.reserved >= warning_at(self.limit, self.threshold)
+        self.used() >= i128::from(warning_at(self.limit, self.threshold))
     }
 
     /// Nothing more can be reserved.
     pub fn exceeded(&self) -> bool {
-        self.spent + self.reserved >= self.limit
+        self.used() >= i128::from(self.limit)
     }
 }
 

@@ -109,7 +109,10 @@ impl Plan {
             parallel.limit /= share;
         }
         for budget in &mut plan.budgets {
-            let left = (budget.limit - spent_seen(&budget.scope).unwrap_or(0)).max(0);
+            let left = budget
+                .limit
+                .saturating_sub(spent_seen(&budget.scope).unwrap_or(0))
+                .max(0);
             budget.limit = left / i64::try_from(share).unwrap_or(1);
         }
         plan

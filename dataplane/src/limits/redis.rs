@@ -52,8 +52,9 @@ impl Settlement {
             .iter()
             .filter(|r| r.kind == RateKind::Tokens && r.amount > 0)
             .map(|r| {
-                let delta = i64::try_from(tokens).unwrap_or(i64::MAX)
-                    - i64::try_from(r.amount).unwrap_or(i64::MAX);
+                let delta = i64::try_from(tokens)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(r.amount).unwrap_or(i64::MAX));
                 (keys.tokens(&r.scope), delta)
             })
             .collect();

@@ -120,3 +120,76 @@ fn headers_report_the_tightest_limits() {
     assert_eq!(error.code, ErrorCode::BudgetExceeded);
     assert_eq!(error.retry_after, None);
 }
+
+/// A reservation of `i64::MAX` (an unbounded `max_tokens` priced at saturation) once made
+/// `spent + reserved + amount` wrap negative: the request was admitted and, while it was in
+/// flight, every other request of the scope passed the budget check.
+#[test]
+fn huge_amounts_never_wrap_the_budget_check() {
+    let keys = CounterKeys::new("t");
+    let local = LocalLimiter::default();
+    let today = Utc::now().date_naive();
+    let small = plan(1000, 1000, 1_000_000, 600_000);
+    let first = Uuid::from_u128(1);
+    assert_eq!(local.check(&keys, &small, first, true, 1000).failed, None);
+    let huge = plan(1000, 1000, 1_000_000, MicroUsd::MAX);
+    assert_eq!(
+        local
+            .check(&keys, &huge, Uuid::from_u128(2), true, 1000)
+            .failed,
+        Some(Failed::Budget { index: 0 })
+    );
+    // Nothing was taken by the refused request: the budget still refuses what is over it.
+    let over = plan(1000, 1000, 1_000_000, 400_001);
+    assert_eq!(
+        local
+            .check(&keys, &over, Uuid::from_u128(3), true, 1000)
+            .failed,
+        Some(Failed::Budget { index: 0 })
+    );
+    // A budget as large as the type: two near-maximal reservations cannot both fit, and
+    // the headers' arithmetic saturates instead of wrapping.
+    let roomy_limiter = LocalLimiter::default();
+    let roomy = plan(1000, 1000, MicroUsd::MAX, MicroUsd::MAX - 10);
+    assert_eq!(
+        roomy_limiter
+            .check(&keys, &roomy, Uuid::from_u128(4), true, 1000)
+            .failed,
+        None
+    );
+    let raw = roomy_limiter.check(&keys, &roomy, Uuid::from_u128(5), true, 1000);
+    assert_eq!(raw.failed, Some(Failed::Budget { index: 0 }));
+    let (observed, _) = interpret(&roomy, &raw);
+    let view = observed.budget.unwrap();
+    assert_eq!(view.remaining(), 10);
+    assert!(view.warning() && !view.exceeded());
+    // Settling huge costs saturates the day counter.
+    local.settle(&keys, &small, &ending(first, MicroUsd::MAX, today), 1001);
+    local.settle(
+        &keys,
+        &small,
+        &ending(Uuid::from_u128(9), MicroUsd::MAX, today),
+        1001,
+    );
+    let raw = local.check(&keys, &small, Uuid::from_u128(6), true, 1001);
+    assert_eq!(raw.failed, Some(Failed::Budget { index: 0 }));
+    assert_eq!(raw.budgets[0].0, MicroUsd::MAX);
+}
+
+#[test]
+fn token_counters_saturate() {
+    let mut plan = plan(u64::MAX - 1, 1000, 0, 0);
+    plan.budgets.clear();
+    plan.rates[0].kind = RateKind::Tokens;
+    plan.rates[0].amount = u64::MAX - 1;
+    let keys = CounterKeys::new("t");
+    let local = LocalLimiter::default();
+    assert_eq!(
+        local
+            .check(&keys, &plan, Uuid::from_u128(1), true, 1000)
+            .failed,
+        None
+    );
+    let raw = local.check(&keys, &plan, Uuid::from_u128(2), true, 1000);
+    assert!(matches!(raw.failed, Some(Failed::Rate { index: 0, .. })));
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
 use omg_shared::provider::{Operation, ProviderKind};
+use omg_shared::tokens::MAX_REPORTED_TOKENS;
 use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
 use pingora::proxy::Session;
 
@@ -17,7 +18,7 @@ use crate::ingress::anthropic;
 use crate::limits::{plan, Estimate};
 use crate::metrics::Metrics;
 use crate::providers::{Call, Ingress};
-use crate::request::{route, RequestBody, Route};
+use crate::request::{priced, route, RequestBody, Route};
 use crate::routing::{self, Order};
 use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
 use crate::tokens::{PromptSource, Vocabulary};
@@ -115,6 +116,7 @@ pub(super) async fn handle(
                 return Err(unsupported(alias, &operation, body.stream).into());
             }
             ctx.alias = Some(alias.alias.clone());
+            body.check_max_tokens(alias.max_output_tokens)?;
             if matched == Route::CountTokens {
                 let request = super::count_tokens::Counted {
                     raw: &bytes,
@@ -128,11 +130,17 @@ pub(super) async fn handle(
                 return Ok(()); // replayed from the idempotency store
             }
             let order = try_order(alias, |d| capable(d))?;
+            let beta = session
+                .get_header("anthropic-beta")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let request = Admitted {
                 alias,
                 order: &order,
                 route: &operation,
                 body: &body,
+                anthropic: matched.is_anthropic().then_some(&bytes[..]),
+                beta: beta.as_deref(),
             };
             admit(state, ctx, &snapshot, &key, request).await?;
             // The mock answers in-process; other kinds go upstream (with failover).
@@ -150,10 +158,6 @@ pub(super) async fn handle(
                 health: &snapshot.routing.health,
             };
             let request_id = ctx.request_id.clone();
-            let beta = session
-                .get_header("anthropic-beta")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
             let call = Call {
                 route: &operation,
                 body: &body,
@@ -305,29 +309,45 @@ struct Admitted<'r> {
     order: &'r [Arc<DeploymentEntry>],
     route: &'r Route,
     body: &'r RequestBody<'r>,
+    /// The client's Messages body, when it spoke Anthropic.
+    anthropic: Option<&'r [u8]>,
+    /// Its `anthropic-beta` header.
+    beta: Option<&'r str>,
 }
 
 /// The worst case a request may take: its prompt (counted with the tokenizer of the first
-/// deployment's model) plus the largest completion it may get (`max_tokens`, else the
-/// model's `max_output_tokens`, else `rate_limits.default_max_tokens`), priced at the dearest
-/// deployment it may fail over to.
+/// deployment's model, bounded from above, at most the model's `context_window`) plus the
+/// largest completion it may get (`max_tokens`, else the model's `max_output_tokens`, else
+/// `rate_limits.default_max_tokens`) for every choice and prompt it asks for, priced at the
+/// dearest deployment it may fail over to.
 async fn estimate(snapshot: &RuntimeSnapshot, request: &Admitted<'_>) -> Estimate {
     let Admitted {
         alias,
         order,
         route,
         body,
+        ..
     } = request;
-    let prompt = PromptSource::of(body)
+    let source = PromptSource::of(body);
+    let prompts = source.prompts();
+    let counted = source
         .count_off_worker(Vocabulary::of_first(order))
         .await
         .max(1);
+    let prompt = alias
+        .context_window
+        .filter(|window| *window > 0)
+        .map_or(counted, |window| {
+            counted.min(window.saturating_mul(prompts))
+        });
     let completion = match route {
         Route::Embeddings | Route::ImagesGenerations => 0,
         _ => body
             .max_tokens
             .or(alias.max_output_tokens)
-            .unwrap_or(snapshot.governance.rate_limits.default_max_tokens.max(1)),
+            .unwrap_or(snapshot.governance.rate_limits.default_max_tokens.max(1))
+            .saturating_mul(body.choices())
+            .saturating_mul(prompts),
     };
     let cost = order
         .iter()
@@ -362,6 +382,10 @@ async fn admit(
     );
     if plan.is_empty() {
         return Ok(());
+    }
+    if !plan.budgets.is_empty() {
+        // What a reservation cannot bound is refused under a budget.
+        priced::refuse_under_budget(request.body, request.anthropic, request.beta)?;
     }
     // The prompt is counted only when a token limit or a budget needs it.
     if plan.needs_estimate() {
@@ -527,6 +551,7 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     let endpoint = ctx.route.as_ref().map_or("unknown", Route::endpoint_name);
     let alias = ctx.alias.as_deref().unwrap_or("-");
     let provider = ctx.provider.map_or("-", |p| p.as_str());
+    sanitize_usage(&mut ctx.usage, &ctx.request_id);
     let cost = ctx.pricing.charge(&ctx.usage.consumption());
     metrics
         .requests
@@ -590,7 +615,10 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
             error_code: ctx.error_code.map(str::to_owned),
             prompt_tokens: ctx.usage.prompt_tokens,
             completion_tokens: ctx.usage.completion_tokens,
-            total_tokens: ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
+            total_tokens: ctx
+                .usage
+                .prompt_tokens
+                .saturating_add(ctx.usage.completion_tokens),
             cached_tokens: ctx.usage.cached_tokens,
             cache_write_tokens: ctx.usage.cache_write_tokens,
             images: ctx.usage.images,
@@ -632,7 +660,10 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
         // Settling may wait on Redis: after the response, still counted as in flight so a
         // graceful drain waits for it.
         let governor = state.governor.clone();
-        let tokens = ctx.usage.prompt_tokens + ctx.usage.completion_tokens;
+        let tokens = ctx
+            .usage
+            .prompt_tokens
+            .saturating_add(ctx.usage.completion_tokens);
         let inflight = ctx.take_inflight();
         tokio::spawn(async move {
             governor.settle(admission, tokens, cost).await;
@@ -641,9 +672,52 @@ pub(super) fn finish(state: &State, session: &Session, ctx: &mut RequestCtx) {
     }
 }
 
+/// Clamps each count of a provider's usage report to [`MAX_REPORTED_TOKENS`] (logged), so
+/// nothing summed from it can wrap and a hostile or broken upstream cannot poison counters.
+fn sanitize_usage(usage: &mut crate::providers::Usage, request_id: &str) {
+    let mut clamped = false;
+    for count in [
+        &mut usage.prompt_tokens,
+        &mut usage.completion_tokens,
+        &mut usage.cached_tokens,
+        &mut usage.cache_write_tokens,
+        &mut usage.images,
+    ] {
+        if *count > MAX_REPORTED_TOKENS {
+            *count = MAX_REPORTED_TOKENS;
+            clamped = true;
+        }
+    }
+    if clamped {
+        tracing::warn!(
+            request_id,
+            limit = MAX_REPORTED_TOKENS,
+            "the provider reported implausible usage; clamped"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{new_uuid_v7, request_id};
+    use super::{new_uuid_v7, request_id, sanitize_usage, MAX_REPORTED_TOKENS};
+
+    #[test]
+    fn implausible_usage_is_clamped_and_sums_do_not_wrap() {
+        let mut usage = crate::providers::Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            cached_tokens: 5,
+            ..Default::default()
+        };
+        sanitize_usage(&mut usage, "r");
+        assert_eq!(usage.prompt_tokens, MAX_REPORTED_TOKENS);
+        assert_eq!(usage.completion_tokens, MAX_REPORTED_TOKENS);
+        assert_eq!(usage.cached_tokens, 5);
+        assert_eq!(
+            usage.prompt_tokens.saturating_add(usage.completion_tokens),
+            2 * MAX_REPORTED_TOKENS
+        );
+    }
 
     #[test]
     fn request_ids_are_honoured_only_when_sane() {

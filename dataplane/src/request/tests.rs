@@ -145,6 +145,67 @@ fn embedding_inputs() {
     assert_eq!(tokens.embedding_inputs().len(), 1);
 }
 
+#[test]
+fn max_tokens_above_the_cap_is_refused_naming_the_param() {
+    let parse_chat = |extra: &str| {
+        let text =
+            format!(r#"{{"model":"a","messages":[{{"role":"user","content":"x"}}]{extra}}}"#);
+        let body = RequestBody::parse(text.as_bytes(), &Route::Chat).map(|b| {
+            (
+                b.max_tokens,
+                b.max_tokens_param,
+                b.check_max_tokens(None).err(),
+                b.check_max_tokens(Some(100)).err(),
+            )
+        });
+        body.unwrap_or_else(|e| unreachable!("{e:?}"))
+    };
+    // u64::MAX once wrapped the local limiter's sums and opened the budget.
+    let (max, param, unset, capped) = parse_chat(r#","max_tokens":18446744073709551615"#);
+    assert_eq!((max, param), (Some(u64::MAX), "max_tokens"));
+    for error in [unset, capped] {
+        let error = error.unwrap_or_else(|| unreachable!("accepted"));
+        assert_eq!(error.code, ErrorCode::InvalidParameter);
+        assert_eq!(error.param, Some("max_tokens"));
+    }
+    // The documented cap, and the model's own `max_output_tokens`.
+    let at_cap = format!(r#","max_completion_tokens":{MAX_OUTPUT_TOKENS_CAP}"#);
+    let (_, param, unset, capped) = parse_chat(&at_cap);
+    assert_eq!(param, "max_completion_tokens");
+    assert!(unset.is_none());
+    assert_eq!(capped.and_then(|e| e.param), Some("max_completion_tokens"));
+    // Both sent: the larger bounds the completion, whichever it is.
+    let (max, param, _, capped) = parse_chat(r#","max_completion_tokens":10,"max_tokens":500"#);
+    assert_eq!((max, param), (Some(500), "max_tokens"));
+    assert_eq!(capped.and_then(|e| e.param), Some("max_tokens"));
+    let (max, _, _, capped) = parse_chat(r#","max_tokens":100"#);
+    assert_eq!(max, Some(100));
+    assert!(capped.is_none());
+}
+
+/// 100,000 distinct keys in about 1 MiB: the duplicate check was quadratic (minutes of one
+/// worker); now the shape scan refuses the body after one pass.
+#[test]
+fn a_megabyte_of_distinct_keys_is_refused_in_one_pass() {
+    let keys: Vec<String> = (0..100_000).map(|i| format!(r#""k{i:06}":0"#)).collect();
+    let text = format!(
+        r#"{{"model":"a","messages":[{{"role":"user","content":"x"}}],{}}}"#,
+        keys.join(",")
+    );
+    assert!(text.len() > 1_000_000);
+    let error = parse(&text, &Route::Chat).err();
+    assert_eq!(error.map(|e| e.code), Some(ErrorCode::RequestTooComplex));
+    // Under the cap, duplicates are still found (by hash, not by pairwise comparison).
+    let some: Vec<String> = (0..200).map(|i| format!(r#""k{i}":0"#)).collect();
+    let text = format!(
+        r#"{{"model":"a","messages":[{{}}],{},"k7":1}}"#,
+        some.join(",")
+    );
+    let error = parse(&text, &Route::Chat).err();
+    assert_eq!(error.as_ref().map(|e| e.code), Some(ErrorCode::InvalidJson));
+    assert!(error.is_some_and(|e| e.message.contains("duplicate key `k7`")));
+}
+
 proptest::proptest! {
     #[test]
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {

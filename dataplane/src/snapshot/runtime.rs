@@ -77,6 +77,8 @@ pub struct AliasEntry {
     pub policy: AliasPolicy,
     /// Largest completion, used as the default `max_tokens` estimate.
     pub max_output_tokens: Option<u64>,
+    /// Largest prompt plus completion: caps the prompt a reservation counts.
+    pub context_window: Option<u64>,
 }
 
 impl AliasEntry {
@@ -225,6 +227,7 @@ impl RuntimeSnapshot {
                     deployments,
                     policy,
                     max_output_tokens: model.max_output_tokens,
+                    context_window: model.context_window,
                 }),
             );
         }

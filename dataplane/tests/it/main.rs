@@ -20,6 +20,7 @@ mod idempotency;
 mod images;
 mod lifecycle;
 mod limits;
+mod limits_bounds;
 mod messages;
 mod passthrough;
 mod routing;

@@ -272,7 +272,10 @@ async fn what_only_anthropic_reads_passes_to_anthropic_and_is_refused_for_others
         Entry::new("mixed", &upstream.origin(), "claude-test").provider("anthropic"),
         Entry::new("mixed", &upstream.base_url(), "gpt-test"),
     ];
-    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
+    // No budget: server tools are billed per use, which a budget's reservation cannot bound
+    // (refused under a budget, see `limits_bounds.rs`).
+    let no_budget = "budgets:\n  default_usd: 0\n";
+    let gateway = Gateway::start(&custom_config(&entries, "", no_budget)).await;
     // A PDF document, a server tool and a system block list with a citation-ready document:
     // Anthropic-only features the OpenAI form cannot carry.
     let pdf = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK";
