@@ -61,6 +61,8 @@ pub enum ErrorCode {
     IdempotencyKeyInUse,
     /// The provider's safety filters refused the prompt (400 `content_filter`).
     ContentFilter,
+    /// The client did not send its request body within `server.request_body_timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -90,6 +92,7 @@ impl ErrorCode {
             ErrorCode::InternalError => 500,
             ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::IdempotencyKeyInUse => 409,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 
@@ -108,7 +111,8 @@ impl ErrorCode {
             | ErrorCode::RequestTooLarge
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyKeyInUse
-            | ErrorCode::ContentFilter => "invalid_request_error",
+            | ErrorCode::ContentFilter
+            | ErrorCode::RequestTimeout => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
@@ -149,6 +153,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::ContentFilter => "content_filter",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 
@@ -170,7 +175,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -196,6 +201,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::ContentFilter,
+        ErrorCode::RequestTimeout,
     ];
 }
 
