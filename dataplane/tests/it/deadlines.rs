@@ -76,8 +76,23 @@ async fn trickle(addr: SocketAddr, connected: Arc<AtomicUsize>) -> Option<Durati
     None
 }
 
+/// The soft open-file limit of this process, which the gateway inherits (`None`: unlimited
+/// or unknown).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 #[tokio::test]
 async fn slowloris_connections_are_closed_by_the_head_deadline_while_traffic_flows() {
+    // 500 sockets here and 500 in the gateway, plus the rest of each process.
+    if let Some(limit) = open_file_limit() {
+        assert!(
+            limit >= 1100,
+            "`ulimit -n` is {limit}: this test needs at least 1100 open files"
+        );
+    }
     let upstream = upstream().await;
     let gateway = Gateway::start(&config(&upstream, "  request_head_timeout: 2s\n")).await;
     let target = addr(&gateway);
