@@ -301,3 +301,103 @@ impl Peek for ClientStream {
         self.inner.try_peek(buf).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const HEAD_TIMEOUT: Duration = Duration::from_millis(150);
+
+    /// A client socket and the server side wrapped as the listener wraps it.
+    async fn pair() -> (TcpStream, ClientStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        (client, ClientStream::new(stream, HEAD_TIMEOUT))
+    }
+
+    async fn read(server: &mut ClientStream) -> std::io::Result<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        let n = server.read(&mut buf).await?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_trickled_head_fails_at_the_deadline() {
+        let started = Instant::now();
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"GET").await.unwrap();
+        assert_eq!(read(&mut server).await.unwrap(), b"GET");
+        let error = read(&mut server).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= HEAD_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn no_deadline_while_a_request_runs() {
+        let (mut client, mut server) = pair().await;
+        server.phase.store(IN_REQUEST, Ordering::Release);
+        let waited = tokio::time::timeout(HEAD_TIMEOUT * 3, read(&mut server)).await;
+        assert!(waited.is_err(), "the read should still wait: {waited:?}");
+        client.write_all(b"body").await.unwrap();
+        assert_eq!(read(&mut server).await.unwrap(), b"body");
+    }
+
+    #[tokio::test]
+    async fn between_requests_the_deadline_starts_with_the_first_byte() {
+        let (mut client, mut server) = pair().await;
+        server.phase.store(BETWEEN, Ordering::Release);
+        // An idle kept-alive connection is left to Pingora's keep-alive timeout.
+        let waited = tokio::time::timeout(HEAD_TIMEOUT * 3, read(&mut server)).await;
+        assert!(waited.is_err(), "the read should still wait: {waited:?}");
+        client.write_all(b"G").await.unwrap();
+        let first = Instant::now();
+        assert_eq!(read(&mut server).await.unwrap(), b"G");
+        let error = read(&mut server).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(first.elapsed() >= HEAD_TIMEOUT - Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn the_cap_closes_connections_over_it() {
+        struct Holder;
+        #[async_trait]
+        impl ServerApp for Holder {
+            async fn process_new(
+                self: &Arc<Self>,
+                _stream: Stream,
+                _shutdown: &ShutdownWatch,
+            ) -> Option<Stream> {
+                std::future::pending().await
+            }
+        }
+        let guarded = Arc::new(Guarded::new(Holder, 1, HEAD_TIMEOUT));
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (_first_client, first) = pair().await;
+        let held = tokio::spawn({
+            let guarded = guarded.clone();
+            let shutdown = shutdown.clone();
+            async move { guarded.process_new(Box::new(first), &shutdown).await }
+        });
+        while guarded.open.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let (_second_client, second) = pair().await;
+        // Over the cap: returns at once (the stream is dropped, closing it).
+        let refused = tokio::time::timeout(
+            Duration::from_secs(5),
+            guarded.process_new(Box::new(second), &shutdown),
+        )
+        .await;
+        assert!(matches!(refused, Ok(None)));
+        held.abort();
+    }
+}
