@@ -31,24 +31,25 @@ pub struct ServerConfig {
     /// whole response). Default 280s.
     #[serde(with = "crate::duration")]
     pub provider_timeout: Duration,
-    /// Total time a client has to send a request's head (request line and headers), from
-    /// the connection's accept (or, on a kept-alive connection, from the next request's
-    /// first byte); the connection is closed when it runs out, however steadily bytes
-    /// trickle in (slowloris). Independent of per-read timeouts. Default 10s.
+    /// Data plane: total time a client has to send a request's head (request line and
+    /// headers), from the connection's accept (on a kept-alive connection, from the next
+    /// request's first byte); the connection is closed when it runs out, however steadily
+    /// bytes trickle in (slowloris). Independent of per-read timeouts. Default 10s.
     #[serde(with = "crate::duration")]
     pub request_head_timeout: Duration,
-    /// Total time a client has to send a request's body once its head is read; 408 and
-    /// the connection closed when it runs out. Default 60s.
+    /// Data plane: total time a client has to send a request's body once its head is read;
+    /// 408 and the connection closed when it runs out. Default 60s.
     #[serde(with = "crate::duration")]
     pub request_body_timeout: Duration,
-    /// Longest one write to a client may stay blocked (the client stopped reading and its
-    /// socket buffers are full); the connection is then cut, a stream's parallel lease
-    /// released and its usage recorded for what was delivered. Default 60s.
+    /// Data plane: longest one write to a client may stay blocked (the client stopped
+    /// reading and its socket buffers are full); the connection is then cut, a stream's
+    /// parallel lease released and its usage recorded for what was delivered. Default 60s.
     #[serde(with = "crate::duration")]
     pub write_timeout: Duration,
-    /// Most client connections open at once on the `/v1` listener; one more is closed at
-    /// accept (logged, counted in `omg_downstream_connections_refused_total`). Keep it
-    /// below the process's open-file limit minus the upstream connections. Default 4096.
+    /// Data plane: most client connections open at once on the `/v1` listener; one more is
+    /// closed at accept (logged, counted in `omg_downstream_connections_refused_total`).
+    /// Keep it below the process's open-file limit minus the upstream connections.
+    /// Default 4096.
     pub max_connections: usize,
     /// TCP + TLS connect timeout to upstreams. Default 5s.
     #[serde(with = "crate::duration")]
