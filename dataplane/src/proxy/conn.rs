@@ -85,17 +85,30 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             self.refused();
             return None; // dropping the stream closes it
         };
-        let gauge = &Metrics::global().downstream_connections;
-        gauge.inc();
+        let _open = OpenConnection::counted();
         let stream: Stream = Box::new(ClientStream::new(stream, self.head_timeout));
         // HTTP/1 keeps the connection inside this call for all its requests.
-        let result = self.app.process_new(stream, shutdown).await;
-        gauge.dec();
-        result
+        self.app.process_new(stream, shutdown).await
     }
 
     async fn cleanup(&self) {
         self.app.cleanup().await;
+    }
+}
+
+/// Counts one open connection in `omg_downstream_connections` while it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn counted() -> Self {
+        Metrics::global().downstream_connections.inc();
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        Metrics::global().downstream_connections.dec();
     }
 }
 
