@@ -76,6 +76,14 @@ pub struct Metrics {
     /// `omg_idempotency_total{outcome}` (executed | replayed | mismatch | in_use | waited |
     /// fallback | stored | not_stored): requests with an `Idempotency-Key`
     pub idempotency: IntCounterVec,
+    /// `omg_downstream_connections`: client connections open on the `/v1` listener
+    pub downstream_connections: IntGauge,
+    /// `omg_downstream_connections_refused_total`: connections closed at accept because
+    /// `server.max_connections` were open
+    pub downstream_connections_refused: IntCounter,
+    /// `omg_downstream_timeouts_total{phase}` (head | body | write): client connections cut
+    /// by a downstream deadline
+    pub downstream_timeouts: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -280,6 +288,21 @@ impl Metrics {
                  and not_stored (an executed answer kept for replays, or not: error, cut \
                  stream, too large).",
                 &["outcome"],
+            )?,
+            downstream_connections: gauge(
+                "omg_downstream_connections",
+                "Client connections open on the /v1 listener.",
+            )?,
+            downstream_connections_refused: counter(
+                "omg_downstream_connections_refused_total",
+                "Client connections closed at accept because server.max_connections were open.",
+            )?,
+            downstream_timeouts: counter_vec(
+                "omg_downstream_timeouts_total",
+                "Client connections cut by a downstream deadline, by phase: head \
+                 (server.request_head_timeout), body (server.request_body_timeout) or write \
+                 (server.write_timeout).",
+                &["phase"],
             )?,
             registry,
         })

@@ -64,6 +64,8 @@ pub enum ErrorCode {
     /// The body's JSON is nested too deep or has too many keys, array items or values for
     /// the gateway's parsing bounds.
     RequestTooComplex,
+    /// The client did not send its request body within `server.request_body_timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -94,6 +96,7 @@ impl ErrorCode {
             ErrorCode::InternalError => 500,
             ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::IdempotencyKeyInUse => 409,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 
@@ -113,7 +116,8 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyKeyInUse
             | ErrorCode::ContentFilter
-            | ErrorCode::RequestTooComplex => "invalid_request_error",
+            | ErrorCode::RequestTooComplex
+            | ErrorCode::RequestTimeout => "invalid_request_error",
             ErrorCode::TenantSuspended | ErrorCode::ModelNotAllowed => "permission_error",
             ErrorCode::RequestRateLimited | ErrorCode::ParallelLimited => "requests",
             ErrorCode::TokenRateLimited => "tokens",
@@ -155,6 +159,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::ContentFilter => "content_filter",
             ErrorCode::RequestTooComplex => "request_too_complex",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 
@@ -203,6 +208,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::ContentFilter,
         ErrorCode::RequestTooComplex,
+        ErrorCode::RequestTimeout,
     ];
 }
 

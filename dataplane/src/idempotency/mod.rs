@@ -1,5 +1,5 @@
 //! Request idempotency: a model request carrying an `Idempotency-Key` header is executed once
-//! per tenant and key; a retry with the same key and the same request (route and body bytes)
+//! per API key and `Idempotency-Key`; a retry with the same key and the same request (route and body bytes)
 //! within `idempotency.ttl` gets the stored answer, without a provider call or a charge.
 //!
 //! [`Idempotency::begin`] looks the key up and either hands out a [`Claim`] (run the request,
@@ -96,17 +96,24 @@ pub fn parse_key(value: &[u8]) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct Request {
     tenant: Uuid,
-    /// SHA-256 of the client's key: fixed length, and no client text in Redis names.
+    /// SHA-256 of the API key's id and the client's `Idempotency-Key`: a slot belongs to one
+    /// API key (another key of the tenant sending the same header never gets its answer);
+    /// fixed length, and no client text in Redis names.
     digest: [u8; 32],
     fingerprint: Fingerprint,
 }
 
 impl Request {
-    /// `key` is the (validated) header value.
-    pub fn new(tenant: Uuid, key: &str, fingerprint: Fingerprint) -> Self {
+    /// `api_key` is the id of the API key that sent the request, `key` the (validated)
+    /// header value.
+    pub fn new(tenant: Uuid, api_key: Uuid, key: &str, fingerprint: Fingerprint) -> Self {
+        let mut hasher = Sha256::new();
+        // Fixed-length id first: no two (api_key, key) pairs share an input.
+        hasher.update(api_key.as_bytes());
+        hasher.update(key.as_bytes());
         Self {
             tenant,
-            digest: Sha256::digest(key.as_bytes()).into(),
+            digest: hasher.finalize().into(),
             fingerprint,
         }
     }

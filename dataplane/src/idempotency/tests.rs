@@ -234,10 +234,25 @@ fn service() -> Idempotency {
 }
 
 fn request(body: &str) -> Request {
-    Request::new(Uuid::from_u128(7), "key-1", fp(body))
+    Request::new(Uuid::from_u128(7), Uuid::from_u128(8), "key-1", fp(body))
 }
 
 const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn another_api_key_of_the_tenant_has_its_own_slot() {
+    let service = service();
+    let Begin::Execute(claim) = service.begin(&request("a"), LONG, LONG).await else {
+        panic!("expected to execute");
+    };
+    claim.complete(stored("answer")).await;
+    // Same tenant, same header, same body, another API key: executes, never replays.
+    let other = Request::new(Uuid::from_u128(7), Uuid::from_u128(9), "key-1", fp("a"));
+    assert!(matches!(
+        service.begin(&other, LONG, LONG).await,
+        Begin::Execute(_)
+    ));
+}
 
 #[tokio::test]
 async fn the_service_executes_once_then_replays() {

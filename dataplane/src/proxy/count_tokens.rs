@@ -7,9 +7,12 @@
 //! errors reach the client in Anthropic's shape, as those of Messages do. Any other alias is
 //! answered with the gateway's own estimate.
 //!
-//! Either way nothing is metered: no limit or budget is admitted or settled, no
-//! `Idempotency-Key` is claimed or stored, and `handle::finish` writes no usage record for
-//! the route (metrics and the access log still count the request).
+//! Either way the request is admitted against the key's and tenant's requests-per-minute
+//! and parallel limits (so a key cannot flood the provider's count endpoint with the
+//! operator's credential), but never charged: no token limit or budget is checked or
+//! settled, no `Idempotency-Key` is claimed or stored, and `handle::finish` writes no usage
+//! record for the route (metrics and the access log still count the request). Upstream
+//! outcomes of a count leave the deployments' breakers alone (see `upstream::exchange`).
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::handle::{sync_timeout, try_order};
 use super::{respond, upstream, Failure, State};
+use crate::limits::{plan, Estimate, RateKind};
 use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
 use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
@@ -42,6 +46,7 @@ pub(super) async fn serve(
     alias: &AliasEntry,
     request: Counted<'_>,
 ) -> Result<(), Failure> {
+    admit(state, ctx, snapshot).await?;
     if !alias.deployments.iter().any(|d| counts(d)) {
         let vocabulary = Vocabulary::of_first(&alias.deployments);
         return estimate(session, ctx, request.body, vocabulary).await;
@@ -77,6 +82,50 @@ pub(super) async fn serve(
     tokio::time::timeout(timeouts.sync, exchange)
         .await
         .unwrap_or_else(|_| Err(sync_timeout().into()))
+}
+
+/// Takes one request of the per-minute request limits and a parallel slot (released when
+/// the request ends); token limits and budgets are left out of the plan.
+async fn admit(
+    state: &Arc<State>,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+) -> Result<(), Failure> {
+    let Some(key) = ctx.key.clone() else {
+        return Ok(());
+    };
+    let mut plan = plan::build(
+        &snapshot.governance,
+        &key,
+        ctx.alias.as_deref(),
+        Some(Estimate::default()),
+        chrono::Utc::now(),
+    );
+    plan.rates.retain(|rate| rate.kind == RateKind::Requests);
+    plan.budgets.clear();
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let (observed, admission) = state
+        .governor
+        .admit(&snapshot.governance, plan, ctx.event_id)
+        .await;
+    ctx.observed = Some(observed);
+    match admission {
+        Ok(admission) => {
+            ctx.admission = Some(admission);
+            Ok(())
+        }
+        Err(refusal) => {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                key_prefix = ctx.key_prefix.as_deref().unwrap_or("-"),
+                limit = refusal.label(),
+                "token count refused by a limit"
+            );
+            Err(refusal.to_api_error().into())
+        }
+    }
 }
 
 /// Whether the deployment's provider counts tokens itself.

@@ -68,7 +68,12 @@ pub(super) async fn handle(
         | Route::ImagesGenerations
         | Route::Messages
         | Route::CountTokens => {
-            let bytes = read_body(session, state.settings.body_limit).await?;
+            let reading = read_body(session, state.settings.body_limit);
+            let bytes =
+                match tokio::time::timeout(state.settings.request_body_timeout, reading).await {
+                    Ok(read) => read?,
+                    Err(_) => return Err(super::conn::body_timed_out(session).into()),
+                };
             // An Anthropic client's request runs as the chat request it translates to.
             let translated = if matched.is_anthropic() {
                 Some(translate_anthropic(

@@ -47,10 +47,11 @@ pub(super) async fn begin(
         .with_param("Idempotency-Key")
         .into());
     };
-    let Some(tenant) = ctx.tenant_id else {
+    let (Some(tenant), Some(api_key)) = (ctx.tenant_id, ctx.key_id) else {
         return Ok(false);
     };
-    let request = Request::new(tenant, key, Fingerprint::of(method, path, body));
+    // The slot is the API key's: another key of the tenant never gets this key's answers.
+    let request = Request::new(tenant, api_key, key, Fingerprint::of(method, path, body));
     // A duplicate waits as long as the first may run.
     let settings = &state.settings;
     let longest = if ctx.stream {

@@ -108,5 +108,5 @@ pub(super) async fn serve(
     ctx.usage = usage;
     ctx.usage_estimated = false;
     respond::stream_bytes(session, ctx, Bytes::from(events.finish(&usage))).await?;
-    respond::end_stream(session).await
+    respond::end_stream(session, ctx).await
 }

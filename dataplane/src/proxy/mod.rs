@@ -4,6 +4,7 @@
 //! Files and batches (cluster mode) are the exception: authenticated in `request_filter`,
 //! then proxied by Pingora's own phases to the control plane ([`forward`]).
 
+pub mod conn;
 mod count_tokens;
 mod ctx;
 pub mod forward;
@@ -49,6 +50,10 @@ pub struct Settings {
     pub provider_timeout: std::time::Duration,
     /// Upstream connect timeout.
     pub connect_timeout: std::time::Duration,
+    /// Total time for a request body, once the head is read.
+    pub request_body_timeout: std::time::Duration,
+    /// Longest a write to the client may stay blocked.
+    pub write_timeout: std::time::Duration,
     /// Idle upstream connections kept for reuse.
     pub upstream_idle_connections: usize,
 }
@@ -64,6 +69,8 @@ impl Settings {
             stream_max_duration: server.stream_max_duration,
             provider_timeout: server.provider_timeout,
             connect_timeout: server.connect_timeout,
+            request_body_timeout: server.request_body_timeout,
+            write_timeout: server.write_timeout,
             upstream_idle_connections: server.upstream_idle_connections,
         }
     }
@@ -184,6 +191,18 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.state.clone())
     }
 
+    /// The head is read: its deadline stops, and every write to the client is bounded by
+    /// `server.write_timeout` (a client that stops reading is cut).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        conn::head_done(session);
+        session.set_write_timeout(Some(self.state.settings.write_timeout));
+        Ok(())
+    }
+
     /// Answers the whole request in-process (auth, routing, upstream exchange, streaming) and
     /// returns `Ok(true)` so Pingora skips its own upstream phases.
     async fn request_filter(
@@ -290,5 +309,6 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) {
         handle::finish(&self.state, session, ctx);
+        conn::request_done(session);
     }
 }

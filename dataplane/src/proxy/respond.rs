@@ -9,6 +9,7 @@ use super::ctx::{AnthropicEgress, RequestCtx};
 use super::Failure;
 use crate::error::ApiError;
 use crate::ingress::anthropic::{self, EventConverter};
+use crate::metrics::Metrics;
 
 /// A response header with the headers every `/v1` response has.
 pub fn header(
@@ -130,11 +131,44 @@ async fn send(
     session
         .write_response_header(Box::new(header), false)
         .await
-        .map_err(|_| Failure::ClientGone)?;
-    session
-        .write_response_body(Some(body), true)
+        .map_err(|e| write_failed(ctx, &e))?;
+    let limit = session.get_write_timeout();
+    bounded(limit, session.write_response_body(Some(body), true))
         .await
-        .map_err(|_| Failure::ClientGone)
+        .map_err(|e| write_failed(ctx, &e))
+}
+
+/// A write to the client failed: it left, or it stopped reading for `server.write_timeout`
+/// (then recorded as `write_timeout`, the connection cut).
+fn write_failed(ctx: &mut RequestCtx, error: &pingora::Error) -> Failure {
+    if matches!(error.etype(), pingora::ErrorType::WriteTimedout) {
+        ctx.error_code = Some("write_timeout");
+        Metrics::global()
+            .downstream_timeouts
+            .with_label_values(&["write"])
+            .inc();
+        tracing::info!(request_id = %ctx.request_id, "the client stopped reading: cut after `server.write_timeout`");
+    }
+    Failure::ClientGone
+}
+
+/// Bounds a write Pingora does not time out itself (the flush that ends a body) by the
+/// session's write timeout.
+async fn bounded(
+    limit: Option<std::time::Duration>,
+    write: impl std::future::Future<Output = pingora::Result<()>>,
+) -> pingora::Result<()> {
+    let Some(limit) = limit else {
+        return write.await;
+    };
+    tokio::time::timeout(limit, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(pingora::Error::explain(
+                pingora::ErrorType::WriteTimedout,
+                "ending the response body",
+            ))
+        })
 }
 
 /// Sends an OpenAI error, unless a response has already started (then the caller has dealt
@@ -223,15 +257,15 @@ pub async fn stream_bytes(
     session
         .write_response_body(Some(bytes), false)
         .await
-        .map_err(|_| Failure::ClientGone)
+        .map_err(|e| write_failed(ctx, &e))
 }
 
 /// Ends a stream.
-pub async fn end_stream(session: &mut Session) -> Result<(), Failure> {
-    session
-        .write_response_body(None, true)
+pub async fn end_stream(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let limit = session.get_write_timeout();
+    bounded(limit, session.write_response_body(None, true))
         .await
-        .map_err(|_| Failure::ClientGone)
+        .map_err(|e| write_failed(ctx, &e))
 }
 
 /// Waits for `duration`, or fails early when the client disconnects.

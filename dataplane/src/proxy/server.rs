@@ -15,7 +15,7 @@ use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{
     ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
@@ -321,11 +321,20 @@ fn serve(config: &GatewayConfig, started: Started, follow: Follow) -> Result<(),
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service(
+    // Behind the connection cap and the request-head deadline (`conn`).
+    let gateway = http_proxy(
         &server.configuration,
         Gateway {
             state: state.clone(),
         },
+    );
+    let mut proxy = Service::new(
+        "omg proxy".to_owned(),
+        super::conn::Guarded::new(
+            gateway,
+            config.server.max_connections,
+            config.server.request_head_timeout,
+        ),
     );
     proxy.add_tcp(&listen.to_string());
     let bus = match &follow {

@@ -1,7 +1,8 @@
 //! `POST /v1/messages/count_tokens` through the data plane binary: forwarded to an alias's
 //! Anthropic deployments (the mock counts like Anthropic, 1000 more than any estimate),
 //! answered with the gateway's estimate for other aliases, never metered — no usage record,
-//! no limit capacity, no idempotency store.
+//! no token limit or budget, no idempotency store — but admitted against the requests-per-
+//! minute and parallel limits, and leaving the deployments' breakers alone.
 
 use serde_json::{json, Value};
 
@@ -73,12 +74,7 @@ async fn an_anthropic_alias_gets_anthropics_own_count_unmetered() {
     let entries = [Entry::new("claude", &upstream.origin(), "claude-test")
         .provider("anthropic")
         .with("metadata", "{anthropic_beta: \"feature-a\"}")];
-    // One request per minute: the Messages request below needs it, the counts must not.
-    let config = custom_config(&entries, "", "").replace(
-        "default_requests_per_minute: 100000",
-        "default_requests_per_minute: 1",
-    );
-    let gateway = Gateway::start(&config).await;
+    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
     let body = json!({
         "model": "claude",
         "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
@@ -125,7 +121,6 @@ async fn an_anthropic_alias_gets_anthropics_own_count_unmetered() {
     );
     assert!(upstream.requests_to("/v1/messages").is_empty());
 
-    // The counts took none of the minute's one request.
     let response = messages_request(&gateway, "it-count-then-message")
         .json(&json!({"model": "claude", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}))
         .send()
@@ -262,4 +257,134 @@ async fn counts_fail_over_among_anthropic_deployments_and_errors_are_anthropics(
         counted_requests(&gateway, "mixed", "anthropic", 400).await,
         1
     );
+}
+
+fn limited(rpm: u64, parallel: u64, entries: &[Entry]) -> String {
+    custom_config(entries, "", "")
+        .replace(
+            "default_requests_per_minute: 100000",
+            &format!("default_requests_per_minute: {rpm}"),
+        )
+        .replace(
+            "default_tokens_per_minute: 100000000",
+            "default_tokens_per_minute: 1",
+        )
+        .replace(
+            "default_parallel_requests_key: 1000",
+            &format!("default_parallel_requests_key: {parallel}"),
+        )
+}
+
+#[tokio::test]
+async fn counts_take_the_request_limit_but_never_tokens() {
+    let upstream = upstream().await;
+    let entries = [Entry::new("claude", &upstream.origin(), "claude-test").provider("anthropic")];
+    // Two requests a minute, one token a minute: counts are never charged tokens, so only
+    // the request limit stops them.
+    let gateway = Gateway::start(&limited(2, 1000, &entries)).await;
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "Count me"}]});
+    for id in ["it-count-rpm-1", "it-count-rpm-2"] {
+        let response = count_request(&gateway, id)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", gateway.log());
+    }
+    let refused = count_request(&gateway, "it-count-rpm-3")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "{}", gateway.log());
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["type"], "error", "Anthropic's shape: {error}");
+    assert_eq!(
+        upstream.requests_to(COUNT).len(),
+        2,
+        "the refused count stayed here"
+    );
+}
+
+#[tokio::test]
+async fn counts_take_a_parallel_slot_while_they_run() {
+    let upstream = upstream().await;
+    let entries = [
+        Entry::new("claude", &upstream.origin(), "claude-test").provider("anthropic"),
+        Entry::new("claude-slow", &upstream.origin(), "claude-test+slow-2000")
+            .provider("anthropic"),
+    ];
+    let gateway = Gateway::start(&limited(100_000, 1, &entries)).await;
+    let question = json!([{"role": "user", "content": "Count me"}]);
+    let slow = count_request(&gateway, "it-count-slow")
+        .json(&json!({"model": "claude-slow", "messages": question}))
+        .send();
+    let slow = tokio::spawn(slow);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream.requests_to(COUNT).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = count_request(&gateway, "it-count-parallel")
+        .json(&json!({"model": "claude", "messages": question}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "{}", gateway.log());
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    // The slot comes back once the slow count has ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = count_request(&gateway, "it-count-after")
+            .json(&json!({"model": "claude", "messages": question}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", gateway.log());
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn failing_counts_never_rest_the_deployment() {
+    let upstream = upstream().await;
+    let entries = [
+        Entry::new("limited", &upstream.origin(), "claude-test+fail-429").provider("anthropic"),
+        Entry::new("overloaded", &upstream.origin(), "claude-test+fail-529").provider("anthropic"),
+    ];
+    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
+    let question = json!([{"role": "user", "content": "Count me"}]);
+    for (alias, n) in [("limited", 0), ("overloaded", 1)] {
+        for attempt in 0..6 {
+            let response = count_request(&gateway, &format!("it-count-breaker-{n}-{attempt}"))
+                .json(&json!({"model": alias, "messages": question}))
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(response.status(), 200);
+        }
+        // Every count reached the upstream: the deployment never rested.
+        assert_eq!(upstream.requests_to(COUNT).len(), 6 * (n + 1));
+    }
+    let status: Value = gateway
+        .client
+        .get(format!("{}/deployments", gateway.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = status["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 2, "{status}");
+    for deployment in list {
+        assert_eq!(deployment["state"], "closed", "{deployment}");
+        assert_eq!(deployment["opened_total"], 0, "{deployment}");
+        assert_eq!(deployment["window_failures"], 0, "{deployment}");
+    }
 }

@@ -207,6 +207,45 @@ async fn a_reused_key_with_another_body_is_refused_and_bad_keys_are_400() {
 }
 
 #[tokio::test]
+async fn another_key_of_the_same_tenant_never_gets_the_stored_answer() {
+    let upstream = upstream().await;
+    let template = config(&upstream, "").replacen(
+        "  api_keys:\n",
+        "  api_keys:\n    - tenant: demo\n      prefix: demo2\n      secret: other-secret\n",
+        1,
+    );
+    let gateway = Gateway::start(&template).await;
+    let body = chat("gpt-up", false);
+    let first = send(&gateway, "shared-42", &body).await;
+    assert_eq!(first.status(), 200, "{}", gateway.log());
+    let first_body = first.bytes().await.unwrap();
+
+    // Same tenant, same `Idempotency-Key`, same body, other API key: runs on its own.
+    let other = gateway
+        .client
+        .post(format!("{}{CHAT}", gateway.base))
+        .bearer_auth("sk-demo2.other-secret")
+        .header("Idempotency-Key", "shared-42")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "{}", gateway.log());
+    assert!(!replayed(&other), "another key got the stored answer");
+    let other_id = request_id(&other);
+    assert_eq!(upstream.request_count(), 2);
+    let record = gateway.usage_of(&other_id).await;
+    assert!(record.get("idempotent_replay").is_none(), "{record}");
+    assert!(record["cost_micro_usd"].as_i64().unwrap() > 0, "{record}");
+
+    // The first key still gets its own answer back.
+    let again = send(&gateway, "shared-42", &body).await;
+    assert!(replayed(&again));
+    assert_eq!(again.bytes().await.unwrap(), first_body);
+    assert_eq!(upstream.request_count(), 2);
+}
+
+#[tokio::test]
 async fn concurrent_duplicates_make_one_upstream_call() {
     let upstream = upstream().await;
     let gateway = std::sync::Arc::new(Gateway::start(&config(&upstream, "")).await);
@@ -430,6 +469,7 @@ fn answer(text: &str) -> Stored {
 fn request(key: &str, body: &str) -> Request {
     Request::new(
         uuid::Uuid::from_u128(42),
+        uuid::Uuid::from_u128(43),
         key,
         Fingerprint::of("POST", CHAT, body.as_bytes()),
     )

@@ -13,6 +13,7 @@ mod azure_entra;
 mod bedrock;
 mod cluster;
 mod count_tokens;
+mod deadlines;
 mod errors;
 mod faults;
 mod huggingface;

@@ -1,4 +1,5 @@
-//! `server.*`: listeners, timeouts, threads, the upstream pool and the tokenizer.
+//! `server.*`: listeners, timeouts, client deadlines and the connection cap, threads, the
+//! upstream pool and the tokenizer.
 
 use std::time::Duration;
 
@@ -30,6 +31,26 @@ pub struct ServerConfig {
     /// whole response). Default 280s.
     #[serde(with = "crate::duration")]
     pub provider_timeout: Duration,
+    /// Data plane: total time a client has to send a request's head (request line and
+    /// headers), from the connection's accept (on a kept-alive connection, from the next
+    /// request's first byte); the connection is closed when it runs out, however steadily
+    /// bytes trickle in (slowloris). Independent of per-read timeouts. Default 10s.
+    #[serde(with = "crate::duration")]
+    pub request_head_timeout: Duration,
+    /// Data plane: total time a client has to send a request's body once its head is read;
+    /// 408 and the connection closed when it runs out. Default 60s.
+    #[serde(with = "crate::duration")]
+    pub request_body_timeout: Duration,
+    /// Data plane: longest one write to a client may stay blocked (the client stopped
+    /// reading and its socket buffers are full); the connection is then cut, a stream's
+    /// parallel lease released and its usage recorded for what was delivered. Default 60s.
+    #[serde(with = "crate::duration")]
+    pub write_timeout: Duration,
+    /// Data plane: most client connections open at once on the `/v1` listener; one more is
+    /// closed at accept (logged, counted in `omg_downstream_connections_refused_total`).
+    /// Keep it below the process's open-file limit minus the upstream connections.
+    /// Default 4096.
+    pub max_connections: usize,
     /// TCP + TLS connect timeout to upstreams. Default 5s.
     #[serde(with = "crate::duration")]
     pub connect_timeout: Duration,
@@ -76,6 +97,10 @@ impl Default for ServerConfig {
             stream_idle_timeout: Duration::from_secs(30),
             stream_max_duration: Duration::from_secs(300),
             provider_timeout: Duration::from_secs(280),
+            request_head_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            max_connections: 4096,
             connect_timeout: Duration::from_secs(5),
             graceful_shutdown_delay: Duration::from_secs(5),
             graceful_shutdown_timeout: Duration::from_secs(30),

@@ -106,10 +106,16 @@ fn server_rules(config: &GatewayConfig, default_listen: &str) -> Vec<ConfigError
         ("server.stream_max_duration", server.stream_max_duration),
         ("server.provider_timeout", server.provider_timeout),
         ("server.connect_timeout", server.connect_timeout),
+        ("server.request_head_timeout", server.request_head_timeout),
+        ("server.request_body_timeout", server.request_body_timeout),
+        ("server.write_timeout", server.write_timeout),
     ] {
         if value.is_zero() {
             error(path, "must be greater than zero".to_owned());
         }
+    }
+    if server.max_connections == 0 {
+        error("server.max_connections", "must be at least 1".to_owned());
     }
     if server.threads > 256 {
         error(

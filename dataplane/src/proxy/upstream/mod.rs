@@ -26,7 +26,8 @@ use super::{Failure, State, Timeouts};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::providers::Call;
-use crate::routing::Outcome;
+use crate::request::Route;
+use crate::routing::{Outcome, Permit};
 use crate::snapshot::DeploymentEntry;
 
 /// Largest non-streamed upstream body accepted.
@@ -74,12 +75,13 @@ pub(super) async fn exchange(
     let metrics = Metrics::global();
     let mut last_error: Option<ApiError> = None;
     let mut made = 0;
+    let verdicts = gives_verdicts(call);
     for deployment in plan.order {
         if made >= plan.max_attempts {
             break;
         }
         // Another request may have tripped it, or taken its probe, since the order was made.
-        let Some(permit) = deployment.health.acquire() else {
+        let Some(permit) = take_permit(deployment, verdicts) else {
             continue;
         };
         made += 1;
@@ -106,7 +108,7 @@ pub(super) async fn exchange(
                     .upstream_attempts
                     .with_label_values(&[alias, id, label])
                     .inc();
-                permit.finish(outcome, plan.health);
+                verdict(permit, outcome, plan.health, verdicts);
                 return Ok(());
             }
             Err(AttemptError::Final(failure)) => {
@@ -128,7 +130,7 @@ pub(super) async fn exchange(
                     // yet): no verdict on the upstream, so a slow start trips no breaker.
                     drop(permit);
                 } else {
-                    permit.finish(outcome, plan.health);
+                    verdict(permit, outcome, plan.health, verdicts);
                 }
                 metrics
                     .upstream_errors
@@ -161,6 +163,28 @@ pub(super) async fn exchange(
             error
         })
         .into())
+}
+
+/// Whether the call's outcomes count for the deployments' breakers. Token counts do not:
+/// a provider's count endpoint has its own limits and failures, and a key flooding it
+/// must not rest a deployment for the Messages and chat traffic of every tenant.
+fn gives_verdicts(call: &Call<'_>) -> bool {
+    !matches!(call.route, Route::CountTokens)
+}
+
+/// The right to try `deployment`. Without verdicts, only a deployment taking normal
+/// traffic is used: never as the half-open probe (dropping that permit gives it back).
+fn take_permit(deployment: &DeploymentEntry, verdicts: bool) -> Option<Permit> {
+    let permit = deployment.health.acquire()?;
+    (verdicts || !permit.is_probe()).then_some(permit)
+}
+
+/// Reports an attempt's outcome to the breaker, unless the call gives no verdicts (then the
+/// permit is only released).
+fn verdict(permit: Permit, outcome: Outcome, policy: &HealthPolicy, verdicts: bool) {
+    if verdicts {
+        permit.finish(outcome, policy);
+    }
 }
 
 /// Returns a connection whose exchange ended cleanly to the pool, unless

@@ -26,6 +26,8 @@ const COALESCE_BYTES: usize = 64 * 1024;
 enum StreamEnd {
     Complete,
     ClientGone,
+    /// Cut while a write to the client was blocked (`stream_max_duration`).
+    Cut(&'static str),
     Failed(StreamFault),
 }
 
@@ -118,12 +120,11 @@ pub(super) async fn relay(
                 if translator.saw_content() {
                     ctx.mark_first_token();
                 }
-                if !out.is_empty()
-                    && respond::stream_bytes(session, ctx, out.freeze())
-                        .await
-                        .is_err()
-                {
-                    break StreamEnd::ClientGone;
+                if !out.is_empty() {
+                    if let Err(end) = write(session, ctx, out.freeze(), max_duration.as_mut()).await
+                    {
+                        break end;
+                    }
                 }
                 if let Some(fault) = end {
                     break StreamEnd::Failed(fault);
@@ -133,12 +134,11 @@ pub(super) async fn relay(
                 // Streams without a terminal event (Gemini) end here.
                 let mut out = BytesMut::new();
                 translator.finish(&mut out);
-                if !out.is_empty()
-                    && respond::stream_bytes(session, ctx, out.freeze())
-                        .await
-                        .is_err()
-                {
-                    break StreamEnd::ClientGone;
+                if !out.is_empty() {
+                    if let Err(end) = write(session, ctx, out.freeze(), max_duration.as_mut()).await
+                    {
+                        break end;
+                    }
                 }
                 if finished(&*translator) {
                     break StreamEnd::Complete;
@@ -175,9 +175,15 @@ pub(super) async fn relay(
             if translator.is_done() {
                 super::release(state, upstream, peer).await;
             }
-            respond::end_stream(session).await
+            respond::end_stream(session, ctx).await
         }
         StreamEnd::ClientGone => Err(Failure::ClientGone),
+        StreamEnd::Cut(kind) => {
+            // The client is not reading: no in-band error can reach it.
+            ctx.error_code = Some(kind);
+            tracing::info!(request_id = %ctx.request_id, error_code = kind, "stream cut while the client was not reading");
+            Err(Failure::ClientGone)
+        }
         StreamEnd::Failed(fault) => {
             ctx.error_code = Some(fault.kind);
             Metrics::global()
@@ -191,12 +197,29 @@ pub(super) async fn relay(
             match respond::stream_bytes(session, ctx, Bytes::from(data_event(&event.to_json())))
                 .await
             {
-                Ok(()) => respond::end_stream(session).await,
+                Ok(()) => respond::end_stream(session, ctx).await,
                 Err(failure) => Err(failure),
             }
         }
     };
     result.map_err(AttemptError::Final)
+}
+
+/// Writes stream bytes to the client; `stream_max_duration` bounds the write too (a client
+/// that stops reading is also cut by `server.write_timeout`, whichever comes first).
+async fn write(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    bytes: Bytes,
+    max_duration: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<(), StreamEnd> {
+    tokio::select! {
+        biased;
+        written = respond::stream_bytes(session, ctx, bytes) => {
+            written.map_err(|_| StreamEnd::ClientGone)
+        }
+        () = max_duration => Err(StreamEnd::Cut("stream_max_duration")),
+    }
 }
 
 /// The stream reached an end of its own: `[DONE]`, or the provider's in-band error.
