@@ -9,6 +9,7 @@ mod catalog;
 mod governance;
 mod harness;
 mod internal;
+mod key_race;
 mod keys;
 mod openapi;
 mod rbac;
