@@ -1,6 +1,7 @@
 //! Control plane integration tests against the real Postgres (each test in its own database).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod alerts;
 mod auth;
 mod binary;
@@ -13,5 +14,6 @@ mod key_race;
 mod keys;
 mod openapi;
 mod rbac;
+mod sessions;
 mod snapshot;
 mod usage;
