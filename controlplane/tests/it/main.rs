@@ -7,6 +7,7 @@ mod auth;
 mod binary;
 mod bootstrap;
 mod catalog;
+mod exposure;
 mod governance;
 mod harness;
 mod internal;
