@@ -26,7 +26,13 @@ model_catalog:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_carries_no_error_text() {
-    let cp = Cp::start("").await;
+    // A pool that gives up before the probe does, so the driver's own error is what fails.
+    let db = TestDb::create().await;
+    let yaml = config_yaml(&db.url, "").replace(
+        "  max_connections: 5\n",
+        "  max_connections: 5\n  connect_timeout: 1s\n",
+    );
+    let cp = Cp::start_with(db, &yaml).await;
     let name = cp.db.url.rsplit('/').next().unwrap().to_owned();
     let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_base()))
         .await
@@ -49,6 +55,10 @@ async fn healthz_carries_no_error_text() {
     }
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["postgres"]["status"], "error");
+    assert_eq!(
+        health["postgres"]["error"], "failing; the control plane log has the cause",
+        "a fixed text, whatever the driver said"
+    );
     cp.stop().await;
 }
 
