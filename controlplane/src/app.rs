@@ -107,7 +107,6 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         secret.expose().as_bytes(),
         i64::try_from(session.access_token_ttl.as_secs()).unwrap_or(900),
     );
-    let throttle = &config.admin.login_throttle;
     let decoy_hash = tokio::task::spawn_blocking(crypto::decoy_hash)
         .await
         .map_err(|e| e.to_string())?;
@@ -117,11 +116,9 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         jwt,
         vault,
         hasher: KeyHasher::new(&pepper),
-        throttle: LoginThrottle::new(
-            throttle.max_failures_per_account,
-            throttle.max_failures_per_ip,
-            throttle.window,
-        ),
+        throttle: LoginThrottle::new(&config.admin.login_throttle),
+        sessions: Default::default(),
+        verifications: Default::default(),
         metrics: Metrics::new().map_err(|e| e.to_string())?,
         decoy_hash,
         refresh_ttl: session.refresh_token_ttl,

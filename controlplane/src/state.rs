@@ -6,6 +6,7 @@ use std::time::Duration;
 use omg_shared::config::GatewayConfig;
 use omg_shared::keys::KeyHasher;
 
+use crate::auth::guard::{SessionCache, Verifications};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::throttle::LoginThrottle;
 use crate::crypto::Vault;
@@ -25,6 +26,10 @@ pub struct AppState {
     pub vault: Vault,
     pub hasher: KeyHasher,
     pub throttle: LoginThrottle,
+    /// Sessions recently found live (access tokens are checked against their session).
+    pub sessions: SessionCache,
+    /// The bound on concurrent password verifications.
+    pub verifications: Verifications,
     pub metrics: Metrics,
     /// Verified against when a login names an unknown account (equal timing).
     pub decoy_hash: String,

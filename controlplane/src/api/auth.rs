@@ -65,10 +65,17 @@ pub async fn login(
 ) -> ApiResult<HttpResponse> {
     let body: LoginBody = crate::api::json(&body)?;
     let issued = session::login(&state, REALM, &body.email, &body.password, &client(&req)).await?;
-    let max_age = i64::try_from(state.refresh_ttl.as_secs()).unwrap_or(i64::MAX);
-    Ok(HttpResponse::Ok()
-        .cookie(session_cookie(&state, issued.refresh_token, max_age))
-        .json(issued.view))
+    Ok(session_response(&state, issued))
+}
+
+/// 200 with the session view, and the new refresh cookie when there is one.
+fn session_response(state: &AppState, issued: session::Issued) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(token) = issued.refresh_token {
+        let max_age = i64::try_from(state.refresh_ttl.as_secs()).unwrap_or(i64::MAX);
+        response.cookie(session_cookie(state, token, max_age));
+    }
+    response.json(issued.view)
 }
 
 fn presented(state: &AppState, req: &HttpRequest) -> Option<String> {
@@ -82,12 +89,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
     let token = presented(&state, &req)
         .ok_or_else(|| ApiError::unauthenticated("no session cookie; log in"))?;
     match session::refresh(&state, REALM, &token, &client(&req)).await {
-        Ok(issued) => {
-            let max_age = i64::try_from(state.refresh_ttl.as_secs()).unwrap_or(i64::MAX);
-            Ok(HttpResponse::Ok()
-                .cookie(session_cookie(&state, issued.refresh_token, max_age))
-                .json(issued.view))
-        }
+        Ok(issued) => Ok(session_response(&state, issued)),
         Err(error) => {
             // Clear the cookie so the browser stops presenting a dead session.
             let mut response = actix_web::ResponseError::error_response(&error);
@@ -103,4 +105,16 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<H
     Ok(HttpResponse::NoContent()
         .cookie(session_cookie(&state, String::new(), 0))
         .finish())
+}
+
+/// `POST /admin/auth/password`: the user sets a new password, proving the current one (the
+/// only use of a temporary password). Every session of the account ends; log in again.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body: crate::service::users::PasswordChange = crate::api::json(&body)?;
+    crate::service::users::change_password(&state, body, &client(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

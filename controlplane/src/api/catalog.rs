@@ -11,9 +11,11 @@ use crate::auth::{Caller, SuperAdmin};
 use crate::service::catalog::{self, DeploymentPatch};
 use crate::state::AppState;
 
-/// `GET /admin/model-catalog`: YAML and database deployments by alias, credentials masked.
-pub async fn list(state: web::Data<AppState>, _caller: Caller) -> ApiResult<HttpResponse> {
-    let data = catalog::list(&state).await?;
+/// `GET /admin/model-catalog`: YAML and database deployments by alias, credentials masked
+/// (super admins); a tenant member sees only what their tenants may use, without endpoints,
+/// provider settings or credentials.
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let data = catalog::list_for(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(AliasList { data }))
 }
 

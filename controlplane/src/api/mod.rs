@@ -88,6 +88,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/auth/login", Public, auth::login, "Log in with email and password; sets the refresh cookie", 200, req = auth::LoginBody, res = se::SessionView),
         route!(POST "/admin/auth/refresh", Public, auth::refresh, "Rotate the refresh cookie and get a new access token", 200, res = se::SessionView),
         route!(POST "/admin/auth/logout", Public, auth::logout, "End the session and clear the cookie", 204),
+        route!(POST "/admin/auth/password", Public, auth::change_password, "Change your own password (proving the current one; the only use of a temporary password); ends your sessions", 204, req = crate::service::users::PasswordChange),
         route!(GET "/admin/me", Authenticated, users::me, "The caller and their tenant roles", 200, res = v::MeView),
         route!(GET "/admin/providers", Authenticated, system::providers, "Provider kinds and capabilities", 200, res = v::ProvidersView),
         route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise)", 200, res = v::TenantPage, query = Page),

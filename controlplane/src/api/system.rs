@@ -11,8 +11,11 @@ use crate::db;
 use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// What `/healthz` (public) says instead of an error's text, which is logged where it occurs.
+const LOGGED: &str = "failing; the control plane log has the cause";
 
 fn probed(
+    component: &str,
     result: Result<Result<Duration, String>, tokio::time::error::Elapsed>,
 ) -> ComponentHealth {
     match result {
@@ -21,11 +24,15 @@ fn probed(
             latency_ms: Some(latency.as_secs_f64() * 1000.0),
             error: None,
         },
-        Ok(Err(error)) => ComponentHealth {
-            status: "error".to_owned(),
-            latency_ms: None,
-            error: Some(error),
-        },
+        Ok(Err(error)) => {
+            // The endpoint is public: the cause goes to the log, not to the answer.
+            tracing::warn!(component, %error, "health probe failed");
+            ComponentHealth {
+                status: "error".to_owned(),
+                latency_ms: None,
+                error: Some(LOGGED.to_owned()),
+            }
+        }
         Err(_) => ComponentHealth {
             status: "error".to_owned(),
             latency_ms: None,
@@ -34,9 +41,11 @@ fn probed(
     }
 }
 
-/// `GET /healthz`: Postgres and Redis status with latency. 503 when Postgres is down.
+/// `GET /healthz`: Postgres and Redis status with latency. 503 when Postgres is down. Public,
+/// so it carries no error text (addresses, database names, driver messages): only states.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let postgres = probed(
+        "postgres",
         tokio::time::timeout(PROBE_TIMEOUT, async {
             db::ping(&state.pool).await.map_err(|e| e.to_string())
         })
@@ -48,7 +57,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             latency_ms: None,
             error: None,
         },
-        Some(pool) => probed(tokio::time::timeout(PROBE_TIMEOUT, ping_redis(pool)).await),
+        Some(pool) => probed(
+            "redis",
+            tokio::time::timeout(PROBE_TIMEOUT, ping_redis(pool)).await,
+        ),
     };
     let pg_ok = postgres.status == "ok";
     let redis_ok = redis.status != "error";
@@ -61,8 +73,16 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         status: status.to_owned(),
         postgres,
         redis,
-        snapshots: state.redis.as_ref().map(|_| state.publisher.status()),
-        usage: state.redis.as_ref().map(|_| state.usage_ingest.health()),
+        snapshots: state.redis.as_ref().map(|_| {
+            let mut status = state.publisher.status();
+            status.last_error = status.last_error.map(|_| LOGGED.to_owned());
+            status
+        }),
+        usage: state.redis.as_ref().map(|_| {
+            let mut health = state.usage_ingest.health();
+            health.last_error = health.last_error.map(|_| LOGGED.to_owned());
+            health
+        }),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     if pg_ok {

@@ -140,7 +140,7 @@ pub async fn members(
     state: web::Data<AppState>,
     access: TenantAccess<ViewerUp>,
 ) -> ApiResult<HttpResponse> {
-    let data = tenants::members(&state, &access.tenant).await?;
+    let data = tenants::members(&state, &access.caller, &access.tenant).await?;
     Ok(HttpResponse::Ok().json(MemberList { data }))
 }
 

@@ -4,6 +4,7 @@
 //! a super admin). A tenant the caller cannot see answers 404, never 403, so tenant ids cannot
 //! be probed.
 
+pub mod guard;
 pub mod jwt;
 pub mod throttle;
 
@@ -123,6 +124,15 @@ async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
     };
     if user.status != "active" {
         return Err(ApiError::unauthenticated("account disabled"));
+    }
+    if !state.sessions.is_fresh(claims.sid, user.id) {
+        if !db::sessions::family_live(&mut conn, claims.sid, user.id).await? {
+            state.sessions.forget(claims.sid);
+            return Err(ApiError::unauthenticated(
+                "session ended (logged out or revoked); log in again",
+            ));
+        }
+        state.sessions.remember(claims.sid, user.id);
     }
     let (request_id, ip) = request_meta(&req);
     Ok(Caller {

@@ -70,26 +70,88 @@ pub async fn active_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Resu
         .await?)
 }
 
-/// Writes every mutable field of a key.
-pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey, DbError> {
-    Ok(diesel::update(api_keys::table.find(key.id))
-        .set((
-            api_keys::name.eq(&key.name),
-            api_keys::status.eq(&key.status),
-            api_keys::scopes.eq(&key.scopes),
-            api_keys::expires_at.eq(key.expires_at),
-            api_keys::allowed_models.eq(&key.allowed_models),
-            api_keys::budget_micro_usd.eq(key.budget_micro_usd),
-            api_keys::warning_threshold.eq(key.warning_threshold),
-            api_keys::requests_per_minute.eq(key.requests_per_minute),
-            api_keys::tokens_per_minute.eq(key.tokens_per_minute),
-            api_keys::parallel_requests.eq(key.parallel_requests),
-            api_keys::updated_at.eq(Utc::now()),
-            api_keys::revoked_at.eq(key.revoked_at),
-        ))
-        .returning(ApiKey::as_returning())
-        .get_result(conn)
+/// One key of a tenant, its row locked until the transaction ends (so an update and a
+/// revocation serialise instead of overwriting each other).
+pub async fn get_for_update(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<ApiKey, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::id.eq(id))
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .for_update()
+        .select(ApiKey::as_select())
+        .first(conn)
         .await?)
+}
+
+/// Writes a key's settings: name, scopes, expiry, models, budget, limits. Never `status` or
+/// `revoked_at`; a revoked key is left alone (`NotFound`).
+pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey, DbError> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(key.id))
+            .filter(api_keys::status.ne("revoked")),
+    )
+    .set((
+        api_keys::name.eq(&key.name),
+        api_keys::scopes.eq(&key.scopes),
+        api_keys::expires_at.eq(key.expires_at),
+        api_keys::allowed_models.eq(&key.allowed_models),
+        api_keys::budget_micro_usd.eq(key.budget_micro_usd),
+        api_keys::warning_threshold.eq(key.warning_threshold),
+        api_keys::requests_per_minute.eq(key.requests_per_minute),
+        api_keys::tokens_per_minute.eq(key.tokens_per_minute),
+        api_keys::parallel_requests.eq(key.parallel_requests),
+        api_keys::updated_at.eq(Utc::now()),
+    ))
+    .returning(ApiKey::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Switches a key between `active` and `disabled`; a revoked key is left alone (`NotFound`).
+pub async fn set_enabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    enabled: bool,
+) -> Result<ApiKey, DbError> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(id))
+            .filter(api_keys::status.ne("revoked")),
+    )
+    .set((
+        api_keys::status.eq(if enabled { "active" } else { "disabled" }),
+        api_keys::updated_at.eq(Utc::now()),
+    ))
+    .returning(ApiKey::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Revokes one key of a tenant for good (`NotFound` when it is already revoked).
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<ApiKey, DbError> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(id))
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::status.ne("revoked")),
+    )
+    .set((
+        api_keys::status.eq("revoked"),
+        api_keys::revoked_at.eq(Some(at)),
+        api_keys::updated_at.eq(at),
+    ))
+    .returning(ApiKey::as_returning())
+    .get_result(conn)
+    .await?)
 }
 
 /// Revokes every active or disabled key of a tenant (tenant deletion).

@@ -24,6 +24,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         last_login_at -> Nullable<Timestamptz>,
+        provisioned_by_tenant -> Nullable<Uuid>,
     }
 }
 
@@ -32,6 +33,7 @@ diesel::table! {
         user_id -> Uuid,
         password_hash -> Text,
         updated_at -> Timestamptz,
+        must_change_password -> Bool,
     }
 }
 

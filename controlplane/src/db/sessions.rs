@@ -76,3 +76,21 @@ pub async fn revoke_user(
     .execute(conn)
     .await?)
 }
+
+/// Whether a session (refresh-token family) of `user_id` is still live: one of its tokens is
+/// neither revoked nor expired. Access tokens name their session and die with it.
+pub async fn family_live(
+    conn: &mut AsyncPgConnection,
+    family_id: Uuid,
+    user_id: Uuid,
+) -> Result<bool, DbError> {
+    let n: i64 = refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family_id))
+        .filter(refresh_tokens::user_id.eq(user_id))
+        .filter(refresh_tokens::revoked_at.is_null())
+        .filter(refresh_tokens::expires_at.gt(Utc::now()))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n > 0)
+}

@@ -198,16 +198,20 @@ pub async fn memberships_of(
         .await?)
 }
 
-/// Members of a tenant with their user rows.
+/// Members of a tenant with their user rows and the tenant that provisioned each account.
 pub async fn members(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
-) -> Result<Vec<(Membership, User)>, DbError> {
+) -> Result<Vec<(Membership, User, Option<Uuid>)>, DbError> {
     Ok(memberships::table
         .inner_join(users::table)
         .filter(memberships::tenant_id.eq(tenant_id))
         .order(users::email.asc())
-        .select((Membership::as_select(), User::as_select()))
+        .select((
+            Membership::as_select(),
+            User::as_select(),
+            users::provisioned_by_tenant,
+        ))
         .load(conn)
         .await?)
 }

@@ -35,21 +35,34 @@ pub async fn find_by_email(
         .optional()?)
 }
 
-/// A user with their password hash, for login.
+/// A stored local password.
+#[derive(Debug, Clone)]
+pub struct StoredPassword {
+    /// argon2id PHC string.
+    pub hash: String,
+    /// Set by a tenant owner for a new account: good only for choosing a new password.
+    pub must_change: bool,
+}
+
+/// A user with their password, for login.
 pub async fn with_password(
     conn: &mut AsyncPgConnection,
     email: &str,
-) -> Result<Option<(User, Option<String>)>, DbError> {
+) -> Result<Option<(User, Option<StoredPassword>)>, DbError> {
     let Some(user) = find_by_email(conn, email).await? else {
         return Ok(None);
     };
-    let hash = credentials::table
+    let stored = credentials::table
         .find(user.id)
-        .select(credentials::password_hash)
-        .first(conn)
+        .select((
+            credentials::password_hash,
+            credentials::must_change_password,
+        ))
+        .first::<(String, bool)>(conn)
         .await
-        .optional()?;
-    Ok(Some((user, hash)))
+        .optional()?
+        .map(|(hash, must_change)| StoredPassword { hash, must_change });
+    Ok(Some((user, stored)))
 }
 
 /// Page of users ordered by email, with the total count.
@@ -78,11 +91,29 @@ pub async fn insert(conn: &mut AsyncPgConnection, user: &User) -> Result<(), DbE
     Ok(())
 }
 
-/// Sets or replaces a user's password hash.
+/// Sets or replaces a user's password hash (a password of their own, not temporary).
 pub async fn set_password_hash(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     hash: &str,
+) -> Result<(), DbError> {
+    store_password(conn, user_id, hash, false).await
+}
+
+/// Sets a temporary password: it only lets the user choose a new one.
+pub async fn set_temporary_password(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    hash: &str,
+) -> Result<(), DbError> {
+    store_password(conn, user_id, hash, true).await
+}
+
+async fn store_password(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    hash: &str,
+    must_change: bool,
 ) -> Result<(), DbError> {
     let now = Utc::now();
     diesel::insert_into(credentials::table)
@@ -90,13 +121,53 @@ pub async fn set_password_hash(
             credentials::user_id.eq(user_id),
             credentials::password_hash.eq(hash),
             credentials::updated_at.eq(now),
+            credentials::must_change_password.eq(must_change),
         ))
         .on_conflict(credentials::user_id)
         .do_update()
         .set((
             credentials::password_hash.eq(hash),
             credentials::updated_at.eq(now),
+            credentials::must_change_password.eq(must_change),
         ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a user's local password (they cannot sign in with one until a super admin sets
+/// a new one); returns whether there was one.
+pub async fn discard_password(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> Result<bool, DbError> {
+    let n = diesel::delete(credentials::table.find(user_id))
+        .execute(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// The tenant whose owner created the account, if one did (and no super admin vouched for
+/// the account since).
+pub async fn provisioned_by(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> Result<Option<Uuid>, DbError> {
+    Ok(users::table
+        .find(user_id)
+        .select(users::provisioned_by_tenant)
+        .first::<Option<Uuid>>(conn)
+        .await?)
+}
+
+/// Records (or clears) the tenant that provisioned the account.
+pub async fn set_provisioned_by(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    tenant_id: Option<Uuid>,
+) -> Result<(), DbError> {
+    diesel::update(users::table.find(user_id))
+        .set(users::provisioned_by_tenant.eq(tenant_id))
         .execute(conn)
         .await?;
     Ok(())

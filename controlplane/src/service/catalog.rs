@@ -130,6 +130,65 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<AliasView>> {
     Ok(aliases.into_values().collect())
 }
 
+/// What a tenant member may see of a deployment: the model's shape and prices; never
+/// endpoints, provider settings (`metadata`: account ids, access key ids, regions) or
+/// credentials.
+const MEMBER_FIELDS: &[&str] = &[
+    "alias",
+    "provider",
+    "model_type",
+    "context_window",
+    "max_output_tokens",
+    "modalities",
+    "supports_tools",
+    "enabled",
+];
+
+fn member_entry(entry: &serde_json::Value) -> serde_json::Value {
+    let kept = entry
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .filter(|(k, _)| MEMBER_FIELDS.contains(&k.as_str()) || k.starts_with("price"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::Value::Object(kept)
+}
+
+/// The catalog as `caller` may see it: everything for a super admin; for anyone else the
+/// enabled aliases some tenant of theirs may use (its allowlist; none = every alias), each
+/// deployment reduced to [`MEMBER_FIELDS`] and prices.
+pub async fn list_for(state: &AppState, caller: &Caller) -> ApiResult<Vec<AliasView>> {
+    let all = list(state).await?;
+    if caller.is_super_admin() {
+        return Ok(all);
+    }
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut allowed: Option<BTreeSet<String>> = Some(BTreeSet::new());
+    for (tenant_id, _) in db::tenants::memberships_of(&mut conn, caller.user.id).await? {
+        let tenant = db::tenants::get(&mut conn, tenant_id).await?;
+        match (tenant.allowed_models, allowed.as_mut()) {
+            (None, _) => allowed = None,
+            (Some(models), Some(set)) => set.extend(models),
+            (Some(_), None) => {}
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|a| a.enabled && allowed.as_ref().is_none_or(|set| set.contains(&a.alias)))
+        .map(|mut a| {
+            for d in &mut a.deployments {
+                d.id = None;
+                d.api_key = None;
+                d.entry = member_entry(&d.entry);
+            }
+            a
+        })
+        .collect())
+}
+
 /// Every alias known to the merged catalog.
 pub async fn alias_names(
     state: &AppState,

@@ -381,7 +381,92 @@ pub async fn get(state: &AppState, tenant: &Tenant, id: Uuid) -> ApiResult<KeyVi
     Ok(KeyView::from(&key))
 }
 
-/// Updates a key's name, status, expiry, models, budget or limits.
+/// A validated [`KeyPatch`]: what to change (`None` = unchanged).
+#[derive(Default)]
+struct KeyChanges {
+    name: Option<String>,
+    enabled: Option<bool>,
+    expires_at: Option<Option<DateTime<Utc>>>,
+    allowed_models: Option<Option<Vec<String>>>,
+    budget_micro_usd: Option<Option<i64>>,
+    warning_threshold: Option<Option<f64>>,
+    rate_limit: Option<(Option<i64>, Option<i64>, Option<i64>)>,
+}
+
+impl KeyChanges {
+    fn validate(patch: KeyPatch, c: &Ceilings) -> ApiResult<Self> {
+        let mut changes = KeyChanges::default();
+        if let Some(name) = &patch.name {
+            changes.name = Some(validate::display_name("name", name)?);
+        }
+        if let Some(status) = &patch.status {
+            changes.enabled = Some(match status.as_str() {
+                "active" => true,
+                "disabled" => false,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "status",
+                        "must be `active` or `disabled` (revoke with DELETE)",
+                    ))
+                }
+            });
+        }
+        if let Some(expires) = patch.expires_at {
+            if expires.is_some_and(|at| at <= Utc::now()) {
+                return Err(ApiError::invalid("expires_at", "must be in the future"));
+            }
+            changes.expires_at = Some(expires);
+        }
+        if let Some(models) = patch.allowed_models {
+            check_models(&models, c)?;
+            changes.allowed_models = Some(models);
+        }
+        if let Some(budget) = patch.budget_usd {
+            changes.budget_micro_usd = Some(check_budget(budget, c)?);
+        }
+        if let Some(threshold) = patch.warning_threshold {
+            changes.warning_threshold = Some(check_threshold(threshold)?);
+        }
+        if let Some(rl) = patch.rate_limit {
+            changes.rate_limit = Some(check_rate_limit(&rl, c)?);
+        }
+        Ok(changes)
+    }
+
+    /// The settings of `key` with the changes applied (status is written separately).
+    fn apply(&self, mut key: ApiKey) -> ApiKey {
+        if let Some(name) = &self.name {
+            key.name = name.clone();
+        }
+        if let Some(expires) = self.expires_at {
+            key.expires_at = expires;
+        }
+        if let Some(models) = &self.allowed_models {
+            key.allowed_models = models.clone();
+        }
+        if let Some(budget) = self.budget_micro_usd {
+            key.budget_micro_usd = budget;
+        }
+        if let Some(threshold) = self.warning_threshold {
+            key.warning_threshold = threshold;
+        }
+        if let Some((rpm, tpm, parallel)) = self.rate_limit {
+            key.requests_per_minute = rpm;
+            key.tokens_per_minute = tpm;
+            key.parallel_requests = parallel;
+        }
+        key
+    }
+}
+
+/// The answer to changing a revoked key.
+fn revoked_conflict() -> ApiError {
+    ApiError::conflict("the key is revoked; issue a new one")
+}
+
+/// Updates a key's name, status, expiry, models, budget or limits. The row is locked for the
+/// transaction and a revoked key is never written, so an update racing a revocation either
+/// lands before it or answers 409; it never brings the key back.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -390,51 +475,18 @@ pub async fn update(
     patch: KeyPatch,
 ) -> ApiResult<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let before = db::keys::get(&mut conn, tenant.id, id)
-        .await
-        .map_err(|e| ApiError::from_db(e, "API key"))?;
-    if before.status == "revoked" {
-        return Err(ApiError::conflict("the key is revoked; issue a new one"));
-    }
     let c = ceilings(state, &mut conn, tenant).await?;
-    let mut key = before.clone();
-    if let Some(name) = &patch.name {
-        key.name = validate::display_name("name", name)?;
-    }
-    if let Some(status) = &patch.status {
-        if status != "active" && status != "disabled" {
-            return Err(ApiError::invalid(
-                "status",
-                "must be `active` or `disabled` (revoke with DELETE)",
-            ));
-        }
-        key.status = status.clone();
-    }
-    if let Some(expires) = patch.expires_at {
-        if expires.is_some_and(|at| at <= Utc::now()) {
-            return Err(ApiError::invalid("expires_at", "must be in the future"));
-        }
-        key.expires_at = expires;
-    }
-    if let Some(models) = patch.allowed_models {
-        check_models(&models, &c)?;
-        key.allowed_models = models;
-    }
-    if let Some(budget) = patch.budget_usd {
-        key.budget_micro_usd = check_budget(budget, &c)?;
-    }
-    if let Some(threshold) = patch.warning_threshold {
-        key.warning_threshold = check_threshold(threshold)?;
-    }
-    if let Some(rl) = patch.rate_limit {
-        let (rpm, tpm, parallel) = check_rate_limit(&rl, &c)?;
-        key.requests_per_minute = rpm;
-        key.tokens_per_minute = tpm;
-        key.parallel_requests = parallel;
-    }
+    let changes = KeyChanges::validate(patch, &c)?;
     let after = conn
         .transaction(async |conn| {
-            let after = db::keys::update(conn, &key).await?;
+            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
+            if before.status == "revoked" {
+                return Err(DbError::Conflict("revoked".to_owned()));
+            }
+            let mut after = db::keys::update(conn, &changes.apply(before.clone())).await?;
+            if let Some(enabled) = changes.enabled {
+                after = db::keys::set_enabled(conn, id, enabled).await?;
+            }
             audit::record(
                 conn,
                 caller,
@@ -451,11 +503,14 @@ pub async fn update(
             Ok::<_, DbError>(after)
         })
         .await
-        .map_err(|e| ApiError::from_db(e, "API key"))?;
+        .map_err(|e| match e {
+            DbError::Conflict(_) => revoked_conflict(),
+            other => ApiError::from_db(other, "API key"),
+        })?;
     Ok(KeyView::from(&after))
 }
 
-/// Revokes a key for good.
+/// Revokes a key for good (idempotent: a revoked key answers as it is).
 pub async fn revoke(
     state: &AppState,
     caller: &Caller,
@@ -463,18 +518,13 @@ pub async fn revoke(
     id: Uuid,
 ) -> ApiResult<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let before = db::keys::get(&mut conn, tenant.id, id)
-        .await
-        .map_err(|e| ApiError::from_db(e, "API key"))?;
-    if before.status == "revoked" {
-        return Ok(KeyView::from(&before));
-    }
-    let mut key = before.clone();
-    key.status = "revoked".to_owned();
-    key.revoked_at = Some(Utc::now());
-    let after = conn
+    let (after, changed) = conn
         .transaction(async |conn| {
-            let after = db::keys::update(conn, &key).await?;
+            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
+            if before.status == "revoked" {
+                return Ok::<_, DbError>((before, false));
+            }
+            let after = db::keys::revoke(conn, tenant.id, id, Utc::now()).await?;
             audit::record(
                 conn,
                 caller,
@@ -488,10 +538,12 @@ pub async fn revoke(
                 },
             )
             .await?;
-            Ok::<_, DbError>(after)
+            Ok((after, true))
         })
         .await
         .map_err(|e| ApiError::from_db(e, "API key"))?;
-    tracing::info!(key_id = %id, tenant_id = %tenant.id, "API key revoked");
+    if changed {
+        tracing::info!(key_id = %id, tenant_id = %tenant.id, "API key revoked");
+    }
     Ok(KeyView::from(&after))
 }

@@ -343,33 +343,47 @@ pub async fn set_models(
 
 // --- memberships -------------------------------------------------------------------------------
 
-/// A member as the API shows it.
+/// A member as the API shows it. An account's profile (`name`, `status`) is shown only to
+/// super admins and to the tenant whose owner created the account: a tenant learns nothing
+/// about an account that other tenants (or a super admin) set up.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub user_id: Uuid,
     pub email: String,
-    pub name: String,
+    pub name: Option<String>,
     pub role: String,
-    pub status: String,
+    pub status: Option<String>,
     pub created_at: chrono::DateTime<Utc>,
 }
 
-fn member_view(m: &Membership, u: &User) -> MemberView {
+/// Whether `caller` may see the profile of an account `provisioned_by` in `tenant`.
+fn sees_profile(caller: &Caller, tenant: &Tenant, provisioned_by: Option<Uuid>) -> bool {
+    caller.is_super_admin() || provisioned_by == Some(tenant.id)
+}
+
+fn member_view(m: &Membership, u: &User, profile: bool) -> MemberView {
     MemberView {
         user_id: u.id,
         email: u.email.clone(),
-        name: u.name.clone(),
+        name: profile.then(|| u.name.clone()),
         role: m.role.clone(),
-        status: u.status.clone(),
+        status: profile.then(|| u.status.clone()),
         created_at: m.created_at,
     }
 }
 
 /// Members of a tenant.
-pub async fn members(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<MemberView>> {
+pub async fn members(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+) -> ApiResult<Vec<MemberView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::tenants::members(&mut conn, tenant.id).await?;
-    Ok(rows.iter().map(|(m, u)| member_view(m, u)).collect())
+    Ok(rows
+        .iter()
+        .map(|(m, u, by)| member_view(m, u, sees_profile(caller, tenant, *by)))
+        .collect())
 }
 
 /// Input of adding a member.
@@ -378,14 +392,99 @@ pub async fn members(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<MemberV
 pub struct NewMember {
     pub email: String,
     pub role: String,
-    /// Creates the user when absent (with this local password, if given).
+    /// Name of a new account (ignored for an existing one).
     #[serde(default)]
     pub name: Option<String>,
+    /// Password of a new account. Set by a tenant owner it is temporary: its only use is
+    /// choosing a new one (`POST /admin/auth/password`). Refused for an existing account.
     #[serde(default)]
     pub password: Option<String>,
 }
 
-/// Adds a member, creating the user if the email is new.
+const PASSWORD_FOR_EXISTING: &str = "password_for_existing_account";
+const PROVISIONED_ELSEWHERE: &str = "provisioned_by_another_tenant";
+
+/// The account a new membership is for: the existing one (adopted under the rules of
+/// [`NewMember`]), or one created now; with whether the caller may see its profile.
+async fn member_account(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    tenant: &Tenant,
+    email: &str,
+    input: &NewMember,
+    password_hash: Option<&str>,
+) -> Result<(User, bool), DbError> {
+    if let Some(user) = db::users::find_by_email(conn, email).await? {
+        if input.password.is_some() {
+            return Err(DbError::Conflict(PASSWORD_FOR_EXISTING.to_owned()));
+        }
+        let by = db::users::provisioned_by(conn, user.id).await?;
+        if by.is_some_and(|t| t != tenant.id) {
+            if !caller.is_super_admin() {
+                return Err(DbError::Conflict(PROVISIONED_ELSEWHERE.to_owned()));
+            }
+            crate::service::users::disown(conn, caller, user.id, Some(tenant.id)).await?;
+        }
+        let visible = sees_profile(caller, tenant, by);
+        return Ok((user, visible));
+    }
+    let now = Utc::now();
+    let user = User {
+        id: Uuid::now_v7(),
+        email: email.to_owned(),
+        name: input.name.clone().unwrap_or_default(),
+        is_super_admin: false,
+        status: "active".to_owned(),
+        personal_tenant_id: None,
+        created_at: now,
+        updated_at: now,
+        last_login_at: None,
+    };
+    db::users::insert(conn, &user).await?;
+    let owner_made = !caller.is_super_admin();
+    if owner_made {
+        db::users::set_provisioned_by(conn, user.id, Some(tenant.id)).await?;
+    }
+    match (password_hash, owner_made) {
+        (Some(hash), true) => db::users::set_temporary_password(conn, user.id, hash).await?,
+        (Some(hash), false) => db::users::set_password_hash(conn, user.id, hash).await?,
+        (None, _) => {}
+    }
+    audit::record(
+        conn,
+        caller,
+        Change {
+            action: "user.create",
+            target_type: "user",
+            target_id: user.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: Some(serde_json::json!({ "email": user.email, "name": user.name,
+                "password_set": password_hash.is_some(),
+                "password_temporary": password_hash.is_some() && owner_made })),
+        },
+    )
+    .await?;
+    Ok((user, true))
+}
+
+fn add_member_error(e: DbError) -> ApiError {
+    match e {
+        DbError::Conflict(c) if c == PASSWORD_FOR_EXISTING => ApiError::invalid(
+            "password",
+            "this account exists: its password is not set here (a super admin can reset it)",
+        ),
+        DbError::Conflict(c) if c == PROVISIONED_ELSEWHERE => ApiError::conflict(
+            "this account was created by another tenant's owner; ask a super admin to add it",
+        ),
+        DbError::Conflict(_) => {
+            ApiError::conflict("this user is already a member; change their role instead")
+        }
+        other => other.into(),
+    }
+}
+
+/// Adds a member, creating the account if the email is new.
 pub async fn add_member(
     state: &AppState,
     caller: &Caller,
@@ -400,46 +499,17 @@ pub async fn add_member(
         None => None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user) = conn
+    let (membership, user, visible) = conn
         .transaction(async |conn| {
-            let user = match db::users::find_by_email(conn, &email).await? {
-                Some(user) => user,
-                None => {
-                    let now = Utc::now();
-                    let user = User {
-                        id: Uuid::now_v7(),
-                        email: email.clone(),
-                        name: input.name.clone().unwrap_or_default(),
-                        is_super_admin: false,
-                        status: "active".to_owned(),
-                        personal_tenant_id: None,
-                        created_at: now,
-                        updated_at: now,
-                        last_login_at: None,
-                    };
-                    db::users::insert(conn, &user).await?;
-                    if let Some(hash) = &password_hash {
-                        db::users::set_password_hash(conn, user.id, hash).await?;
-                    }
-                    audit::record(
-                        conn,
-                        caller,
-                        Change {
-                            action: "user.create",
-                            target_type: "user",
-                            target_id: user.id.to_string(),
-                            tenant_id: Some(tenant.id),
-                            before: None,
-                            after: Some(
-                                serde_json::json!({ "email": user.email, "name": user.name,
-                                "password_set": password_hash.is_some() }),
-                            ),
-                        },
-                    )
-                    .await?;
-                    user
-                }
-            };
+            let (user, visible) = member_account(
+                conn,
+                caller,
+                tenant,
+                &email,
+                &input,
+                password_hash.as_deref(),
+            )
+            .await?;
             let membership =
                 db::tenants::add_member(conn, tenant.id, user.id, role.as_str()).await?;
             audit::record(
@@ -455,16 +525,12 @@ pub async fn add_member(
                 },
             )
             .await?;
-            Ok::<_, DbError>((membership, user))
+            Ok::<_, DbError>((membership, user, visible))
         })
         .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => {
-                ApiError::conflict("this user is already a member; change their role instead")
-            }
-            other => other.into(),
-        })?;
-    Ok(member_view(&membership, &user))
+        .map_err(add_member_error)?;
+    state.sessions.forget_user(user.id);
+    Ok(member_view(&membership, &user, visible))
 }
 
 /// Changes a member's role; the last owner cannot be demoted.
@@ -478,7 +544,7 @@ pub async fn change_role(
     let role = Role::parse(role)
         .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user) = conn
+    let (membership, user, by) = conn
         .transaction(async |conn| {
             let before = db::tenants::membership(conn, tenant.id, user_id).await?;
             if before.role == "owner"
@@ -489,6 +555,7 @@ pub async fn change_role(
             }
             let after = db::tenants::set_role(conn, tenant.id, user_id, role.as_str()).await?;
             let user = db::users::get(conn, user_id).await?;
+            let by = db::users::provisioned_by(conn, user_id).await?;
             audit::record(
                 conn,
                 caller,
@@ -502,7 +569,7 @@ pub async fn change_role(
                 },
             )
             .await?;
-            Ok((after, user))
+            Ok((after, user, by))
         })
         .await
         .map_err(|e| match e {
@@ -511,7 +578,11 @@ pub async fn change_role(
             ),
             other => ApiError::from_db(other, "membership"),
         })?;
-    Ok(member_view(&membership, &user))
+    Ok(member_view(
+        &membership,
+        &user,
+        sees_profile(caller, tenant, by),
+    ))
 }
 
 /// Removes a member; the last owner cannot be removed.

@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::db::models::User;
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::session::{self, ClientInfo};
 use crate::service::tenants::hash_password;
 use crate::service::validate;
 use crate::state::AppState;
@@ -183,6 +184,9 @@ pub async fn update(
             if after.status == "disabled" {
                 db::sessions::revoke_user(conn, id, Utc::now()).await?;
             }
+            if after.is_super_admin && !before.is_super_admin {
+                disown(conn, caller, id, None).await?;
+            }
             audit::record(
                 conn,
                 caller,
@@ -200,7 +204,42 @@ pub async fn update(
         })
         .await
         .map_err(|e| ApiError::from_db(e, "user"))?;
+    state.sessions.forget_user(id);
     Ok(UserView::from(&updated))
+}
+
+/// Vouches for an account a tenant owner provisioned (a super admin adds it to another tenant
+/// or promotes it): the provisioner's password is discarded and its sessions ended, since
+/// whoever created the account knows or chose it. Nothing happens to other accounts.
+pub(crate) async fn disown(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    id: Uuid,
+    tenant_id: Option<Uuid>,
+) -> Result<bool, DbError> {
+    if db::users::provisioned_by(conn, id).await?.is_none() {
+        return Ok(false);
+    }
+    db::users::set_provisioned_by(conn, id, None).await?;
+    let discarded = db::users::discard_password(conn, id).await?;
+    let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
+    audit::record(
+        conn,
+        caller,
+        Change {
+            action: "user.password_discard",
+            target_type: "user",
+            target_id: id.to_string(),
+            tenant_id,
+            before: None,
+            after: Some(serde_json::json!({
+                "password_discarded": discarded, "sessions_ended": ended,
+                "reason": "provisioned by a tenant owner; vouched for by a super admin",
+            })),
+        },
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Sets a new password and ends the user's sessions.
@@ -215,6 +254,7 @@ pub async fn reset_password(
     conn.transaction(async |conn| {
         db::users::get(conn, id).await?;
         db::users::set_password_hash(conn, id, &hash).await?;
+        db::users::set_provisioned_by(conn, id, None).await?;
         let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
         audit::record(
             conn,
@@ -231,5 +271,72 @@ pub async fn reset_password(
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "user"))
+    .map_err(|e| ApiError::from_db(e, "user"))?;
+    state.sessions.forget_user(id);
+    Ok(())
+}
+
+/// Input of a password change by the account's own user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub email: String,
+    /// The current password (a temporary one included).
+    pub password: String,
+    pub new_password: String,
+}
+
+/// The user changes their own password, proving the current one (throttled like a login). A
+/// temporary password is good for nothing else. Ends every session of the account.
+pub async fn change_password(
+    state: &AppState,
+    input: PasswordChange,
+    client: &ClientInfo,
+) -> ApiResult<()> {
+    validate::password(&input.new_password)
+        .map_err(|e| ApiError::invalid("new_password", e.message.replace("`password`: ", "")))?;
+    if input.new_password == input.password {
+        return Err(ApiError::invalid(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    session::admit_attempt(state, &input.email, client)?;
+    let (user, stored) = session::lookup(state, &input.email).await?;
+    let verified = session::verify(state, &input.password, stored.hash).await?;
+    let user = match user {
+        Some(user) if verified && user.status == "active" => user,
+        _ => {
+            state.throttle.failed(&input.email, &client.ip);
+            return Err(ApiError::unauthenticated("invalid email or password"));
+        }
+    };
+    state.throttle.succeeded(&input.email, &client.ip);
+    let new_password = input.new_password;
+    let hash =
+        session::with_verification_slot(state, move || crate::crypto::hash_password(&new_password))
+            .await?
+            .map_err(ApiError::internal)?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    conn.transaction(async |conn| {
+        db::users::set_password_hash(conn, user.id, &hash).await?;
+        let ended = db::sessions::revoke_user(conn, user.id, Utc::now()).await?;
+        audit::record_system(
+            conn,
+            (&user.email, Some(user.id)),
+            (&client.request_id, Some(client.ip.clone())),
+            Change {
+                action: "user.password_change",
+                target_type: "user",
+                target_id: user.id.to_string(),
+                tenant_id: None,
+                before: Some(serde_json::json!({ "temporary": stored.must_change })),
+                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+            },
+        )
+        .await
+    })
+    .await?;
+    state.sessions.forget_user(user.id);
+    Ok(())
 }

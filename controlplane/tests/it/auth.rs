@@ -84,11 +84,33 @@ async fn login_refresh_rotation_reuse_and_logout() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(body["access_token"].is_string());
 
-    // Reuse of the spent token revokes the family: the second token dies too.
+    // Reuse of the spent token (after the grace window for two tabs) revokes the family:
+    // the second token dies too.
+    {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let mut conn = AsyncPgConnection::establish(&cp.db.url).await.unwrap();
+        diesel::sql_query(
+            "UPDATE refresh_tokens SET rotated_at = now() - interval '1 minute' \
+             WHERE rotated_at IS NOT NULL",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
     let res = refresh(&cp, &first).await;
     assert_eq!(res.status(), 401);
     let res = refresh(&cp, &second).await;
     assert_eq!(res.status(), 401, "family revoked after reuse");
+    // The revoked family's access tokens die with it; a new login reads the audit log.
+    assert_eq!(
+        cp.call(Method::GET, "/admin/me", Some(&access), None)
+            .await
+            .0,
+        401
+    );
+    let res = login(&cp, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let body: serde_json::Value = res.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
     let (status, audit) = cp
         .call(
             Method::GET,

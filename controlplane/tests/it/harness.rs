@@ -198,9 +198,11 @@ impl Cp {
         self.state.pool.get().await.unwrap()
     }
 
-    /// An access token for `user` minted with the server's key (as login would issue).
+    /// An access token for `user` minted with the server's key, naming a live session stored
+    /// for it (as login would issue; access tokens die with their session).
     pub fn token(&self, user: Uuid) -> String {
-        self.state.jwt.issue(user, "admin", Uuid::now_v7()).unwrap()
+        let session = store_session(&self.db.url, user);
+        self.state.jwt.issue(user, "admin", session).unwrap()
     }
 
     pub async fn user(&self, email: &str, super_admin: bool) -> User {
@@ -267,4 +269,42 @@ impl Cp {
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         (status, json)
     }
+}
+
+/// Stores a live session (refresh-token family) of `user` and returns its id. Synchronous (on
+/// a thread of its own) so that [`Cp::token`] stays a plain function.
+pub fn store_session(db_url: &str, user: Uuid) -> Uuid {
+    let url = db_url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            let now = chrono::Utc::now();
+            let family = Uuid::now_v7();
+            db::sessions::insert(
+                &mut conn,
+                &db::models::RefreshToken {
+                    id: Uuid::now_v7(),
+                    family_id: family,
+                    user_id: user,
+                    realm: "admin".to_owned(),
+                    token_hash: Uuid::now_v7().as_bytes().to_vec(),
+                    issued_at: now,
+                    expires_at: now + chrono::Duration::hours(1),
+                    rotated_at: None,
+                    revoked_at: None,
+                    user_agent: None,
+                    ip: None,
+                },
+            )
+            .await
+            .unwrap();
+            family
+        })
+    })
+    .join()
+    .unwrap()
 }

@@ -1,16 +1,20 @@
 //! Control plane integration tests against the real Postgres (each test in its own database).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod alerts;
 mod auth;
 mod binary;
 mod bootstrap;
 mod catalog;
+mod exposure;
 mod governance;
 mod harness;
 mod internal;
+mod key_race;
 mod keys;
 mod openapi;
 mod rbac;
+mod sessions;
 mod snapshot;
 mod usage;

@@ -128,15 +128,20 @@ impl Default for LocalAuthConfig {
     }
 }
 
-/// `admin.login_throttle.*`: failed logins allowed within `window` before further attempts
-/// are refused until the window has passed.
+/// `admin.login_throttle.*`: login attempts and failures allowed within `window` before
+/// further attempts are refused until the window has passed. Checked before any password is
+/// hashed. "IP" means the client's IPv4 address or its IPv6 /64.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginThrottleConfig {
-    /// Failed logins per account (email) per window. Default 5.
+    /// Failed logins per account (email) from one client IP per window; the account stays
+    /// open to its owner from other addresses. Default 5.
     pub max_failures_per_account: u32,
     /// Failed logins per client IP per window. Default 20.
     pub max_failures_per_ip: u32,
+    /// Login attempts, successful or not, per client IP per window (caps a concurrent burst
+    /// before any verification finishes). Default 60.
+    pub max_attempts_per_ip: u32,
     /// The counting window. Default 15m.
     #[serde(with = "crate::duration")]
     pub window: Duration,
@@ -147,6 +152,7 @@ impl Default for LoginThrottleConfig {
         Self {
             max_failures_per_account: 5,
             max_failures_per_ip: 20,
+            max_attempts_per_ip: 60,
             window: Duration::from_secs(15 * 60),
         }
     }

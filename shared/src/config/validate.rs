@@ -571,6 +571,10 @@ pub fn validate_controlplane(config: &GatewayConfig) -> Vec<ConfigError> {
             "admin.login_throttle.max_failures_per_ip",
             throttle.max_failures_per_ip,
         ),
+        (
+            "admin.login_throttle.max_attempts_per_ip",
+            throttle.max_attempts_per_ip,
+        ),
     ] {
         if value == 0 {
             error(path, "must be at least 1".to_owned());

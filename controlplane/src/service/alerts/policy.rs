@@ -471,7 +471,14 @@ mod tests {
     #[test]
     fn targets_are_recorded_without_secrets_and_deduplicated() {
         let hook = Target::webhook("https://user:pw@hooks.example.com:8443/a/b?token=t#frag");
-        assert_eq!(hook.recorded, "https://hooks.example.com:8443/a/b");
+        assert!(
+            hook.recorded
+                .starts_with("https://hooks.example.com:8443/…#")
+                && !hook.recorded.contains("/a/b")
+                && !hook.recorded.contains("token"),
+            "{}",
+            hook.recorded
+        );
         let b = budget(BudgetWindow::Weekly);
         let twice = [hook.clone(), hook.clone()];
         let d = decide(

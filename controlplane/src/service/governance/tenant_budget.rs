@@ -38,6 +38,14 @@ pub fn format_secs(secs: i64) -> String {
     out
 }
 
+/// Webhook URLs as views and audit entries show them: scheme and host (see
+/// [`crate::service::alerts::target::redact_url`]).
+fn masked_webhooks(urls: &[String]) -> Vec<String> {
+    urls.iter()
+        .map(|u| crate::service::alerts::target::redact_url(u))
+        .collect()
+}
+
 fn override_view(b: &TenantBudget, tenant_name: &str) -> BudgetOverrideView {
     BudgetOverrideView {
         tenant_id: b.tenant_id,
@@ -46,7 +54,7 @@ fn override_view(b: &TenantBudget, tenant_name: &str) -> BudgetOverrideView {
         warning_threshold: b.warning_threshold,
         refresh_schedule: b.refresh_schedule.clone(),
         alert_emails: b.alert_emails.clone(),
-        alert_webhooks: b.alert_webhooks.clone(),
+        alert_webhooks: masked_webhooks(&b.alert_webhooks),
         alert_cooldown: b.alert_cooldown_secs.map(format_secs),
         updated_at: b.updated_at,
     }
@@ -209,7 +217,9 @@ fn tenant_budget_view(
         refresh_schedule: s.window.as_string(),
         timezone: config.reporting.timezone.clone(),
         alert_emails: stored.map(|b| b.alert_emails.clone()).unwrap_or_default(),
-        alert_webhooks: stored.map(|b| b.alert_webhooks.clone()).unwrap_or_default(),
+        alert_webhooks: stored
+            .map(|b| masked_webhooks(&b.alert_webhooks))
+            .unwrap_or_default(),
         alert_cooldown: stored.and_then(|b| b.alert_cooldown_secs).map(format_secs),
         spent_usd: micros_to_usd(s.spent),
         remaining_usd: s.limit.map(|l| micros_to_usd((l - s.spent).max(0))),
@@ -307,6 +317,12 @@ pub async fn set_tenant_budget(
     }
     let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
     for (i, url) in input.alert_webhooks.iter().enumerate() {
+        if crate::service::alerts::target::is_redacted(url) {
+            return Err(ApiError::invalid(
+                format!("alert_webhooks[{i}]"),
+                "is a masked URL as the API shows it; send the full URL",
+            ));
+        }
         let url = validate::webhook_url(&format!("alert_webhooks[{i}]"), url)?;
         if !webhooks.contains(&url) {
             webhooks.push(url);
