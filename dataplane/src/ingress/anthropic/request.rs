@@ -54,7 +54,8 @@ pub fn model_of(raw: &[u8]) -> Option<String> {
 
 fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translated, ApiError> {
     // The same bounds as OpenAI bodies, before the body becomes a tree.
-    crate::request::shape::check(raw)?;
+    use crate::request::shape;
+    shape::check_with(raw, shape::MAX_ANTHROPIC_VALUES)?;
     let request: Map<String, Value> = match serde_json::from_slice(raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(not_json("The request body must be a JSON object.".into())),
