@@ -80,15 +80,16 @@ impl Plan {
         !self.budgets.is_empty() || self.rates.iter().any(|r| r.kind == RateKind::Tokens)
     }
 
-    /// Sets what the request takes from its token limits and budgets.
+    /// Sets what the request takes from its token limits and budgets (at most
+    /// [`MAX_AMOUNT`] each).
     pub fn charge(&mut self, estimate: Estimate) {
         for rate in &mut self.rates {
             if rate.kind == RateKind::Tokens {
-                rate.amount = estimate.tokens;
+                rate.amount = estimate.tokens.min(MAX_AMOUNT.unsigned_abs());
             }
         }
         for budget in &mut self.budgets {
-            budget.amount = estimate.cost;
+            budget.amount = estimate.cost.clamp(0, MAX_AMOUNT);
         }
     }
 
@@ -118,6 +119,12 @@ impl Plan {
         plan
     }
 }
+
+/// Largest amount a request takes from one limit or budget: 10^13 tokens or micro-USD
+/// ($10 million), far above any real request. The Redis scripts' Lua writes numbers of 10^14
+/// and more in exponent form, which `HINCRBY` would refuse; no configurable TPM limit comes
+/// near it, and a request reserving it is refused by any budget below $10 million.
+pub const MAX_AMOUNT: MicroUsd = 10_000_000_000_000;
 
 /// What a request is expected to take.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -193,3 +193,16 @@ fn token_counters_saturate() {
     let raw = local.check(&keys, &plan, Uuid::from_u128(2), true, 1000);
     assert!(matches!(raw.failed, Some(Failed::Rate { index: 0, .. })));
 }
+
+/// Amounts stay below what the Redis scripts' Lua writes in exponent form.
+#[test]
+fn charges_are_capped_for_the_redis_scripts() {
+    let mut capped = plan(10, 10, MicroUsd::MAX, 0);
+    capped.rates[0].kind = RateKind::Tokens;
+    capped.charge(Estimate {
+        tokens: u64::MAX,
+        cost: MicroUsd::MAX,
+    });
+    assert_eq!(capped.budgets[0].amount, plan::MAX_AMOUNT);
+    assert_eq!(capped.rates[0].amount, plan::MAX_AMOUNT.unsigned_abs());
+}

@@ -17,6 +17,9 @@ pub const MAX_TOP_LEVEL_KEYS: u64 = 256;
 pub const MAX_ARRAY_ITEMS: u64 = 262_144;
 /// Most JSON values (scalars, strings, arrays, objects) in the whole body.
 pub const MAX_VALUES: u64 = 1_048_576;
+/// Most JSON values in an Anthropic Messages body, which the ingress still reads into a tree
+/// (no token arrays there): a quarter of [`MAX_VALUES`], a tree of some 16 MB at most.
+pub const MAX_ANTHROPIC_VALUES: u64 = 262_144;
 
 /// Which bound a body broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,7 @@ struct Scan<'a> {
     bytes: &'a [u8],
     stack: Vec<Frame>,
     values: u64,
+    max_values: u64,
     top_keys: u64,
     /// The top-level key whose value is being read (raw bytes, escapes kept).
     top_key: Option<&'a [u8]>,
@@ -53,7 +57,13 @@ struct Scan<'a> {
 /// Checks a body against the bounds; the error names the top-level field the offending part
 /// belongs to.
 pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
+    check_with(bytes, MAX_VALUES)
+}
+
+/// [`check`] with another cap on the values (the Anthropic ingress).
+pub fn check_with(bytes: &[u8], max_values: u64) -> Result<(), ApiError> {
     let mut scan = Scan {
+        max_values,
         bytes,
         stack: Vec::with_capacity(16),
         values: 0,
@@ -61,7 +71,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
         top_key: None,
     };
     scan.run()
-        .map_err(|exceeded| refusal(exceeded, scan.top_key))
+        .map_err(|exceeded| refusal(exceeded, scan.top_key, max_values))
 }
 
 impl<'a> Scan<'a> {
@@ -122,7 +132,7 @@ impl<'a> Scan<'a> {
     /// A value starts at the current position.
     fn value(&mut self) -> Result<(), Exceeded> {
         self.values += 1;
-        if self.values > MAX_VALUES {
+        if self.values > self.max_values {
             return Err(Exceeded::Values);
         }
         if let Some(frame) = self.stack.last_mut().filter(|f| f.array) {
@@ -176,7 +186,7 @@ fn is_delimiter(byte: u8) -> bool {
 }
 
 /// The 400 for a broken bound.
-fn refusal(exceeded: Exceeded, top_key: Option<&[u8]>) -> ApiError {
+fn refusal(exceeded: Exceeded, top_key: Option<&[u8]>, max_values: u64) -> ApiError {
     let field = top_key.map(String::from_utf8_lossy);
     let within = field
         .as_deref()
@@ -193,7 +203,7 @@ fn refusal(exceeded: Exceeded, top_key: Option<&[u8]>) -> ApiError {
             format!("An array of the request body has more than {MAX_ARRAY_ITEMS} items{within}.")
         }
         Exceeded::Values => format!(
-            "The request body has more than {MAX_VALUES} JSON values{within}; split the request."
+            "The request body has more than {max_values} JSON values{within}; split the request."
         ),
     };
     let error = ApiError::new(ErrorCode::RequestTooComplex, message);
@@ -314,6 +324,15 @@ mod tests {
             refused(&format!(r#"{{"prompt":[{many}]}}"#)),
             Some((ErrorCode::RequestTooComplex, Some("prompt")))
         );
+    }
+
+    #[test]
+    fn the_anthropic_ingress_has_a_lower_value_cap() {
+        let items = vec!["0"; MAX_ANTHROPIC_VALUES as usize].join(",");
+        let body = format!(r#"{{"metadata":[{items}]}}"#);
+        assert!(check(body.as_bytes()).is_ok());
+        let refused = check_with(body.as_bytes(), MAX_ANTHROPIC_VALUES).err();
+        assert_eq!(refused.map(|e| e.code), Some(ErrorCode::RequestTooComplex));
     }
 
     #[test]

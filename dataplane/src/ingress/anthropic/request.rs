@@ -54,7 +54,8 @@ pub fn model_of(raw: &[u8]) -> Option<String> {
 
 fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translated, ApiError> {
     // The same bounds as OpenAI bodies, before the body becomes a tree.
-    crate::request::shape::check(raw)?;
+    use crate::request::shape;
+    shape::check_with(raw, shape::MAX_ANTHROPIC_VALUES)?;
     let request: Map<String, Value> = match serde_json::from_slice(raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(not_json("The request body must be a JSON object.".into())),
@@ -225,7 +226,10 @@ fn turn_to_openai(
             }
             ("user", "image") => match image_part(block, at, i) {
                 Ok(part) => parts.push(part),
-                Err(_) if reading == Reading::ForNative => {}
+                // An image by file id: still billed, counted as an image of unknown size.
+                Err(_) if reading == Reading::ForNative => {
+                    parts.push(json!({"type": "image_url", "image_url": {"url": ""}}));
+                }
                 Err(refusal) => return Err(refusal),
             },
             ("assistant", "tool_use") => {
@@ -269,7 +273,7 @@ fn turn_to_openai(
             }
             // Reasoning of earlier turns is the provider's own; other providers cannot read it.
             ("assistant", "thinking" | "redacted_thinking") => {}
-            _ if reading == Reading::ForNative => {}
+            _ if reading == Reading::ForNative => parts.extend(native_only_part(block)),
             _ => {
                 return Err(invalid(
                     "messages",
@@ -294,6 +298,18 @@ fn turn_to_openai(
         messages.push(json!({"role": "user", "content": parts}));
     }
     Ok(())
+}
+
+/// A block only Anthropic reads (a document), in the OpenAI form used for estimates: its
+/// inline data counted as text (a text document) or as an inline file (base64), so the
+/// reservation covers what Anthropic bills for it.
+fn native_only_part(block: &Value) -> Option<Value> {
+    let source = block.get("source")?;
+    let data = source.get("data").and_then(Value::as_str)?;
+    Some(match source.get("type").and_then(Value::as_str) {
+        Some("text") => json!({"type": "text", "text": data}),
+        _ => json!({"type": "file", "file": {"file_data": data}}),
+    })
 }
 
 fn image_part(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {

@@ -315,8 +315,22 @@ fn a_native_reading_leaves_out_what_only_anthropic_reads() {
         body["messages"],
         json!([
             {"role": "system", "content": "Be exact."},
-            {"role": "user", "content": [{"type": "text", "text": "Summarize"}]}
+            {"role": "user", "content": [
+                {"type": "text", "text": "terms"},
+                {"type": "image_url", "image_url": {"url": ""}},
+                {"type": "text", "text": "Summarize"}
+            ]}
         ])
+    );
+    // A base64 document is counted as an inline file, so its reservation covers it.
+    let pdf = json!({"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}
+    ]}]});
+    let read = to_openai_for_native(pdf.to_string().as_bytes(), false).unwrap();
+    let pdf_body: Value = serde_json::from_slice(&read.body).unwrap();
+    assert_eq!(
+        pdf_body["messages"][0]["content"],
+        json!([{"type": "file", "file": {"file_data": "JVBERi0x"}}])
     );
     assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
     assert_eq!(model_of(raw.as_bytes()).as_deref(), Some("claude"));
