@@ -92,6 +92,11 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         .active_key_version()
         .ok_or_else(|| "security.encryption_keys is empty".to_owned())?;
     let vault = Vault::new(&keys, active).map_err(|e| e.to_string())?;
+    let snapshot_signer = config.cluster.snapshot_signer()?;
+    let mut snapshot_verifier = config.cluster.snapshot_verifier()?;
+    if let Some(signer) = &snapshot_signer {
+        snapshot_verifier.extend(&signer.verifier());
+    }
     let pepper = config
         .security
         .api_key_pepper
@@ -116,6 +121,8 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         redis,
         jwt,
         vault,
+        snapshot_signer,
+        snapshot_verifier,
         hasher: KeyHasher::new(&pepper),
         throttle: LoginThrottle::new(
             throttle.max_failures_per_account,
