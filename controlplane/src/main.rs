@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// The shared limit and spend counters in Redis (cluster mode).
     Counters {
         #[command(subcommand)]
@@ -59,6 +64,17 @@ enum CountersCommand {
     /// Recompute the per-day spend counters of the last 366 days from Postgres and merge
     /// them into Redis (a counter keeps its value when Redis already holds more), then exit.
     Rebuild,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walk the audit log's hash chains and report each (one JSON line per chain, with the
+    /// first broken link if any); exit code 1 when a chain is broken.
+    Verify {
+        /// Only this tenant's chain (`global`: entries without a tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +124,36 @@ fn public_key(config: &omg_shared::config::GatewayConfig) -> ExitCode {
             eprintln!("omg-controlplane: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `audit verify`: the report on stdout; `Err` (exit code 1) when a chain is broken.
+async fn audit_verify(
+    config: &omg_shared::config::GatewayConfig,
+    tenant: Option<&str>,
+) -> Result<(), String> {
+    use omg_controlplane::service::audit;
+    let chain = tenant.map(audit::parse_chain).transpose()?;
+    let url = app::database_url(config)?;
+    let pool = omg_controlplane::db::connect(&url, 1, config.database.connect_timeout)
+        .await
+        .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
+    let mut conn = pool.get().await.map_err(|e| format!("database: {e}"))?;
+    let (lines, intact) = audit::verify(&mut conn, chain)
+        .await
+        .map_err(|e| format!("reading the audit log: {e}"))?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in &lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if intact {
+        tracing::info!(chains = lines.len(), "audit chains intact");
+        Ok(())
+    } else {
+        Err("an audit chain is broken: see the `broken` entry above".to_owned())
     }
 }
 
@@ -205,6 +251,9 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Audit {
+                action: AuditCommand::Verify { tenant },
+            } => audit_verify(&config, tenant.as_deref()).await,
             Command::Counters {
                 action: CountersCommand::Rebuild,
             } => {

@@ -2,6 +2,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod audit;
 mod auth;
 mod binary;
 mod bootstrap;
