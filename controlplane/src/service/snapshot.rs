@@ -289,9 +289,8 @@ enum Outcome {
     Unchanged,
 }
 
-/// Builds and publishes once. `force`: publish even when the content is unchanged.
-async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Result<Outcome, String> {
-    let started = std::time::Instant::now();
+/// Builds the snapshot of the database as it is now; omissions are logged.
+async fn build_current(state: &AppState, redis: &RedisPool) -> Result<Snapshot, String> {
     let rows = {
         let mut conn = state
             .pool
@@ -311,7 +310,7 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     };
     let now = Utc::now();
     let live = crate::service::counters::live_dataplanes(&state.config, redis, now).await;
-    let (mut snapshot, warnings) = build(
+    let (snapshot, warnings) = build(
         &state.config,
         rows,
         &open,
@@ -322,6 +321,13 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     for warning in &warnings {
         tracing::error!(warning = %warning, "snapshot built with an omission");
     }
+    Ok(snapshot)
+}
+
+/// Builds and publishes once. `force`: publish even when the content is unchanged.
+async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Result<Outcome, String> {
+    let started = std::time::Instant::now();
+    let mut snapshot = build_current(state, redis).await?;
     let hash = content_hash(&snapshot);
     let keys: BusKeys = state.config.cluster.bus_keys();
     let mut conn = redis.get().await.map_err(|e| format!("redis: {e}"))?;
@@ -344,9 +350,8 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         // Redis holds what we published last, and nothing changed.
         return Ok(Outcome::Unchanged);
     }
-    let mut replace = String::new();
-    if let (Some(raw), Some(parsed)) = (&stored_raw, stored) {
-        if parsed.is_none_or(|stored| stored >= snapshot.version) {
+    let replace = match stored_raw.as_deref().zip(stored) {
+        Some((raw, parsed)) if parsed.is_none_or(|stored| stored >= snapshot.version) => {
             match held(state, &mut conn, &keys, parsed, hash).await? {
                 Held::Same(version) => {
                     if let Ok(mut last) = state.publisher.last_hash.lock() {
@@ -358,26 +363,17 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
                     }
                     return Ok(Outcome::Unchanged);
                 }
-                Held::Signed(stored) => snapshot.version = advance_past(state, stored).await?,
+                Held::Signed(stored) => {
+                    snapshot.version = advance_past(state, stored).await?;
+                    String::new()
+                }
                 Held::Foreign(reason) => {
-                    // Data planes remember a refused version and do not fetch it again:
-                    // publish above a plausible one, never chase an implausible one.
-                    if let Some(stored) = parsed
-                        .filter(|v| v.saturating_sub(snapshot.version) < FOREIGN_ADVANCE_LIMIT)
-                    {
-                        snapshot.version = advance_past(state, stored).await?;
-                    }
-                    tracing::warn!(
-                        redis_version = %raw,
-                        %reason,
-                        version = snapshot.version,
-                        "Redis holds a snapshot no control plane signed; overwriting it"
-                    );
-                    replace.clone_from(raw);
+                    supersede_foreign(state, &mut snapshot, raw, parsed, &reason).await?
                 }
             }
         }
-    }
+        _ => String::new(),
+    };
     let signer = state
         .snapshot_signer
         .as_ref()
@@ -395,13 +391,25 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         .query_async(&mut *conn)
         .await
         .map_err(|e| format!("redis publish: {e}"))?;
-    let version = snapshot.version;
     if written == 0 {
         tracing::warn!(
-            version,
+            version = snapshot.version,
             "Redis already holds a newer snapshot (another control plane published); not overwritten"
         );
     }
+    record_published(state, &snapshot, hash, sealed.len(), started);
+    Ok(Outcome::Published)
+}
+
+/// Records a publication in the publisher's status, the metrics and the log.
+fn record_published(
+    state: &AppState,
+    snapshot: &Snapshot,
+    hash: u64,
+    bytes: usize,
+    started: std::time::Instant,
+) {
+    let version = snapshot.version;
     if let Ok(mut last) = state.publisher.last_hash.lock() {
         *last = Some(hash);
     }
@@ -416,17 +424,16 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     }
     state
         .metrics
-        .snapshot_published(version, sealed.len(), started.elapsed());
+        .snapshot_published(version, bytes, started.elapsed());
     tracing::info!(
         version,
         tenants = snapshot.tenants.len(),
         keys = snapshot.keys.len(),
         models = snapshot.models.len(),
-        bytes = sealed.len(),
+        bytes,
         took_ms = started.elapsed().as_millis() as u64,
         "snapshot published"
     );
-    Ok(Outcome::Published)
 }
 
 /// What Redis holds under a version at or above ours.
@@ -471,6 +478,31 @@ async fn held(
             Ok(held) => Held::Signed(held.version),
         },
     )
+}
+
+/// Prepares overwriting a version key (`raw`, read as `parsed`) beside a snapshot no control
+/// plane signed: data planes remember a refused version and do not fetch it again, so the
+/// sequence first moves past a plausible one; an implausible one (a forged `u64::MAX`) is
+/// never chased. Returns the value the publish script may replace.
+async fn supersede_foreign(
+    state: &AppState,
+    snapshot: &mut Snapshot,
+    raw: &str,
+    parsed: Option<u64>,
+    reason: &str,
+) -> Result<String, String> {
+    if let Some(stored) =
+        parsed.filter(|v| v.saturating_sub(snapshot.version) < FOREIGN_ADVANCE_LIMIT)
+    {
+        snapshot.version = advance_past(state, stored).await?;
+    }
+    tracing::warn!(
+        redis_version = %raw,
+        %reason,
+        version = snapshot.version,
+        "Redis holds a snapshot no control plane signed; overwriting it"
+    );
+    Ok(raw.to_owned())
 }
 
 /// Moves the version sequence past `stored` and returns the next version.
