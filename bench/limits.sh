@@ -29,6 +29,9 @@ UPSTREAM_KEY="bench-upstream-key"
 FREE_KEY="sk-free.free-secret-0123456789"
 METERED_KEY="sk-metered.metered-secret-0123456789"
 PEPPER="bench-pepper-0123456789abcdef0123456789"
+# The control plane's snapshot signing key (Ed25519 PKCS#8) and its public key.
+SIGNING_KEY="MC4CAQAwBQYDK2VwBCIEIO9q1dKG7dYq7rp+e8yBmjb19Vur1uXkGSoQY5ubJsXm"
+PUBLIC_KEY="p0NJmj4KjQA3ToOJvLcin5JaClU9DDTj+san8C0LIRM="
 ENCRYPTION_KEY="YmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE="
 INTERNAL_SECRET="bench-internal-secret-0123456789abcdef0123"
 
@@ -157,6 +160,7 @@ cluster:
   publish_debounce: 100ms
   internal_listen_addr: "127.0.0.1:$CP_INTERNAL"
   internal_secret: "$INTERNAL_SECRET"
+  snapshot_signing_key: "$SIGNING_KEY"
 security:
   api_key_pepper: "$PEPPER"
   encryption_keys:
@@ -186,6 +190,7 @@ cluster:
   spool_dir: "$DIR/cluster/spool"
   internal_url: "http://127.0.0.1:$CP_INTERNAL"
   internal_secret: "$INTERNAL_SECRET"
+  snapshot_public_keys: "$PUBLIC_KEY"
 security:
   api_key_pepper: "$PEPPER"
   encryption_keys:

@@ -29,16 +29,38 @@ pub fn database_url(config: &GatewayConfig) -> Result<String, String> {
         .ok_or_else(|| "database.url is not set (or set ROUTER_DB_URL)".to_owned())
 }
 
-/// Applies migrations (under the advisory lock) and logs what ran.
+/// Applies migrations (under the advisory lock) and logs what ran. With
+/// `database.owner_url`, they run as the owner role, which then grants the application role
+/// (the user of `database.url`) its privileges: `audit_log` read and insert only.
 pub async fn migrate(config: &GatewayConfig) -> Result<Vec<String>, String> {
-    let url = database_url(config)?;
-    let applied = db::migrate(&url)
+    let app_url = database_url(config)?;
+    let owner_url = config
+        .database
+        .owner_url
+        .as_ref()
+        .map(|url| url.expose().to_owned());
+    let url = owner_url.as_deref().unwrap_or(&app_url);
+    let applied = db::migrate(url)
         .await
-        .map_err(|e| format!("migrating {}: {e}", redact_url(&url)))?;
+        .map_err(|e| format!("migrating {}: {e}", redact_url(url)))?;
     if applied.is_empty() {
         tracing::info!("database schema is up to date");
     } else {
         tracing::info!(versions = ?applied, "migrations applied");
+    }
+    if let Some(owner_url) = &owner_url {
+        let role = db::audit::grant_app_role(owner_url, &app_url)
+            .await
+            .map_err(|e| {
+                format!(
+                    "granting the application role its privileges (database.owner_url {}): {e}",
+                    redact_url(owner_url)
+                )
+            })?;
+        tracing::info!(
+            role = %role,
+            "application role granted its privileges (audit_log: SELECT and INSERT only)"
+        );
     }
     Ok(applied)
 }
@@ -92,6 +114,11 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         .active_key_version()
         .ok_or_else(|| "security.encryption_keys is empty".to_owned())?;
     let vault = Vault::new(&keys, active).map_err(|e| e.to_string())?;
+    let snapshot_signer = config.cluster.snapshot_signer()?;
+    let mut snapshot_verifier = config.cluster.snapshot_verifier()?;
+    if let Some(signer) = &snapshot_signer {
+        snapshot_verifier.extend(&signer.verifier());
+    }
     let pepper = config
         .security
         .api_key_pepper
@@ -115,6 +142,8 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         redis,
         jwt,
         vault,
+        snapshot_signer,
+        snapshot_verifier,
         hasher: KeyHasher::new(&pepper),
         throttle: LoginThrottle::new(&config.admin.login_throttle),
         sessions: Default::default(),

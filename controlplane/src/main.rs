@@ -42,6 +42,16 @@ enum Command {
     Openapi,
     /// Re-seal stored provider credentials with `security.active_encryption_key`, then exit.
     RotateCredentials,
+    /// The snapshot signing key (cluster mode).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// The shared limit and spend counters in Redis (cluster mode).
     Counters {
         #[command(subcommand)]
@@ -54,6 +64,97 @@ enum CountersCommand {
     /// Recompute the per-day spend counters of the last 366 days from Postgres and merge
     /// them into Redis (a counter keeps its value when Redis already holds more), then exit.
     Rebuild,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walk the audit log's hash chains and report each (one JSON line per chain, with the
+    /// first broken link if any); exit code 1 when a chain is broken.
+    Verify {
+        /// Only this tenant's chain (`global`: entries without a tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Print a new Ed25519 snapshot signing key (for `cluster.snapshot_signing_key`) and its
+    /// public key (for the data planes' `cluster.snapshot_public_keys`); needs no
+    /// configuration.
+    GenerateSigning,
+    /// Print the public key of the configured `cluster.snapshot_signing_key`.
+    PublicKey,
+}
+
+/// Writes `text` to stdout.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// `keys generate-signing`: YAML lines to paste into each plane's `cluster` section.
+fn generate_signing() -> ExitCode {
+    match omg_shared::cluster::generate_signing_key() {
+        Ok((private, public)) => print(&format!(
+            "# control plane only, keep secret: cluster.snapshot_signing_key \
+             (ROUTER_CLUSTER_SNAPSHOT_SIGNING_KEY)\nsnapshot_signing_key: {private}\n\
+             # data planes (and the control plane's replicas): cluster.snapshot_public_keys \
+             (ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS)\nsnapshot_public_keys: {public}"
+        )),
+        Err(error) => {
+            eprintln!("omg-controlplane: cannot generate a key: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `keys public-key`.
+fn public_key(config: &omg_shared::config::GatewayConfig) -> ExitCode {
+    match config.cluster.snapshot_signer() {
+        Ok(Some(signer)) => print(&signer.public_key_base64()),
+        Ok(None) => {
+            eprintln!("omg-controlplane: `cluster.snapshot_signing_key` is not set");
+            ExitCode::from(2)
+        }
+        Err(message) => {
+            eprintln!("omg-controlplane: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `audit verify`: the report on stdout; `Err` (exit code 1) when a chain is broken.
+async fn audit_verify(
+    config: &omg_shared::config::GatewayConfig,
+    tenant: Option<&str>,
+) -> Result<(), String> {
+    use omg_controlplane::service::audit;
+    let chain = tenant.map(audit::parse_chain).transpose()?;
+    let url = app::database_url(config)?;
+    let pool = omg_controlplane::db::connect(&url, 1, config.database.connect_timeout)
+        .await
+        .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
+    let mut conn = pool.get().await.map_err(|e| format!("database: {e}"))?;
+    let (lines, intact) = audit::verify(&mut conn, chain)
+        .await
+        .map_err(|e| format!("reading the audit log: {e}"))?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in &lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if intact {
+        tracing::info!(chains = lines.len(), "audit chains intact");
+        Ok(())
+    } else {
+        Err("an audit chain is broken: see the `broken` entry above".to_owned())
+    }
 }
 
 fn init_logs(format: LogFormat) {
@@ -86,6 +187,14 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(
+        cli.command,
+        Some(Command::Keys {
+            action: KeysCommand::GenerateSigning
+        })
+    ) {
+        return generate_signing();
+    }
     init_logs(cli.log_format);
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (config, sources) =
@@ -110,6 +219,9 @@ fn main() -> ExitCode {
         tracing::info!("configuration is valid");
         return ExitCode::SUCCESS;
     }
+    if matches!(command, Command::Keys { .. }) {
+        return public_key(&config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,7 +239,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Command::Migrate => app::migrate(&config).await.map(|_| ()),
-            Command::Check | Command::Openapi => Ok(()),
+            Command::Check | Command::Openapi | Command::Keys { .. } => Ok(()),
             Command::RotateCredentials => {
                 let state = app::start(config).await?;
                 let (resealed, current) =
@@ -139,6 +251,9 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Audit {
+                action: AuditCommand::Verify { tenant },
+            } => audit_verify(&config, tenant.as_deref()).await,
             Command::Counters {
                 action: CountersCommand::Rebuild,
             } => {

@@ -24,6 +24,11 @@ pub struct AppState {
     pub config: Arc<GatewayConfig>,
     pub jwt: JwtKeys,
     pub vault: Vault,
+    /// Signs published snapshots (`cluster.snapshot_signing_key`; set whenever Redis is).
+    pub snapshot_signer: Option<omg_shared::cluster::SnapshotSigner>,
+    /// The keys a snapshot found in Redis is recognised by: the signer's own and
+    /// `cluster.snapshot_public_keys`.
+    pub snapshot_verifier: omg_shared::cluster::SnapshotVerifier,
     pub hasher: KeyHasher,
     pub throttle: LoginThrottle,
     /// Sessions recently found live (access tokens are checked against their session).

@@ -1,5 +1,6 @@
-//! The bus between the planes in cluster mode: Redis key names, the sealed snapshot envelope,
-//! the usage stream entry, and the signed identity header of the internal channel.
+//! The bus between the planes in cluster mode: Redis key names, the sealed and signed snapshot
+//! envelope (keys in [`signing`]), the usage stream entry, and the signed identity header of
+//! the internal channel.
 //!
 //! Everything here is pure (no Redis client, no clock): callers pass bytes and times in.
 
@@ -12,6 +13,13 @@ use uuid::Uuid;
 
 use crate::snapshot::Snapshot;
 use crate::vault::{Vault, VaultError};
+
+mod signing;
+
+pub use signing::{
+    generate_signing_key, key_id_hex, split_list, KeyError, SignatureError, SnapshotSigner,
+    SnapshotVerifier, KEY_ID_LEN, SIGNATURE_LEN,
+};
 
 /// The consumer group the control planes read the usage stream with.
 pub const USAGE_GROUP: &str = "omg-controlplane";
@@ -45,9 +53,13 @@ impl BusKeys {
     }
 }
 
-/// First bytes of every sealed snapshot.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"OMGSNAP1";
+/// First bytes of every sealed and signed snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"OMGSNAP2";
+/// First bytes of the unsigned envelope of earlier versions, refused since.
+pub const UNSIGNED_SNAPSHOT_MAGIC: &[u8; 8] = b"OMGSNAP1";
 const HEADER_LEN: usize = 16;
+const SIGNED_LEN: usize = HEADER_LEN + KEY_ID_LEN;
+const PREFIX_LEN: usize = SIGNED_LEN + SIGNATURE_LEN;
 
 /// Why a sealed snapshot was refused.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +67,16 @@ pub enum EnvelopeError {
     /// Not a sealed snapshot at all.
     #[error("not a sealed snapshot (bad magic or truncated)")]
     Format,
+    /// The unsigned envelope of earlier versions (`OMGSNAP1`).
+    #[error(
+        "unsigned snapshot (published by a control plane older than the signed snapshot \
+         format, or forged by a holder of the encryption keys); upgrade the control plane \
+         and give it `cluster.snapshot_signing_key`"
+    )]
+    Unsigned,
+    /// The signature is not from a configured key, or does not match.
+    #[error("snapshot signature refused: {0}")]
+    Signature(#[from] SignatureError),
     /// Decryption failed: wrong key, or the bytes (header included) were altered.
     #[error("sealed snapshot refused: {0}")]
     Vault(#[from] VaultError),
@@ -71,17 +93,27 @@ pub enum EnvelopeError {
     },
 }
 
-/// Seals a snapshot: `magic || version (u64 BE) || vault.seal(json, aad = magic || version)`.
-/// The version sits in clear so readers can skip old values cheaply, and is authenticated, so
-/// relabelling an old snapshot with a newer version fails to open.
-pub fn seal_snapshot(vault: &Vault, snapshot: &Snapshot) -> Result<Vec<u8>, EnvelopeError> {
+/// Seals and signs a snapshot:
+/// `magic || version (u64 BE) || key id (8) || signature (64) || vault.seal(json, aad)`,
+/// where `aad = magic || version || key id` and the Ed25519 signature covers
+/// `magic || version || key id || sealed`. The version sits in clear so readers can skip old
+/// values cheaply; it is signed and authenticated, so relabelling fails.
+pub fn seal_snapshot(
+    vault: &Vault,
+    signer: &SnapshotSigner,
+    snapshot: &Snapshot,
+) -> Result<Vec<u8>, EnvelopeError> {
     let json = serde_json::to_vec(snapshot).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-    let mut header = [0u8; HEADER_LEN];
-    header[..8].copy_from_slice(SNAPSHOT_MAGIC);
-    header[8..].copy_from_slice(&snapshot.version.to_be_bytes());
-    let sealed = vault.seal(&json, &header)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
-    out.extend_from_slice(&header);
+    let mut signed = Vec::with_capacity(SIGNED_LEN + json.len() + 64);
+    signed.extend_from_slice(SNAPSHOT_MAGIC);
+    signed.extend_from_slice(&snapshot.version.to_be_bytes());
+    signed.extend_from_slice(&signer.key_id());
+    let sealed = vault.seal(&json, &signed)?;
+    signed.extend_from_slice(&sealed);
+    let signature = signer.sign(&signed);
+    let mut out = Vec::with_capacity(PREFIX_LEN + sealed.len());
+    out.extend_from_slice(&signed[..SIGNED_LEN]);
+    out.extend_from_slice(&signature);
     out.extend_from_slice(&sealed);
     Ok(out)
 }
@@ -90,7 +122,10 @@ pub fn seal_snapshot(vault: &Vault, snapshot: &Snapshot) -> Result<Vec<u8>, Enve
 /// that are not newer; [`open_snapshot`] authenticates it.
 pub fn sealed_version(bytes: &[u8]) -> Result<u64, EnvelopeError> {
     let header = bytes.get(..HEADER_LEN).ok_or(EnvelopeError::Format)?;
-    if &header[..8] != SNAPSHOT_MAGIC {
+    if &header[..8] == UNSIGNED_SNAPSHOT_MAGIC {
+        return Err(EnvelopeError::Unsigned);
+    }
+    if &header[..8] != SNAPSHOT_MAGIC || bytes.len() < PREFIX_LEN {
         return Err(EnvelopeError::Format);
     }
     let mut version = [0u8; 8];
@@ -98,11 +133,31 @@ pub fn sealed_version(bytes: &[u8]) -> Result<u64, EnvelopeError> {
     Ok(u64::from_be_bytes(version))
 }
 
-/// Opens a sealed snapshot, checking its authenticity and that header and payload agree.
-pub fn open_snapshot(vault: &Vault, bytes: &[u8]) -> Result<Snapshot, EnvelopeError> {
+/// Checks a sealed snapshot's signature against `verifier` (nothing is decrypted or parsed
+/// before), and returns its version.
+pub fn verify_snapshot(verifier: &SnapshotVerifier, bytes: &[u8]) -> Result<u64, EnvelopeError> {
     let version = sealed_version(bytes)?;
-    let (header, sealed) = bytes.split_at(HEADER_LEN);
-    let json = vault.open(sealed, header)?;
+    let (prefix, sealed) = bytes.split_at(PREFIX_LEN);
+    let (signed_head, signature) = prefix.split_at(SIGNED_LEN);
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&signed_head[HEADER_LEN..]);
+    let mut message = Vec::with_capacity(SIGNED_LEN + sealed.len());
+    message.extend_from_slice(signed_head);
+    message.extend_from_slice(sealed);
+    verifier.verify(&id, &message, signature)?;
+    Ok(version)
+}
+
+/// Opens a sealed snapshot: its signature first ([`verify_snapshot`]), then its
+/// decryption, then that header and payload agree.
+pub fn open_snapshot(
+    vault: &Vault,
+    verifier: &SnapshotVerifier,
+    bytes: &[u8],
+) -> Result<Snapshot, EnvelopeError> {
+    let version = verify_snapshot(verifier, bytes)?;
+    let (prefix, sealed) = bytes.split_at(PREFIX_LEN);
+    let json = vault.open(sealed, &prefix[..SIGNED_LEN])?;
     let snapshot: Snapshot =
         serde_json::from_slice(&json).map_err(|e| EnvelopeError::Json(e.to_string()))?;
     if snapshot.version != version {

@@ -29,6 +29,9 @@ PEPPER = "e2e-cluster-pepper-0123456789-abcdefgh"
 ENC_KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="  # base64 of 32 bytes
 JWT_SECRET = "e2e-cluster-jwt-secret-0123456789-abcdefgh"
 INTERNAL_SECRET = "e2e-cluster-internal-secret-0123456789-abcdef"
+# The control plane's snapshot signing key (Ed25519 PKCS#8) and its public key.
+SIGNING_KEY = "MC4CAQAwBQYDK2VwBCIEIPj8YMeXzvQ+acNBRe9F+msgNqKVnYM+wR9NM93Q0VXt"
+PUBLIC_KEY = "fVMN55tYSjEEjuu/FEUm8E+BaApt7WJ98lkXK34MzNc="
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-admin-password-4411"
 START_TIMEOUT_S = 60.0
@@ -215,6 +218,7 @@ cluster:
   usage_reclaim_idle: {reclaim_idle}
   internal_listen_addr: "127.0.0.1:{self.internal_port}"
   internal_secret: "{INTERNAL_SECRET}"
+  snapshot_signing_key: "{SIGNING_KEY}"
 security:
   api_key_pepper: "{PEPPER}"
   encryption_keys:
@@ -262,6 +266,7 @@ cluster:
   spool_dir: "{dp_dir}/spool"
   internal_url: "http://127.0.0.1:{self.internal_port}"
   internal_secret: "{INTERNAL_SECRET}"
+  snapshot_public_keys: "{PUBLIC_KEY}"
 security:
   api_key_pepper: "{PEPPER}"
   encryption_keys:

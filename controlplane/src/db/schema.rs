@@ -152,6 +152,8 @@ diesel::table! {
         after -> Nullable<Jsonb>,
         request_id -> Text,
         ip -> Nullable<Text>,
+        prev_hash -> Nullable<Bytea>,
+        hash -> Nullable<Bytea>,
     }
 }
 

@@ -108,6 +108,43 @@ pub async fn record_system(
     .await
 }
 
+/// The chain `audit verify --tenant` names: a tenant id, or `global` for entries without a
+/// tenant.
+pub fn parse_chain(text: &str) -> Result<Option<Uuid>, String> {
+    if text.eq_ignore_ascii_case("global") {
+        return Ok(None);
+    }
+    Uuid::parse_str(text)
+        .map(Some)
+        .map_err(|_| format!("`{text}` is neither a tenant id nor `global`"))
+}
+
+/// `omg-controlplane audit verify`: walks the chains (all, or one) and returns one JSON line
+/// per chain and whether every chain is intact. A broken chain's line names its first broken
+/// link (`broken: {"id", "reason"}`); `head` is the last hash, worth keeping elsewhere (a
+/// removed tail is only visible against a head recorded before).
+pub async fn verify(
+    conn: &mut AsyncPgConnection,
+    chain: Option<Option<Uuid>>,
+) -> Result<(Vec<String>, bool), DbError> {
+    let reports = db::audit::verify(conn, chain).await?;
+    let intact = reports.iter().all(|report| report.broken.is_none());
+    let lines = reports
+        .iter()
+        .map(|report| {
+            serde_json::json!({
+                "chain": report.tenant_id.map_or_else(|| "global".to_owned(), |id| id.to_string()),
+                "entries": report.entries,
+                "unchained_before_start": report.unchained_before_start,
+                "head": report.head,
+                "broken": report.broken.map(|(id, reason)| serde_json::json!({"id": id, "reason": reason})),
+            })
+            .to_string()
+        })
+        .collect();
+    Ok((lines, intact))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

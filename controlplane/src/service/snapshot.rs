@@ -7,7 +7,9 @@
 //! `cluster.publish_interval` and republishes when the content changed (another replica's
 //! change, an edited YAML catalog) or when Redis no longer holds the last version (flushed,
 //! restarted). Publication is one Lua script that writes only when the version is newer than
-//! the stored one, so replicas racing each other never move Redis backwards.
+//! the stored one, so replicas racing each other never move Redis backwards — except over a
+//! snapshot no control plane signed (`cluster.snapshot_signing_key`), which is replaced
+//! whatever its version claims, so a forged `u64::MAX` cannot lock publishing out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -15,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use omg_shared::cluster::{seal_snapshot, BusKeys};
+use omg_shared::cluster::{open_snapshot, seal_snapshot, BusKeys};
 use omg_shared::config::{CatalogEntry, GatewayConfig, KeyStatus, TenantStatus};
 use omg_shared::keys::KeyDigest;
 use omg_shared::secret::Secret;
@@ -29,17 +31,26 @@ use bb8_redis::redis;
 use crate::db::snapshot::SnapshotRows;
 use crate::state::{AppState, RedisPool};
 
-/// Writes the envelope, the version and publishes, only when newer than what Redis holds.
+/// Writes the envelope, the version and publishes, only when newer than what Redis holds —
+/// or when Redis holds exactly `ARGV[3]`, a version key the control plane found under a
+/// snapshot it cannot verify (forged or garbage; see [`Held::Foreign`]), so a forged huge
+/// version cannot lock publishing out. An unreadable version key never blocks either.
 /// Returns 1 when written, 0 when Redis already had this version or a newer one.
 const PUBLISH_SCRIPT: &str = r"
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local raw = redis.call('GET', KEYS[2])
+local current = tonumber(raw or '0') or -1
 local version = tonumber(ARGV[2])
-if current >= version then return 0 end
+if current >= version and raw ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('PUBLISH', KEYS[3], ARGV[2])
 return 1
 ";
+
+/// A version key holding something no control plane signed is overwritten; when its version
+/// is less than this far above ours, the sequence first moves past it (data planes do not
+/// fetch a version they refused again), otherwise it is ignored (a forged `u64::MAX`).
+const FOREIGN_ADVANCE_LIMIT: u64 = 1000;
 
 /// Opens a deployment's sealed credential (row id, sealed bytes) into its secret.
 pub type OpenCredential<'a> = &'a dyn Fn(Uuid, &[u8]) -> Result<String, String>;
@@ -278,9 +289,8 @@ enum Outcome {
     Unchanged,
 }
 
-/// Builds and publishes once. `force`: publish even when the content is unchanged.
-async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Result<Outcome, String> {
-    let started = std::time::Instant::now();
+/// Builds the snapshot of the database as it is now; omissions are logged.
+async fn build_current(state: &AppState, redis: &RedisPool) -> Result<Snapshot, String> {
     let rows = {
         let mut conn = state
             .pool
@@ -300,7 +310,7 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     };
     let now = Utc::now();
     let live = crate::service::counters::live_dataplanes(&state.config, redis, now).await;
-    let (mut snapshot, warnings) = build(
+    let (snapshot, warnings) = build(
         &state.config,
         rows,
         &open,
@@ -311,6 +321,13 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     for warning in &warnings {
         tracing::error!(warning = %warning, "snapshot built with an omission");
     }
+    Ok(snapshot)
+}
+
+/// Builds and publishes once. `force`: publish even when the content is unchanged.
+async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Result<Outcome, String> {
+    let started = std::time::Instant::now();
+    let mut snapshot = build_current(state, redis).await?;
     let hash = content_hash(&snapshot);
     let keys: BusKeys = state.config.cluster.bus_keys();
     let mut conn = redis.get().await.map_err(|e| format!("redis: {e}"))?;
@@ -321,67 +338,47 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         .lock()
         .map(|h| *h == Some(hash))
         .unwrap_or(false);
-    let stored: Option<u64> = redis::cmd("GET")
+    let stored_raw: Option<String> = redis::cmd("GET")
         .arg(&keys.snapshot_version)
         .query_async(&mut *conn)
         .await
         .map_err(|e| format!("redis GET {}: {e}", keys.snapshot_version))?;
-    if unchanged && !force && stored.is_some() && stored == last_version {
+    let stored = stored_raw
+        .as_deref()
+        .map(|raw| raw.trim().parse::<u64>().ok());
+    if unchanged && !force && matches!(stored, Some(Some(v)) if Some(v) == last_version) {
         // Redis holds what we published last, and nothing changed.
         return Ok(Outcome::Unchanged);
     }
-    if let Some(stored) = stored.filter(|stored| *stored >= snapshot.version) {
-        // Redis holds a version at or above ours: another replica's publication of the same
-        // content (nothing to do), or something data planes cannot use — unreadable bytes, or
-        // content from a database that was since restored with a lower sequence. Then move
-        // the sequence past it, so this snapshot supersedes it everywhere.
-        let envelope: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&keys.snapshot)
-            .query_async(&mut *conn)
-            .await
-            .map_err(|e| format!("redis GET {}: {e}", keys.snapshot))?;
-        let held = envelope
-            .as_deref()
-            .map(|bytes| omg_shared::cluster::open_snapshot(&state.vault, bytes));
-        match held {
-            Some(Ok(held)) if content_hash(&held) == hash => {
-                if let Ok(mut last) = state.publisher.last_hash.lock() {
-                    *last = Some(hash);
+    let replace = match stored_raw.as_deref().zip(stored) {
+        Some((raw, parsed)) if parsed.is_none_or(|stored| stored >= snapshot.version) => {
+            match held(state, &mut conn, &keys, parsed, hash).await? {
+                Held::Same(version) => {
+                    if let Ok(mut last) = state.publisher.last_hash.lock() {
+                        *last = Some(hash);
+                    }
+                    if let Ok(mut status) = state.publisher.status.lock() {
+                        status.version = Some(version);
+                        status.last_error = None;
+                    }
+                    return Ok(Outcome::Unchanged);
                 }
-                if let Ok(mut status) = state.publisher.status.lock() {
-                    status.version = Some(held.version);
-                    status.last_error = None;
+                Held::Signed(stored) => {
+                    snapshot.version = advance_past(state, stored).await?;
+                    String::new()
                 }
-                return Ok(Outcome::Unchanged);
-            }
-            held => {
-                let reason = match held {
-                    None => "no snapshot under the version".to_owned(),
-                    Some(Ok(_)) => "other content".to_owned(),
-                    Some(Err(e)) => e.to_string(),
-                };
-                let mut db = state
-                    .pool
-                    .get()
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
-                let next = crate::db::snapshot::next_version_after(
-                    &mut db,
-                    i64::try_from(stored).unwrap_or(i64::MAX),
-                )
-                .await
-                .map_err(|e| format!("advancing snapshot_version_seq: {e}"))?;
-                tracing::warn!(
-                    redis_version = stored,
-                    %reason,
-                    new_version = next,
-                    "Redis holds a snapshot version at or above this control plane's that it cannot confirm; publishing above it"
-                );
-                snapshot.version = u64::try_from(next).unwrap_or(stored + 1);
+                Held::Foreign(reason) => {
+                    supersede_foreign(state, &mut snapshot, raw, parsed, &reason).await?
+                }
             }
         }
-    }
-    let sealed = seal_snapshot(&state.vault, &snapshot).map_err(|e| e.to_string())?;
+        _ => String::new(),
+    };
+    let signer = state
+        .snapshot_signer
+        .as_ref()
+        .ok_or("cluster.snapshot_signing_key is not set: snapshots cannot be signed".to_owned())?;
+    let sealed = seal_snapshot(&state.vault, signer, &snapshot).map_err(|e| e.to_string())?;
     let written: i64 = redis::cmd("EVAL")
         .arg(PUBLISH_SCRIPT)
         .arg(3)
@@ -390,16 +387,29 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
         .arg(&keys.snapshot_channel)
         .arg(sealed.as_slice())
         .arg(snapshot.version)
+        .arg(replace)
         .query_async(&mut *conn)
         .await
         .map_err(|e| format!("redis publish: {e}"))?;
-    let version = snapshot.version;
     if written == 0 {
         tracing::warn!(
-            version,
+            version = snapshot.version,
             "Redis already holds a newer snapshot (another control plane published); not overwritten"
         );
     }
+    record_published(state, &snapshot, hash, sealed.len(), started);
+    Ok(Outcome::Published)
+}
+
+/// Records a publication in the publisher's status, the metrics and the log.
+fn record_published(
+    state: &AppState,
+    snapshot: &Snapshot,
+    hash: u64,
+    bytes: usize,
+    started: std::time::Instant,
+) {
+    let version = snapshot.version;
     if let Ok(mut last) = state.publisher.last_hash.lock() {
         *last = Some(hash);
     }
@@ -414,17 +424,104 @@ async fn publish_once(state: &AppState, redis: &RedisPool, force: bool) -> Resul
     }
     state
         .metrics
-        .snapshot_published(version, sealed.len(), started.elapsed());
+        .snapshot_published(version, bytes, started.elapsed());
     tracing::info!(
         version,
         tenants = snapshot.tenants.len(),
         keys = snapshot.keys.len(),
         models = snapshot.models.len(),
-        bytes = sealed.len(),
+        bytes,
         took_ms = started.elapsed().as_millis() as u64,
         "snapshot published"
     );
-    Ok(Outcome::Published)
+}
+
+/// What Redis holds under a version at or above ours.
+enum Held {
+    /// A snapshot signed by a control plane with our content, at this version.
+    Same(u64),
+    /// A snapshot signed by a control plane (another replica, or a database since restored
+    /// with a lower sequence) with other content, at this version: publish above it.
+    Signed(u64),
+    /// Nothing a control plane signed (no snapshot, garbage, forged, or a version key that
+    /// does not match the envelope's signed version): overwrite it, never chase its version.
+    Foreign(String),
+}
+
+/// Reads and verifies the snapshot Redis holds beside the version key's `stored`.
+async fn held(
+    state: &AppState,
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &BusKeys,
+    stored: Option<u64>,
+    hash: u64,
+) -> Result<Held, String> {
+    let envelope: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&keys.snapshot)
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("redis GET {}: {e}", keys.snapshot))?;
+    let Some(stored) = stored else {
+        return Ok(Held::Foreign("the version key holds no number".to_owned()));
+    };
+    let Some(bytes) = envelope else {
+        return Ok(Held::Foreign("no snapshot under the version".to_owned()));
+    };
+    Ok(
+        match open_snapshot(&state.vault, &state.snapshot_verifier, &bytes) {
+            Err(error) => Held::Foreign(error.to_string()),
+            Ok(held) if held.version != stored => Held::Foreign(format!(
+                "the version key says {stored} but the signed snapshot is version {}",
+                held.version
+            )),
+            Ok(held) if content_hash(&held) == hash => Held::Same(held.version),
+            Ok(held) => Held::Signed(held.version),
+        },
+    )
+}
+
+/// Prepares overwriting a version key (`raw`, read as `parsed`) beside a snapshot no control
+/// plane signed: data planes remember a refused version and do not fetch it again, so the
+/// sequence first moves past a plausible one; an implausible one (a forged `u64::MAX`) is
+/// never chased. Returns the value the publish script may replace.
+async fn supersede_foreign(
+    state: &AppState,
+    snapshot: &mut Snapshot,
+    raw: &str,
+    parsed: Option<u64>,
+    reason: &str,
+) -> Result<String, String> {
+    if let Some(stored) =
+        parsed.filter(|v| v.saturating_sub(snapshot.version) < FOREIGN_ADVANCE_LIMIT)
+    {
+        snapshot.version = advance_past(state, stored).await?;
+    }
+    tracing::warn!(
+        redis_version = %raw,
+        %reason,
+        version = snapshot.version,
+        "Redis holds a snapshot no control plane signed; overwriting it"
+    );
+    Ok(raw.to_owned())
+}
+
+/// Moves the version sequence past `stored` and returns the next version.
+async fn advance_past(state: &AppState, stored: u64) -> Result<u64, String> {
+    let mut db = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let next =
+        crate::db::snapshot::next_version_after(&mut db, i64::try_from(stored).unwrap_or(i64::MAX))
+            .await
+            .map_err(|e| format!("advancing snapshot_version_seq: {e}"))?;
+    tracing::warn!(
+        redis_version = stored,
+        new_version = next,
+        "Redis holds a snapshot version at or above this control plane's; publishing above it"
+    );
+    u64::try_from(next).map_err(|_| format!("snapshot_version_seq returned {next}"))
 }
 
 /// Runs the publisher until the process ends: publishes at start, after each change

@@ -291,6 +291,10 @@ async fn counters_rebuild_command_fills_redis_from_postgres() {
 
     let prefix = format!("omgtest:{}:ctr", uuid::Uuid::now_v7().simple());
     env.push(("ROUTER_REDIS_URL", crate::snapshot::redis_url()));
+    env.push((
+        "ROUTER_CLUSTER_SNAPSHOT_SIGNING_KEY",
+        crate::harness::SIGNING_KEY.to_owned(),
+    ));
     env.push(("ROUTER_CLUSTER_COUNTER_PREFIX", prefix.clone()));
     let mut run = spawn(&["counters", "rebuild"], &env, CONFIG);
     assert!(run.child.wait().unwrap().success(), "{}", run.logs());

@@ -567,6 +567,7 @@ redis:
   url: "{}"
 cluster:
   snapshot_key: "{prefix}:snapshot"
+  snapshot_signing_key: "{SIGNING_KEY}"
   usage_stream: "{prefix}:usage"
   counter_prefix: "{prefix}:ctr"
   publish_interval: 200ms

@@ -14,6 +14,10 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-abcdefghijkl";
 pub const PEPPER: &str = "test-pepper-0123456789";
 /// base64 of 32 bytes 0x01..0x20.
 pub const ENC_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+/// The snapshot signing key of cluster-mode tests (PKCS#8, from `openssl genpkey -algorithm
+/// ed25519`) and its public key.
+pub const SIGNING_KEY: &str = "MC4CAQAwBQYDK2VwBCIEIIyHhivEbzEHfu8XnJtJGRREIKiwZ9awX+XzNTOED5j4";
+pub const PUBLIC_KEY: &str = "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-canary-7731";
 

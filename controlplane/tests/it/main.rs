@@ -3,6 +3,7 @@
 
 mod accounts;
 mod alerts;
+mod audit;
 mod auth;
 mod binary;
 mod bootstrap;

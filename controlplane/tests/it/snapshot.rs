@@ -32,6 +32,7 @@ redis:
   url: "{}"
 cluster:
   snapshot_key: "{prefix}:snapshot"
+  snapshot_signing_key: "{SIGNING_KEY}"
   usage_stream: "{prefix}:usage"
   publish_interval: 300ms
   publish_debounce: 20ms
@@ -59,7 +60,7 @@ pub async fn current(
         .await
         .unwrap();
     // `None` also while Redis holds something that does not open (a test's garbage).
-    bytes.and_then(|b| open_snapshot(&cp.state.vault, &b).ok())
+    bytes.and_then(|b| open_snapshot(&cp.state.vault, &cp.state.snapshot_verifier, &b).ok())
 }
 
 /// Waits until the published snapshot satisfies `check`.
@@ -259,7 +260,8 @@ async fn a_replicas_newer_snapshot_is_kept_and_garbage_is_superseded() {
     // Another replica published the same content under a higher version: kept.
     let mut newer = first.clone();
     newer.version = first.version + 1000;
-    let sealed = omg_shared::cluster::seal_snapshot(&cp.state.vault, &newer).unwrap();
+    let signer = cp.state.snapshot_signer.as_ref().unwrap();
+    let sealed = omg_shared::cluster::seal_snapshot(&cp.state.vault, signer, &newer).unwrap();
     set(format!("{prefix}:snapshot"), sealed).await;
     set(
         format!("{prefix}:snapshot:version"),
@@ -280,12 +282,12 @@ async fn a_replicas_newer_snapshot_is_kept_and_garbage_is_superseded() {
         newer.version
     );
 
-    // Garbage under an even higher version: data planes refuse it, so the control plane moves
-    // its sequence past it and publishes above.
+    // Garbage under an even higher version: no control plane signed it, so it is replaced
+    // without chasing its version.
     let garbage_version = first.version + 5000;
     set(
         format!("{prefix}:snapshot"),
-        b"OMGSNAP1 not a snapshot".to_vec(),
+        b"OMGSNAP2 not a snapshot".to_vec(),
     )
     .await;
     set(
@@ -294,9 +296,122 @@ async fn a_replicas_newer_snapshot_is_kept_and_garbage_is_superseded() {
     )
     .await;
     cp.state.publisher.changed();
-    let repaired = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(3), |s| {
-        s.version > garbage_version
-    })
-    .await;
+    let repaired = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(3), |_| true).await;
+    assert!(repaired.version < garbage_version);
     assert_eq!(repaired.tenants.len(), first.tenants.len());
+}
+
+/// Finding 9: a data plane holds the encryption keys, so it can seal a snapshot, and Redis
+/// write access lets it store one under version `u64::MAX`. The control plane does not
+/// recognise the signature and overwrites it (the newer-only write would otherwise refuse
+/// every later version forever); the same for a version key that does not match the signed
+/// envelope beside it, or that is not a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_snapshot_under_a_huge_version_does_not_lock_out_the_control_plane() {
+    let prefix = format!("omgtest:{}", Uuid::now_v7().simple());
+    let cp = Cp::start(&cluster_yaml(&prefix)).await;
+    let mut redis = redis_conn().await;
+    let first = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(5), |_| true).await;
+    let (forger, _) = omg_shared::cluster::generate_signing_key().unwrap();
+    let forger = omg_shared::cluster::SnapshotSigner::from_base64(&forger).unwrap();
+    let mut forged = first.clone();
+    forged.version = u64::MAX;
+    forged.keys.clear();
+    let signer = cp.state.snapshot_signer.as_ref().unwrap();
+    let genuine_old = omg_shared::cluster::seal_snapshot(&cp.state.vault, signer, &first).unwrap();
+    let cases: [(Vec<u8>, String); 4] = [
+        (
+            omg_shared::cluster::seal_snapshot(&cp.state.vault, &forger, &forged).unwrap(),
+            u64::MAX.to_string(),
+        ),
+        // A genuine old envelope under a forged version key.
+        (genuine_old, u64::MAX.to_string()),
+        (b"whatever".to_vec(), "not-a-number".to_owned()),
+        // Just above ours: published above it (data planes remember the version they
+        // refused, so the same number would not be fetched again).
+        (b"OMGSNAP2 garbage".to_vec(), "{next}".to_owned()),
+    ];
+    let mut last = first.version;
+    for (envelope, version) in cases {
+        let near = version == "{next}";
+        let version = if near {
+            (last + 1).to_string()
+        } else {
+            version
+        };
+        let _: () = redis::cmd("MSET")
+            .arg(format!("{prefix}:snapshot"))
+            .arg(envelope)
+            .arg(format!("{prefix}:snapshot:version"))
+            .arg(&version)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        // A change to publish: the tenant count grows.
+        let tenant = cp.tenant(&format!("t-{}", Uuid::now_v7().simple())).await;
+        cp.state.publisher.changed();
+        let replaced = wait_for(&cp, &mut redis, &prefix, Duration::from_secs(5), |s| {
+            s.tenants.iter().any(|t| t.id == tenant.id)
+        })
+        .await;
+        assert!(
+            replaced.version > last && replaced.version < 1_000_000,
+            "{version}"
+        );
+        if near {
+            assert!(replaced.version > last + 1, "{version}");
+        }
+        let stored: String = redis::cmd("GET")
+            .arg(format!("{prefix}:snapshot:version"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(stored, replaced.version.to_string());
+        last = replaced.version;
+    }
+    assert!(cp.state.publisher.status().last_error.is_none());
+}
+
+/// `keys generate-signing` makes a usable pair (no configuration needed) and `keys
+/// public-key` prints the configured key's public half.
+#[test]
+fn the_signing_key_commands_print_usable_keys() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_omg-controlplane"))
+            .args(args)
+            .env_remove("ROUTER_CONFIG_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["keys", "generate-signing"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    };
+    let signer =
+        omg_shared::cluster::SnapshotSigner::from_base64(&value("snapshot_signing_key")).unwrap();
+    assert_eq!(signer.public_key_base64(), value("snapshot_public_keys"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.yaml");
+    let extra = format!(
+        "redis:\n  url: \"{}\"\ncluster:\n  snapshot_signing_key: \"{SIGNING_KEY}\"\n",
+        redis_url()
+    );
+    std::fs::write(
+        &config,
+        config_yaml("postgres://unused@127.0.0.1/x", &extra),
+    )
+    .unwrap();
+    let out = run(&["--config", config.to_str().unwrap(), "keys", "public-key"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), PUBLIC_KEY);
 }

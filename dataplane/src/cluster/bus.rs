@@ -275,18 +275,21 @@ impl Follower<'_> {
         Ok(())
     }
 
-    /// Whether `version` is worth fetching: newer than the one served and not refused
-    /// already. An older one is refused here (once).
+    /// Whether `version` is worth fetching: newer than the one served, within
+    /// `cluster.snapshot_max_version_jump` of it, and not refused already. Others are
+    /// refused here (once).
     fn is_candidate(&mut self, version: u64) -> bool {
         let current = self.store.load().version;
         if version == current || self.refused == Some(version) {
             return false;
         }
-        if version < current {
-            self.refuse(version, Refusal::Older { version, current });
-            return false;
+        match self.cluster.check_version(current, version) {
+            Ok(()) => true,
+            Err(refusal) => {
+                self.refuse(version, refusal);
+                false
+            }
         }
-        true
     }
 
     fn refuse(&mut self, version: u64, refusal: Refusal) {

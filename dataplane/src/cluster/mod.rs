@@ -8,12 +8,17 @@
 //!   disk cache (`cluster.snapshot_cache_path`), else waits (not listening) until one arrives;
 //! - then ([`Cluster::follow`]) listens on the pub/sub channel and also polls the version key
 //!   (pub/sub drops messages while disconnected), fetches newer versions, and swaps them in;
-//! - opens each one with [`open_snapshot`] (authenticated with `security.encryption_keys`),
-//!   checks its `key_check` against its own pepper, builds the [`RuntimeSnapshot`], and
-//!   persists the sealed bytes to the disk cache (atomic replace, mode 0600).
+//! - opens each one with [`open_snapshot`] (its Ed25519 signature checked against
+//!   `cluster.snapshot_public_keys` before anything is decrypted, then authenticated with
+//!   `security.encryption_keys`), checks its `key_check` against its own pepper, builds the
+//!   [`RuntimeSnapshot`], and persists the sealed bytes to the disk cache (atomic replace,
+//!   mode 0600);
+//! - refuses a version more than `cluster.snapshot_max_version_jump` above the one served
+//!   (at start-up: above the disk cache's), so even a signed snapshot cannot lock it out of
+//!   later ones with a huge version.
 //!
-//! Refused snapshots (tampered, older, another pepper, invalid) are logged and counted; the
-//! last good one keeps serving.
+//! Refused snapshots (unsigned, signed by an unknown key, tampered, older, too far ahead,
+//! another pepper, invalid) are logged and counted; the last good one keeps serving.
 
 mod bus;
 mod cache;
@@ -26,7 +31,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use omg_shared::cluster::{open_snapshot, BusKeys, EnvelopeError};
+use omg_shared::cluster::{open_snapshot, BusKeys, EnvelopeError, SnapshotVerifier};
 use omg_shared::config::GatewayConfig;
 use omg_shared::keys::KeyHasher;
 use omg_shared::vault::Vault;
@@ -40,6 +45,10 @@ use crate::snapshot::RuntimeSnapshot;
 pub struct Cluster {
     keys: BusKeys,
     vault: Vault,
+    /// `cluster.snapshot_public_keys`.
+    verifier: SnapshotVerifier,
+    /// `cluster.snapshot_max_version_jump`.
+    max_jump: u64,
     hasher: KeyHasher,
     /// `hasher.check_value()`, compared with each snapshot's `key_check`.
     key_check: String,
@@ -84,6 +93,19 @@ pub enum Refusal {
     /// Opened, but not servable (schema version, unknown tenant, unsupported provider, …).
     #[error("the snapshot is invalid: {0}")]
     Invalid(String),
+    /// Too far above the one being served (`cluster.snapshot_max_version_jump`).
+    #[error(
+        "version {version} is more than {bound} above the version {current} being served \
+         (`cluster.snapshot_max_version_jump`); see docs/cluster.md, \"Recovery\""
+    )]
+    Jump {
+        /// The refused version.
+        version: u64,
+        /// The version being served.
+        current: u64,
+        /// The configured bound.
+        bound: u64,
+    },
     /// Older than the one being served (no rollback).
     #[error("version {version} is older than the version {current} being served")]
     Older {
@@ -123,9 +145,19 @@ impl Cluster {
         let hasher = KeyHasher::new(pepper.expose().as_bytes());
         let vault = Vault::from_config(&config.security)
             .map_err(|error| format!("cannot open sealed snapshots: {error}"))?;
+        let verifier = config.cluster.snapshot_verifier()?;
+        if verifier.is_empty() {
+            return Err(
+                "cluster mode needs `cluster.snapshot_public_keys` (the control plane's \
+                        snapshot public key)"
+                    .to_owned(),
+            );
+        }
         Ok(Self {
             keys: config.cluster.bus_keys(),
             vault,
+            verifier,
+            max_jump: config.cluster.snapshot_max_version_jump,
             key_check: hasher.check_value(),
             hasher,
             client,
@@ -154,13 +186,29 @@ impl Cluster {
     /// Opens a sealed snapshot and builds its runtime form: authentic, made with this data
     /// plane's pepper, and servable. Does not compare versions.
     pub fn open(&self, sealed: &[u8]) -> Result<RuntimeSnapshot, Refusal> {
-        let snapshot = open_snapshot(&self.vault, sealed)?;
+        let snapshot = open_snapshot(&self.vault, &self.verifier, sealed)?;
         match snapshot.key_check.as_deref() {
             None => return Err(Refusal::NoKeyCheck),
             Some(check) if check != self.key_check => return Err(Refusal::Pepper),
             Some(_) => {}
         }
         RuntimeSnapshot::build(snapshot, self.hasher.clone()).map_err(Refusal::Invalid)
+    }
+
+    /// Whether `version` may follow `current`: not older, and not more than
+    /// `cluster.snapshot_max_version_jump` above.
+    fn check_version(&self, current: u64, version: u64) -> Result<(), Refusal> {
+        if version < current {
+            return Err(Refusal::Older { version, current });
+        }
+        if version - current > self.max_jump {
+            return Err(Refusal::Jump {
+                version,
+                current,
+                bound: self.max_jump,
+            });
+        }
+        Ok(())
     }
 
     /// Writes an accepted snapshot to the disk cache, off the async threads. A failure is

@@ -61,12 +61,23 @@ impl Cluster {
         }
     }
 
+    /// One attempt: the disk cache is opened first, as the floor of what Redis may offer
+    /// (not older, not more than `cluster.snapshot_max_version_jump` above); Redis's snapshot
+    /// wins when acceptable, else the cache serves.
     async fn attempt(&self) -> Attempt {
+        let (cached, disk) = self.cached();
+        let floor = cached.as_ref().map(|runtime| runtime.version);
         let target = self.status.target().to_owned();
         let redis = match self.fetch_once().await {
             Ok(Some(sealed)) => {
                 self.status.fetched();
-                match self.open(&sealed) {
+                let opened = self.open(&sealed).and_then(|runtime| {
+                    match floor.map(|floor| self.check_version(floor, runtime.version)) {
+                        Some(Err(refusal)) => Err(refusal),
+                        _ => Ok(runtime),
+                    }
+                });
+                match opened {
                     Ok(runtime) => {
                         self.persist(sealed).await;
                         return Attempt::Got(Box::new(runtime), SnapshotSource::Redis);
@@ -102,23 +113,30 @@ impl Cluster {
                 message
             }
         };
+        match cached {
+            Some(runtime) => Attempt::Got(runtime, SnapshotSource::Disk),
+            None => Attempt::Missing { redis, disk },
+        }
+    }
+
+    /// The disk cache's snapshot, or why there is none.
+    fn cached(&self) -> (Option<Box<RuntimeSnapshot>>, String) {
         let path = self.cache_path.display().to_string();
-        let disk = match read_cache(&self.cache_path) {
+        match read_cache(&self.cache_path) {
             Ok(Some(sealed)) => match self.open(&sealed) {
-                Ok(runtime) => return Attempt::Got(Box::new(runtime), SnapshotSource::Disk),
+                Ok(runtime) => (Some(Box::new(runtime)), String::new()),
                 Err(refusal) => {
                     let message = format!("the cached snapshot `{path}` was refused: {refusal}");
                     self.status.refused(message.clone());
-                    message
+                    (None, message)
                 }
             },
-            Ok(None) => format!("no cached snapshot at `{path}`"),
+            Ok(None) => (None, format!("no cached snapshot at `{path}`")),
             Err(error) => {
                 let message = format!("cannot read the cached snapshot `{path}`: {error}");
                 self.status.failed(message.clone());
-                message
+                (None, message)
             }
-        };
-        Attempt::Missing { redis, disk }
+        }
     }
 }

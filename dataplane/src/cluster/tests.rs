@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omg_shared::cluster::seal_snapshot;
+use omg_shared::cluster::{seal_snapshot, SnapshotSigner, UNSIGNED_SNAPSHOT_MAGIC};
 use omg_shared::config::{load_str, GatewayConfig};
 use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
@@ -22,13 +22,38 @@ use omg_mock_upstream::redis_server::PrivateRedis;
 const PEPPER: &str = "cluster-test-pepper-0123456789abcdef";
 const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
+/// The control plane's snapshot signing key in these tests (PKCS#8, from `openssl genpkey
+/// -algorithm ed25519`) and its public key.
+const SIGNING_KEY: &str = "MC4CAQAwBQYDK2VwBCIEIIyHhivEbzEHfu8XnJtJGRREIKiwZ9awX+XzNTOED5j4";
+const PUBLIC_KEY: &str = "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=";
+
+fn signer() -> SnapshotSigner {
+    SnapshotSigner::from_base64(SIGNING_KEY).unwrap()
+}
+
+/// Another key pair: a forger's, or the next key of a rotation.
+fn other_signer() -> SnapshotSigner {
+    let (private, _) = omg_shared::cluster::generate_signing_key().unwrap();
+    SnapshotSigner::from_base64(&private).unwrap()
+}
 
 fn vault() -> Vault {
     Vault::new(&[(1, [7u8; 32])], 1).unwrap()
 }
 
-/// A snapshot with key `sk-v<version>.secret` (and `sk-demo.my-secret`), sealed.
+/// A snapshot with key `sk-v<version>.secret` (and `sk-demo.my-secret`), sealed and signed
+/// by the control plane's key.
 fn sealed_with(version: u64, pepper: &str, vault: &Vault, key_check: bool) -> Vec<u8> {
+    sealed_by(version, pepper, vault, key_check, &signer())
+}
+
+fn sealed_by(
+    version: u64,
+    pepper: &str,
+    vault: &Vault,
+    key_check: bool,
+    signer: &SnapshotSigner,
+) -> Vec<u8> {
     let yaml = format!(
         "model_catalog:\n  - alias: mock-chat\n    provider: mock\nbootstrap:\n  tenants:\n    - name: demo\n  api_keys:\n    - {{tenant: demo, prefix: demo, secret: my-secret}}\n    - {{tenant: demo, prefix: v{version}, secret: secret}}\n"
     );
@@ -38,7 +63,7 @@ fn sealed_with(version: u64, pepper: &str, vault: &Vault, key_check: bool) -> Ve
     if key_check {
         snapshot.key_check = Some(hasher.check_value());
     }
-    seal_snapshot(vault, &snapshot).unwrap()
+    seal_snapshot(vault, signer, &snapshot).unwrap()
 }
 
 fn sealed(version: u64) -> Vec<u8> {
@@ -46,12 +71,27 @@ fn sealed(version: u64) -> Vec<u8> {
 }
 
 fn config(redis_url: &str, prefix: &str, dir: &std::path::Path, poll: &str) -> GatewayConfig {
+    config_with(redis_url, prefix, dir, poll, PUBLIC_KEY, "")
+}
+
+/// `extra`: more lines of the `cluster` section.
+fn config_with(
+    redis_url: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+    poll: &str,
+    public_keys: &str,
+    extra: &str,
+) -> GatewayConfig {
     let yaml = format!(
-        "redis:\n  url: \"{redis_url}\"\ncluster:\n  snapshot_key: \"{prefix}:snapshot\"\n  snapshot_poll_interval: {poll}\n  snapshot_cache_path: \"{}/cache/snapshot.sealed\"\nsecurity:\n  api_key_pepper: \"{PEPPER}\"\n  encryption_keys:\n    - version: 1\n      key: \"{KEY_B64}\"\n",
+        "redis:\n  url: \"{redis_url}\"\ncluster:\n  snapshot_key: \"{prefix}:snapshot\"\n  snapshot_poll_interval: {poll}\n  snapshot_cache_path: \"{}/cache/snapshot.sealed\"\n  snapshot_public_keys: \"{public_keys}\"\n{extra}security:\n  api_key_pepper: \"{PEPPER}\"\n  encryption_keys:\n    - version: 1\n      key: \"{KEY_B64}\"\n    - version: 2\n      key: \"{KEY2_B64}\"\n",
         dir.display()
     );
     load_str(&yaml, &|_| None).unwrap()
 }
+
+/// The second encryption key (`[9; 32]`), for rotation.
+const KEY2_B64: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
 
 fn prefix() -> String {
     format!("omg-test:dpsnap:{}", uuid::Uuid::now_v7())
@@ -217,7 +257,7 @@ fn open_refuses_tampered_foreign_and_invalid_snapshots() {
     let mut future = Snapshot::from_config(&config, &hasher, 6, 0).unwrap();
     future.key_check = Some(hasher.check_value());
     future.schema_version = 99;
-    let refused = cluster.open(&seal_snapshot(&vault(), &future).unwrap());
+    let refused = cluster.open(&seal_snapshot(&vault(), &signer(), &future).unwrap());
     assert!(
         matches!(&refused, Err(Refusal::Invalid(message)) if message.contains("schema version 99")),
         "{refused:?}"
@@ -305,9 +345,15 @@ async fn a_lost_publish_is_caught_by_polling() {
 async fn older_tampered_and_foreign_snapshots_are_refused_and_the_current_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = prefix();
-    let cluster = Arc::new(
-        Cluster::from_config(&config(SHARED_REDIS, &prefix, dir.path(), "200ms")).unwrap(),
+    let config = config_with(
+        SHARED_REDIS,
+        &prefix,
+        dir.path(),
+        "200ms",
+        PUBLIC_KEY,
+        "  snapshot_max_version_jump: 1000\n",
     );
+    let cluster = Arc::new(Cluster::from_config(&config).unwrap());
     let (store, _stop) = follow(&cluster, 5);
     let status = cluster.status();
     until("connected", Duration::from_secs(5), || status.connected()).await;
@@ -317,9 +363,11 @@ async fn older_tampered_and_foreign_snapshots_are_refused_and_the_current_one_ke
     let last = tampered.len() - 1;
     tampered[last] ^= 0x40;
     let other_key = Vault::new(&[(1, [9u8; 32])], 1).unwrap();
+    // Finding 9: what a data plane holding the encryption keys can make.
+    let forger = other_signer();
     let cases: Vec<(u64, Vec<u8>, &str)> = vec![
         (3, sealed(3), "older than the version 5"),
-        (7, tampered, "failed authentication"),
+        (7, tampered, "signature does not verify"),
         (
             8,
             sealed_with(8, "another-pepper-0123456789abcdef", &vault(), true),
@@ -331,6 +379,19 @@ async fn older_tampered_and_foreign_snapshots_are_refused_and_the_current_one_ke
             "failed authentication",
         ),
         (10, b"not a snapshot".to_vec(), "bad magic"),
+        (12, unsigned(12), "unsigned snapshot"),
+        (
+            13,
+            sealed_by(13, PEPPER, &vault(), true, &forger),
+            "not in `cluster.snapshot_public_keys`",
+        ),
+        (
+            u64::MAX,
+            sealed_by(u64::MAX, PEPPER, &vault(), true, &forger),
+            "snapshot_max_version_jump",
+        ),
+        // Even the control plane's own signature does not make a huge jump acceptable.
+        (1006, sealed(1006), "snapshot_max_version_jump"),
     ];
     for (version, bytes, reason) in cases {
         let before = refused_total();
@@ -448,6 +509,18 @@ async fn start_up_uses_redis_then_the_disk_cache_and_otherwise_waits() {
     assert_eq!((runtime.version, source), (6, SnapshotSource::Redis));
 }
 
+/// A snapshot in the unsigned envelope of earlier versions (sealed with the right key).
+fn unsigned(version: u64) -> Vec<u8> {
+    let signed = sealed(version);
+    let opened = omg_shared::cluster::open_snapshot(&vault(), &signer().verifier(), &signed);
+    let json = serde_json::to_vec(&opened.unwrap()).unwrap();
+    let mut header = UNSIGNED_SNAPSHOT_MAGIC.to_vec();
+    header.extend_from_slice(&version.to_be_bytes());
+    let mut out = header.clone();
+    out.extend_from_slice(&vault().seal(&json, &header).unwrap());
+    out
+}
+
 async fn sealed_bytes_of(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<u8> {
     redis::cmd("GET")
         .arg(format!("{prefix}:snapshot"))
@@ -466,5 +539,119 @@ async fn start_up_refuses_a_snapshot_made_with_another_pepper() {
     publish(&mut conn, &prefix, &foreign, 4, false).await;
     let message = cluster.first_snapshot().await.err().unwrap_or_default();
     assert!(message.contains("security.api_key_pepper"), "{message}");
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// Rotation of both keys: the data plane lists the old and the new public key while the
+/// control plane switches, then only the new one; the encryption key rotates the same way
+/// (the data plane holds both versions). Updates never stop.
+#[tokio::test]
+async fn signing_and_encryption_key_rotation_keeps_data_planes_updating() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let new = other_signer();
+    let rotated_vault = Vault::new(&[(1, [7u8; 32]), (2, [9u8; 32])], 2).unwrap();
+    let both = format!("{PUBLIC_KEY}, {}", new.public_key_base64());
+    let cluster = Arc::new(
+        Cluster::from_config(&config_with(
+            SHARED_REDIS,
+            &prefix,
+            dir.path(),
+            "100ms",
+            &both,
+            "",
+        ))
+        .unwrap(),
+    );
+    let (store, stop) = follow(&cluster, 1);
+    let status = cluster.status();
+    until("connected", Duration::from_secs(5), || status.connected()).await;
+    let mut conn = connect(SHARED_REDIS).await;
+    let steps = [
+        (2, sealed(2)),
+        (3, sealed_by(3, PEPPER, &vault(), true, &new)),
+        (4, sealed_by(4, PEPPER, &rotated_vault, true, &new)),
+    ];
+    for (version, bytes) in steps {
+        publish(&mut conn, &prefix, &bytes, version, true).await;
+        until(
+            &format!("version {version}"),
+            Duration::from_secs(3),
+            || store.load().version == version,
+        )
+        .await;
+    }
+    drop(stop);
+
+    // The old public key removed: a restart starts from the cache (signed by the new key)
+    // and keeps following; the old key's signature no longer counts.
+    let only_new = new.public_key_base64();
+    let cluster = Arc::new(
+        Cluster::from_config(&config_with(
+            SHARED_REDIS,
+            &prefix,
+            dir.path(),
+            "100ms",
+            &only_new,
+            "",
+        ))
+        .unwrap(),
+    );
+    let (runtime, _) = cluster.first_snapshot().await.unwrap();
+    assert_eq!(runtime.version, 4);
+    let store = Arc::new(SnapshotStore::new(runtime));
+    let (_stop, watch) = watch::channel(false);
+    let (task_cluster, task_store) = (cluster.clone(), store.clone());
+    tokio::spawn(async move { task_cluster.follow(&task_store, watch).await });
+    let status = cluster.status();
+    publish(&mut conn, &prefix, &sealed(5), 5, true).await;
+    until("the old key refused", Duration::from_secs(3), || {
+        status
+            .last_error()
+            .is_some_and(|e| e.contains("version 5 refused"))
+    })
+    .await;
+    let bytes = sealed_by(6, PEPPER, &rotated_vault, true, &new);
+    publish(&mut conn, &prefix, &bytes, 6, true).await;
+    until("version 6", Duration::from_secs(3), || {
+        store.load().version == 6
+    })
+    .await;
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// At start-up the disk cache is the floor: a version too far above it is refused and the
+/// cache serves. Deleting the cache (the documented recovery) accepts what Redis holds.
+#[tokio::test]
+async fn start_up_bounds_the_version_jump_from_the_disk_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let config = config_with(
+        SHARED_REDIS,
+        &prefix,
+        dir.path(),
+        "2s",
+        PUBLIC_KEY,
+        "  snapshot_max_version_jump: 10\n",
+    );
+    let cluster = Cluster::from_config(&config).unwrap();
+    write_cache(cluster.cache_path(), &sealed(4)).unwrap();
+    let mut conn = connect(SHARED_REDIS).await;
+    publish(&mut conn, &prefix, &sealed(15), 15, false).await;
+    let (runtime, source) = cluster.first_snapshot().await.unwrap();
+    assert_eq!((runtime.version, source), (4, SnapshotSource::Disk));
+    assert!(cluster
+        .status()
+        .last_error()
+        .is_some_and(|e| e.contains("snapshot_max_version_jump")));
+
+    publish(&mut conn, &prefix, &sealed(14), 14, false).await;
+    let (runtime, source) = cluster.first_snapshot().await.unwrap();
+    assert_eq!((runtime.version, source), (14, SnapshotSource::Redis));
+
+    publish(&mut conn, &prefix, &sealed(100), 100, false).await;
+    std::fs::remove_file(cluster.cache_path()).unwrap();
+    let (runtime, source) = cluster.first_snapshot().await.unwrap();
+    assert_eq!((runtime.version, source), (100, SnapshotSource::Redis));
     cleanup(&mut conn, &prefix).await;
 }

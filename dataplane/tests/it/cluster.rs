@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use omg_shared::cluster::{seal_snapshot, BusKeys};
+use omg_shared::cluster::{seal_snapshot, BusKeys, SnapshotSigner};
 use omg_shared::config::load_str;
 use omg_shared::keys::KeyHasher;
 use omg_shared::snapshot::Snapshot;
@@ -22,10 +22,24 @@ use crate::harness::*;
 pub(crate) const PEPPER: &str = "cluster-it-pepper-0123456789abcdef";
 pub(crate) const KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 pub(crate) const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
+/// The control plane's snapshot signing key in these tests (PKCS#8, from `openssl genpkey
+/// -algorithm ed25519`) and its public key, given to every data plane [`spawn`] starts.
+pub(crate) const SIGNING_KEY: &str =
+    "MC4CAQAwBQYDK2VwBCIEIIyHhivEbzEHfu8XnJtJGRREIKiwZ9awX+XzNTOED5j4";
+pub(crate) const PUBLIC_KEY: &str = "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=";
+
+/// The test control plane's signer.
+pub(crate) fn signer() -> SnapshotSigner {
+    SnapshotSigner::from_base64(SIGNING_KEY).unwrap()
+}
 
 /// A control-plane-like snapshot: alias `mock-chat`, keys `sk-demo.my-secret` and
-/// `sk-v<version>.secret`, sealed with the test key.
+/// `sk-v<version>.secret`, sealed with the test key and signed by the test control plane.
 fn sealed_with(version: u64, pepper: &str) -> Vec<u8> {
+    sealed_by(version, pepper, &signer())
+}
+
+fn sealed_by(version: u64, pepper: &str, signer: &SnapshotSigner) -> Vec<u8> {
     let yaml = format!(
         "model_catalog:\n  - alias: mock-chat\n    provider: mock\nbootstrap:\n  tenants:\n    - name: demo\n  api_keys:\n    - {{tenant: demo, prefix: demo, secret: my-secret}}\n    - {{tenant: demo, prefix: v{version}, secret: secret}}\n"
     );
@@ -40,7 +54,7 @@ fn sealed_with(version: u64, pepper: &str) -> Vec<u8> {
     .unwrap();
     snapshot.key_check = Some(hasher.check_value());
     let vault = Vault::new(&[(1, [7u8; 32])], 1).unwrap();
-    seal_snapshot(&vault, &snapshot).unwrap()
+    seal_snapshot(&vault, signer, &snapshot).unwrap()
 }
 
 fn sealed(version: u64) -> Vec<u8> {
@@ -105,7 +119,8 @@ pub(crate) async fn forget(url: &str, snapshot_key: &str) {
 }
 
 /// Starts the binary with `args` and `env` (the process's `ROUTER_*` variables removed), on
-/// fresh ports; does not wait.
+/// fresh ports, with the test control plane's public key unless `env` sets another; does not
+/// wait.
 pub(crate) fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(String, String)]) -> Gateway {
     let port = free_port();
     let admin_port = free_port();
@@ -118,6 +133,7 @@ pub(crate) fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(String, Str
     }
     let child = command
         .args(args)
+        .env("ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS", PUBLIC_KEY)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("ROUTER_SERVER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env(
@@ -427,4 +443,56 @@ async fn sigterm_while_waiting_exits_cleanly_and_standalone_still_needs_a_file()
     let mut gateway = spawn(tempfile::tempdir().unwrap(), &[], &[]);
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).await, Some(2));
     assert!(gateway.log().contains("--config FILE"), "{}", gateway.log());
+}
+
+/// Finding 9 end to end: a snapshot sealed with the shared encryption key but signed by
+/// another key (what a compromised data plane can make) is refused, and its version does not
+/// hold back the control plane's next one. A data plane
+/// without `cluster.snapshot_public_keys` does not start.
+#[tokio::test]
+async fn a_forged_snapshot_is_refused_and_the_public_key_is_required() {
+    let key = format!("omg-test:dpsnap-it:{}", uuid::Uuid::now_v7());
+    publish(SHARED_REDIS, &key, &sealed(1), 1, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("snapshot.sealed").display().to_string();
+    let env = [
+        ("ROUTER_REDIS_URL", SHARED_REDIS),
+        ("ROUTER_CLUSTER_SNAPSHOT_KEY", &key),
+        ("ROUTER_CLUSTER_SNAPSHOT_POLL_INTERVAL", "100ms"),
+        ("ROUTER_SECURITY_API_KEY_PEPPER", PEPPER),
+        ("OMG_ENCRYPTION_KEYS", &format!("1:{KEY_B64}")),
+        ("ROUTER_CLUSTER_SNAPSHOT_CACHE_PATH", &cache),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let mut gateway = spawn(dir, &[], &env);
+    assert!(gateway.wait_ready().await, "log:\n{}", gateway.log());
+
+    let (forger, _) = omg_shared::cluster::generate_signing_key().unwrap();
+    let forger = SnapshotSigner::from_base64(&forger).unwrap();
+    publish(SHARED_REDIS, &key, &sealed_by(7, PEPPER, &forger), 7, true).await;
+    wait_log(&gateway, "not in `cluster.snapshot_public_keys`").await;
+    assert_eq!(health(&gateway).await["snapshot"]["version"], 1);
+    assert_eq!(chat_status(&gateway, "sk-v1.secret").await, 200);
+
+    publish(SHARED_REDIS, &key, &sealed(2), 2, true).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health(&gateway).await["snapshot"]["version"] != 2 {
+        assert!(Instant::now() < deadline, "log:\n{}", gateway.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(chat_status(&gateway, "sk-v2.secret").await, 200);
+    forget(SHARED_REDIS, &key).await;
+
+    let mut env = env.to_vec();
+    env.push((
+        "ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS".to_owned(),
+        String::new(),
+    ));
+    let mut unkeyed = spawn(tempfile::tempdir().unwrap(), &[], &env);
+    assert_eq!(unkeyed.wait_exit(Duration::from_secs(10)).await, Some(2));
+    assert!(
+        unkeyed.log().contains("cluster.snapshot_public_keys"),
+        "{}",
+        unkeyed.log()
+    );
 }

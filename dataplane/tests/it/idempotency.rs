@@ -357,7 +357,7 @@ fn sealed_catalog(upstream: &omg_mock_upstream::MockUpstream) -> Vec<u8> {
         Snapshot::from_config(&config, &hasher, 1, chrono::Utc::now().timestamp_millis()).unwrap();
     snapshot.key_check = Some(hasher.check_value());
     let vault = Vault::new(&[(1, [7u8; 32])], 1).unwrap();
-    omg_shared::cluster::seal_snapshot(&vault, &snapshot).unwrap()
+    omg_shared::cluster::seal_snapshot(&vault, &crate::cluster::signer(), &snapshot).unwrap()
 }
 
 #[tokio::test]

@@ -13,38 +13,113 @@ fn snapshot(version: u64) -> Snapshot {
     snapshot
 }
 
+fn signer() -> SnapshotSigner {
+    let (private, _) = generate_signing_key().unwrap();
+    SnapshotSigner::from_base64(&private).unwrap()
+}
+
 #[test]
 fn snapshot_round_trips_across_key_rotation() {
-    let sealed = seal_snapshot(&vault(1), &snapshot(42)).unwrap();
+    let signer = signer();
+    let sealed = seal_snapshot(&vault(1), &signer, &snapshot(42)).unwrap();
     assert_eq!(sealed_version(&sealed).unwrap(), 42);
-    let opened = open_snapshot(&vault(2), &sealed).unwrap();
+    let opened = open_snapshot(&vault(2), &signer.verifier(), &sealed).unwrap();
     assert_eq!(opened, snapshot(42));
 }
 
 #[test]
 fn relabelled_or_altered_snapshots_are_refused() {
-    let sealed = seal_snapshot(&vault(1), &snapshot(7)).unwrap();
-    // An old snapshot presented as a newer one: the header is authenticated.
+    let signer = signer();
+    let verifier = signer.verifier();
+    let sealed = seal_snapshot(&vault(1), &signer, &snapshot(7)).unwrap();
+    // An old snapshot presented as a newer one: the header is signed.
     let mut relabelled = sealed.clone();
     relabelled[15] = 99;
     assert!(matches!(
-        open_snapshot(&vault(1), &relabelled),
-        Err(EnvelopeError::Vault(VaultError::Authentication))
+        open_snapshot(&vault(1), &verifier, &relabelled),
+        Err(EnvelopeError::Signature(SignatureError::Invalid))
     ));
     let mut flipped = sealed.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x40;
-    assert!(open_snapshot(&vault(1), &flipped).is_err());
     assert!(matches!(
-        open_snapshot(&vault(1), b"OMGSNAP"),
+        open_snapshot(&vault(1), &verifier, &flipped),
+        Err(EnvelopeError::Signature(SignatureError::Invalid))
+    ));
+    assert!(matches!(
+        open_snapshot(&vault(1), &verifier, b"OMGSNAP"),
         Err(EnvelopeError::Format)
     ));
     assert!(matches!(
-        open_snapshot(&vault(1), b"{\"version\": 1, \"tenants\": []}"),
+        open_snapshot(&vault(1), &verifier, b"{\"version\": 1, \"tenants\": []}"),
         Err(EnvelopeError::Format)
     ));
     let stranger = Vault::new(&[(1, [1u8; 32])], 1).unwrap();
-    assert!(open_snapshot(&stranger, &sealed).is_err());
+    assert!(matches!(
+        open_snapshot(&stranger, &verifier, &sealed),
+        Err(EnvelopeError::Vault(_))
+    ));
+}
+
+/// Finding 9: a holder of the encryption keys (any data plane) can seal a snapshot, but not
+/// sign one with the control plane's key; the unsigned format of earlier versions is refused.
+#[test]
+fn snapshots_not_signed_by_a_listed_key_are_refused_before_decryption() {
+    let control_plane = signer();
+    let verifier = control_plane.verifier();
+    let forged = seal_snapshot(&vault(1), &signer(), &snapshot(u64::MAX)).unwrap();
+    assert!(matches!(
+        open_snapshot(&vault(1), &verifier, &forged),
+        Err(EnvelopeError::Signature(SignatureError::UnknownKey(_)))
+    ));
+    // The forger's key id on the control plane's key: the signature does not verify.
+    let mut borrowed = forged.clone();
+    borrowed[16..24].copy_from_slice(&control_plane.key_id());
+    assert!(matches!(
+        open_snapshot(&vault(1), &verifier, &borrowed),
+        Err(EnvelopeError::Signature(SignatureError::Invalid))
+    ));
+    // The version-1 envelope: magic, version, vault-sealed JSON, no signature.
+    let json = serde_json::to_vec(&snapshot(9)).unwrap();
+    let mut header = UNSIGNED_SNAPSHOT_MAGIC.to_vec();
+    header.extend_from_slice(&9u64.to_be_bytes());
+    let mut unsigned = header.clone();
+    unsigned.extend_from_slice(&vault(1).seal(&json, &header).unwrap());
+    assert!(matches!(
+        open_snapshot(&vault(1), &verifier, &unsigned),
+        Err(EnvelopeError::Unsigned)
+    ));
+    assert!(matches!(
+        sealed_version(&unsigned),
+        Err(EnvelopeError::Unsigned)
+    ));
+}
+
+#[test]
+fn every_listed_public_key_verifies_during_a_rotation() {
+    let (old, new) = (signer(), signer());
+    let list = format!("{}, {}", old.public_key_base64(), new.public_key_base64());
+    let both = SnapshotVerifier::from_list(&list).unwrap();
+    assert_eq!(both.key_ids().len(), 2);
+    for signer in [&old, &new] {
+        let sealed = seal_snapshot(&vault(1), signer, &snapshot(3)).unwrap();
+        assert!(open_snapshot(&vault(1), &both, &sealed).is_ok());
+    }
+    let only_new = SnapshotVerifier::from_list(&new.public_key_base64()).unwrap();
+    let by_old = seal_snapshot(&vault(1), &old, &snapshot(4)).unwrap();
+    assert!(open_snapshot(&vault(1), &only_new, &by_old).is_err());
+    assert_eq!(
+        SnapshotVerifier::from_list("AAAA, not base64!").unwrap_err(),
+        (1, KeyError::PublicLength(3))
+    );
+    assert_eq!(
+        SnapshotVerifier::from_list(&format!("{} ???", new.public_key_base64())).unwrap_err(),
+        (2, KeyError::Base64)
+    );
+    assert!(matches!(
+        SnapshotSigner::from_base64(&new.public_key_base64()),
+        Err(KeyError::Pkcs8)
+    ));
 }
 
 fn identity(issued_at: i64) -> Identity {

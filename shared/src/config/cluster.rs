@@ -60,6 +60,23 @@ pub struct ClusterConfig {
     /// Default 60s.
     #[serde(with = "crate::duration")]
     pub identity_window: Duration,
+    /// Control plane: the Ed25519 key snapshots are signed with, the base64 of its PKCS#8
+    /// document (`omg-controlplane keys generate-signing` makes one and prints its public
+    /// key). Required when `redis.url` is set. Only the control plane holds it: a data plane
+    /// (which holds the encryption keys) cannot make a snapshot the others accept.
+    pub snapshot_signing_key: Option<Secret>,
+    /// Data plane: the public keys (base64 of 32 bytes, comma or space separated) whose
+    /// signatures make a snapshot acceptable; required in cluster mode. List the new key
+    /// beside the old one while rotating. Control plane: optional; a snapshot in Redis signed
+    /// by one of these (or its own key) is recognised as published by a control plane, so
+    /// replicas mid-rotation do not overwrite each other's.
+    pub snapshot_public_keys: Option<String>,
+    /// Data plane: a snapshot whose version is more than this far above the version being
+    /// served is refused (the control plane's versions grow by small steps; a huge jump
+    /// would lock the data plane out of later snapshots). At start-up the bound is measured
+    /// from the disk cache's version; without a cache any version is accepted. Default
+    /// 1000000.
+    pub snapshot_max_version_jump: u64,
     /// Prefix of the shared limit and spend counters (`<prefix>:{t:<tenant>}:…`, see
     /// `docs/limits.md`). Default `omg:ctr`.
     pub counter_prefix: String,
@@ -83,11 +100,35 @@ impl Default for ClusterConfig {
             internal_secret: None,
             identity_window: Duration::from_secs(60),
             counter_prefix: "omg:ctr".to_owned(),
+            snapshot_signing_key: None,
+            snapshot_public_keys: None,
+            snapshot_max_version_jump: 1_000_000,
         }
     }
 }
 
 impl ClusterConfig {
+    /// The public keys of `snapshot_public_keys` (empty when unset).
+    pub fn snapshot_verifier(&self) -> Result<crate::cluster::SnapshotVerifier, String> {
+        crate::cluster::SnapshotVerifier::from_list(
+            self.snapshot_public_keys.as_deref().unwrap_or(""),
+        )
+        .map_err(|(position, error)| {
+            format!("`cluster.snapshot_public_keys`: key {position} {error}")
+        })
+    }
+
+    /// The signing key of `snapshot_signing_key`; `Ok(None)` when unset.
+    pub fn snapshot_signer(&self) -> Result<Option<crate::cluster::SnapshotSigner>, String> {
+        self.snapshot_signing_key
+            .as_ref()
+            .map(|key| {
+                crate::cluster::SnapshotSigner::from_base64(key.expose())
+                    .map_err(|error| format!("`cluster.snapshot_signing_key` {error}"))
+            })
+            .transpose()
+    }
+
     /// The Redis names of the bus.
     pub fn bus_keys(&self) -> crate::cluster::BusKeys {
         crate::cluster::BusKeys::new(&self.snapshot_key, &self.usage_stream)
@@ -173,6 +214,18 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
         )),
         _ => {}
     }
+    if let Err(message) = cluster.snapshot_verifier() {
+        errors.push(ConfigError::new("cluster.snapshot_public_keys", message));
+    }
+    if let Err(message) = cluster.snapshot_signer() {
+        errors.push(ConfigError::new("cluster.snapshot_signing_key", message));
+    }
+    if cluster.snapshot_max_version_jump == 0 {
+        errors.push(ConfigError::new(
+            "cluster.snapshot_max_version_jump",
+            "must be at least 1",
+        ));
+    }
     // A cluster-mode data plane opens sealed snapshots and hashes keys like the control
     // plane: it needs the same key ring and pepper.
     if config.redis.url.is_some() {
@@ -192,4 +245,75 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
         }
     }
     errors
+}
+
+/// The data plane's own cluster rules: in cluster mode it needs the control plane's public
+/// key to accept any snapshot.
+pub(super) fn dataplane_rules(config: &super::GatewayConfig) -> Vec<super::ConfigError> {
+    let unset = config
+        .cluster
+        .snapshot_public_keys
+        .as_deref()
+        .is_none_or(|keys| crate::cluster::split_list(keys).next().is_none());
+    if config.redis.url.is_some() && unset {
+        return vec![super::ConfigError::new(
+            "cluster.snapshot_public_keys",
+            "cluster mode (`redis.url` is set) needs the control plane's snapshot public key \
+             (printed by `omg-controlplane keys generate-signing`, and by `omg-controlplane \
+             keys public-key` from the signing key); unsigned snapshots are refused",
+        )];
+    }
+    Vec::new()
+}
+
+/// The control plane's own cluster rules: publishing snapshots needs the signing key.
+pub(super) fn controlplane_rules(config: &super::GatewayConfig) -> Vec<super::ConfigError> {
+    if config.redis.url.is_some() && config.cluster.snapshot_signing_key.is_none() {
+        return vec![super::ConfigError::new(
+            "cluster.snapshot_signing_key",
+            "required when `redis.url` is set: snapshots are signed; generate a key with \
+             `omg-controlplane keys generate-signing` and give its public key to the data \
+             planes (`cluster.snapshot_public_keys`)",
+        )];
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_layered, Mode};
+
+    const PUBLIC: &str = "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=";
+    const BASE: &str = "redis:\n  url: redis://127.0.0.1:6379/0\nsecurity:\n  api_key_pepper: pepper-pepper-pepper-pepper-32ch\n  encryption_keys:\n    - version: 1\n      key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+
+    fn errors(text: &str, mode: Mode) -> String {
+        load_layered(text, &|_| None, &[], mode)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn cluster_mode_needs_the_snapshot_keys_of_each_plane() {
+        let missing = errors(BASE, Mode::Dataplane);
+        assert!(
+            missing.contains("cluster.snapshot_public_keys"),
+            "{missing}"
+        );
+        let keyed = format!("{BASE}cluster:\n  snapshot_public_keys: \"{PUBLIC}\"\n");
+        assert_eq!(errors(&keyed, Mode::Dataplane), "");
+        let bad = format!("{BASE}cluster:\n  snapshot_public_keys: \"{PUBLIC} AAAA\"\n");
+        let bad = errors(&bad, Mode::Dataplane);
+        assert!(bad.contains("key 2 decodes to 3 bytes"), "{bad}");
+
+        let controlplane = errors(BASE, Mode::Controlplane);
+        assert!(
+            controlplane.contains("cluster.snapshot_signing_key"),
+            "{controlplane}"
+        );
+        let wrong = format!("{BASE}cluster:\n  snapshot_signing_key: \"{PUBLIC}\"\n");
+        let wrong = errors(&wrong, Mode::Controlplane);
+        assert!(wrong.contains("is not an Ed25519 private key"), "{wrong}");
+        assert!(!wrong.contains(PUBLIC), "no key material in messages");
+    }
 }

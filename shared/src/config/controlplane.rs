@@ -21,6 +21,12 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     /// Run the embedded migrations at start-up. Default true.
     pub run_migrations: bool,
+    /// Postgres URL of the role that owns the schema. When set, migrations (at start-up and
+    /// `omg-controlplane migrate`) run as this role, which then grants the role of `url`
+    /// what it needs: reading and writing every table except `audit_log`, which it may only
+    /// read and insert into (it can neither edit nor delete entries, nor drop or disable
+    /// the table's triggers). Unset: the role of `url` runs migrations and owns the tables.
+    pub owner_url: Option<Secret>,
 }
 
 impl Default for DatabaseConfig {
@@ -30,6 +36,7 @@ impl Default for DatabaseConfig {
             max_connections: 10,
             connect_timeout: Duration::from_secs(5),
             run_migrations: true,
+            owner_url: None,
         }
     }
 }

@@ -106,6 +106,10 @@ fn overrides_set_numbers_bools_strings_and_secrets() {
             ("ROUTER_REDIS_URL", "redis://cache:6379/0"),
             ("ROUTER_CLUSTER_SNAPSHOT_KEY", "gw:snap"),
             ("ROUTER_CLUSTER_SPOOL_MAX_MB", "64"),
+            (
+                "ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS",
+                "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=, AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
             ("ROUTER_CONFIG_FILE", "/etc/gateway.yaml"),
             ("ROUTER_ENV_FILE", ".env"),
             ("HOME", "/root"),
@@ -114,6 +118,13 @@ fn overrides_set_numbers_bools_strings_and_secrets() {
     )
     .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(config.rate_limits.default_requests_per_minute, 120);
+    assert_eq!(
+        config
+            .cluster
+            .snapshot_verifier()
+            .map(|v| v.key_ids().len()),
+        Ok(2)
+    );
     assert_eq!(config.budgets.alert.smtp.port, 2525);
     assert_eq!(config.budgets.alert.smtp.host, "smtp.example.com");
     assert!((config.budgets.default_usd - 12.5).abs() < f64::EPSILON);

@@ -37,6 +37,7 @@ pub(super) fn validate(config: &GatewayConfig) -> Vec<ConfigError> {
     errors.extend(common_rules(config));
     errors.extend(super::routing::rules(config));
     errors.extend(super::cluster::cluster_rules(config));
+    errors.extend(super::cluster::dataplane_rules(config));
     errors
 }
 
@@ -47,6 +48,7 @@ pub(super) fn validate_for_controlplane(config: &GatewayConfig) -> Vec<ConfigErr
     errors.extend(common_rules(config));
     errors.extend(super::routing::rules(config));
     errors.extend(super::cluster::cluster_rules(config));
+    errors.extend(super::cluster::controlplane_rules(config));
     errors
 }
 
