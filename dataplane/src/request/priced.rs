@@ -17,8 +17,12 @@ use super::RequestBody;
 use crate::error::ApiError;
 
 /// `anthropic-beta` values accepted under a budget (by prefix): they change no price.
-const FREE_BETAS: [&str; 6] = [
+const FREE_BETAS: [&str; 10] = [
     "tools-",
+    "claude-code-",
+    "computer-use-",
+    "context-management-",
+    "token-counting-",
     "prompt-caching-",
     "token-efficient-tools-",
     "interleaved-thinking-",
@@ -164,6 +168,15 @@ mod tests {
                 "",
                 None,
                 Some("prompt-caching-2024-07-31, token-efficient-tools-2025-02-19")
+            ),
+            None
+        );
+        // What Claude Code sends changes no price.
+        assert_eq!(
+            check(
+                "",
+                None,
+                Some("claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14")
             ),
             None
         );

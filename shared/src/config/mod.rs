@@ -17,6 +17,7 @@ mod load;
 mod routing;
 mod server;
 mod validate;
+mod validate_controlplane;
 
 pub use cluster::ClusterConfig;
 pub use controlplane::{
@@ -30,10 +31,8 @@ pub use routing::{
     TimeoutOverrides,
 };
 pub use server::{ServerConfig, TokenizerKind};
-pub use validate::{
-    catalog_entry_rules, email_problem, parse_listen_addr, validate_controlplane,
-    webhook_url_problem,
-};
+pub use validate::{catalog_entry_rules, parse_listen_addr};
+pub use validate_controlplane::{email_problem, validate_controlplane, webhook_url_problem};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
