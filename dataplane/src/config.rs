@@ -220,6 +220,10 @@ mod tests {
             &[
                 ("ROUTER_REDIS_URL", "redis://127.0.0.1:1/0"),
                 (
+                    "ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS",
+                    "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=",
+                ),
+                (
                     "ROUTER_SECURITY_API_KEY_PEPPER",
                     "pepper-pepper-pepper-pepper-32ch",
                 ),
@@ -251,6 +255,10 @@ mod tests {
             &[
                 ("ROUTER_CLUSTER_SNAPSHOT_KEY", "from-env"),
                 ("ROUTER_REDIS_URL", "redis://env:6379"),
+                (
+                    "ROUTER_CLUSTER_SNAPSHOT_PUBLIC_KEYS",
+                    "IDa5jVbB0JoABO8VhNxaMzfnOm0+Fb+/RWuPZ7azNIE=",
+                ),
             ],
             &[
                 ("ROUTER_CLUSTER_SNAPSHOT_KEY", "from-flag"),
