@@ -9,7 +9,8 @@
 # 600). New inputs go to fuzz/corpus/<target>/, which is minimized (`cargo fuzz cmin`) after
 # the run unless --no-cmin; crashes land in fuzz/artifacts/<target>/ (not committed: minimize
 # one with `cargo fuzz tmin -s none <target> <file>`, add it to fuzz/regressions/<target>/ and
-# fix the cause). Runs under `nice -n 19`, one job, 2 GiB RSS limit, 10 s per input.
+# fix the cause). Runs under `nice -n 19`, one process (no `-jobs`, which would fork and
+# log to files), 2 GiB RSS limit, 10 s per input.
 set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
@@ -49,8 +50,7 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
     echo "== $target: ${time}s" >&2
     nice -n 19 cargo fuzz run -s none "$target" "corpus/$target" -- \
-        -max_total_time="$time" -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=10 \
-        -print_final_stats=1
+        -max_total_time="$time" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
     if [ "$cmin" = 1 ]; then
         nice -n 19 cargo fuzz cmin -s none "$target" "corpus/$target"
     fi

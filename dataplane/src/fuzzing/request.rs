@@ -2,9 +2,11 @@
 //! provider request builders behind it, and the Anthropic Messages ingress.
 
 use omg_shared::config::ModelType;
+use omg_shared::keys::ParsedKey;
 use serde_json::{Map, Value};
 
 use super::stream::{subjects, with_call};
+use crate::auth::extract_key;
 use crate::ingress::anthropic::{model_of, to_openai, to_openai_for_native};
 use crate::providers::Ingress;
 use crate::request::{route, RequestBody, Route};
@@ -24,7 +26,8 @@ const PROVIDER_MODEL: &str = "provider-model-1";
 /// A body that parses re-joins, as the upstream body, into the client's object with `model`
 /// replaced (and `stream_options` forced for streams), and every adapter builds its
 /// upstream request from it or refuses it with a 4xx. Selector bit 7: the bytes are
-/// `<method> <path>` for the route table instead.
+/// `<method> <path>` for the route table instead; bit 6: a credential header's value (bits
+/// 0-1: `authorization`, `api-key`, `x-api-key`), from which the key is picked and parsed.
 pub fn request(data: &[u8]) {
     let Some((&selector, payload)) = data.split_first() else {
         return;
@@ -36,6 +39,9 @@ pub fn request(data: &[u8]) {
             assert!(error.code.status() >= 400 && error.code.status() < 500);
         }
         return;
+    }
+    if selector & 0x40 != 0 {
+        return key_header(selector, &String::from_utf8_lossy(payload));
     }
     let route = &ROUTES[usize::from(selector & 3)];
     probe(route, payload, Ingress::OpenAi);
@@ -139,5 +145,18 @@ pub fn anthropic_ingress(data: &[u8]) {
     if !count_only {
         let body = RequestBody::parse(&translated.body, &Route::Chat).ok();
         assert_eq!(body.map(|b| b.stream), Some(translated.stream));
+    }
+}
+
+/// The key picked from a credential header is a trimmed part of its value, and parsing it
+/// never panics.
+fn key_header(selector: u8, value: &str) {
+    let name =
+        ["authorization", "api-key", "x-api-key", "authorization"][usize::from(selector & 3)];
+    let presented = extract_key(|header| (header == name).then_some(value));
+    if let Some(key) = presented {
+        assert!(value.contains(key), "{key:?} is not part of {value:?}");
+        assert_eq!(key, key.trim());
+        let _ = ParsedKey::parse(key);
     }
 }
