@@ -8,6 +8,8 @@ pub mod config;
 pub mod credentials;
 pub mod dns;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod idempotency;
 pub mod ingress;
 pub mod limits;

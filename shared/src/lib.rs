@@ -20,6 +20,8 @@ pub mod counters;
 pub mod duration;
 pub mod endpoint;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod huggingface;
 pub mod keys;
 pub mod mock;

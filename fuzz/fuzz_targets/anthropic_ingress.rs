@@ -1,0 +1,4 @@
+//! Fuzz target: `omg_dataplane::fuzzing::anthropic_ingress` (see `docs/fuzzing.md`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| omg_dataplane::fuzzing::anthropic_ingress(data));

@@ -1,0 +1,4 @@
+//! Fuzz target: `omg_shared::fuzzing::keys` (see `docs/fuzzing.md`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| omg_shared::fuzzing::keys(data));

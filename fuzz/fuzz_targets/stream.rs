@@ -1,0 +1,4 @@
+//! Fuzz target: `omg_dataplane::fuzzing::stream` (see `docs/fuzzing.md`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| omg_dataplane::fuzzing::stream(data));
