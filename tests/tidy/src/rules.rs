@@ -11,6 +11,7 @@ const CRATES: &[&str] = &[
     "controlplane",
     "tests/mock-upstream",
     "tests/tidy",
+    "fuzz",
 ];
 
 /// The largest non-test source file, in lines.
