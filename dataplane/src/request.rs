@@ -590,7 +590,7 @@ impl<'a> RequestBody<'a> {
     }
 
     /// Embedding inputs as texts (token-array inputs become empty strings).
-    pub fn embedding_inputs(&self) -> Vec<String> {
+    pub fn embedding_inputs(&self) -> Vec<std::borrow::Cow<'a, str>> {
         self.raw("input")
             .map(|raw| prompt::embedding_inputs(raw.get()))
             .unwrap_or_default()

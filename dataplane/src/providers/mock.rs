@@ -213,44 +213,40 @@ impl StreamEvents {
     }
 }
 
-/// An embeddings response: one deterministic unit vector per input.
-pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (Vec<u8>, Usage) {
+/// An embeddings response: one deterministic unit vector per input, written into one buffer
+/// (an answer for many inputs is not held twice).
+pub fn embeddings(
+    model: &str,
+    inputs: &[impl AsRef<str>],
+    dims: u64,
+    base64: bool,
+) -> (Vec<u8>, Usage) {
     let dims = usize::try_from(dims).unwrap_or(8).max(1);
-    let mut data = Vec::with_capacity(inputs.len());
-    let mut prompt_tokens = 0;
+    let per_item = 48 + if base64 { dims * 6 } else { dims * 12 };
+    let mut body = String::with_capacity(inputs.len().saturating_mul(per_item).saturating_add(128));
+    body.push_str(r#"{"object":"list","data":["#);
+    let mut prompt_tokens: u64 = 0;
     for (index, input) in inputs.iter().enumerate() {
-        prompt_tokens += estimate_tokens(input).max(1);
-        let seed = input.bytes().fold(17u64, |acc, b| {
-            acc.wrapping_mul(131).wrapping_add(u64::from(b))
-        });
-        let raw: Vec<f32> = (0..dims)
-            .map(|j| {
-                let x = seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40;
-                (x % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect();
-        let norm = raw
-            .iter()
-            .map(|v| v * v)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::EPSILON);
-        let vector: Vec<f32> = raw.iter().map(|v| v / norm).collect();
+        let input = input.as_ref();
+        prompt_tokens = prompt_tokens.saturating_add(estimate_tokens(input).max(1));
+        let vector = unit_vector(input, dims);
         let embedding = if base64 {
             let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
             json_string(&base64_encode(&bytes))
         } else {
             serde_json::to_string(&vector).unwrap_or_else(|_| "[]".to_owned())
         };
-        data.push(format!(
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
             r#"{{"object":"embedding","index":{index},"embedding":{embedding}}}"#
         ));
     }
-    let body = format!(
-        r#"{{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":{prompt_tokens}}}}}"#,
-        data.join(","),
+    body.push_str(&format!(
+        r#"],"model":{},"usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":{prompt_tokens}}}}}"#,
         json_string(model)
-    );
+    ));
     (
         body.into_bytes(),
         Usage {
@@ -261,6 +257,26 @@ pub fn embeddings(model: &str, inputs: &[String], dims: u64, base64: bool) -> (V
             images: 0,
         },
     )
+}
+
+/// The deterministic unit vector of one input.
+fn unit_vector(input: &str, dims: usize) -> Vec<f32> {
+    let seed = input.bytes().fold(17u64, |acc, b| {
+        acc.wrapping_mul(131).wrapping_add(u64::from(b))
+    });
+    let raw: Vec<f32> = (0..dims)
+        .map(|j| {
+            let x = seed.wrapping_add((j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let norm = raw
+        .iter()
+        .map(|v| v * v)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    raw.iter().map(|v| v / norm).collect()
 }
 
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {

@@ -7,6 +7,7 @@
 //! Values of unexpected types are skipped one by one, so a malformed item never hides the
 //! rest of the prompt from the count.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -65,8 +66,9 @@ pub fn read_texts(raw: &str, prompt: &mut Prompt) {
 }
 
 /// Embedding inputs as texts: one string, or one per item of an array (token arrays and
-/// other items as empty strings); an array of numbers is one tokenized input.
-pub fn embedding_inputs(raw: &str) -> Vec<String> {
+/// other items as empty strings); an array of numbers is one tokenized input. Texts are
+/// borrowed from the body unless they hold escapes.
+pub fn embedding_inputs(raw: &str) -> Vec<Cow<'_, str>> {
     let mut de = serde_json::Deserializer::from_str(raw);
     Inputs.deserialize(&mut de).unwrap_or_default()
 }
@@ -75,19 +77,22 @@ pub fn embedding_inputs(raw: &str) -> Vec<String> {
 struct Inputs;
 
 impl<'de> DeserializeSeed<'de> for Inputs {
-    type Value = Vec<String>;
+    type Value = Vec<Cow<'de, str>>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Inputs {
-    type Value = Vec<String>;
+    type Value = Vec<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("embedding inputs")
     }
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(vec![Cow::Borrowed(text)])
+    }
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(vec![text.to_owned()])
+        Ok(vec![Cow::Owned(text.to_owned())])
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut texts = Vec::new();
@@ -97,7 +102,7 @@ impl<'de> Visitor<'de> for Inputs {
             texts.push(item.unwrap_or_default());
         }
         if all_numbers && !texts.is_empty() {
-            return Ok(vec![String::new()]);
+            return Ok(vec![Cow::Borrowed("")]);
         }
         Ok(texts)
     }
@@ -126,19 +131,22 @@ impl<'de> Visitor<'de> for Inputs {
 struct InputItem;
 
 impl<'de> DeserializeSeed<'de> for InputItem {
-    type Value = Option<String>;
+    type Value = Option<Cow<'de, str>>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for InputItem {
-    type Value = Option<String>;
+    type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an embedding input")
     }
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(text)))
+    }
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Some(text.to_owned()))
+        Ok(Some(Cow::Owned(text.to_owned())))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
         Ok(None)
@@ -150,18 +158,18 @@ impl<'de> Visitor<'de> for InputItem {
         Ok(None)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Some(String::new()))
+        Ok(Some(Cow::Borrowed("")))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Some(String::new()))
+        Ok(Some(Cow::Borrowed("")))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Some(String::new()))
+        Ok(Some(Cow::Borrowed("")))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Some(String::new()))
+        Ok(Some(Cow::Borrowed("")))
     }
 }
 
