@@ -347,7 +347,17 @@ impl Spool {
         let Some(file) = writer.file.clone() else {
             return Err(Refused::Io(io::Error::other("no open segment")));
         };
+        // Counted before the bytes are visible: the shipper may read, ship and release them
+        // before this thread runs again, and a release before the count would leave phantom
+        // pending bytes behind.
+        self.disk_bytes.fetch_add(len, Ordering::AcqRel);
+        self.pending_bytes.fetch_add(len, Ordering::AcqRel);
+        let gauge = &Metrics::global().usage_spool_bytes;
+        gauge.add(i64::try_from(len).unwrap_or(i64::MAX));
         if let Err(error) = (&*file).write_all(line) {
+            saturating_sub(&self.disk_bytes, len);
+            saturating_sub(&self.pending_bytes, len);
+            gauge.sub(i64::try_from(len).unwrap_or(i64::MAX));
             // A partial write would glue the next record to a fragment: cut it off, or, if
             // that fails too, leave the fragment at the end of a closed segment (the reader
             // logs and skips it).
@@ -358,13 +368,7 @@ impl Spool {
             return Err(Refused::Io(error));
         }
         writer.len += len;
-        self.disk_bytes.fetch_add(len, Ordering::AcqRel);
-        self.pending_bytes.fetch_add(len, Ordering::AcqRel);
         self.dirty.store(true, Ordering::Release);
-        drop(writer);
-        Metrics::global()
-            .usage_spool_bytes
-            .add(i64::try_from(len).unwrap_or(i64::MAX));
         Ok(())
     }
 
