@@ -19,7 +19,7 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::handle::{sync_timeout, try_order};
+use super::handle::{sync_timeout, take, try_order};
 use super::{respond, upstream, Failure, State};
 use crate::limits::{plan, Estimate, RateKind};
 use crate::providers::{Call, Ingress};
@@ -106,26 +106,7 @@ async fn admit(
     if plan.is_empty() {
         return Ok(());
     }
-    let (observed, admission) = state
-        .governor
-        .admit(&snapshot.governance, plan, ctx.event_id)
-        .await;
-    ctx.observed = Some(observed);
-    match admission {
-        Ok(admission) => {
-            ctx.admission = Some(admission);
-            Ok(())
-        }
-        Err(refusal) => {
-            tracing::info!(
-                request_id = %ctx.request_id,
-                key_prefix = ctx.key_prefix.as_deref().unwrap_or("-"),
-                limit = refusal.label(),
-                "token count refused by a limit"
-            );
-            Err(refusal.to_api_error().into())
-        }
-    }
+    take(state, ctx, snapshot, plan, "token count refused by a limit").await
 }
 
 /// Whether the deployment's provider counts tokens itself.

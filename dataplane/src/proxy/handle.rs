@@ -396,6 +396,18 @@ async fn admit(
     if plan.needs_estimate() {
         plan.charge(estimate(snapshot, &request).await);
     }
+    take(state, ctx, snapshot, plan, "request refused by a limit").await
+}
+
+/// Takes what `plan` needs in one atomic admission; the answer's headers and the admission
+/// go into `ctx`, a refusal is logged (`refused`) and becomes the request's error.
+pub(super) async fn take(
+    state: &Arc<State>,
+    ctx: &mut RequestCtx,
+    snapshot: &RuntimeSnapshot,
+    plan: plan::Plan,
+    refused: &'static str,
+) -> Result<(), Failure> {
     let (observed, admission) = state
         .governor
         .admit(&snapshot.governance, plan, ctx.event_id)
@@ -411,7 +423,7 @@ async fn admit(
                 request_id = %ctx.request_id,
                 key_prefix = ctx.key_prefix.as_deref().unwrap_or("-"),
                 limit = refusal.label(),
-                "request refused by a limit"
+                "{refused}"
             );
             Err(refusal.to_api_error().into())
         }
