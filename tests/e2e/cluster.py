@@ -35,6 +35,8 @@ PUBLIC_KEY = "fVMN55tYSjEEjuu/FEUm8E+BaApt7WJ98lkXK34MzNc="
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-admin-password-4411"
 START_TIMEOUT_S = 60.0
+# Data planes' `server.upload_body_timeout`: short, so a trickled upload is cut quickly.
+UPLOAD_BODY_TIMEOUT_S = 3
 
 CATALOG = """\
 model_catalog:
@@ -256,6 +258,7 @@ server:
   admin_listen_addr: "127.0.0.1:{admin_port}"
   graceful_shutdown_delay: 0s
   graceful_shutdown_timeout: 10s
+  upload_body_timeout: {UPLOAD_BODY_TIMEOUT_S}s
 redis:
   url: "{self.redis.url}"
 rate_limits:

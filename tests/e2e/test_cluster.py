@@ -8,6 +8,8 @@ reach the control plane only through the signed channel.
 from __future__ import annotations
 
 import hashlib
+import json
+import socket
 import threading
 import time
 import uuid
@@ -15,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cluster import Cluster, request
+from cluster import UPLOAD_BODY_TIMEOUT_S, Cluster, request
 from conftest import wait_until
 
 DEMO_KEY = "sk-demo.my-secret"
@@ -166,3 +168,38 @@ def test_files_and_batches_reach_the_controlplane_only_with_a_signature(cluster:
                                {"authorization": f"Bearer {DEMO_KEY}"})
     assert status == 401, error
     assert error["error"]["code"] == "invalid_api_key"
+
+
+def test_a_trickled_upload_is_cut_at_the_upload_deadline(cluster: Cluster):
+    """An upload whose body trickles in (one byte every half second, each read well inside
+    Pingora's 60 s per-read timeout) gets 408 once `server.upload_body_timeout` has run out,
+    and the connection is closed; real traffic on the same data plane is unaffected."""
+    port = cluster.dp_ports[1][0]
+    with socket.create_connection(("127.0.0.1", port), timeout=UPLOAD_BODY_TIMEOUT_S + 30) as sock:
+        sock.sendall(
+            f"POST /v1/files/_identity HTTP/1.1\r\nhost: gateway\r\n"
+            f"authorization: Bearer {DEMO_KEY}\r\ncontent-type: application/octet-stream\r\n"
+            f"content-length: 100000\r\n\r\n".encode())
+        started = time.monotonic()
+        answer = b""
+        sock.settimeout(0.5)
+        while time.monotonic() - started < UPLOAD_BODY_TIMEOUT_S + 30:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                pass  # the gateway closed its side; read what it answered
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            answer += chunk
+        elapsed = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:500]
+    assert json.loads(body)["error"]["code"] == "request_timeout", body
+    assert b"upload_body_timeout" in body
+    assert UPLOAD_BODY_TIMEOUT_S - 0.5 <= elapsed < UPLOAD_BODY_TIMEOUT_S + 30, elapsed
+    status, _, _ = cluster.chat(1, DEMO_KEY)
+    assert status == 200

@@ -165,6 +165,16 @@ fn phase_of(session: &Session) -> Option<&AtomicU8> {
 /// The request body was not complete within `server.request_body_timeout`: the connection
 /// will be closed after the 408 (the rest of the body is not drained).
 pub fn body_timed_out(session: &mut Session) -> crate::error::ApiError {
+    timed_out(session, "server.request_body_timeout")
+}
+
+/// A forwarded request's body (an upload) was not complete within
+/// `server.upload_body_timeout`: as [`body_timed_out`].
+pub fn upload_timed_out(session: &mut Session) -> crate::error::ApiError {
+    timed_out(session, "server.upload_body_timeout")
+}
+
+fn timed_out(session: &mut Session, key: &str) -> crate::error::ApiError {
     session.set_keepalive(None);
     Metrics::global()
         .downstream_timeouts
@@ -172,8 +182,7 @@ pub fn body_timed_out(session: &mut Session) -> crate::error::ApiError {
         .inc();
     crate::error::ApiError::new(
         omg_shared::error::ErrorCode::RequestTimeout,
-        "The request body was not received within the gateway's deadline \
-         (`server.request_body_timeout`).",
+        format!("The request body was not received within the gateway's deadline (`{key}`)."),
     )
 }
 

@@ -8,11 +8,14 @@ use omg_shared::config::ClusterConfig;
 use omg_shared::endpoint::Endpoint;
 use omg_shared::error::ErrorCode;
 use omg_shared::secret::Secret;
+use std::time::Duration;
+
 use pingora::http::RequestHeader;
+use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::ctx::RequestCtx;
-use super::State;
+use super::{Settings, State};
 use crate::error::ApiError;
 
 /// Headers of the client that never reach the control plane: its credentials.
@@ -73,6 +76,42 @@ pub(super) fn prepare(
     };
     ctx.forward = Some(sign_identity(target.secret.expose().as_bytes(), &identity));
     Ok(())
+}
+
+/// Pingora's own limit on one read from the client (its default).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bounds the next read of a forwarded body by what is left of `server.upload_body_timeout`
+/// (counted from the request's arrival), so a client trickling its upload cannot hold the
+/// connection longer; `Err` once it has run out (answered 408 by `fail_to_proxy`).
+pub(super) fn bound_body_reads(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    settings: &Settings,
+) -> pingora::Result<()> {
+    let left = settings
+        .upload_body_timeout
+        .saturating_sub(ctx.started.elapsed());
+    if left.is_zero() {
+        return Err(upload_timeout());
+    }
+    session.set_read_timeout(Some(left.min(READ_TIMEOUT)));
+    Ok(())
+}
+
+fn upload_timeout() -> Box<pingora::Error> {
+    pingora::Error::explain(
+        pingora::ErrorType::ReadTimedout,
+        "the upload's body outlived server.upload_body_timeout",
+    )
+    .into_down()
+}
+
+/// A forwarded request failed because its body stopped arriving in time: the deadline above
+/// or one read outlasting what was left of it.
+pub(super) fn is_upload_timeout(error: &pingora::Error) -> bool {
+    matches!(error.esource(), pingora::ErrorSource::Downstream)
+        && matches!(error.etype(), pingora::ErrorType::ReadTimedout)
 }
 
 /// The control plane's internal listener as a Pingora peer.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -52,6 +53,8 @@ pub struct Settings {
     pub connect_timeout: std::time::Duration,
     /// Total time for a request body, once the head is read.
     pub request_body_timeout: std::time::Duration,
+    /// Total time for a forwarded request's body (an upload), from its arrival.
+    pub upload_body_timeout: std::time::Duration,
     /// Longest a write to the client may stay blocked.
     pub write_timeout: std::time::Duration,
     /// Idle upstream connections kept for reuse.
@@ -70,6 +73,7 @@ impl Settings {
             provider_timeout: server.provider_timeout,
             connect_timeout: server.connect_timeout,
             request_body_timeout: server.request_body_timeout,
+            upload_body_timeout: server.upload_body_timeout,
             write_timeout: server.write_timeout,
             upstream_idle_connections: server.upstream_idle_connections,
         }
@@ -232,7 +236,7 @@ impl ProxyHttp for Gateway {
     /// refusing otherwise keeps a routing bug from proxying anywhere.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
         if ctx.forward.is_none() {
@@ -241,7 +245,23 @@ impl ProxyHttp for Gateway {
                 "no upstream phase for this route",
             ));
         }
+        forward::bound_body_reads(session, ctx, &self.state.settings)?;
         forward::peer(&self.state).await
+    }
+
+    /// Forwarded routes: each body read is bounded by what is left of
+    /// `server.upload_body_timeout`.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if ctx.forward.is_some() && !end_of_stream {
+            forward::bound_body_reads(session, ctx, &self.state.settings)?;
+        }
+        Ok(())
     }
 
     /// Forwarded routes: credentials out, signed identity in.
@@ -286,6 +306,14 @@ impl ProxyHttp for Gateway {
             ctx.status = 499;
             return FailToProxy {
                 error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        if forward::is_upload_timeout(error) {
+            let api_error = conn::upload_timed_out(session);
+            respond::error(session, ctx, &api_error).await;
+            return FailToProxy {
+                error_code: api_error.code.status(),
                 can_reuse_downstream: false,
             };
         }

@@ -41,6 +41,12 @@ pub struct ServerConfig {
     /// 408 and the connection closed when it runs out. Default 60s.
     #[serde(with = "crate::duration")]
     pub request_body_timeout: Duration,
+    /// Data plane, cluster mode: total time a client has to send the body of a forwarded
+    /// `/v1/files*` or `/v1/batches*` request (an upload), counted from the request's arrival;
+    /// 408 and the connection closed when it runs out. Longer than `request_body_timeout`
+    /// because uploads are large. Default 10m.
+    #[serde(with = "crate::duration")]
+    pub upload_body_timeout: Duration,
     /// Data plane: longest one write to a client may stay blocked (the client stopped
     /// reading and its socket buffers are full); the connection is then cut, a stream's
     /// parallel lease released and its usage recorded for what was delivered. Default 60s.
@@ -99,6 +105,7 @@ impl Default for ServerConfig {
             provider_timeout: Duration::from_secs(280),
             request_head_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(60),
+            upload_body_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
             max_connections: 4096,
             connect_timeout: Duration::from_secs(5),

@@ -108,6 +108,7 @@ fn server_rules(config: &GatewayConfig, default_listen: &str) -> Vec<ConfigError
         ("server.connect_timeout", server.connect_timeout),
         ("server.request_head_timeout", server.request_head_timeout),
         ("server.request_body_timeout", server.request_body_timeout),
+        ("server.upload_body_timeout", server.upload_body_timeout),
         ("server.write_timeout", server.write_timeout),
     ] {
         if value.is_zero() {
