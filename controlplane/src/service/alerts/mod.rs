@@ -311,7 +311,7 @@ impl Evaluator {
         let tenants = {
             let mut conn = self.pool.get().await?;
             let mut windows = BTreeSet::from([budgets::default_window(&self.config).as_string()]);
-            for row in db::tenants::all_budgets(&mut conn).await? {
+            for row in db::governance::all_budgets(&mut conn).await? {
                 windows.insert(row.refresh_schedule);
             }
             let spans: Vec<WindowSpan> = windows
@@ -372,9 +372,14 @@ impl Evaluator {
             retry_failed_after: self.options.sweep_interval,
         };
         let window = WindowSpan::current(budget.policy.window, self.tz, now);
-        let spent =
-            db::alerts::tenant_spend(&mut conn, tenant_id, window.starts_at, window.resets_at)
-                .await?;
+        let spent = db::governance::tenant_spend(
+            &mut conn,
+            &[(tenant_id, window.starts_at, window.resets_at)],
+        )
+        .await?
+        .get(&tenant_id)
+        .copied()
+        .unwrap_or(0);
         let since = policy::history_since(&window, timing, now);
         let mut history = History::new();
         for row in db::alerts::target_history(&mut conn, tenant_id, since).await? {

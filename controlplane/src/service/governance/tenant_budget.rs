@@ -357,8 +357,8 @@ pub async fn set_tenant_budget(
         &TenantCeilings::budget_only(Some(micro_usd).filter(|m| *m > 0)),
     )?;
     conn.transaction(async |conn| {
-        let before = db::tenants::budget(conn, tenant.id).await?;
-        db::tenants::upsert_budget(conn, &row).await?;
+        let before = db::governance::budget(conn, tenant.id).await?;
+        db::governance::upsert_budget(conn, &row).await?;
         audit::record(
             conn,
             caller,

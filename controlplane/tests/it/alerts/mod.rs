@@ -161,7 +161,7 @@ impl Env {
         };
         let mut conn = self.pool.get().await.unwrap();
         db::tenants::insert(&mut conn, &tenant).await.unwrap();
-        db::tenants::upsert_budget(
+        db::governance::upsert_budget(
             &mut conn,
             &TenantBudget {
                 tenant_id: tenant.id,
