@@ -308,7 +308,10 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                 if !db::catalog::claim_bootstrap_item(conn, &item).await? {
                     return Ok(Some(false));
                 }
-                if db::governance::rate_limits(conn, tenant.id).await?.is_none() {
+                if db::governance::rate_limits(conn, tenant.id)
+                    .await?
+                    .is_none()
+                {
                     let row = TenantRateLimits {
                         tenant_id: tenant.id,
                         requests_per_minute: to_i64(limits.limits.requests_per_minute),
