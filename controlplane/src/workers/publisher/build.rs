@@ -34,14 +34,48 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> Result<(Snapshot, Vec<String>), String> {
     let mut warnings = Vec::new();
+    let entries = merged_catalog(config, &rows, open_credential, &mut warnings);
+    let mut snapshot = resolve(config, &entries, now)?;
+
+    // The defaults in force: persisted ones win over the config.
+    let defaults = crate::service::governance::effective(
+        config,
+        rows.rate_limit_defaults.as_ref(),
+        rows.budget_default.as_ref(),
+    );
+    snapshot.rate_limits.requests_per_minute = defaults.limits.requests_per_minute;
+    snapshot.rate_limits.tokens_per_minute = defaults.limits.tokens_per_minute;
+    snapshot.rate_limits.parallel_requests_key = defaults.limits.parallel_requests_key;
+    snapshot.rate_limits.parallel_requests_tenant = defaults.limits.parallel_requests_tenant;
+    snapshot.budget_default = (defaults.budget.micro_usd > 0).then_some(BudgetPolicy {
+        limit_micro_usd: defaults.budget.micro_usd,
+        warning_threshold: defaults.budget.warning_threshold,
+        window: defaults.budget.window,
+    });
+    snapshot.live_dataplanes = live_dataplanes.max(1);
+    snapshot.tenants = tenants(&rows, defaults.budget.window);
+    snapshot.keys = keys(&rows, &defaults.budget, &mut warnings);
+    snapshot.version = u64::try_from(rows.version)
+        .map_err(|_| format!("snapshot_version_seq returned {}", rows.version))?;
+    snapshot.key_check = Some(key_check);
+    Ok((snapshot, warnings))
+}
+
+/// The merged catalog, each entry with its database row id: an alias with database rows is
+/// served from them only, the YAML catalog fills in the others; disabled aliases are left
+/// out, and so are deployments whose spec or credential cannot be read (in `warnings`).
+fn merged_catalog(
+    config: &GatewayConfig,
+    rows: &SnapshotRows,
+    open_credential: OpenCredential<'_>,
+    warnings: &mut Vec<String>,
+) -> Vec<(CatalogEntry, Option<Uuid>)> {
     let switches: HashMap<&str, bool> = rows
         .alias_settings
         .iter()
         .map(|(alias, enabled)| (alias.as_str(), *enabled))
         .collect();
     let enabled = |alias: &str| switches.get(alias).copied().unwrap_or(true);
-
-    // The merged catalog: an alias with database rows is served from them only.
     let db_aliases: std::collections::BTreeSet<&str> =
         rows.deployments.iter().map(|d| d.alias.as_str()).collect();
     let mut entries: Vec<(CatalogEntry, Option<Uuid>)> = Vec::new();
@@ -76,9 +110,16 @@ pub fn build(
             entries.push((entry.clone(), None));
         }
     }
+    entries
+}
 
-    // Resolve entries with the standalone builder's rules (provider defaults, prices), then
-    // name database deployments by their row id.
+/// Resolves the entries with the standalone builder's rules (provider defaults, prices), then
+/// names database deployments by their row id.
+fn resolve(
+    config: &GatewayConfig,
+    entries: &[(CatalogEntry, Option<Uuid>)],
+    now: DateTime<Utc>,
+) -> Result<Snapshot, String> {
     let mut base = config.clone();
     base.bootstrap = Default::default();
     base.model_catalog = entries.iter().map(|(entry, _)| entry.clone()).collect();
@@ -86,7 +127,7 @@ pub fn build(
     let mut snapshot = Snapshot::from_config(&base, &hasher, 0, now.timestamp_millis())
         .map_err(|errors| format!("the merged catalog is invalid: {errors}"))?;
     let mut ids_by_alias: BTreeMap<&str, Vec<Option<Uuid>>> = BTreeMap::new();
-    for (entry, id) in &entries {
+    for (entry, id) in entries {
         ids_by_alias.entry(&entry.alias).or_default().push(*id);
     }
     for model in &mut snapshot.models {
@@ -98,30 +139,17 @@ pub fn build(
             }
         }
     }
+    Ok(snapshot)
+}
 
-    // The defaults in force: persisted ones win over the config.
-    let defaults = crate::service::governance::effective(
-        config,
-        rows.rate_limit_defaults.as_ref(),
-        rows.budget_default.as_ref(),
-    );
-    snapshot.rate_limits.requests_per_minute = defaults.limits.requests_per_minute;
-    snapshot.rate_limits.tokens_per_minute = defaults.limits.tokens_per_minute;
-    snapshot.rate_limits.parallel_requests_key = defaults.limits.parallel_requests_key;
-    snapshot.rate_limits.parallel_requests_tenant = defaults.limits.parallel_requests_tenant;
-    snapshot.budget_default = (defaults.budget.micro_usd > 0).then_some(BudgetPolicy {
-        limit_micro_usd: defaults.budget.micro_usd,
-        warning_threshold: defaults.budget.warning_threshold,
-        window: defaults.budget.window,
-    });
-    snapshot.live_dataplanes = live_dataplanes.max(1);
-    let default_window = defaults.budget.window;
+/// The tenants with their overrides (a budget without a readable schedule gets
+/// `default_window`).
+fn tenants(rows: &SnapshotRows, default_window: BudgetWindow) -> Vec<snap::Tenant> {
     let limits: HashMap<Uuid, &crate::db::models::TenantRateLimits> =
         rows.rate_limits.iter().map(|l| (l.tenant_id, l)).collect();
     let budgets: HashMap<Uuid, &crate::db::models::TenantBudget> =
         rows.budgets.iter().map(|b| (b.tenant_id, b)).collect();
-    snapshot.tenants = rows
-        .tenants
+    rows.tenants
         .iter()
         .map(|tenant| snap::Tenant {
             id: tenant.id,
@@ -145,7 +173,16 @@ pub fn build(
                 window: BudgetWindow::parse(&b.refresh_schedule).unwrap_or(default_window),
             }),
         })
-        .collect();
+        .collect()
+}
+
+/// The keys (a key budget takes the default budget's window, and its warning threshold when
+/// it has none); a key with a malformed hash is left out (in `warnings`).
+fn keys(
+    rows: &SnapshotRows,
+    default: &crate::service::governance::BudgetDefault,
+    warnings: &mut Vec<String>,
+) -> Vec<snap::ApiKey> {
     let mut keys = Vec::with_capacity(rows.keys.len());
     for key in &rows.keys {
         let Ok(digest) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) else {
@@ -175,18 +212,12 @@ pub fn build(
             },
             budget: key.budget_micro_usd.map(|limit| BudgetPolicy {
                 limit_micro_usd: limit,
-                warning_threshold: key
-                    .warning_threshold
-                    .unwrap_or(defaults.budget.warning_threshold),
-                window: default_window,
+                warning_threshold: key.warning_threshold.unwrap_or(default.warning_threshold),
+                window: default.window,
             }),
         });
     }
-    snapshot.keys = keys;
-    snapshot.version = u64::try_from(rows.version)
-        .map_err(|_| format!("snapshot_version_seq returned {}", rows.version))?;
-    snapshot.key_check = Some(key_check);
-    Ok((snapshot, warnings))
+    keys
 }
 
 /// A fingerprint of everything but the version and build time: equal content, equal hash.
