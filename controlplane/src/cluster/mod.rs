@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use bb8_redis::redis;
 use omg_shared::config::RedisConfig;
 
+/// One multiplexed Redis connection (what the workers hold while they talk to Redis).
+pub use bb8_redis::redis::aio::MultiplexedConnection as Connection;
+
 /// A Redis connection pool (health, and the bus in cluster mode).
 pub type RedisPool = bb8::Pool<bb8_redis::RedisConnectionManager>;
 

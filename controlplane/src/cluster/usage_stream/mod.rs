@@ -10,6 +10,7 @@ use std::time::Duration;
 use bb8_redis::redis::{self, aio::MultiplexedConnection, AsyncConnectionConfig, Value};
 
 pub use self::reply::{ConsumerInfo, Entry};
+pub use bb8_redis::redis::Client;
 
 /// One consumer of one group of one stream.
 #[derive(Debug, Clone)]
@@ -20,6 +21,12 @@ pub struct UsageStream {
     pub group: String,
     /// This process's consumer name.
     pub consumer: String,
+}
+
+/// The client of `redis_url` the consumer opens its own connection with (no I/O yet).
+pub fn client(redis_url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(redis_url)
+        .map_err(|e| format!("redis.url (ROUTER_REDIS_URL) is not a valid Redis URL: {e}"))
 }
 
 fn failed(error: redis::RedisError) -> String {

@@ -4,13 +4,12 @@
 //! anything no control plane signed is overwritten, and its version chased only when it is
 //! plausible (a forged `u64::MAX` is never chased).
 
-use bb8_redis::redis::aio::MultiplexedConnection;
 use omg_shared::cluster::{open_snapshot, BusKeys};
 use omg_shared::snapshot::Snapshot;
 
 use super::build::content_hash;
 use super::Publishing;
-use crate::cluster::snapshot as bus;
+use crate::cluster::{snapshot as bus, Connection};
 use crate::db::Pool;
 
 /// A version key holding something no control plane signed is overwritten; when its version
@@ -32,7 +31,7 @@ pub(super) enum Repair {
 /// repairs the version sequence when Redis is at or above it.
 pub(super) async fn repair(
     deps: &Publishing,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
     keys: &BusKeys,
     snapshot: &mut Snapshot,
     hash: u64,
@@ -75,7 +74,7 @@ enum Held {
 /// Reads and verifies the snapshot Redis holds beside the version key's `stored`.
 async fn held(
     deps: &Publishing,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
     keys: &BusKeys,
     stored: Option<u64>,
     hash: u64,

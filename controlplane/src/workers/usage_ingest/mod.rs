@@ -24,7 +24,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use omg_shared::cluster::USAGE_GROUP;
 use omg_shared::config::{ClusterConfig, RedisConfig};
 use rand::Rng;
@@ -34,7 +33,8 @@ use uuid::Uuid;
 
 pub use self::status::{IngestHealth, IngestState, IngestStatus};
 
-use crate::cluster::usage_stream::{Entry, UsageStream};
+use crate::cluster::usage_stream::{self, Client, Entry, UsageStream};
+use crate::cluster::Connection;
 use crate::db::models::NewDeadLetter;
 use crate::db::{self, Pool};
 use crate::metrics::UsageMetrics;
@@ -165,7 +165,7 @@ pub fn spawn(
 /// The consumer. Build it with [`UsageIngest::new`] and drive it with [`UsageIngest::run`].
 pub struct UsageIngest {
     pool: Pool,
-    client: redis::Client,
+    client: Client,
     /// The stream, group and consumer name of `options`.
     bus: UsageStream,
     options: IngestOptions,
@@ -175,7 +175,7 @@ pub struct UsageIngest {
     alerts: Option<AlertNotifier>,
     /// The consumer's own connection (blocking reads must not hold a pooled one, and need a
     /// response timeout longer than the block).
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Connection>,
     /// Read this consumer's pending entries (`0`) before new ones (`>`): at start, after a
     /// reconnection and after a failed batch.
     own_pending: bool,
@@ -201,8 +201,7 @@ impl UsageIngest {
         metrics: UsageMetrics,
         status: Arc<IngestStatus>,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(redis_url)
-            .map_err(|e| format!("redis.url (ROUTER_REDIS_URL) is not a valid Redis URL: {e}"))?;
+        let client = usage_stream::client(redis_url)?;
         let bus = UsageStream {
             stream: options.stream.clone(),
             group: options.group.clone(),
@@ -327,7 +326,7 @@ impl UsageIngest {
     }
 
     /// The consumer's connection, opened (and the group created) when there is none.
-    async fn connection(&mut self) -> Result<MultiplexedConnection, Failure> {
+    async fn connection(&mut self) -> Result<Connection, Failure> {
         if let Some(conn) = &self.conn {
             return Ok(conn.clone());
         }
@@ -370,11 +369,7 @@ impl UsageIngest {
     }
 
     /// Decodes, stores in one transaction, then acknowledges and deletes.
-    async fn process(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-        entries: Vec<Entry>,
-    ) -> Result<(), Failure> {
+    async fn process(&mut self, conn: &mut Connection, entries: Vec<Entry>) -> Result<(), Failure> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -475,13 +470,13 @@ impl UsageIngest {
 
     /// Claims idle entries of other consumers, removes long-idle empty consumers, measures
     /// the backlog.
-    async fn maintenance(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn maintenance(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         self.reclaim(conn).await?;
         self.remove_idle_consumers(conn).await?;
         self.measure(conn).await
     }
 
-    async fn reclaim(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn reclaim(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         let mut cursor = "0-0".to_owned();
         for _ in 0..RECLAIM_PAGES {
             let (next, entries, deleted) = self
@@ -519,10 +514,7 @@ impl UsageIngest {
         Ok(())
     }
 
-    async fn remove_idle_consumers(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<(), Failure> {
+    async fn remove_idle_consumers(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         let consumers = self.bus.consumers(conn).await.map_err(Failure::Redis)?;
         let expiry_ms = self.options.consumer_expiry.as_millis();
         for consumer in consumers {
@@ -556,7 +548,7 @@ impl UsageIngest {
         Ok(())
     }
 
-    async fn measure(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn measure(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         let (pending, length) = self.bus.backlog(conn).await.map_err(Failure::Redis)?;
         self.metrics
             .pending
