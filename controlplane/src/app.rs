@@ -9,15 +9,16 @@ use omg_shared::keys::KeyHasher;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::throttle::LoginThrottle;
+use crate::cluster;
 use crate::crypto::{self, Vault};
 use crate::db;
 use crate::metrics::Metrics;
-use crate::service::counters;
-use crate::service::snapshot::{self, Publisher};
-use crate::service::usage_ingest;
-use crate::service::{alerts, bootstrap};
+use crate::service::bootstrap;
 use crate::settings::redact_url;
-use crate::state::{AppState, RedisPool};
+use crate::state::AppState;
+use crate::workers::publisher::{self, Publisher, Publishing};
+use crate::workers::usage_ingest::{self, IngestHandles, IngestStatus};
+use crate::workers::{alerts, counters};
 
 /// The database URL from config (validated as present for the control plane).
 pub fn database_url(config: &GatewayConfig) -> Result<String, String> {
@@ -92,29 +93,14 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
             ));
         }
     }
-    let redis = match &config.redis.url {
-        Some(url) => {
-            let manager = bb8_redis::RedisConnectionManager::new(url.expose()).map_err(|e| {
-                format!("redis.url (ROUTER_REDIS_URL) is not a valid Redis URL: {e}")
-            })?;
-            let pool: RedisPool = bb8::Pool::builder()
-                .max_size(config.redis.pool_size)
-                .connection_timeout(Duration::from_secs(2))
-                .build_unchecked(manager);
-            Some(pool)
-        }
-        None => {
-            tracing::warn!("redis.url is not set: the control plane runs without Redis (no snapshot publishing)");
-            None
-        }
-    };
+    let redis = cluster::pool(&config.redis)?;
     let keys = config.security.decoded_encryption_keys()?;
     let active = config
         .security
         .active_key_version()
         .ok_or_else(|| "security.encryption_keys is empty".to_owned())?;
-    let vault = Vault::new(&keys, active).map_err(|e| e.to_string())?;
-    let snapshot_signer = config.cluster.snapshot_signer()?;
+    let vault = Arc::new(Vault::new(&keys, active).map_err(|e| e.to_string())?);
+    let snapshot_signer = config.cluster.snapshot_signer()?.map(Arc::new);
     let mut snapshot_verifier = config.cluster.snapshot_verifier()?;
     if let Some(signer) = &snapshot_signer {
         snapshot_verifier.extend(&signer.verifier());
@@ -151,8 +137,8 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         metrics: Metrics::new().map_err(|e| e.to_string())?,
         decoy_hash,
         refresh_ttl: session.refresh_token_ttl,
-        publisher: Publisher::default(),
-        usage_ingest: Arc::new(usage_ingest::IngestStatus::new()),
+        publisher: Arc::new(Publisher::default()),
+        usage_ingest: Arc::new(IngestStatus::new()),
         config: Arc::new(config),
     });
     let report = bootstrap::run(&state).await?;
@@ -211,20 +197,32 @@ impl Background {
 /// Starts the background work: the budget alert evaluator (unless alerts are disabled) and,
 /// with Redis, the snapshot publisher, the usage consumer (which feeds the evaluator) and a
 /// one-off rebuild of the spend counters from Postgres.
-pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, String> {
+pub fn spawn_background(state: &AppState) -> Result<Background, String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let publisher = state
         .redis
         .as_ref()
-        .map(|redis| snapshot::spawn(state.clone(), redis.clone()));
+        .map(|redis| publisher::spawn(publishing(state, redis.clone())));
     let rebuild = state.redis.as_ref().map(|redis| {
         counters::spawn_startup_rebuild(state.config.clone(), state.pool.clone(), redis.clone())
     });
-    let (notifier, alerts) = match alerts::spawn(state, stopped.clone())? {
+    let alerts = alerts::spawn(
+        state.pool.clone(),
+        state.config.clone(),
+        state.metrics.alerts().clone(),
+        stopped.clone(),
+    )?;
+    let (notifier, alerts) = match alerts {
         Some((notifier, task)) => (Some(notifier), Some(task)),
         None => (None, None),
     };
-    let ingest = usage_ingest::spawn(state, state.usage_ingest.clone(), notifier, stopped)?;
+    let handles = IngestHandles {
+        pool: state.pool.clone(),
+        metrics: state.metrics.usage().clone(),
+        status: state.usage_ingest.clone(),
+        alerts: notifier,
+    };
+    let ingest = usage_ingest::spawn(&state.config.redis, &state.config.cluster, handles, stopped)?;
     Ok(Background {
         publisher,
         rebuild,
@@ -232,4 +230,19 @@ pub fn spawn_background(state: &web::Data<AppState>) -> Result<Background, Strin
         alerts,
         stop,
     })
+}
+
+/// The publisher's handles, taken from the state.
+fn publishing(state: &AppState, redis: cluster::RedisPool) -> Publishing {
+    Publishing {
+        pool: state.pool.clone(),
+        redis,
+        config: state.config.clone(),
+        vault: state.vault.clone(),
+        signer: state.snapshot_signer.clone(),
+        verifier: state.snapshot_verifier.clone(),
+        key_check: state.hasher.check_value(),
+        metrics: state.metrics.snapshots().clone(),
+        handle: state.publisher.clone(),
+    }
 }

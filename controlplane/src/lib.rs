@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod crypto;
 pub mod db;
 pub mod internal;
@@ -13,3 +14,4 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod state;
+pub mod workers;

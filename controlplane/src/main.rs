@@ -264,7 +264,7 @@ fn main() -> ExitCode {
                             .to_owned(),
                     );
                 };
-                let report = omg_controlplane::service::counters::rebuild(
+                let report = omg_controlplane::workers::counters::rebuild(
                     &state.config,
                     &state.pool,
                     redis,

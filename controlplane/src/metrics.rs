@@ -12,13 +12,34 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
-    snapshot_version: IntGauge,
-    snapshot_bytes: IntGauge,
-    snapshot_publishes: IntCounterVec,
-    snapshot_build_seconds: Histogram,
+    snapshots: SnapshotMetrics,
     internal_refused: prometheus::IntCounter,
     usage: UsageMetrics,
     alerts: AlertMetrics,
+}
+
+/// The snapshot publisher's metrics (`omg_cp_snapshot_*`); cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct SnapshotMetrics {
+    version: IntGauge,
+    bytes: IntGauge,
+    publishes: IntCounterVec,
+    build_seconds: Histogram,
+}
+
+impl SnapshotMetrics {
+    /// Records a snapshot publication.
+    pub fn published(&self, version: u64, bytes: usize, took: std::time::Duration) {
+        self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.publishes.with_label_values(&["ok"]).inc();
+        self.build_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a failed publication.
+    pub fn failed(&self) {
+        self.publishes.with_label_values(&["error"]).inc();
+    }
 }
 
 /// The usage consumer's metrics (`omg_cp_usage_*`); cheap to clone (shared handles).
@@ -231,10 +252,12 @@ impl Metrics {
             latency,
             pool_connections,
             pool_idle,
-            snapshot_version,
-            snapshot_bytes,
-            snapshot_publishes,
-            snapshot_build_seconds,
+            snapshots: SnapshotMetrics {
+                version: snapshot_version,
+                bytes: snapshot_bytes,
+                publishes: snapshot_publishes,
+                build_seconds: snapshot_build_seconds,
+            },
             internal_refused,
             usage,
             alerts,
@@ -251,30 +274,20 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Records a snapshot publication.
-    pub fn snapshot_published(&self, version: u64, bytes: usize, took: std::time::Duration) {
-        self.snapshot_version
-            .set(i64::try_from(version).unwrap_or(i64::MAX));
-        self.snapshot_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        self.snapshot_publishes.with_label_values(&["ok"]).inc();
-        self.snapshot_build_seconds.observe(took.as_secs_f64());
-    }
-
     /// Counts a refused internal request.
     pub fn internal_refused(&self) {
         self.internal_refused.inc();
-    }
-
-    /// Counts a failed publication.
-    pub fn snapshot_publish_failed(&self) {
-        self.snapshot_publishes.with_label_values(&["error"]).inc();
     }
 
     /// Updates the pool gauges.
     pub fn set_pool(&self, connections: u32, idle: u32) {
         self.pool_connections.set(i64::from(connections));
         self.pool_idle.set(i64::from(idle));
+    }
+
+    /// The snapshot publisher's metrics.
+    pub fn snapshots(&self) -> &SnapshotMetrics {
+        &self.snapshots
     }
 
     /// The usage consumer's metrics.

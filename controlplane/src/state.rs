@@ -1,4 +1,6 @@
-//! Everything a handler needs, built once at start-up.
+//! Everything a handler needs, built once at start-up: handles only (pools, keys, caches,
+//! metrics, the background workers' handles). The workers themselves get just the handles
+//! they use (`app::spawn_background`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +11,12 @@ use omg_shared::keys::KeyHasher;
 use crate::auth::guard::{SessionCache, Verifications};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::throttle::LoginThrottle;
+use crate::cluster::RedisPool;
 use crate::crypto::Vault;
 use crate::db::Pool;
 use crate::metrics::Metrics;
-use crate::service::snapshot::Publisher;
-
-/// A Redis connection pool (health, and the bus in cluster mode).
-pub type RedisPool = bb8::Pool<bb8_redis::RedisConnectionManager>;
+use crate::workers::publisher::handle::Publisher;
+use crate::workers::usage_ingest::status::IngestStatus;
 
 /// Shared application state.
 pub struct AppState {
@@ -23,9 +24,9 @@ pub struct AppState {
     pub redis: Option<RedisPool>,
     pub config: Arc<GatewayConfig>,
     pub jwt: JwtKeys,
-    pub vault: Vault,
+    pub vault: Arc<Vault>,
     /// Signs published snapshots (`cluster.snapshot_signing_key`; set whenever Redis is).
-    pub snapshot_signer: Option<omg_shared::cluster::SnapshotSigner>,
+    pub snapshot_signer: Option<Arc<omg_shared::cluster::SnapshotSigner>>,
     /// The keys a snapshot found in Redis is recognised by: the signer's own and
     /// `cluster.snapshot_public_keys`.
     pub snapshot_verifier: omg_shared::cluster::SnapshotVerifier,
@@ -41,7 +42,7 @@ pub struct AppState {
     /// Refresh-token lifetime.
     pub refresh_ttl: Duration,
     /// The snapshot publisher's handle (poked after changes; idle without Redis).
-    pub publisher: Publisher,
+    pub publisher: Arc<Publisher>,
     /// The usage consumer's status (for `/healthz`; idle without Redis).
-    pub usage_ingest: std::sync::Arc<crate::service::usage_ingest::IngestStatus>,
+    pub usage_ingest: Arc<IngestStatus>,
 }

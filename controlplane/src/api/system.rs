@@ -7,6 +7,7 @@ use omg_shared::provider::ProviderKind;
 
 use crate::api::views::{ComponentHealth, HealthView, ProviderInfo, ProvidersView};
 use crate::auth::Caller;
+use crate::cluster;
 use crate::db;
 use crate::state::AppState;
 
@@ -59,7 +60,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         },
         Some(pool) => probed(
             "redis",
-            tokio::time::timeout(PROBE_TIMEOUT, ping_redis(pool)).await,
+            tokio::time::timeout(PROBE_TIMEOUT, cluster::ping(pool)).await,
         ),
     };
     let pg_ok = postgres.status == "ok";
@@ -90,16 +91,6 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
-}
-
-async fn ping_redis(pool: &crate::state::RedisPool) -> Result<Duration, String> {
-    let started = std::time::Instant::now();
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let _: String = bb8_redis::redis::cmd("PING")
-        .query_async(&mut *conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(started.elapsed())
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -103,10 +103,10 @@ pub struct HealthView {
     pub redis: ComponentHealth,
     /// Cluster mode: the snapshot publisher (absent without Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshots: Option<crate::service::snapshot::PublishStatus>,
+    pub snapshots: Option<crate::workers::publisher::PublishStatus>,
     /// Cluster mode: the usage consumer (absent without Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<crate::service::usage_ingest::IngestHealth>,
+    pub usage: Option<crate::workers::usage_ingest::IngestHealth>,
     pub version: String,
 }
 

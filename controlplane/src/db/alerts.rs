@@ -1,10 +1,10 @@
-//! Budget alerts: window spend from `requests`, the delivery history in
+//! Budget alerts: the tenants with requests in a window, the delivery history in
 //! `budget_alert_events`, and the per-tenant advisory lock that keeps two control-plane
-//! replicas from alerting the same tenant at once.
+//! replicas from alerting the same tenant at once. (Window spend: `governance.rs`.)
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -14,32 +14,6 @@ use super::DbError;
 
 /// First key of the two-key advisory lock space used for alert evaluation (`'alrt'`).
 const ALERT_LOCK_CLASS: i32 = 0x616c_7274;
-
-#[derive(QueryableByName)]
-struct Sum {
-    #[diesel(sql_type = BigInt)]
-    spent: i64,
-}
-
-/// A tenant's spend (micro-USD) over `[from, until)`, from its stored requests.
-pub async fn tenant_spend(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<i64, DbError> {
-    let row: Sum = diesel::sql_query(
-        "SELECT LEAST(COALESCE(SUM(cost_micro_usd), 0), 9223372036854775807)::BIGINT AS spent \
-         FROM requests \
-         WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3",
-    )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(until)
-    .get_result(conn)
-    .await?;
-    Ok(row.spent)
-}
 
 #[derive(QueryableByName)]
 struct TenantId {

@@ -1,5 +1,6 @@
-//! Governance: persisted default limits and budget, tenant overrides, and spend read from
-//! `requests` (per tenant over a window, per tenant/key/local day for the counter rebuild).
+//! Governance: persisted default limits and budget, tenant rate-limit and budget overrides
+//! (read, upsert, delete), and spend read from `requests` (per tenant over a window, per
+//! tenant/key/local day for the counter rebuild). The only budget SQL.
 
 use std::collections::HashMap;
 
@@ -65,6 +66,82 @@ pub async fn put_budget_default(
         .returning(BudgetDefaultRow::as_returning())
         .get_result(conn)
         .await?)
+}
+
+// --- tenant overrides ------------------------------------------------------------------------
+
+/// A tenant's rate-limit override.
+pub async fn rate_limits(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+) -> Result<Option<TenantRateLimits>, DbError> {
+    Ok(tenant_rate_limits::table
+        .find(tenant_id)
+        .select(TenantRateLimits::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every tenant rate-limit override.
+pub async fn all_rate_limits(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<TenantRateLimits>, DbError> {
+    Ok(tenant_rate_limits::table
+        .select(TenantRateLimits::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Creates or replaces a tenant's rate-limit override.
+pub async fn upsert_rate_limits(
+    conn: &mut AsyncPgConnection,
+    row: &TenantRateLimits,
+) -> Result<(), DbError> {
+    diesel::insert_into(tenant_rate_limits::table)
+        .values(row)
+        .on_conflict(tenant_rate_limits::tenant_id)
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A tenant's budget override.
+pub async fn budget(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+) -> Result<Option<TenantBudget>, DbError> {
+    Ok(tenant_budgets::table
+        .find(tenant_id)
+        .select(TenantBudget::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every tenant budget override.
+pub async fn all_budgets(conn: &mut AsyncPgConnection) -> Result<Vec<TenantBudget>, DbError> {
+    Ok(tenant_budgets::table
+        .select(TenantBudget::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Creates or replaces a tenant's budget override.
+pub async fn upsert_budget(
+    conn: &mut AsyncPgConnection,
+    row: &TenantBudget,
+) -> Result<(), DbError> {
+    diesel::insert_into(tenant_budgets::table)
+        .values(row)
+        .on_conflict(tenant_budgets::tenant_id)
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Removes a tenant's budget override; returns it when there was one.

@@ -1,14 +1,12 @@
-//! Tenants, memberships, tenant limits and budgets, default models.
+//! Tenants, memberships, default models. (Tenant limit and budget overrides: `governance.rs`.)
 
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::models::{Membership, Tenant, TenantBudget, TenantRateLimits, User};
-use super::schema::{
-    default_models, memberships, tenant_budgets, tenant_rate_limits, tenants, users,
-};
+use super::models::{Membership, Tenant, User};
+use super::schema::{default_models, memberships, tenants, users};
 use super::DbError;
 
 /// A live (not deleted) tenant by id.
@@ -299,82 +297,6 @@ pub async fn owner_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Resul
         .count()
         .get_result(conn)
         .await?)
-}
-
-// --- limits and budgets ------------------------------------------------------------------------
-
-/// A tenant's rate-limit override.
-pub async fn rate_limits(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-) -> Result<Option<TenantRateLimits>, DbError> {
-    Ok(tenant_rate_limits::table
-        .find(tenant_id)
-        .select(TenantRateLimits::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
-
-/// Every tenant rate-limit override.
-pub async fn all_rate_limits(
-    conn: &mut AsyncPgConnection,
-) -> Result<Vec<TenantRateLimits>, DbError> {
-    Ok(tenant_rate_limits::table
-        .select(TenantRateLimits::as_select())
-        .load(conn)
-        .await?)
-}
-
-/// Creates or replaces a tenant's rate-limit override.
-pub async fn upsert_rate_limits(
-    conn: &mut AsyncPgConnection,
-    row: &TenantRateLimits,
-) -> Result<(), DbError> {
-    diesel::insert_into(tenant_rate_limits::table)
-        .values(row)
-        .on_conflict(tenant_rate_limits::tenant_id)
-        .do_update()
-        .set(row)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// A tenant's budget override.
-pub async fn budget(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-) -> Result<Option<TenantBudget>, DbError> {
-    Ok(tenant_budgets::table
-        .find(tenant_id)
-        .select(TenantBudget::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
-
-/// Every tenant budget override.
-pub async fn all_budgets(conn: &mut AsyncPgConnection) -> Result<Vec<TenantBudget>, DbError> {
-    Ok(tenant_budgets::table
-        .select(TenantBudget::as_select())
-        .load(conn)
-        .await?)
-}
-
-/// Creates or replaces a tenant's budget override.
-pub async fn upsert_budget(
-    conn: &mut AsyncPgConnection,
-    row: &TenantBudget,
-) -> Result<(), DbError> {
-    diesel::insert_into(tenant_budgets::table)
-        .values(row)
-        .on_conflict(tenant_budgets::tenant_id)
-        .do_update()
-        .set(row)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 // --- default models ----------------------------------------------------------------------------

@@ -308,7 +308,10 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                 if !db::catalog::claim_bootstrap_item(conn, &item).await? {
                     return Ok(Some(false));
                 }
-                if db::tenants::rate_limits(conn, tenant.id).await?.is_none() {
+                if db::governance::rate_limits(conn, tenant.id)
+                    .await?
+                    .is_none()
+                {
                     let row = TenantRateLimits {
                         tenant_id: tenant.id,
                         requests_per_minute: to_i64(limits.limits.requests_per_minute),
@@ -316,7 +319,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                         parallel_requests: to_i64(limits.limits.parallel_requests),
                         updated_at: Utc::now(),
                     };
-                    db::tenants::upsert_rate_limits(conn, &row).await?;
+                    db::governance::upsert_rate_limits(conn, &row).await?;
                     record(
                         conn,
                         Change {
@@ -361,7 +364,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                 if !db::catalog::claim_bootstrap_item(conn, &item).await? {
                     return Ok(Some(false));
                 }
-                if db::tenants::budget(conn, tenant.id).await?.is_none() {
+                if db::governance::budget(conn, tenant.id).await?.is_none() {
                     let row = TenantBudget {
                         tenant_id: tenant.id,
                         budget_micro_usd: micros,
@@ -377,7 +380,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                         alert_cooldown_secs: cooldown,
                         updated_at: Utc::now(),
                     };
-                    db::tenants::upsert_budget(conn, &row).await?;
+                    db::governance::upsert_budget(conn, &row).await?;
                     record(
                         conn,
                         Change {

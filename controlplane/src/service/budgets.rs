@@ -60,7 +60,7 @@ pub async fn effective_tenant_budget(
         .await?
         .budget;
     let window = defaults.window;
-    let budget = match db::tenants::budget(conn, tenant_id).await? {
+    let budget = match db::governance::budget(conn, tenant_id).await? {
         Some(row) => EffectiveTenantBudget {
             tenant_id,
             tenant_name: tenant.name,

@@ -159,8 +159,8 @@ async fn ceilings(
     conn: &mut diesel_async::AsyncPgConnection,
     tenant: &Tenant,
 ) -> ApiResult<Ceilings> {
-    let limits = db::tenants::rate_limits(conn, tenant.id).await?;
-    let budget = db::tenants::budget(conn, tenant.id).await?;
+    let limits = db::governance::rate_limits(conn, tenant.id).await?;
+    let budget = db::governance::budget(conn, tenant.id).await?;
     let defaults = governance::load_defaults(&state.config, conn).await?;
     let c = governance::TenantCeilings::of(&defaults, limits.as_ref(), budget.as_ref());
     Ok(Ceilings {

@@ -1,6 +1,5 @@
 //! Business logic: validation, transactions, audit. Handlers call these; these call `db`.
 
-pub mod alerts;
 pub mod audit;
 pub mod bootstrap;
 pub mod budgets;
@@ -9,8 +8,6 @@ pub mod counters;
 pub mod governance;
 pub mod keys;
 pub mod session;
-pub mod snapshot;
 pub mod tenants;
-pub mod usage_ingest;
 pub mod users;
 pub mod validate;

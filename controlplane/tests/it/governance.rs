@@ -8,7 +8,7 @@ use bb8_redis::redis;
 use chrono::{DateTime, Utc};
 use omg_controlplane::db;
 use omg_controlplane::db::models::NewRequestRecord;
-use omg_controlplane::service::counters;
+use omg_controlplane::workers::counters;
 use omg_shared::budget::{day_start, local_day, parse_timezone, WindowSpan};
 use omg_shared::counters::{BudgetScope, CounterKeys, SPEND_DAY_TTL_SECS};
 use omg_shared::snapshot::BudgetWindow;

@@ -50,7 +50,7 @@ async fn operator_flow_with_audit_trail() {
     let tenant_row = db::tenants::get(&mut *cp.conn().await, tid.parse().unwrap())
         .await
         .unwrap();
-    db::tenants::upsert_rate_limits(
+    db::governance::upsert_rate_limits(
         &mut *cp.conn().await,
         &db::models::TenantRateLimits {
             tenant_id: tenant_row.id,

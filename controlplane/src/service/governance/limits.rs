@@ -153,7 +153,7 @@ pub async fn get_tenant_rate_limits(
 ) -> ApiResult<TenantRateLimitsView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
-    let limits = db::tenants::rate_limits(&mut conn, tenant.id).await?;
+    let limits = db::governance::rate_limits(&mut conn, tenant.id).await?;
     Ok(rate_limits_view(tenant, &defaults, limits.as_ref()))
 }
 
@@ -193,8 +193,8 @@ pub async fn set_tenant_rate_limits(
         &TenantCeilings::of(&defaults, Some(&row), None).rates_only(),
     )?;
     conn.transaction(async |conn| {
-        let before = db::tenants::rate_limits(conn, tenant.id).await?;
-        db::tenants::upsert_rate_limits(conn, &row).await?;
+        let before = db::governance::rate_limits(conn, tenant.id).await?;
+        db::governance::upsert_rate_limits(conn, &row).await?;
         audit::record(
             conn,
             caller,

@@ -39,10 +39,10 @@ pub fn format_secs(secs: i64) -> String {
 }
 
 /// Webhook URLs as views and audit entries show them: scheme and host (see
-/// [`crate::service::alerts::target::redact_url`]).
+/// [`crate::workers::alerts::target::redact_url`]).
 fn masked_webhooks(urls: &[String]) -> Vec<String> {
     urls.iter()
-        .map(|u| crate::service::alerts::target::redact_url(u))
+        .map(|u| crate::workers::alerts::target::redact_url(u))
         .collect()
 }
 
@@ -317,7 +317,7 @@ pub async fn set_tenant_budget(
     }
     let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
     for (i, url) in input.alert_webhooks.iter().enumerate() {
-        if crate::service::alerts::target::is_redacted(url) {
+        if crate::workers::alerts::target::is_redacted(url) {
             return Err(ApiError::invalid(
                 format!("alert_webhooks[{i}]"),
                 "is a masked URL as the API shows it; send the full URL",
@@ -357,8 +357,8 @@ pub async fn set_tenant_budget(
         &TenantCeilings::budget_only(Some(micro_usd).filter(|m| *m > 0)),
     )?;
     conn.transaction(async |conn| {
-        let before = db::tenants::budget(conn, tenant.id).await?;
-        db::tenants::upsert_budget(conn, &row).await?;
+        let before = db::governance::budget(conn, tenant.id).await?;
+        db::governance::upsert_budget(conn, &row).await?;
         audit::record(
             conn,
             caller,

@@ -13,9 +13,9 @@ use hmac::{Hmac, Mac};
 use omg_controlplane::db::models::{AlertEvent, NewRequestRecord, Tenant, TenantBudget};
 use omg_controlplane::db::{self, Pool};
 use omg_controlplane::metrics::Metrics;
-use omg_controlplane::service::alerts::clock::{Clock, ManualClock, SystemClock};
-use omg_controlplane::service::alerts::{queue, AlertOptions, Evaluation, Evaluator};
-use omg_controlplane::service::usage_ingest::{IngestOptions, IngestStatus, UsageIngest};
+use omg_controlplane::workers::alerts::clock::{Clock, ManualClock, SystemClock};
+use omg_controlplane::workers::alerts::{queue, AlertOptions, Evaluation, Evaluator};
+use omg_controlplane::workers::usage_ingest::{IngestOptions, IngestStatus, UsageIngest};
 use omg_mock_upstream::smtp::{SmtpConfig, SmtpServer};
 use omg_mock_upstream::webhook::WebhookReceiver;
 use omg_shared::budget::BudgetLevel;
@@ -161,7 +161,7 @@ impl Env {
         };
         let mut conn = self.pool.get().await.unwrap();
         db::tenants::insert(&mut conn, &tenant).await.unwrap();
-        db::tenants::upsert_budget(
+        db::governance::upsert_budget(
             &mut conn,
             &TenantBudget {
                 tenant_id: tenant.id,
@@ -282,7 +282,7 @@ async fn warning_then_exceeded_arrive_once_by_email_and_signed_webhook() {
             Some(3600),
         )
         .await;
-    let recorded_hook = omg_controlplane::service::alerts::target::redact_url(&hook_url);
+    let recorded_hook = omg_controlplane::workers::alerts::target::redact_url(&hook_url);
     assert!(!recorded_hook.contains("hooks/budget") && !recorded_hook.contains("canary"));
 
     // Below the threshold: nothing.
@@ -516,11 +516,14 @@ async fn disabled_alerts_send_nothing() {
 async fn disabled_alerts_start_no_evaluator() {
     let db = TestDb::create().await;
     let cp = crate::harness::Cp::start_on(db, "budgets:\n  alert:\n    enabled: false\n").await;
-    assert!(
-        omg_controlplane::service::alerts::spawn(&cp.state, watch::channel(false).1)
-            .unwrap()
-            .is_none()
-    );
+    assert!(omg_controlplane::workers::alerts::spawn(
+        cp.state.pool.clone(),
+        cp.state.config.clone(),
+        cp.state.metrics.alerts().clone(),
+        watch::channel(false).1
+    )
+    .unwrap()
+    .is_none());
     cp.stop().await;
 }
 

@@ -12,7 +12,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omg_controlplane::db::models::{ApiKey, NewDeadLetter, Tenant};
 use omg_controlplane::db::{self, Pool};
 use omg_controlplane::metrics::Metrics;
-use omg_controlplane::service::usage_ingest::{
+use omg_controlplane::workers::usage_ingest::{
     IngestOptions, IngestState, IngestStatus, UsageIngest,
 };
 use omg_shared::cluster::{USAGE_FIELD, USAGE_GROUP};

@@ -18,17 +18,14 @@
 //! warning when it starts and one line when it ends.
 
 mod decode;
-mod reply;
-mod status;
+pub mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
-use bb8_redis::redis::{self, aio::MultiplexedConnection, AsyncConnectionConfig, Value};
 use omg_shared::cluster::USAGE_GROUP;
-use omg_shared::config::ClusterConfig;
+use omg_shared::config::{ClusterConfig, RedisConfig};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,12 +33,12 @@ use uuid::Uuid;
 
 pub use self::status::{IngestHealth, IngestState, IngestStatus};
 
-use self::reply::Entry;
+use crate::cluster::usage_stream::{self, Client, Entry, UsageStream};
+use crate::cluster::Connection;
 use crate::db::models::NewDeadLetter;
 use crate::db::{self, Pool};
 use crate::metrics::UsageMetrics;
-use crate::service::alerts::AlertNotifier;
-use crate::state::AppState;
+use crate::workers::alerts::AlertNotifier;
 
 /// `XAUTOCLAIM` pages per maintenance round (each at most one batch).
 const RECLAIM_PAGES: usize = 10;
@@ -124,24 +121,39 @@ pub fn consumer_name() -> String {
     )
 }
 
-/// Starts the consumer of `state`'s config on the current tokio runtime. `Ok(None)` when
-/// `redis.url` is not set (no bus: nothing to ingest). It runs until `shutdown` becomes
-/// `true` (or its sender is dropped), then finishes the batch in hand and returns. The
-/// tenants of each stored batch go to `alerts` when given.
+/// What the consumer works with: the database, its metrics and status, and where stored
+/// tenants are announced (budget alerts, when given).
+pub struct IngestHandles {
+    pub pool: Pool,
+    pub metrics: UsageMetrics,
+    pub status: Arc<IngestStatus>,
+    pub alerts: Option<AlertNotifier>,
+}
+
+/// Starts the consumer of `redis.url` and `cluster.*` on the current tokio runtime.
+/// `Ok(None)` when `redis.url` is not set (no bus: nothing to ingest). It runs until
+/// `shutdown` becomes `true` (or its sender is dropped), then finishes the batch in hand and
+/// returns. The tenants of each stored batch go to `alerts` when given.
 pub fn spawn(
-    state: &web::Data<AppState>,
-    status: Arc<IngestStatus>,
-    alerts: Option<AlertNotifier>,
+    redis: &RedisConfig,
+    cluster: &ClusterConfig,
+    handles: IngestHandles,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<JoinHandle<()>>, String> {
-    let Some(url) = &state.config.redis.url else {
+    let Some(url) = &redis.url else {
         return Ok(None);
     };
+    let IngestHandles {
+        pool,
+        metrics,
+        status,
+        alerts,
+    } = handles;
     let mut ingest = UsageIngest::new(
-        state.pool.clone(),
+        pool,
         url.expose(),
-        IngestOptions::from_cluster(&state.config.cluster),
-        state.metrics.usage().clone(),
+        IngestOptions::from_cluster(cluster),
+        metrics,
         status,
     )?;
     if let Some(alerts) = alerts {
@@ -153,7 +165,9 @@ pub fn spawn(
 /// The consumer. Build it with [`UsageIngest::new`] and drive it with [`UsageIngest::run`].
 pub struct UsageIngest {
     pool: Pool,
-    client: redis::Client,
+    client: Client,
+    /// The stream, group and consumer name of `options`.
+    bus: UsageStream,
     options: IngestOptions,
     metrics: UsageMetrics,
     status: Arc<IngestStatus>,
@@ -161,7 +175,7 @@ pub struct UsageIngest {
     alerts: Option<AlertNotifier>,
     /// The consumer's own connection (blocking reads must not hold a pooled one, and need a
     /// response timeout longer than the block).
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Connection>,
     /// Read this consumer's pending entries (`0`) before new ones (`>`): at start, after a
     /// reconnection and after a failed batch.
     own_pending: bool,
@@ -178,10 +192,6 @@ enum Failure {
     Database(String),
 }
 
-fn redis_failure(error: redis::RedisError) -> Failure {
-    Failure::Redis(error.to_string())
-}
-
 impl UsageIngest {
     /// A consumer of `redis_url` (not connected yet: [`run`](Self::run) connects and retries).
     pub fn new(
@@ -191,11 +201,16 @@ impl UsageIngest {
         metrics: UsageMetrics,
         status: Arc<IngestStatus>,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(redis_url)
-            .map_err(|e| format!("redis.url (ROUTER_REDIS_URL) is not a valid Redis URL: {e}"))?;
+        let client = usage_stream::client(redis_url)?;
+        let bus = UsageStream {
+            stream: options.stream.clone(),
+            group: options.group.clone(),
+            consumer: options.consumer.clone(),
+        };
         Ok(Self {
             pool,
             client,
+            bus,
             options,
             metrics,
             status,
@@ -311,35 +326,21 @@ impl UsageIngest {
     }
 
     /// The consumer's connection, opened (and the group created) when there is none.
-    async fn connection(&mut self) -> Result<MultiplexedConnection, Failure> {
+    async fn connection(&mut self) -> Result<Connection, Failure> {
         if let Some(conn) = &self.conn {
             return Ok(conn.clone());
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.options.block + Duration::from_secs(5)));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+        let (conn, created) = self
+            .bus
+            .connect(&self.client, self.options.block + Duration::from_secs(5))
             .await
-            .map_err(redis_failure)?;
-        // From `0`, not `$`: entries written before the group existed are ingested too.
-        let created: Result<Value, _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        match created {
-            Ok(_) => tracing::info!(
+            .map_err(Failure::Redis)?;
+        if created {
+            tracing::info!(
                 stream = %self.options.stream,
                 group = %self.options.group,
                 "usage consumer group created"
-            ),
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(redis_failure(e)),
+            );
         }
         self.own_pending = true;
         self.conn = Some(conn.clone());
@@ -355,21 +356,12 @@ impl UsageIngest {
             self.maintenance(&mut conn).await?;
         }
         let own = self.own_pending;
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(&self.options.group)
-            .arg(&self.options.consumer)
-            .arg("COUNT")
-            .arg(self.options.batch_size);
-        if !own {
-            read.arg("BLOCK").arg(self.options.block.as_millis() as u64);
-        }
-        read.arg("STREAMS")
-            .arg(&self.options.stream)
-            .arg(if own { "0" } else { ">" });
-        let reply: Value = read.query_async(&mut conn).await.map_err(redis_failure)?;
+        let read = self
+            .bus
+            .read(&mut conn, own, self.options.batch_size, self.options.block)
+            .await;
+        let entries = read.map_err(Failure::Redis)?;
         self.redis_ok();
-        let entries = reply::parse_read_reply(reply).map_err(Failure::Redis)?;
         if own && entries.is_empty() {
             self.own_pending = false;
         }
@@ -377,11 +369,7 @@ impl UsageIngest {
     }
 
     /// Decodes, stores in one transaction, then acknowledges and deletes.
-    async fn process(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-        entries: Vec<Entry>,
-    ) -> Result<(), Failure> {
+    async fn process(&mut self, conn: &mut Connection, entries: Vec<Entry>) -> Result<(), Failure> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -462,18 +450,10 @@ impl UsageIngest {
             }
         }
         // Only now, after the commit: acknowledge and drop the entries.
-        let _: Value = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .arg(&ids)
-            .cmd("XDEL")
-            .arg(&self.options.stream)
-            .arg(&ids)
-            .query_async(conn)
+        self.bus
+            .ack_and_delete(conn, &ids)
             .await
-            .map_err(redis_failure)?;
+            .map_err(Failure::Redis)?;
         self.metrics
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
@@ -490,28 +470,25 @@ impl UsageIngest {
 
     /// Claims idle entries of other consumers, removes long-idle empty consumers, measures
     /// the backlog.
-    async fn maintenance(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn maintenance(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         self.reclaim(conn).await?;
         self.remove_idle_consumers(conn).await?;
         self.measure(conn).await
     }
 
-    async fn reclaim(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+    async fn reclaim(&mut self, conn: &mut Connection) -> Result<(), Failure> {
         let mut cursor = "0-0".to_owned();
         for _ in 0..RECLAIM_PAGES {
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(&self.options.stream)
-                .arg(&self.options.group)
-                .arg(&self.options.consumer)
-                .arg(self.options.reclaim_idle.as_millis() as u64)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(self.options.batch_size)
-                .query_async(conn)
+            let (next, entries, deleted) = self
+                .bus
+                .autoclaim(
+                    conn,
+                    self.options.reclaim_idle,
+                    &cursor,
+                    self.options.batch_size,
+                )
                 .await
-                .map_err(redis_failure)?;
-            let (next, entries, deleted) =
-                reply::parse_autoclaim_reply(reply).map_err(Failure::Redis)?;
+                .map_err(Failure::Redis)?;
             if deleted > 0 {
                 tracing::warn!(
                     stream = %self.options.stream,
@@ -537,33 +514,21 @@ impl UsageIngest {
         Ok(())
     }
 
-    async fn remove_idle_consumers(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<(), Failure> {
-        let reply: Value = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .query_async(conn)
-            .await
-            .map_err(redis_failure)?;
+    async fn remove_idle_consumers(&mut self, conn: &mut Connection) -> Result<(), Failure> {
+        let consumers = self.bus.consumers(conn).await.map_err(Failure::Redis)?;
         let expiry_ms = self.options.consumer_expiry.as_millis();
-        for consumer in reply::parse_consumers(reply).map_err(Failure::Redis)? {
+        for consumer in consumers {
             if consumer.name == self.options.consumer
                 || consumer.pending > 0
                 || u128::from(consumer.idle_ms) < expiry_ms
             {
                 continue;
             }
-            let dropped: i64 = redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(&self.options.stream)
-                .arg(&self.options.group)
-                .arg(&consumer.name)
-                .query_async(conn)
+            let dropped = self
+                .bus
+                .delete_consumer(conn, &consumer.name)
                 .await
-                .map_err(redis_failure)?;
+                .map_err(Failure::Redis)?;
             if dropped > 0 {
                 // It read entries between XINFO and DELCONSUMER: they are still in the
                 // stream but no longer pending for anyone.
@@ -583,17 +548,8 @@ impl UsageIngest {
         Ok(())
     }
 
-    async fn measure(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
-        let (summary, length): (Value, u64) = redis::pipe()
-            .cmd("XPENDING")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .cmd("XLEN")
-            .arg(&self.options.stream)
-            .query_async(conn)
-            .await
-            .map_err(redis_failure)?;
-        let pending = reply::parse_pending_count(&summary).map_err(Failure::Redis)?;
+    async fn measure(&mut self, conn: &mut Connection) -> Result<(), Failure> {
+        let (pending, length) = self.bus.backlog(conn).await.map_err(Failure::Redis)?;
         self.metrics
             .pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));

@@ -7,14 +7,14 @@ use bb8_redis::redis::Value;
 /// One stream entry as read: its fields, or `None` when it was deleted from the stream
 /// while pending.
 #[derive(Debug)]
-pub(super) struct Entry {
+pub struct Entry {
     pub id: String,
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// One line of `XINFO CONSUMERS`.
 #[derive(Debug)]
-pub(super) struct ConsumerInfo {
+pub struct ConsumerInfo {
     pub name: String,
     pub pending: u64,
     pub idle_ms: u64,

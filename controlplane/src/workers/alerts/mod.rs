@@ -30,7 +30,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use omg_shared::budget::{parse_timezone, BudgetLevel, WindowSpan};
@@ -48,7 +47,6 @@ use crate::db::models::NewAlertEvent;
 use crate::db::{self, DbError, Pool};
 use crate::metrics::AlertMetrics;
 use crate::service::budgets::{self, EffectiveTenantBudget};
-use crate::state::AppState;
 
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,22 +149,23 @@ pub fn queue(capacity: usize, metrics: &AlertMetrics) -> (AlertNotifier, mpsc::R
     )
 }
 
-/// Starts the evaluator of `state`'s config: `None` when `budgets.alert.enabled` is false.
+/// Starts the evaluator of `config`: `None` when `budgets.alert.enabled` is false.
 /// It runs until `shutdown` becomes `true` (or its sender is dropped).
 pub fn spawn(
-    state: &web::Data<AppState>,
+    pool: Pool,
+    config: Arc<GatewayConfig>,
+    metrics: AlertMetrics,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<(AlertNotifier, JoinHandle<()>)>, String> {
-    if !state.config.budgets.alert.enabled {
+    if !config.budgets.alert.enabled {
         tracing::info!("budget alerts are disabled (budgets.alert.enabled: false)");
         return Ok(None);
     }
-    let options = AlertOptions::from_config(&state.config.budgets.alert);
-    let metrics = state.metrics.alerts().clone();
+    let options = AlertOptions::from_config(&config.budgets.alert);
     let (notifier, rx) = queue(options.queue_capacity, &metrics);
     let evaluator = Evaluator::new(
-        state.pool.clone(),
-        state.config.clone(),
+        pool,
+        config,
         options,
         Arc::new(SystemClock),
         metrics,
@@ -311,7 +310,7 @@ impl Evaluator {
         let tenants = {
             let mut conn = self.pool.get().await?;
             let mut windows = BTreeSet::from([budgets::default_window(&self.config).as_string()]);
-            for row in db::tenants::all_budgets(&mut conn).await? {
+            for row in db::governance::all_budgets(&mut conn).await? {
                 windows.insert(row.refresh_schedule);
             }
             let spans: Vec<WindowSpan> = windows
@@ -372,9 +371,14 @@ impl Evaluator {
             retry_failed_after: self.options.sweep_interval,
         };
         let window = WindowSpan::current(budget.policy.window, self.tz, now);
-        let spent =
-            db::alerts::tenant_spend(&mut conn, tenant_id, window.starts_at, window.resets_at)
-                .await?;
+        let spent = db::governance::tenant_spend(
+            &mut conn,
+            &[(tenant_id, window.starts_at, window.resets_at)],
+        )
+        .await?
+        .get(&tenant_id)
+        .copied()
+        .unwrap_or(0);
         let since = policy::history_since(&window, timing, now);
         let mut history = History::new();
         for row in db::alerts::target_history(&mut conn, tenant_id, since).await? {
