@@ -218,12 +218,13 @@ async fn serve(
         alias: &alias.alias,
         request_id: &request_id,
         created: ctx.started_at.timestamp(),
-        ingress: match anthropic {
-            true => Ingress::Anthropic {
+        ingress: if anthropic {
+            Ingress::Anthropic {
                 raw: bytes,
                 beta: beta.as_deref(),
-            },
-            false => Ingress::OpenAi,
+            }
+        } else {
+            Ingress::OpenAi
         },
         now: std::time::SystemTime::now(),
     };

@@ -183,7 +183,10 @@ async fn a_mock_deployment_is_a_failover_target() {
             "{record}"
         );
         assert_eq!(record["deployment"], mock.as_str());
-        assert!(record["completion_tokens"].as_u64().unwrap() > 0, "{record}");
+        assert!(
+            record["completion_tokens"].as_u64().unwrap() > 0,
+            "{record}"
+        );
         assert_eq!(record["usage_estimated"], false, "{record}");
     }
     assert_eq!(chats(&ups[0]), 2);

@@ -41,6 +41,10 @@ pub(super) async fn attempt(
         return Err(no_endpoint());
     };
     if let Some(local) = adapter.local() {
+        if let Some(egress) = ctx.anthropic.as_mut() {
+            // An earlier attempt may have been at a deployment that answers natively.
+            egress.native = adapter.answers_natively(call);
+        }
         return super::local::serve(session, ctx, local.answer(call)).await;
     }
     // Each attempt at its own time (signing adapters sign every attempt afresh).

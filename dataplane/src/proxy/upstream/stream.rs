@@ -64,6 +64,8 @@ impl Relay<'_> {
         mut translator: Box<dyn StreamTranslator>,
     ) -> Result<Served, AttemptError> {
         upstream.set_read_timeout(Some(self.timeouts.stream_idle));
+        let max_duration = tokio::time::sleep(state.settings.stream_max_duration);
+        tokio::pin!(max_duration);
         // Until the first bytes, a reset, an empty stream or a stall can still fail over.
         let first = match upstream.read_response_body().await {
             Ok(Some(bytes)) => Ok(Some(bytes)),
@@ -75,8 +77,6 @@ impl Relay<'_> {
             session: upstream,
             carried: Some(first),
         };
-        let max_duration = tokio::time::sleep(state.settings.stream_max_duration);
-        tokio::pin!(max_duration);
         let end = pump(session, ctx, &mut upstream, &mut *translator, max_duration).await;
         let seen = StreamSeen {
             done: translator.is_done(),
@@ -131,9 +131,10 @@ impl Relay<'_> {
         upstream_failed: bool,
     ) -> Result<Served, AttemptError> {
         respond::end_stream(session, ctx).await?;
-        Ok(match upstream_failed {
-            true => Served::Broken(StreamBreak::UpstreamError),
-            false => Served::Answered,
+        Ok(if upstream_failed {
+            Served::Broken(StreamBreak::UpstreamError)
+        } else {
+            Served::Answered
         })
     }
 
