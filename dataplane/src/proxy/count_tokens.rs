@@ -23,10 +23,11 @@ use super::admission::take;
 use super::ctx::RequestCtx;
 use super::{respond, upstream, Failure, State};
 use crate::flow::admit::count_plan;
+use crate::flow::ingress::counts;
 use crate::flow::order::{sync_timeout, try_order};
 use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
-use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
+use crate::snapshot::{AliasEntry, RuntimeSnapshot};
 use crate::tokens::{PromptSource, Vocabulary};
 
 /// The client's request, as `handle` read and checked it.
@@ -100,14 +101,6 @@ async fn admit(
         Some(plan) => take(state, ctx, snapshot, plan, "token count refused by a limit").await,
         None => Ok(()),
     }
-}
-
-/// Whether the deployment's provider counts tokens itself.
-pub(super) fn counts(deployment: &DeploymentEntry) -> bool {
-    deployment
-        .adapter
-        .as_ref()
-        .is_some_and(|adapter| adapter.counts_tokens())
 }
 
 /// The prompt's tokens as the gateway estimates them (nothing goes upstream).

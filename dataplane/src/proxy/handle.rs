@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
-use omg_shared::provider::ProviderKind;
 use pingora::proxy::Session;
 
 use super::admission::{observe, take};
@@ -14,11 +13,11 @@ use super::{forward, idem, upstream, Failure, State};
 use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
 use crate::flow::admit::{request_plan, Admitted};
+use crate::flow::ingress::translate_anthropic;
 use crate::flow::order::{capability_filter, checked_alias, sync_timeout, try_order};
-use crate::ingress::anthropic;
 use crate::providers::{Call, Ingress};
 use crate::request::{route, RequestBody, Route};
-use crate::snapshot::{AliasEntry, DeploymentEntry, KeyEntry, RuntimeSnapshot};
+use crate::snapshot::{AliasEntry, KeyEntry, RuntimeSnapshot};
 
 /// Handles one request end to end.
 pub(super) async fn handle(
@@ -236,38 +235,6 @@ async fn serve(
     tokio::time::timeout(timeouts.sync, exchange)
         .await
         .unwrap_or_else(|_| Err(sync_timeout().into()))
-}
-
-/// An Anthropic client's request in its OpenAI form. What the OpenAI form cannot carry
-/// (documents, server tools, …) is refused, unless only Anthropic deployments will see the
-/// request (every deployment of the alias, or any for `count_tokens`, which only they
-/// answer): then the body goes upstream as written and those parts are only left out of the
-/// form used for routing, limits and estimates.
-fn translate_anthropic(
-    snapshot: &RuntimeSnapshot,
-    raw: &[u8],
-    count_only: bool,
-) -> Result<anthropic::Translated, ApiError> {
-    anthropic::to_openai(raw, count_only).or_else(|refusal| {
-        let native = |d: &DeploymentEntry| d.deployment.provider == ProviderKind::Anthropic;
-        let only_anthropic = anthropic::model_of(raw)
-            .and_then(|model| snapshot.model(&model))
-            .is_some_and(|alias| {
-                if count_only {
-                    alias
-                        .deployments
-                        .iter()
-                        .any(|d| super::count_tokens::counts(d))
-                } else {
-                    !alias.deployments.is_empty() && alias.deployments.iter().all(|d| native(d))
-                }
-            });
-        if only_anthropic {
-            anthropic::to_openai_for_native(raw, count_only)
-        } else {
-            Err(refusal)
-        }
-    })
 }
 
 /// The client's request id when it is sane (1-128 of `[A-Za-z0-9._:-]`), else the request's
