@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod dns;
 pub mod error;
+pub mod flow;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod idempotency;

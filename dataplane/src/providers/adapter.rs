@@ -217,6 +217,12 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
         let _ = now;
         self.probe(deployment)
     }
+    /// The answerer of an adapter that answers in process (the built-in `mock`): the glue
+    /// then sends nothing upstream and plays its answer out. `None` for real providers.
+    fn local(&self) -> Option<&dyn super::mock::LocalAnswer> {
+        None
+    }
+
     /// The `accept` header of a streamed request.
     fn stream_accept(&self) -> &'static str {
         "text/event-stream"

@@ -76,7 +76,7 @@ pub trait Credentials {
 }
 
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
-/// metadata key). `None` for `mock`, which answers in process.
+/// metadata key). `mock`'s answers in process ([`ProviderAdapter::local`]).
 pub fn adapter_for(
     deployment: &Deployment,
     credentials: &dyn Credentials,
@@ -104,6 +104,6 @@ pub fn adapter_for(
             deployment,
             crate::credentials::aws::for_deployment(deployment)?,
         )?)),
-        ProviderKind::Mock => None,
+        ProviderKind::Mock => Some(Arc::new(mock::MockAdapter::for_deployment(deployment)?)),
     })
 }

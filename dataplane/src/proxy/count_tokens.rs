@@ -10,21 +10,24 @@
 //! Either way the request is admitted against the key's and tenant's requests-per-minute
 //! and parallel limits (so a key cannot flood the provider's count endpoint with the
 //! operator's credential), but never charged: no token limit or budget is checked or
-//! settled, no `Idempotency-Key` is claimed or stored, and `handle::finish` writes no usage
-//! record for the route (metrics and the access log still count the request). Upstream
-//! outcomes of a count leave the deployments' breakers alone (see `upstream::exchange`).
+//! settled, no `Idempotency-Key` is claimed or stored, and no usage record is written for
+//! the route (see `flow::meter::Metered::billable`; metrics and the access log still count
+//! the request). Upstream outcomes of a count leave the deployments' breakers alone (see
+//! `upstream::exchange`).
 
 use std::sync::Arc;
 
 use pingora::proxy::Session;
 
+use super::admission::take;
 use super::ctx::RequestCtx;
-use super::handle::{sync_timeout, take, try_order};
 use super::{respond, upstream, Failure, State};
-use crate::limits::{plan, Estimate, RateKind};
+use crate::flow::admit::count_plan;
+use crate::flow::ingress::counts;
+use crate::flow::order::{sync_timeout, try_order};
 use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
-use crate::snapshot::{AliasEntry, DeploymentEntry, RuntimeSnapshot};
+use crate::snapshot::{AliasEntry, RuntimeSnapshot};
 use crate::tokens::{PromptSource, Vocabulary};
 
 /// The client's request, as `handle` read and checked it.
@@ -94,27 +97,10 @@ async fn admit(
     let Some(key) = ctx.key.clone() else {
         return Ok(());
     };
-    let mut plan = plan::build(
-        &snapshot.governance,
-        &key,
-        ctx.alias.as_deref(),
-        Some(Estimate::default()),
-        chrono::Utc::now(),
-    );
-    plan.rates.retain(|rate| rate.kind == RateKind::Requests);
-    plan.budgets.clear();
-    if plan.is_empty() {
-        return Ok(());
+    match count_plan(snapshot, &key, ctx.alias.as_deref()) {
+        Some(plan) => take(state, ctx, snapshot, plan, "token count refused by a limit").await,
+        None => Ok(()),
     }
-    take(state, ctx, snapshot, plan, "token count refused by a limit").await
-}
-
-/// Whether the deployment's provider counts tokens itself.
-pub(super) fn counts(deployment: &DeploymentEntry) -> bool {
-    deployment
-        .adapter
-        .as_ref()
-        .is_some_and(|adapter| adapter.counts_tokens())
 }
 
 /// The prompt's tokens as the gateway estimates them (nothing goes upstream).

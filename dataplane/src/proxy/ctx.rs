@@ -5,16 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omg_shared::money::Pricing;
-use omg_shared::provider::ProviderKind;
 use uuid::Uuid;
 
 use super::State;
+use crate::flow::meter::{Meter, Target};
 use crate::idempotency::Recorder;
 use crate::ingress::anthropic::EventConverter;
 use crate::limits::{Admission, Observed};
 use crate::metrics::Metrics;
-use crate::providers::Usage;
 use crate::request::Route;
 use crate::snapshot::KeyEntry;
 
@@ -62,35 +60,24 @@ pub struct RequestCtx {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// Matched route.
     pub route: Option<Route>,
-    /// Authenticated tenant.
-    pub tenant_id: Option<Uuid>,
-    /// Authenticated key.
-    pub key_id: Option<Uuid>,
-    /// Key prefix, for logs.
-    pub key_prefix: Option<String>,
     /// Resolved alias (only aliases in the catalog, so metric labels stay bounded).
     pub alias: Option<String>,
-    /// Provider of the deployment used last.
-    pub provider: Option<ProviderKind>,
-    /// Deployment used last.
-    pub deployment: Option<String>,
-    /// Its prices.
-    pub pricing: Pricing,
+    /// The deployment used last (set per attempt by the exchange).
+    pub target: Option<Target>,
     /// Status sent to the client; 499 when the client left first.
     pub status: u16,
     /// Error code of a failed request.
     pub error_code: Option<&'static str>,
-    /// Token counts.
-    pub usage: Usage,
-    /// Counts are estimates.
-    pub usage_estimated: bool,
+    /// What the request consumed (decided by [`crate::flow::meter`]).
+    pub meter: Meter,
     /// Time to first streamed content.
     pub ttft: Option<Duration>,
     /// Streamed.
     pub stream: bool,
     /// Upstream attempts made.
     pub attempts: u32,
-    /// The authenticated key (for limits and budget headers).
+    /// The authenticated key: the request's identity (tenant, key id, prefix) and its
+    /// limits and budget headers.
     pub key: Option<Arc<KeyEntry>>,
     /// Limits and budget state for the response headers.
     pub observed: Option<Observed>,
@@ -115,17 +102,11 @@ impl RequestCtx {
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             route: None,
-            tenant_id: None,
-            key_id: None,
-            key_prefix: None,
             alias: None,
-            provider: None,
-            deployment: None,
-            pricing: Pricing::default(),
+            target: None,
             status: 0,
             error_code: None,
-            usage: Usage::default(),
-            usage_estimated: false,
+            meter: Meter::default(),
             ttft: None,
             stream: false,
             attempts: 0,
@@ -143,6 +124,31 @@ impl RequestCtx {
     /// counts as in flight for the graceful drain.
     pub fn take_inflight(&mut self) -> Option<InflightGuard> {
         self.inflight.take()
+    }
+
+    /// The authenticated tenant.
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.key.as_ref().map(|k| k.key.tenant_id)
+    }
+
+    /// The authenticated key's id.
+    pub fn key_id(&self) -> Option<Uuid> {
+        self.key.as_ref().map(|k| k.key.id)
+    }
+
+    /// The authenticated key's prefix (for logs), or `-`.
+    pub fn key_prefix(&self) -> &str {
+        self.key.as_ref().map_or("-", |k| k.key.prefix.as_str())
+    }
+
+    /// The next attempt goes to `deployment`.
+    pub fn attempting(&mut self, deployment: &crate::snapshot::DeploymentEntry) {
+        self.attempts += 1;
+        self.target = Some(Target {
+            provider: deployment.deployment.provider,
+            deployment: deployment.deployment.id.clone(),
+            pricing: deployment.deployment.pricing,
+        });
     }
 
     /// Marks the first streamed content.

@@ -59,7 +59,7 @@ pub(super) fn prepare(
             ),
         ));
     };
-    let (Some(tenant_id), Some(key_id)) = (ctx.tenant_id, ctx.key_id) else {
+    let (Some(tenant_id), Some(key_id)) = (ctx.tenant_id(), ctx.key_id()) else {
         return Err(ApiError::new(
             ErrorCode::InternalError,
             "the request was not authenticated",

@@ -30,7 +30,8 @@ impl BackgroundService for HealthChecker {
             let policy = snapshot.routing.health.clone();
             let targets: Vec<Arc<DeploymentEntry>> = snapshot
                 .deployments()
-                .filter(|d| d.deployment.health_check && d.adapter.is_some())
+                .filter(|d| d.deployment.health_check)
+                .filter(|d| d.adapter.as_ref().is_some_and(|a| a.local().is_none()))
                 .cloned()
                 .collect();
             drop(snapshot);

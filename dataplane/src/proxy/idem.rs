@@ -47,7 +47,7 @@ pub(super) async fn begin(
         .with_param("Idempotency-Key")
         .into());
     };
-    let (Some(tenant), Some(api_key)) = (ctx.tenant_id, ctx.key_id) else {
+    let (Some(tenant), Some(api_key)) = (ctx.tenant_id(), ctx.key_id()) else {
         return Ok(false);
     };
     // The slot is the API key's: another key of the tenant never gets this key's answers.
@@ -71,7 +71,7 @@ pub(super) async fn begin(
         Begin::Replay(stored) => {
             ctx.idempotent_replay = true;
             // The limits and budget headers every answer has; nothing is taken.
-            super::handle::observe_for_error(state, ctx).await;
+            super::admission::observe_for_error(state, ctx).await;
             respond::replay(session, ctx, &stored).await?;
             Ok(true)
         }

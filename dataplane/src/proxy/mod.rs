@@ -4,14 +4,15 @@
 //! Files and batches (cluster mode) are the exception: authenticated in `request_filter`,
 //! then proxied by Pingora's own phases to the control plane ([`forward`]).
 
+mod admission;
 pub mod conn;
 mod count_tokens;
 mod ctx;
+mod finish;
 pub mod forward;
 mod handle;
 mod health_check;
 mod idem;
-mod mock;
 mod respond;
 pub mod server;
 mod upstream;
@@ -27,6 +28,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+pub use crate::flow::Failure;
 pub use ctx::RequestCtx;
 
 use crate::dns::Resolver;
@@ -165,21 +167,6 @@ impl State {
     }
 }
 
-/// Why handling stopped before a normal end.
-#[derive(Debug)]
-pub enum Failure {
-    /// Answer this error (if no response has started).
-    Api(ApiError),
-    /// The client disconnected; nothing more can be sent.
-    ClientGone,
-}
-
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Self {
-        Failure::Api(error)
-    }
-}
-
 /// The `ProxyHttp` implementation.
 pub struct Gateway {
     /// Shared state.
@@ -221,7 +208,7 @@ impl ProxyHttp for Gateway {
             Ok(()) if ctx.forward.is_some() => return Ok(false),
             Ok(()) => {}
             Err(Failure::Api(error)) => {
-                handle::observe_for_error(&self.state, ctx).await;
+                admission::observe_for_error(&self.state, ctx).await;
                 respond::error(session, ctx, &error).await;
             }
             Err(Failure::ClientGone) => {
@@ -336,7 +323,7 @@ impl ProxyHttp for Gateway {
         _error: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
-        handle::finish(&self.state, session, ctx);
+        finish::finish(&self.state, session, ctx);
         conn::request_done(session);
     }
 }

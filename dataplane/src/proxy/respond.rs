@@ -30,9 +30,9 @@ pub fn header(
             .insert_header("request-id", ctx.request_id.as_str())
             .map_err(internal)?;
     }
-    if let Some(deployment) = &ctx.deployment {
+    if let Some(target) = &ctx.target {
         header
-            .insert_header("x-omg-deployment", deployment.as_str())
+            .insert_header("x-omg-deployment", target.deployment.as_str())
             .map_err(internal)?;
         header
             .insert_header("x-omg-attempts", ctx.attempts.to_string())

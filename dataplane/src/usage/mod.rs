@@ -11,8 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use omg_shared::usage::UsageEvent;
+use omg_shared::usage::{UsageEvent, USAGE_SCHEMA_VERSION};
 
+use crate::flow::meter::Metered;
 use crate::metrics::Metrics;
 
 mod handle;
@@ -22,6 +23,43 @@ pub mod spool;
 
 #[cfg(test)]
 mod tests;
+
+/// The usage record of a request's closing state: the one place it is built.
+pub fn record_of(metered: &Metered) -> UsageEvent {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    UsageEvent {
+        schema_version: USAGE_SCHEMA_VERSION,
+        event_id: Some(metered.event_id),
+        request_id: metered.request_id.clone(),
+        started_at: metered
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        tenant_id: metered.tenant_id,
+        key_id: metered.key_id,
+        user_id: None,
+        alias: metered.alias.clone(),
+        provider: metered
+            .target
+            .as_ref()
+            .map(|t| t.provider.as_str().to_owned()),
+        deployment: metered.target.as_ref().map(|t| t.deployment.clone()),
+        endpoint: metered.endpoint().to_owned(),
+        status: metered.status,
+        error_code: metered.error_code.map(str::to_owned),
+        prompt_tokens: metered.usage.prompt_tokens,
+        completion_tokens: metered.usage.completion_tokens,
+        total_tokens: metered.tokens(),
+        cached_tokens: metered.usage.cached_tokens,
+        cache_write_tokens: metered.usage.cache_write_tokens,
+        images: metered.usage.images,
+        cost_micro_usd: metered.cost,
+        latency_ms: millis(metered.latency),
+        ttft_ms: metered.ttft.map(millis),
+        stream: metered.stream,
+        usage_estimated: metered.usage_estimated,
+        idempotent_replay: metered.idempotent_replay,
+    }
+}
 
 /// A destination for usage records. `record` never blocks on the network.
 pub trait UsageSink: Send + Sync {

@@ -146,6 +146,52 @@ async fn failover_across_three_deployments_replays_a_2mb_body() {
     assert!(record["error_code"].is_null(), "{record}");
 }
 
+/// The built-in mock behind a failing real deployment: it takes the failover like any
+/// deployment (it used to be served only when it came first in the order).
+#[tokio::test]
+async fn a_mock_deployment_is_a_failover_target() {
+    let ups = upstreams(1).await;
+    ups[0].set_behaviour("fail-500");
+    let entries = in_order(vec![
+        Entry::new("fallback", &ups[0].base_url(), "gpt-test"),
+        Entry::new("fallback", "http://mock.invalid", "mock").provider("mock"),
+    ]);
+    let gateway = Gateway::start(&custom_config(&entries, "", "")).await;
+    let mock = deployment_id(&entries, 1);
+    for stream in [false, true] {
+        let response = gateway
+            .post(CHAT)
+            .json(&chat("fallback", stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "log:\n{}", gateway.log());
+        assert_eq!(header(&response, "x-omg-deployment"), Some(mock.as_str()));
+        assert_eq!(header(&response, "x-omg-attempts"), Some("2"));
+        let id = request_id(&response);
+        let text = response.text().await.unwrap();
+        if stream {
+            assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
+        } else {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["object"], "chat.completion", "{answer}");
+        }
+        let record = gateway.usage_of(&id).await;
+        assert_eq!(
+            (record["status"].clone(), record["provider"].clone()),
+            (json!(200), json!("mock")),
+            "{record}"
+        );
+        assert_eq!(record["deployment"], mock.as_str());
+        assert!(
+            record["completion_tokens"].as_u64().unwrap() > 0,
+            "{record}"
+        );
+        assert_eq!(record["usage_estimated"], false, "{record}");
+    }
+    assert_eq!(chats(&ups[0]), 2);
+}
+
 #[tokio::test]
 async fn no_failover_after_the_first_byte() {
     let ups = upstreams(2).await;

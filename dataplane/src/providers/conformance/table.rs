@@ -362,7 +362,7 @@ fn gemini_api() -> Case {
     }
 }
 
-/// The mock answers in process: it has no adapter, and nothing to check here beyond that.
+/// The mock answers in process (its adapter's `local`): nothing to check here beyond that.
 fn mock() -> Case {
     Case {
         name: "mock",

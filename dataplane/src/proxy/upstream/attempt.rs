@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use omg_shared::error::ErrorCode;
+use omg_shared::snapshot::Deployment;
 use pingora::connectors::http::Connector;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Session;
@@ -15,15 +16,18 @@ use pingora::OrErr;
 use tokio::io::AsyncWriteExt;
 
 use super::head::RequestHead;
-use super::{internal, is_timeout, protocol, timeout, AttemptError, MAX_RESPONSE_BYTES, POOL_IDLE};
+use super::{internal, is_timeout, protocol, timeout, MAX_RESPONSE_BYTES, POOL_IDLE};
 use crate::error::ApiError;
+use crate::flow::meter::Meter;
+use crate::flow::outcome::{AttemptError, Fault, Served};
 use crate::metrics::Metrics;
-use crate::providers::{Call, Usage};
+use crate::providers::{Call, ProviderAdapter};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::{respond, State, Timeouts};
 use crate::snapshot::DeploymentEntry;
-use crate::tokens::{PromptSource, Vocabulary};
 
+/// One attempt at `deployment`: answered in process when its adapter does, else sent
+/// upstream and the answer relayed.
 pub(super) async fn attempt(
     state: &Arc<State>,
     session: &mut Session,
@@ -31,13 +35,18 @@ pub(super) async fn attempt(
     deployment: &DeploymentEntry,
     timeouts: Timeouts,
     call: &Call<'_>,
-) -> Result<(), AttemptError> {
+) -> Result<Served, AttemptError> {
     let target = &deployment.deployment;
-    let (Some(endpoint), Some(adapter)) = (&target.endpoint, &deployment.adapter) else {
-        return Err(AttemptError::Final(
-            ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
-        ));
+    let Some(adapter) = &deployment.adapter else {
+        return Err(no_endpoint());
     };
+    if let Some(local) = adapter.local() {
+        if let Some(egress) = ctx.anthropic.as_mut() {
+            // An earlier attempt may have been at a deployment that answers natively.
+            egress.native = adapter.answers_natively(call);
+        }
+        return super::local::serve(session, ctx, local.answer(call)).await;
+    }
     // Each attempt at its own time (signing adapters sign every attempt afresh).
     let call = &Call {
         now: SystemTime::now(),
@@ -45,17 +54,51 @@ pub(super) async fn attempt(
     };
     if let Err(message) = adapter.ready() {
         tracing::warn!(deployment = %target.id, %message, "the deployment cannot be tried");
-        return Err(AttemptError::Retryable {
-            error: ApiError::new(
+        return Err(AttemptError::retry(
+            Fault::Credentials,
+            ApiError::new(
                 ErrorCode::UpstreamError,
                 format!(
                     "The upstream for `{}` has no usable credential yet; the gateway's operator must check its log.",
                     target.id
                 ),
             ),
-            kind: "credentials",
-        });
+        ));
     }
+    let sent = send_request(state, ctx, adapter.as_ref(), target, timeouts, call).await?;
+    let exchange = Exchange {
+        adapter: adapter.as_ref(),
+        target,
+        timeouts,
+        call,
+    };
+    exchange.answer(state, session, ctx, sent).await
+}
+
+fn no_endpoint() -> AttemptError {
+    AttemptError::Final(
+        ApiError::new(ErrorCode::InternalError, "deployment has no endpoint").into(),
+    )
+}
+
+/// An upstream whose response head was read, and its peer (to pool the connection again).
+struct Sent {
+    upstream: HttpSession,
+    peer: HttpPeer,
+}
+
+/// Builds the provider's request, connects and sends it, and reads the response head.
+async fn send_request(
+    state: &Arc<State>,
+    ctx: &RequestCtx,
+    adapter: &dyn ProviderAdapter,
+    target: &Deployment,
+    timeouts: Timeouts,
+    call: &Call<'_>,
+) -> Result<Sent, AttemptError> {
+    let Some(endpoint) = &target.endpoint else {
+        return Err(no_endpoint());
+    };
     // What the provider cannot express is the client's to fix, before any connection.
     let request = adapter
         .request(call, target)
@@ -66,13 +109,13 @@ pub(super) async fn attempt(
         .await
         .map_err(|message| {
             tracing::warn!(deployment = %target.id, %message, "upstream host resolution failed");
-            AttemptError::Retryable {
-                error: ApiError::new(
+            AttemptError::retry(
+                Fault::Dns,
+                ApiError::new(
                     ErrorCode::UpstreamError,
                     format!("The upstream for `{}` could not be resolved.", target.id),
                 ),
-                kind: "dns",
-            }
+            )
         })?;
     let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
     peer.options.connection_timeout = Some(timeouts.connect);
@@ -84,7 +127,6 @@ pub(super) async fn attempt(
         peer.options.set_http_version(2, 1);
         peer.options.max_h2_streams = 100;
     }
-
     let payload = Bytes::from(request.body);
     let host = endpoint.host_header();
     let head = RequestHead {
@@ -99,15 +141,30 @@ pub(super) async fn attempt(
         content_length: payload.len(),
         provider: &request.headers,
     };
+    let upstream = deliver(state, ctx, &peer, target, &head, payload, timeouts).await?;
+    Ok(Sent { upstream, peer })
+}
+
+/// Sends the request, on a fresh connection when a pooled one turns out closed by the
+/// upstream, within the upstream deadline.
+async fn deliver(
+    state: &Arc<State>,
+    ctx: &RequestCtx,
+    peer: &HttpPeer,
+    target: &Deployment,
+    head: &RequestHead<'_>,
+    payload: Bytes,
+    timeouts: Timeouts,
+) -> Result<HttpSession, AttemptError> {
     // Also vets the configured path, host and key for both HTTP versions.
     let wire = Bytes::from(head.h1_bytes().ok_or_else(internal)?);
     let deadline = tokio::time::Instant::now() + timeouts.upstream;
     let mut stale = 0;
-    let mut upstream = loop {
-        let (upstream, reused) = connect(&state.connector, &peer, target).await?;
+    loop {
+        let (upstream, reused) = connect(&state.connector, peer, target).await?;
         let sent = tokio::time::timeout_at(
             deadline,
-            Box::pin(send(upstream, &peer, &head, wire.clone(), payload.clone())),
+            Box::pin(send(upstream, peer, head, wire.clone(), payload.clone())),
         )
         .await;
         match sent {
@@ -130,158 +187,183 @@ pub(super) async fn attempt(
                     target.id
                 )))
             }
-            Ok(Ok(upstream)) => break upstream,
+            Ok(Ok(upstream)) => return Ok(upstream),
         }
-    };
-    let Some(header) = upstream.response_header() else {
-        return Err(internal());
-    };
-    let status = header.status.as_u16();
-    let content_type = header
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-    let retry_after = crate::routing::retry_after::seconds(
-        text("retry-after"),
-        text("retry-after-ms"),
-        std::time::SystemTime::now(),
-    );
-
-    if status == 429 || status >= 500 {
-        let mut error = if status == 429 {
-            ApiError::new(
-                ErrorCode::RequestRateLimited,
-                format!(
-                    "The upstream for `{}` is rate limiting; retry later.",
-                    target.id
-                ),
-            )
-        } else {
-            ApiError::new(
-                ErrorCode::UpstreamError,
-                format!(
-                    "The upstream for `{}` failed with HTTP {status}.",
-                    target.id
-                ),
-            )
-        };
-        error.retry_after = retry_after;
-        return Err(AttemptError::Retryable {
-            error,
-            kind: if status == 429 {
-                "status_429"
-            } else {
-                "status_5xx"
-            },
-        });
     }
-    if status == 401 || status == 403 {
-        tracing::error!(deployment = %target.id, status, "the upstream refused the gateway's credentials; check the catalog entry's api_key");
-        return Err(AttemptError::Retryable {
-            error: ApiError::new(
+}
+
+/// A status the deployment is to blame for (429, 5xx, 401/403, 404): worth the next one.
+fn failed_status(
+    status: u16,
+    target: &Deployment,
+    retry_after: Option<u64>,
+) -> Option<AttemptError> {
+    let (fault, code, message) = match status {
+        429 => (
+            Fault::RateLimited,
+            ErrorCode::RequestRateLimited,
+            format!(
+                "The upstream for `{}` is rate limiting; retry later.",
+                target.id
+            ),
+        ),
+        500.. => (
+            Fault::ServerError,
+            ErrorCode::UpstreamError,
+            format!(
+                "The upstream for `{}` failed with HTTP {status}.",
+                target.id
+            ),
+        ),
+        401 | 403 => {
+            tracing::error!(deployment = %target.id, status, "the upstream refused the gateway's credentials; check the catalog entry's api_key");
+            (
+                Fault::Auth,
                 ErrorCode::UpstreamError,
                 format!(
                     "The upstream for `{}` refused the gateway's credentials.",
                     target.id
                 ),
-            ),
-            kind: "auth",
-        });
-    }
-    if status == 404 {
-        // The client named an alias the gateway knows: a provider that does not know the
-        // model, deployment or path is the catalog entry's fault, not the client's.
-        tracing::error!(deployment = %target.id, status, "the upstream does not know the deployment's model, deployment name or path; check the catalog entry's provider_model, deployment and endpoint");
-        return Err(AttemptError::Retryable {
-            error: ApiError::new(
+            )
+        }
+        404 => {
+            // The client named an alias the gateway knows: a provider that does not know the
+            // model, deployment or path is the catalog entry's fault, not the client's.
+            tracing::error!(deployment = %target.id, status, "the upstream does not know the deployment's model, deployment name or path; check the catalog entry's provider_model, deployment and endpoint");
+            (
+                Fault::NotFound,
                 ErrorCode::UpstreamError,
                 format!(
                     "The upstream for `{}` does not know its configured model; the gateway's operator must fix the catalog entry.",
                     target.id
                 ),
-            ),
-            kind: "not_found",
-        });
+            )
+        }
+        _ => return None,
+    };
+    let mut error = ApiError::new(code, message);
+    if matches!(fault, Fault::RateLimited | Fault::ServerError) {
+        error.retry_after = retry_after;
     }
-    if status != 200 {
-        // A client mistake the upstream caught (context too long, bad parameter…): the
-        // adapter maps the provider's error to OpenAI's shape, nothing else of its body.
-        let bytes = read_all(&mut upstream, timeouts.upstream)
+    Some(AttemptError::retry(fault, error))
+}
+
+/// One attempt's fixed parts, once its request is sent.
+struct Exchange<'a> {
+    adapter: &'a dyn ProviderAdapter,
+    target: &'a Deployment,
+    timeouts: Timeouts,
+    call: &'a Call<'a>,
+}
+
+impl Exchange<'_> {
+    /// The answer by its status: the deployment's failure, the client's error (passed on),
+    /// or a 200 relayed as a stream or translated as JSON.
+    async fn answer(
+        &self,
+        state: &Arc<State>,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut sent: Sent,
+    ) -> Result<Served, AttemptError> {
+        let Some(header) = sent.upstream.response_header() else {
+            return Err(internal());
+        };
+        let status = header.status.as_u16();
+        let content_type = header
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        let retry_after = crate::routing::retry_after::seconds(
+            text("retry-after"),
+            text("retry-after-ms"),
+            std::time::SystemTime::now(),
+        );
+        if let Some(failed) = failed_status(status, self.target, retry_after) {
+            return Err(failed);
+        }
+        if status != 200 {
+            // A client mistake the upstream caught (context too long, bad parameter…): the
+            // adapter maps the provider's error to OpenAI's shape, nothing else of its body.
+            let bytes = read_all(&mut sent.upstream, self.timeouts.upstream)
+                .await
+                .map_err(|_| timeout(self.target))?;
+            let mapped = self.adapter.client_error(status, &bytes);
+            return rejected(session, ctx, mapped).await;
+        }
+        if let Some(egress) = ctx.anthropic.as_mut() {
+            egress.native = self.adapter.answers_natively(self.call);
+        }
+        if !self.call.body.stream {
+            return self.json(state, session, ctx, sent).await;
+        }
+        if !self.adapter.is_stream_content_type(&content_type) {
+            return Err(protocol(format!(
+                "The upstream for `{}` answered a stream request without an event stream.",
+                self.target.id
+            )));
+        }
+        let relay = super::stream::Relay {
+            call: self.call,
+            target: self.target,
+            timeouts: self.timeouts,
+            peer: &sent.peer,
+        };
+        let translator = self.adapter.stream(self.call);
+        relay
+            .run(state, session, ctx, sent.upstream, translator)
             .await
-            .map_err(|_| timeout(target))?;
-        let mapped = adapter.client_error(status, &bytes);
-        ctx.error_code = Some("upstream_rejected");
-        return respond::json(session, ctx, mapped.status, mapped.body.to_json())
-            .await
-            .map_err(AttemptError::Final);
     }
 
-    if let Some(egress) = ctx.anthropic.as_mut() {
-        egress.native = adapter.answers_natively(call);
-    }
-    if call.body.stream && adapter.is_stream_content_type(&content_type) {
-        let translator = adapter.stream(call);
-        super::stream::relay(
-            state, session, ctx, upstream, &peer, call, translator, target, timeouts,
-        )
-        .await
-    } else if call.body.stream {
-        Err(protocol(format!(
-            "The upstream for `{}` answered a stream request without an event stream.",
-            target.id
-        )))
-    } else {
-        let bytes =
-            read_all(&mut upstream, timeouts.upstream)
-                .await
-                .map_err(|error| match error {
-                    ReadError::TooLarge => {
-                        protocol("The upstream response was larger than 64 MiB.".to_owned())
-                    }
-                    ReadError::TimedOut => timeout(target),
-                    ReadError::Broken => protocol(format!(
-                        "The upstream for `{}` broke the connection mid-response.",
-                        target.id
-                    )),
-                })?;
-        let answer = match adapter.response(call, &bytes) {
+    /// A 200 JSON answer: read whole, translated, metered, sent.
+    async fn json(
+        &self,
+        state: &Arc<State>,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut sent: Sent,
+    ) -> Result<Served, AttemptError> {
+        let target = self.target;
+        let bytes = read_all(&mut sent.upstream, self.timeouts.upstream)
+            .await
+            .map_err(|error| match error {
+                ReadError::TooLarge => {
+                    protocol("The upstream response was larger than 64 MiB.".to_owned())
+                }
+                ReadError::TimedOut => timeout(target),
+                ReadError::Broken => protocol(format!(
+                    "The upstream for `{}` broke the connection mid-response.",
+                    target.id
+                )),
+            })?;
+        let answer = match self.adapter.response(self.call, &bytes) {
             Ok(answer) => answer,
             Err(error) if (400..500).contains(&error.code.status()) => {
                 // The provider refused the request inside a 200 (a blocked prompt): the
                 // deployment worked; the client gets the refusal.
-                ctx.error_code = Some("upstream_rejected");
-                let mapped = crate::providers::ClientError::from(error);
-                return respond::json(session, ctx, mapped.status, mapped.body.to_json())
-                    .await
-                    .map_err(AttemptError::Final);
+                return rejected(session, ctx, error.into()).await;
             }
-            Err(error) => {
-                return Err(AttemptError::Retryable {
-                    error,
-                    kind: "protocol",
-                })
-            }
+            Err(error) => return Err(AttemptError::retry(Fault::Protocol, error)),
         };
-        ctx.usage = match answer.usage {
-            Some(usage) => usage,
-            None => {
-                ctx.usage_estimated = true;
-                Usage {
-                    prompt_tokens: PromptSource::of(call.body)
-                        .count_off_worker(Vocabulary::for_model(&target.provider_model))
-                        .await,
-                    ..Usage::default()
-                }
-            }
-        };
-        super::release(state, upstream, &peer).await;
-        respond::json(session, ctx, 200, answer.body)
-            .await
-            .map_err(AttemptError::Final)
+        ctx.meter = Meter::answer(answer.usage, self.call.body, &target.provider_model).await;
+        super::release(state, sent.upstream, &sent.peer).await;
+        respond::json(session, ctx, 200, answer.body).await?;
+        Ok(Served::Answered)
     }
+}
+
+/// The provider's refusal of the client's request, passed on: the deployment worked.
+async fn rejected(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mapped: crate::providers::ClientError,
+) -> Result<Served, AttemptError> {
+    ctx.error_code = Some("upstream_rejected");
+    respond::json(session, ctx, mapped.status, mapped.body.to_json()).await?;
+    Ok(Served::Answered)
 }
 
 /// Pooled connections found closed by the upstream, one after another, that one attempt
@@ -291,22 +373,22 @@ const STALE_RETRIES: u32 = 3;
 async fn connect(
     connector: &Connector,
     peer: &HttpPeer,
-    target: &omg_shared::snapshot::Deployment,
+    target: &Deployment,
 ) -> Result<(HttpSession, bool), AttemptError> {
-    connector
-        .get_http_session(peer)
-        .await
-        .map_err(|error| AttemptError::Retryable {
-            error: ApiError::new(
+    connector.get_http_session(peer).await.map_err(|error| {
+        let fault = if error.etype() == &pingora::ErrorType::ConnectTimedout {
+            Fault::ConnectTimeout
+        } else {
+            Fault::Connect
+        };
+        AttemptError::retry(
+            fault,
+            ApiError::new(
                 ErrorCode::UpstreamError,
                 format!("Could not connect to the upstream for `{}`.", target.id),
             ),
-            kind: if error.etype() == &pingora::ErrorType::ConnectTimedout {
-                "connect_timeout"
-            } else {
-                "connect"
-            },
-        })
+        )
+    })
 }
 
 /// Sends the request and reads the response head.

@@ -10,6 +10,7 @@
 
 mod attempt;
 mod head;
+mod local;
 mod stream;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use pingora::upstreams::peer::HttpPeer;
 use super::ctx::RequestCtx;
 use super::{Failure, State, Timeouts};
 use crate::error::ApiError;
+use crate::flow::order::none_left;
+use crate::flow::outcome::{AttemptError, Fault, Retryable, Served};
 use crate::metrics::Metrics;
 use crate::providers::Call;
 use crate::request::Route;
@@ -37,14 +40,6 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The `user-agent` sent upstream.
 pub(super) const USER_AGENT: &str = concat!("open-model-gateway/", env!("CARGO_PKG_VERSION"));
 
-/// Why one attempt did not produce a response for the client.
-enum AttemptError {
-    /// Worth trying the next deployment.
-    Retryable { error: ApiError, kind: &'static str },
-    /// Final (a client error from the upstream, or the client left).
-    Final(Failure),
-}
-
 /// What the attempts of one request run under.
 pub(super) struct Plan<'a> {
     /// Deployments in the order to try them.
@@ -57,14 +52,7 @@ pub(super) struct Plan<'a> {
     pub health: &'a HealthPolicy,
 }
 
-/// Error codes of a stream that ended broken after its first byte: the deployment failed.
-const BROKEN_STREAM: [&str; 4] = [
-    "stream_idle_timeout",
-    "stream_interrupted",
-    "upstream_protocol",
-    "upstream_stream_error",
-];
-
+/// Tries the plan's deployments in order until one answers the client, or none is left.
 pub(super) async fn exchange(
     state: &Arc<State>,
     session: &mut Session,
@@ -85,84 +73,85 @@ pub(super) async fn exchange(
             continue;
         };
         made += 1;
-        let alias = call.alias;
         if made > 1 {
-            metrics.failovers.with_label_values(&[alias]).inc();
+            metrics.failovers.with_label_values(&[call.alias]).inc();
         }
-        ctx.attempts += 1;
-        ctx.provider = Some(deployment.deployment.provider);
-        ctx.deployment = Some(deployment.deployment.id.clone());
-        ctx.pricing = deployment.deployment.pricing;
-        let id = deployment.deployment.id.as_str();
-        match attempt::attempt(state, session, ctx, deployment, plan.timeouts, call).await {
-            Ok(()) => {
-                let outcome = match ctx.error_code.filter(|code| BROKEN_STREAM.contains(code)) {
-                    Some(code) => Outcome::Failure(code),
-                    None => Outcome::Success,
-                };
-                let label = match outcome {
-                    Outcome::Failure(code) => code,
-                    _ => "ok",
-                };
-                metrics
-                    .upstream_attempts
-                    .with_label_values(&[alias, id, label])
-                    .inc();
-                verdict(permit, outcome, plan.health, verdicts);
+        ctx.attempting(deployment);
+        let attempt = attempt::attempt(state, session, ctx, deployment, plan.timeouts, call).await;
+        let report = Report {
+            alias: call.alias,
+            deployment,
+            health: plan.health,
+            verdicts,
+        };
+        match attempt {
+            Ok(served) => {
+                report.served(permit, served);
                 return Ok(());
             }
             Err(AttemptError::Final(failure)) => {
-                // No verdict on the deployment (the client left, or the gateway failed).
-                metrics
-                    .upstream_attempts
-                    .with_label_values(&[alias, id, "abandoned"])
-                    .inc();
+                report.abandoned(permit);
                 return Err(failure);
             }
-            Err(AttemptError::Retryable { error, kind }) => {
-                let outcome = if kind == "status_429" {
-                    Outcome::RateLimited(error.retry_after.map(|s| s.saturating_mul(1000)))
-                } else {
-                    Outcome::Failure(kind)
-                };
-                if kind == "credentials" {
-                    // Nothing was sent (a credential minted in the background is not there
-                    // yet): no verdict on the upstream, so a slow start trips no breaker.
-                    drop(permit);
-                } else {
-                    verdict(permit, outcome, plan.health, verdicts);
-                }
-                metrics
-                    .upstream_errors
-                    .with_label_values(&[deployment.deployment.provider.as_str(), kind])
-                    .inc();
-                metrics
-                    .upstream_attempts
-                    .with_label_values(&[alias, id, kind])
-                    .inc();
-                tracing::warn!(
-                    request_id = %ctx.request_id,
-                    deployment = %deployment.deployment.id,
-                    attempt = ctx.attempts,
-                    kind,
-                    error = %error.message,
-                    "upstream attempt failed"
-                );
-                last_error = Some(error);
+            Err(AttemptError::Retryable(failed)) => {
+                report.failed(permit, &failed, ctx);
+                last_error = Some(failed.error);
             }
         }
     }
-    Err(last_error
-        .unwrap_or_else(|| {
-            // Every candidate went to rest between routing and now.
-            let mut error = ApiError::new(
-                ErrorCode::NoHealthyUpstream,
-                "Every deployment of the model is failing and resting; retry later.",
-            );
-            error.retry_after = Some(1);
-            error
-        })
-        .into())
+    Err(last_error.unwrap_or_else(none_left).into())
+}
+
+/// Where an attempt's outcome is reported: the deployment's breaker and the metrics.
+struct Report<'a> {
+    alias: &'a str,
+    deployment: &'a DeploymentEntry,
+    health: &'a HealthPolicy,
+    verdicts: bool,
+}
+
+impl Report<'_> {
+    fn attempts(&self, label: &str) {
+        Metrics::global()
+            .upstream_attempts
+            .with_label_values(&[self.alias, &self.deployment.deployment.id, label])
+            .inc();
+    }
+
+    /// The client got its answer (or a stream that broke after its first byte).
+    fn served(&self, permit: Permit, served: Served) {
+        self.attempts(served.label());
+        verdict(permit, served.breaker_outcome(), self.health, self.verdicts);
+    }
+
+    /// No verdict on the deployment (the client left, or the gateway failed).
+    fn abandoned(&self, permit: Permit) {
+        drop(permit);
+        self.attempts("abandoned");
+    }
+
+    /// The deployment failed; the next may be tried.
+    fn failed(&self, permit: Permit, failed: &Retryable, ctx: &RequestCtx) {
+        match failed.breaker_outcome() {
+            Some(outcome) => verdict(permit, outcome, self.health, self.verdicts),
+            None => drop(permit),
+        }
+        let kind = failed.fault.label();
+        let target = &self.deployment.deployment;
+        Metrics::global()
+            .upstream_errors
+            .with_label_values(&[target.provider.as_str(), kind])
+            .inc();
+        self.attempts(kind);
+        tracing::warn!(
+            request_id = %ctx.request_id,
+            deployment = %target.id,
+            attempt = ctx.attempts,
+            kind,
+            error = %failed.error.message,
+            "upstream attempt failed"
+        );
+    }
 }
 
 /// Whether the call's outcomes count for the deployments' breakers. Token counts do not:
@@ -208,20 +197,20 @@ fn is_timeout(error: &pingora::Error) -> bool {
 }
 
 fn timeout(target: &omg_shared::snapshot::Deployment) -> AttemptError {
-    AttemptError::Retryable {
-        error: ApiError::new(
+    AttemptError::retry(
+        Fault::Timeout,
+        ApiError::new(
             ErrorCode::UpstreamTimeout,
             format!("The upstream for `{}` did not answer in time.", target.id),
         ),
-        kind: "timeout",
-    }
+    )
 }
 
 fn protocol(message: String) -> AttemptError {
-    AttemptError::Retryable {
-        error: ApiError::new(ErrorCode::UpstreamError, message),
-        kind: "protocol",
-    }
+    AttemptError::retry(
+        Fault::Protocol,
+        ApiError::new(ErrorCode::UpstreamError, message),
+    )
 }
 
 fn internal() -> AttemptError {

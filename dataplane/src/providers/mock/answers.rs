@@ -1,13 +1,11 @@
-//! The built-in `mock` provider: deterministic OpenAI-shaped answers without a network.
-//!
-//! For quick starts, demos, client CI and load tests. The text is a fixed word sequence whose
-//! starting word depends on the prompt, so the same request always gets the same answer; the
-//! number of chunks, delays and token counts come from [`MockSettings`].
+//! The mock's answers: deterministic OpenAI-shaped bodies and stream events. The text is a
+//! fixed word sequence whose starting word depends on the prompt, so the same request always
+//! gets the same answer; the number of chunks and token counts come from [`MockSettings`].
 
 use omg_shared::mock::MockSettings;
 use omg_shared::tokens::estimate_tokens;
 
-use super::Usage;
+use crate::providers::Usage;
 use crate::sse::data_event;
 
 const WORDS: [&str; 16] = [
@@ -280,7 +278,7 @@ fn unit_vector(input: &str, dims: usize) -> Vec<f32> {
 }
 
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    super::embeddings::base64_f32_bytes(bytes)
+    crate::providers::embeddings::base64_f32_bytes(bytes)
 }
 
 /// Side of the mock's square images, in pixels.
@@ -293,7 +291,7 @@ pub fn images(
     n: u64,
     format: Option<crate::request::ImageFormat>,
     created: i64,
-) -> super::Answer {
+) -> crate::providers::Answer {
     let seed = prompt.bytes().fold(17u32, |acc, b| {
         acc.wrapping_mul(131).wrapping_add(u32::from(b))
     });
@@ -303,15 +301,15 @@ pub fn images(
             base64_encode(&png(IMAGE_SIDE, colour.to_be_bytes()))
         })
         .collect();
-    let generated: Vec<super::images::Generated<'_>> = encoded
+    let generated: Vec<crate::providers::images::Generated<'_>> = encoded
         .iter()
-        .map(|b64| super::images::Generated {
+        .map(|b64| crate::providers::images::Generated {
             b64,
             media_type: "image/png",
             revised_prompt: None,
         })
         .collect();
-    super::images::answer(created, format, &generated)
+    crate::providers::images::answer(created, format, &generated)
 }
 
 /// A `side`×`side` RGB PNG of one colour (zlib with stored deflate blocks: no compressor).
