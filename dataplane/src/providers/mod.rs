@@ -54,7 +54,7 @@ impl Usage {
 }
 
 pub use adapter::{
-    Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault,
+    Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault, StreamState,
     StreamTranslator, UpstreamRequest,
 };
 /// Credentials adapters cannot make themselves: minted with I/O, in the background, by

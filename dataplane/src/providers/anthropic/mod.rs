@@ -54,7 +54,7 @@ pub use error::map_error;
 pub use omg_shared::anthropic::{AnthropicDefaults, DEFAULT_MAX_TOKENS, DEFAULT_VERSION};
 pub use request::build_request;
 pub use response::translate_response;
-pub use stream::{StreamError, StreamTranslator};
+pub use stream::{AnthropicStream, StreamError};
 
 #[cfg(doc)]
 use crate::error::ApiError;

@@ -3,21 +3,20 @@
 use std::sync::Arc;
 
 use crate::tokens::{prompt_tokens, Vocabulary};
-use bytes::BytesMut;
 use omg_shared::error::ErrorCode;
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
 use omg_shared::vertex::{ServiceAccountKey, VertexApi, DEFAULT_LOCATION, PROJECT_METADATA_KEY};
 
-use super::stream::StreamTranslator as Translator;
+use super::stream::GeminiStream;
 use super::{build_chat, build_embeddings, map_error, translate_embeddings, translate_response};
 use crate::credentials::TokenCell;
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
+    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter,
     StreamTranslator, UpstreamRequest,
 };
-use crate::providers::{Credentials, Usage};
+use crate::providers::Credentials;
 use crate::request::Route;
 
 /// One `vertex` deployment's adapter.
@@ -195,7 +194,7 @@ impl ProviderAdapter for VertexAdapter {
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(Translator::new(
+        Box::new(GeminiStream::new(
             call.alias,
             call.request_id,
             call.created,
@@ -227,36 +226,6 @@ impl ProviderAdapter for VertexAdapter {
             Some(cell) => cell.current().map(|_| ()),
             None => Ok(()),
         }
-    }
-}
-
-impl StreamTranslator for Translator {
-    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
-        Translator::push(self, bytes, out)
-    }
-
-    fn is_done(&self) -> bool {
-        Translator::is_done(self)
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.failed()
-    }
-
-    fn saw_content(&self) -> bool {
-        Translator::saw_content(self)
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.usage()
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        Translator::estimated_completion_tokens(self)
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
-        Translator::finish(self, out);
     }
 }
 
