@@ -14,6 +14,7 @@ use omg_shared::snapshot::{
 };
 use uuid::Uuid;
 
+use crate::credentials;
 use crate::providers::{adapter_for, ProviderAdapter};
 use crate::routing::{DeploymentHealth, HealthRegistry};
 
@@ -204,7 +205,8 @@ impl RuntimeSnapshot {
                 if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
                     return Err(format!("deployment `{}` has no endpoint", deployment.id));
                 }
-                let adapter = adapter_for(&deployment, &crate::credentials::Global)
+                let adapter = credentials::for_deployment(&deployment, &credentials::Global)
+                    .and_then(|credential| adapter_for(&deployment, credential))
                     .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
                 let health = HealthRegistry::global().entry(&deployment);
                 deployments.push(Arc::new(DeploymentEntry {

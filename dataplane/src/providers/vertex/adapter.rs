@@ -10,13 +10,12 @@ use omg_shared::vertex::{ServiceAccountKey, VertexApi, DEFAULT_LOCATION, PROJECT
 
 use super::stream::GeminiStream;
 use super::{build_chat, build_embeddings, map_error, translate_embeddings, translate_response};
-use crate::credentials::TokenCell;
 use crate::error::ApiError;
 use crate::providers::adapter::{
     endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter,
     StreamTranslator, UpstreamRequest,
 };
-use crate::providers::Credentials;
+use crate::providers::{Credential, TokenSource};
 use crate::request::Route;
 
 /// One `vertex` deployment's adapter.
@@ -26,16 +25,16 @@ pub struct VertexAdapter {
     /// `projects/{project}/locations/{location}` (Vertex mode).
     resource: String,
     /// The service account's current token (Vertex mode).
-    tokens: Option<Arc<TokenCell>>,
+    tokens: Option<Arc<dyn TokenSource>>,
 }
 
 impl VertexAdapter {
     /// Reads the deployment's settings (resolved by the snapshot builder: project in
     /// `metadata.vertex_project`, location in `region`, the service-account key in `api_key`)
-    /// and, in Vertex mode, gets the key's token cell. `Err` names what is wrong.
+    /// and, in Vertex mode, takes the key's token (`credential`). `Err` names what is wrong.
     pub fn for_deployment(
         deployment: &Deployment,
-        credentials: &dyn Credentials,
+        credential: &Credential,
     ) -> Result<Self, String> {
         let api = VertexApi::from_metadata(&deployment.metadata)
             .map_err(|message| format!("metadata `vertex_api`: {message}"))?;
@@ -53,18 +52,20 @@ impl VertexAdapter {
             .api_key
             .as_ref()
             .ok_or("a Vertex AI deployment needs a service-account key")?;
-        let key = ServiceAccountKey::parse(key.expose())
+        ServiceAccountKey::parse(key.expose())
             .map_err(|problem| format!("the service-account key {problem}"))?;
         let project = deployment
             .metadata
             .get(PROJECT_METADATA_KEY)
             .ok_or("no GCP project (metadata `vertex_project`)")?;
         let location = deployment.region.as_deref().unwrap_or(DEFAULT_LOCATION);
-        let tokens = credentials.google(&key)?;
+        let Credential::Token(tokens) = credential else {
+            return Err("no token was resolved for the service-account key".to_owned());
+        };
         Ok(Self {
             api,
             resource: format!("projects/{project}/locations/{location}"),
-            tokens: Some(tokens),
+            tokens: Some(Arc::clone(tokens)),
         })
     }
 
@@ -84,9 +85,7 @@ impl VertexAdapter {
     /// The credential header.
     fn auth(&self, deployment: &Deployment) -> Result<(&'static str, String), String> {
         match &self.tokens {
-            Some(cell) => cell
-                .current()
-                .map(|token| ("authorization", format!("Bearer {}", token.value.expose()))),
+            Some(token) => token.bearer().map(|bearer| ("authorization", bearer)),
             None => deployment
                 .api_key
                 .as_ref()
@@ -223,7 +222,7 @@ impl ProviderAdapter for VertexAdapter {
 
     fn ready(&self) -> Result<(), String> {
         match &self.tokens {
-            Some(cell) => cell.current().map(|_| ()),
+            Some(token) => token.bearer().map(|_| ()),
             None => Ok(()),
         }
     }
