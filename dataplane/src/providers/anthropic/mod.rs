@@ -40,6 +40,9 @@
 //! API too), `store`, `metadata`, `service_tier`, `verbosity`, unknown parameters. In answers,
 //! `thinking` blocks and server-side tool blocks are dropped (no `reasoning_content`).
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Anthropic";
+
 mod adapter;
 mod error;
 mod messages;

@@ -50,6 +50,9 @@
 //! such switch), `seed`, `user`, `store`, `metadata`, `service_tier`, unknown parameters. In
 //! answers, reasoning and citation blocks are dropped.
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Bedrock";
+
 mod adapter;
 mod embed;
 mod error;

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::request::{decode, invalid, ChatRequest};
+use super::invalid;
+use super::request::{decode, ChatRequest};
 use crate::error::ApiError;
 
 /// A parameter (or family of parameters) of OpenAI's chat API a provider may not honour.

@@ -54,6 +54,9 @@
 //! `safety_identifier`, `store`, `metadata`, `service_tier`, unknown parameters. In answers,
 //! thought summaries (`thought: true` parts) and text-part thought signatures are dropped.
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Gemini";
+
 mod adapter;
 mod embeddings;
 mod error;

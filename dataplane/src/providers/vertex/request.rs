@@ -13,17 +13,16 @@ use super::wire::{
     FunctionCallingConfig, FunctionDeclaration, GenerateContentRequest, GenerationConfig,
     ToolConfig, Tools,
 };
+use super::PROVIDER;
 use crate::error::{truncate, ApiError};
+pub(super) use crate::providers::chat::invalid;
 use crate::providers::chat::messages::no_turns;
 use crate::providers::chat::refuse::{refuse_unsupported, Refusals, Refused};
-pub(super) use crate::providers::chat::request::{decode, invalid};
+pub(super) use crate::providers::chat::request::decode;
 use crate::providers::chat::request::{number, to_body, ChatRequest};
 use crate::providers::chat::tools::{
     self, parse_tool_choice, tools_required, ToolChoice as Choice,
 };
-
-/// The provider's name in messages.
-pub(super) const PROVIDER: &str = "Gemini";
 
 /// What Gemini cannot honour (it takes `n`, penalties and JSON response formats).
 const REFUSALS: Refusals = Refusals(&[
