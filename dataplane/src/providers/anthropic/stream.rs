@@ -139,39 +139,11 @@ impl AnthropicStream {
             "content_block_start" => {
                 let index = event.index.ok_or(StreamError::Malformed)?;
                 let block = event.content_block.ok_or(StreamError::Malformed)?;
-                self.start(out);
-                match block.kind.as_ref() {
-                    "text" => {
-                        let text = block.text.as_deref().unwrap_or_default();
-                        self.writer.text(out, 0, text);
-                    }
-                    "tool_use" => {
-                        let (Some(id), Some(name)) = (block.id, block.name) else {
-                            return Err(StreamError::Malformed);
-                        };
-                        let input = block.input.map(compact).filter(|i| i != "{}");
-                        let call = (id.as_ref(), name.as_ref());
-                        self.tools.open(&mut self.writer, out, index, call, input);
-                    }
-                    _ => {} // thinking, server tools: not part of the OpenAI answer
-                }
+                self.block_start(index, block, out)?;
             }
             "content_block_delta" => {
                 let delta = event.delta.ok_or(StreamError::Malformed)?;
-                match delta.kind.as_deref() {
-                    Some("text_delta") => {
-                        self.start(out);
-                        let text = delta.text.as_deref().unwrap_or_default();
-                        self.writer.text(out, 0, text);
-                    }
-                    Some("input_json_delta") => {
-                        let partial = delta.partial_json.as_deref().unwrap_or_default();
-                        // Fragments of server tool blocks have no OpenAI tool call.
-                        self.tools
-                            .arguments(&mut self.writer, out, event.index, partial);
-                    }
-                    _ => {} // thinking, signatures, citations
-                }
+                self.block_delta(event.index, delta, out);
             }
             "content_block_stop" => self.tools.close(&mut self.writer, out, event.index),
             "message_delta" => {
@@ -196,6 +168,49 @@ impl AnthropicStream {
             _ => {} // `ping`, and event types newer than this adapter
         }
         Ok(())
+    }
+
+    /// `content_block_start`: text opens content, `tool_use` a tool call.
+    fn block_start(
+        &mut self,
+        index: u64,
+        block: BlockStart<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), StreamError> {
+        self.start(out);
+        match block.kind.as_ref() {
+            "text" => {
+                let text = block.text.as_deref().unwrap_or_default();
+                self.writer.text(out, 0, text);
+            }
+            "tool_use" => {
+                let (Some(id), Some(name)) = (block.id, block.name) else {
+                    return Err(StreamError::Malformed);
+                };
+                let input = block.input.map(compact).filter(|i| i != "{}");
+                let call = (id.as_ref(), name.as_ref());
+                self.tools.open(&mut self.writer, out, index, call, input);
+            }
+            _ => {} // thinking, server tools: not part of the OpenAI answer
+        }
+        Ok(())
+    }
+
+    /// `content_block_delta`: text, or a fragment of a tool call's arguments.
+    fn block_delta(&mut self, index: Option<u64>, delta: EventDelta<'_>, out: &mut BytesMut) {
+        match delta.kind.as_deref() {
+            Some("text_delta") => {
+                self.start(out);
+                let text = delta.text.as_deref().unwrap_or_default();
+                self.writer.text(out, 0, text);
+            }
+            Some("input_json_delta") => {
+                let partial = delta.partial_json.as_deref().unwrap_or_default();
+                // Fragments of server tool blocks have no OpenAI tool call.
+                self.tools.arguments(&mut self.writer, out, index, partial);
+            }
+            _ => {} // thinking, signatures, citations
+        }
     }
 
     /// Adds what an event reports to the usage so far: the prompt side from `message_start`,
