@@ -1,7 +1,8 @@
 //! Provider credentials that need I/O to obtain (environment, files, token endpoints), kept
-//! off the request path: [`aws`] finds AWS credentials when a snapshot is built; a
-//! [`TokenCell`] holds the current access token of one credential; adapters only read it
-//! (a lock-free load). The [`google`] refresher mints and renews Google OAuth tokens from a
+//! off the request path and resolved per deployment when a snapshot is built
+//! ([`for_deployment`], handed to the adapter as a [`Credential`]): [`aws`] finds AWS
+//! credentials; a [`TokenCell`] holds the current access token of one credential; adapters
+//! only read it (a lock-free load, through [`TokenSource`]). The [`google`] refresher mints and renews Google OAuth tokens from a
 //! service-account key in the background and stores them there; the [`entra`] refresher does
 //! the same for Microsoft Entra ID app registrations (Azure OpenAI). Both run on one
 //! dedicated thread ([`refresher_runtime`]).
@@ -15,8 +16,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use omg_shared::azure::{valid_api_version, AzureAuth, EntraClient};
+use omg_shared::provider::ProviderKind;
 use omg_shared::secret::Secret;
+use omg_shared::snapshot::Deployment;
+use omg_shared::vertex::{ServiceAccountKey, VertexApi, PROJECT_METADATA_KEY};
 use tokio::runtime::Handle;
+
+use crate::providers::{Credential, TokenSource};
 
 /// How long before expiry a token is renewed.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -67,22 +74,76 @@ pub(crate) fn sanitize(error: &str) -> String {
         .collect()
 }
 
-/// The process's credential registries, as adapters see them
-/// ([`crate::providers::Credentials`]).
+/// Where token cells come from: the process's registries ([`Global`]), or cells holding a
+/// token already (tests, fuzzing).
+pub trait Credentials {
+    /// The token cell of a Google service account (its refresher started on first sight,
+    /// shared by every snapshot that names the same key).
+    fn google(&self, key: &ServiceAccountKey) -> Result<Arc<TokenCell>, String>;
+
+    /// The token cell of a Microsoft Entra ID app registration (Azure OpenAI with
+    /// `azure_auth: entra`), its refresher started on first sight.
+    fn entra(&self, client: &EntraClient) -> Result<Arc<TokenCell>, String>;
+}
+
+/// The process's credential registries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Global;
 
-impl crate::providers::Credentials for Global {
-    fn google(
-        &self,
-        key: &omg_shared::vertex::ServiceAccountKey,
-    ) -> Result<Arc<TokenCell>, String> {
+impl Credentials for Global {
+    fn google(&self, key: &ServiceAccountKey) -> Result<Arc<TokenCell>, String> {
         google::GoogleTokens::global().cell(key)
     }
 
-    fn entra(&self, client: &omg_shared::azure::EntraClient) -> Result<Arc<TokenCell>, String> {
+    fn entra(&self, client: &EntraClient) -> Result<Arc<TokenCell>, String> {
         entra::EntraTokens::global().cell(client)
     }
+}
+
+/// The credential of one deployment, resolved when its snapshot is built: the token cell of
+/// a Vertex AI service account or of an Azure Entra ID app registration (from `registries`),
+/// the AWS credentials of a Bedrock deployment ([`aws::for_deployment`]), else none. A token
+/// cell (and its refresher) is only asked for when the settings its adapter reads before it
+/// are good; bad ones get [`Credential::None`] and the adapter names what is wrong.
+pub fn for_deployment(
+    deployment: &Deployment,
+    registries: &dyn Credentials,
+) -> Result<Credential, String> {
+    Ok(match deployment.provider {
+        ProviderKind::Azure => match entra_client(deployment) {
+            Some(client) => Credential::Token(registries.entra(&client)?),
+            None => Credential::None,
+        },
+        ProviderKind::Vertex => match service_account_key(deployment) {
+            Some(key) => Credential::Token(registries.google(&key)?),
+            None => Credential::None,
+        },
+        ProviderKind::Bedrock => Credential::Aws(aws::for_deployment(deployment)?),
+        _ => Credential::None,
+    })
+}
+
+/// The app registration of an Azure deployment with `azure_auth: entra` (and a good
+/// `api_version`, which the adapter checks first).
+fn entra_client(deployment: &Deployment) -> Option<EntraClient> {
+    let version = deployment.api_version.as_deref()?;
+    if !valid_api_version(version)
+        || AzureAuth::from_metadata(&deployment.metadata).ok()? != AzureAuth::Entra
+    {
+        return None;
+    }
+    EntraClient::from_metadata(&deployment.metadata, deployment.api_key.as_ref()).ok()
+}
+
+/// The service-account key of a deployment in Vertex AI mode (with a GCP project, which the
+/// adapter checks first).
+fn service_account_key(deployment: &Deployment) -> Option<ServiceAccountKey> {
+    if VertexApi::from_metadata(&deployment.metadata).ok()? != VertexApi::Vertex {
+        return None;
+    }
+    let key = ServiceAccountKey::parse(deployment.api_key.as_ref()?.expose()).ok()?;
+    deployment.metadata.get(PROJECT_METADATA_KEY)?;
+    Some(key)
 }
 
 /// An access token and when it stops being valid.
@@ -92,6 +153,13 @@ pub struct AccessToken {
     pub value: Secret,
     /// When it expires (`None`: the issuer did not say).
     pub expires_at: Option<SystemTime>,
+}
+
+impl TokenSource for TokenCell {
+    fn bearer(&self) -> Result<String, String> {
+        self.current()
+            .map(|token| format!("Bearer {}", token.value.expose()))
+    }
 }
 
 /// The current token of one credential, written by its refresher, read per request.

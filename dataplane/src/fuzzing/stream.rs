@@ -11,10 +11,10 @@ use omg_shared::snapshot::Deployment;
 use serde_json::{json, Value};
 
 use super::{bytewise, eventstream_records, frame_sse, Input};
-use crate::credentials::TokenCell;
+use crate::credentials::{Credentials, TokenCell};
 use crate::ingress::anthropic::{from_openai, from_openai_error, EventConverter};
 use crate::providers::{
-    adapter_for, Call, Credentials, Ingress, ProviderAdapter, StreamFault, StreamTranslator, Usage,
+    adapter_for, Call, Ingress, ProviderAdapter, StreamFault, StreamTranslator, Usage,
 };
 use crate::request::{RequestBody, Route};
 
@@ -126,7 +126,9 @@ pub(super) fn subjects() -> &'static [Subject] {
             .into_iter()
             .filter_map(|(kind, endpoint, extra)| {
                 let deployment = deployment(kind, endpoint, extra)?;
-                let adapter = adapter_for(&deployment, &FuzzCredentials).ok()??;
+                let credential =
+                    crate::credentials::for_deployment(&deployment, &FuzzCredentials).ok()?;
+                let adapter = adapter_for(&deployment, credential).ok()??;
                 Some(Subject {
                     deployment,
                     adapter,

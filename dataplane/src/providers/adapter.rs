@@ -139,27 +139,58 @@ impl StreamFault {
     };
 }
 
+/// What a stream translator knows of its stream so far: what the relay reads to end, time and
+/// bill it. Each translator keeps one (in its meter or its chunk writer) and updates it as it
+/// translates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// The stream reached its proper end (`[DONE]` was written).
+    pub done: bool,
+    /// The provider sent an error in the stream; the in-band error was written.
+    pub upstream_failed: bool,
+    /// Content (text or a tool call) was written: the first token, for TTFT.
+    pub saw_content: bool,
+    /// Usage the provider reported so far (complete only once [`done`](Self::done)).
+    pub usage: Option<Usage>,
+    /// Completion tokens estimated from the content written so far.
+    pub estimated_completion_tokens: u64,
+}
+
 /// Turns one provider stream into OpenAI `chat.completion.chunk` (or completion) events.
-/// Bytes may be split anywhere.
+/// Bytes may be split anywhere. A translator implements [`push`](Self::push) (and
+/// [`finish`](Self::finish) when its provider's streams end without a terminal event) and
+/// shows its [`StreamState`]; the getters read that state.
 pub trait StreamTranslator: Send {
     /// Feeds upstream bytes and appends the client events they complete to `out`. On `Err`,
     /// `out` holds what came before the bad event: send it, then the in-band error.
     fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault>;
-    /// The stream reached its proper end (`[DONE]` was written to `out`).
-    fn is_done(&self) -> bool;
-    /// The provider sent an error in the stream; the in-band error was written to `out`.
-    fn upstream_failed(&self) -> bool;
-    /// Content (text or a tool call) was written: the first token, for TTFT.
-    fn saw_content(&self) -> bool;
-    /// Usage the provider reported so far (complete only once [`is_done`](Self::is_done)).
-    fn reported_usage(&self) -> Option<Usage>;
-    /// Completion tokens estimated from the content written so far.
-    fn estimated_completion_tokens(&self) -> u64;
     /// The upstream closed the stream cleanly (end of body). For providers whose streams end
     /// without a terminal event (Gemini): write the end (finish, usage, `[DONE]`) to `out` if
     /// what was received is a complete answer, so [`is_done`](Self::is_done) turns true;
     /// otherwise write nothing and the glue reports an interrupted stream.
     fn finish(&mut self, _out: &mut BytesMut) {}
+    /// The stream's state so far.
+    fn state(&self) -> &StreamState;
+    /// The stream reached its proper end (`[DONE]` was written to `out`).
+    fn is_done(&self) -> bool {
+        self.state().done
+    }
+    /// The provider sent an error in the stream; the in-band error was written to `out`.
+    fn upstream_failed(&self) -> bool {
+        self.state().upstream_failed
+    }
+    /// Content (text or a tool call) was written: the first token, for TTFT.
+    fn saw_content(&self) -> bool {
+        self.state().saw_content
+    }
+    /// Usage the provider reported so far (complete only once [`is_done`](Self::is_done)).
+    fn reported_usage(&self) -> Option<Usage> {
+        self.state().usage
+    }
+    /// Completion tokens estimated from the content written so far.
+    fn estimated_completion_tokens(&self) -> u64 {
+        self.state().estimated_completion_tokens
+    }
 }
 
 /// A provider adapter: see the module docs. One per deployment, built with the snapshot

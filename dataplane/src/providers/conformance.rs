@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{adapter_for, Call, Ingress, ProviderAdapter, UpstreamRequest};
 use crate::request::{RequestBody, Route};
-use table::{cases, Case, Expect, TestCredentials, ALIAS, CHAT, CHAT_STREAM};
+use table::{cases, credential, Case, Expect, ALIAS, CHAT, CHAT_STREAM};
 
 /// When requests are made (signatures depend on it).
 fn now() -> SystemTime {
@@ -34,7 +34,7 @@ fn subjects() -> Vec<(Case, Arc<dyn ProviderAdapter>)> {
     cases()
         .into_iter()
         .filter_map(|case| {
-            let adapter = adapter_for(&case.deployment, &TestCredentials)
+            let adapter = adapter_for(&case.deployment, credential(&case.deployment))
                 .unwrap_or_else(|error| panic!("{}: no adapter: {error}", case.name));
             // The mock answers in process: nothing upstream to check.
             adapter
@@ -87,7 +87,7 @@ fn the_table_covers_every_provider_kind() {
 #[test]
 fn every_kind_has_an_adapter_of_its_kind_and_only_the_mock_answers_in_process() {
     for case in cases() {
-        let adapter = adapter_for(&case.deployment, &TestCredentials)
+        let adapter = adapter_for(&case.deployment, credential(&case.deployment))
             .unwrap_or_else(|error| panic!("{}: {error}", case.name))
             .unwrap_or_else(|| panic!("{}: no adapter", case.name));
         assert_eq!(adapter.kind(), case.kind, "{}", case.name);

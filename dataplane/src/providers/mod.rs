@@ -14,6 +14,7 @@ pub mod bedrock;
 mod chat;
 #[cfg(test)]
 mod conformance;
+mod credential;
 mod embeddings;
 #[cfg(test)]
 mod golden;
@@ -54,32 +55,16 @@ impl Usage {
 }
 
 pub use adapter::{
-    Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault,
+    Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter, StreamFault, StreamState,
     StreamTranslator, UpstreamRequest,
 };
-/// Credentials adapters cannot make themselves: minted with I/O, in the background, by
-/// [`crate::credentials`]; adapters only read them.
-pub trait Credentials {
-    /// The token cell of a Google service account (its refresher started on first sight,
-    /// shared by every snapshot that names the same key).
-    fn google(
-        &self,
-        key: &omg_shared::vertex::ServiceAccountKey,
-    ) -> Result<Arc<crate::credentials::TokenCell>, String>;
-
-    /// The token cell of a Microsoft Entra ID app registration (Azure OpenAI with
-    /// `azure_auth: entra`), its refresher started on first sight.
-    fn entra(
-        &self,
-        client: &omg_shared::azure::EntraClient,
-    ) -> Result<Arc<crate::credentials::TokenCell>, String>;
-}
-
+pub use credential::{Credential, TokenSource};
 /// The adapter for a deployment, checking its provider settings (`Err` names the bad
-/// metadata key). `mock`'s answers in process ([`ProviderAdapter::local`]).
+/// metadata key), with the credential resolved for it. `mock`'s answers in process
+/// ([`ProviderAdapter::local`]).
 pub fn adapter_for(
     deployment: &Deployment,
-    credentials: &dyn Credentials,
+    credential: Credential,
 ) -> Result<Option<Arc<dyn ProviderAdapter>>, String> {
     Ok(match deployment.provider {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
@@ -90,20 +75,23 @@ pub fn adapter_for(
         )?)),
         ProviderKind::Azure => Some(Arc::new(azure::AzureAdapter::for_deployment(
             deployment,
-            credentials,
+            &credential,
         )?)),
         ProviderKind::HuggingFace => Some(Arc::new(
             huggingface::HuggingFaceAdapter::for_deployment(deployment)?,
         )),
         ProviderKind::Vertex => Some(Arc::new(vertex::VertexAdapter::for_deployment(
             deployment,
-            credentials,
+            &credential,
         )?)),
-        // Credentials are found (environment, profile file) once, here, beside the pure adapter.
-        ProviderKind::Bedrock => Some(Arc::new(bedrock::BedrockAdapter::new(
-            deployment,
-            crate::credentials::aws::for_deployment(deployment)?,
-        )?)),
+        ProviderKind::Bedrock => {
+            let Credential::Aws(credential) = credential else {
+                return Err("no AWS credential was resolved".to_owned());
+            };
+            Some(Arc::new(bedrock::BedrockAdapter::new(
+                deployment, credential,
+            )?))
+        }
         ProviderKind::Mock => Some(Arc::new(mock::MockAdapter::for_deployment(deployment)?)),
     })
 }

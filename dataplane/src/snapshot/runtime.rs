@@ -14,6 +14,7 @@ use omg_shared::snapshot::{
 };
 use uuid::Uuid;
 
+use crate::credentials;
 use crate::providers::{adapter_for, ProviderAdapter};
 use crate::routing::{DeploymentHealth, HealthRegistry};
 
@@ -183,36 +184,7 @@ impl RuntimeSnapshot {
         for model in snapshot.models {
             let mut deployments = Vec::new();
             for deployment in model.deployments.into_iter().filter(|d| d.enabled) {
-                if !deployment.provider.is_supported() {
-                    return Err(format!(
-                        "deployment `{}` uses provider `{}`, which this data plane cannot serve",
-                        deployment.id, deployment.provider
-                    ));
-                }
-                let mock = if deployment.provider == ProviderKind::Mock {
-                    Some(MockSettings::from_metadata(&deployment.metadata).map_err(
-                        |(key, message)| {
-                            format!(
-                                "deployment `{}`: metadata `{key}`: {message}",
-                                deployment.id
-                            )
-                        },
-                    )?)
-                } else {
-                    None
-                };
-                if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
-                    return Err(format!("deployment `{}` has no endpoint", deployment.id));
-                }
-                let adapter = adapter_for(&deployment, &crate::credentials::Global)
-                    .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
-                let health = HealthRegistry::global().entry(&deployment);
-                deployments.push(Arc::new(DeploymentEntry {
-                    deployment,
-                    mock,
-                    adapter,
-                    health,
-                }));
+                deployments.push(deployment_entry(deployment)?);
             }
             if deployments.is_empty() {
                 continue;
@@ -234,40 +206,7 @@ impl RuntimeSnapshot {
         let mut model_names: Vec<String> = models.keys().cloned().collect();
         model_names.sort();
 
-        let mut keys = HashMap::with_capacity(snapshot.keys.len());
-        for key in snapshot.keys {
-            let tenant = tenants.get(&key.tenant_id).cloned().ok_or_else(|| {
-                format!(
-                    "key `{}` belongs to unknown tenant {}",
-                    key.prefix, key.tenant_id
-                )
-            })?;
-            let allowed = match (&tenant.tenant.allowed_models, &key.allowed_models) {
-                (None, None) => None,
-                (Some(list), None) | (None, Some(list)) => Some(list.iter().cloned().collect()),
-                (Some(tenant_list), Some(key_list)) => Some(
-                    key_list
-                        .iter()
-                        .filter(|alias| tenant_list.contains(alias))
-                        .cloned()
-                        .collect(),
-                ),
-            };
-            let prefix = key.prefix.clone();
-            if keys
-                .insert(
-                    prefix.clone(),
-                    Arc::new(KeyEntry {
-                        key,
-                        tenant,
-                        allowed,
-                    }),
-                )
-                .is_some()
-            {
-                return Err(format!("two keys share the prefix `{prefix}`"));
-            }
-        }
+        let keys = key_entries(snapshot.keys, &tenants)?;
         let timezone = omg_shared::budget::parse_timezone(&snapshot.reporting_timezone)?;
         Ok(Self {
             version: snapshot.version,
@@ -348,4 +287,83 @@ impl RuntimeSnapshot {
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.tenants.len(), self.keys.len(), self.models.len())
     }
+}
+
+/// One enabled deployment, checked (provider served, endpoint, mock settings) and given its
+/// adapter, built with the credential resolved for it, and its health entry.
+fn deployment_entry(deployment: Deployment) -> Result<Arc<DeploymentEntry>, String> {
+    if !deployment.provider.is_supported() {
+        return Err(format!(
+            "deployment `{}` uses provider `{}`, which this data plane cannot serve",
+            deployment.id, deployment.provider
+        ));
+    }
+    let mock = if deployment.provider == ProviderKind::Mock {
+        Some(
+            MockSettings::from_metadata(&deployment.metadata).map_err(|(key, message)| {
+                format!(
+                    "deployment `{}`: metadata `{key}`: {message}",
+                    deployment.id
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    if deployment.provider != ProviderKind::Mock && deployment.endpoint.is_none() {
+        return Err(format!("deployment `{}` has no endpoint", deployment.id));
+    }
+    let adapter = credentials::for_deployment(&deployment, &credentials::Global)
+        .and_then(|credential| adapter_for(&deployment, credential))
+        .map_err(|message| format!("deployment `{}`: {message}", deployment.id))?;
+    let health = HealthRegistry::global().entry(&deployment);
+    Ok(Arc::new(DeploymentEntry {
+        deployment,
+        mock,
+        adapter,
+        health,
+    }))
+}
+
+/// The keys by prefix, each with its tenant and the aliases it may use (the tenant's list
+/// and the key's, intersected). Refuses keys of unknown tenants and duplicate prefixes.
+fn key_entries(
+    snapshot_keys: Vec<ApiKey>,
+    tenants: &HashMap<Uuid, Arc<TenantEntry>>,
+) -> Result<HashMap<String, Arc<KeyEntry>>, String> {
+    let mut keys = HashMap::with_capacity(snapshot_keys.len());
+    for key in snapshot_keys {
+        let tenant = tenants.get(&key.tenant_id).cloned().ok_or_else(|| {
+            format!(
+                "key `{}` belongs to unknown tenant {}",
+                key.prefix, key.tenant_id
+            )
+        })?;
+        let allowed = match (&tenant.tenant.allowed_models, &key.allowed_models) {
+            (None, None) => None,
+            (Some(list), None) | (None, Some(list)) => Some(list.iter().cloned().collect()),
+            (Some(tenant_list), Some(key_list)) => Some(
+                key_list
+                    .iter()
+                    .filter(|alias| tenant_list.contains(alias))
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        let prefix = key.prefix.clone();
+        if keys
+            .insert(
+                prefix.clone(),
+                Arc::new(KeyEntry {
+                    key,
+                    tenant,
+                    allowed,
+                }),
+            )
+            .is_some()
+        {
+            return Err(format!("two keys share the prefix `{prefix}`"));
+        }
+    }
+    Ok(keys)
 }

@@ -53,45 +53,78 @@ pub fn model_of(raw: &[u8]) -> Option<String> {
 }
 
 fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translated, ApiError> {
-    // The same bounds as OpenAI bodies, before the body becomes a tree.
-    use crate::request::shape;
-    shape::check_with(raw, shape::MAX_ANTHROPIC_VALUES)?;
-    let request: Map<String, Value> = match serde_json::from_slice(raw) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(not_json("The request body must be a JSON object.".into())),
-        Err(error) => {
-            return Err(not_json(format!(
-                "The request body is not valid JSON: {error}."
-            )))
-        }
-    };
-    let model = match request.get("model") {
-        Some(Value::String(model)) if !model.is_empty() => model.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "model",
-                "model: Input should be a non-empty string",
-            ))
-        }
-        None => return Err(invalid("model", "model: Field required")),
-    };
-    let max_tokens = match request.get("max_tokens") {
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => n.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "max_tokens",
-                "max_tokens: Input should be an integer greater than or equal to 1",
-            ))
-        }
-        None if count_only => serde_json::Number::from(1),
-        None => return Err(invalid("max_tokens", "max_tokens: Field required")),
-    };
+    let request = parse_object(raw)?;
+    let model = model_field(&request)?;
+    let max_tokens = max_tokens_field(&request, count_only)?;
     let stream = match request.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(stream)) => *stream && !count_only,
         Some(_) => return Err(invalid("stream", "stream: Input should be a valid boolean")),
     };
+    let messages = messages_to_openai(&request, reading)?;
 
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(model));
+    out.insert("messages".into(), Value::Array(messages));
+    out.insert("max_tokens".into(), Value::Number(max_tokens));
+    sampling_to_openai(&request, &mut out)?;
+    tools_and_user_to_openai(&request, &mut out, reading)?;
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let body = serde_json::to_vec(&Value::Object(out))
+        .map_err(|_| invalid("body", "The request could not be translated."))?;
+    Ok(Translated { body, stream })
+}
+
+/// The body as a JSON object, within the same bounds as OpenAI bodies (checked before the
+/// body becomes a tree).
+fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    use crate::request::shape;
+    shape::check_with(raw, shape::MAX_ANTHROPIC_VALUES)?;
+    match serde_json::from_slice(raw) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(not_json("The request body must be a JSON object.".into())),
+        Err(error) => Err(not_json(format!(
+            "The request body is not valid JSON: {error}."
+        ))),
+    }
+}
+
+/// `model`: a non-empty string.
+fn model_field(request: &Map<String, Value>) -> Result<String, ApiError> {
+    match request.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => Ok(model.clone()),
+        Some(_) => Err(invalid(
+            "model",
+            "model: Input should be a non-empty string",
+        )),
+        None => Err(invalid("model", "model: Field required")),
+    }
+}
+
+/// `max_tokens`: at least 1; required unless `count_only`.
+fn max_tokens_field(
+    request: &Map<String, Value>,
+    count_only: bool,
+) -> Result<serde_json::Number, ApiError> {
+    match request.get("max_tokens") {
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.clone()),
+        Some(_) => Err(invalid(
+            "max_tokens",
+            "max_tokens: Input should be an integer greater than or equal to 1",
+        )),
+        None if count_only => Ok(serde_json::Number::from(1)),
+        None => Err(invalid("max_tokens", "max_tokens: Field required")),
+    }
+}
+
+/// `system` and `messages` → OpenAI messages.
+fn messages_to_openai(
+    request: &Map<String, Value>,
+    reading: Reading,
+) -> Result<Vec<Value>, ApiError> {
     let mut messages = Vec::new();
     match request.get("system") {
         None | Some(Value::Null) => {}
@@ -122,11 +155,14 @@ fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translate
     for (at, turn) in turns.iter().enumerate() {
         turn_to_openai(turn, at, &mut messages, reading)?;
     }
+    Ok(messages)
+}
 
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(model));
-    out.insert("messages".into(), Value::Array(messages));
-    out.insert("max_tokens".into(), Value::Number(max_tokens));
+/// `temperature`, `top_p` and `stop_sequences` (as `stop`).
+fn sampling_to_openai(
+    request: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
     for (from, to) in [("temperature", "temperature"), ("top_p", "top_p")] {
         match request.get(from) {
             None | Some(Value::Null) => {}
@@ -155,6 +191,15 @@ fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translate
             ))
         }
     }
+    Ok(())
+}
+
+/// `tools`, `tool_choice` (with `parallel_tool_calls`) and `metadata.user_id` (as `user`).
+fn tools_and_user_to_openai(
+    request: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+    reading: Reading,
+) -> Result<(), ApiError> {
     if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
         out.insert("tools".into(), tools_to_openai(tools, reading)?);
     }
@@ -172,13 +217,15 @@ fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translate
     {
         out.insert("user".into(), Value::String(user.to_owned()));
     }
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-        out.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    let body = serde_json::to_vec(&Value::Object(out))
-        .map_err(|_| invalid("body", "The request could not be translated."))?;
-    Ok(Translated { body, stream })
+    Ok(())
+}
+
+/// What one turn's blocks become: content parts, assistant tool calls, and `tool` messages
+/// (written straight to the conversation, before the rest of the turn).
+#[derive(Default)]
+struct TurnParts {
+    parts: Vec<Value>,
+    tool_calls: Vec<Value>,
 }
 
 /// One Anthropic turn → OpenAI messages (a user turn's `tool_result` blocks become `tool`
@@ -213,77 +260,11 @@ fn turn_to_openai(
             ))
         }
     };
-    let mut parts = Vec::new();
-    let mut tool_calls = Vec::new();
+    let mut turn_parts = TurnParts::default();
     for (i, block) in blocks.iter().enumerate() {
-        let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
-        match (role, kind) {
-            (_, "text") => {
-                let text = block.get("text").and_then(Value::as_str).ok_or_else(|| {
-                    invalid("messages", &format!("messages.{at}.content.{i}.text: Field required"))
-                })?;
-                parts.push(json!({"type": "text", "text": text}));
-            }
-            ("user", "image") => match image_part(block, at, i) {
-                Ok(part) => parts.push(part),
-                // An image by file id: still billed, counted as an image of unknown size.
-                Err(_) if reading == Reading::ForNative => {
-                    parts.push(json!({"type": "image_url", "image_url": {"url": ""}}));
-                }
-                Err(refusal) => return Err(refusal),
-            },
-            ("assistant", "tool_use") => {
-                let id = block.get("id").and_then(Value::as_str);
-                let name = block.get("name").and_then(Value::as_str);
-                let (Some(id), Some(name)) = (id, name) else {
-                    return Err(invalid(
-                        "messages",
-                        &format!("messages.{at}.content.{i}: a tool_use block needs `id` and `name`"),
-                    ));
-                };
-                let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
-                tool_calls.push(json!({
-                    "id": id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
-                }));
-            }
-            ("user", "tool_result") => {
-                let id = block.get("tool_use_id").and_then(Value::as_str).ok_or_else(|| {
-                    invalid(
-                        "messages",
-                        &format!("messages.{at}.content.{i}.tool_use_id: Field required"),
-                    )
-                })?;
-                let mut content = match block.get("content") {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(text)) => text.clone(),
-                    Some(Value::Array(items)) => text_of(items, "messages", reading)?,
-                    Some(_) => {
-                        return Err(invalid(
-                            "messages",
-                            &format!("messages.{at}.content.{i}.content: Input should be a string or a list of text blocks"),
-                        ))
-                    }
-                };
-                if block.get("is_error") == Some(&Value::Bool(true)) {
-                    content.insert_str(0, "Error: ");
-                }
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
-            }
-            // Reasoning of earlier turns is the provider's own; other providers cannot read it.
-            ("assistant", "thinking" | "redacted_thinking") => {}
-            _ if reading == Reading::ForNative => parts.extend(native_only_part(block)),
-            _ => {
-                return Err(invalid(
-                    "messages",
-                    &format!(
-                        "messages.{at}.content.{i}: the block type `{kind}` is not supported in a {role} turn by this gateway's translation; use a model whose deployments are all Anthropic (its body then goes to Anthropic as written)"
-                    ),
-                ))
-            }
-        }
+        block_to_openai(block, (role, at, i), &mut turn_parts, messages, reading)?;
     }
+    let TurnParts { parts, tool_calls } = turn_parts;
     if role == "assistant" {
         let text: String = parts
             .iter()
@@ -298,6 +279,100 @@ fn turn_to_openai(
         messages.push(json!({"role": "user", "content": parts}));
     }
     Ok(())
+}
+
+/// Block `i` of turn `at` (of `role`) → a part, a tool call or a `tool` message.
+fn block_to_openai(
+    block: &Value,
+    (role, at, i): (&str, usize, usize),
+    turn: &mut TurnParts,
+    messages: &mut Vec<Value>,
+    reading: Reading,
+) -> Result<(), ApiError> {
+    let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
+    match (role, kind) {
+        (_, "text") => {
+            let text = block.get("text").and_then(Value::as_str).ok_or_else(|| {
+                invalid("messages", &format!("messages.{at}.content.{i}.text: Field required"))
+            })?;
+            turn.parts.push(json!({"type": "text", "text": text}));
+        }
+        ("user", "image") => match image_part(block, at, i) {
+            Ok(part) => turn.parts.push(part),
+            // An image by file id: still billed, counted as an image of unknown size.
+            Err(_) if reading == Reading::ForNative => {
+                turn.parts
+                    .push(json!({"type": "image_url", "image_url": {"url": ""}}));
+            }
+            Err(refusal) => return Err(refusal),
+        },
+        ("assistant", "tool_use") => turn.tool_calls.push(tool_use_call(block, at, i)?),
+        ("user", "tool_result") => messages.push(tool_result_message(block, at, i, reading)?),
+        // Reasoning of earlier turns is the provider's own; other providers cannot read it.
+        ("assistant", "thinking" | "redacted_thinking") => {}
+        _ if reading == Reading::ForNative => turn.parts.extend(native_only_part(block)),
+        _ => {
+            return Err(invalid(
+                "messages",
+                &format!(
+                    "messages.{at}.content.{i}: the block type `{kind}` is not supported in a {role} turn by this gateway's translation; use a model whose deployments are all Anthropic (its body then goes to Anthropic as written)"
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A `tool_use` block → an OpenAI tool call.
+fn tool_use_call(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {
+    let id = block.get("id").and_then(Value::as_str);
+    let name = block.get("name").and_then(Value::as_str);
+    let (Some(id), Some(name)) = (id, name) else {
+        return Err(invalid(
+            "messages",
+            &format!("messages.{at}.content.{i}: a tool_use block needs `id` and `name`"),
+        ));
+    };
+    let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+    Ok(json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": input.to_string()},
+    }))
+}
+
+/// A `tool_result` block → an OpenAI `tool` message (`Error: ` before the content of a
+/// result marked `is_error`).
+fn tool_result_message(
+    block: &Value,
+    at: usize,
+    i: usize,
+    reading: Reading,
+) -> Result<Value, ApiError> {
+    let id = block
+        .get("tool_use_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            invalid(
+                "messages",
+                &format!("messages.{at}.content.{i}.tool_use_id: Field required"),
+            )
+        })?;
+    let mut content = match block.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(items)) => text_of(items, "messages", reading)?,
+        Some(_) => {
+            return Err(invalid(
+                "messages",
+                &format!("messages.{at}.content.{i}.content: Input should be a string or a list of text blocks"),
+            ))
+        }
+    };
+    if block.get("is_error") == Some(&Value::Bool(true)) {
+        content.insert_str(0, "Error: ");
+    }
+    Ok(json!({"role": "tool", "tool_call_id": id, "content": content}))
 }
 
 /// A block only Anthropic reads (a document), in the OpenAI form used for estimates: its

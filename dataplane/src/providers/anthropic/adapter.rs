@@ -2,21 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use bytes::BytesMut;
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
 
 use super::native;
 use super::{
-    auth_header, build_request, map_error, translate_response, AnthropicDefaults,
-    StreamTranslator as Translator, COUNT_TOKENS_PATH, MESSAGES_PATH,
+    auth_header, build_request, map_error, translate_response, AnthropicDefaults, AnthropicStream,
+    COUNT_TOKENS_PATH, MESSAGES_PATH,
 };
 use crate::error::ApiError;
 use crate::providers::adapter::{
     endpoint_path, join, Answer, Call, ClientError, Ingress, ProbeRequest, ProviderAdapter,
-    StreamFault, StreamTranslator, UpstreamRequest,
+    StreamTranslator, UpstreamRequest,
 };
-use crate::providers::Usage;
 
 /// One Anthropic deployment's adapter.
 #[derive(Debug)]
@@ -104,7 +102,7 @@ impl ProviderAdapter for AnthropicAdapter {
         if self.answers_natively(call) {
             return Box::new(native::PassThrough::new(call));
         }
-        Box::new(Translator::new(
+        Box::new(AnthropicStream::new(
             call.alias,
             call.request_id,
             call.created,
@@ -136,38 +134,10 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 }
 
-impl StreamTranslator for Translator {
-    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
-        Translator::push(self, bytes, out).map_err(|error| match error {
-            super::StreamError::EventTooLarge => StreamFault::OVERSIZED,
-            super::StreamError::Malformed => StreamFault::MALFORMED,
-        })
-    }
-
-    fn is_done(&self) -> bool {
-        Translator::is_done(self)
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.failed()
-    }
-
-    fn saw_content(&self) -> bool {
-        Translator::saw_content(self)
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.usage()
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        Translator::estimated_completion_tokens(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Usage;
     use omg_shared::endpoint::Endpoint;
 
     fn deployment(endpoint: &str) -> Deployment {

@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-use super::request::PROVIDER;
 use super::wire::{Block, ImageSource, ToolResultContent, Turn};
+use super::PROVIDER;
 use crate::error::ApiError;
 use crate::providers::chat::messages::{
     self, blocks, content, data_url, web_image_format, Allowed, CallIn, Content, Dialect, Message,

@@ -40,6 +40,9 @@
 //! API too), `store`, `metadata`, `service_tier`, `verbosity`, unknown parameters. In answers,
 //! `thinking` blocks and server-side tool blocks are dropped (no `reasoning_content`).
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Anthropic";
+
 mod adapter;
 mod error;
 mod messages;
@@ -54,7 +57,7 @@ pub use error::map_error;
 pub use omg_shared::anthropic::{AnthropicDefaults, DEFAULT_MAX_TOKENS, DEFAULT_VERSION};
 pub use request::build_request;
 pub use response::translate_response;
-pub use stream::{StreamError, StreamTranslator};
+pub use stream::{AnthropicStream, StreamError};
 
 #[cfg(doc)]
 use crate::error::ApiError;

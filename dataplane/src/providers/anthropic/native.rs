@@ -8,9 +8,11 @@ use serde_json::{Map, Value};
 
 use omg_shared::error::ErrorCode;
 
-use super::{translate_response, StreamTranslator as Translator};
+use super::{translate_response, AnthropicStream};
 use crate::error::ApiError;
-use crate::providers::adapter::{Answer, Call, Ingress, StreamFault, StreamTranslator};
+use crate::providers::adapter::{
+    Answer, Call, Ingress, StreamFault, StreamState, StreamTranslator,
+};
 use crate::providers::Usage;
 use crate::request::Route;
 
@@ -91,14 +93,14 @@ pub(super) fn count_response(body: &[u8]) -> Result<Answer, ApiError> {
 
 /// Passes Anthropic's events through; the translator keeps the stream's state and usage.
 pub(super) struct PassThrough {
-    meter: Translator,
+    meter: AnthropicStream,
     scratch: BytesMut,
 }
 
 impl PassThrough {
     pub(super) fn new(call: &Call<'_>) -> Self {
         Self {
-            meter: Translator::new(call.alias, call.request_id, call.created, true),
+            meter: AnthropicStream::new(call.alias, call.request_id, call.created, true),
             scratch: BytesMut::new(),
         }
     }
@@ -112,24 +114,8 @@ impl StreamTranslator for PassThrough {
         metered
     }
 
-    fn is_done(&self) -> bool {
-        self.meter.is_done()
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.meter.failed()
-    }
-
-    fn saw_content(&self) -> bool {
-        self.meter.saw_content()
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.meter.usage()
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        self.meter.estimated_completion_tokens()
+    fn state(&self) -> &StreamState {
+        self.meter.state()
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::messages::conversation;
 use super::wire::{MessagesRequest, Metadata, Tool, ToolChoice};
+use super::PROVIDER;
 use super::{AnthropicDefaults, AnthropicRequest, MESSAGES_PATH};
 use crate::error::ApiError;
 use crate::providers::chat::json::JsonObject;
@@ -19,9 +20,6 @@ use crate::providers::chat::messages::no_turns;
 use crate::providers::chat::refuse::{refuse_unsupported, Refusals};
 use crate::providers::chat::request::{decode, number, to_body, ChatRequest};
 use crate::providers::chat::tools::{self, ToolChoice as Choice};
-
-/// The provider's name in messages.
-pub(super) const PROVIDER: &str = "Anthropic";
 
 /// Translates an OpenAI chat completion body for `provider_model`. See the module docs for
 /// what is translated, refused and ignored.

@@ -16,7 +16,7 @@ use super::error::{classify, ErrorDetail};
 use super::response::{compact, finish_reason, AnthropicUsage};
 use crate::providers::chat::response::UsageOut;
 use crate::providers::chat::stream::{ChunkWriter, ToolBlocks};
-use crate::providers::Usage;
+use crate::providers::{StreamFault, StreamState, StreamTranslator};
 use crate::sse::{event_data, SseSplitter};
 
 /// Why a stream cannot go on. The glue ends the client's stream with an in-band error made
@@ -46,9 +46,18 @@ impl StreamError {
     }
 }
 
+impl From<StreamError> for StreamFault {
+    fn from(error: StreamError) -> Self {
+        match error {
+            StreamError::EventTooLarge => StreamFault::OVERSIZED,
+            StreamError::Malformed => StreamFault::MALFORMED,
+        }
+    }
+}
+
 /// Translates one Anthropic stream into OpenAI chunks. One per request.
 #[derive(Debug)]
-pub struct StreamTranslator {
+pub struct AnthropicStream {
     splitter: SseSplitter,
     /// Names the chunks `chatcmpl-<request_id>` unless `message_start` (before the first
     /// chunk) carries Anthropic's id.
@@ -59,7 +68,7 @@ pub struct StreamTranslator {
     finish_sent: bool,
 }
 
-impl StreamTranslator {
+impl AnthropicStream {
     /// A translator for one request: `alias_model` is echoed as `model`, `request_id` names the
     /// chunks (`chatcmpl-<request_id>`) only if Anthropic's `message_start` carries no id,
     /// `include_usage` is the client's own `stream_options.include_usage`.
@@ -98,35 +107,6 @@ impl StreamTranslator {
         Ok(())
     }
 
-    /// Usage reported so far: the prompt side from `message_start`, the completion side from
-    /// the latest `message_delta` (Anthropic reports a token or so until then: while
-    /// [`is_done`](Self::is_done) is false, take the larger of it and
-    /// [`estimated_completion_tokens`](Self::estimated_completion_tokens)). `None` before
-    /// `message_start`.
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage.map(AnthropicUsage::to_usage)
-    }
-
-    /// Completion tokens estimated from the text and tool arguments streamed so far.
-    pub fn estimated_completion_tokens(&self) -> u64 {
-        self.writer.estimated_completion_tokens()
-    }
-
-    /// `message_stop` arrived: the answer is complete and `[DONE]` was sent.
-    pub fn is_done(&self) -> bool {
-        self.writer.is_done()
-    }
-
-    /// Anthropic sent an `error` event; the in-band error was sent (no `[DONE]`).
-    pub fn failed(&self) -> bool {
-        self.writer.failed()
-    }
-
-    /// A chunk with content (text or a tool call) was sent: the first token, for TTFT.
-    pub fn saw_content(&self) -> bool {
-        self.writer.saw_content()
-    }
-
     fn broken(&mut self, error: StreamError) -> StreamError {
         self.writer.break_off();
         self.splitter.clear();
@@ -148,9 +128,7 @@ impl StreamTranslator {
         match event.kind.as_ref() {
             "message_start" => {
                 let message = event.message.ok_or(StreamError::Malformed)?;
-                self.usage
-                    .get_or_insert_with(AnthropicUsage::default)
-                    .update(message.usage.unwrap_or_default());
+                self.report_usage(message.usage.unwrap_or_default());
                 if !self.started {
                     if let Some(id) = message.id {
                         self.writer.name(&id);
@@ -161,46 +139,16 @@ impl StreamTranslator {
             "content_block_start" => {
                 let index = event.index.ok_or(StreamError::Malformed)?;
                 let block = event.content_block.ok_or(StreamError::Malformed)?;
-                self.start(out);
-                match block.kind.as_ref() {
-                    "text" => {
-                        let text = block.text.as_deref().unwrap_or_default();
-                        self.writer.text(out, 0, text);
-                    }
-                    "tool_use" => {
-                        let (Some(id), Some(name)) = (block.id, block.name) else {
-                            return Err(StreamError::Malformed);
-                        };
-                        let input = block.input.map(compact).filter(|i| i != "{}");
-                        let call = (id.as_ref(), name.as_ref());
-                        self.tools.open(&mut self.writer, out, index, call, input);
-                    }
-                    _ => {} // thinking, server tools: not part of the OpenAI answer
-                }
+                self.block_start(index, block, out)?;
             }
             "content_block_delta" => {
                 let delta = event.delta.ok_or(StreamError::Malformed)?;
-                match delta.kind.as_deref() {
-                    Some("text_delta") => {
-                        self.start(out);
-                        let text = delta.text.as_deref().unwrap_or_default();
-                        self.writer.text(out, 0, text);
-                    }
-                    Some("input_json_delta") => {
-                        let partial = delta.partial_json.as_deref().unwrap_or_default();
-                        // Fragments of server tool blocks have no OpenAI tool call.
-                        self.tools
-                            .arguments(&mut self.writer, out, event.index, partial);
-                    }
-                    _ => {} // thinking, signatures, citations
-                }
+                self.block_delta(event.index, delta, out);
             }
             "content_block_stop" => self.tools.close(&mut self.writer, out, event.index),
             "message_delta" => {
                 if let Some(usage) = event.usage {
-                    self.usage
-                        .get_or_insert_with(AnthropicUsage::default)
-                        .update(usage);
+                    self.report_usage(usage);
                 }
                 if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     self.start(out);
@@ -222,6 +170,60 @@ impl StreamTranslator {
         Ok(())
     }
 
+    /// `content_block_start`: text opens content, `tool_use` a tool call.
+    fn block_start(
+        &mut self,
+        index: u64,
+        block: BlockStart<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), StreamError> {
+        self.start(out);
+        match block.kind.as_ref() {
+            "text" => {
+                let text = block.text.as_deref().unwrap_or_default();
+                self.writer.text(out, 0, text);
+            }
+            "tool_use" => {
+                let (Some(id), Some(name)) = (block.id, block.name) else {
+                    return Err(StreamError::Malformed);
+                };
+                let input = block.input.map(compact).filter(|i| i != "{}");
+                let call = (id.as_ref(), name.as_ref());
+                self.tools.open(&mut self.writer, out, index, call, input);
+            }
+            _ => {} // thinking, server tools: not part of the OpenAI answer
+        }
+        Ok(())
+    }
+
+    /// `content_block_delta`: text, or a fragment of a tool call's arguments.
+    fn block_delta(&mut self, index: Option<u64>, delta: EventDelta<'_>, out: &mut BytesMut) {
+        match delta.kind.as_deref() {
+            Some("text_delta") => {
+                self.start(out);
+                let text = delta.text.as_deref().unwrap_or_default();
+                self.writer.text(out, 0, text);
+            }
+            Some("input_json_delta") => {
+                let partial = delta.partial_json.as_deref().unwrap_or_default();
+                // Fragments of server tool blocks have no OpenAI tool call.
+                self.tools.arguments(&mut self.writer, out, index, partial);
+            }
+            _ => {} // thinking, signatures, citations
+        }
+    }
+
+    /// Adds what an event reports to the usage so far: the prompt side from `message_start`,
+    /// the completion side from the latest `message_delta` (Anthropic reports a token or so
+    /// until then: while the stream is not done, the glue takes the larger of it and the
+    /// estimate).
+    fn report_usage(&mut self, reported: AnthropicUsage) {
+        let usage = self.usage.get_or_insert_with(AnthropicUsage::default);
+        usage.update(reported);
+        let usage = usage.to_usage();
+        self.writer.report_usage(usage);
+    }
+
     /// Sends the role chunk once, before anything else.
     fn start(&mut self, out: &mut BytesMut) {
         if !self.started {
@@ -236,6 +238,16 @@ impl StreamTranslator {
             self.finish_sent = true;
             self.writer.finish(out, 0, finish_reason(stop_reason));
         }
+    }
+}
+
+impl StreamTranslator for AnthropicStream {
+    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
+        AnthropicStream::push(self, bytes, out).map_err(StreamFault::from)
+    }
+
+    fn state(&self) -> &StreamState {
+        self.writer.state()
     }
 }
 

@@ -80,36 +80,50 @@ pub fn map_error(status: u16, bytes: &[u8]) -> ClientError {
         .ok()
         .and_then(|envelope| envelope.error);
     if status == 429 {
-        let message = detail
-            .as_ref()
-            .and_then(|detail| text(&detail.message))
-            .map(|message| sanitize(&message))
-            .filter(|message| !message.is_empty())
-            .unwrap_or_else(|| "The upstream is rate limiting; retry later.".to_owned());
-        return ClientError {
-            status,
-            body: OpenAiErrorBody::new(ErrorCode::RequestRateLimited, message, None),
-        };
+        return rate_limited(detail.as_ref());
     }
-    let Some(detail) = detail else {
-        let code = if (400..500).contains(&status) {
-            ErrorCode::InvalidParameter
-        } else {
-            ErrorCode::UpstreamError
-        };
-        return ClientError {
-            status: if (400..500).contains(&status) {
-                status
-            } else {
-                code.status()
-            },
-            body: OpenAiErrorBody::new(
-                code,
-                format!("The upstream rejected the request with HTTP {status}."),
-                None,
-            ),
-        };
+    match detail {
+        Some(detail) => detailed(status, &detail),
+        None => unreadable(status),
+    }
+}
+
+/// A 429: `rate_limit_exceeded` with Azure's message (it says when to retry).
+fn rate_limited(detail: Option<&Detail>) -> ClientError {
+    let message = detail
+        .and_then(|detail| text(&detail.message))
+        .map(|message| sanitize(&message))
+        .filter(|message| !message.is_empty())
+        .unwrap_or_else(|| "The upstream is rate limiting; retry later.".to_owned());
+    ClientError {
+        status: 429,
+        body: OpenAiErrorBody::new(ErrorCode::RequestRateLimited, message, None),
+    }
+}
+
+/// An error answer without a readable `error` object.
+fn unreadable(status: u16) -> ClientError {
+    let code = if (400..500).contains(&status) {
+        ErrorCode::InvalidParameter
+    } else {
+        ErrorCode::UpstreamError
     };
+    ClientError {
+        status: if (400..500).contains(&status) {
+            status
+        } else {
+            code.status()
+        },
+        body: OpenAiErrorBody::new(
+            code,
+            format!("The upstream rejected the request with HTTP {status}."),
+            None,
+        ),
+    }
+}
+
+/// An error answer with Azure's `error` object (status other than 429).
+fn detailed(status: u16, detail: &Detail) -> ClientError {
     let code = text(&detail.code);
     let message = text(&detail.message)
         .map(|m| sanitize(&m))

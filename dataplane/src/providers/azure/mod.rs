@@ -34,14 +34,13 @@ use omg_shared::snapshot::Deployment;
 
 pub use error::map_error;
 
-use crate::credentials::TokenCell;
 use crate::error::ApiError;
 use crate::providers::adapter::{
     endpoint_path, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamTranslator,
     UpstreamRequest,
 };
 use crate::providers::openai::pass_through_answer;
-use crate::providers::Credentials;
+use crate::providers::{Credential, TokenSource};
 use crate::request::Route;
 use stream::AzureStream;
 
@@ -49,8 +48,8 @@ use stream::AzureStream;
 #[derive(Debug)]
 pub struct AzureAdapter {
     auth: AzureAuth,
-    /// The Entra ID token cell (`azure_auth: entra`).
-    entra: Option<Arc<TokenCell>>,
+    /// The Entra ID token (`azure_auth: entra`).
+    entra: Option<Arc<dyn TokenSource>>,
     /// `<endpoint path>/openai/deployments/<deployment>`.
     base: String,
     /// `?api-version=<v>`.
@@ -63,10 +62,11 @@ pub struct AzureAdapter {
 
 impl AzureAdapter {
     /// Reads the deployment's Azure settings (`api_version`, `metadata.azure_auth`); `Err`
-    /// names the bad one.
+    /// names the bad one. With `azure_auth: entra`, `credential` is the app registration's
+    /// token.
     pub fn for_deployment(
         deployment: &Deployment,
-        credentials: &dyn Credentials,
+        credential: &Credential,
     ) -> Result<Self, String> {
         let version = match deployment.api_version.as_deref() {
             Some(version) if valid_api_version(version) => version,
@@ -86,10 +86,12 @@ impl AzureAdapter {
             .map_err(|message| format!("metadata `azure_auth`: {message}"))?;
         let entra = match auth {
             AzureAuth::Entra => {
-                let client =
-                    EntraClient::from_metadata(&deployment.metadata, deployment.api_key.as_ref())
-                        .map_err(|(key, message)| format!("`{key}`: {message}"))?;
-                Some(credentials.entra(&client)?)
+                EntraClient::from_metadata(&deployment.metadata, deployment.api_key.as_ref())
+                    .map_err(|(key, message)| format!("`{key}`: {message}"))?;
+                let Credential::Token(token) = credential else {
+                    return Err("no Entra ID token was resolved".to_owned());
+                };
+                Some(Arc::clone(token))
             }
             AzureAuth::ApiKey | AzureAuth::Bearer => None,
         };
@@ -118,11 +120,10 @@ impl AzureAdapter {
     ///
     /// [`ready`]: ProviderAdapter::ready
     fn credential(&self, deployment: &Deployment) -> Vec<(&'static str, String)> {
-        if let Some(cell) = &self.entra {
-            return cell.current().map_or_else(
-                |_| Vec::new(),
-                |token| vec![("authorization", format!("Bearer {}", token.value.expose()))],
-            );
+        if let Some(token) = &self.entra {
+            return token
+                .bearer()
+                .map_or_else(|_| Vec::new(), |bearer| vec![("authorization", bearer)]);
         }
         let Some(key) = &deployment.api_key else {
             return Vec::new();
@@ -190,7 +191,7 @@ impl ProviderAdapter for AzureAdapter {
 
     fn ready(&self) -> Result<(), String> {
         match &self.entra {
-            Some(cell) => cell.current().map(|_| ()),
+            Some(token) => token.bearer().map(|_| ()),
             None => Ok(()),
         }
     }

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::providers::adapter::{Call, StreamFault, StreamTranslator};
 use crate::providers::json_scan::has_key;
 use crate::providers::openai::{EventAction, StreamMeter};
-use crate::providers::Usage;
+use crate::providers::StreamState;
 use crate::request::Route;
 use crate::sse::{data_event, event_data, SseSplitter};
 
@@ -242,7 +242,7 @@ impl StreamTranslator for AzureStream {
             .map_err(|_| StreamFault::OVERSIZED)?;
         for event in events {
             match classify(&event) {
-                Kind::PromptFilter if !self.meter.saw_choices => {}
+                Kind::PromptFilter if !self.meter.state.saw_content => {}
                 Kind::Annotation { finish: false } => {}
                 Kind::Annotation { finish: true } => match self.rewrite(&event) {
                     Some(chunk) => self.forward(&chunk, out)?,
@@ -259,23 +259,7 @@ impl StreamTranslator for AzureStream {
         Ok(())
     }
 
-    fn is_done(&self) -> bool {
-        self.meter.done
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.meter.upstream_error
-    }
-
-    fn saw_content(&self) -> bool {
-        self.meter.saw_choices
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.meter.usage
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        self.meter.estimated_completion_tokens
+    fn state(&self) -> &StreamState {
+        &self.meter.state
     }
 }

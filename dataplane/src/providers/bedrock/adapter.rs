@@ -14,14 +14,13 @@ use omg_shared::snapshot::Deployment;
 use super::sign::{SigV4, Signable};
 use super::{
     build_converse, build_titan, map_error, translate_response, translate_titan, BedrockCredential,
-    StreamTranslator as Translator, EVENT_STREAM,
+    ConverseStream, EVENT_STREAM,
 };
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
+    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter,
     StreamTranslator, UpstreamRequest,
 };
-use crate::providers::Usage;
 use crate::request::Route;
 
 /// How requests are authenticated.
@@ -201,7 +200,7 @@ impl ProviderAdapter for BedrockAdapter {
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(Translator::new(
+        Box::new(ConverseStream::new(
             call.alias,
             call.request_id,
             call.created,
@@ -234,31 +233,5 @@ impl ProviderAdapter for BedrockAdapter {
                 .credential("GET", &self.probe_path, b"", now)
                 .unwrap_or_default(),
         }
-    }
-}
-
-impl StreamTranslator for Translator {
-    fn push(&mut self, bytes: &[u8], out: &mut bytes::BytesMut) -> Result<(), StreamFault> {
-        Translator::push(self, bytes, out)
-    }
-
-    fn is_done(&self) -> bool {
-        Translator::is_done(self)
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.failed()
-    }
-
-    fn saw_content(&self) -> bool {
-        Translator::saw_content(self)
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.usage()
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        Translator::estimated_completion_tokens(self)
     }
 }

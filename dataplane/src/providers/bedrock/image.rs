@@ -25,6 +25,7 @@ use omg_shared::bedrock::{ImageFamily, ImageQuality, ImageSettings};
 use omg_shared::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 
+use super::PROVIDER;
 use crate::error::ApiError;
 use crate::providers::images::{self, Generated};
 use crate::providers::Answer;
@@ -34,8 +35,6 @@ use crate::request::{ImageFormat, RequestBody};
 pub const STABILITY_ASPECT_RATIOS: [&str; 9] = [
     "1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21",
 ];
-
-const PROVIDER: &str = "Bedrock";
 
 /// The `InvokeModel` body of an image generation request for `model_id`.
 pub fn build_image(
@@ -51,18 +50,7 @@ pub fn build_image(
         )
     })?;
     let model = format!("Bedrock, {}", family.display());
-    if body.images > family.max_images() {
-        let message = if family.max_images() == 1 {
-            format!("This model ({model}) generates one image per request: send `n: 1` (or one request per image)")
-        } else {
-            format!(
-                "This model ({model}) generates at most {} images per request: send `n` from 1 to {}",
-                family.max_images(),
-                family.max_images()
-            )
-        };
-        return Err(invalid("n", message));
-    }
+    check_count(body, family, &model)?;
     images::png_only(body, &model)?;
     let prompt = images::prompt(body);
     let negative = settings.negative_prompt.as_deref();
@@ -119,6 +107,23 @@ pub fn build_image(
             "The gateway failed to build the upstream request.",
         )
     })
+}
+
+/// Refuses an `n` above what `family` generates per request (`model` names it in messages).
+fn check_count(body: &RequestBody<'_>, family: ImageFamily, model: &str) -> Result<(), ApiError> {
+    if body.images <= family.max_images() {
+        return Ok(());
+    }
+    let message = if family.max_images() == 1 {
+        format!("This model ({model}) generates one image per request: send `n: 1` (or one request per image)")
+    } else {
+        format!(
+            "This model ({model}) generates at most {} images per request: send `n` from 1 to {}",
+            family.max_images(),
+            family.max_images()
+        )
+    };
+    Err(invalid("n", message))
 }
 
 /// Titan / Nova `quality`: the client's OpenAI `quality` (`hd` / `high` → `premium`;

@@ -4,17 +4,17 @@
 
 use std::borrow::Cow;
 
-use super::request::PROVIDER;
 use super::wire::{
     self as wire, Block, CachePoint, Image, ImageSource, ResultBlock, Role, ToolUse, Turn,
 };
+use super::PROVIDER;
 use crate::error::ApiError;
+use crate::providers::chat::invalid;
 use crate::providers::chat::json::{EmptyObject, JsonObject};
 use crate::providers::chat::messages::{
     self, blocks, content, data_url, web_image_format, Allowed, CallIn, Content, Dialect, Message,
     PartAt, Piece, Placed, ToolResult,
 };
-use crate::providers::chat::request::invalid;
 
 /// The conversation: system blocks, alternating turns, and whether any turn holds a tool
 /// call or result (Converse then requires `toolConfig`).

@@ -5,7 +5,7 @@
 //!
 //! Pure translation, no I/O: [`build_converse`] turns an OpenAI chat body into a Converse
 //! body, [`translate_response`] turns a Converse answer into a `chat.completion`,
-//! [`StreamTranslator`] decodes the binary event stream ([`eventstream`]) into
+//! [`ConverseStream`] decodes the binary event stream ([`eventstream`]) into
 //! `chat.completion.chunk` events, [`map_error`] maps Bedrock's errors, [`build_titan`] /
 //! [`translate_titan`] do embeddings. The model id (`provider_model`: a model id, an
 //! inference profile id or an ARN) is percent-encoded once in the path. Requests carry a
@@ -50,6 +50,9 @@
 //! such switch), `seed`, `user`, `store`, `metadata`, `service_tier`, unknown parameters. In
 //! answers, reasoning and citation blocks are dropped.
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Bedrock";
+
 mod adapter;
 mod embed;
 mod error;
@@ -70,7 +73,7 @@ pub use embed::{build_titan, translate_titan};
 pub use error::{map_error, map_exception};
 pub use request::build_converse;
 pub use response::translate_response;
-pub use stream::{StreamTranslator, BAD_FRAME, CORRUPT};
+pub use stream::{ConverseStream, BAD_FRAME, CORRUPT};
 
 /// The content type of ConverseStream answers (and the `accept` of stream requests).
 pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";

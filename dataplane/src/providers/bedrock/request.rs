@@ -14,16 +14,15 @@ use super::wire::{
     ConverseRequest, InferenceConfig, InputSchema, NamedTool, Tool, ToolChoice, ToolConfig,
     ToolSpec,
 };
+use super::PROVIDER;
 use crate::error::ApiError;
+pub(super) use crate::providers::chat::invalid;
 use crate::providers::chat::json::{EmptyObject, JsonObject};
 use crate::providers::chat::messages::no_turns;
 use crate::providers::chat::refuse::{refuse_unsupported, Refusals};
-pub(super) use crate::providers::chat::request::{decode, invalid};
+pub(super) use crate::providers::chat::request::decode;
 use crate::providers::chat::request::{number, to_body, ChatRequest};
 use crate::providers::chat::tools::{self, ToolChoice as Choice};
-
-/// The provider's name in messages.
-pub(super) const PROVIDER: &str = "Bedrock";
 
 /// Translates an OpenAI chat completion body into a Converse (or ConverseStream) body. See
 /// the module docs of [`super`] for what is translated, refused and ignored.

@@ -20,7 +20,7 @@ use super::eventstream::{Decoder, FrameError, Message};
 use super::response::{finish_reason, BedrockUsage};
 use crate::providers::chat::response::UsageOut;
 use crate::providers::chat::stream::{ChunkWriter, ToolBlocks};
-use crate::providers::{StreamFault, Usage};
+use crate::providers::{StreamFault, StreamState, StreamTranslator};
 
 /// A frame failed its checksum: the stream cannot be trusted any further.
 pub const CORRUPT: StreamFault = StreamFault {
@@ -38,7 +38,7 @@ pub const BAD_FRAME: StreamFault = StreamFault {
 
 /// Translates one ConverseStream answer into OpenAI chunks. One per request.
 #[derive(Debug)]
-pub struct StreamTranslator {
+pub struct ConverseStream {
     decoder: Decoder,
     writer: ChunkWriter,
     usage: Option<BedrockUsage>,
@@ -48,7 +48,7 @@ pub struct StreamTranslator {
     stopped: bool,
 }
 
-impl StreamTranslator {
+impl ConverseStream {
     /// A translator for one request: `alias_model` is echoed as `model`, the chunks are named
     /// `chatcmpl-<request_id>`, `include_usage` is the client's own
     /// `stream_options.include_usage`.
@@ -66,7 +66,7 @@ impl StreamTranslator {
     /// Feeds upstream bytes, split anywhere, and appends the OpenAI events they complete to
     /// `out`. After the stream's end further bytes are ignored. On `Err`, `out` holds what was
     /// translated before the bad frame; the translator takes nothing more.
-    pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
+    fn push_frames(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
         if !self.writer.is_open() {
             return Ok(());
         }
@@ -86,31 +86,6 @@ impl StreamTranslator {
             Err(FrameError::Checksum) => Err(self.broken(CORRUPT)),
             Err(FrameError::Size | FrameError::Headers) => Err(self.broken(BAD_FRAME)),
         }
-    }
-
-    /// Usage reported so far (`None` before `metadata`).
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage.map(BedrockUsage::to_usage)
-    }
-
-    /// Completion tokens estimated from the text and tool arguments streamed so far.
-    pub fn estimated_completion_tokens(&self) -> u64 {
-        self.writer.estimated_completion_tokens()
-    }
-
-    /// `messageStop` and `metadata` arrived: the answer is complete and `[DONE]` was sent.
-    pub fn is_done(&self) -> bool {
-        self.writer.is_done()
-    }
-
-    /// Bedrock sent an exception; the in-band error was sent (no `[DONE]`).
-    pub fn failed(&self) -> bool {
-        self.writer.failed()
-    }
-
-    /// A chunk with content (text or a tool call) was sent: the first token, for TTFT.
-    pub fn saw_content(&self) -> bool {
-        self.writer.saw_content()
     }
 
     fn broken(&mut self, fault: StreamFault) -> StreamFault {
@@ -177,7 +152,9 @@ impl StreamTranslator {
                 self.finish_when_complete(out);
             }
             "metadata" => {
-                self.usage = Some(event.usage.unwrap_or_default());
+                let usage = event.usage.unwrap_or_default();
+                self.usage = Some(usage);
+                self.writer.report_usage(usage.to_usage());
                 self.finish_when_complete(out);
             }
             _ => {} // event types newer than this adapter
@@ -201,6 +178,16 @@ impl StreamTranslator {
             self.started = true;
             self.writer.role(out, 0);
         }
+    }
+}
+
+impl StreamTranslator for ConverseStream {
+    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
+        self.push_frames(bytes, out)
+    }
+
+    fn state(&self) -> &StreamState {
+        self.writer.state()
     }
 }
 

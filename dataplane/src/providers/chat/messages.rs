@@ -8,8 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::invalid;
 use super::json::{EmptyObject, JsonObject};
-use super::request::invalid;
 use crate::error::{truncate, ApiError};
 
 /// One entry of `messages` (only the fields translated are read).

@@ -19,3 +19,12 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
 pub(crate) mod tools;
+
+use omg_shared::error::ErrorCode;
+
+use crate::error::ApiError;
+
+/// `400 invalid_parameter` naming `param`.
+pub(crate) fn invalid(param: &'static str, message: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParameter, message.to_owned()).with_param(param)
+}

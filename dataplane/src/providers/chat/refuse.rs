@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::request::{decode, invalid, ChatRequest};
+use super::invalid;
+use super::request::{decode, ChatRequest};
 use crate::error::ApiError;
 
 /// A parameter (or family of parameters) of OpenAI's chat API a provider may not honour.
@@ -72,39 +73,54 @@ pub(crate) fn refuse_unsupported(
     provider: &str,
     refusals: Refusals,
 ) -> Result<(), ApiError> {
-    let unsupported = |param: &'static str, what: &str| {
-        Err(invalid(
+    let refused = match refused_value(chat, refusals)? {
+        Some(refused) => Some(refused),
+        None => refused_presence(chat, refusals),
+    };
+    match refused {
+        Some((param, what)) => Err(invalid(
             param,
             &format!("{what} is not supported for this model ({provider})."),
-        ))
-    };
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first refused parameter whose value matters (`n` other than 1, `logprobs: true`, a
+/// `response_format` other than `text`, audio output, non-zero penalties, a non-empty
+/// `logit_bias`): its name and how the message calls it.
+fn refused_value(
+    chat: &ChatRequest<'_>,
+    refusals: Refusals,
+) -> Result<Option<(&'static str, Cow<'static, str>)>, ApiError> {
+    let found = |param: &'static str, what: &'static str| Ok(Some((param, Cow::Borrowed(what))));
     if refusals.refuses(Refused::N) && decode::<u64>(chat.n, "n")?.is_some_and(|n| n != 1) {
-        return unsupported("n", "`n` other than 1");
+        return found("n", "`n` other than 1");
     }
     if refusals.refuses(Refused::Logprobs) {
         if decode::<bool>(chat.logprobs, "logprobs")? == Some(true) {
-            return unsupported("logprobs", "`logprobs`");
+            return found("logprobs", "`logprobs`");
         }
         if chat.top_logprobs.is_some() {
-            return unsupported("top_logprobs", "`top_logprobs`");
+            return found("top_logprobs", "`top_logprobs`");
         }
     }
     if refusals.refuses(Refused::ResponseFormat) {
         if let Some(format) = decode::<ResponseFormat<'_>>(chat.response_format, "response_format")?
         {
             if format.kind != "text" {
-                return unsupported("response_format", "`response_format` other than `text`");
+                return found("response_format", "`response_format` other than `text`");
             }
         }
     }
     if refusals.refuses(Refused::AudioOutput) {
         if chat.audio.is_some() {
-            return unsupported("audio", "Audio output");
+            return found("audio", "Audio output");
         }
         if decode::<Vec<Cow<'_, str>>>(chat.modalities, "modalities")?
             .is_some_and(|modalities| modalities.iter().any(|m| m != "text"))
         {
-            return unsupported("modalities", "Output modalities other than `text`");
+            return found("modalities", "Output modalities other than `text`");
         }
     }
     if refusals.refuses(Refused::Penalties) {
@@ -113,7 +129,7 @@ pub(crate) fn refuse_unsupported(
             (chat.frequency_penalty, "frequency_penalty"),
         ] {
             if decode::<f64>(raw, param)?.is_some_and(|value| value != 0.0) {
-                return unsupported(param, &format!("A non-zero `{param}`"));
+                return Ok(Some((param, format!("A non-zero `{param}`").into())));
             }
         }
     }
@@ -121,9 +137,18 @@ pub(crate) fn refuse_unsupported(
         && decode::<serde_json::Map<String, serde_json::Value>>(chat.logit_bias, "logit_bias")?
             .is_some_and(|bias| !bias.is_empty())
     {
-        return unsupported("logit_bias", "`logit_bias`");
+        return found("logit_bias", "`logit_bias`");
     }
-    for (refused, raw, param, what) in [
+    Ok(None)
+}
+
+/// The first refused parameter that is refused whatever its value: its name and how the
+/// message calls it.
+fn refused_presence(
+    chat: &ChatRequest<'_>,
+    refusals: Refusals,
+) -> Option<(&'static str, Cow<'static, str>)> {
+    [
         (
             Refused::Prediction,
             chat.prediction,
@@ -154,12 +179,10 @@ pub(crate) fn refuse_unsupported(
             "function_call",
             "The legacy `function_call` (use `tool_choice`)",
         ),
-    ] {
-        if refusals.refuses(refused) && raw.is_some() {
-            return unsupported(param, what);
-        }
-    }
-    Ok(())
+    ]
+    .into_iter()
+    .find(|(refused, raw, _, _)| refusals.refuses(*refused) && raw.is_some())
+    .map(|(_, _, param, what)| (param, Cow::Borrowed(what)))
 }
 
 #[cfg(test)]

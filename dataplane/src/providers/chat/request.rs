@@ -8,6 +8,7 @@ use omg_shared::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::invalid;
 use super::messages::Message;
 use crate::error::{truncate, ApiError};
 
@@ -178,9 +179,4 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
         })
     })
     .transpose()
-}
-
-/// `400 invalid_parameter` naming `param`.
-pub(crate) fn invalid(param: &'static str, message: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidParameter, message.to_owned()).with_param(param)
 }

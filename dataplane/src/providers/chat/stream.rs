@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::response::{completion_id, UsageOut};
 use crate::error::ApiError;
+use crate::providers::{StreamState, Usage};
 
 #[derive(Serialize)]
 struct Chunk<'a> {
@@ -65,31 +66,19 @@ struct FunctionDelta<'a> {
     arguments: &'a str,
 }
 
-/// How a translated stream stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    /// The proper end was written (`[DONE]`).
-    Done,
-    /// The provider sent an error; the in-band error was written (no `[DONE]`).
-    Failed,
-    /// The translator could not read the provider's stream; nothing more is translated.
-    Broken,
-}
-
 /// Writes one answer's chunks (`data: {chunk}\n\n`), named and dated alike, with `usage:
 /// null` on each when the client asked for usage, and its end (`[DONE]` or an in-band
-/// error); remembers whether content was written and estimates the completion tokens
-/// written.
+/// error); keeps the stream's [`StreamState`]: whether it ended, whether content was written,
+/// the completion tokens written (estimated) and the usage its translator reports.
 #[derive(Debug)]
 pub(crate) struct ChunkWriter {
     model: String,
     id: String,
     created: i64,
     include_usage: bool,
-    saw_content: bool,
-    estimated_completion_tokens: u64,
-    phase: Phase,
+    state: StreamState,
+    /// The translator could not read the provider's stream; nothing more is translated.
+    broken: bool,
 }
 
 impl ChunkWriter {
@@ -106,9 +95,8 @@ impl ChunkWriter {
             id: completion_id(None, request_id),
             created,
             include_usage,
-            saw_content: false,
-            estimated_completion_tokens: 0,
-            phase: Phase::Open,
+            state: StreamState::default(),
+            broken: false,
         }
     }
 
@@ -117,34 +105,24 @@ impl ChunkWriter {
         self.id = completion_id(Some(provider_id), "");
     }
 
+    /// The stream's state so far.
+    pub(crate) fn state(&self) -> &StreamState {
+        &self.state
+    }
+
+    /// Records the usage the provider reported so far.
+    pub(crate) fn report_usage(&mut self, usage: Usage) {
+        self.state.usage = Some(usage);
+    }
+
     /// Whether the stream goes on (neither ended nor broken).
     pub(crate) fn is_open(&self) -> bool {
-        self.phase == Phase::Open
-    }
-
-    /// Whether the proper end (`[DONE]`) was written.
-    pub(crate) fn is_done(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
-    /// Whether the provider's error was written in band.
-    pub(crate) fn failed(&self) -> bool {
-        self.phase == Phase::Failed
+        !(self.state.done || self.state.upstream_failed || self.broken)
     }
 
     /// The translator cannot read the provider's stream: nothing more is translated.
     pub(crate) fn break_off(&mut self) {
-        self.phase = Phase::Broken;
-    }
-
-    /// Whether content (text or a tool call) was written: the first token, for TTFT.
-    pub(crate) fn saw_content(&self) -> bool {
-        self.saw_content
-    }
-
-    /// Completion tokens estimated from the text and tool arguments written.
-    pub(crate) fn estimated_completion_tokens(&self) -> u64 {
-        self.estimated_completion_tokens
+        self.broken = true;
     }
 
     /// The role chunk that opens choice `choice`.
@@ -162,8 +140,8 @@ impl ChunkWriter {
         if text.is_empty() {
             return;
         }
-        self.saw_content = true;
-        self.estimated_completion_tokens += estimate_tokens(text);
+        self.state.saw_content = true;
+        self.state.estimated_completion_tokens += estimate_tokens(text);
         let delta = Delta {
             content: Some(text),
             ..Delta::default()
@@ -181,8 +159,8 @@ impl ChunkWriter {
         name: &str,
         arguments: &str,
     ) {
-        self.saw_content = true;
-        self.estimated_completion_tokens += estimate_tokens(arguments);
+        self.state.saw_content = true;
+        self.state.estimated_completion_tokens += estimate_tokens(arguments);
         let delta = ToolDelta {
             index: tool,
             id: Some(id),
@@ -205,7 +183,7 @@ impl ChunkWriter {
         if arguments.is_empty() {
             return;
         }
-        self.estimated_completion_tokens += estimate_tokens(arguments);
+        self.state.estimated_completion_tokens += estimate_tokens(arguments);
         let delta = ToolDelta {
             index: tool,
             id: None,
@@ -229,7 +207,7 @@ impl ChunkWriter {
             self.frame(out, &[], Some(Some(usage)));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
-        self.phase = Phase::Done;
+        self.state.done = true;
     }
 
     /// The in-band error that ends a stream the provider failed (no `[DONE]`).
@@ -238,7 +216,7 @@ impl ChunkWriter {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&body.to_json());
         out.extend_from_slice(b"\n\n");
-        self.phase = Phase::Failed;
+        self.state.upstream_failed = true;
     }
 
     fn chunk(

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::request::{decode, invalid};
+use super::invalid;
+use super::request::decode;
 use crate::error::{truncate, ApiError};
 
 /// `{"type": …, "function": {…}}`: a tool, or a named `tool_choice`.

@@ -12,9 +12,9 @@ use omg_shared::secret::Secret;
 use omg_shared::snapshot::Deployment;
 use serde_json::{json, Value};
 
-use crate::credentials::TokenCell;
+use crate::credentials::{Credentials, TokenCell};
 use crate::providers::bedrock::eventstream::encode;
-use crate::providers::Credentials;
+use crate::providers::Credential;
 use crate::request::Route;
 
 /// The alias clients ask for; it must never reach a provider.
@@ -82,6 +82,13 @@ impl Credentials for TestCredentials {
             ENTRA_TOKEN,
         )))
     }
+}
+
+/// The credential the snapshot builder would resolve for `deployment` with
+/// [`TestCredentials`].
+pub(super) fn credential(deployment: &Deployment) -> Credential {
+    crate::credentials::for_deployment(deployment, &TestCredentials)
+        .unwrap_or_else(|error| panic!("{}: no credential: {error}", deployment.id))
 }
 
 /// Every row.

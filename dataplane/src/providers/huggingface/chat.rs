@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::providers::adapter::{Answer, Call, StreamFault, StreamTranslator};
 use crate::providers::json_scan::has_key;
 use crate::providers::openai::{pass_through_answer, EventAction, StreamMeter};
-use crate::providers::Usage;
+use crate::providers::StreamState;
 use crate::sse::{data_event, event_data, SseSplitter};
 
 /// `chatcmpl-<request id>`: the id of an answer that came without one.
@@ -203,23 +203,7 @@ impl StreamTranslator for TgiStream {
         Ok(())
     }
 
-    fn is_done(&self) -> bool {
-        self.meter.done
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.meter.upstream_error
-    }
-
-    fn saw_content(&self) -> bool {
-        self.meter.saw_choices
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.meter.usage
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        self.meter.estimated_completion_tokens
+    fn state(&self) -> &StreamState {
+        &self.meter.state
     }
 }

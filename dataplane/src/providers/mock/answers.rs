@@ -422,8 +422,8 @@ mod tests {
                     }
                 }
             }
-            assert!(meter.done);
-            assert_eq!(meter.usage.is_some(), include_usage);
+            assert!(meter.state.done);
+            assert_eq!(meter.state.usage.is_some(), include_usage);
         }
     }
 

@@ -13,7 +13,7 @@ use crate::providers::adapter::{
     endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
     StreamTranslator, UpstreamRequest,
 };
-use crate::providers::Usage;
+use crate::providers::StreamState;
 use crate::request::Route;
 use crate::sse::SseSplitter;
 
@@ -145,23 +145,7 @@ impl StreamTranslator for PassThrough {
         Ok(())
     }
 
-    fn is_done(&self) -> bool {
-        self.meter.done
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.meter.upstream_error
-    }
-
-    fn saw_content(&self) -> bool {
-        self.meter.saw_choices
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.meter.usage
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        self.meter.estimated_completion_tokens
+    fn state(&self) -> &StreamState {
+        &self.meter.state
     }
 }

@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::providers::json_scan::Cursor;
-use crate::providers::Usage;
+use crate::providers::{StreamState, Usage};
 use crate::sse::event_data;
 
 mod adapter;
@@ -74,16 +74,10 @@ pub enum EventAction {
 #[derive(Debug, Default)]
 pub struct StreamMeter {
     client_wants_usage: bool,
-    /// Usage reported by the upstream.
-    pub usage: Option<Usage>,
-    /// Estimated completion tokens from the content seen so far.
-    pub estimated_completion_tokens: u64,
-    /// `data: [DONE]` was seen.
-    pub done: bool,
-    /// A chunk with choices (content) was seen.
-    pub saw_choices: bool,
-    /// The upstream sent an in-band error event.
-    pub upstream_error: bool,
+    /// What was seen: `data: [DONE]` (`done`), a chunk with choices (`saw_content`), an
+    /// in-band error event (`upstream_failed`), the usage reported by the upstream, and the
+    /// completion tokens estimated from the content seen so far.
+    pub state: StreamState,
 }
 
 #[derive(Deserialize)]
@@ -141,7 +135,7 @@ impl StreamMeter {
         };
         let trimmed = data.trim_ascii();
         if trimmed == b"[DONE]" {
-            self.done = true;
+            self.state.done = true;
             return EventAction::Forward;
         }
         // The scan reads what metering needs without building the chunk; anything it does not
@@ -154,15 +148,15 @@ impl StreamMeter {
             },
         };
         if facts.error {
-            self.upstream_error = true;
+            self.state.upstream_failed = true;
             return EventAction::Forward;
         }
-        self.estimated_completion_tokens += facts.tokens;
+        self.state.estimated_completion_tokens += facts.tokens;
         if facts.choices > 0 {
-            self.saw_choices = true;
+            self.state.saw_content = true;
         }
         if let Some(usage) = facts.usage {
-            self.usage = Some(usage);
+            self.state.usage = Some(usage);
             if facts.choices == 0 && !self.client_wants_usage {
                 return EventAction::Drop;
             }
@@ -366,11 +360,11 @@ mod tests {
         let content = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello world\"}}],\"usage\":null}\n\n";
         let mut meter = StreamMeter::new(false);
         assert_eq!(meter.process(content), EventAction::Forward);
-        assert_eq!(meter.estimated_completion_tokens, 3);
+        assert_eq!(meter.state.estimated_completion_tokens, 3);
         assert_eq!(meter.process(usage_chunk), EventAction::Drop);
         assert_eq!(meter.process(b"data: [DONE]\n\n"), EventAction::Forward);
-        assert!(meter.done);
-        assert_eq!(meter.usage.map(|u| u.completion_tokens), Some(2));
+        assert!(meter.state.done);
+        assert_eq!(meter.state.usage.map(|u| u.completion_tokens), Some(2));
         let mut asked = StreamMeter::new(true);
         assert_eq!(asked.process(usage_chunk), EventAction::Forward);
     }
@@ -486,7 +480,7 @@ mod tests {
             meter.process(b"data: {\"error\":{\"message\":\"x\"}}\n\n"),
             EventAction::Forward
         );
-        assert!(meter.upstream_error);
+        assert!(meter.state.upstream_failed);
     }
 
     #[test]

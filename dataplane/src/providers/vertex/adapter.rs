@@ -3,21 +3,19 @@
 use std::sync::Arc;
 
 use crate::tokens::{prompt_tokens, Vocabulary};
-use bytes::BytesMut;
 use omg_shared::error::ErrorCode;
 use omg_shared::provider::ProviderKind;
 use omg_shared::snapshot::Deployment;
 use omg_shared::vertex::{ServiceAccountKey, VertexApi, DEFAULT_LOCATION, PROJECT_METADATA_KEY};
 
-use super::stream::StreamTranslator as Translator;
+use super::stream::GeminiStream;
 use super::{build_chat, build_embeddings, map_error, translate_embeddings, translate_response};
-use crate::credentials::TokenCell;
 use crate::error::ApiError;
 use crate::providers::adapter::{
-    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault,
+    endpoint_path, join, Answer, Call, ClientError, ProbeRequest, ProviderAdapter,
     StreamTranslator, UpstreamRequest,
 };
-use crate::providers::{Credentials, Usage};
+use crate::providers::{Credential, TokenSource};
 use crate::request::Route;
 
 /// One `vertex` deployment's adapter.
@@ -27,16 +25,16 @@ pub struct VertexAdapter {
     /// `projects/{project}/locations/{location}` (Vertex mode).
     resource: String,
     /// The service account's current token (Vertex mode).
-    tokens: Option<Arc<TokenCell>>,
+    tokens: Option<Arc<dyn TokenSource>>,
 }
 
 impl VertexAdapter {
     /// Reads the deployment's settings (resolved by the snapshot builder: project in
     /// `metadata.vertex_project`, location in `region`, the service-account key in `api_key`)
-    /// and, in Vertex mode, gets the key's token cell. `Err` names what is wrong.
+    /// and, in Vertex mode, takes the key's token (`credential`). `Err` names what is wrong.
     pub fn for_deployment(
         deployment: &Deployment,
-        credentials: &dyn Credentials,
+        credential: &Credential,
     ) -> Result<Self, String> {
         let api = VertexApi::from_metadata(&deployment.metadata)
             .map_err(|message| format!("metadata `vertex_api`: {message}"))?;
@@ -54,18 +52,20 @@ impl VertexAdapter {
             .api_key
             .as_ref()
             .ok_or("a Vertex AI deployment needs a service-account key")?;
-        let key = ServiceAccountKey::parse(key.expose())
+        ServiceAccountKey::parse(key.expose())
             .map_err(|problem| format!("the service-account key {problem}"))?;
         let project = deployment
             .metadata
             .get(PROJECT_METADATA_KEY)
             .ok_or("no GCP project (metadata `vertex_project`)")?;
         let location = deployment.region.as_deref().unwrap_or(DEFAULT_LOCATION);
-        let tokens = credentials.google(&key)?;
+        let Credential::Token(tokens) = credential else {
+            return Err("no token was resolved for the service-account key".to_owned());
+        };
         Ok(Self {
             api,
             resource: format!("projects/{project}/locations/{location}"),
-            tokens: Some(tokens),
+            tokens: Some(Arc::clone(tokens)),
         })
     }
 
@@ -85,9 +85,7 @@ impl VertexAdapter {
     /// The credential header.
     fn auth(&self, deployment: &Deployment) -> Result<(&'static str, String), String> {
         match &self.tokens {
-            Some(cell) => cell
-                .current()
-                .map(|token| ("authorization", format!("Bearer {}", token.value.expose()))),
+            Some(token) => token.bearer().map(|bearer| ("authorization", bearer)),
             None => deployment
                 .api_key
                 .as_ref()
@@ -195,7 +193,7 @@ impl ProviderAdapter for VertexAdapter {
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(Translator::new(
+        Box::new(GeminiStream::new(
             call.alias,
             call.request_id,
             call.created,
@@ -224,39 +222,9 @@ impl ProviderAdapter for VertexAdapter {
 
     fn ready(&self) -> Result<(), String> {
         match &self.tokens {
-            Some(cell) => cell.current().map(|_| ()),
+            Some(token) => token.bearer().map(|_| ()),
             None => Ok(()),
         }
-    }
-}
-
-impl StreamTranslator for Translator {
-    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
-        Translator::push(self, bytes, out)
-    }
-
-    fn is_done(&self) -> bool {
-        Translator::is_done(self)
-    }
-
-    fn upstream_failed(&self) -> bool {
-        self.failed()
-    }
-
-    fn saw_content(&self) -> bool {
-        Translator::saw_content(self)
-    }
-
-    fn reported_usage(&self) -> Option<Usage> {
-        self.usage()
-    }
-
-    fn estimated_completion_tokens(&self) -> u64 {
-        Translator::estimated_completion_tokens(self)
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
-        Translator::finish(self, out);
     }
 }
 

@@ -9,16 +9,16 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::ids;
-use super::request::PROVIDER;
 use super::wire::{
     Content as Turn, FileData, FunctionCall, FunctionResponse, InlineData, Part, SystemInstruction,
 };
+use super::PROVIDER;
 use crate::error::{truncate, ApiError};
+use crate::providers::chat::invalid;
 use crate::providers::chat::messages::{
     self, content, data_url, CallIn, Content, Dialect, Message, PartAt, Piece, Placed, Role,
     ToolResult,
 };
-use crate::providers::chat::request::invalid;
 
 type Conversation<'a> = (Option<SystemInstruction<'a>>, Vec<Turn<'a>>);
 

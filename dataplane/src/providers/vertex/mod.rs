@@ -4,7 +4,7 @@
 //!
 //! Pure translation, no I/O: [`build_chat`] turns an OpenAI chat body into a
 //! `generateContent` request, [`translate_response`] turns the answer into a
-//! `chat.completion`, [`StreamTranslator`] turns Gemini's SSE stream into
+//! `chat.completion`, [`GeminiStream`] turns Gemini's SSE stream into
 //! `chat.completion.chunk` events, [`build_embeddings`] / [`translate_embeddings`] do
 //! embeddings, and [`map_error`] maps Google's error answers. Vertex AI's OAuth tokens are
 //! minted in the background by [`crate::credentials::google`]; the adapter only reads them.
@@ -54,6 +54,9 @@
 //! `safety_identifier`, `store`, `metadata`, `service_tier`, unknown parameters. In answers,
 //! thought summaries (`thought: true` parts) and text-part thought signatures are dropped.
 
+/// The provider's name in messages.
+const PROVIDER: &str = "Gemini";
+
 mod adapter;
 mod embeddings;
 mod error;
@@ -71,7 +74,7 @@ pub use embeddings::{build_embeddings, translate_embeddings};
 pub use error::map_error;
 pub use request::build_chat;
 pub use response::translate_response;
-pub use stream::StreamTranslator;
+pub use stream::GeminiStream;
 
 #[cfg(test)]
 mod tests;

@@ -13,17 +13,16 @@ use super::wire::{
     FunctionCallingConfig, FunctionDeclaration, GenerateContentRequest, GenerationConfig,
     ToolConfig, Tools,
 };
+use super::PROVIDER;
 use crate::error::{truncate, ApiError};
+pub(super) use crate::providers::chat::invalid;
 use crate::providers::chat::messages::no_turns;
 use crate::providers::chat::refuse::{refuse_unsupported, Refusals, Refused};
-pub(super) use crate::providers::chat::request::{decode, invalid};
+pub(super) use crate::providers::chat::request::decode;
 use crate::providers::chat::request::{number, to_body, ChatRequest};
 use crate::providers::chat::tools::{
     self, parse_tool_choice, tools_required, ToolChoice as Choice,
 };
-
-/// The provider's name in messages.
-pub(super) const PROVIDER: &str = "Gemini";
 
 /// What Gemini cannot honour (it takes `n`, penalties and JSON response formats).
 const REFUSALS: Refusals = Refusals(&[
@@ -48,6 +47,26 @@ pub fn build_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let tools = tools::tools(chat.tools, PROVIDER, declaration)?;
     let tool_config = tool_choice(chat.tool_choice, !tools.is_empty())?;
 
+    let config = generation_config(&chat)?;
+
+    let request = GenerateContentRequest {
+        contents,
+        system_instruction: system,
+        generation_config: config,
+        tools: if tools.is_empty() {
+            Vec::new()
+        } else {
+            vec![Tools {
+                function_declarations: tools,
+            }]
+        },
+        tool_config,
+    };
+    to_body(&request)
+}
+
+/// `generationConfig`: the sampling parameters, `n`, and the output format.
+fn generation_config(chat: &ChatRequest<'_>) -> Result<GenerationConfig, ApiError> {
     let mut config = GenerationConfig {
         max_output_tokens: chat.max_tokens()?,
         ..GenerationConfig::default()
@@ -73,50 +92,45 @@ pub fn build_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
         Some(n) => config.candidate_count = Some(n),
     }
     if let Some(format) = decode::<ResponseFormat<'_>>(chat.response_format, "response_format")? {
-        match format.kind.as_ref() {
-            "text" => {}
-            "json_object" => config.response_mime_type = Some("application/json"),
-            "json_schema" => {
-                config.response_mime_type = Some("application/json");
-                let schema = format
-                    .json_schema
-                    .and_then(|s| s.schema)
-                    .map(|s| schema::sanitize(&s))
-                    .transpose()
-                    .map_err(|keyword| {
-                        invalid(
-                            "response_format",
-                            &format!("`response_format.json_schema.schema` uses `{keyword}`, which Gemini cannot express; inline the definitions"),
-                        )
-                    })?;
-                config.response_schema = schema;
-            }
-            other => {
-                return Err(invalid(
-                    "response_format",
-                    &format!(
-                        "`response_format` type `{}` is not supported (use `text`, `json_object` or `json_schema`)",
-                        truncate(other, 32)
-                    ),
-                ))
-            }
+        response_format(&mut config, format)?;
+    }
+    Ok(config)
+}
+
+/// `response_format` → `responseMimeType` (and `responseSchema`).
+fn response_format(
+    config: &mut GenerationConfig,
+    format: ResponseFormat<'_>,
+) -> Result<(), ApiError> {
+    match format.kind.as_ref() {
+        "text" => {}
+        "json_object" => config.response_mime_type = Some("application/json"),
+        "json_schema" => {
+            config.response_mime_type = Some("application/json");
+            let schema = format
+                .json_schema
+                .and_then(|s| s.schema)
+                .map(|s| schema::sanitize(&s))
+                .transpose()
+                .map_err(|keyword| {
+                    invalid(
+                        "response_format",
+                        &format!("`response_format.json_schema.schema` uses `{keyword}`, which Gemini cannot express; inline the definitions"),
+                    )
+                })?;
+            config.response_schema = schema;
+        }
+        other => {
+            return Err(invalid(
+                "response_format",
+                &format!(
+                    "`response_format` type `{}` is not supported (use `text`, `json_object` or `json_schema`)",
+                    truncate(other, 32)
+                ),
+            ))
         }
     }
-
-    let request = GenerateContentRequest {
-        contents,
-        system_instruction: system,
-        generation_config: config,
-        tools: if tools.is_empty() {
-            Vec::new()
-        } else {
-            vec![Tools {
-                function_declarations: tools,
-            }]
-        },
-        tool_config,
-    };
-    to_body(&request)
+    Ok(())
 }
 
 #[derive(Deserialize)]

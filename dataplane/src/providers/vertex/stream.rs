@@ -4,7 +4,7 @@
 //! Every `data:` event is a whole `GenerateContentResponse` carrying only the new parts. There
 //! is no terminal event: the stream ends when the upstream closes it. So the finish chunk of
 //! a candidate goes out when its `finishReason` arrives, and the usage chunk and `[DONE]` when
-//! the glue reports the clean end of the body ([`StreamTranslator::finish`]) after at least
+//! the glue reports the clean end of the body ([`GeminiStream::finish`](StreamTranslator::finish)) after at least
 //! one candidate finished. `usageMetadata` may repeat; the last one wins.
 
 use bytes::BytesMut;
@@ -12,10 +12,9 @@ use bytes::BytesMut;
 use super::error::classify;
 use super::ids;
 use super::response::{finish_reason, prompt_blocked, GeminiUsage, GenerateContentResponse};
-use crate::providers::adapter::StreamFault;
+use crate::providers::adapter::{StreamFault, StreamState, StreamTranslator};
 use crate::providers::chat::response::UsageOut;
 use crate::providers::chat::stream::ChunkWriter;
-use crate::providers::Usage;
 use crate::sse::{event_data, SseSplitter};
 
 /// One OpenAI choice (one Gemini candidate) being streamed.
@@ -28,7 +27,7 @@ struct ChoiceState {
 
 /// Translates one Gemini stream into OpenAI chunks. One per request.
 #[derive(Debug)]
-pub struct StreamTranslator {
+pub struct GeminiStream {
     splitter: SseSplitter,
     writer: ChunkWriter,
     id_set: bool,
@@ -38,7 +37,7 @@ pub struct StreamTranslator {
     calls: usize,
 }
 
-impl StreamTranslator {
+impl GeminiStream {
     /// A translator for one request: `alias_model` is echoed as `model`; chunks are named
     /// `chatcmpl-<responseId>` (`chatcmpl-<request_id>` when Gemini gives none);
     /// `include_usage` is the client's own `stream_options.include_usage`.
@@ -54,7 +53,7 @@ impl StreamTranslator {
     }
 
     /// Feeds upstream bytes, split anywhere, appending the OpenAI events they complete.
-    pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
+    fn push_events(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
         if !self.writer.is_open() {
             return Ok(());
         }
@@ -76,7 +75,7 @@ impl StreamTranslator {
 
     /// The upstream closed the stream: ends the answer (usage chunk if asked, `[DONE]`) when
     /// a candidate finished; otherwise the answer is incomplete and nothing is written.
-    pub fn finish(&mut self, out: &mut BytesMut) {
+    fn end_of_body(&mut self, out: &mut BytesMut) {
         if !self.writer.is_open() {
             return;
         }
@@ -94,31 +93,6 @@ impl StreamTranslator {
         }
         let usage = self.usage.unwrap_or_default();
         self.writer.end(out, UsageOut::from(usage));
-    }
-
-    /// Usage reported so far (the last `usageMetadata`).
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage.map(|usage| usage.usage)
-    }
-
-    /// Completion tokens estimated from the text and tool arguments streamed so far.
-    pub fn estimated_completion_tokens(&self) -> u64 {
-        self.writer.estimated_completion_tokens()
-    }
-
-    /// The end was written.
-    pub fn is_done(&self) -> bool {
-        self.writer.is_done()
-    }
-
-    /// Gemini sent an error; the in-band error was written (no `[DONE]`).
-    pub fn failed(&self) -> bool {
-        self.writer.failed()
-    }
-
-    /// Content (text or a tool call) was written.
-    pub fn saw_content(&self) -> bool {
-        self.writer.saw_content()
     }
 
     fn broken(&mut self, fault: StreamFault) -> StreamFault {
@@ -151,7 +125,9 @@ impl StreamTranslator {
             }
         }
         if let Some(metadata) = response.usage_metadata {
-            self.usage = Some(GeminiUsage::from(metadata));
+            let usage = GeminiUsage::from(metadata);
+            self.usage = Some(usage);
+            self.writer.report_usage(usage.usage);
         }
         if response.candidates.is_empty() {
             if let Some(reason) = response.block_reason() {
@@ -200,5 +176,19 @@ impl StreamTranslator {
         });
         self.writer.role(out, index);
         self.choices.len() - 1
+    }
+}
+
+impl StreamTranslator for GeminiStream {
+    fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamFault> {
+        self.push_events(bytes, out)
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) {
+        self.end_of_body(out);
+    }
+
+    fn state(&self) -> &StreamState {
+        self.writer.state()
     }
 }

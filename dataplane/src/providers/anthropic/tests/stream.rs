@@ -1,11 +1,12 @@
-//! `StreamTranslator`: goldens, state, and chunk boundaries.
+//! `AnthropicStream`: goldens, state, and chunk boundaries.
 
 use bytes::BytesMut;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::{fixture, sse_events};
-use crate::providers::anthropic::{StreamError, StreamTranslator};
+use crate::providers::anthropic::{AnthropicStream, StreamError};
+use crate::providers::StreamTranslator;
 use crate::providers::Usage;
 
 const CREATED: i64 = 1_750_000_000;
@@ -24,7 +25,7 @@ struct Outcome {
 
 /// Feeds `pieces` in order (stopping at the first error, as the glue does).
 fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
-    let mut translator = StreamTranslator::new("claude-fast", "req-1", CREATED, include_usage);
+    let mut translator = AnthropicStream::new("claude-fast", "req-1", CREATED, include_usage);
     let mut out = BytesMut::new();
     let mut result = Ok(());
     for piece in pieces {
@@ -36,10 +37,10 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
     Outcome {
         out: out.to_vec(),
         result,
-        usage: translator.usage(),
+        usage: translator.reported_usage(),
         estimated: translator.estimated_completion_tokens(),
         done: translator.is_done(),
-        failed: translator.failed(),
+        failed: translator.upstream_failed(),
         saw_content: translator.saw_content(),
     }
 }
@@ -153,11 +154,14 @@ fn state_as_the_stream_goes() {
     let text = fixture("stream_text.sse");
     let text = String::from_utf8_lossy(&text);
     let events: Vec<&str> = text.split_inclusive("\n\n").collect();
-    let mut translator = StreamTranslator::new("m", "r", 1, false);
+    let mut translator = AnthropicStream::new("m", "r", 1, false);
     let mut out = BytesMut::new();
-    assert_eq!(translator.usage(), None);
+    assert_eq!(translator.reported_usage(), None);
     let _ = translator.push(events[0].as_bytes(), &mut out); // message_start
-    assert_eq!(translator.usage().map(|u| u.prompt_tokens), Some(25));
+    assert_eq!(
+        translator.reported_usage().map(|u| u.prompt_tokens),
+        Some(25)
+    );
     assert!(
         !translator.saw_content() && !out.is_empty(),
         "the role chunk is not content"
@@ -174,7 +178,7 @@ fn state_as_the_stream_goes() {
     for event in &events[4..] {
         let _ = translator.push(event.as_bytes(), &mut out);
     }
-    assert!(translator.is_done() && !translator.failed());
+    assert!(translator.is_done() && !translator.upstream_failed());
     let end = out.len();
     let again = translator.push(events[3].as_bytes(), &mut out);
     assert_eq!((again, out.len()), (Ok(()), end), "nothing after [DONE]");
@@ -202,7 +206,7 @@ fn malformed_events_stop_the_translation() {
         let outcome = whole(bad, false);
         assert_eq!(outcome.result, Err(StreamError::Malformed), "{}", String::from_utf8_lossy(bad));
         let after = {
-            let mut translator = StreamTranslator::new("m", "r", 1, false);
+            let mut translator = AnthropicStream::new("m", "r", 1, false);
             let mut out = BytesMut::new();
             let _ = translator.push(bad, &mut out);
             let len = out.len();
@@ -210,7 +214,7 @@ fn malformed_events_stop_the_translation() {
         };
         assert_eq!(after, (Ok(()), true), "nothing after an error");
     }
-    let mut translator = StreamTranslator::new("m", "r", 1, false);
+    let mut translator = AnthropicStream::new("m", "r", 1, false);
     let huge = vec![b'x'; crate::sse::MAX_EVENT_BYTES + 1];
     assert_eq!(
         translator.push(&huge, &mut BytesMut::new()),

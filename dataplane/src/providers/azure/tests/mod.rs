@@ -23,8 +23,8 @@ use omg_shared::snapshot::Deployment;
 use serde_json::{json, Value};
 
 use super::AzureAdapter;
-use crate::credentials::TokenCell;
-use crate::providers::{Call, Credentials, Ingress};
+use crate::credentials::{Credentials, TokenCell};
+use crate::providers::{Call, Ingress};
 use crate::request::{RequestBody, Route};
 
 /// An `azure` catalog entry (key `azure-key`, api-version `2024-10-21`, `provider_model`
@@ -63,8 +63,14 @@ impl Credentials for FakeEntra {
     }
 }
 
+/// The adapter as the snapshot builder makes it, its credential resolved with [`FakeEntra`].
+fn build(deployment: &Deployment) -> Result<AzureAdapter, String> {
+    let credential = crate::credentials::for_deployment(deployment, &FakeEntra)?;
+    AzureAdapter::for_deployment(deployment, &credential)
+}
+
 fn adapter(deployment: &Deployment) -> AzureAdapter {
-    AzureAdapter::for_deployment(deployment, &FakeEntra).unwrap()
+    build(deployment).unwrap()
 }
 
 /// Runs `f` with the call of the client request `raw` on `route`.

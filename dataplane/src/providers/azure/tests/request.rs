@@ -4,8 +4,8 @@
 use omg_shared::snapshot::Deployment;
 use serde_json::{json, Value};
 
-use super::{adapter, deployment, fixture, golden_json, with_call, FakeEntra};
-use crate::providers::azure::{encode_segment, AzureAdapter};
+use super::{adapter, build, deployment, fixture, golden_json, with_call};
+use crate::providers::azure::encode_segment;
 use crate::providers::{ProviderAdapter, UpstreamRequest};
 use crate::request::Route;
 
@@ -150,9 +150,7 @@ fn credentials_go_in_api_key_or_as_a_bearer_token() {
 
 #[test]
 fn bad_settings_are_refused_naming_them() {
-    let error = |extra: Value| {
-        AzureAdapter::for_deployment(&deployment("https://r", extra), &FakeEntra).unwrap_err()
-    };
+    let error = |extra: Value| build(&deployment("https://r", extra)).unwrap_err();
     assert!(error(json!({"api_version": null})).contains("`api_version` is missing"));
     assert!(error(json!({"api_version": "v1"})).contains("`api_version` `v1`"));
     assert!(error(json!({"metadata": {"azure_auth": "kerberos"}})).contains("azure_auth"));

@@ -1,4 +1,4 @@
-//! `StreamTranslator`: event-stream transcripts, in-stream exceptions, corrupted frames and
+//! `ConverseStream`: event-stream transcripts, in-stream exceptions, corrupted frames and
 //! random chunk boundaries.
 
 use bytes::BytesMut;
@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{fixture, fixture_json};
 use crate::providers::bedrock::eventstream::encode;
-use crate::providers::bedrock::{StreamTranslator, CORRUPT};
+use crate::providers::bedrock::{ConverseStream, CORRUPT};
+use crate::providers::StreamTranslator;
 use crate::providers::{StreamFault, Usage};
 
 const CREATED: i64 = 1_750_000_000;
@@ -24,8 +25,7 @@ struct Outcome {
 }
 
 fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
-    let mut translator =
-        StreamTranslator::new("claude-on-bedrock", "req-1", CREATED, include_usage);
+    let mut translator = ConverseStream::new("claude-on-bedrock", "req-1", CREATED, include_usage);
     let mut out = BytesMut::new();
     let mut result = Ok(());
     for piece in pieces {
@@ -37,9 +37,9 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
     Outcome {
         out: out.to_vec(),
         result,
-        usage: translator.usage(),
+        usage: translator.reported_usage(),
         done: translator.is_done(),
-        failed: translator.failed(),
+        failed: translator.upstream_failed(),
         saw_content: translator.saw_content(),
     }
 }

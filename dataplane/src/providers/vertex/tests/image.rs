@@ -188,7 +188,7 @@ fn a_refused_prompt_is_a_content_filter_error() {
 /// Every service account has the token `ya29.test`.
 struct FixedToken;
 
-impl crate::providers::Credentials for FixedToken {
+impl crate::credentials::Credentials for FixedToken {
     fn google(
         &self,
         _key: &omg_shared::vertex::ServiceAccountKey,
@@ -232,7 +232,11 @@ fn vertex_ai_predicts_with_a_bearer_token() {
     deployment.api_key = Some(Secret::new(include_str!(
         "../../../../../tests/fixtures/vertex/test-service-account.json"
     )));
-    let adapter = VertexAdapter::for_deployment(&deployment, &FixedToken).unwrap();
+    let adapter = VertexAdapter::for_deployment(
+        &deployment,
+        &crate::credentials::for_deployment(&deployment, &FixedToken).unwrap(),
+    )
+    .unwrap();
     let raw = br#"{"model":"imagen","prompt":"a red fox"}"#;
     let route = Route::ImagesGenerations;
     let body = RequestBody::parse(raw, &route).unwrap();
@@ -260,7 +264,11 @@ fn the_gemini_api_predicts_with_its_key() {
     deployment.endpoint =
         Some(Endpoint::parse("https://generativelanguage.googleapis.com").unwrap());
     deployment.api_key = Some(Secret::new("studio-key"));
-    let adapter = VertexAdapter::for_deployment(&deployment, &FixedToken).unwrap();
+    let adapter = VertexAdapter::for_deployment(
+        &deployment,
+        &crate::credentials::for_deployment(&deployment, &FixedToken).unwrap(),
+    )
+    .unwrap();
     let raw = br#"{"model":"imagen","prompt":"a red fox","n":2}"#;
     let route = Route::ImagesGenerations;
     let body = RequestBody::parse(raw, &route).unwrap();

@@ -1,4 +1,4 @@
-//! `StreamTranslator`: goldens, the end at the upstream's close, and chunk boundaries.
+//! `GeminiStream`: goldens, the end at the upstream's close, and chunk boundaries.
 
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::{fixture, golden_sse, sse_events};
 use crate::providers::adapter::StreamFault;
-use crate::providers::vertex::StreamTranslator;
+use crate::providers::vertex::GeminiStream;
+use crate::providers::StreamTranslator;
 use crate::providers::Usage;
 
 const CREATED: i64 = 1_750_000_000;
@@ -26,7 +27,7 @@ struct Outcome {
 /// Feeds `pieces` in order (stopping at the first error, as the glue does), then the clean
 /// end of the body.
 fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
-    let mut translator = StreamTranslator::new("gemini-fast", "req-1", CREATED, include_usage);
+    let mut translator = GeminiStream::new("gemini-fast", "req-1", CREATED, include_usage);
     let mut out = BytesMut::new();
     let mut result = Ok(());
     for piece in pieces {
@@ -41,10 +42,10 @@ fn feed(pieces: &[&[u8]], include_usage: bool) -> Outcome {
     Outcome {
         out: out.to_vec(),
         result,
-        usage: translator.usage(),
+        usage: translator.reported_usage(),
         estimated: translator.estimated_completion_tokens(),
         done: translator.is_done(),
-        failed: translator.failed(),
+        failed: translator.upstream_failed(),
         saw_content: translator.saw_content(),
     }
 }
