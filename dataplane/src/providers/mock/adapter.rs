@@ -12,8 +12,8 @@ use omg_shared::snapshot::Deployment;
 use super::{Local, LocalAnswer, LocalStream, MockRequest, StreamEvents};
 use crate::error::ApiError;
 use crate::providers::{
-    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamTranslator,
-    UpstreamRequest, Usage,
+    Answer, Call, ClientError, ProbeRequest, ProviderAdapter, StreamFault, StreamState,
+    StreamTranslator, UpstreamRequest, Usage,
 };
 use crate::request::Route;
 
@@ -147,7 +147,7 @@ impl ProviderAdapter for MockAdapter {
     }
 
     fn stream(&self, _: &Call<'_>) -> Box<dyn StreamTranslator> {
-        Box::new(NoStream)
+        Box::<NoStream>::default()
     }
 
     fn client_error(&self, _: u16, _: &[u8]) -> ClientError {
@@ -163,26 +163,17 @@ impl ProviderAdapter for MockAdapter {
 }
 
 /// The translator of a stream the mock never receives: any bytes are a fault.
-struct NoStream;
+#[derive(Default)]
+struct NoStream {
+    state: StreamState,
+}
 
 impl StreamTranslator for NoStream {
     fn push(&mut self, _: &[u8], _: &mut BytesMut) -> Result<(), StreamFault> {
         Err(StreamFault::MALFORMED)
     }
-    fn is_done(&self) -> bool {
-        false
-    }
-    fn upstream_failed(&self) -> bool {
-        false
-    }
-    fn saw_content(&self) -> bool {
-        false
-    }
-    fn reported_usage(&self) -> Option<Usage> {
-        None
-    }
-    fn estimated_completion_tokens(&self) -> u64 {
-        0
+    fn state(&self) -> &StreamState {
+        &self.state
     }
 }
 
