@@ -12,11 +12,11 @@ use omg_shared::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db::models::ModelDeployment;
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::error::{Error, Result};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -74,7 +74,7 @@ fn masked(state: &AppState, row: &ModelDeployment) -> Option<String> {
 }
 
 /// The merged catalog, by alias.
-pub async fn list(state: &AppState) -> ApiResult<Vec<AliasView>> {
+pub async fn list(state: &AppState) -> Result<Vec<AliasView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::catalog::deployments(&mut conn).await?;
     let switches: BTreeMap<String, bool> = db::catalog::alias_settings(&mut conn)
@@ -160,7 +160,7 @@ fn member_entry(entry: &serde_json::Value) -> serde_json::Value {
 /// The catalog as `caller` may see it: everything for a super admin; for anyone else the
 /// enabled aliases some tenant of theirs may use (its allowlist; none = every alias), each
 /// deployment reduced to [`MEMBER_FIELDS`] and prices.
-pub async fn list_for(state: &AppState, caller: &Caller) -> ApiResult<Vec<AliasView>> {
+pub async fn list_for(state: &AppState, caller: &Caller) -> Result<Vec<AliasView>> {
     let all = list(state).await?;
     if caller.is_super_admin() {
         return Ok(all);
@@ -193,7 +193,7 @@ pub async fn list_for(state: &AppState, caller: &Caller) -> ApiResult<Vec<AliasV
 pub async fn alias_names(
     state: &AppState,
     conn: &mut AsyncPgConnection,
-) -> ApiResult<BTreeSet<String>> {
+) -> Result<BTreeSet<String>> {
     let mut names: BTreeSet<String> = state
         .config
         .model_catalog
@@ -206,12 +206,12 @@ pub async fn alias_names(
     Ok(names)
 }
 
-fn check_entry(state: &AppState, entry: &CatalogEntry) -> ApiResult<()> {
+fn check_entry(state: &AppState, entry: &CatalogEntry) -> Result<()> {
     if let Some(problem) = catalog_entry_rules(&state.config, entry, "")
         .into_iter()
         .next()
     {
-        return Err(ApiError::invalid(problem.path, problem.message));
+        return Err(Error::invalid(problem.path, problem.message));
     }
     Ok(())
 }
@@ -221,7 +221,7 @@ async fn check_alias_type(
     conn: &mut AsyncPgConnection,
     entry: &CatalogEntry,
     except: Option<Uuid>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut existing = state
         .config
         .model_catalog
@@ -237,7 +237,7 @@ async fn check_alias_type(
         }
     }
     if existing.iter().any(|t| *t != entry.model_type) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "model_type",
             format!(
                 "alias `{}` already has deployments of another model_type",
@@ -252,16 +252,15 @@ fn seal(
     state: &AppState,
     id: Uuid,
     secret: Option<&Secret>,
-) -> ApiResult<(Option<Vec<u8>>, Option<i32>)> {
+) -> Result<(Option<Vec<u8>>, Option<i32>)> {
     match secret.filter(|s| !s.is_empty()) {
         None => Ok((None, None)),
         Some(secret) => {
             let sealed = state
                 .vault
                 .seal(secret.expose().as_bytes(), &context(id))
-                .map_err(ApiError::internal)?;
-            let version =
-                i32::try_from(state.vault.active_version()).map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
+            let version = i32::try_from(state.vault.active_version()).map_err(Error::internal)?;
             Ok((Some(sealed), Some(version)))
         }
     }
@@ -290,7 +289,7 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     entry: CatalogEntry,
-) -> ApiResult<DeploymentView> {
+) -> Result<DeploymentView> {
     check_entry(state, &entry)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     check_alias_type(state, &mut conn, &entry, None).await?;
@@ -349,11 +348,11 @@ pub async fn update(
     caller: &Caller,
     id: Uuid,
     patch: DeploymentPatch,
-) -> ApiResult<DeploymentView> {
+) -> Result<DeploymentView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let before = db::catalog::deployment(&mut conn, id)
         .await
-        .map_err(|e| ApiError::from_db(e, "model deployment"))?;
+        .map_err(|e| Error::from_db(e, "model deployment"))?;
     let mut merged = before.spec.as_object().cloned().unwrap_or_default();
     merged.insert(
         "enabled".to_owned(),
@@ -370,9 +369,9 @@ pub async fn update(
                     if message.starts_with("unknown field")
                         || message.starts_with("missing field") =>
                 {
-                    ApiError::invalid(field.to_owned(), message.clone())
+                    Error::invalid(field.to_owned(), message.clone())
                 }
-                _ => ApiError::bad_request(format!("invalid catalog entry: {message}")),
+                _ => Error::bad_request(format!("invalid catalog entry: {message}")),
             }
         })?;
     check_entry(state, &entry)?;
@@ -414,7 +413,7 @@ pub async fn update(
 }
 
 /// Deletes a persisted deployment.
-pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     conn.transaction(async |conn| {
         let before = db::catalog::deployment(conn, id).await?;
@@ -434,7 +433,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "model deployment"))
+    .map_err(|e| Error::from_db(e, "model deployment"))
 }
 
 /// Turns an alias on or off (YAML aliases included).
@@ -443,10 +442,10 @@ pub async fn set_alias_enabled(
     caller: &Caller,
     alias: &str,
     enabled: bool,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     if !alias_names(state, &mut conn).await?.contains(alias) {
-        return Err(ApiError::not_found("model alias"));
+        return Err(Error::not_found("model alias"));
     }
     conn.transaction(async |conn| {
         db::catalog::set_alias_enabled(conn, alias, enabled).await?;
@@ -473,7 +472,7 @@ pub async fn set_alias_enabled(
 }
 
 /// Checks that every alias exists in the merged catalog (field named on failure).
-pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> ApiResult<()> {
+pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> Result<()> {
     validate::aliases(field, aliases)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let known = alias_names(state, &mut conn).await?;
@@ -482,7 +481,7 @@ pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> A
         .enumerate()
         .find(|(_, a)| !known.contains(*a))
     {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             format!("{field}[{i}]"),
             format!("unknown model alias `{unknown}`"),
         ));
@@ -491,7 +490,7 @@ pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> A
 }
 
 /// The global default models.
-pub async fn default_models(state: &AppState) -> ApiResult<Vec<String>> {
+pub async fn default_models(state: &AppState) -> Result<Vec<String>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     Ok(db::tenants::default_models(&mut conn).await?)
 }
@@ -501,7 +500,7 @@ pub async fn set_default_models(
     state: &AppState,
     caller: &Caller,
     models: Vec<String>,
-) -> ApiResult<usize> {
+) -> Result<usize> {
     check_known(state, "models", &models).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     conn.transaction(async |conn| {
@@ -523,7 +522,7 @@ pub async fn set_default_models(
         Ok::<_, DbError>(personal.len())
     })
     .await
-    .map_err(ApiError::from)
+    .map_err(Error::from)
 }
 
 /// Re-seals every stored credential made with an older key version using the active one.

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod budgets;
 pub mod catalog;
 pub mod counters;
+pub mod error;
 pub mod governance;
 pub mod keys;
 pub mod session;
@@ -14,3 +15,5 @@ pub mod tenants;
 pub mod usage_ingest;
 pub mod users;
 pub mod validate;
+
+pub use error::Error;

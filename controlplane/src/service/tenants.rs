@@ -5,12 +5,12 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::{Caller, Role};
 use crate::crypto;
 use crate::db::models::{Membership, Tenant, User};
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::error::{Error, Result};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -56,7 +56,7 @@ async fn summaries(
     state: &AppState,
     conn: &mut diesel_async::AsyncPgConnection,
     rows: &[Tenant],
-) -> ApiResult<Vec<TenantSummary>> {
+) -> Result<Vec<TenantSummary>> {
     let ids: Vec<Uuid> = rows.iter().map(|t| t.id).collect();
     let budgets =
         crate::service::governance::budget_states(&state.config, conn, &ids, Utc::now()).await?;
@@ -75,10 +75,10 @@ async fn summaries(
 }
 
 /// One tenant with its budget and spend.
-pub async fn summary(state: &AppState, tenant: &Tenant) -> ApiResult<TenantSummary> {
+pub async fn summary(state: &AppState, tenant: &Tenant) -> Result<TenantSummary> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let mut all = summaries(state, &mut conn, std::slice::from_ref(tenant)).await?;
-    all.pop().ok_or_else(|| ApiError::not_found("tenant"))
+    all.pop().ok_or_else(|| Error::not_found("tenant"))
 }
 
 fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
@@ -91,7 +91,7 @@ pub async fn list(
     caller: &Caller,
     limit: i64,
     offset: i64,
-) -> ApiResult<(Vec<TenantSummary>, i64)> {
+) -> Result<(Vec<TenantSummary>, i64)> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let scope = if caller.is_super_admin() {
         None
@@ -118,7 +118,7 @@ pub struct NewTenant {
 }
 
 /// Creates an organization tenant.
-pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiResult<TenantView> {
+pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> Result<TenantView> {
     let name = validate::tenant_name(&input.name)?;
     if let Some(models) = &input.allowed_models {
         crate::service::catalog::check_known(state, "allowed_models", models).await?;
@@ -153,9 +153,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiR
     })
     .await
     .map_err(|e| match e {
-        DbError::Conflict(_) => {
-            ApiError::conflict(format!("a tenant named `{}` exists", tenant.name))
-        }
+        DbError::Conflict(_) => Error::conflict(format!("a tenant named `{}` exists", tenant.name)),
         other => other.into(),
     })?;
     Ok(TenantView::from(&tenant))
@@ -175,16 +173,16 @@ pub async fn rename(
     caller: &Caller,
     tenant: &Tenant,
     patch: TenantPatch,
-) -> ApiResult<TenantView> {
+) -> Result<TenantView> {
     let Some(name) = patch.name else {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "name",
             "nothing to change: give a new `name`",
         ));
     };
     let name = validate::tenant_name(&name)?;
     if tenant.kind == "personal" {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "name",
             "personal tenants keep their owner's name",
         ));
@@ -210,8 +208,8 @@ pub async fn rename(
         })
         .await
         .map_err(|e| match e {
-            DbError::Conflict(_) => ApiError::conflict(format!("a tenant named `{name}` exists")),
-            other => ApiError::from_db(other, "tenant"),
+            DbError::Conflict(_) => Error::conflict(format!("a tenant named `{name}` exists")),
+            other => Error::from_db(other, "tenant"),
         })?;
     Ok(TenantView::from(&updated))
 }
@@ -222,12 +220,9 @@ pub async fn set_status(
     caller: &Caller,
     tenant: &Tenant,
     status: &str,
-) -> ApiResult<TenantView> {
+) -> Result<TenantView> {
     if status != "active" && status != "suspended" {
-        return Err(ApiError::invalid(
-            "status",
-            "must be `active` or `suspended`",
-        ));
+        return Err(Error::invalid("status", "must be `active` or `suspended`"));
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let updated = conn
@@ -249,7 +244,7 @@ pub async fn set_status(
             Ok::<_, DbError>(updated)
         })
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+        .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -262,14 +257,14 @@ pub async fn delete(
     tenant: &Tenant,
     confirm: Option<&str>,
     force: bool,
-) -> ApiResult<()> {
+) -> Result<()> {
     if tenant.kind == "personal" {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "personal tenants are removed with their user",
         ));
     }
     if confirm != Some(tenant.name.as_str()) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "confirm",
             format!(
                 "repeat the tenant's name (`?confirm={}`) to delete it",
@@ -280,7 +275,7 @@ pub async fn delete(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let active = db::keys::active_count(&mut conn, tenant.id).await?;
     if active > 0 && !force {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "the tenant has {active} active API key(s); revoke them or pass `force=true`"
         )));
     }
@@ -303,7 +298,7 @@ pub async fn delete(
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(())
 }
 
@@ -313,7 +308,7 @@ pub async fn set_models(
     caller: &Caller,
     tenant: &Tenant,
     models: Option<Vec<String>>,
-) -> ApiResult<TenantView> {
+) -> Result<TenantView> {
     if let Some(models) = &models {
         crate::service::catalog::check_known(state, "models", models).await?;
     }
@@ -337,7 +332,7 @@ pub async fn set_models(
             Ok::<_, DbError>(updated)
         })
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+        .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -377,7 +372,7 @@ pub async fn members(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<Vec<MemberView>> {
+) -> Result<Vec<MemberView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::tenants::members(&mut conn, tenant.id).await?;
     Ok(rows
@@ -468,17 +463,17 @@ async fn member_account(
     Ok((user, true))
 }
 
-fn add_member_error(e: DbError) -> ApiError {
+fn add_member_error(e: DbError) -> Error {
     match e {
-        DbError::Conflict(c) if c == PASSWORD_FOR_EXISTING => ApiError::invalid(
+        DbError::Conflict(c) if c == PASSWORD_FOR_EXISTING => Error::invalid(
             "password",
             "this account exists: its password is not set here (a super admin can reset it)",
         ),
-        DbError::Conflict(c) if c == PROVISIONED_ELSEWHERE => ApiError::conflict(
+        DbError::Conflict(c) if c == PROVISIONED_ELSEWHERE => Error::conflict(
             "this account was created by another tenant's owner; ask a super admin to add it",
         ),
         DbError::Conflict(_) => {
-            ApiError::conflict("this user is already a member; change their role instead")
+            Error::conflict("this user is already a member; change their role instead")
         }
         other => other.into(),
     }
@@ -490,10 +485,10 @@ pub async fn add_member(
     caller: &Caller,
     tenant: &Tenant,
     input: NewMember,
-) -> ApiResult<MemberView> {
+) -> Result<MemberView> {
     let email = validate::email(&input.email)?;
     let role = Role::parse(&input.role)
-        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+        .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let password_hash = match &input.password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
@@ -540,9 +535,9 @@ pub async fn change_role(
     tenant: &Tenant,
     user_id: Uuid,
     role: &str,
-) -> ApiResult<MemberView> {
+) -> Result<MemberView> {
     let role = Role::parse(role)
-        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+        .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (membership, user, by) = conn
         .transaction(async |conn| {
@@ -573,10 +568,10 @@ pub async fn change_role(
         })
         .await
         .map_err(|e| match e {
-            DbError::Conflict(_) => ApiError::conflict(
-                "a tenant keeps at least one owner; promote another member first",
-            ),
-            other => ApiError::from_db(other, "membership"),
+            DbError::Conflict(_) => {
+                Error::conflict("a tenant keeps at least one owner; promote another member first")
+            }
+            other => Error::from_db(other, "membership"),
         })?;
     Ok(member_view(
         &membership,
@@ -591,7 +586,7 @@ pub async fn remove_member(
     caller: &Caller,
     tenant: &Tenant,
     user_id: Uuid,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     conn.transaction(async |conn| {
         let before = db::tenants::membership(conn, tenant.id, user_id).await?;
@@ -616,18 +611,18 @@ pub async fn remove_member(
     .await
     .map_err(|e| match e {
         DbError::Conflict(_) => {
-            ApiError::conflict("a tenant keeps at least one owner; promote another member first")
+            Error::conflict("a tenant keeps at least one owner; promote another member first")
         }
-        other => ApiError::from_db(other, "membership"),
+        other => Error::from_db(other, "membership"),
     })
 }
 
 /// argon2id off the async threads, with the password policy.
-pub async fn hash_password(password: &str) -> ApiResult<String> {
+pub async fn hash_password(password: &str) -> Result<String> {
     validate::password(password)?;
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || crypto::hash_password(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
 }

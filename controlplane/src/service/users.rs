@@ -5,11 +5,11 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db::models::User;
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::error::{Error, Result};
 use crate::service::session::{self, ClientInfo};
 use crate::service::tenants::hash_password;
 use crate::service::validate;
@@ -48,18 +48,18 @@ fn audit_view(u: &User) -> Option<serde_json::Value> {
 }
 
 /// A page of users.
-pub async fn list(state: &AppState, limit: i64, offset: i64) -> ApiResult<(Vec<UserView>, i64)> {
+pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<(Vec<UserView>, i64)> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (rows, total) = db::users::list(&mut conn, limit, offset).await?;
     Ok((rows.iter().map(UserView::from).collect(), total))
 }
 
 /// One user.
-pub async fn get(state: &AppState, id: Uuid) -> ApiResult<UserView> {
+pub async fn get(state: &AppState, id: Uuid) -> Result<UserView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let user = db::users::get(&mut conn, id)
         .await
-        .map_err(|e| ApiError::from_db(e, "user"))?;
+        .map_err(|e| Error::from_db(e, "user"))?;
     Ok(UserView::from(&user))
 }
 
@@ -77,7 +77,7 @@ pub struct NewUser {
 }
 
 /// Creates a user (super admins only reach this).
-pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiResult<UserView> {
+pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result<UserView> {
     let email = validate::email(&input.email)?;
     let name = validate::display_name("name", &input.name)?;
     let hash = match &input.password {
@@ -119,7 +119,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiRes
     .await
     .map_err(|e| match e {
         DbError::Conflict(_) => {
-            ApiError::conflict(format!("a user with email `{}` exists", user.email))
+            Error::conflict(format!("a user with email `{}` exists", user.email))
         }
         other => other.into(),
     })?;
@@ -144,23 +144,20 @@ pub async fn update(
     caller: &Caller,
     id: Uuid,
     patch: UserPatch,
-) -> ApiResult<UserView> {
+) -> Result<UserView> {
     if let Some(status) = &patch.status {
         if status != "active" && status != "disabled" {
-            return Err(ApiError::invalid(
-                "status",
-                "must be `active` or `disabled`",
-            ));
+            return Err(Error::invalid("status", "must be `active` or `disabled`"));
         }
         if status == "disabled" && id == caller.user.id {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "status",
                 "you cannot disable your own account",
             ));
         }
     }
     if patch.is_super_admin == Some(false) && id == caller.user.id {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "is_super_admin",
             "you cannot remove your own super-admin flag",
         ));
@@ -203,7 +200,7 @@ pub async fn update(
             Ok::<_, DbError>(after)
         })
         .await
-        .map_err(|e| ApiError::from_db(e, "user"))?;
+        .map_err(|e| Error::from_db(e, "user"))?;
     state.sessions.forget_user(id);
     Ok(UserView::from(&updated))
 }
@@ -248,7 +245,7 @@ pub async fn reset_password(
     caller: &Caller,
     id: Uuid,
     password: &str,
-) -> ApiResult<()> {
+) -> Result<()> {
     let hash = hash_password(password).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     conn.transaction(async |conn| {
@@ -271,7 +268,7 @@ pub async fn reset_password(
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "user"))?;
+    .map_err(|e| Error::from_db(e, "user"))?;
     state.sessions.forget_user(id);
     Ok(())
 }
@@ -292,11 +289,13 @@ pub async fn change_password(
     state: &AppState,
     input: PasswordChange,
     client: &ClientInfo,
-) -> ApiResult<()> {
-    validate::password(&input.new_password)
-        .map_err(|e| ApiError::invalid("new_password", e.message.replace("`password`: ", "")))?;
+) -> Result<()> {
+    validate::password(&input.new_password).map_err(|e| match e {
+        Error::Invalid { message, .. } => Error::invalid("new_password", message),
+        other => other,
+    })?;
     if input.new_password == input.password {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "new_password",
             "must differ from the current password",
         ));
@@ -308,7 +307,7 @@ pub async fn change_password(
         Some(user) if verified && user.status == "active" => user,
         _ => {
             state.throttle.failed(&input.email, &client.ip);
-            return Err(ApiError::unauthenticated("invalid email or password"));
+            return Err(Error::unauthenticated("invalid email or password"));
         }
     };
     state.throttle.succeeded(&input.email, &client.ip);
@@ -316,7 +315,7 @@ pub async fn change_password(
     let hash =
         session::with_verification_slot(state, move || crate::crypto::hash_password(&new_password))
             .await?
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     conn.transaction(async |conn| {
         db::users::set_password_hash(conn, user.id, &hash).await?;

@@ -47,7 +47,7 @@ impl TenantCeilings {
 }
 
 /// Refuses when a live key of the tenant has a quota above `c` (naming the field and key).
-pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> {
+pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> Result<()> {
     for key in keys.iter().filter(|k| k.status != "revoked") {
         let checks = [
             (
@@ -69,7 +69,7 @@ pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> 
         for (field, value, ceiling) in checks {
             if let (Some(value), Some(max)) = (value.and_then(|v| u64::try_from(v).ok()), ceiling) {
                 if value > max {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         field,
                         format!(
                             "key `sk-{}.****` ({}) allows {value}, above the tenant's {max}; lower the key's limit first",
@@ -81,7 +81,7 @@ pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> 
         }
         if let (Some(value), Some(max)) = (key.budget_micro_usd, c.budget_micro_usd) {
             if value > max {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     "budget_usd",
                     format!(
                         "key `sk-{}.****` ({}) has a budget of {} USD, above the tenant's {} USD; lower the key's budget first",
@@ -150,7 +150,7 @@ fn rate_limits_view(
 pub async fn get_tenant_rate_limits(
     state: &AppState,
     tenant: &Tenant,
-) -> ApiResult<TenantRateLimitsView> {
+) -> Result<TenantRateLimitsView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let limits = db::tenants::rate_limits(&mut conn, tenant.id).await?;
@@ -176,7 +176,7 @@ pub async fn set_tenant_rate_limits(
     caller: &Caller,
     tenant: &Tenant,
     input: TenantRateLimitsInput,
-) -> ApiResult<TenantRateLimitsView> {
+) -> Result<TenantRateLimitsView> {
     let check = |field: &str, v: Option<i64>| v.map(|v| non_negative(field, v)).transpose();
     let row = TenantRateLimits {
         tenant_id: tenant.id,
@@ -210,7 +210,7 @@ pub async fn set_tenant_rate_limits(
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(rate_limits_view(tenant, &defaults, Some(&row)))
 }
 
@@ -226,7 +226,7 @@ pub async fn delete_tenant_rate_limits(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let keys = db::keys::list(&mut conn, tenant.id).await?;
@@ -253,5 +253,5 @@ pub async fn delete_tenant_rate_limits(
         Ok::<_, DbError>(())
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))
+    .map_err(|e| Error::from_db(e, "tenant"))
 }

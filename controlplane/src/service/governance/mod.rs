@@ -17,13 +17,13 @@ use omg_shared::snapshot::BudgetWindow;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db::models::{
     ApiKey, BudgetDefaultRow, RateLimitDefaultsRow, Tenant, TenantBudget, TenantRateLimits,
 };
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Change};
+use crate::service::error::{Error, Result};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -149,9 +149,9 @@ pub fn timezone(config: &GatewayConfig) -> Tz {
     parse_timezone(&config.reporting.timezone).unwrap_or(Tz::UTC)
 }
 
-fn non_negative(field: &str, value: i64) -> ApiResult<i64> {
+fn non_negative(field: &str, value: i64) -> Result<i64> {
     if value < 0 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("must be a non-negative whole number (0 = unlimited), got {value}"),
         ));
@@ -159,9 +159,9 @@ fn non_negative(field: &str, value: i64) -> ApiResult<i64> {
     Ok(value)
 }
 
-fn threshold(field: &str, value: f64) -> ApiResult<f64> {
+fn threshold(field: &str, value: f64) -> Result<f64> {
     if !(value > 0.0 && value <= 1.0) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("must be a fraction in (0, 1], got {value}"),
         ));
@@ -169,12 +169,12 @@ fn threshold(field: &str, value: f64) -> ApiResult<f64> {
     Ok(value)
 }
 
-fn window(field: &str, text: &str) -> ApiResult<BudgetWindow> {
-    BudgetWindow::parse(text.trim()).map_err(|message| ApiError::invalid(field, message))
+fn window(field: &str, text: &str) -> Result<BudgetWindow> {
+    BudgetWindow::parse(text.trim()).map_err(|message| Error::invalid(field, message))
 }
 
-fn usd(field: &str, value: f64) -> ApiResult<MicroUsd> {
-    usd_to_micros(value).map_err(|message| ApiError::invalid(field, message))
+fn usd(field: &str, value: f64) -> Result<MicroUsd> {
+    usd_to_micros(value).map_err(|message| Error::invalid(field, message))
 }
 
 // --- global default rate limits ----------------------------------------------------------------
@@ -220,7 +220,7 @@ pub struct RateLimitDefaultsInput {
 }
 
 /// The global default rate limits in force.
-pub async fn get_rate_limit_defaults(state: &AppState) -> ApiResult<RateLimitDefaultsView> {
+pub async fn get_rate_limit_defaults(state: &AppState) -> Result<RateLimitDefaultsView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     Ok(RateLimitDefaultsView::from(&defaults))
@@ -231,7 +231,7 @@ pub async fn set_rate_limit_defaults(
     state: &AppState,
     caller: &Caller,
     input: RateLimitDefaultsInput,
-) -> ApiResult<RateLimitDefaultsView> {
+) -> Result<RateLimitDefaultsView> {
     let row = RateLimitDefaultsRow {
         id: true,
         requests_per_minute: non_negative("requests_per_minute", input.requests_per_minute)?,
@@ -313,7 +313,7 @@ pub struct BudgetDefaultInput {
 }
 
 /// The default budget in force.
-pub async fn get_budget_default(state: &AppState) -> ApiResult<BudgetDefaultView> {
+pub async fn get_budget_default(state: &AppState) -> Result<BudgetDefaultView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     Ok(budget_default_view(&defaults, &state.config))
@@ -324,7 +324,7 @@ pub async fn set_budget_default(
     state: &AppState,
     caller: &Caller,
     input: BudgetDefaultInput,
-) -> ApiResult<BudgetDefaultView> {
+) -> Result<BudgetDefaultView> {
     let micro_usd = usd("budget_usd", input.budget_usd)?;
     let warning = input
         .warning_threshold

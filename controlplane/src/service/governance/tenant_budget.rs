@@ -61,7 +61,7 @@ fn override_view(b: &TenantBudget, tenant_name: &str) -> BudgetOverrideView {
 }
 
 /// Every tenant budget override, by tenant name.
-pub async fn list_overrides(state: &AppState) -> ApiResult<Vec<BudgetOverrideView>> {
+pub async fn list_overrides(state: &AppState) -> Result<Vec<BudgetOverrideView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     Ok(db::governance::budget_overrides(&mut conn)
         .await?
@@ -246,11 +246,11 @@ async fn tenant_budget_now(
 }
 
 /// A tenant's budget in force with its current spend and level.
-pub async fn get_tenant_budget(state: &AppState, tenant: &Tenant) -> ApiResult<TenantBudgetView> {
+pub async fn get_tenant_budget(state: &AppState, tenant: &Tenant) -> Result<TenantBudgetView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     tenant_budget_now(state, &mut conn, tenant)
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))
+        .map_err(|e| Error::from_db(e, "tenant"))
 }
 
 /// A tenant's budget override. Absent `warning_threshold` and `refresh_schedule` take the
@@ -283,7 +283,7 @@ pub async fn set_tenant_budget(
     caller: &Caller,
     tenant: &Tenant,
     input: TenantBudgetInput,
-) -> ApiResult<TenantBudgetView> {
+) -> Result<TenantBudgetView> {
     let micro_usd = usd("budget_usd", input.budget_usd)?;
     let warning = input
         .warning_threshold
@@ -295,13 +295,13 @@ pub async fn set_tenant_budget(
         .map(|s| window("refresh_schedule", s))
         .transpose()?;
     if input.alert_emails.len() > MAX_RECIPIENTS {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "alert_emails",
             format!("at most {MAX_RECIPIENTS} addresses"),
         ));
     }
     if input.alert_webhooks.len() > MAX_RECIPIENTS {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "alert_webhooks",
             format!("at most {MAX_RECIPIENTS} URLs"),
         ));
@@ -309,7 +309,7 @@ pub async fn set_tenant_budget(
     let mut emails = Vec::with_capacity(input.alert_emails.len());
     for (i, email) in input.alert_emails.iter().enumerate() {
         let email = validate::email(email).map_err(|_| {
-            ApiError::invalid(format!("alert_emails[{i}]"), "must be an email address")
+            Error::invalid(format!("alert_emails[{i}]"), "must be an email address")
         })?;
         if !emails.contains(&email) {
             emails.push(email);
@@ -318,7 +318,7 @@ pub async fn set_tenant_budget(
     let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
     for (i, url) in input.alert_webhooks.iter().enumerate() {
         if crate::service::alerts::target::is_redacted(url) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 format!("alert_webhooks[{i}]"),
                 "is a masked URL as the API shows it; send the full URL",
             ));
@@ -331,10 +331,10 @@ pub async fn set_tenant_budget(
     let cooldown = match input.alert_cooldown.as_deref() {
         Some(text) => {
             let d = omg_shared::duration::parse(text)
-                .map_err(|message| ApiError::invalid("alert_cooldown", message))?;
+                .map_err(|message| Error::invalid("alert_cooldown", message))?;
             Some(
                 i64::try_from(d.as_secs())
-                    .map_err(|_| ApiError::invalid("alert_cooldown", "too large"))?,
+                    .map_err(|_| Error::invalid("alert_cooldown", "too large"))?,
             )
         }
         None => None,
@@ -376,10 +376,10 @@ pub async fn set_tenant_budget(
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     tenant_budget_now(state, &mut conn, tenant)
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))
+        .map_err(|e| Error::from_db(e, "tenant"))
 }
 
 /// Removes a tenant's budget override (the default applies again). Idempotent.
@@ -387,7 +387,7 @@ pub async fn delete_tenant_budget(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let keys = db::keys::list(&mut conn, tenant.id).await?;
@@ -414,5 +414,5 @@ pub async fn delete_tenant_budget(
         Ok::<_, DbError>(())
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))
+    .map_err(|e| Error::from_db(e, "tenant"))
 }
