@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use omg_shared::config::{catalog_entry_rules, CatalogEntry};
 use omg_shared::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -15,8 +15,9 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::db::models::ModelDeployment;
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -306,20 +307,15 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    conn.transaction(async |conn| {
-        db::catalog::insert_deployment(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "model.create",
-                target_type: "model_deployment",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(audit_value(&row)),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::catalog::insert_deployment(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::ModelCreate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(audit_value(&row)),
+        })
         .await
     })
     .await?;
@@ -390,46 +386,35 @@ pub async fn update(
         created_at: before.created_at,
         updated_at: Utc::now(),
     };
-    let after = conn
-        .transaction(async |conn| {
-            let after = db::catalog::update_deployment(conn, &row).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "model.update",
-                    target_type: "model_deployment",
-                    target_id: id.to_string(),
-                    tenant_id: None,
-                    before: Some(audit_value(&before)),
-                    after: Some(audit_value(&after)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let after = db::catalog::update_deployment(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::ModelUpdate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: Some(audit_value(&before)),
+            after: Some(audit_value(&after)),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(view_of(state, &after))
 }
 
 /// Deletes a persisted deployment.
 pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::catalog::deployment(conn, id).await?;
-        db::catalog::delete_deployment(conn, id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "model.delete",
-                target_type: "model_deployment",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: Some(audit_value(&before)),
-                after: None,
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::catalog::deployment(tx.conn, id).await?;
+        db::catalog::delete_deployment(tx.conn, id).await?;
+        tx.record(Entry {
+            action: Action::ModelDelete,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: Some(audit_value(&before)),
+            after: None,
+        })
         .await
     })
     .await
@@ -447,24 +432,19 @@ pub async fn set_alias_enabled(
     if !alias_names(state, &mut conn).await?.contains(alias) {
         return Err(Error::not_found("model alias"));
     }
-    conn.transaction(async |conn| {
-        db::catalog::set_alias_enabled(conn, alias, enabled).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: if enabled {
-                    "model.enable"
-                } else {
-                    "model.disable"
-                },
-                target_type: "model_alias",
-                target_id: alias.to_owned(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "enabled": enabled })),
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::catalog::set_alias_enabled(tx.conn, alias, enabled).await?;
+        tx.record(Entry {
+            action: if enabled {
+                Action::ModelEnable
+            } else {
+                Action::ModelDisable
             },
-        )
+            target_id: alias.to_owned(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "enabled": enabled })),
+        })
         .await
     })
     .await?;
@@ -503,20 +483,21 @@ pub async fn set_default_models(
 ) -> Result<usize> {
     check_known(state, "models", &models).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::default_models(conn).await?;
-        db::tenants::set_default_models(conn, &models).await?;
-        let personal = db::tenants::personal_ids(conn).await?;
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::default_models(tx.conn).await?;
+        db::tenants::set_default_models(tx.conn, &models).await?;
+        let personal = db::tenants::personal_ids(tx.conn).await?;
         for id in &personal {
-            db::tenants::set_allowed_models(conn, *id, Some(models.clone())).await?;
+            db::tenants::set_allowed_models(tx.conn, *id, Some(models.clone())).await?;
         }
-        audit::record(conn, caller, Change {
-            action: "default_models.set",
-            target_type: "default_models",
+        tx.record(Entry {
+            action: Action::DefaultModelsSet,
             target_id: "global".to_owned(),
             tenant_id: None,
             before: Some(serde_json::json!({ "models": before })),
-            after: Some(serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() })),
+            after: Some(
+                serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() }),
+            ),
         })
         .await?;
         Ok::<_, DbError>(personal.len())

@@ -207,8 +207,8 @@ pub fn spawn_startup_rebuild(
 pub async fn rebuild_now(
     state: &crate::state::AppState,
     caller: &crate::auth::Caller,
-) -> crate::api::error::ApiResult<RebuildReport> {
-    use crate::api::error::ApiError;
+) -> crate::service::error::Result<RebuildReport> {
+    use crate::service::Error as ApiError;
     let Some(redis) = &state.redis else {
         return Err(ApiError::conflict(
             "Redis is not configured (redis.url): there are no shared counters to rebuild",
@@ -230,12 +230,11 @@ pub async fn rebuild_now(
         "spend counters rebuilt on request"
     );
     let mut conn = state.pool.get().await.map_err(db::DbError::from)?;
-    crate::service::audit::record(
+    crate::service::audit::append(
         &mut conn,
-        caller,
-        crate::service::audit::Change {
-            action: "counters.rebuild",
-            target_type: "counters",
+        caller.into(),
+        crate::service::audit::Entry {
+            action: crate::service::audit::Action::CountersRebuild,
             target_id: state.config.cluster.counter_prefix.clone(),
             tenant_id: None,
             before: None,

@@ -2,7 +2,6 @@
 //! can never exceed its tenant's.
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
 use omg_shared::keys::{format_key, valid_prefix};
 use omg_shared::money::usd_to_micros;
 use rand::Rng;
@@ -13,9 +12,10 @@ use crate::auth::Caller;
 use crate::crypto;
 use crate::db::models::{ApiKey, Tenant};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
 use crate::service::governance::{self, micros_to_usd};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -337,20 +337,15 @@ pub async fn issue(
         revoked_at: None,
     };
     let view = KeyView::from(&key);
-    conn.transaction(async |conn| {
-        db::keys::insert(conn, &key).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "api_key.issue",
-                target_type: "api_key",
-                target_id: key.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: None,
-                after: serde_json::to_value(&view).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::keys::insert(tx.conn, &key).await?;
+        tx.record(Entry {
+            action: Action::ApiKeyIssue,
+            target_id: key.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: serde_json::to_value(&view).ok(),
+        })
         .await
     })
     .await
@@ -477,36 +472,30 @@ pub async fn update(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let c = ceilings(state, &mut conn, tenant).await?;
     let changes = KeyChanges::validate(patch, &c)?;
-    let after = conn
-        .transaction(async |conn| {
-            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
-            if before.status == "revoked" {
-                return Err(DbError::Conflict("revoked".to_owned()));
-            }
-            let mut after = db::keys::update(conn, &changes.apply(before.clone())).await?;
-            if let Some(enabled) = changes.enabled {
-                after = db::keys::set_enabled(conn, id, enabled).await?;
-            }
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "api_key.update",
-                    target_type: "api_key",
-                    target_id: id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(KeyView::from(&before)).ok(),
-                    after: serde_json::to_value(KeyView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
+        if before.status == "revoked" {
+            return Err(DbError::Conflict("revoked".to_owned()));
+        }
+        let mut after = db::keys::update(tx.conn, &changes.apply(before.clone())).await?;
+        if let Some(enabled) = changes.enabled {
+            after = db::keys::set_enabled(tx.conn, id, enabled).await?;
+        }
+        tx.record(Entry {
+            action: Action::ApiKeyUpdate,
+            target_id: id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: serde_json::to_value(KeyView::from(&before)).ok(),
+            after: serde_json::to_value(KeyView::from(&after)).ok(),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => revoked_conflict(),
-            other => Error::from_db(other, "API key"),
-        })?;
+        .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => revoked_conflict(),
+        other => Error::from_db(other, "API key"),
+    })?;
     Ok(KeyView::from(&after))
 }
 
@@ -518,30 +507,24 @@ pub async fn revoke(
     id: Uuid,
 ) -> Result<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (after, changed) = conn
-        .transaction(async |conn| {
-            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
-            if before.status == "revoked" {
-                return Ok::<_, DbError>((before, false));
-            }
-            let after = db::keys::revoke(conn, tenant.id, id, Utc::now()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "api_key.revoke",
-                    target_type: "api_key",
-                    target_id: id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(KeyView::from(&before)).ok(),
-                    after: serde_json::to_value(KeyView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok((after, true))
+    let (after, changed) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
+        if before.status == "revoked" {
+            return Ok::<_, DbError>((before, false));
+        }
+        let after = db::keys::revoke(tx.conn, tenant.id, id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::ApiKeyRevoke,
+            target_id: id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: serde_json::to_value(KeyView::from(&before)).ok(),
+            after: serde_json::to_value(KeyView::from(&after)).ok(),
         })
-        .await
-        .map_err(|e| Error::from_db(e, "API key"))?;
+        .await?;
+        Ok((after, true))
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "API key"))?;
     if changed {
         tracing::info!(key_id = %id, tenant_id = %tenant.id, "API key revoked");
     }

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod error;
 pub mod governance;
 pub mod keys;
+pub mod mutate;
 pub mod session;
 pub mod snapshot;
 pub mod tenants;

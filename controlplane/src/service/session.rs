@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::crypto;
 use crate::db::models::{RefreshToken, User};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{self, Action, Actor, Entry};
 use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::state::AppState;
 
 /// What a successful login or refresh returns (the refresh token travels in the cookie).
@@ -54,6 +55,18 @@ pub struct ClientInfo {
     pub ip: String,
     pub user_agent: Option<String>,
     pub request_id: String,
+}
+
+impl ClientInfo {
+    /// `user`, acting through this anonymous request (login, own password change).
+    pub fn actor<'a>(&'a self, user: &'a User) -> Actor<'a> {
+        Actor::System {
+            email: &user.email,
+            user_id: Some(user.id),
+            request_id: &self.request_id,
+            ip: Some(&self.ip),
+        }
+    }
 }
 
 const INVALID_LOGIN: &str = "invalid email or password";
@@ -177,24 +190,17 @@ async fn open_session(
         ip: Some(client.ip.clone()),
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::sessions::insert(conn, &row).await?;
-        db::users::touch_login(conn, user.id).await?;
-        audit::record_system(
-            conn,
-            (&user.email, Some(user.id)),
-            (&client.request_id, Some(client.ip.clone())),
-            Change {
-                action: "session.login",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "realm": realm, "session": family })),
-            },
-        )
-        .await?;
-        Ok::<_, DbError>(())
+    mutate(state, &mut conn, client.actor(user), async |tx| {
+        db::sessions::insert(tx.conn, &row).await?;
+        db::users::touch_login(tx.conn, user.id).await?;
+        tx.record(Entry {
+            action: Action::SessionLogin,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "realm": realm, "session": family })),
+        })
+        .await
     })
     .await?;
     tracing::info!(user_id = %user.id, request_id = %client.request_id, "login");
@@ -344,13 +350,17 @@ pub async fn refresh(
                 %family, %user_id, ip = %client.ip, request_id = %client.request_id,
                 "refresh token reuse detected: session family revoked"
             );
-            let _ = audit::record_system(
+            let system = Actor::System {
+                email: "system",
+                user_id: None,
+                request_id: &client.request_id,
+                ip: Some(&client.ip),
+            };
+            let _ = audit::append(
                 &mut conn,
-                ("system", None),
-                (&client.request_id, Some(client.ip.clone())),
-                Change {
-                    action: "session.reuse_detected",
-                    target_type: "user",
+                system,
+                Entry {
+                    action: Action::SessionReuseDetected,
                     target_id: user_id.to_string(),
                     tenant_id: None,
                     before: None,

@@ -1,7 +1,6 @@
 //! Tenants and memberships.
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -9,8 +8,9 @@ use crate::auth::{Caller, Role};
 use crate::crypto;
 use crate::db::models::{Membership, Tenant, User};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
+use crate::service::mutate::{mutate, Tx};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -135,20 +135,15 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> Resu
         deleted_at: None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::tenants::insert(conn, &tenant).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.create",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: None,
-                after: json(&TenantView::from(&tenant)),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::tenants::insert(tx.conn, &tenant).await?;
+        tx.record(Entry {
+            action: Action::TenantCreate,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: json(&TenantView::from(&tenant)),
+        })
         .await
     })
     .await
@@ -188,29 +183,23 @@ pub async fn rename(
         ));
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::rename(conn, tenant.id, &name).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.rename",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: json(&TenantView::from(tenant)),
-                    after: json(&TenantView::from(&updated)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::rename(tx.conn, tenant.id, &name).await?;
+        tx.record(Entry {
+            action: Action::TenantRename,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: json(&TenantView::from(&updated)),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => Error::conflict(format!("a tenant named `{name}` exists")),
-            other => Error::from_db(other, "tenant"),
-        })?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => Error::conflict(format!("a tenant named `{name}` exists")),
+        other => Error::from_db(other, "tenant"),
+    })?;
     Ok(TenantView::from(&updated))
 }
 
@@ -225,26 +214,20 @@ pub async fn set_status(
         return Err(Error::invalid("status", "must be `active` or `suspended`"));
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::set_status(conn, tenant.id, status).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.status",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: json(&TenantView::from(tenant)),
-                    after: json(&TenantView::from(&updated)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::set_status(tx.conn, tenant.id, status).await?;
+        tx.record(Entry {
+            action: Action::TenantStatus,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: json(&TenantView::from(&updated)),
         })
-        .await
-        .map_err(|e| Error::from_db(e, "tenant"))?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -279,22 +262,17 @@ pub async fn delete(
             "the tenant has {active} active API key(s); revoke them or pass `force=true`"
         )));
     }
-    conn.transaction(async |conn| {
+    mutate(state, &mut conn, caller.into(), async |tx| {
         let now = Utc::now();
-        let revoked = db::keys::revoke_all(conn, tenant.id, now).await?;
-        db::tenants::soft_delete(conn, tenant.id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.delete",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: json(&TenantView::from(tenant)),
-                after: Some(serde_json::json!({ "deleted": true, "keys_revoked": revoked })),
-            },
-        )
+        let revoked = db::keys::revoke_all(tx.conn, tenant.id, now).await?;
+        db::tenants::soft_delete(tx.conn, tenant.id).await?;
+        tx.record(Entry {
+            action: Action::TenantDelete,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: Some(serde_json::json!({ "deleted": true, "keys_revoked": revoked })),
+        })
         .await
     })
     .await
@@ -313,26 +291,20 @@ pub async fn set_models(
         crate::service::catalog::check_known(state, "models", models).await?;
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::set_allowed_models(conn, tenant.id, models.clone()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.models",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: Some(serde_json::json!({ "allowed_models": tenant.allowed_models })),
-                    after: Some(serde_json::json!({ "allowed_models": updated.allowed_models })),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::set_allowed_models(tx.conn, tenant.id, models.clone()).await?;
+        tx.record(Entry {
+            action: Action::TenantModels,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "allowed_models": tenant.allowed_models })),
+            after: Some(serde_json::json!({ "allowed_models": updated.allowed_models })),
         })
-        .await
-        .map_err(|e| Error::from_db(e, "tenant"))?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -402,23 +374,23 @@ const PROVISIONED_ELSEWHERE: &str = "provisioned_by_another_tenant";
 /// The account a new membership is for: the existing one (adopted under the rules of
 /// [`NewMember`]), or one created now; with whether the caller may see its profile.
 async fn member_account(
-    conn: &mut diesel_async::AsyncPgConnection,
+    tx: &mut Tx<'_>,
     caller: &Caller,
     tenant: &Tenant,
     email: &str,
     input: &NewMember,
     password_hash: Option<&str>,
 ) -> Result<(User, bool), DbError> {
-    if let Some(user) = db::users::find_by_email(conn, email).await? {
+    if let Some(user) = db::users::find_by_email(tx.conn, email).await? {
         if input.password.is_some() {
             return Err(DbError::Conflict(PASSWORD_FOR_EXISTING.to_owned()));
         }
-        let by = db::users::provisioned_by(conn, user.id).await?;
+        let by = db::users::provisioned_by(tx.conn, user.id).await?;
         if by.is_some_and(|t| t != tenant.id) {
             if !caller.is_super_admin() {
                 return Err(DbError::Conflict(PROVISIONED_ELSEWHERE.to_owned()));
             }
-            crate::service::users::disown(conn, caller, user.id, Some(tenant.id)).await?;
+            crate::service::users::disown(tx, user.id, Some(tenant.id)).await?;
         }
         let visible = sees_profile(caller, tenant, by);
         return Ok((user, visible));
@@ -435,30 +407,25 @@ async fn member_account(
         updated_at: now,
         last_login_at: None,
     };
-    db::users::insert(conn, &user).await?;
+    db::users::insert(tx.conn, &user).await?;
     let owner_made = !caller.is_super_admin();
     if owner_made {
-        db::users::set_provisioned_by(conn, user.id, Some(tenant.id)).await?;
+        db::users::set_provisioned_by(tx.conn, user.id, Some(tenant.id)).await?;
     }
     match (password_hash, owner_made) {
-        (Some(hash), true) => db::users::set_temporary_password(conn, user.id, hash).await?,
-        (Some(hash), false) => db::users::set_password_hash(conn, user.id, hash).await?,
+        (Some(hash), true) => db::users::set_temporary_password(tx.conn, user.id, hash).await?,
+        (Some(hash), false) => db::users::set_password_hash(tx.conn, user.id, hash).await?,
         (None, _) => {}
     }
-    audit::record(
-        conn,
-        caller,
-        Change {
-            action: "user.create",
-            target_type: "user",
-            target_id: user.id.to_string(),
-            tenant_id: Some(tenant.id),
-            before: None,
-            after: Some(serde_json::json!({ "email": user.email, "name": user.name,
+    tx.record(Entry {
+        action: Action::UserCreate,
+        target_id: user.id.to_string(),
+        tenant_id: Some(tenant.id),
+        before: None,
+        after: Some(serde_json::json!({ "email": user.email, "name": user.name,
                 "password_set": password_hash.is_some(),
                 "password_temporary": password_hash.is_some() && owner_made })),
-        },
-    )
+    })
     .await?;
     Ok((user, true))
 }
@@ -494,36 +461,23 @@ pub async fn add_member(
         None => None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user, visible) = conn
-        .transaction(async |conn| {
-            let (user, visible) = member_account(
-                conn,
-                caller,
-                tenant,
-                &email,
-                &input,
-                password_hash.as_deref(),
-            )
-            .await?;
-            let membership =
-                db::tenants::add_member(conn, tenant.id, user.id, role.as_str()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "membership.add",
-                    target_type: "membership",
-                    target_id: format!("{}:{}", tenant.id, user.id),
-                    tenant_id: Some(tenant.id),
-                    before: None,
-                    after: Some(serde_json::json!({ "email": user.email, "role": role.as_str() })),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>((membership, user, visible))
+    let (membership, user, visible) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let (user, visible) =
+            member_account(tx, caller, tenant, &email, &input, password_hash.as_deref()).await?;
+        let membership =
+            db::tenants::add_member(tx.conn, tenant.id, user.id, role.as_str()).await?;
+        tx.record(Entry {
+            action: Action::MembershipAdd,
+            target_id: format!("{}:{}", tenant.id, user.id),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: Some(serde_json::json!({ "email": user.email, "role": role.as_str() })),
         })
-        .await
-        .map_err(add_member_error)?;
+        .await?;
+        Ok::<_, DbError>((membership, user, visible))
+    })
+    .await
+    .map_err(add_member_error)?;
     state.sessions.forget_user(user.id);
     Ok(member_view(&membership, &user, visible))
 }
@@ -539,40 +493,34 @@ pub async fn change_role(
     let role = Role::parse(role)
         .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user, by) = conn
-        .transaction(async |conn| {
-            let before = db::tenants::membership(conn, tenant.id, user_id).await?;
-            if before.role == "owner"
-                && role != Role::Owner
-                && db::tenants::owner_count(conn, tenant.id).await? <= 1
-            {
-                return Err(DbError::Conflict("last_owner".to_owned()));
-            }
-            let after = db::tenants::set_role(conn, tenant.id, user_id, role.as_str()).await?;
-            let user = db::users::get(conn, user_id).await?;
-            let by = db::users::provisioned_by(conn, user_id).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "membership.role",
-                    target_type: "membership",
-                    target_id: format!("{}:{}", tenant.id, user_id),
-                    tenant_id: Some(tenant.id),
-                    before: Some(serde_json::json!({ "role": before.role })),
-                    after: Some(serde_json::json!({ "role": after.role })),
-                },
-            )
-            .await?;
-            Ok((after, user, by))
+    let (membership, user, by) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
+        if before.role == "owner"
+            && role != Role::Owner
+            && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1
+        {
+            return Err(DbError::Conflict("last_owner".to_owned()));
+        }
+        let after = db::tenants::set_role(tx.conn, tenant.id, user_id, role.as_str()).await?;
+        let user = db::users::get(tx.conn, user_id).await?;
+        let by = db::users::provisioned_by(tx.conn, user_id).await?;
+        tx.record(Entry {
+            action: Action::MembershipRole,
+            target_id: format!("{}:{}", tenant.id, user_id),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "role": before.role })),
+            after: Some(serde_json::json!({ "role": after.role })),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => {
-                Error::conflict("a tenant keeps at least one owner; promote another member first")
-            }
-            other => Error::from_db(other, "membership"),
-        })?;
+        .await?;
+        Ok((after, user, by))
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => {
+            Error::conflict("a tenant keeps at least one owner; promote another member first")
+        }
+        other => Error::from_db(other, "membership"),
+    })?;
     Ok(member_view(
         &membership,
         &user,
@@ -588,24 +536,19 @@ pub async fn remove_member(
     user_id: Uuid,
 ) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::membership(conn, tenant.id, user_id).await?;
-        if before.role == "owner" && db::tenants::owner_count(conn, tenant.id).await? <= 1 {
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
+        if before.role == "owner" && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1 {
             return Err(DbError::Conflict("last_owner".to_owned()));
         }
-        db::tenants::remove_member(conn, tenant.id, user_id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "membership.remove",
-                target_type: "membership",
-                target_id: format!("{}:{}", tenant.id, user_id),
-                tenant_id: Some(tenant.id),
-                before: Some(serde_json::json!({ "role": before.role })),
-                after: None,
-            },
-        )
+        db::tenants::remove_member(tx.conn, tenant.id, user_id).await?;
+        tx.record(Entry {
+            action: Action::MembershipRemove,
+            target_id: format!("{}:{}", tenant.id, user_id),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "role": before.role })),
+            after: None,
+        })
         .await
     })
     .await

@@ -1,15 +1,15 @@
 //! Users (super-admin surface).
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::models::User;
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
+use crate::service::mutate::{mutate, Tx};
 use crate::service::session::{self, ClientInfo};
 use crate::service::tenants::hash_password;
 use crate::service::validate;
@@ -97,23 +97,18 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
         last_login_at: None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::insert(conn, &user).await?;
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::users::insert(tx.conn, &user).await?;
         if let Some(hash) = &hash {
-            db::users::set_password_hash(conn, user.id, hash).await?;
+            db::users::set_password_hash(tx.conn, user.id, hash).await?;
         }
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "user.create",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: audit_view(&user),
-            },
-        )
+        tx.record(Entry {
+            action: Action::UserCreate,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: audit_view(&user),
+        })
         .await
     })
     .await
@@ -167,40 +162,34 @@ pub async fn update(
         None => None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let before = db::users::get(conn, id).await?;
-            let after = db::users::update(
-                conn,
-                id,
-                patch.status.as_deref(),
-                patch.is_super_admin,
-                name.as_deref(),
-            )
-            .await?;
-            if after.status == "disabled" {
-                db::sessions::revoke_user(conn, id, Utc::now()).await?;
-            }
-            if after.is_super_admin && !before.is_super_admin {
-                disown(conn, caller, id, None).await?;
-            }
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "user.update",
-                    target_type: "user",
-                    target_id: id.to_string(),
-                    tenant_id: None,
-                    before: audit_view(&before),
-                    after: audit_view(&after),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::users::get(tx.conn, id).await?;
+        let after = db::users::update(
+            tx.conn,
+            id,
+            patch.status.as_deref(),
+            patch.is_super_admin,
+            name.as_deref(),
+        )
+        .await?;
+        if after.status == "disabled" {
+            db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+        }
+        if after.is_super_admin && !before.is_super_admin {
+            disown(tx, id, None).await?;
+        }
+        tx.record(Entry {
+            action: Action::UserUpdate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: audit_view(&before),
+            after: audit_view(&after),
         })
-        .await
-        .map_err(|e| Error::from_db(e, "user"))?;
+        .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "user"))?;
     state.sessions.forget_user(id);
     Ok(UserView::from(&updated))
 }
@@ -209,32 +198,26 @@ pub async fn update(
 /// or promotes it): the provisioner's password is discarded and its sessions ended, since
 /// whoever created the account knows or chose it. Nothing happens to other accounts.
 pub(crate) async fn disown(
-    conn: &mut diesel_async::AsyncPgConnection,
-    caller: &Caller,
+    tx: &mut Tx<'_>,
     id: Uuid,
     tenant_id: Option<Uuid>,
 ) -> Result<bool, DbError> {
-    if db::users::provisioned_by(conn, id).await?.is_none() {
+    if db::users::provisioned_by(tx.conn, id).await?.is_none() {
         return Ok(false);
     }
-    db::users::set_provisioned_by(conn, id, None).await?;
-    let discarded = db::users::discard_password(conn, id).await?;
-    let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
-    audit::record(
-        conn,
-        caller,
-        Change {
-            action: "user.password_discard",
-            target_type: "user",
-            target_id: id.to_string(),
-            tenant_id,
-            before: None,
-            after: Some(serde_json::json!({
-                "password_discarded": discarded, "sessions_ended": ended,
-                "reason": "provisioned by a tenant owner; vouched for by a super admin",
-            })),
-        },
-    )
+    db::users::set_provisioned_by(tx.conn, id, None).await?;
+    let discarded = db::users::discard_password(tx.conn, id).await?;
+    let ended = db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+    tx.record(Entry {
+        action: Action::UserPasswordDiscard,
+        target_id: id.to_string(),
+        tenant_id,
+        before: None,
+        after: Some(serde_json::json!({
+            "password_discarded": discarded, "sessions_ended": ended,
+            "reason": "provisioned by a tenant owner; vouched for by a super admin",
+        })),
+    })
     .await?;
     Ok(true)
 }
@@ -248,23 +231,18 @@ pub async fn reset_password(
 ) -> Result<()> {
     let hash = hash_password(password).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::get(conn, id).await?;
-        db::users::set_password_hash(conn, id, &hash).await?;
-        db::users::set_provisioned_by(conn, id, None).await?;
-        let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "user.password_reset",
-                target_type: "user",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::users::get(tx.conn, id).await?;
+        db::users::set_password_hash(tx.conn, id, &hash).await?;
+        db::users::set_provisioned_by(tx.conn, id, None).await?;
+        let ended = db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::UserPasswordReset,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+        })
         .await
     })
     .await
@@ -317,22 +295,16 @@ pub async fn change_password(
             .await?
             .map_err(Error::internal)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::set_password_hash(conn, user.id, &hash).await?;
-        let ended = db::sessions::revoke_user(conn, user.id, Utc::now()).await?;
-        audit::record_system(
-            conn,
-            (&user.email, Some(user.id)),
-            (&client.request_id, Some(client.ip.clone())),
-            Change {
-                action: "user.password_change",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: Some(serde_json::json!({ "temporary": stored.must_change })),
-                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
-            },
-        )
+    mutate(state, &mut conn, client.actor(&user), async |tx| {
+        db::users::set_password_hash(tx.conn, user.id, &hash).await?;
+        let ended = db::sessions::revoke_user(tx.conn, user.id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::UserPasswordChange,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: Some(serde_json::json!({ "temporary": stored.must_change })),
+            after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+        })
         .await
     })
     .await?;

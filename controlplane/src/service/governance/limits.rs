@@ -192,21 +192,16 @@ pub async fn set_tenant_rate_limits(
         &keys,
         &TenantCeilings::of(&defaults, Some(&row), None).rates_only(),
     )?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::rate_limits(conn, tenant.id).await?;
-        db::tenants::upsert_rate_limits(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.rate_limits",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: before.and_then(|b| serde_json::to_value(&b).ok()),
-                after: serde_json::to_value(&row).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::rate_limits(tx.conn, tenant.id).await?;
+        db::tenants::upsert_rate_limits(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::TenantRateLimits,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: before.and_then(|b| serde_json::to_value(&b).ok()),
+            after: serde_json::to_value(&row).ok(),
+        })
         .await
     })
     .await
@@ -234,20 +229,15 @@ pub async fn delete_tenant_rate_limits(
         &keys,
         &TenantCeilings::of(&defaults, None, None).rates_only(),
     )?;
-    conn.transaction(async |conn| {
-        if let Some(before) = db::governance::delete_rate_limits(conn, tenant.id).await? {
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.rate_limits_delete",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(&before).ok(),
-                    after: None,
-                },
-            )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        if let Some(before) = db::governance::delete_rate_limits(tx.conn, tenant.id).await? {
+            tx.record(Entry {
+                action: Action::TenantRateLimitsDelete,
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: serde_json::to_value(&before).ok(),
+                after: None,
+            })
             .await?;
         }
         Ok::<_, DbError>(())

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use omg_shared::budget::{day_start, level, parse_timezone, WindowSpan};
 use omg_shared::config::GatewayConfig;
 use omg_shared::money::{usd_to_micros, MicroUsd};
@@ -22,8 +22,9 @@ use crate::db::models::{
     ApiKey, BudgetDefaultRow, RateLimitDefaultsRow, Tenant, TenantBudget, TenantRateLimits,
 };
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -245,27 +246,21 @@ pub async fn set_rate_limit_defaults(
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let config = &state.config;
-    let after = conn
-        .transaction(async |conn| {
-            let before = load_defaults(config, conn).await?;
-            db::governance::put_rate_limit_defaults(conn, &row).await?;
-            let after = load_defaults(config, conn).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "settings.rate_limits",
-                    target_type: "settings",
-                    target_id: "rate_limits".to_owned(),
-                    tenant_id: None,
-                    before: serde_json::to_value(RateLimitDefaultsView::from(&before)).ok(),
-                    after: serde_json::to_value(RateLimitDefaultsView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = load_defaults(config, tx.conn).await?;
+        db::governance::put_rate_limit_defaults(tx.conn, &row).await?;
+        let after = load_defaults(config, tx.conn).await?;
+        tx.record(Entry {
+            action: Action::SettingsRateLimits,
+            target_id: "rate_limits".to_owned(),
+            tenant_id: None,
+            before: serde_json::to_value(RateLimitDefaultsView::from(&before)).ok(),
+            after: serde_json::to_value(RateLimitDefaultsView::from(&after)).ok(),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(RateLimitDefaultsView::from(&after))
 }
 
@@ -337,34 +332,28 @@ pub async fn set_budget_default(
         .transpose()?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let config = &state.config;
-    let after = conn
-        .transaction(async |conn| {
-            let before = load_defaults(config, conn).await?;
-            let row = BudgetDefaultRow {
-                id: true,
-                budget_micro_usd: micro_usd,
-                warning_threshold: warning.unwrap_or(before.budget.warning_threshold),
-                refresh_schedule: schedule.unwrap_or(before.budget.window).as_string(),
-                updated_at: Utc::now(),
-            };
-            db::governance::put_budget_default(conn, &row).await?;
-            let after = load_defaults(config, conn).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "budget_default.set",
-                    target_type: "settings",
-                    target_id: "budget_default".to_owned(),
-                    tenant_id: None,
-                    before: serde_json::to_value(budget_default_view(&before, config)).ok(),
-                    after: serde_json::to_value(budget_default_view(&after, config)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = load_defaults(config, tx.conn).await?;
+        let row = BudgetDefaultRow {
+            id: true,
+            budget_micro_usd: micro_usd,
+            warning_threshold: warning.unwrap_or(before.budget.warning_threshold),
+            refresh_schedule: schedule.unwrap_or(before.budget.window).as_string(),
+            updated_at: Utc::now(),
+        };
+        db::governance::put_budget_default(tx.conn, &row).await?;
+        let after = load_defaults(config, tx.conn).await?;
+        tx.record(Entry {
+            action: Action::BudgetDefaultSet,
+            target_id: "budget_default".to_owned(),
+            tenant_id: None,
+            before: serde_json::to_value(budget_default_view(&before, config)).ok(),
+            after: serde_json::to_value(budget_default_view(&after, config)).ok(),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(budget_default_view(&after, config))
 }
 

@@ -356,23 +356,17 @@ pub async fn set_tenant_budget(
         &keys,
         &TenantCeilings::budget_only(Some(micro_usd).filter(|m| *m > 0)),
     )?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::budget(conn, tenant.id).await?;
-        db::tenants::upsert_budget(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.budget",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: before.map(|b| {
-                    serde_json::to_value(override_view(&b, &tenant.name)).unwrap_or_default()
-                }),
-                after: serde_json::to_value(override_view(&row, &tenant.name)).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::budget(tx.conn, tenant.id).await?;
+        db::tenants::upsert_budget(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::TenantBudget,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: before
+                .map(|b| serde_json::to_value(override_view(&b, &tenant.name)).unwrap_or_default()),
+            after: serde_json::to_value(override_view(&row, &tenant.name)).ok(),
+        })
         .await
     })
     .await
@@ -395,20 +389,15 @@ pub async fn delete_tenant_budget(
         &keys,
         &TenantCeilings::budget_only(Some(defaults.budget.micro_usd).filter(|m| *m > 0)),
     )?;
-    conn.transaction(async |conn| {
-        if let Some(before) = db::governance::delete_budget(conn, tenant.id).await? {
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.budget_delete",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(override_view(&before, &tenant.name)).ok(),
-                    after: None,
-                },
-            )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        if let Some(before) = db::governance::delete_budget(tx.conn, tenant.id).await? {
+            tx.record(Entry {
+                action: Action::TenantBudgetDelete,
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: serde_json::to_value(override_view(&before, &tenant.name)).ok(),
+                after: None,
+            })
             .await?;
         }
         Ok::<_, DbError>(())
