@@ -5,13 +5,15 @@
 
 use chrono::Utc;
 
-use omg_shared::config::{GatewayConfig, KeyStatus, TenantStatus};
+use omg_shared::config::GatewayConfig;
 use omg_shared::keys::{format_key, valid_prefix};
 use omg_shared::money::usd_to_micros;
 use uuid::Uuid;
 
 use crate::crypto;
-use crate::db::models::{ApiKey, Tenant, TenantBudget, TenantRateLimits, User};
+use crate::db::models::{
+    ApiKey, Role, Stored, Tenant, TenantBudget, TenantRateLimits, User, UserStatus,
+};
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Actor, Entry};
 use crate::service::mutate::mutate;
@@ -46,10 +48,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
 
     for tenant in &boot.tenants {
         let item = format!("tenant:{}", tenant.name.to_lowercase());
-        let status = match tenant.status {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
-        };
+        let status = tenant.status.as_str();
         let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
@@ -125,7 +124,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                         email: admin.email.to_lowercase(),
                         name: admin.name.clone(),
                         is_super_admin: true,
-                        status: "active".to_owned(),
+                        status: UserStatus::Active.as_str().to_owned(),
                         personal_tenant_id: None,
                         created_at: now,
                         updated_at: now,
@@ -175,7 +174,10 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                 .await?
                 .is_none()
             {
-                db::tenants::add_member(tx.conn, tenant.id, user.id, &membership.role).await?;
+                let role = Role::parse(&membership.role).ok_or_else(|| {
+                    DbError::Conflict(format!("`{}` is not a role", membership.role))
+                })?;
+                db::tenants::add_member(tx.conn, tenant.id, user.id, role).await?;
                 tx.record(Entry {
                     action: Action::MembershipAdd,
                     target_id: format!("{}:{}", tenant.id, user.id),
@@ -234,12 +236,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
                 prefix: prefix.clone(),
                 secret_hash: digest.0.to_vec(),
                 name: key.name.clone(),
-                status: match key.status {
-                    KeyStatus::Active => "active",
-                    KeyStatus::Disabled => "disabled",
-                    KeyStatus::Revoked => "revoked",
-                }
-                .to_owned(),
+                status: key.status.as_str().to_owned(),
                 scopes: key.scopes.clone(),
                 expires_at,
                 allowed_models: key.allowed_models.clone(),

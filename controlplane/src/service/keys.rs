@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::crypto;
-use crate::db::models::{ApiKey, Tenant};
+use crate::db::models::{ApiKey, KeyStatus, Stored, Tenant};
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
@@ -321,7 +321,7 @@ pub async fn issue(
         prefix,
         secret_hash: state.hasher.digest(&full).0.to_vec(),
         name,
-        status: "active".to_owned(),
+        status: KeyStatus::Active.as_str().to_owned(),
         scopes: input.scopes,
         expires_at: input.expires_at,
         allowed_models: input.allowed_models,
@@ -395,10 +395,10 @@ impl KeyChanges {
             changes.name = Some(validate::display_name("name", name)?);
         }
         if let Some(status) = &patch.status {
-            changes.enabled = Some(match status.as_str() {
-                "active" => true,
-                "disabled" => false,
-                _ => {
+            changes.enabled = Some(match KeyStatus::parse(status) {
+                Some(KeyStatus::Active) => true,
+                Some(KeyStatus::Disabled) => false,
+                Some(KeyStatus::Revoked) | None => {
                     return Err(Error::invalid(
                         "status",
                         "must be `active` or `disabled` (revoke with DELETE)",
@@ -474,7 +474,7 @@ pub async fn update(
     let changes = KeyChanges::validate(patch, &c)?;
     let after = mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
-        if before.status == "revoked" {
+        if before.status() == KeyStatus::Revoked {
             return Err(DbError::Conflict("revoked".to_owned()));
         }
         let mut after = db::keys::update(tx.conn, &changes.apply(before.clone())).await?;
@@ -509,7 +509,7 @@ pub async fn revoke(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (after, changed) = mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
-        if before.status == "revoked" {
+        if before.status() == KeyStatus::Revoked {
             return Ok::<_, DbError>((before, false));
         }
         let after = db::keys::revoke(tx.conn, tenant.id, id, Utc::now()).await?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::crypto;
-use crate::db::models::{RefreshToken, User};
+use crate::db::models::{RefreshToken, User, UserStatus};
 use crate::db::{self, DbError};
 use crate::service::audit::{self, Action, Actor, Entry};
 use crate::service::error::{Error, Result};
@@ -152,7 +152,7 @@ pub async fn login(
     let (user, stored) = lookup(state, email).await?;
     let verified = verify(state, password, stored.hash).await?;
     let user = match user {
-        Some(user) if verified && user.status == "active" => user,
+        Some(user) if verified && user.status() == UserStatus::Active => user,
         _ => {
             state.throttle.failed(email, &client.ip);
             tracing::info!(ip = %client.ip, request_id = %client.request_id, "login failed");
@@ -278,7 +278,7 @@ async fn rotate(
         return Ok(RefreshOutcome::Refused("session expired"));
     }
     let user = db::users::get(conn, token.user_id).await?;
-    if user.status != "active" {
+    if user.status() != UserStatus::Active {
         db::sessions::revoke_family(conn, token.family_id, now).await?;
         return Ok(RefreshOutcome::Refused("account disabled"));
     }

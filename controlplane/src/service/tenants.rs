@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::crypto;
-use crate::db::models::{Membership, Tenant, User};
+use crate::db::models::{Membership, Stored, Tenant, TenantStatus, User, UserStatus};
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
@@ -99,7 +99,7 @@ pub async fn list(
         let ids: Vec<Uuid> = db::tenants::memberships_of(&mut conn, caller.user.id)
             .await?
             .into_iter()
-            .filter(|(_, role)| Role::parse(role).is_some_and(|r| r >= Role::Viewer))
+            .filter(|(_, role)| *role >= Role::Viewer)
             .map(|(id, _)| id)
             .collect();
         Some(ids)
@@ -128,7 +128,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> Resu
         id: Uuid::now_v7(),
         name,
         kind: "organization".to_owned(),
-        status: "active".to_owned(),
+        status: TenantStatus::Active.as_str().to_owned(),
         allowed_models: input.allowed_models,
         created_at: now,
         updated_at: now,
@@ -210,9 +210,8 @@ pub async fn set_status(
     tenant: &Tenant,
     status: &str,
 ) -> Result<TenantView> {
-    if status != "active" && status != "suspended" {
-        return Err(Error::invalid("status", "must be `active` or `suspended`"));
-    }
+    let status = TenantStatus::parse(status)
+        .ok_or_else(|| Error::invalid("status", "must be `active` or `suspended`"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let updated = mutate(state, &mut conn, caller.into(), async |tx| {
         let updated = db::tenants::set_status(tx.conn, tenant.id, status).await?;
@@ -401,7 +400,7 @@ async fn member_account(
         email: email.to_owned(),
         name: input.name.clone().unwrap_or_default(),
         is_super_admin: false,
-        status: "active".to_owned(),
+        status: UserStatus::Active.as_str().to_owned(),
         personal_tenant_id: None,
         created_at: now,
         updated_at: now,
@@ -464,8 +463,7 @@ pub async fn add_member(
     let (membership, user, visible) = mutate(state, &mut conn, caller.into(), async |tx| {
         let (user, visible) =
             member_account(tx, caller, tenant, &email, &input, password_hash.as_deref()).await?;
-        let membership =
-            db::tenants::add_member(tx.conn, tenant.id, user.id, role.as_str()).await?;
+        let membership = db::tenants::add_member(tx.conn, tenant.id, user.id, role).await?;
         tx.record(Entry {
             action: Action::MembershipAdd,
             target_id: format!("{}:{}", tenant.id, user.id),
@@ -495,13 +493,13 @@ pub async fn change_role(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (membership, user, by) = mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
-        if before.role == "owner"
+        if before.role() == Role::Owner
             && role != Role::Owner
             && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1
         {
             return Err(DbError::Conflict("last_owner".to_owned()));
         }
-        let after = db::tenants::set_role(tx.conn, tenant.id, user_id, role.as_str()).await?;
+        let after = db::tenants::set_role(tx.conn, tenant.id, user_id, role).await?;
         let user = db::users::get(tx.conn, user_id).await?;
         let by = db::users::provisioned_by(tx.conn, user_id).await?;
         tx.record(Entry {
@@ -538,7 +536,8 @@ pub async fn remove_member(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
-        if before.role == "owner" && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1 {
+        if before.role() == Role::Owner && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1
+        {
             return Err(DbError::Conflict("last_owner".to_owned()));
         }
         db::tenants::remove_member(tx.conn, tenant.id, user_id).await?;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::db::models::User;
+use crate::db::models::{Stored, User, UserStatus};
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
@@ -90,7 +90,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
         email,
         name,
         is_super_admin: input.is_super_admin,
-        status: "active".to_owned(),
+        status: UserStatus::Active.as_str().to_owned(),
         personal_tenant_id: None,
         created_at: now,
         updated_at: now,
@@ -140,11 +140,15 @@ pub async fn update(
     id: Uuid,
     patch: UserPatch,
 ) -> Result<UserView> {
-    if let Some(status) = &patch.status {
-        if status != "active" && status != "disabled" {
-            return Err(Error::invalid("status", "must be `active` or `disabled`"));
-        }
-        if status == "disabled" && id == caller.user.id {
+    let status = match patch.status.as_deref() {
+        Some(text) => Some(
+            UserStatus::parse(text)
+                .ok_or_else(|| Error::invalid("status", "must be `active` or `disabled`"))?,
+        ),
+        None => None,
+    };
+    if let Some(status) = status {
+        if status == UserStatus::Disabled && id == caller.user.id {
             return Err(Error::invalid(
                 "status",
                 "you cannot disable your own account",
@@ -164,15 +168,9 @@ pub async fn update(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let updated = mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::users::get(tx.conn, id).await?;
-        let after = db::users::update(
-            tx.conn,
-            id,
-            patch.status.as_deref(),
-            patch.is_super_admin,
-            name.as_deref(),
-        )
-        .await?;
-        if after.status == "disabled" {
+        let after =
+            db::users::update(tx.conn, id, status, patch.is_super_admin, name.as_deref()).await?;
+        if after.status() == UserStatus::Disabled {
             db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
         }
         if after.is_super_admin && !before.is_super_admin {
@@ -282,7 +280,7 @@ pub async fn change_password(
     let (user, stored) = session::lookup(state, &input.email).await?;
     let verified = session::verify(state, &input.password, stored.hash).await?;
     let user = match user {
-        Some(user) if verified && user.status == "active" => user,
+        Some(user) if verified && user.status() == UserStatus::Active => user,
         _ => {
             state.throttle.failed(&input.email, &client.ip);
             return Err(Error::unauthenticated("invalid email or password"));

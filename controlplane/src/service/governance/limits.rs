@@ -48,7 +48,7 @@ impl TenantCeilings {
 
 /// Refuses when a live key of the tenant has a quota above `c` (naming the field and key).
 pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> Result<()> {
-    for key in keys.iter().filter(|k| k.status != "revoked") {
+    for key in keys.iter().filter(|k| k.status() != KeyStatus::Revoked) {
         let checks = [
             (
                 "requests_per_minute",

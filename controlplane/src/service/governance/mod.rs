@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::models::{
-    ApiKey, BudgetDefaultRow, RateLimitDefaultsRow, Tenant, TenantBudget, TenantRateLimits,
+    ApiKey, BudgetDefaultRow, KeyStatus, RateLimitDefaultsRow, Tenant, TenantBudget,
+    TenantRateLimits,
 };
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Entry};
