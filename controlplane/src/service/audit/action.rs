@@ -145,3 +145,22 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_and_reach() {
+        assert_eq!(Action::ApiKeyRevoke.as_str(), "api_key.revoke");
+        assert_eq!(Action::ApiKeyRevoke.target().as_str(), "api_key");
+        assert_eq!(Action::ModelEnable.target().as_str(), "model_alias");
+        assert_eq!(Action::SessionLogin.target().as_str(), "user");
+        assert_eq!(Action::BudgetDefaultSet.target().as_str(), "settings");
+        assert!(Action::TenantStatus.reaches_dataplanes());
+        assert!(Action::DefaultModelsSet.reaches_dataplanes());
+        assert!(!Action::MembershipAdd.reaches_dataplanes());
+        assert!(!Action::UserPasswordReset.reaches_dataplanes());
+        assert!(!Action::CountersRebuild.reaches_dataplanes());
+    }
+}
