@@ -16,7 +16,7 @@ use crate::db::models::{
 };
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Actor, Entry};
-use crate::service::mutate::mutate;
+use crate::service::mutate::unpublished;
 use crate::state::AppState;
 
 /// What one bootstrap run did.
@@ -49,7 +49,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
     for tenant in &boot.tenants {
         let item = format!("tenant:{}", tenant.name.to_lowercase());
         let status = tenant.status.as_str();
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
             }
@@ -82,6 +82,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(true)
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant `{}`: {e}", tenant.name))?;
         note(&mut report, item, applied);
     }
@@ -99,7 +100,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             }
             None => None,
         };
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
             }
@@ -150,6 +151,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(true)
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap admin user `{}`: {e}", admin.email))?;
         note(&mut report, item, applied);
     }
@@ -160,7 +162,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             membership.tenant.to_lowercase(),
             membership.email.to_lowercase()
         );
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &membership.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -192,6 +194,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(Some(true))
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap membership `{item}`: {e}"))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
@@ -212,7 +215,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         }
         let item = format!("api_key:{prefix}");
         let digest = state.hasher.digest(&format_key(prefix, secret.expose()));
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &key.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -263,6 +266,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(Some(true))
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap API key `{prefix}`: {e}"))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
@@ -275,7 +279,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
 
     for limits in &boot.tenant_limits {
         let item = format!("tenant_limits:{}", limits.tenant.to_lowercase());
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &limits.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -306,6 +310,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(Some(true))
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant limits `{}`: {e}", limits.tenant))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
@@ -326,7 +331,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             })?),
             None => None,
         };
-        let applied = mutate(state, &mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &budget.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -362,6 +367,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             Ok(Some(true))
         })
         .await
+        .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant budget `{}`: {e}", budget.tenant))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),

@@ -34,6 +34,21 @@ pub async fn mutate<T>(
     actor: Actor<'_>,
     write: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
+    let (value, reaches_dataplanes) = unpublished(conn, actor, write).await?;
+    if reaches_dataplanes {
+        state.publisher.changed();
+    }
+    Ok(value)
+}
+
+/// [`mutate`] without the poke: returns whether the change reaches data planes. For changes
+/// made before the publisher runs (bootstrap: the publisher publishes at start anyway, and a
+/// poke would force a second publication).
+pub async fn unpublished<T>(
+    conn: &mut AsyncPgConnection,
+    actor: Actor<'_>,
+    write: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T, DbError>,
+) -> Result<(T, bool), DbError> {
     AnsiTransactionManager::begin_transaction(conn).await?;
     let mut tx = Tx {
         conn,
@@ -45,10 +60,7 @@ pub async fn mutate<T>(
     match written {
         Ok(value) => {
             AnsiTransactionManager::commit_transaction(conn).await?;
-            if reaches {
-                state.publisher.changed();
-            }
-            Ok(value)
+            Ok((value, reaches))
         }
         Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
