@@ -3,9 +3,9 @@
 //! [`Action`](crate::service::audit::Action) reaches data planes. The change itself says
 //! so: nothing sniffs URLs.
 
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use diesel_async::AsyncPgConnection;
 
-use crate::db::DbError;
+use crate::db::{self, DbError};
 use crate::service::audit::{self, Actor, Entry};
 use crate::state::AppState;
 
@@ -49,7 +49,7 @@ pub async fn unpublished<T>(
     actor: Actor<'_>,
     write: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T, DbError>,
 ) -> Result<(T, bool), DbError> {
-    AnsiTransactionManager::begin_transaction(conn).await?;
+    db::transaction::begin(conn).await?;
     let mut tx = Tx {
         conn,
         actor,
@@ -59,12 +59,9 @@ pub async fn unpublished<T>(
     let (conn, reaches) = (tx.conn, tx.reaches_dataplanes);
     match written {
         Ok(value) => {
-            AnsiTransactionManager::commit_transaction(conn).await?;
+            db::transaction::commit(conn).await?;
             Ok((value, reaches))
         }
-        Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
-            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
-            Err(rollback) => Err(rollback.into()),
-        },
+        Err(error) => Err(db::transaction::rollback(conn, error).await),
     }
 }
