@@ -26,16 +26,6 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| Uuid::now_v7().to_string())
 }
 
-/// A successful admin mutation may change what data planes serve (keys, tenants, catalog,
-/// allowlists, limits, budgets, defaults): it pokes the snapshot publisher, which debounces.
-/// Sessions (`/admin/auth/*`) never do.
-fn changes_dataplane_view(method: &str, path: &str, status: u16) -> bool {
-    !matches!(method, "GET" | "HEAD" | "OPTIONS")
-        && (200..300).contains(&status)
-        && path.starts_with("/admin/")
-        && !path.starts_with("/admin/auth/")
-}
-
 async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -55,9 +45,6 @@ async fn observe(
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(state) = state {
         state.metrics.observe(&route, &method, status, elapsed);
-        if changes_dataplane_view(&method, &path, status) {
-            state.publisher.changed();
-        }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);

@@ -92,7 +92,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
         Ok(issued) => Ok(session_response(&state, issued)),
         Err(error) => {
             // Clear the cookie so the browser stops presenting a dead session.
-            let mut response = actix_web::ResponseError::error_response(&error);
+            let mut response = actix_web::ResponseError::error_response(&ApiError::from(error));
             let _ = response.add_cookie(&session_cookie(&state, String::new(), 0));
             Ok(response)
         }

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::service;
 
 /// An API error.
 #[derive(Debug, Clone)]
@@ -106,16 +107,41 @@ impl ApiError {
 
     /// Maps a data-layer error; `what` names the resource for 404s.
     pub fn from_db(error: DbError, what: &str) -> Self {
+        service::Error::from_db(error, what).into()
+    }
+
+    /// 403 `password_change_required`: a temporary password must be replaced first.
+    fn password_change_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "password_change_required",
+            "this password was set by an administrator and is temporary: choose a new one \
+             with POST /admin/auth/password, then log in with it",
+        )
+    }
+}
+
+/// The one mapping of service failures to HTTP answers.
+impl From<service::Error> for ApiError {
+    fn from(error: service::Error) -> Self {
+        use service::Error as E;
         match error {
-            DbError::NotFound => Self::not_found(what),
-            DbError::Conflict(constraint) => Self::conflict(format!(
-                "{what} conflicts with an existing one ({constraint})"
-            )),
-            DbError::Unavailable(message) => {
-                tracing::error!(error = %message, "database unavailable");
-                Self::unavailable("database unavailable; retry shortly")
-            }
-            DbError::Query(error) => Self::internal(error),
+            E::Invalid {
+                field: Some(field),
+                message,
+            } => Self::invalid(field, message),
+            E::Invalid {
+                field: None,
+                message,
+            } => Self::bad_request(message),
+            E::Unauthenticated(message) => Self::unauthenticated(message),
+            E::Forbidden(message) => Self::forbidden(message),
+            E::PasswordChangeRequired => Self::password_change_required(),
+            E::NotFound(what) => Self::not_found(&what),
+            E::Conflict(message) => Self::conflict(message),
+            E::TooMany(message) => Self::too_many(message),
+            E::Unavailable(message) => Self::unavailable(message),
+            E::Internal(cause) => Self::internal(cause),
         }
     }
 }

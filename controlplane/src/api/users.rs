@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::api::error::ApiResult;
 use crate::api::views::{MeView, MembershipRef, UserPage};
 use crate::api::{has_more, Page};
-use crate::auth::{Caller, Role, SuperAdmin};
+use crate::auth::{Caller, SuperAdmin};
 use crate::db::{self, DbError};
 use crate::service::users::{self, NewUser, UserPatch, UserView};
 use crate::state::AppState;
@@ -18,11 +18,9 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
     let memberships = db::tenants::memberships_of(&mut conn, caller.user.id)
         .await?
         .into_iter()
-        .filter_map(|(tenant_id, role)| {
-            Role::parse(&role).map(|r| MembershipRef {
-                tenant_id,
-                role: r.as_str().to_owned(),
-            })
+        .map(|(tenant_id, role)| MembershipRef {
+            tenant_id,
+            role: role.as_str().to_owned(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(MeView {

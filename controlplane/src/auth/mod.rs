@@ -17,45 +17,10 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
 use crate::api::error::ApiError;
-use crate::db::models::{Tenant, User};
+pub use crate::db::models::Role;
+use crate::db::models::{Tenant, User, UserStatus};
 use crate::db::{self};
 use crate::state::AppState;
-
-/// Tenant roles, lowest to highest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Uses the tenant's models (user portal); no admin API access.
-    User,
-    /// Reads the tenant's settings, keys and members.
-    Viewer,
-    /// Manages keys and settings.
-    Admin,
-    /// Everything in the tenant, including members.
-    Owner,
-}
-
-impl Role {
-    /// Parses `owner|admin|viewer|user`.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "viewer" => Some(Role::Viewer),
-            "user" => Some(Role::User),
-            _ => None,
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Viewer => "viewer",
-            Role::User => "user",
-        }
-    }
-}
 
 /// The request id set by the request-id middleware.
 #[derive(Debug, Clone)]
@@ -122,7 +87,7 @@ async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
         }
         Err(other) => return Err(other.into()),
     };
-    if user.status != "active" {
+    if user.status() != UserStatus::Active {
         return Err(ApiError::unauthenticated("account disabled"));
     }
     if !state.sessions.is_fresh(claims.sid, user.id) {
@@ -223,9 +188,7 @@ impl<R: MinRole + 'static> FromRequest for TenantAccess<R> {
                 .cloned()
                 .ok_or_else(|| ApiError::internal("application state missing"))?;
             let mut conn = state.pool.get().await.map_err(db::DbError::from)?;
-            let role = db::tenants::role_of(&mut conn, tenant_id, caller.user.id)
-                .await?
-                .and_then(|r| Role::parse(&r));
+            let role = db::tenants::role_of(&mut conn, tenant_id, caller.user.id).await?;
             let allowed = caller.is_super_admin() || role.is_some_and(|r| r >= R::ROLE);
             if !allowed {
                 return Err(ApiError::not_found("tenant"));

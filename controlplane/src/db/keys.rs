@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::models::ApiKey;
+use super::models::{ApiKey, KeyStatus, Stored};
 use super::schema::api_keys;
 use super::DbError;
 
@@ -64,7 +64,7 @@ pub async fn all(conn: &mut AsyncPgConnection) -> Result<Vec<ApiKey>, DbError> {
 pub async fn active_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Result<i64, DbError> {
     Ok(api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
-        .filter(api_keys::status.eq("active"))
+        .filter(api_keys::status.eq(KeyStatus::Active.as_str()))
         .count()
         .get_result(conn)
         .await?)
@@ -92,7 +92,7 @@ pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey
     Ok(diesel::update(
         api_keys::table
             .filter(api_keys::id.eq(key.id))
-            .filter(api_keys::status.ne("revoked")),
+            .filter(api_keys::status.ne(KeyStatus::Revoked.as_str())),
     )
     .set((
         api_keys::name.eq(&key.name),
@@ -120,10 +120,15 @@ pub async fn set_enabled(
     Ok(diesel::update(
         api_keys::table
             .filter(api_keys::id.eq(id))
-            .filter(api_keys::status.ne("revoked")),
+            .filter(api_keys::status.ne(KeyStatus::Revoked.as_str())),
     )
     .set((
-        api_keys::status.eq(if enabled { "active" } else { "disabled" }),
+        api_keys::status.eq(if enabled {
+            KeyStatus::Active
+        } else {
+            KeyStatus::Disabled
+        }
+        .as_str()),
         api_keys::updated_at.eq(Utc::now()),
     ))
     .returning(ApiKey::as_returning())
@@ -142,10 +147,10 @@ pub async fn revoke(
         api_keys::table
             .filter(api_keys::id.eq(id))
             .filter(api_keys::tenant_id.eq(tenant_id))
-            .filter(api_keys::status.ne("revoked")),
+            .filter(api_keys::status.ne(KeyStatus::Revoked.as_str())),
     )
     .set((
-        api_keys::status.eq("revoked"),
+        api_keys::status.eq(KeyStatus::Revoked.as_str()),
         api_keys::revoked_at.eq(Some(at)),
         api_keys::updated_at.eq(at),
     ))
@@ -163,10 +168,10 @@ pub async fn revoke_all(
     Ok(diesel::update(
         api_keys::table
             .filter(api_keys::tenant_id.eq(tenant_id))
-            .filter(api_keys::status.ne("revoked")),
+            .filter(api_keys::status.ne(KeyStatus::Revoked.as_str())),
     )
     .set((
-        api_keys::status.eq("revoked"),
+        api_keys::status.eq(KeyStatus::Revoked.as_str()),
         api_keys::revoked_at.eq(Some(at)),
         api_keys::updated_at.eq(at),
     ))

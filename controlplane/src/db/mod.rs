@@ -11,6 +11,7 @@ pub mod schema;
 pub mod sessions;
 pub mod snapshot;
 pub mod tenants;
+pub mod transaction;
 pub mod usage;
 pub mod users;
 

@@ -7,6 +7,117 @@ use uuid::Uuid;
 
 use super::schema::*;
 
+pub use omg_shared::config::{KeyStatus, TenantStatus};
+
+/// A status or role as its TEXT column stores it. The columns keep their strings (each has a
+/// `CHECK` listing them); code compares these enums, converting here.
+pub trait Stored: Sized + Copy {
+    /// The stored name.
+    fn as_str(self) -> &'static str;
+    /// The value of a stored name (`None` for a name the column's `CHECK` refuses).
+    fn parse(text: &str) -> Option<Self>;
+}
+
+/// Implements [`Stored`] from a list of `Variant => "name"` pairs.
+macro_rules! stored {
+    ($ty:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl Stored for $ty {
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+            fn parse(text: &str) -> Option<Self> {
+                match text { $($name => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+stored!(KeyStatus { Active => "active", Disabled => "disabled", Revoked => "revoked" });
+stored!(TenantStatus { Active => "active", Suspended => "suspended" });
+stored!(UserStatus { Active => "active", Disabled => "disabled" });
+
+/// Tenant roles, lowest to highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Uses the tenant's models (user portal); no admin API access.
+    User,
+    /// Reads the tenant's settings, keys and members.
+    Viewer,
+    /// Manages keys and settings.
+    Admin,
+    /// Everything in the tenant, including members.
+    Owner,
+}
+
+impl Role {
+    /// Parses `owner|admin|viewer|user`.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::User => "user",
+        }
+    }
+}
+
+impl Stored for Role {
+    fn as_str(self) -> &'static str {
+        Role::as_str(self)
+    }
+    fn parse(text: &str) -> Option<Self> {
+        Role::parse(text)
+    }
+}
+
+/// Account status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// May sign in.
+    Active,
+    /// Refused at sign-in; sessions ended.
+    Disabled,
+}
+
+impl Tenant {
+    /// The tenant's status (a name the column's `CHECK` refuses reads as suspended).
+    pub fn status(&self) -> TenantStatus {
+        TenantStatus::parse(&self.status).unwrap_or(TenantStatus::Suspended)
+    }
+}
+
+impl User {
+    /// The account's status (a name the column's `CHECK` refuses reads as disabled).
+    pub fn status(&self) -> UserStatus {
+        UserStatus::parse(&self.status).unwrap_or(UserStatus::Disabled)
+    }
+}
+
+impl Membership {
+    /// The member's role (a name the column's `CHECK` refuses reads as the lowest).
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::User)
+    }
+}
+
+impl ApiKey {
+    /// The key's status (a name the column's `CHECK` refuses reads as revoked).
+    pub fn status(&self) -> KeyStatus {
+        KeyStatus::parse(&self.status).unwrap_or(KeyStatus::Revoked)
+    }
+}
+
 /// A tenant row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
 #[diesel(table_name = tenants)]

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::models::{Membership, Tenant, User};
+use super::models::{Membership, Role, Stored, Tenant, TenantStatus, User};
 use super::schema::{default_models, memberships, tenants, users};
 use super::DbError;
 
@@ -102,7 +102,7 @@ pub async fn rename(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> Resul
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: TenantStatus,
 ) -> Result<Tenant, DbError> {
     Ok(diesel::update(
         tenants::table
@@ -110,7 +110,7 @@ pub async fn set_status(
             .filter(tenants::deleted_at.is_null()),
     )
     .set((
-        tenants::status.eq(status),
+        tenants::status.eq(status.as_str()),
         tenants::updated_at.eq(Utc::now()),
     ))
     .returning(Tenant::as_returning())
@@ -172,28 +172,33 @@ pub async fn role_of(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     user_id: Uuid,
-) -> Result<Option<String>, DbError> {
-    Ok(memberships::table
+) -> Result<Option<Role>, DbError> {
+    let role: Option<String> = memberships::table
         .filter(memberships::tenant_id.eq(tenant_id))
         .filter(memberships::user_id.eq(user_id))
         .select(memberships::role)
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(role.as_deref().and_then(Role::parse))
 }
 
 /// Every (tenant id, role) of a user, live tenants only.
 pub async fn memberships_of(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
-) -> Result<Vec<(Uuid, String)>, DbError> {
-    Ok(memberships::table
+) -> Result<Vec<(Uuid, Role)>, DbError> {
+    let rows: Vec<(Uuid, String)> = memberships::table
         .inner_join(tenants::table)
         .filter(memberships::user_id.eq(user_id))
         .filter(tenants::deleted_at.is_null())
         .select((memberships::tenant_id, memberships::role))
         .load(conn)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, role)| Role::parse(&role).map(|role| (id, role)))
+        .collect())
 }
 
 /// Members of a tenant with their user rows and the tenant that provisioned each account.
@@ -233,14 +238,14 @@ pub async fn add_member(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     user_id: Uuid,
-    role: &str,
+    role: Role,
 ) -> Result<Membership, DbError> {
     let now = Utc::now();
     Ok(diesel::insert_into(memberships::table)
         .values(Membership {
             tenant_id,
             user_id,
-            role: role.to_owned(),
+            role: role.as_str().to_owned(),
             created_at: now,
             updated_at: now,
         })
@@ -254,7 +259,7 @@ pub async fn set_role(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     user_id: Uuid,
-    role: &str,
+    role: Role,
 ) -> Result<Membership, DbError> {
     Ok(diesel::update(
         memberships::table
@@ -262,7 +267,7 @@ pub async fn set_role(
             .filter(memberships::user_id.eq(user_id)),
     )
     .set((
-        memberships::role.eq(role),
+        memberships::role.eq(role.as_str()),
         memberships::updated_at.eq(Utc::now()),
     ))
     .returning(Membership::as_returning())
@@ -293,7 +298,7 @@ pub async fn remove_member(
 pub async fn owner_count(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Result<i64, DbError> {
     Ok(memberships::table
         .filter(memberships::tenant_id.eq(tenant_id))
-        .filter(memberships::role.eq("owner"))
+        .filter(memberships::role.eq(Role::Owner.as_str()))
         .count()
         .get_result(conn)
         .await?)

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::models::User;
+use super::models::{Stored, User, UserStatus};
 use super::schema::{credentials, users};
 use super::DbError;
 
@@ -177,13 +177,13 @@ pub async fn set_provisioned_by(
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: Option<&str>,
+    status: Option<UserStatus>,
     is_super_admin: Option<bool>,
     name: Option<&str>,
 ) -> Result<User, DbError> {
     let mut user = get(conn, id).await?;
     if let Some(status) = status {
-        user.status = status.to_owned();
+        user.status = status.as_str().to_owned();
     }
     if let Some(flag) = is_super_admin {
         user.is_super_admin = flag;

@@ -4,16 +4,19 @@
 //! reset or recreate what an operator changed or deleted afterwards.
 
 use chrono::Utc;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use omg_shared::config::{GatewayConfig, KeyStatus, TenantStatus};
+
+use omg_shared::config::GatewayConfig;
 use omg_shared::keys::{format_key, valid_prefix};
 use omg_shared::money::usd_to_micros;
 use uuid::Uuid;
 
 use crate::crypto;
-use crate::db::models::{ApiKey, Tenant, TenantBudget, TenantRateLimits, User};
+use crate::db::models::{
+    ApiKey, Role, Stored, Tenant, TenantBudget, TenantRateLimits, User, UserStatus,
+};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Actor, Entry};
+use crate::service::mutate::unpublished;
 use crate::state::AppState;
 
 /// What one bootstrap run did.
@@ -23,11 +26,13 @@ pub struct Report {
     pub skipped: Vec<String>,
 }
 
-const ACTOR: (&str, Option<Uuid>) = ("bootstrap", None);
-
-async fn record(conn: &mut AsyncPgConnection, change: Change<'_>) -> Result<(), DbError> {
-    audit::record_system(conn, ACTOR, ("bootstrap", None), change).await
-}
+/// Bootstrap's changes are audited as the system's.
+const BOOTSTRAP: Actor<'static> = Actor::System {
+    email: "bootstrap",
+    user_id: None,
+    request_id: "bootstrap",
+    ip: None,
+};
 
 fn to_i64(v: Option<u64>) -> Option<i64> {
     v.and_then(|n| i64::try_from(n).ok())
@@ -43,49 +48,42 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
 
     for tenant in &boot.tenants {
         let item = format!("tenant:{}", tenant.name.to_lowercase());
-        let status = match tenant.status {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
-        };
-        let applied = conn
-            .transaction(async |conn| {
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok::<_, DbError>(false);
-                }
-                if db::tenants::find_by_name(conn, &tenant.name)
-                    .await?
-                    .is_some()
-                {
-                    return Ok(true);
-                }
-                let now = Utc::now();
-                let row = Tenant {
-                    id: Uuid::now_v7(),
-                    name: tenant.name.clone(),
-                    kind: "organization".to_owned(),
-                    status: status.to_owned(),
-                    allowed_models: tenant.allowed_models.clone(),
-                    created_at: now,
-                    updated_at: now,
-                    deleted_at: None,
-                };
-                db::tenants::insert(conn, &row).await?;
-                record(
-                    conn,
-                    Change {
-                        action: "tenant.create",
-                        target_type: "tenant",
-                        target_id: row.id.to_string(),
-                        tenant_id: Some(row.id),
-                        before: None,
-                        after: Some(serde_json::json!({ "name": row.name, "status": row.status })),
-                    },
-                )
-                .await?;
-                Ok(true)
+        let status = tenant.status.as_str();
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok::<_, DbError>(false);
+            }
+            if db::tenants::find_by_name(tx.conn, &tenant.name)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            let now = Utc::now();
+            let row = Tenant {
+                id: Uuid::now_v7(),
+                name: tenant.name.clone(),
+                kind: "organization".to_owned(),
+                status: status.to_owned(),
+                allowed_models: tenant.allowed_models.clone(),
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+            };
+            db::tenants::insert(tx.conn, &row).await?;
+            tx.record(Entry {
+                action: Action::TenantCreate,
+                target_id: row.id.to_string(),
+                tenant_id: Some(row.id),
+                before: None,
+                after: Some(serde_json::json!({ "name": row.name, "status": row.status })),
             })
-            .await
-            .map_err(|e| format!("bootstrap tenant `{}`: {e}", tenant.name))?;
+            .await?;
+            Ok(true)
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap tenant `{}`: {e}", tenant.name))?;
         note(&mut report, item, applied);
     }
 
@@ -102,67 +100,59 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             }
             None => None,
         };
-        let applied = conn
-            .transaction(async |conn| {
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok::<_, DbError>(false);
-                }
-                match db::users::find_by_email(conn, &admin.email).await? {
-                    Some(existing) => {
-                        if !existing.is_super_admin {
-                            db::users::update(conn, existing.id, None, Some(true), None).await?;
-                            record(
-                                conn,
-                                Change {
-                                    action: "user.promote",
-                                    target_type: "user",
-                                    target_id: existing.id.to_string(),
-                                    tenant_id: None,
-                                    before: Some(serde_json::json!({ "is_super_admin": false })),
-                                    after: Some(serde_json::json!({ "is_super_admin": true })),
-                                },
-                            )
-                            .await?;
-                        }
-                    }
-                    None => {
-                        let now = Utc::now();
-                        let user = User {
-                            id: Uuid::now_v7(),
-                            email: admin.email.to_lowercase(),
-                            name: admin.name.clone(),
-                            is_super_admin: true,
-                            status: "active".to_owned(),
-                            personal_tenant_id: None,
-                            created_at: now,
-                            updated_at: now,
-                            last_login_at: None,
-                        };
-                        db::users::insert(conn, &user).await?;
-                        if let Some(hash) = &hash {
-                            db::users::set_password_hash(conn, user.id, hash).await?;
-                        }
-                        record(
-                            conn,
-                            Change {
-                                action: "user.create",
-                                target_type: "user",
-                                target_id: user.id.to_string(),
-                                tenant_id: None,
-                                before: None,
-                                after: Some(
-                                    serde_json::json!({ "email": user.email, "is_super_admin": true,
-                                "password_set": hash.is_some() }),
-                                ),
-                            },
-                        )
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok::<_, DbError>(false);
+            }
+            match db::users::find_by_email(tx.conn, &admin.email).await? {
+                Some(existing) => {
+                    if !existing.is_super_admin {
+                        db::users::update(tx.conn, existing.id, None, Some(true), None).await?;
+                        tx.record(Entry {
+                            action: Action::UserPromote,
+                            target_id: existing.id.to_string(),
+                            tenant_id: None,
+                            before: Some(serde_json::json!({ "is_super_admin": false })),
+                            after: Some(serde_json::json!({ "is_super_admin": true })),
+                        })
                         .await?;
                     }
                 }
-                Ok(true)
-            })
-            .await
-            .map_err(|e| format!("bootstrap admin user `{}`: {e}", admin.email))?;
+                None => {
+                    let now = Utc::now();
+                    let user = User {
+                        id: Uuid::now_v7(),
+                        email: admin.email.to_lowercase(),
+                        name: admin.name.clone(),
+                        is_super_admin: true,
+                        status: UserStatus::Active.as_str().to_owned(),
+                        personal_tenant_id: None,
+                        created_at: now,
+                        updated_at: now,
+                        last_login_at: None,
+                    };
+                    db::users::insert(tx.conn, &user).await?;
+                    if let Some(hash) = &hash {
+                        db::users::set_password_hash(tx.conn, user.id, hash).await?;
+                    }
+                    tx.record(Entry {
+                        action: Action::UserCreate,
+                        target_id: user.id.to_string(),
+                        tenant_id: None,
+                        before: None,
+                        after: Some(
+                            serde_json::json!({ "email": user.email, "is_super_admin": true,
+                                "password_set": hash.is_some() }),
+                        ),
+                    })
+                    .await?;
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap admin user `{}`: {e}", admin.email))?;
         note(&mut report, item, applied);
     }
 
@@ -172,42 +162,40 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             membership.tenant.to_lowercase(),
             membership.email.to_lowercase()
         );
-        let applied = conn
-            .transaction(async |conn| {
-                let Some(tenant) = db::tenants::find_by_name(conn, &membership.tenant).await?
-                else {
-                    return Ok::<_, DbError>(None);
-                };
-                let Some(user) = db::users::find_by_email(conn, &membership.email).await? else {
-                    return Ok(None);
-                };
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok(Some(false));
-                }
-                if db::tenants::role_of(conn, tenant.id, user.id)
-                    .await?
-                    .is_none()
-                {
-                    db::tenants::add_member(conn, tenant.id, user.id, &membership.role).await?;
-                    record(
-                        conn,
-                        Change {
-                            action: "membership.add",
-                            target_type: "membership",
-                            target_id: format!("{}:{}", tenant.id, user.id),
-                            tenant_id: Some(tenant.id),
-                            before: None,
-                            after: Some(
-                                serde_json::json!({ "email": user.email, "role": membership.role }),
-                            ),
-                        },
-                    )
-                    .await?;
-                }
-                Ok(Some(true))
-            })
-            .await
-            .map_err(|e| format!("bootstrap membership `{item}`: {e}"))?;
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            let Some(tenant) = db::tenants::find_by_name(tx.conn, &membership.tenant).await? else {
+                return Ok::<_, DbError>(None);
+            };
+            let Some(user) = db::users::find_by_email(tx.conn, &membership.email).await? else {
+                return Ok(None);
+            };
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok(Some(false));
+            }
+            if db::tenants::role_of(tx.conn, tenant.id, user.id)
+                .await?
+                .is_none()
+            {
+                let role = Role::parse(&membership.role).ok_or_else(|| {
+                    DbError::Conflict(format!("`{}` is not a role", membership.role))
+                })?;
+                db::tenants::add_member(tx.conn, tenant.id, user.id, role).await?;
+                tx.record(Entry {
+                    action: Action::MembershipAdd,
+                    target_id: format!("{}:{}", tenant.id, user.id),
+                    tenant_id: Some(tenant.id),
+                    before: None,
+                    after: Some(
+                        serde_json::json!({ "email": user.email, "role": membership.role }),
+                    ),
+                })
+                .await?;
+            }
+            Ok(Some(true))
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap membership `{item}`: {e}"))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
             None => {
@@ -227,68 +215,59 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         }
         let item = format!("api_key:{prefix}");
         let digest = state.hasher.digest(&format_key(prefix, secret.expose()));
-        let applied = conn
-            .transaction(async |conn| {
-                let Some(tenant) = db::tenants::find_by_name(conn, &key.tenant).await? else {
-                    return Ok::<_, DbError>(None);
-                };
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok(Some(false));
-                }
-                if db::keys::prefix_exists(conn, prefix).await? {
-                    return Ok(Some(true));
-                }
-                let now = Utc::now();
-                let rl = key.rate_limit.unwrap_or_default();
-                let expires_at = match &key.expires_at {
-                    Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                        .map(|t| Some(t.with_timezone(&Utc)))
-                        .map_err(|e| DbError::Conflict(format!("expires_at: {e}")))?,
-                    None => None,
-                };
-                let row = ApiKey {
-                    id: Uuid::now_v7(),
-                    tenant_id: tenant.id,
-                    prefix: prefix.clone(),
-                    secret_hash: digest.0.to_vec(),
-                    name: key.name.clone(),
-                    status: match key.status {
-                        KeyStatus::Active => "active",
-                        KeyStatus::Disabled => "disabled",
-                        KeyStatus::Revoked => "revoked",
-                    }
-                    .to_owned(),
-                    scopes: key.scopes.clone(),
-                    expires_at,
-                    allowed_models: key.allowed_models.clone(),
-                    budget_micro_usd: key.budget_usd.and_then(|usd| usd_to_micros(usd).ok()),
-                    warning_threshold: key.warning_threshold,
-                    requests_per_minute: to_i64(rl.requests_per_minute),
-                    tokens_per_minute: to_i64(rl.tokens_per_minute),
-                    parallel_requests: to_i64(rl.parallel_requests),
-                    created_by: None,
-                    last_used_at: None,
-                    created_at: now,
-                    updated_at: now,
-                    revoked_at: None,
-                };
-                db::keys::insert(conn, &row).await?;
-                record(
-                    conn,
-                    Change {
-                        action: "api_key.issue",
-                        target_type: "api_key",
-                        target_id: row.id.to_string(),
-                        tenant_id: Some(tenant.id),
-                        before: None,
-                        after: Some(serde_json::json!({ "prefix": row.prefix, "name": row.name })),
-                    },
-                )
-                .await?;
-                Ok(Some(true))
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            let Some(tenant) = db::tenants::find_by_name(tx.conn, &key.tenant).await? else {
+                return Ok::<_, DbError>(None);
+            };
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok(Some(false));
+            }
+            if db::keys::prefix_exists(tx.conn, prefix).await? {
+                return Ok(Some(true));
+            }
+            let now = Utc::now();
+            let rl = key.rate_limit.unwrap_or_default();
+            let expires_at = match &key.expires_at {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+                    .map(|t| Some(t.with_timezone(&Utc)))
+                    .map_err(|e| DbError::Conflict(format!("expires_at: {e}")))?,
+                None => None,
+            };
+            let row = ApiKey {
+                id: Uuid::now_v7(),
+                tenant_id: tenant.id,
+                prefix: prefix.clone(),
+                secret_hash: digest.0.to_vec(),
+                name: key.name.clone(),
+                status: key.status.as_str().to_owned(),
+                scopes: key.scopes.clone(),
+                expires_at,
+                allowed_models: key.allowed_models.clone(),
+                budget_micro_usd: key.budget_usd.and_then(|usd| usd_to_micros(usd).ok()),
+                warning_threshold: key.warning_threshold,
+                requests_per_minute: to_i64(rl.requests_per_minute),
+                tokens_per_minute: to_i64(rl.tokens_per_minute),
+                parallel_requests: to_i64(rl.parallel_requests),
+                created_by: None,
+                last_used_at: None,
+                created_at: now,
+                updated_at: now,
+                revoked_at: None,
+            };
+            db::keys::insert(tx.conn, &row).await?;
+            tx.record(Entry {
+                action: Action::ApiKeyIssue,
+                target_id: row.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: None,
+                after: Some(serde_json::json!({ "prefix": row.prefix, "name": row.name })),
             })
-            .await
-            .map_err(|e| format!("bootstrap API key `{prefix}`: {e}"))?;
+            .await?;
+            Ok(Some(true))
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap API key `{prefix}`: {e}"))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
             None => {
@@ -300,43 +279,39 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
 
     for limits in &boot.tenant_limits {
         let item = format!("tenant_limits:{}", limits.tenant.to_lowercase());
-        let applied = conn
-            .transaction(async |conn| {
-                let Some(tenant) = db::tenants::find_by_name(conn, &limits.tenant).await? else {
-                    return Ok::<_, DbError>(None);
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            let Some(tenant) = db::tenants::find_by_name(tx.conn, &limits.tenant).await? else {
+                return Ok::<_, DbError>(None);
+            };
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok(Some(false));
+            }
+            if db::governance::rate_limits(tx.conn, tenant.id)
+                .await?
+                .is_none()
+            {
+                let row = TenantRateLimits {
+                    tenant_id: tenant.id,
+                    requests_per_minute: to_i64(limits.limits.requests_per_minute),
+                    tokens_per_minute: to_i64(limits.limits.tokens_per_minute),
+                    parallel_requests: to_i64(limits.limits.parallel_requests),
+                    updated_at: Utc::now(),
                 };
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok(Some(false));
-                }
-                if db::governance::rate_limits(conn, tenant.id)
-                    .await?
-                    .is_none()
-                {
-                    let row = TenantRateLimits {
-                        tenant_id: tenant.id,
-                        requests_per_minute: to_i64(limits.limits.requests_per_minute),
-                        tokens_per_minute: to_i64(limits.limits.tokens_per_minute),
-                        parallel_requests: to_i64(limits.limits.parallel_requests),
-                        updated_at: Utc::now(),
-                    };
-                    db::governance::upsert_rate_limits(conn, &row).await?;
-                    record(
-                        conn,
-                        Change {
-                            action: "tenant.rate_limits",
-                            target_type: "tenant",
-                            target_id: tenant.id.to_string(),
-                            tenant_id: Some(tenant.id),
-                            before: None,
-                            after: serde_json::to_value(&row).ok(),
-                        },
-                    )
-                    .await?;
-                }
-                Ok(Some(true))
-            })
-            .await
-            .map_err(|e| format!("bootstrap tenant limits `{}`: {e}", limits.tenant))?;
+                db::governance::upsert_rate_limits(tx.conn, &row).await?;
+                tx.record(Entry {
+                    action: Action::TenantRateLimits,
+                    target_id: tenant.id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: None,
+                    after: serde_json::to_value(&row).ok(),
+                })
+                .await?;
+            }
+            Ok(Some(true))
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap tenant limits `{}`: {e}", limits.tenant))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
             None => report.skipped.push(item),
@@ -356,48 +331,44 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             })?),
             None => None,
         };
-        let applied = conn
-            .transaction(async |conn| {
-                let Some(tenant) = db::tenants::find_by_name(conn, &budget.tenant).await? else {
-                    return Ok::<_, DbError>(None);
+        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+            let Some(tenant) = db::tenants::find_by_name(tx.conn, &budget.tenant).await? else {
+                return Ok::<_, DbError>(None);
+            };
+            if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
+                return Ok(Some(false));
+            }
+            if db::governance::budget(tx.conn, tenant.id).await?.is_none() {
+                let row = TenantBudget {
+                    tenant_id: tenant.id,
+                    budget_micro_usd: micros,
+                    warning_threshold: budget
+                        .warning_threshold
+                        .unwrap_or(config.budgets.warning_threshold_perc),
+                    refresh_schedule: budget
+                        .refresh_schedule
+                        .clone()
+                        .unwrap_or_else(|| config.budgets.refresh_schedule.clone()),
+                    alert_emails: budget.alert_emails.clone(),
+                    alert_webhooks: budget.alert_webhooks.clone(),
+                    alert_cooldown_secs: cooldown,
+                    updated_at: Utc::now(),
                 };
-                if !db::catalog::claim_bootstrap_item(conn, &item).await? {
-                    return Ok(Some(false));
-                }
-                if db::governance::budget(conn, tenant.id).await?.is_none() {
-                    let row = TenantBudget {
-                        tenant_id: tenant.id,
-                        budget_micro_usd: micros,
-                        warning_threshold: budget
-                            .warning_threshold
-                            .unwrap_or(config.budgets.warning_threshold_perc),
-                        refresh_schedule: budget
-                            .refresh_schedule
-                            .clone()
-                            .unwrap_or_else(|| config.budgets.refresh_schedule.clone()),
-                        alert_emails: budget.alert_emails.clone(),
-                        alert_webhooks: budget.alert_webhooks.clone(),
-                        alert_cooldown_secs: cooldown,
-                        updated_at: Utc::now(),
-                    };
-                    db::governance::upsert_budget(conn, &row).await?;
-                    record(
-                        conn,
-                        Change {
-                            action: "tenant.budget",
-                            target_type: "tenant",
-                            target_id: tenant.id.to_string(),
-                            tenant_id: Some(tenant.id),
-                            before: None,
-                            after: serde_json::to_value(&row).ok(),
-                        },
-                    )
-                    .await?;
-                }
-                Ok(Some(true))
-            })
-            .await
-            .map_err(|e| format!("bootstrap tenant budget `{}`: {e}", budget.tenant))?;
+                db::governance::upsert_budget(tx.conn, &row).await?;
+                tx.record(Entry {
+                    action: Action::TenantBudget,
+                    target_id: tenant.id.to_string(),
+                    tenant_id: Some(tenant.id),
+                    before: None,
+                    after: serde_json::to_value(&row).ok(),
+                })
+                .await?;
+            }
+            Ok(Some(true))
+        })
+        .await
+        .map(|(applied, _)| applied)
+        .map_err(|e| format!("bootstrap tenant budget `{}`: {e}", budget.tenant))?;
         match applied {
             Some(applied) => note(&mut report, item, applied),
             None => report.skipped.push(item),

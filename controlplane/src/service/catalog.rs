@@ -6,17 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use omg_shared::config::{catalog_entry_rules, CatalogEntry};
 use omg_shared::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db::models::ModelDeployment;
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
+use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -74,7 +75,7 @@ fn masked(state: &AppState, row: &ModelDeployment) -> Option<String> {
 }
 
 /// The merged catalog, by alias.
-pub async fn list(state: &AppState) -> ApiResult<Vec<AliasView>> {
+pub async fn list(state: &AppState) -> Result<Vec<AliasView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::catalog::deployments(&mut conn).await?;
     let switches: BTreeMap<String, bool> = db::catalog::alias_settings(&mut conn)
@@ -160,7 +161,7 @@ fn member_entry(entry: &serde_json::Value) -> serde_json::Value {
 /// The catalog as `caller` may see it: everything for a super admin; for anyone else the
 /// enabled aliases some tenant of theirs may use (its allowlist; none = every alias), each
 /// deployment reduced to [`MEMBER_FIELDS`] and prices.
-pub async fn list_for(state: &AppState, caller: &Caller) -> ApiResult<Vec<AliasView>> {
+pub async fn list_for(state: &AppState, caller: &Caller) -> Result<Vec<AliasView>> {
     let all = list(state).await?;
     if caller.is_super_admin() {
         return Ok(all);
@@ -193,7 +194,7 @@ pub async fn list_for(state: &AppState, caller: &Caller) -> ApiResult<Vec<AliasV
 pub async fn alias_names(
     state: &AppState,
     conn: &mut AsyncPgConnection,
-) -> ApiResult<BTreeSet<String>> {
+) -> Result<BTreeSet<String>> {
     let mut names: BTreeSet<String> = state
         .config
         .model_catalog
@@ -206,12 +207,12 @@ pub async fn alias_names(
     Ok(names)
 }
 
-fn check_entry(state: &AppState, entry: &CatalogEntry) -> ApiResult<()> {
+fn check_entry(state: &AppState, entry: &CatalogEntry) -> Result<()> {
     if let Some(problem) = catalog_entry_rules(&state.config, entry, "")
         .into_iter()
         .next()
     {
-        return Err(ApiError::invalid(problem.path, problem.message));
+        return Err(Error::invalid(problem.path, problem.message));
     }
     Ok(())
 }
@@ -221,7 +222,7 @@ async fn check_alias_type(
     conn: &mut AsyncPgConnection,
     entry: &CatalogEntry,
     except: Option<Uuid>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut existing = state
         .config
         .model_catalog
@@ -237,7 +238,7 @@ async fn check_alias_type(
         }
     }
     if existing.iter().any(|t| *t != entry.model_type) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "model_type",
             format!(
                 "alias `{}` already has deployments of another model_type",
@@ -252,16 +253,15 @@ fn seal(
     state: &AppState,
     id: Uuid,
     secret: Option<&Secret>,
-) -> ApiResult<(Option<Vec<u8>>, Option<i32>)> {
+) -> Result<(Option<Vec<u8>>, Option<i32>)> {
     match secret.filter(|s| !s.is_empty()) {
         None => Ok((None, None)),
         Some(secret) => {
             let sealed = state
                 .vault
                 .seal(secret.expose().as_bytes(), &context(id))
-                .map_err(ApiError::internal)?;
-            let version =
-                i32::try_from(state.vault.active_version()).map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
+            let version = i32::try_from(state.vault.active_version()).map_err(Error::internal)?;
             Ok((Some(sealed), Some(version)))
         }
     }
@@ -290,7 +290,7 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     entry: CatalogEntry,
-) -> ApiResult<DeploymentView> {
+) -> Result<DeploymentView> {
     check_entry(state, &entry)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     check_alias_type(state, &mut conn, &entry, None).await?;
@@ -307,20 +307,15 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    conn.transaction(async |conn| {
-        db::catalog::insert_deployment(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "model.create",
-                target_type: "model_deployment",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(audit_value(&row)),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::catalog::insert_deployment(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::ModelCreate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(audit_value(&row)),
+        })
         .await
     })
     .await?;
@@ -349,11 +344,11 @@ pub async fn update(
     caller: &Caller,
     id: Uuid,
     patch: DeploymentPatch,
-) -> ApiResult<DeploymentView> {
+) -> Result<DeploymentView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let before = db::catalog::deployment(&mut conn, id)
         .await
-        .map_err(|e| ApiError::from_db(e, "model deployment"))?;
+        .map_err(|e| Error::from_db(e, "model deployment"))?;
     let mut merged = before.spec.as_object().cloned().unwrap_or_default();
     merged.insert(
         "enabled".to_owned(),
@@ -370,9 +365,9 @@ pub async fn update(
                     if message.starts_with("unknown field")
                         || message.starts_with("missing field") =>
                 {
-                    ApiError::invalid(field.to_owned(), message.clone())
+                    Error::invalid(field.to_owned(), message.clone())
                 }
-                _ => ApiError::bad_request(format!("invalid catalog entry: {message}")),
+                _ => Error::bad_request(format!("invalid catalog entry: {message}")),
             }
         })?;
     check_entry(state, &entry)?;
@@ -391,50 +386,39 @@ pub async fn update(
         created_at: before.created_at,
         updated_at: Utc::now(),
     };
-    let after = conn
-        .transaction(async |conn| {
-            let after = db::catalog::update_deployment(conn, &row).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "model.update",
-                    target_type: "model_deployment",
-                    target_id: id.to_string(),
-                    tenant_id: None,
-                    before: Some(audit_value(&before)),
-                    after: Some(audit_value(&after)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let after = db::catalog::update_deployment(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::ModelUpdate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: Some(audit_value(&before)),
+            after: Some(audit_value(&after)),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(view_of(state, &after))
 }
 
 /// Deletes a persisted deployment.
-pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::catalog::deployment(conn, id).await?;
-        db::catalog::delete_deployment(conn, id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "model.delete",
-                target_type: "model_deployment",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: Some(audit_value(&before)),
-                after: None,
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::catalog::deployment(tx.conn, id).await?;
+        db::catalog::delete_deployment(tx.conn, id).await?;
+        tx.record(Entry {
+            action: Action::ModelDelete,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: Some(audit_value(&before)),
+            after: None,
+        })
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "model deployment"))
+    .map_err(|e| Error::from_db(e, "model deployment"))
 }
 
 /// Turns an alias on or off (YAML aliases included).
@@ -443,29 +427,24 @@ pub async fn set_alias_enabled(
     caller: &Caller,
     alias: &str,
     enabled: bool,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     if !alias_names(state, &mut conn).await?.contains(alias) {
-        return Err(ApiError::not_found("model alias"));
+        return Err(Error::not_found("model alias"));
     }
-    conn.transaction(async |conn| {
-        db::catalog::set_alias_enabled(conn, alias, enabled).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: if enabled {
-                    "model.enable"
-                } else {
-                    "model.disable"
-                },
-                target_type: "model_alias",
-                target_id: alias.to_owned(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "enabled": enabled })),
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::catalog::set_alias_enabled(tx.conn, alias, enabled).await?;
+        tx.record(Entry {
+            action: if enabled {
+                Action::ModelEnable
+            } else {
+                Action::ModelDisable
             },
-        )
+            target_id: alias.to_owned(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "enabled": enabled })),
+        })
         .await
     })
     .await?;
@@ -473,7 +452,7 @@ pub async fn set_alias_enabled(
 }
 
 /// Checks that every alias exists in the merged catalog (field named on failure).
-pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> ApiResult<()> {
+pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> Result<()> {
     validate::aliases(field, aliases)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let known = alias_names(state, &mut conn).await?;
@@ -482,7 +461,7 @@ pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> A
         .enumerate()
         .find(|(_, a)| !known.contains(*a))
     {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             format!("{field}[{i}]"),
             format!("unknown model alias `{unknown}`"),
         ));
@@ -491,7 +470,7 @@ pub async fn check_known(state: &AppState, field: &str, aliases: &[String]) -> A
 }
 
 /// The global default models.
-pub async fn default_models(state: &AppState) -> ApiResult<Vec<String>> {
+pub async fn default_models(state: &AppState) -> Result<Vec<String>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     Ok(db::tenants::default_models(&mut conn).await?)
 }
@@ -501,29 +480,30 @@ pub async fn set_default_models(
     state: &AppState,
     caller: &Caller,
     models: Vec<String>,
-) -> ApiResult<usize> {
+) -> Result<usize> {
     check_known(state, "models", &models).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::default_models(conn).await?;
-        db::tenants::set_default_models(conn, &models).await?;
-        let personal = db::tenants::personal_ids(conn).await?;
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::default_models(tx.conn).await?;
+        db::tenants::set_default_models(tx.conn, &models).await?;
+        let personal = db::tenants::personal_ids(tx.conn).await?;
         for id in &personal {
-            db::tenants::set_allowed_models(conn, *id, Some(models.clone())).await?;
+            db::tenants::set_allowed_models(tx.conn, *id, Some(models.clone())).await?;
         }
-        audit::record(conn, caller, Change {
-            action: "default_models.set",
-            target_type: "default_models",
+        tx.record(Entry {
+            action: Action::DefaultModelsSet,
             target_id: "global".to_owned(),
             tenant_id: None,
             before: Some(serde_json::json!({ "models": before })),
-            after: Some(serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() })),
+            after: Some(
+                serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() }),
+            ),
         })
         .await?;
         Ok::<_, DbError>(personal.len())
     })
     .await
-    .map_err(ApiError::from)
+    .map_err(Error::from)
 }
 
 /// Re-seals every stored credential made with an older key version using the active one.

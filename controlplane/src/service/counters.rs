@@ -3,18 +3,19 @@
 
 use chrono::Utc;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db;
-use crate::service::audit::{self, Change};
+use crate::service::audit::{self, Action, Entry};
+use crate::service::error::Result;
+use crate::service::Error;
 use crate::state::AppState;
 use crate::workers::counters::rebuild;
 pub use crate::workers::counters::RebuildReport;
 
 /// `POST /admin/budgets/rebuild`: rebuilds now and audits it with its report.
-pub async fn rebuild_now(state: &AppState, caller: &Caller) -> ApiResult<RebuildReport> {
+pub async fn rebuild_now(state: &AppState, caller: &Caller) -> Result<RebuildReport> {
     let Some(redis) = &state.redis else {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "Redis is not configured (redis.url): there are no shared counters to rebuild",
         ));
     };
@@ -22,7 +23,7 @@ pub async fn rebuild_now(state: &AppState, caller: &Caller) -> ApiResult<Rebuild
         .await
         .map_err(|error| {
             tracing::error!(%error, "spend counter rebuild failed");
-            ApiError::unavailable(
+            Error::unavailable(
                 "the rebuild failed (Redis or Postgres unavailable); the control plane log has the details",
             )
         })?;
@@ -34,12 +35,11 @@ pub async fn rebuild_now(state: &AppState, caller: &Caller) -> ApiResult<Rebuild
         "spend counters rebuilt on request"
     );
     let mut conn = state.pool.get().await.map_err(db::DbError::from)?;
-    audit::record(
+    audit::append(
         &mut conn,
-        caller,
-        Change {
-            action: "counters.rebuild",
-            target_type: "counters",
+        caller.into(),
+        Entry {
+            action: Action::CountersRebuild,
             target_id: state.config.cluster.counter_prefix.clone(),
             tenant_id: None,
             before: None,

@@ -2,20 +2,20 @@
 //! can never exceed its tenant's.
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
 use omg_shared::keys::{format_key, valid_prefix};
 use omg_shared::money::usd_to_micros;
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::crypto;
-use crate::db::models::{ApiKey, Tenant};
+use crate::db::models::{ApiKey, KeyStatus, Stored, Tenant};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
+use crate::service::error::{Error, Result};
 use crate::service::governance::{self, micros_to_usd};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -158,7 +158,7 @@ async fn ceilings(
     state: &AppState,
     conn: &mut diesel_async::AsyncPgConnection,
     tenant: &Tenant,
-) -> ApiResult<Ceilings> {
+) -> Result<Ceilings> {
     let limits = db::governance::rate_limits(conn, tenant.id).await?;
     let budget = db::governance::budget(conn, tenant.id).await?;
     let defaults = governance::load_defaults(&state.config, conn).await?;
@@ -177,11 +177,11 @@ fn check_quota(
     value: Option<u64>,
     ceiling: Option<u64>,
     what: &str,
-) -> ApiResult<Option<i64>> {
+) -> Result<Option<i64>> {
     let Some(value) = value else { return Ok(None) };
     if let Some(max) = ceiling {
         if value > max {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 field,
                 format!(
                     "{value} exceeds the tenant's {what} of {max}; raise the tenant's limit first"
@@ -191,13 +191,13 @@ fn check_quota(
     }
     i64::try_from(value)
         .map(Some)
-        .map_err(|_| ApiError::invalid(field, "too large"))
+        .map_err(|_| Error::invalid(field, "too large"))
 }
 
 fn check_rate_limit(
     rl: &RateLimitInput,
     c: &Ceilings,
-) -> ApiResult<(Option<i64>, Option<i64>, Option<i64>)> {
+) -> Result<(Option<i64>, Option<i64>, Option<i64>)> {
     Ok((
         check_quota(
             "rate_limit.requests_per_minute",
@@ -220,12 +220,12 @@ fn check_rate_limit(
     ))
 }
 
-fn check_budget(usd: Option<f64>, c: &Ceilings) -> ApiResult<Option<i64>> {
+fn check_budget(usd: Option<f64>, c: &Ceilings) -> Result<Option<i64>> {
     let Some(usd) = usd else { return Ok(None) };
-    let micros = usd_to_micros(usd).map_err(|e| ApiError::invalid("budget_usd", e))?;
+    let micros = usd_to_micros(usd).map_err(|e| Error::invalid("budget_usd", e))?;
     if let Some(max) = c.budget_micros {
         if micros > max {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "budget_usd",
                 format!(
                     "{} USD exceeds the tenant's budget of {} USD; raise the tenant's budget first",
@@ -238,16 +238,16 @@ fn check_budget(usd: Option<f64>, c: &Ceilings) -> ApiResult<Option<i64>> {
     Ok(Some(micros))
 }
 
-fn check_threshold(t: Option<f64>) -> ApiResult<Option<f64>> {
+fn check_threshold(t: Option<f64>) -> Result<Option<f64>> {
     match t {
         Some(t) if !(t > 0.0 && t <= 1.0) => {
-            Err(ApiError::invalid("warning_threshold", "must be in (0, 1]"))
+            Err(Error::invalid("warning_threshold", "must be in (0, 1]"))
         }
         other => Ok(other),
     }
 }
 
-fn check_models(models: &Option<Vec<String>>, c: &Ceilings) -> ApiResult<()> {
+fn check_models(models: &Option<Vec<String>>, c: &Ceilings) -> Result<()> {
     let Some(models) = models else { return Ok(()) };
     validate::aliases("allowed_models", models)?;
     if let Some(tenant_models) = &c.allowed_models {
@@ -256,7 +256,7 @@ fn check_models(models: &Option<Vec<String>>, c: &Ceilings) -> ApiResult<()> {
             .enumerate()
             .find(|(_, m)| !tenant_models.contains(m))
         {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 format!("allowed_models[{i}]"),
                 format!("`{m}` is not in the tenant's allowed models"),
             ));
@@ -279,11 +279,11 @@ pub async fn issue(
     caller: &Caller,
     tenant: &Tenant,
     input: NewKey,
-) -> ApiResult<IssuedKey> {
+) -> Result<IssuedKey> {
     let name = validate::display_name("name", &input.name)?;
     if let Some(prefix) = &input.prefix {
         if !valid_prefix(prefix) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "prefix",
                 "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`",
             ));
@@ -291,7 +291,7 @@ pub async fn issue(
     }
     if let Some(at) = input.expires_at {
         if at <= Utc::now() {
-            return Err(ApiError::invalid("expires_at", "must be in the future"));
+            return Err(Error::invalid("expires_at", "must be in the future"));
         }
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
@@ -303,7 +303,7 @@ pub async fn issue(
     let prefix = match input.prefix {
         Some(p) => {
             if db::keys::prefix_exists(&mut conn, &p).await? {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     "prefix",
                     "is taken; choose another or omit it",
                 ));
@@ -321,7 +321,7 @@ pub async fn issue(
         prefix,
         secret_hash: state.hasher.digest(&full).0.to_vec(),
         name,
-        status: "active".to_owned(),
+        status: KeyStatus::Active.as_str().to_owned(),
         scopes: input.scopes,
         expires_at: input.expires_at,
         allowed_models: input.allowed_models,
@@ -337,25 +337,20 @@ pub async fn issue(
         revoked_at: None,
     };
     let view = KeyView::from(&key);
-    conn.transaction(async |conn| {
-        db::keys::insert(conn, &key).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "api_key.issue",
-                target_type: "api_key",
-                target_id: key.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: None,
-                after: serde_json::to_value(&view).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::keys::insert(tx.conn, &key).await?;
+        tx.record(Entry {
+            action: Action::ApiKeyIssue,
+            target_id: key.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: serde_json::to_value(&view).ok(),
+        })
         .await
     })
     .await
     .map_err(|e| match e {
-        DbError::Conflict(_) => ApiError::invalid("prefix", "is taken; choose another or omit it"),
+        DbError::Conflict(_) => Error::invalid("prefix", "is taken; choose another or omit it"),
         other => other.into(),
     })?;
     tracing::info!(key_id = %key.id, tenant_id = %tenant.id, prefix = %key.prefix, "API key issued");
@@ -363,7 +358,7 @@ pub async fn issue(
 }
 
 /// A tenant's keys.
-pub async fn list(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<KeyView>> {
+pub async fn list(state: &AppState, tenant: &Tenant) -> Result<Vec<KeyView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     Ok(db::keys::list(&mut conn, tenant.id)
         .await?
@@ -373,11 +368,11 @@ pub async fn list(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<KeyView>> 
 }
 
 /// One key.
-pub async fn get(state: &AppState, tenant: &Tenant, id: Uuid) -> ApiResult<KeyView> {
+pub async fn get(state: &AppState, tenant: &Tenant, id: Uuid) -> Result<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let key = db::keys::get(&mut conn, tenant.id, id)
         .await
-        .map_err(|e| ApiError::from_db(e, "API key"))?;
+        .map_err(|e| Error::from_db(e, "API key"))?;
     Ok(KeyView::from(&key))
 }
 
@@ -394,17 +389,17 @@ struct KeyChanges {
 }
 
 impl KeyChanges {
-    fn validate(patch: KeyPatch, c: &Ceilings) -> ApiResult<Self> {
+    fn validate(patch: KeyPatch, c: &Ceilings) -> Result<Self> {
         let mut changes = KeyChanges::default();
         if let Some(name) = &patch.name {
             changes.name = Some(validate::display_name("name", name)?);
         }
         if let Some(status) = &patch.status {
-            changes.enabled = Some(match status.as_str() {
-                "active" => true,
-                "disabled" => false,
-                _ => {
-                    return Err(ApiError::invalid(
+            changes.enabled = Some(match KeyStatus::parse(status) {
+                Some(KeyStatus::Active) => true,
+                Some(KeyStatus::Disabled) => false,
+                Some(KeyStatus::Revoked) | None => {
+                    return Err(Error::invalid(
                         "status",
                         "must be `active` or `disabled` (revoke with DELETE)",
                     ))
@@ -413,7 +408,7 @@ impl KeyChanges {
         }
         if let Some(expires) = patch.expires_at {
             if expires.is_some_and(|at| at <= Utc::now()) {
-                return Err(ApiError::invalid("expires_at", "must be in the future"));
+                return Err(Error::invalid("expires_at", "must be in the future"));
             }
             changes.expires_at = Some(expires);
         }
@@ -460,8 +455,8 @@ impl KeyChanges {
 }
 
 /// The answer to changing a revoked key.
-fn revoked_conflict() -> ApiError {
-    ApiError::conflict("the key is revoked; issue a new one")
+fn revoked_conflict() -> Error {
+    Error::conflict("the key is revoked; issue a new one")
 }
 
 /// Updates a key's name, status, expiry, models, budget or limits. The row is locked for the
@@ -473,40 +468,34 @@ pub async fn update(
     tenant: &Tenant,
     id: Uuid,
     patch: KeyPatch,
-) -> ApiResult<KeyView> {
+) -> Result<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let c = ceilings(state, &mut conn, tenant).await?;
     let changes = KeyChanges::validate(patch, &c)?;
-    let after = conn
-        .transaction(async |conn| {
-            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
-            if before.status == "revoked" {
-                return Err(DbError::Conflict("revoked".to_owned()));
-            }
-            let mut after = db::keys::update(conn, &changes.apply(before.clone())).await?;
-            if let Some(enabled) = changes.enabled {
-                after = db::keys::set_enabled(conn, id, enabled).await?;
-            }
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "api_key.update",
-                    target_type: "api_key",
-                    target_id: id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(KeyView::from(&before)).ok(),
-                    after: serde_json::to_value(KeyView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
+        if before.status() == KeyStatus::Revoked {
+            return Err(DbError::Conflict("revoked".to_owned()));
+        }
+        let mut after = db::keys::update(tx.conn, &changes.apply(before.clone())).await?;
+        if let Some(enabled) = changes.enabled {
+            after = db::keys::set_enabled(tx.conn, id, enabled).await?;
+        }
+        tx.record(Entry {
+            action: Action::ApiKeyUpdate,
+            target_id: id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: serde_json::to_value(KeyView::from(&before)).ok(),
+            after: serde_json::to_value(KeyView::from(&after)).ok(),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => revoked_conflict(),
-            other => ApiError::from_db(other, "API key"),
-        })?;
+        .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => revoked_conflict(),
+        other => Error::from_db(other, "API key"),
+    })?;
     Ok(KeyView::from(&after))
 }
 
@@ -516,32 +505,26 @@ pub async fn revoke(
     caller: &Caller,
     tenant: &Tenant,
     id: Uuid,
-) -> ApiResult<KeyView> {
+) -> Result<KeyView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (after, changed) = conn
-        .transaction(async |conn| {
-            let before = db::keys::get_for_update(conn, tenant.id, id).await?;
-            if before.status == "revoked" {
-                return Ok::<_, DbError>((before, false));
-            }
-            let after = db::keys::revoke(conn, tenant.id, id, Utc::now()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "api_key.revoke",
-                    target_type: "api_key",
-                    target_id: id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(KeyView::from(&before)).ok(),
-                    after: serde_json::to_value(KeyView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok((after, true))
+    let (after, changed) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
+        if before.status() == KeyStatus::Revoked {
+            return Ok::<_, DbError>((before, false));
+        }
+        let after = db::keys::revoke(tx.conn, tenant.id, id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::ApiKeyRevoke,
+            target_id: id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: serde_json::to_value(KeyView::from(&before)).ok(),
+            after: serde_json::to_value(KeyView::from(&after)).ok(),
         })
-        .await
-        .map_err(|e| ApiError::from_db(e, "API key"))?;
+        .await?;
+        Ok((after, true))
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "API key"))?;
     if changed {
         tracing::info!(key_id = %id, tenant_id = %tenant.id, "API key revoked");
     }

@@ -5,9 +5,13 @@ pub mod bootstrap;
 pub mod budgets;
 pub mod catalog;
 pub mod counters;
+pub mod error;
 pub mod governance;
 pub mod keys;
+pub mod mutate;
 pub mod session;
 pub mod tenants;
 pub mod users;
 pub mod validate;
+
+pub use error::Error;

@@ -5,11 +5,12 @@ use diesel_async::AsyncConnection;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::crypto;
-use crate::db::models::{RefreshToken, User};
+use crate::db::models::{RefreshToken, User, UserStatus};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{self, Action, Actor, Entry};
+use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::state::AppState;
 
 /// What a successful login or refresh returns (the refresh token travels in the cookie).
@@ -56,6 +57,18 @@ pub struct ClientInfo {
     pub request_id: String,
 }
 
+impl ClientInfo {
+    /// `user`, acting through this anonymous request (login, own password change).
+    pub fn actor<'a>(&'a self, user: &'a User) -> Actor<'a> {
+        Actor::System {
+            email: &user.email,
+            user_id: Some(user.id),
+            request_id: &self.request_id,
+            ip: Some(&self.ip),
+        }
+    }
+}
+
 const INVALID_LOGIN: &str = "invalid email or password";
 
 /// A spent refresh token presented again within this long of its rotation is taken for a
@@ -64,10 +77,10 @@ const INVALID_LOGIN: &str = "invalid email or password";
 pub const REFRESH_REUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Admits a sign-in attempt through the throttle (before anything is hashed).
-pub(crate) fn admit_attempt(state: &AppState, email: &str, client: &ClientInfo) -> ApiResult<()> {
+pub(crate) fn admit_attempt(state: &AppState, email: &str, client: &ClientInfo) -> Result<()> {
     state.throttle.begin(email, &client.ip).map_err(|retry| {
         tracing::warn!(ip = %client.ip, request_id = %client.request_id, "login throttled");
-        ApiError::too_many(format!(
+        Error::too_many(format!(
             "too many login attempts; retry in {} s",
             retry.as_secs()
         ))
@@ -79,7 +92,7 @@ pub(crate) fn admit_attempt(state: &AppState, email: &str, client: &ClientInfo) 
 pub(crate) async fn lookup(
     state: &AppState,
     email: &str,
-) -> ApiResult<(Option<User>, db::users::StoredPassword)> {
+) -> Result<(Option<User>, db::users::StoredPassword)> {
     let found = {
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         db::users::with_password(&mut conn, email).await?
@@ -100,33 +113,26 @@ pub(crate) async fn lookup(
 pub(crate) async fn with_verification_slot<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
-) -> ApiResult<T> {
+) -> Result<T> {
     let Some(_slot) = state.verifications.acquire().await else {
-        return Err(ApiError::unavailable(
+        return Err(Error::unavailable(
             "too many sign-ins in progress; retry shortly",
         ));
     };
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)
 }
 
 /// Checks `password` against `hash` in a verification slot.
-pub(crate) async fn verify(state: &AppState, password: &str, hash: String) -> ApiResult<bool> {
+pub(crate) async fn verify(state: &AppState, password: &str, hash: String) -> Result<bool> {
     let candidate = password.to_owned();
     with_verification_slot(state, move || crypto::verify_password(&candidate, &hash)).await
 }
 
 /// The answer to a correct temporary password at login.
-fn password_change_required() -> ApiError {
-    ApiError {
-        status: actix_web::http::StatusCode::FORBIDDEN,
-        code: "password_change_required",
-        message: "this password was set by an administrator and is temporary: choose a new one \
-                  with POST /admin/auth/password, then log in with it"
-            .to_owned(),
-        field: None,
-    }
+fn password_change_required() -> Error {
+    Error::PasswordChangeRequired
 }
 
 /// Checks the password and opens a session in `realm`.
@@ -136,9 +142,9 @@ pub async fn login(
     email: &str,
     password: &str,
     client: &ClientInfo,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     if !state.config.admin.local.enabled {
-        return Err(ApiError::forbidden(
+        return Err(Error::forbidden(
             "local login is disabled (admin.local.enabled=false); use single sign-on",
         ));
     }
@@ -146,11 +152,11 @@ pub async fn login(
     let (user, stored) = lookup(state, email).await?;
     let verified = verify(state, password, stored.hash).await?;
     let user = match user {
-        Some(user) if verified && user.status == "active" => user,
+        Some(user) if verified && user.status() == UserStatus::Active => user,
         _ => {
             state.throttle.failed(email, &client.ip);
             tracing::info!(ip = %client.ip, request_id = %client.request_id, "login failed");
-            return Err(ApiError::unauthenticated(INVALID_LOGIN));
+            return Err(Error::unauthenticated(INVALID_LOGIN));
         }
     };
     state.throttle.succeeded(email, &client.ip);
@@ -166,7 +172,7 @@ async fn open_session(
     realm: &str,
     user: &User,
     client: &ClientInfo,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let family = Uuid::now_v7();
     let refresh_token = crypto::random_token();
     let now = Utc::now();
@@ -184,24 +190,17 @@ async fn open_session(
         ip: Some(client.ip.clone()),
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::sessions::insert(conn, &row).await?;
-        db::users::touch_login(conn, user.id).await?;
-        audit::record_system(
-            conn,
-            (&user.email, Some(user.id)),
-            (&client.request_id, Some(client.ip.clone())),
-            Change {
-                action: "session.login",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "realm": realm, "session": family })),
-            },
-        )
-        .await?;
-        Ok::<_, DbError>(())
+    mutate(state, &mut conn, client.actor(user), async |tx| {
+        db::sessions::insert(tx.conn, &row).await?;
+        db::users::touch_login(tx.conn, user.id).await?;
+        tx.record(Entry {
+            action: Action::SessionLogin,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "realm": realm, "session": family })),
+        })
+        .await
     })
     .await?;
     tracing::info!(user_id = %user.id, request_id = %client.request_id, "login");
@@ -211,16 +210,11 @@ async fn open_session(
     })
 }
 
-fn session_view(
-    state: &AppState,
-    realm: &str,
-    user: &User,
-    family: Uuid,
-) -> ApiResult<SessionView> {
+fn session_view(state: &AppState, realm: &str, user: &User, family: Uuid) -> Result<SessionView> {
     let access_token = state
         .jwt
         .issue(user.id, realm, family)
-        .map_err(ApiError::internal)?;
+        .map_err(Error::internal)?;
     Ok(SessionView {
         access_token,
         token_type: "Bearer",
@@ -284,7 +278,7 @@ async fn rotate(
         return Ok(RefreshOutcome::Refused("session expired"));
     }
     let user = db::users::get(conn, token.user_id).await?;
-    if user.status != "active" {
+    if user.status() != UserStatus::Active {
         db::sessions::revoke_family(conn, token.family_id, now).await?;
         return Ok(RefreshOutcome::Refused("account disabled"));
     }
@@ -328,7 +322,7 @@ pub async fn refresh(
     realm: &str,
     presented: &str,
     client: &ClientInfo,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let hash = crypto::sha256(presented);
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let new_token = crypto::random_token();
@@ -346,7 +340,7 @@ pub async fn refresh(
         }
         RefreshOutcome::Refused(reason) => {
             tracing::info!(%reason, request_id = %client.request_id, "refresh refused");
-            Err(ApiError::unauthenticated(
+            Err(Error::unauthenticated(
                 "session expired or invalid; log in again",
             ))
         }
@@ -356,13 +350,17 @@ pub async fn refresh(
                 %family, %user_id, ip = %client.ip, request_id = %client.request_id,
                 "refresh token reuse detected: session family revoked"
             );
-            let _ = audit::record_system(
+            let system = Actor::System {
+                email: "system",
+                user_id: None,
+                request_id: &client.request_id,
+                ip: Some(&client.ip),
+            };
+            let _ = audit::append(
                 &mut conn,
-                ("system", None),
-                (&client.request_id, Some(client.ip.clone())),
-                Change {
-                    action: "session.reuse_detected",
-                    target_type: "user",
+                system,
+                Entry {
+                    action: Action::SessionReuseDetected,
                     target_id: user_id.to_string(),
                     tenant_id: None,
                     before: None,
@@ -371,7 +369,7 @@ pub async fn refresh(
             )
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cannot audit token reuse"));
-            Err(ApiError::unauthenticated(
+            Err(Error::unauthenticated(
                 "session expired or invalid; log in again",
             ))
         }
@@ -380,7 +378,7 @@ pub async fn refresh(
 
 /// Ends the session the refresh token belongs to (its whole family, and with it the access
 /// tokens naming it). Unknown tokens are fine.
-pub async fn logout(state: &AppState, presented: Option<&str>) -> ApiResult<()> {
+pub async fn logout(state: &AppState, presented: Option<&str>) -> Result<()> {
     let Some(presented) = presented else {
         return Ok(());
     };

@@ -1,16 +1,16 @@
 //! Tenants and memberships.
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::{Caller, Role};
 use crate::crypto;
-use crate::db::models::{Membership, Tenant, User};
+use crate::db::models::{Membership, Stored, Tenant, TenantStatus, User, UserStatus};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
+use crate::service::error::{Error, Result};
+use crate::service::mutate::{mutate, Tx};
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -56,7 +56,7 @@ async fn summaries(
     state: &AppState,
     conn: &mut diesel_async::AsyncPgConnection,
     rows: &[Tenant],
-) -> ApiResult<Vec<TenantSummary>> {
+) -> Result<Vec<TenantSummary>> {
     let ids: Vec<Uuid> = rows.iter().map(|t| t.id).collect();
     let budgets =
         crate::service::governance::budget_states(&state.config, conn, &ids, Utc::now()).await?;
@@ -75,10 +75,10 @@ async fn summaries(
 }
 
 /// One tenant with its budget and spend.
-pub async fn summary(state: &AppState, tenant: &Tenant) -> ApiResult<TenantSummary> {
+pub async fn summary(state: &AppState, tenant: &Tenant) -> Result<TenantSummary> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let mut all = summaries(state, &mut conn, std::slice::from_ref(tenant)).await?;
-    all.pop().ok_or_else(|| ApiError::not_found("tenant"))
+    all.pop().ok_or_else(|| Error::not_found("tenant"))
 }
 
 fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
@@ -91,7 +91,7 @@ pub async fn list(
     caller: &Caller,
     limit: i64,
     offset: i64,
-) -> ApiResult<(Vec<TenantSummary>, i64)> {
+) -> Result<(Vec<TenantSummary>, i64)> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let scope = if caller.is_super_admin() {
         None
@@ -99,7 +99,7 @@ pub async fn list(
         let ids: Vec<Uuid> = db::tenants::memberships_of(&mut conn, caller.user.id)
             .await?
             .into_iter()
-            .filter(|(_, role)| Role::parse(role).is_some_and(|r| r >= Role::Viewer))
+            .filter(|(_, role)| *role >= Role::Viewer)
             .map(|(id, _)| id)
             .collect();
         Some(ids)
@@ -118,7 +118,7 @@ pub struct NewTenant {
 }
 
 /// Creates an organization tenant.
-pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiResult<TenantView> {
+pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> Result<TenantView> {
     let name = validate::tenant_name(&input.name)?;
     if let Some(models) = &input.allowed_models {
         crate::service::catalog::check_known(state, "allowed_models", models).await?;
@@ -128,34 +128,27 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewTenant) -> ApiR
         id: Uuid::now_v7(),
         name,
         kind: "organization".to_owned(),
-        status: "active".to_owned(),
+        status: TenantStatus::Active.as_str().to_owned(),
         allowed_models: input.allowed_models,
         created_at: now,
         updated_at: now,
         deleted_at: None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::tenants::insert(conn, &tenant).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.create",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: None,
-                after: json(&TenantView::from(&tenant)),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::tenants::insert(tx.conn, &tenant).await?;
+        tx.record(Entry {
+            action: Action::TenantCreate,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: json(&TenantView::from(&tenant)),
+        })
         .await
     })
     .await
     .map_err(|e| match e {
-        DbError::Conflict(_) => {
-            ApiError::conflict(format!("a tenant named `{}` exists", tenant.name))
-        }
+        DbError::Conflict(_) => Error::conflict(format!("a tenant named `{}` exists", tenant.name)),
         other => other.into(),
     })?;
     Ok(TenantView::from(&tenant))
@@ -175,44 +168,38 @@ pub async fn rename(
     caller: &Caller,
     tenant: &Tenant,
     patch: TenantPatch,
-) -> ApiResult<TenantView> {
+) -> Result<TenantView> {
     let Some(name) = patch.name else {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "name",
             "nothing to change: give a new `name`",
         ));
     };
     let name = validate::tenant_name(&name)?;
     if tenant.kind == "personal" {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "name",
             "personal tenants keep their owner's name",
         ));
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::rename(conn, tenant.id, &name).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.rename",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: json(&TenantView::from(tenant)),
-                    after: json(&TenantView::from(&updated)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::rename(tx.conn, tenant.id, &name).await?;
+        tx.record(Entry {
+            action: Action::TenantRename,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: json(&TenantView::from(&updated)),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => ApiError::conflict(format!("a tenant named `{name}` exists")),
-            other => ApiError::from_db(other, "tenant"),
-        })?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => Error::conflict(format!("a tenant named `{name}` exists")),
+        other => Error::from_db(other, "tenant"),
+    })?;
     Ok(TenantView::from(&updated))
 }
 
@@ -222,34 +209,24 @@ pub async fn set_status(
     caller: &Caller,
     tenant: &Tenant,
     status: &str,
-) -> ApiResult<TenantView> {
-    if status != "active" && status != "suspended" {
-        return Err(ApiError::invalid(
-            "status",
-            "must be `active` or `suspended`",
-        ));
-    }
+) -> Result<TenantView> {
+    let status = TenantStatus::parse(status)
+        .ok_or_else(|| Error::invalid("status", "must be `active` or `suspended`"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::set_status(conn, tenant.id, status).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.status",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: json(&TenantView::from(tenant)),
-                    after: json(&TenantView::from(&updated)),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::set_status(tx.conn, tenant.id, status).await?;
+        tx.record(Entry {
+            action: Action::TenantStatus,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: json(&TenantView::from(&updated)),
         })
-        .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -262,14 +239,14 @@ pub async fn delete(
     tenant: &Tenant,
     confirm: Option<&str>,
     force: bool,
-) -> ApiResult<()> {
+) -> Result<()> {
     if tenant.kind == "personal" {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "personal tenants are removed with their user",
         ));
     }
     if confirm != Some(tenant.name.as_str()) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "confirm",
             format!(
                 "repeat the tenant's name (`?confirm={}`) to delete it",
@@ -280,30 +257,25 @@ pub async fn delete(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let active = db::keys::active_count(&mut conn, tenant.id).await?;
     if active > 0 && !force {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "the tenant has {active} active API key(s); revoke them or pass `force=true`"
         )));
     }
-    conn.transaction(async |conn| {
+    mutate(state, &mut conn, caller.into(), async |tx| {
         let now = Utc::now();
-        let revoked = db::keys::revoke_all(conn, tenant.id, now).await?;
-        db::tenants::soft_delete(conn, tenant.id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.delete",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: json(&TenantView::from(tenant)),
-                after: Some(serde_json::json!({ "deleted": true, "keys_revoked": revoked })),
-            },
-        )
+        let revoked = db::keys::revoke_all(tx.conn, tenant.id, now).await?;
+        db::tenants::soft_delete(tx.conn, tenant.id).await?;
+        tx.record(Entry {
+            action: Action::TenantDelete,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: json(&TenantView::from(tenant)),
+            after: Some(serde_json::json!({ "deleted": true, "keys_revoked": revoked })),
+        })
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(())
 }
 
@@ -313,31 +285,25 @@ pub async fn set_models(
     caller: &Caller,
     tenant: &Tenant,
     models: Option<Vec<String>>,
-) -> ApiResult<TenantView> {
+) -> Result<TenantView> {
     if let Some(models) = &models {
         crate::service::catalog::check_known(state, "models", models).await?;
     }
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let updated = db::tenants::set_allowed_models(conn, tenant.id, models.clone()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.models",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: Some(serde_json::json!({ "allowed_models": tenant.allowed_models })),
-                    after: Some(serde_json::json!({ "allowed_models": updated.allowed_models })),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(updated)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let updated = db::tenants::set_allowed_models(tx.conn, tenant.id, models.clone()).await?;
+        tx.record(Entry {
+            action: Action::TenantModels,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "allowed_models": tenant.allowed_models })),
+            after: Some(serde_json::json!({ "allowed_models": updated.allowed_models })),
         })
-        .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))?;
+        .await?;
+        Ok::<_, DbError>(updated)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(TenantView::from(&updated))
 }
 
@@ -377,7 +343,7 @@ pub async fn members(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<Vec<MemberView>> {
+) -> Result<Vec<MemberView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let rows = db::tenants::members(&mut conn, tenant.id).await?;
     Ok(rows
@@ -407,23 +373,23 @@ const PROVISIONED_ELSEWHERE: &str = "provisioned_by_another_tenant";
 /// The account a new membership is for: the existing one (adopted under the rules of
 /// [`NewMember`]), or one created now; with whether the caller may see its profile.
 async fn member_account(
-    conn: &mut diesel_async::AsyncPgConnection,
+    tx: &mut Tx<'_>,
     caller: &Caller,
     tenant: &Tenant,
     email: &str,
     input: &NewMember,
     password_hash: Option<&str>,
 ) -> Result<(User, bool), DbError> {
-    if let Some(user) = db::users::find_by_email(conn, email).await? {
+    if let Some(user) = db::users::find_by_email(tx.conn, email).await? {
         if input.password.is_some() {
             return Err(DbError::Conflict(PASSWORD_FOR_EXISTING.to_owned()));
         }
-        let by = db::users::provisioned_by(conn, user.id).await?;
+        let by = db::users::provisioned_by(tx.conn, user.id).await?;
         if by.is_some_and(|t| t != tenant.id) {
             if !caller.is_super_admin() {
                 return Err(DbError::Conflict(PROVISIONED_ELSEWHERE.to_owned()));
             }
-            crate::service::users::disown(conn, caller, user.id, Some(tenant.id)).await?;
+            crate::service::users::disown(tx, user.id, Some(tenant.id)).await?;
         }
         let visible = sees_profile(caller, tenant, by);
         return Ok((user, visible));
@@ -434,51 +400,46 @@ async fn member_account(
         email: email.to_owned(),
         name: input.name.clone().unwrap_or_default(),
         is_super_admin: false,
-        status: "active".to_owned(),
+        status: UserStatus::Active.as_str().to_owned(),
         personal_tenant_id: None,
         created_at: now,
         updated_at: now,
         last_login_at: None,
     };
-    db::users::insert(conn, &user).await?;
+    db::users::insert(tx.conn, &user).await?;
     let owner_made = !caller.is_super_admin();
     if owner_made {
-        db::users::set_provisioned_by(conn, user.id, Some(tenant.id)).await?;
+        db::users::set_provisioned_by(tx.conn, user.id, Some(tenant.id)).await?;
     }
     match (password_hash, owner_made) {
-        (Some(hash), true) => db::users::set_temporary_password(conn, user.id, hash).await?,
-        (Some(hash), false) => db::users::set_password_hash(conn, user.id, hash).await?,
+        (Some(hash), true) => db::users::set_temporary_password(tx.conn, user.id, hash).await?,
+        (Some(hash), false) => db::users::set_password_hash(tx.conn, user.id, hash).await?,
         (None, _) => {}
     }
-    audit::record(
-        conn,
-        caller,
-        Change {
-            action: "user.create",
-            target_type: "user",
-            target_id: user.id.to_string(),
-            tenant_id: Some(tenant.id),
-            before: None,
-            after: Some(serde_json::json!({ "email": user.email, "name": user.name,
+    tx.record(Entry {
+        action: Action::UserCreate,
+        target_id: user.id.to_string(),
+        tenant_id: Some(tenant.id),
+        before: None,
+        after: Some(serde_json::json!({ "email": user.email, "name": user.name,
                 "password_set": password_hash.is_some(),
                 "password_temporary": password_hash.is_some() && owner_made })),
-        },
-    )
+    })
     .await?;
     Ok((user, true))
 }
 
-fn add_member_error(e: DbError) -> ApiError {
+fn add_member_error(e: DbError) -> Error {
     match e {
-        DbError::Conflict(c) if c == PASSWORD_FOR_EXISTING => ApiError::invalid(
+        DbError::Conflict(c) if c == PASSWORD_FOR_EXISTING => Error::invalid(
             "password",
             "this account exists: its password is not set here (a super admin can reset it)",
         ),
-        DbError::Conflict(c) if c == PROVISIONED_ELSEWHERE => ApiError::conflict(
+        DbError::Conflict(c) if c == PROVISIONED_ELSEWHERE => Error::conflict(
             "this account was created by another tenant's owner; ask a super admin to add it",
         ),
         DbError::Conflict(_) => {
-            ApiError::conflict("this user is already a member; change their role instead")
+            Error::conflict("this user is already a member; change their role instead")
         }
         other => other.into(),
     }
@@ -490,45 +451,31 @@ pub async fn add_member(
     caller: &Caller,
     tenant: &Tenant,
     input: NewMember,
-) -> ApiResult<MemberView> {
+) -> Result<MemberView> {
     let email = validate::email(&input.email)?;
     let role = Role::parse(&input.role)
-        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+        .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let password_hash = match &input.password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user, visible) = conn
-        .transaction(async |conn| {
-            let (user, visible) = member_account(
-                conn,
-                caller,
-                tenant,
-                &email,
-                &input,
-                password_hash.as_deref(),
-            )
-            .await?;
-            let membership =
-                db::tenants::add_member(conn, tenant.id, user.id, role.as_str()).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "membership.add",
-                    target_type: "membership",
-                    target_id: format!("{}:{}", tenant.id, user.id),
-                    tenant_id: Some(tenant.id),
-                    before: None,
-                    after: Some(serde_json::json!({ "email": user.email, "role": role.as_str() })),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>((membership, user, visible))
+    let (membership, user, visible) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let (user, visible) =
+            member_account(tx, caller, tenant, &email, &input, password_hash.as_deref()).await?;
+        let membership = db::tenants::add_member(tx.conn, tenant.id, user.id, role).await?;
+        tx.record(Entry {
+            action: Action::MembershipAdd,
+            target_id: format!("{}:{}", tenant.id, user.id),
+            tenant_id: Some(tenant.id),
+            before: None,
+            after: Some(serde_json::json!({ "email": user.email, "role": role.as_str() })),
         })
-        .await
-        .map_err(add_member_error)?;
+        .await?;
+        Ok::<_, DbError>((membership, user, visible))
+    })
+    .await
+    .map_err(add_member_error)?;
     state.sessions.forget_user(user.id);
     Ok(member_view(&membership, &user, visible))
 }
@@ -540,44 +487,38 @@ pub async fn change_role(
     tenant: &Tenant,
     user_id: Uuid,
     role: &str,
-) -> ApiResult<MemberView> {
+) -> Result<MemberView> {
     let role = Role::parse(role)
-        .ok_or_else(|| ApiError::invalid("role", "must be one of owner, admin, viewer, user"))?;
+        .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (membership, user, by) = conn
-        .transaction(async |conn| {
-            let before = db::tenants::membership(conn, tenant.id, user_id).await?;
-            if before.role == "owner"
-                && role != Role::Owner
-                && db::tenants::owner_count(conn, tenant.id).await? <= 1
-            {
-                return Err(DbError::Conflict("last_owner".to_owned()));
-            }
-            let after = db::tenants::set_role(conn, tenant.id, user_id, role.as_str()).await?;
-            let user = db::users::get(conn, user_id).await?;
-            let by = db::users::provisioned_by(conn, user_id).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "membership.role",
-                    target_type: "membership",
-                    target_id: format!("{}:{}", tenant.id, user_id),
-                    tenant_id: Some(tenant.id),
-                    before: Some(serde_json::json!({ "role": before.role })),
-                    after: Some(serde_json::json!({ "role": after.role })),
-                },
-            )
-            .await?;
-            Ok((after, user, by))
+    let (membership, user, by) = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
+        if before.role() == Role::Owner
+            && role != Role::Owner
+            && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1
+        {
+            return Err(DbError::Conflict("last_owner".to_owned()));
+        }
+        let after = db::tenants::set_role(tx.conn, tenant.id, user_id, role).await?;
+        let user = db::users::get(tx.conn, user_id).await?;
+        let by = db::users::provisioned_by(tx.conn, user_id).await?;
+        tx.record(Entry {
+            action: Action::MembershipRole,
+            target_id: format!("{}:{}", tenant.id, user_id),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "role": before.role })),
+            after: Some(serde_json::json!({ "role": after.role })),
         })
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => ApiError::conflict(
-                "a tenant keeps at least one owner; promote another member first",
-            ),
-            other => ApiError::from_db(other, "membership"),
-        })?;
+        .await?;
+        Ok((after, user, by))
+    })
+    .await
+    .map_err(|e| match e {
+        DbError::Conflict(_) => {
+            Error::conflict("a tenant keeps at least one owner; promote another member first")
+        }
+        other => Error::from_db(other, "membership"),
+    })?;
     Ok(member_view(
         &membership,
         &user,
@@ -591,43 +532,39 @@ pub async fn remove_member(
     caller: &Caller,
     tenant: &Tenant,
     user_id: Uuid,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        let before = db::tenants::membership(conn, tenant.id, user_id).await?;
-        if before.role == "owner" && db::tenants::owner_count(conn, tenant.id).await? <= 1 {
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::tenants::membership(tx.conn, tenant.id, user_id).await?;
+        if before.role() == Role::Owner && db::tenants::owner_count(tx.conn, tenant.id).await? <= 1
+        {
             return Err(DbError::Conflict("last_owner".to_owned()));
         }
-        db::tenants::remove_member(conn, tenant.id, user_id).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "membership.remove",
-                target_type: "membership",
-                target_id: format!("{}:{}", tenant.id, user_id),
-                tenant_id: Some(tenant.id),
-                before: Some(serde_json::json!({ "role": before.role })),
-                after: None,
-            },
-        )
+        db::tenants::remove_member(tx.conn, tenant.id, user_id).await?;
+        tx.record(Entry {
+            action: Action::MembershipRemove,
+            target_id: format!("{}:{}", tenant.id, user_id),
+            tenant_id: Some(tenant.id),
+            before: Some(serde_json::json!({ "role": before.role })),
+            after: None,
+        })
         .await
     })
     .await
     .map_err(|e| match e {
         DbError::Conflict(_) => {
-            ApiError::conflict("a tenant keeps at least one owner; promote another member first")
+            Error::conflict("a tenant keeps at least one owner; promote another member first")
         }
-        other => ApiError::from_db(other, "membership"),
+        other => Error::from_db(other, "membership"),
     })
 }
 
 /// argon2id off the async threads, with the password policy.
-pub async fn hash_password(password: &str) -> ApiResult<String> {
+pub async fn hash_password(password: &str) -> Result<String> {
     validate::password(password)?;
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || crypto::hash_password(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
 }

@@ -1,15 +1,15 @@
 //! Users (super-admin surface).
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
-use crate::db::models::User;
+use crate::db::models::{Stored, User, UserStatus};
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
+use crate::service::error::{Error, Result};
+use crate::service::mutate::{mutate, Tx};
 use crate::service::session::{self, ClientInfo};
 use crate::service::tenants::hash_password;
 use crate::service::validate;
@@ -48,18 +48,18 @@ fn audit_view(u: &User) -> Option<serde_json::Value> {
 }
 
 /// A page of users.
-pub async fn list(state: &AppState, limit: i64, offset: i64) -> ApiResult<(Vec<UserView>, i64)> {
+pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<(Vec<UserView>, i64)> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (rows, total) = db::users::list(&mut conn, limit, offset).await?;
     Ok((rows.iter().map(UserView::from).collect(), total))
 }
 
 /// One user.
-pub async fn get(state: &AppState, id: Uuid) -> ApiResult<UserView> {
+pub async fn get(state: &AppState, id: Uuid) -> Result<UserView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let user = db::users::get(&mut conn, id)
         .await
-        .map_err(|e| ApiError::from_db(e, "user"))?;
+        .map_err(|e| Error::from_db(e, "user"))?;
     Ok(UserView::from(&user))
 }
 
@@ -77,7 +77,7 @@ pub struct NewUser {
 }
 
 /// Creates a user (super admins only reach this).
-pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiResult<UserView> {
+pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result<UserView> {
     let email = validate::email(&input.email)?;
     let name = validate::display_name("name", &input.name)?;
     let hash = match &input.password {
@@ -90,36 +90,31 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> ApiRes
         email,
         name,
         is_super_admin: input.is_super_admin,
-        status: "active".to_owned(),
+        status: UserStatus::Active.as_str().to_owned(),
         personal_tenant_id: None,
         created_at: now,
         updated_at: now,
         last_login_at: None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::insert(conn, &user).await?;
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::users::insert(tx.conn, &user).await?;
         if let Some(hash) = &hash {
-            db::users::set_password_hash(conn, user.id, hash).await?;
+            db::users::set_password_hash(tx.conn, user.id, hash).await?;
         }
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "user.create",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: audit_view(&user),
-            },
-        )
+        tx.record(Entry {
+            action: Action::UserCreate,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: audit_view(&user),
+        })
         .await
     })
     .await
     .map_err(|e| match e {
         DbError::Conflict(_) => {
-            ApiError::conflict(format!("a user with email `{}` exists", user.email))
+            Error::conflict(format!("a user with email `{}` exists", user.email))
         }
         other => other.into(),
     })?;
@@ -144,23 +139,24 @@ pub async fn update(
     caller: &Caller,
     id: Uuid,
     patch: UserPatch,
-) -> ApiResult<UserView> {
-    if let Some(status) = &patch.status {
-        if status != "active" && status != "disabled" {
-            return Err(ApiError::invalid(
-                "status",
-                "must be `active` or `disabled`",
-            ));
-        }
-        if status == "disabled" && id == caller.user.id {
-            return Err(ApiError::invalid(
+) -> Result<UserView> {
+    let status = match patch.status.as_deref() {
+        Some(text) => Some(
+            UserStatus::parse(text)
+                .ok_or_else(|| Error::invalid("status", "must be `active` or `disabled`"))?,
+        ),
+        None => None,
+    };
+    if let Some(status) = status {
+        if status == UserStatus::Disabled && id == caller.user.id {
+            return Err(Error::invalid(
                 "status",
                 "you cannot disable your own account",
             ));
         }
     }
     if patch.is_super_admin == Some(false) && id == caller.user.id {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "is_super_admin",
             "you cannot remove your own super-admin flag",
         ));
@@ -170,40 +166,28 @@ pub async fn update(
         None => None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let updated = conn
-        .transaction(async |conn| {
-            let before = db::users::get(conn, id).await?;
-            let after = db::users::update(
-                conn,
-                id,
-                patch.status.as_deref(),
-                patch.is_super_admin,
-                name.as_deref(),
-            )
-            .await?;
-            if after.status == "disabled" {
-                db::sessions::revoke_user(conn, id, Utc::now()).await?;
-            }
-            if after.is_super_admin && !before.is_super_admin {
-                disown(conn, caller, id, None).await?;
-            }
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "user.update",
-                    target_type: "user",
-                    target_id: id.to_string(),
-                    tenant_id: None,
-                    before: audit_view(&before),
-                    after: audit_view(&after),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let updated = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::users::get(tx.conn, id).await?;
+        let after =
+            db::users::update(tx.conn, id, status, patch.is_super_admin, name.as_deref()).await?;
+        if after.status() == UserStatus::Disabled {
+            db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+        }
+        if after.is_super_admin && !before.is_super_admin {
+            disown(tx, id, None).await?;
+        }
+        tx.record(Entry {
+            action: Action::UserUpdate,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: audit_view(&before),
+            after: audit_view(&after),
         })
-        .await
-        .map_err(|e| ApiError::from_db(e, "user"))?;
+        .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await
+    .map_err(|e| Error::from_db(e, "user"))?;
     state.sessions.forget_user(id);
     Ok(UserView::from(&updated))
 }
@@ -212,32 +196,26 @@ pub async fn update(
 /// or promotes it): the provisioner's password is discarded and its sessions ended, since
 /// whoever created the account knows or chose it. Nothing happens to other accounts.
 pub(crate) async fn disown(
-    conn: &mut diesel_async::AsyncPgConnection,
-    caller: &Caller,
+    tx: &mut Tx<'_>,
     id: Uuid,
     tenant_id: Option<Uuid>,
 ) -> Result<bool, DbError> {
-    if db::users::provisioned_by(conn, id).await?.is_none() {
+    if db::users::provisioned_by(tx.conn, id).await?.is_none() {
         return Ok(false);
     }
-    db::users::set_provisioned_by(conn, id, None).await?;
-    let discarded = db::users::discard_password(conn, id).await?;
-    let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
-    audit::record(
-        conn,
-        caller,
-        Change {
-            action: "user.password_discard",
-            target_type: "user",
-            target_id: id.to_string(),
-            tenant_id,
-            before: None,
-            after: Some(serde_json::json!({
-                "password_discarded": discarded, "sessions_ended": ended,
-                "reason": "provisioned by a tenant owner; vouched for by a super admin",
-            })),
-        },
-    )
+    db::users::set_provisioned_by(tx.conn, id, None).await?;
+    let discarded = db::users::discard_password(tx.conn, id).await?;
+    let ended = db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+    tx.record(Entry {
+        action: Action::UserPasswordDiscard,
+        target_id: id.to_string(),
+        tenant_id,
+        before: None,
+        after: Some(serde_json::json!({
+            "password_discarded": discarded, "sessions_ended": ended,
+            "reason": "provisioned by a tenant owner; vouched for by a super admin",
+        })),
+    })
     .await?;
     Ok(true)
 }
@@ -248,30 +226,25 @@ pub async fn reset_password(
     caller: &Caller,
     id: Uuid,
     password: &str,
-) -> ApiResult<()> {
+) -> Result<()> {
     let hash = hash_password(password).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::get(conn, id).await?;
-        db::users::set_password_hash(conn, id, &hash).await?;
-        db::users::set_provisioned_by(conn, id, None).await?;
-        let ended = db::sessions::revoke_user(conn, id, Utc::now()).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "user.password_reset",
-                target_type: "user",
-                target_id: id.to_string(),
-                tenant_id: None,
-                before: None,
-                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        db::users::get(tx.conn, id).await?;
+        db::users::set_password_hash(tx.conn, id, &hash).await?;
+        db::users::set_provisioned_by(tx.conn, id, None).await?;
+        let ended = db::sessions::revoke_user(tx.conn, id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::UserPasswordReset,
+            target_id: id.to_string(),
+            tenant_id: None,
+            before: None,
+            after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+        })
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "user"))?;
+    .map_err(|e| Error::from_db(e, "user"))?;
     state.sessions.forget_user(id);
     Ok(())
 }
@@ -292,11 +265,13 @@ pub async fn change_password(
     state: &AppState,
     input: PasswordChange,
     client: &ClientInfo,
-) -> ApiResult<()> {
-    validate::password(&input.new_password)
-        .map_err(|e| ApiError::invalid("new_password", e.message.replace("`password`: ", "")))?;
+) -> Result<()> {
+    validate::password(&input.new_password).map_err(|e| match e {
+        Error::Invalid { message, .. } => Error::invalid("new_password", message),
+        other => other,
+    })?;
     if input.new_password == input.password {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "new_password",
             "must differ from the current password",
         ));
@@ -305,10 +280,10 @@ pub async fn change_password(
     let (user, stored) = session::lookup(state, &input.email).await?;
     let verified = session::verify(state, &input.password, stored.hash).await?;
     let user = match user {
-        Some(user) if verified && user.status == "active" => user,
+        Some(user) if verified && user.status() == UserStatus::Active => user,
         _ => {
             state.throttle.failed(&input.email, &client.ip);
-            return Err(ApiError::unauthenticated("invalid email or password"));
+            return Err(Error::unauthenticated("invalid email or password"));
         }
     };
     state.throttle.succeeded(&input.email, &client.ip);
@@ -316,24 +291,18 @@ pub async fn change_password(
     let hash =
         session::with_verification_slot(state, move || crate::crypto::hash_password(&new_password))
             .await?
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    conn.transaction(async |conn| {
-        db::users::set_password_hash(conn, user.id, &hash).await?;
-        let ended = db::sessions::revoke_user(conn, user.id, Utc::now()).await?;
-        audit::record_system(
-            conn,
-            (&user.email, Some(user.id)),
-            (&client.request_id, Some(client.ip.clone())),
-            Change {
-                action: "user.password_change",
-                target_type: "user",
-                target_id: user.id.to_string(),
-                tenant_id: None,
-                before: Some(serde_json::json!({ "temporary": stored.must_change })),
-                after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
-            },
-        )
+    mutate(state, &mut conn, client.actor(&user), async |tx| {
+        db::users::set_password_hash(tx.conn, user.id, &hash).await?;
+        let ended = db::sessions::revoke_user(tx.conn, user.id, Utc::now()).await?;
+        tx.record(Entry {
+            action: Action::UserPasswordChange,
+            target_id: user.id.to_string(),
+            tenant_id: None,
+            before: Some(serde_json::json!({ "temporary": stored.must_change })),
+            after: Some(serde_json::json!({ "password": "changed", "sessions_ended": ended })),
+        })
         .await
     })
     .await?;

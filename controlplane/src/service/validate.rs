@@ -1,18 +1,18 @@
 //! Input rules shared by the services; every failure names its field.
 
-use crate::api::error::{ApiError, ApiResult};
+use crate::service::error::{Error, Result};
 
 /// 1–64 characters, letters, digits, space, `-`, `_`, `.`; trimmed.
-pub fn tenant_name(name: &str) -> ApiResult<String> {
+pub fn tenant_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiError::invalid("name", "must be 1-64 characters"));
+        return Err(Error::invalid("name", "must be 1-64 characters"));
     }
     if !name
         .chars()
         .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
     {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "name",
             "may contain letters, digits, spaces, `-`, `_` and `.`",
         ));
@@ -21,7 +21,7 @@ pub fn tenant_name(name: &str) -> ApiResult<String> {
 }
 
 /// A plausible email address, lowercased.
-pub fn email(email: &str) -> ApiResult<String> {
+pub fn email(email: &str) -> Result<String> {
     let email = email.trim();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -32,22 +32,19 @@ pub fn email(email: &str) -> ApiResult<String> {
         })
         && !email.chars().any(char::is_whitespace);
     if !valid {
-        return Err(ApiError::invalid("email", "must be an email address"));
+        return Err(Error::invalid("email", "must be an email address"));
     }
     Ok(email.to_lowercase())
 }
 
 /// At least 12 characters, at most 1024.
-pub fn password(password: &str) -> ApiResult<()> {
+pub fn password(password: &str) -> Result<()> {
     let n = password.chars().count();
     if n < 12 {
-        return Err(ApiError::invalid(
-            "password",
-            "must be at least 12 characters",
-        ));
+        return Err(Error::invalid("password", "must be at least 12 characters"));
     }
     if n > 1024 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "password",
             "must be at most 1024 characters",
         ));
@@ -56,17 +53,17 @@ pub fn password(password: &str) -> ApiResult<()> {
 }
 
 /// Model aliases: non-empty, ≤ 128 characters each, no duplicates.
-pub fn aliases(field: &str, aliases: &[String]) -> ApiResult<()> {
+pub fn aliases(field: &str, aliases: &[String]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, alias) in aliases.iter().enumerate() {
         if alias.trim().is_empty() || alias.len() > 128 {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 format!("{field}[{i}]"),
                 "must be 1-128 characters",
             ));
         }
         if !seen.insert(alias) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 format!("{field}[{i}]"),
                 format!("`{alias}` is listed twice"),
             ));
@@ -76,31 +73,31 @@ pub fn aliases(field: &str, aliases: &[String]) -> ApiResult<()> {
 }
 
 /// Display names: ≤ 128 characters.
-pub fn display_name(field: &str, name: &str) -> ApiResult<String> {
+pub fn display_name(field: &str, name: &str) -> Result<String> {
     let name = name.trim();
     if name.chars().count() > 128 {
-        return Err(ApiError::invalid(field, "must be at most 128 characters"));
+        return Err(Error::invalid(field, "must be at most 128 characters"));
     }
     Ok(name.to_owned())
 }
 
 /// An `https://` or `http://` URL with a host (webhooks): at most 2048 characters, no
 /// whitespace or embedded credentials. Returned trimmed.
-pub fn webhook_url(field: &str, url: &str) -> ApiResult<String> {
+pub fn webhook_url(field: &str, url: &str) -> Result<String> {
     let url = url.trim();
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| ApiError::invalid(field, "must be an `https://` or `http://` URL"))?;
+        .ok_or_else(|| Error::invalid(field, "must be an `https://` or `http://` URL"))?;
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             "must be at most 2048 characters without spaces",
         ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             "must not embed credentials (`user:password@`)",
         ));
@@ -110,7 +107,7 @@ pub fn webhook_url(field: &str, url: &str) -> ApiResult<String> {
         None => match authority.rsplit_once(':') {
             Some((host, port)) => {
                 if port.parse::<u16>().map_or(true, |p| p == 0) {
-                    return Err(ApiError::invalid(field, "has an invalid port"));
+                    return Err(Error::invalid(field, "has an invalid port"));
                 }
                 host
             }
@@ -122,7 +119,7 @@ pub fn webhook_url(field: &str, url: &str) -> ApiResult<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
     {
-        return Err(ApiError::invalid(field, "has no valid host"));
+        return Err(Error::invalid(field, "has no valid host"));
     }
     Ok(url.to_owned())
 }
@@ -134,7 +131,7 @@ mod tests {
     #[test]
     fn names_emails_passwords() {
         assert_eq!(tenant_name("  Acme Corp ").unwrap(), "Acme Corp");
-        assert_eq!(tenant_name("").unwrap_err().field.as_deref(), Some("name"));
+        assert_eq!(tenant_name("").unwrap_err().field(), Some("name"));
         assert!(tenant_name("a;drop").is_err());
         assert_eq!(email("Admin@Example.com").unwrap(), "admin@example.com");
         assert!(email("nope").is_err());
@@ -154,7 +151,7 @@ mod tests {
             "hooks",
         ] {
             assert_eq!(
-                webhook_url("w", bad).unwrap_err().field.as_deref(),
+                webhook_url("w", bad).unwrap_err().field(),
                 Some("w"),
                 "{bad}"
             );

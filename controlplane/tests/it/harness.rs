@@ -247,6 +247,7 @@ impl Cp {
     }
 
     pub async fn member(&self, tenant: &Tenant, user: &User, role: &str) {
+        let role = omg_controlplane::db::models::Role::parse(role).unwrap();
         db::tenants::add_member(&mut *self.conn().await, tenant.id, user.id, role)
             .await
             .unwrap();

@@ -47,8 +47,8 @@ impl TenantCeilings {
 }
 
 /// Refuses when a live key of the tenant has a quota above `c` (naming the field and key).
-pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> {
-    for key in keys.iter().filter(|k| k.status != "revoked") {
+pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> Result<()> {
+    for key in keys.iter().filter(|k| k.status() != KeyStatus::Revoked) {
         let checks = [
             (
                 "requests_per_minute",
@@ -69,7 +69,7 @@ pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> 
         for (field, value, ceiling) in checks {
             if let (Some(value), Some(max)) = (value.and_then(|v| u64::try_from(v).ok()), ceiling) {
                 if value > max {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         field,
                         format!(
                             "key `sk-{}.****` ({}) allows {value}, above the tenant's {max}; lower the key's limit first",
@@ -81,7 +81,7 @@ pub(super) fn keys_within(keys: &[ApiKey], c: &TenantCeilings) -> ApiResult<()> 
         }
         if let (Some(value), Some(max)) = (key.budget_micro_usd, c.budget_micro_usd) {
             if value > max {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     "budget_usd",
                     format!(
                         "key `sk-{}.****` ({}) has a budget of {} USD, above the tenant's {} USD; lower the key's budget first",
@@ -150,7 +150,7 @@ fn rate_limits_view(
 pub async fn get_tenant_rate_limits(
     state: &AppState,
     tenant: &Tenant,
-) -> ApiResult<TenantRateLimitsView> {
+) -> Result<TenantRateLimitsView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let limits = db::governance::rate_limits(&mut conn, tenant.id).await?;
@@ -176,7 +176,7 @@ pub async fn set_tenant_rate_limits(
     caller: &Caller,
     tenant: &Tenant,
     input: TenantRateLimitsInput,
-) -> ApiResult<TenantRateLimitsView> {
+) -> Result<TenantRateLimitsView> {
     let check = |field: &str, v: Option<i64>| v.map(|v| non_negative(field, v)).transpose();
     let row = TenantRateLimits {
         tenant_id: tenant.id,
@@ -192,25 +192,20 @@ pub async fn set_tenant_rate_limits(
         &keys,
         &TenantCeilings::of(&defaults, Some(&row), None).rates_only(),
     )?;
-    conn.transaction(async |conn| {
-        let before = db::governance::rate_limits(conn, tenant.id).await?;
-        db::governance::upsert_rate_limits(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.rate_limits",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: before.and_then(|b| serde_json::to_value(&b).ok()),
-                after: serde_json::to_value(&row).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::governance::rate_limits(tx.conn, tenant.id).await?;
+        db::governance::upsert_rate_limits(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::TenantRateLimits,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: before.and_then(|b| serde_json::to_value(&b).ok()),
+            after: serde_json::to_value(&row).ok(),
+        })
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     Ok(rate_limits_view(tenant, &defaults, Some(&row)))
 }
 
@@ -226,7 +221,7 @@ pub async fn delete_tenant_rate_limits(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let keys = db::keys::list(&mut conn, tenant.id).await?;
@@ -234,24 +229,19 @@ pub async fn delete_tenant_rate_limits(
         &keys,
         &TenantCeilings::of(&defaults, None, None).rates_only(),
     )?;
-    conn.transaction(async |conn| {
-        if let Some(before) = db::governance::delete_rate_limits(conn, tenant.id).await? {
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.rate_limits_delete",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(&before).ok(),
-                    after: None,
-                },
-            )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        if let Some(before) = db::governance::delete_rate_limits(tx.conn, tenant.id).await? {
+            tx.record(Entry {
+                action: Action::TenantRateLimitsDelete,
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: serde_json::to_value(&before).ok(),
+                after: None,
+            })
             .await?;
         }
         Ok::<_, DbError>(())
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))
+    .map_err(|e| Error::from_db(e, "tenant"))
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use omg_shared::budget::{day_start, level, parse_timezone, WindowSpan};
 use omg_shared::config::GatewayConfig;
 use omg_shared::money::{usd_to_micros, MicroUsd};
@@ -17,13 +17,15 @@ use omg_shared::snapshot::BudgetWindow;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Caller;
 use crate::db::models::{
-    ApiKey, BudgetDefaultRow, RateLimitDefaultsRow, Tenant, TenantBudget, TenantRateLimits,
+    ApiKey, BudgetDefaultRow, KeyStatus, RateLimitDefaultsRow, Tenant, TenantBudget,
+    TenantRateLimits,
 };
 use crate::db::{self, DbError};
-use crate::service::audit::{self, Change};
+use crate::service::audit::{Action, Entry};
+use crate::service::error::{Error, Result};
+use crate::service::mutate::mutate;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -149,9 +151,9 @@ pub fn timezone(config: &GatewayConfig) -> Tz {
     parse_timezone(&config.reporting.timezone).unwrap_or(Tz::UTC)
 }
 
-fn non_negative(field: &str, value: i64) -> ApiResult<i64> {
+fn non_negative(field: &str, value: i64) -> Result<i64> {
     if value < 0 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("must be a non-negative whole number (0 = unlimited), got {value}"),
         ));
@@ -159,9 +161,9 @@ fn non_negative(field: &str, value: i64) -> ApiResult<i64> {
     Ok(value)
 }
 
-fn threshold(field: &str, value: f64) -> ApiResult<f64> {
+fn threshold(field: &str, value: f64) -> Result<f64> {
     if !(value > 0.0 && value <= 1.0) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("must be a fraction in (0, 1], got {value}"),
         ));
@@ -169,12 +171,12 @@ fn threshold(field: &str, value: f64) -> ApiResult<f64> {
     Ok(value)
 }
 
-fn window(field: &str, text: &str) -> ApiResult<BudgetWindow> {
-    BudgetWindow::parse(text.trim()).map_err(|message| ApiError::invalid(field, message))
+fn window(field: &str, text: &str) -> Result<BudgetWindow> {
+    BudgetWindow::parse(text.trim()).map_err(|message| Error::invalid(field, message))
 }
 
-fn usd(field: &str, value: f64) -> ApiResult<MicroUsd> {
-    usd_to_micros(value).map_err(|message| ApiError::invalid(field, message))
+fn usd(field: &str, value: f64) -> Result<MicroUsd> {
+    usd_to_micros(value).map_err(|message| Error::invalid(field, message))
 }
 
 // --- global default rate limits ----------------------------------------------------------------
@@ -220,7 +222,7 @@ pub struct RateLimitDefaultsInput {
 }
 
 /// The global default rate limits in force.
-pub async fn get_rate_limit_defaults(state: &AppState) -> ApiResult<RateLimitDefaultsView> {
+pub async fn get_rate_limit_defaults(state: &AppState) -> Result<RateLimitDefaultsView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     Ok(RateLimitDefaultsView::from(&defaults))
@@ -231,7 +233,7 @@ pub async fn set_rate_limit_defaults(
     state: &AppState,
     caller: &Caller,
     input: RateLimitDefaultsInput,
-) -> ApiResult<RateLimitDefaultsView> {
+) -> Result<RateLimitDefaultsView> {
     let row = RateLimitDefaultsRow {
         id: true,
         requests_per_minute: non_negative("requests_per_minute", input.requests_per_minute)?,
@@ -245,27 +247,21 @@ pub async fn set_rate_limit_defaults(
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let config = &state.config;
-    let after = conn
-        .transaction(async |conn| {
-            let before = load_defaults(config, conn).await?;
-            db::governance::put_rate_limit_defaults(conn, &row).await?;
-            let after = load_defaults(config, conn).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "settings.rate_limits",
-                    target_type: "settings",
-                    target_id: "rate_limits".to_owned(),
-                    tenant_id: None,
-                    before: serde_json::to_value(RateLimitDefaultsView::from(&before)).ok(),
-                    after: serde_json::to_value(RateLimitDefaultsView::from(&after)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = load_defaults(config, tx.conn).await?;
+        db::governance::put_rate_limit_defaults(tx.conn, &row).await?;
+        let after = load_defaults(config, tx.conn).await?;
+        tx.record(Entry {
+            action: Action::SettingsRateLimits,
+            target_id: "rate_limits".to_owned(),
+            tenant_id: None,
+            before: serde_json::to_value(RateLimitDefaultsView::from(&before)).ok(),
+            after: serde_json::to_value(RateLimitDefaultsView::from(&after)).ok(),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(RateLimitDefaultsView::from(&after))
 }
 
@@ -313,7 +309,7 @@ pub struct BudgetDefaultInput {
 }
 
 /// The default budget in force.
-pub async fn get_budget_default(state: &AppState) -> ApiResult<BudgetDefaultView> {
+pub async fn get_budget_default(state: &AppState) -> Result<BudgetDefaultView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     Ok(budget_default_view(&defaults, &state.config))
@@ -324,7 +320,7 @@ pub async fn set_budget_default(
     state: &AppState,
     caller: &Caller,
     input: BudgetDefaultInput,
-) -> ApiResult<BudgetDefaultView> {
+) -> Result<BudgetDefaultView> {
     let micro_usd = usd("budget_usd", input.budget_usd)?;
     let warning = input
         .warning_threshold
@@ -337,34 +333,28 @@ pub async fn set_budget_default(
         .transpose()?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let config = &state.config;
-    let after = conn
-        .transaction(async |conn| {
-            let before = load_defaults(config, conn).await?;
-            let row = BudgetDefaultRow {
-                id: true,
-                budget_micro_usd: micro_usd,
-                warning_threshold: warning.unwrap_or(before.budget.warning_threshold),
-                refresh_schedule: schedule.unwrap_or(before.budget.window).as_string(),
-                updated_at: Utc::now(),
-            };
-            db::governance::put_budget_default(conn, &row).await?;
-            let after = load_defaults(config, conn).await?;
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "budget_default.set",
-                    target_type: "settings",
-                    target_id: "budget_default".to_owned(),
-                    tenant_id: None,
-                    before: serde_json::to_value(budget_default_view(&before, config)).ok(),
-                    after: serde_json::to_value(budget_default_view(&after, config)).ok(),
-                },
-            )
-            .await?;
-            Ok::<_, DbError>(after)
+    let after = mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = load_defaults(config, tx.conn).await?;
+        let row = BudgetDefaultRow {
+            id: true,
+            budget_micro_usd: micro_usd,
+            warning_threshold: warning.unwrap_or(before.budget.warning_threshold),
+            refresh_schedule: schedule.unwrap_or(before.budget.window).as_string(),
+            updated_at: Utc::now(),
+        };
+        db::governance::put_budget_default(tx.conn, &row).await?;
+        let after = load_defaults(config, tx.conn).await?;
+        tx.record(Entry {
+            action: Action::BudgetDefaultSet,
+            target_id: "budget_default".to_owned(),
+            tenant_id: None,
+            before: serde_json::to_value(budget_default_view(&before, config)).ok(),
+            after: serde_json::to_value(budget_default_view(&after, config)).ok(),
         })
         .await?;
+        Ok::<_, DbError>(after)
+    })
+    .await?;
     Ok(budget_default_view(&after, config))
 }
 

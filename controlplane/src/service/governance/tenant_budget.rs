@@ -61,7 +61,7 @@ fn override_view(b: &TenantBudget, tenant_name: &str) -> BudgetOverrideView {
 }
 
 /// Every tenant budget override, by tenant name.
-pub async fn list_overrides(state: &AppState) -> ApiResult<Vec<BudgetOverrideView>> {
+pub async fn list_overrides(state: &AppState) -> Result<Vec<BudgetOverrideView>> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     Ok(db::governance::budget_overrides(&mut conn)
         .await?
@@ -246,11 +246,11 @@ async fn tenant_budget_now(
 }
 
 /// A tenant's budget in force with its current spend and level.
-pub async fn get_tenant_budget(state: &AppState, tenant: &Tenant) -> ApiResult<TenantBudgetView> {
+pub async fn get_tenant_budget(state: &AppState, tenant: &Tenant) -> Result<TenantBudgetView> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     tenant_budget_now(state, &mut conn, tenant)
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))
+        .map_err(|e| Error::from_db(e, "tenant"))
 }
 
 /// A tenant's budget override. Absent `warning_threshold` and `refresh_schedule` take the
@@ -283,7 +283,7 @@ pub async fn set_tenant_budget(
     caller: &Caller,
     tenant: &Tenant,
     input: TenantBudgetInput,
-) -> ApiResult<TenantBudgetView> {
+) -> Result<TenantBudgetView> {
     let micro_usd = usd("budget_usd", input.budget_usd)?;
     let warning = input
         .warning_threshold
@@ -295,13 +295,13 @@ pub async fn set_tenant_budget(
         .map(|s| window("refresh_schedule", s))
         .transpose()?;
     if input.alert_emails.len() > MAX_RECIPIENTS {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "alert_emails",
             format!("at most {MAX_RECIPIENTS} addresses"),
         ));
     }
     if input.alert_webhooks.len() > MAX_RECIPIENTS {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "alert_webhooks",
             format!("at most {MAX_RECIPIENTS} URLs"),
         ));
@@ -309,7 +309,7 @@ pub async fn set_tenant_budget(
     let mut emails = Vec::with_capacity(input.alert_emails.len());
     for (i, email) in input.alert_emails.iter().enumerate() {
         let email = validate::email(email).map_err(|_| {
-            ApiError::invalid(format!("alert_emails[{i}]"), "must be an email address")
+            Error::invalid(format!("alert_emails[{i}]"), "must be an email address")
         })?;
         if !emails.contains(&email) {
             emails.push(email);
@@ -318,7 +318,7 @@ pub async fn set_tenant_budget(
     let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
     for (i, url) in input.alert_webhooks.iter().enumerate() {
         if crate::workers::alerts::target::is_redacted(url) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 format!("alert_webhooks[{i}]"),
                 "is a masked URL as the API shows it; send the full URL",
             ));
@@ -331,10 +331,10 @@ pub async fn set_tenant_budget(
     let cooldown = match input.alert_cooldown.as_deref() {
         Some(text) => {
             let d = omg_shared::duration::parse(text)
-                .map_err(|message| ApiError::invalid("alert_cooldown", message))?;
+                .map_err(|message| Error::invalid("alert_cooldown", message))?;
             Some(
                 i64::try_from(d.as_secs())
-                    .map_err(|_| ApiError::invalid("alert_cooldown", "too large"))?,
+                    .map_err(|_| Error::invalid("alert_cooldown", "too large"))?,
             )
         }
         None => None,
@@ -356,30 +356,24 @@ pub async fn set_tenant_budget(
         &keys,
         &TenantCeilings::budget_only(Some(micro_usd).filter(|m| *m > 0)),
     )?;
-    conn.transaction(async |conn| {
-        let before = db::governance::budget(conn, tenant.id).await?;
-        db::governance::upsert_budget(conn, &row).await?;
-        audit::record(
-            conn,
-            caller,
-            Change {
-                action: "tenant.budget",
-                target_type: "tenant",
-                target_id: tenant.id.to_string(),
-                tenant_id: Some(tenant.id),
-                before: before.map(|b| {
-                    serde_json::to_value(override_view(&b, &tenant.name)).unwrap_or_default()
-                }),
-                after: serde_json::to_value(override_view(&row, &tenant.name)).ok(),
-            },
-        )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        let before = db::governance::budget(tx.conn, tenant.id).await?;
+        db::governance::upsert_budget(tx.conn, &row).await?;
+        tx.record(Entry {
+            action: Action::TenantBudget,
+            target_id: tenant.id.to_string(),
+            tenant_id: Some(tenant.id),
+            before: before
+                .map(|b| serde_json::to_value(override_view(&b, &tenant.name)).unwrap_or_default()),
+            after: serde_json::to_value(override_view(&row, &tenant.name)).ok(),
+        })
         .await
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))?;
+    .map_err(|e| Error::from_db(e, "tenant"))?;
     tenant_budget_now(state, &mut conn, tenant)
         .await
-        .map_err(|e| ApiError::from_db(e, "tenant"))
+        .map_err(|e| Error::from_db(e, "tenant"))
 }
 
 /// Removes a tenant's budget override (the default applies again). Idempotent.
@@ -387,7 +381,7 @@ pub async fn delete_tenant_budget(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let keys = db::keys::list(&mut conn, tenant.id).await?;
@@ -395,24 +389,19 @@ pub async fn delete_tenant_budget(
         &keys,
         &TenantCeilings::budget_only(Some(defaults.budget.micro_usd).filter(|m| *m > 0)),
     )?;
-    conn.transaction(async |conn| {
-        if let Some(before) = db::governance::delete_budget(conn, tenant.id).await? {
-            audit::record(
-                conn,
-                caller,
-                Change {
-                    action: "tenant.budget_delete",
-                    target_type: "tenant",
-                    target_id: tenant.id.to_string(),
-                    tenant_id: Some(tenant.id),
-                    before: serde_json::to_value(override_view(&before, &tenant.name)).ok(),
-                    after: None,
-                },
-            )
+    mutate(state, &mut conn, caller.into(), async |tx| {
+        if let Some(before) = db::governance::delete_budget(tx.conn, tenant.id).await? {
+            tx.record(Entry {
+                action: Action::TenantBudgetDelete,
+                target_id: tenant.id.to_string(),
+                tenant_id: Some(tenant.id),
+                before: serde_json::to_value(override_view(&before, &tenant.name)).ok(),
+                after: None,
+            })
             .await?;
         }
         Ok::<_, DbError>(())
     })
     .await
-    .map_err(|e| ApiError::from_db(e, "tenant"))
+    .map_err(|e| Error::from_db(e, "tenant"))
 }

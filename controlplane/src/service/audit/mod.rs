@@ -1,5 +1,9 @@
 //! Audit entries: who did what to which target, before and after, secrets redacted.
 
+mod action;
+
+pub use action::{Action, Target};
+
 use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 use uuid::Uuid;
@@ -48,61 +52,76 @@ pub fn redact(mut value: Value) -> Value {
     value
 }
 
-/// One mutation to record.
-pub struct Change<'a> {
-    pub action: &'a str,
-    pub target_type: &'a str,
+/// One change to record: what was done ([`Action`], which also names the target's kind), to
+/// which target, in which tenant, before and after (secrets are redacted on the way in).
+pub struct Entry {
+    pub action: Action,
     pub target_id: String,
     pub tenant_id: Option<Uuid>,
     pub before: Option<Value>,
     pub after: Option<Value>,
 }
 
-/// Appends the change on `conn` (call inside the mutation's transaction so both commit or
-/// neither does).
-pub async fn record(
-    conn: &mut AsyncPgConnection,
-    caller: &Caller,
-    change: Change<'_>,
-) -> Result<(), DbError> {
-    db::audit::append(
-        conn,
-        &NewAuditEntry {
-            actor_user_id: Some(caller.user.id),
-            actor_email: caller.user.email.clone(),
-            action: change.action.to_owned(),
-            target_type: change.target_type.to_owned(),
-            target_id: change.target_id,
-            tenant_id: change.tenant_id,
-            before: change.before.map(redact),
-            after: change.after.map(redact),
-            request_id: caller.request_id.clone(),
-            ip: caller.ip.clone(),
-        },
-    )
-    .await
+/// Who made a change.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// A signed-in user, through the API.
+    Caller(&'a Caller),
+    /// The system itself (bootstrap), or an anonymous request acting for an account (login).
+    System {
+        email: &'a str,
+        user_id: Option<Uuid>,
+        request_id: &'a str,
+        ip: Option<&'a str>,
+    },
 }
 
-/// Appends a change made by the system itself (bootstrap) or by an anonymous request (login).
-pub async fn record_system(
+impl<'a> From<&'a Caller> for Actor<'a> {
+    fn from(caller: &'a Caller) -> Self {
+        Actor::Caller(caller)
+    }
+}
+
+/// Appends the entry on `conn`. Changes go through [`crate::service::mutate`], which calls
+/// this inside the change's transaction; call it directly only for an entry that records no
+/// database write of its own.
+pub async fn append(
     conn: &mut AsyncPgConnection,
-    actor: (&str, Option<Uuid>),
-    request: (&str, Option<String>),
-    change: Change<'_>,
+    actor: Actor<'_>,
+    entry: Entry,
 ) -> Result<(), DbError> {
+    let (actor_user_id, actor_email, request_id, ip) = match actor {
+        Actor::Caller(caller) => (
+            Some(caller.user.id),
+            caller.user.email.clone(),
+            caller.request_id.clone(),
+            caller.ip.clone(),
+        ),
+        Actor::System {
+            email,
+            user_id,
+            request_id,
+            ip,
+        } => (
+            user_id,
+            email.to_owned(),
+            request_id.to_owned(),
+            ip.map(str::to_owned),
+        ),
+    };
     db::audit::append(
         conn,
         &NewAuditEntry {
-            actor_user_id: actor.1,
-            actor_email: actor.0.to_owned(),
-            action: change.action.to_owned(),
-            target_type: change.target_type.to_owned(),
-            target_id: change.target_id,
-            tenant_id: change.tenant_id,
-            before: change.before.map(redact),
-            after: change.after.map(redact),
-            request_id: request.0.to_owned(),
-            ip: request.1,
+            actor_user_id,
+            actor_email,
+            action: entry.action.as_str().to_owned(),
+            target_type: entry.action.target().as_str().to_owned(),
+            target_id: entry.target_id,
+            tenant_id: entry.tenant_id,
+            before: entry.before.map(redact),
+            after: entry.after.map(redact),
+            request_id,
+            ip,
         },
     )
     .await
