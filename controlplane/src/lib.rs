@@ -13,3 +13,4 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod state;
+pub mod tasks;
