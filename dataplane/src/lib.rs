@@ -22,5 +22,6 @@ pub mod request;
 pub mod routing;
 pub mod snapshot;
 pub mod sse;
+pub mod tasks;
 pub mod tokens;
 pub mod usage;

@@ -1,4 +1,5 @@
-//! The `/v1` routes and the request body: parsed only as deep as routing and metering need.
+//! The request body, parsed only as deep as routing and metering need (the `/v1` URL routes
+//! are in `request/route.rs`).
 //!
 //! The top-level JSON object is split into borrowed `(key, raw value)` pairs; only `model`,
 //! `stream`, `stream_options` and the fields validated per route are decoded. The body sent
@@ -7,13 +8,13 @@
 
 pub mod priced;
 pub mod prompt;
+mod route;
 pub mod shape;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use omg_shared::config::ModelType;
 use omg_shared::error::ErrorCode;
 use omg_shared::tokens::MAX_OUTPUT_TOKENS_CAP;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -22,162 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{truncate, ApiError};
 pub use prompt::Prompt;
-
-/// A `/v1` endpoint the gateway serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// `GET /v1/models`
-    ListModels,
-    /// `GET /v1/models/{id}`
-    GetModel(String),
-    /// `POST /v1/chat/completions`
-    Chat,
-    /// `POST /v1/completions`
-    Completions,
-    /// `POST /v1/embeddings`
-    Embeddings,
-    /// `POST /v1/images/generations`
-    ImagesGenerations,
-    /// `POST /v1/messages` (Anthropic's Messages API, translated to a chat request).
-    Messages,
-    /// `POST /v1/messages/count_tokens`
-    CountTokens,
-    /// `/v1/files*` and `/v1/batches*` (any method): authenticated here, then forwarded to
-    /// the control plane's internal listener with a signed identity (cluster mode).
-    Forward(ForwardKind),
-}
-
-/// Which family of forwarded endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardKind {
-    /// `/v1/files*`
-    Files,
-    /// `/v1/batches*`
-    Batches,
-}
-
-/// `/v1/files`, `/v1/files/…` → files; the same for batches; anything else is not forwarded.
-fn forward_kind(path: &str) -> Option<ForwardKind> {
-    let under = |base: &str| {
-        path.strip_prefix(base)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    if under("/v1/files") {
-        Some(ForwardKind::Files)
-    } else if under("/v1/batches") {
-        Some(ForwardKind::Batches)
-    } else {
-        None
-    }
-}
-
-impl Route {
-    /// The usage-record name of the operation.
-    pub fn endpoint_name(&self) -> &'static str {
-        match self {
-            Route::ListModels | Route::GetModel(_) => "models",
-            Route::Chat => "chat.completions",
-            Route::Completions => "completions",
-            Route::Embeddings => "embeddings",
-            Route::ImagesGenerations => "images.generations",
-            Route::Messages => "messages",
-            Route::CountTokens => "messages.count_tokens",
-            Route::Forward(ForwardKind::Files) => "files",
-            Route::Forward(ForwardKind::Batches) => "batches",
-        }
-    }
-
-    /// The upstream path below the provider's base URL.
-    pub fn upstream_path(&self) -> &'static str {
-        match self {
-            Route::ListModels | Route::GetModel(_) => "/models",
-            Route::Chat | Route::Messages => "/chat/completions",
-            Route::CountTokens => "/messages/count_tokens",
-            Route::Completions => "/completions",
-            Route::Embeddings => "/embeddings",
-            Route::ImagesGenerations => "/images/generations",
-            Route::Forward(ForwardKind::Files) => "/files",
-            Route::Forward(ForwardKind::Batches) => "/batches",
-        }
-    }
-
-    /// Whether the client speaks Anthropic's Messages API on this route.
-    pub fn is_anthropic(&self) -> bool {
-        matches!(self, Route::Messages | Route::CountTokens)
-    }
-
-    /// The model type an alias must have to serve the route.
-    pub fn model_type(&self) -> Option<ModelType> {
-        match self {
-            Route::Chat | Route::Completions | Route::Messages | Route::CountTokens => {
-                Some(ModelType::Llm)
-            }
-            Route::Embeddings => Some(ModelType::Embedding),
-            Route::ImagesGenerations => Some(ModelType::Image),
-            Route::ListModels | Route::GetModel(_) | Route::Forward(_) => None,
-        }
-    }
-}
-
-/// Matches method and path (without query).
-pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
-    let post = |route: Route| {
-        if method == "POST" {
-            Ok(route)
-        } else {
-            Err(ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                format!("Method {method} is not allowed on {path}; use POST."),
-            ))
-        }
-    };
-    if let Some(kind) = forward_kind(path) {
-        return Ok(Route::Forward(kind));
-    }
-    match path {
-        "/v1/chat/completions" => post(Route::Chat),
-        "/v1/completions" => post(Route::Completions),
-        "/v1/embeddings" => post(Route::Embeddings),
-        "/v1/images/generations" => post(Route::ImagesGenerations),
-        "/v1/messages" => post(Route::Messages),
-        "/v1/messages/count_tokens" => post(Route::CountTokens),
-        "/v1/models" | "/v1/models/" if method == "GET" => Ok(Route::ListModels),
-        _ => match path.strip_prefix("/v1/models/") {
-            Some(id) if method == "GET" && !id.is_empty() => {
-                Ok(Route::GetModel(percent_decode(id)))
-            }
-            _ => Err(ApiError::new(
-                ErrorCode::UnknownUrl,
-                format!("Invalid URL ({method} {}).", truncate(path, 200)),
-            )),
-        },
-    }
-}
-
-/// Decodes `%XX` escapes (model ids such as `org%2Fmodel`); invalid escapes stay as they are.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                out.push(high * 16 + low);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char)
-        .to_digit(16)
-        .and_then(|v| u8::try_from(v).ok())
-}
+pub use route::{route, ForwardKind, Route};
 
 /// An object key, borrowed when it has no escapes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -279,16 +125,8 @@ impl<'a> RequestBody<'a> {
     /// Parses and validates a body for a route.
     pub fn parse(bytes: &'a [u8], route: &Route) -> Result<Self, ApiError> {
         shape::check(bytes)?;
-        let top: TopLevel<'a> = serde_json::from_slice(bytes).map_err(|error| {
-            let message = if error.is_data() && !error.to_string().contains("duplicate key") {
-                "The request body must be a JSON object.".to_owned()
-            } else {
-                format!("We could not parse the JSON body of your request ({error}). Send valid JSON with `Content-Type: application/json`.")
-            };
-            ApiError::new(ErrorCode::InvalidJson, message)
-        })?;
         let mut body = RequestBody {
-            entries: top.0,
+            entries: top_level(bytes)?.0,
             model: String::new(),
             stream: false,
             include_usage: false,
@@ -299,116 +137,133 @@ impl<'a> RequestBody<'a> {
             images: 0,
             image_format: None,
         };
-        body.model = match body.raw("model") {
-            None => return Err(missing("model", "you must provide a model parameter")),
+        body.model = body.parse_model()?;
+        body.stream = body.parse_stream()?;
+        body.include_usage = body.parse_include_usage()?;
+        body.parse_max_tokens()?;
+        body.parse_for_route(route)?;
+        check_streamable(route, body.stream)?;
+        Ok(body)
+    }
+
+    /// `model`: a non-empty string.
+    fn parse_model(&self) -> Result<String, ApiError> {
+        match self.raw("model") {
+            None => Err(missing("model", "you must provide a model parameter")),
             Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-                Ok(model) if !model.is_empty() => model,
-                Ok(_) => return Err(missing("model", "you must provide a model parameter")),
-                Err(_) => return Err(invalid("model", "`model` must be a string")),
+                Ok(model) if !model.is_empty() => Ok(model),
+                Ok(_) => Err(missing("model", "you must provide a model parameter")),
+                Err(_) => Err(invalid("model", "`model` must be a string")),
             },
-        };
-        body.stream = match body.raw("stream").map(|raw| raw.get()) {
-            None | Some("null") | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(invalid("stream", "`stream` must be a boolean")),
-        };
-        if let Some(raw) = body.raw("stream_options") {
-            #[derive(Deserialize)]
-            struct StreamOptions {
-                #[serde(default)]
-                include_usage: Option<bool>,
-            }
-            match serde_json::from_str::<Option<StreamOptions>>(raw.get()) {
-                Ok(options) => {
-                    body.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false)
-                }
-                Err(_) => {
-                    return Err(invalid(
-                        "stream_options",
-                        "`stream_options` must be an object like {\"include_usage\": true}",
-                    ))
-                }
-            }
         }
+    }
+
+    /// `stream`: a boolean, or null.
+    fn parse_stream(&self) -> Result<bool, ApiError> {
+        match self.raw("stream").map(|raw| raw.get()) {
+            None | Some("null") | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(invalid("stream", "`stream` must be a boolean")),
+        }
+    }
+
+    /// `stream_options.include_usage` (false when absent).
+    fn parse_include_usage(&self) -> Result<bool, ApiError> {
+        #[derive(Deserialize)]
+        struct StreamOptions {
+            #[serde(default)]
+            include_usage: Option<bool>,
+        }
+        let Some(raw) = self.raw("stream_options") else {
+            return Ok(false);
+        };
+        match serde_json::from_str::<Option<StreamOptions>>(raw.get()) {
+            Ok(options) => Ok(options.and_then(|o| o.include_usage).unwrap_or(false)),
+            Err(_) => Err(invalid(
+                "stream_options",
+                "`stream_options` must be an object like {\"include_usage\": true}",
+            )),
+        }
+    }
+
+    /// `max_completion_tokens` and `max_tokens`: non-negative integers; the larger one
+    /// (both may be sent) bounds the completion.
+    fn parse_max_tokens(&mut self) -> Result<(), ApiError> {
         for name in ["max_completion_tokens", "max_tokens"] {
-            if let Some(raw) = body.raw(name) {
-                match serde_json::from_str::<Option<u64>>(raw.get()) {
-                    // Both may be sent: the larger one bounds the completion.
-                    Ok(Some(value)) if body.max_tokens.is_none_or(|seen| value > seen) => {
-                        body.max_tokens = Some(value);
-                        body.max_tokens_param = name_static(name);
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        return Err(invalid(name_static(name), "must be a non-negative integer"))
-                    }
+            let Some(raw) = self.raw(name) else {
+                continue;
+            };
+            match serde_json::from_str::<Option<u64>>(raw.get()) {
+                Ok(Some(value)) if self.max_tokens.is_none_or(|seen| value > seen) => {
+                    self.max_tokens = Some(value);
+                    self.max_tokens_param = name_static(name);
                 }
+                Ok(_) => {}
+                Err(_) => return Err(invalid(name_static(name), "must be a non-negative integer")),
             }
         }
+        Ok(())
+    }
+
+    /// The fields the route needs: messages, a prompt or an input, and the choice counts.
+    fn parse_for_route(&mut self, route: &Route) -> Result<(), ApiError> {
         match route {
             Route::Chat | Route::Messages | Route::CountTokens => {
-                match body.raw("messages").map(|raw| raw.get().trim_start()) {
-                    None | Some("null") => {
-                        return Err(missing("messages", "you must provide a `messages` array"))
-                    }
-                    Some(text) if !text.starts_with('[') => {
-                        return Err(invalid("messages", "`messages` must be an array"))
-                    }
-                    Some(text) if text[1..].trim_start().starts_with(']') => {
-                        return Err(invalid(
-                            "messages",
-                            "`messages` must contain at least one message",
-                        ))
-                    }
-                    Some(_) => {}
-                }
-                body.choices = body.count_param("n", MAX_CHOICES)?;
+                self.check_messages()?;
+                self.choices = self.count_param("n", MAX_CHOICES)?;
             }
             Route::Completions => {
-                if body.raw("prompt").is_none_or(|raw| raw.get() == "null") {
+                if self.raw("prompt").is_none_or(|raw| raw.get() == "null") {
                     return Err(missing("prompt", "you must provide a `prompt`"));
                 }
-                let n = body.count_param("n", MAX_CHOICES)?;
-                let best_of = body.count_param("best_of", MAX_BEST_OF)?;
-                body.choices = n.max(best_of);
+                let n = self.count_param("n", MAX_CHOICES)?;
+                let best_of = self.count_param("best_of", MAX_BEST_OF)?;
+                self.choices = n.max(best_of);
             }
-            Route::Embeddings => {
-                match body.raw("input").map(|raw| raw.get().trim()) {
-                    None | Some("null") => {
-                        return Err(missing("input", "you must provide an `input`"))
-                    }
-                    Some("[]") | Some("\"\"") => {
-                        return Err(invalid("input", "`input` must not be empty"))
-                    }
-                    Some(_) => {}
-                }
-                if let Some(raw) = body.raw("encoding_format") {
-                    match serde_json::from_str::<Option<String>>(raw.get()) {
-                        Ok(Some(format)) if format == "base64" => body.base64_embeddings = true,
-                        Ok(Some(format)) if format == "float" => {}
-                        Ok(None) => {}
-                        _ => {
-                            return Err(invalid(
-                                "encoding_format",
-                                "`encoding_format` must be `float` or `base64`",
-                            ))
-                        }
-                    }
-                }
-            }
-            Route::ImagesGenerations => body.parse_image_generation()?,
+            Route::Embeddings => self.parse_embeddings()?,
+            Route::ImagesGenerations => self.parse_image_generation()?,
             Route::ListModels | Route::GetModel(_) | Route::Forward(_) => {}
         }
-        if body.stream && matches!(route, Route::Embeddings) {
-            return Err(invalid("stream", "embeddings cannot be streamed"));
+        Ok(())
+    }
+
+    /// `messages`: a non-empty array.
+    fn check_messages(&self) -> Result<(), ApiError> {
+        match self.raw("messages").map(|raw| raw.get().trim_start()) {
+            None | Some("null") => Err(missing("messages", "you must provide a `messages` array")),
+            Some(text) => match text.strip_prefix('[') {
+                None => Err(invalid("messages", "`messages` must be an array")),
+                Some(rest) if rest.trim_start().starts_with(']') => Err(invalid(
+                    "messages",
+                    "`messages` must contain at least one message",
+                )),
+                Some(_) => Ok(()),
+            },
         }
-        if body.stream && matches!(route, Route::ImagesGenerations) {
-            return Err(invalid(
-                "stream",
-                "streamed image generation (partial images) is not supported by the gateway; send `stream: false`",
-            ));
+    }
+
+    /// An embeddings body: a non-empty `input`, and `encoding_format` `float` or `base64`.
+    fn parse_embeddings(&mut self) -> Result<(), ApiError> {
+        match self.raw("input").map(|raw| raw.get().trim()) {
+            None | Some("null") => return Err(missing("input", "you must provide an `input`")),
+            Some("[]") | Some("\"\"") => return Err(invalid("input", "`input` must not be empty")),
+            Some(_) => {}
         }
-        Ok(body)
+        let Some(raw) = self.raw("encoding_format") else {
+            return Ok(());
+        };
+        match serde_json::from_str::<Option<String>>(raw.get()) {
+            Ok(Some(format)) if format == "base64" => self.base64_embeddings = true,
+            Ok(Some(format)) if format == "float" => {}
+            Ok(None) => {}
+            _ => {
+                return Err(invalid(
+                    "encoding_format",
+                    "`encoding_format` must be `float` or `base64`",
+                ))
+            }
+        }
+        Ok(())
     }
 
     /// Checks an image generation body: a non-empty `prompt`, `n` in 1..=10, a known
@@ -609,6 +464,33 @@ fn name_static(name: &str) -> &'static str {
     } else {
         "max_completion_tokens"
     }
+}
+
+/// Splits the body into its top-level `(key, raw value)` pairs (400 when it is not one JSON
+/// object without duplicate keys).
+fn top_level(bytes: &[u8]) -> Result<TopLevel<'_>, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        let message = if error.is_data() && !error.to_string().contains("duplicate key") {
+            "The request body must be a JSON object.".to_owned()
+        } else {
+            format!("We could not parse the JSON body of your request ({error}). Send valid JSON with `Content-Type: application/json`.")
+        };
+        ApiError::new(ErrorCode::InvalidJson, message)
+    })
+}
+
+/// Refuses `stream: true` where the route cannot stream (embeddings, image generation).
+fn check_streamable(route: &Route, stream: bool) -> Result<(), ApiError> {
+    if stream && matches!(route, Route::Embeddings) {
+        return Err(invalid("stream", "embeddings cannot be streamed"));
+    }
+    if stream && matches!(route, Route::ImagesGenerations) {
+        return Err(invalid(
+            "stream",
+            "streamed image generation (partial images) is not supported by the gateway; send `stream: false`",
+        ));
+    }
+    Ok(())
 }
 
 fn missing(param: &'static str, message: &str) -> ApiError {

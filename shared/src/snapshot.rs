@@ -1,7 +1,8 @@
 //! The snapshot: everything a data plane needs to serve `/v1`, as versioned serde data.
 //!
 //! The control plane builds it from Postgres plus the static catalog and publishes it; in
-//! standalone mode the data plane builds it from its config file with [`Snapshot::from_config`].
+//! standalone mode the data plane builds it from its config file with [`Snapshot::from_config`]
+//! (`snapshot/from_config.rs`).
 //! Readers are tolerant (unknown fields are ignored, new optional fields default) because the
 //! planes roll out at different times; `schema_version` changes only for breaking changes and
 //! every published version keeps a parsing fixture (`shared/tests/fixtures/`).
@@ -11,13 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{
-    CatalogEntry, ConfigError, ConfigErrors, GatewayConfig, KeyStatus, ModelType, RateLimitsConfig,
-    RedisFailMode, TenantStatus,
-};
+use crate::config::{KeyStatus, ModelType, RedisFailMode, TenantStatus};
 use crate::endpoint::Endpoint;
-use crate::keys::{format_key, KeyDigest, KeyHasher};
-use crate::money::{usd_to_micros, MicroUsd, PricePer1k, PricePerImage, Pricing};
+use crate::keys::KeyDigest;
+use crate::money::{MicroUsd, Pricing};
 use crate::provider::ProviderKind;
 use crate::routing::RoutingPolicy;
 use crate::secret::Secret;
@@ -31,9 +29,6 @@ pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// Base URL of `provider: anthropic` entries that name no `endpoint` (the Messages API is
 /// `POST <base>/v1/messages`).
 pub const ANTHROPIC_DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
-
-/// Namespace for ids derived from names in standalone mode (stable across reloads).
-const STANDALONE_NAMESPACE: Uuid = Uuid::from_u128(0x6f6d_6700_5d1b_4c4e_9a3f_0f1e_2d3c_4b5a);
 
 /// A complete, self-contained view for the data plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,8 +57,9 @@ pub struct Snapshot {
     /// IANA timezone of budget windows.
     #[serde(default = "utc")]
     pub reporting_timezone: String,
-    /// [`KeyHasher::check_value`] of the pepper the key digests were made with; a data plane
-    /// whose pepper differs refuses the snapshot (cluster mode). `None` in standalone mode.
+    /// [`KeyHasher::check_value`](crate::keys::KeyHasher::check_value) of the pepper the key
+    /// digests were made with; a data plane whose pepper differs refuses the snapshot
+    /// (cluster mode). `None` in standalone mode.
     #[serde(default)]
     pub key_check: Option<String>,
     /// Per-alias caps over all tenants (`rate_limits.models`); `None` fields are uncapped.
@@ -321,364 +317,9 @@ pub struct Deployment {
     pub aws_keys: Option<crate::bedrock::AwsKeys>,
 }
 
-impl Snapshot {
-    /// Builds a standalone snapshot from a validated config: keys need their `prefix` and
-    /// `secret` here (there is no database to issue them), ids derive from names.
-    pub fn from_config(
-        config: &GatewayConfig,
-        hasher: &KeyHasher,
-        version: u64,
-        generated_at_ms: i64,
-    ) -> Result<Snapshot, ConfigErrors> {
-        let mut errors = Vec::new();
-        let tenant_id =
-            |name: &str| Uuid::new_v5(&STANDALONE_NAMESPACE, format!("tenant:{name}").as_bytes());
+mod from_config;
 
-        let mut tenants: Vec<Tenant> = config
-            .bootstrap
-            .tenants
-            .iter()
-            .map(|tenant| Tenant {
-                id: tenant_id(&tenant.name),
-                name: tenant.name.clone(),
-                status: tenant.status,
-                allowed_models: tenant.allowed_models.clone(),
-                limits: Limits::default(),
-                budget: None,
-            })
-            .collect();
-        for entry in &config.bootstrap.tenant_limits {
-            if let Some(tenant) = tenants.iter_mut().find(|t| t.name == entry.tenant) {
-                tenant.limits = Limits {
-                    requests_per_minute: entry.limits.requests_per_minute,
-                    tokens_per_minute: entry.limits.tokens_per_minute,
-                    parallel_requests: entry.limits.parallel_requests,
-                };
-            }
-        }
-        let default_window = BudgetWindow::parse(&config.budgets.refresh_schedule)
-            .unwrap_or(BudgetWindow::CalendarMonth);
-        for (index, budget) in config.bootstrap.tenant_budgets.iter().enumerate() {
-            let path = format!("bootstrap.tenant_budgets[{index}]");
-            let Some(tenant) = tenants.iter_mut().find(|t| t.name == budget.tenant) else {
-                continue;
-            };
-            let window = match &budget.refresh_schedule {
-                Some(text) => BudgetWindow::parse(text).unwrap_or(default_window),
-                None => default_window,
-            };
-            match usd_to_micros(budget.budget_usd) {
-                Ok(limit) => {
-                    tenant.budget = Some(BudgetPolicy {
-                        limit_micro_usd: limit,
-                        warning_threshold: budget
-                            .warning_threshold
-                            .unwrap_or(config.budgets.warning_threshold_perc),
-                        window,
-                    })
-                }
-                Err(message) => {
-                    errors.push(ConfigError::new(format!("{path}.budget_usd"), message))
-                }
-            }
-        }
-
-        let mut keys = Vec::with_capacity(config.bootstrap.api_keys.len());
-        for (index, key) in config.bootstrap.api_keys.iter().enumerate() {
-            let path = format!("bootstrap.api_keys[{index}]");
-            let (Some(prefix), Some(secret)) = (&key.prefix, &key.secret) else {
-                errors.push(ConfigError::new(
-                    path,
-                    "standalone mode needs both `prefix` and `secret` (the key is `sk-<prefix>.<secret>`)",
-                ));
-                continue;
-            };
-            let expires_at_ms = key.expires_at.as_deref().and_then(|text| {
-                chrono::DateTime::parse_from_rfc3339(text)
-                    .ok()
-                    .map(|at| at.timestamp_millis())
-            });
-            let budget = match key.budget_usd {
-                Some(usd) => match usd_to_micros(usd) {
-                    Ok(limit) => Some(BudgetPolicy {
-                        limit_micro_usd: limit,
-                        warning_threshold: key
-                            .warning_threshold
-                            .unwrap_or(config.budgets.warning_threshold_perc),
-                        window: default_window,
-                    }),
-                    Err(message) => {
-                        errors.push(ConfigError::new(format!("{path}.budget_usd"), message));
-                        None
-                    }
-                },
-                None => None,
-            };
-            let limits = key.rate_limit.map(|limit| Limits {
-                requests_per_minute: limit.requests_per_minute,
-                tokens_per_minute: limit.tokens_per_minute,
-                parallel_requests: limit.parallel_requests,
-            });
-            keys.push(ApiKey {
-                id: Uuid::new_v5(&STANDALONE_NAMESPACE, format!("key:{prefix}").as_bytes()),
-                tenant_id: tenant_id(&key.tenant),
-                prefix: prefix.clone(),
-                digest: hasher.digest(&format_key(prefix, secret.expose())),
-                name: key.name.clone(),
-                status: key.status,
-                expires_at_ms,
-                allowed_models: key.allowed_models.clone(),
-                limits: limits.unwrap_or_default(),
-                budget,
-            });
-        }
-
-        let mut models: Vec<ModelAlias> = Vec::new();
-        for (index, entry) in config.model_catalog.iter().enumerate() {
-            let deployment = match deployment_from_entry(
-                config,
-                entry,
-                models
-                    .iter()
-                    .find(|m| m.alias == entry.alias)
-                    .map_or(0, |m| m.deployments.len()),
-            ) {
-                Ok(deployment) => deployment,
-                Err((field, message)) => {
-                    errors.push(ConfigError::new(
-                        format!("model_catalog[{index}].{field}"),
-                        message,
-                    ));
-                    continue;
-                }
-            };
-            match models.iter_mut().find(|model| model.alias == entry.alias) {
-                Some(model) => model.deployments.push(deployment),
-                None => models.push(ModelAlias {
-                    alias: entry.alias.clone(),
-                    model_type: entry.model_type,
-                    context_window: entry.context_window,
-                    max_output_tokens: entry.max_output_tokens,
-                    modalities: entry.modalities.clone(),
-                    supports_tools: entry.supports_tools,
-                    deployments: vec![deployment],
-                }),
-            }
-        }
-
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        let budget_default = match usd_to_micros(config.budgets.default_usd) {
-            Ok(0) | Err(_) => None,
-            Ok(limit) => Some(BudgetPolicy {
-                limit_micro_usd: limit,
-                warning_threshold: config.budgets.warning_threshold_perc,
-                window: default_window,
-            }),
-        };
-        Ok(Snapshot {
-            schema_version: SCHEMA_VERSION,
-            version,
-            generated_at_ms,
-            tenants,
-            keys,
-            models,
-            rate_limits: RateLimitDefaults {
-                requests_per_minute: config.rate_limits.default_requests_per_minute,
-                tokens_per_minute: config.rate_limits.default_tokens_per_minute,
-                parallel_requests_key: config.rate_limits.default_parallel_requests_key,
-                parallel_requests_tenant: config.rate_limits.default_parallel_requests_tenant,
-                default_max_tokens: config.rate_limits.default_max_tokens,
-            },
-            budget_default,
-            reporting_timezone: config.reporting.timezone.clone(),
-            key_check: None,
-            model_limits: model_limits(&config.rate_limits),
-            live_dataplanes: 1,
-            on_redis_error: config.rate_limits.on_redis_error,
-            routing: RoutingPolicy::from_config(&config.routing, &config.health),
-        })
-    }
-}
-
-/// `rate_limits.models` as snapshot limits.
-pub fn model_limits(config: &RateLimitsConfig) -> BTreeMap<String, Limits> {
-    config
-        .models
-        .iter()
-        .map(|(alias, caps)| {
-            let limits = Limits {
-                requests_per_minute: caps.requests_per_minute,
-                tokens_per_minute: caps.tokens_per_minute,
-                parallel_requests: None,
-            };
-            (alias.clone(), limits)
-        })
-        .collect()
-}
-
-/// Resolves one catalog entry into a deployment: provider defaults, base URL, prices.
-/// Errors name the entry's field.
-pub fn deployment_from_entry(
-    config: &GatewayConfig,
-    entry: &CatalogEntry,
-    ordinal: usize,
-) -> Result<Deployment, (&'static str, String)> {
-    let providers = &config.providers;
-    // Vertex: the resolved project and location (written into the deployment below).
-    let mut vertex = None;
-    let bedrock = match entry.provider {
-        ProviderKind::Bedrock => Some(crate::bedrock::resolve_entry(entry, providers)?),
-        _ => None,
-    };
-    let (endpoint_text, api_key) = match entry.provider {
-        ProviderKind::OpenAi => (
-            Some(
-                entry
-                    .endpoint
-                    .clone()
-                    .or_else(|| providers.openai_base_url.clone())
-                    .unwrap_or_else(|| OPENAI_DEFAULT_BASE_URL.to_owned()),
-            ),
-            entry
-                .api_key
-                .clone()
-                .or_else(|| providers.openai_key.clone()),
-        ),
-        ProviderKind::OpenAiCompatible => (
-            entry
-                .endpoint
-                .clone()
-                .or_else(|| providers.openai_compatible.base_url.clone()),
-            entry
-                .api_key
-                .clone()
-                .or_else(|| providers.openai_compatible.api_key.clone()),
-        ),
-        ProviderKind::Azure => (
-            entry
-                .endpoint
-                .clone()
-                .or_else(|| providers.azure_openai_endpoint.clone()),
-            entry
-                .api_key
-                .clone()
-                .or_else(|| providers.azure_openai_key.clone()),
-        ),
-        ProviderKind::Anthropic => (
-            Some(
-                entry
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| ANTHROPIC_DEFAULT_BASE_URL.to_owned()),
-            ),
-            entry
-                .api_key
-                .clone()
-                .or_else(|| providers.anthropic_key.clone()),
-        ),
-        ProviderKind::HuggingFace => (
-            Some(
-                entry
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| crate::huggingface::DEFAULT_BASE_URL.to_owned()),
-            ),
-            entry
-                .api_key
-                .clone()
-                .or_else(|| providers.hugging_face_token.clone()),
-        ),
-        ProviderKind::Bedrock => (
-            bedrock.as_ref().map(|b| b.endpoint.clone()),
-            bedrock.as_ref().and_then(|b| b.api_key.clone()),
-        ),
-        ProviderKind::Vertex => {
-            let resolved = crate::vertex::resolve_entry(entry, providers)?;
-            vertex = Some((resolved.project, resolved.location));
-            (Some(resolved.endpoint), Some(resolved.credential))
-        }
-        ProviderKind::Mock => (entry.endpoint.clone(), entry.api_key.clone()),
-    };
-    if entry.provider == ProviderKind::OpenAiCompatible && endpoint_text.is_none() {
-        return Err((
-            "endpoint",
-            "an `openai-compatible` entry needs `endpoint` (base URL including `/v1`) or `providers.openai_compatible.base_url`".to_owned(),
-        ));
-    }
-    let api_version = match entry.provider {
-        ProviderKind::Azure => Some(crate::azure::resolve_entry(
-            entry,
-            providers,
-            endpoint_text.is_some(),
-            api_key.as_ref().is_some_and(|key| !key.is_empty()),
-        )?),
-        _ => entry.api_version.clone(),
-    };
-    let endpoint = endpoint_text
-        .as_deref()
-        .map(Endpoint::parse)
-        .transpose()
-        .map_err(|message| ("endpoint", message))?;
-    if entry.provider == ProviderKind::HuggingFace {
-        let host = endpoint.as_ref().map_or("", |e| e.host.as_str());
-        crate::huggingface::EmbeddingApi::from_metadata(&entry.metadata, host)
-            .and_then(|_| crate::huggingface::truncate(&entry.metadata))
-            .map_err(|message| ("metadata", message))?;
-    }
-    let pricing = Pricing {
-        input: PricePer1k::from_usd(entry.price_input)
-            .map_err(|message| ("price_input", message))?,
-        output: PricePer1k::from_usd(entry.price_output)
-            .map_err(|message| ("price_output", message))?,
-        image: PricePerImage::from_usd(entry.price_per_image)
-            .map_err(|message| ("price_per_image", message))?,
-        cache_read: entry
-            .price_cache_read
-            .map(PricePer1k::from_usd)
-            .transpose()
-            .map_err(|message| ("price_cache_read", message))?,
-        cache_write: entry
-            .price_cache_write
-            .map(PricePer1k::from_usd)
-            .transpose()
-            .map_err(|message| ("price_cache_write", message))?,
-    };
-    let mut metadata = entry.metadata.clone();
-    let mut region = entry.region.clone();
-    if let Some((project, location)) = vertex {
-        if let Some(project) = project {
-            metadata.insert(crate::vertex::PROJECT_METADATA_KEY.to_owned(), project);
-        }
-        region = location.or(region);
-    }
-    Ok(Deployment {
-        id: format!("{}#{ordinal}", entry.alias),
-        provider: entry.provider,
-        provider_model: entry
-            .provider_model
-            .clone()
-            .unwrap_or_else(|| entry.alias.clone()),
-        endpoint,
-        deployment: entry.deployment.clone(),
-        api_key: api_key.filter(|key| !key.is_empty()),
-        api_version,
-        region: match &bedrock {
-            Some(bedrock) => Some(bedrock.region.clone()),
-            None => region,
-        },
-        weight: entry.weight,
-        priority: entry.priority,
-        health_check: entry
-            .health_check
-            .unwrap_or_else(|| entry.provider.checked_by_default()),
-        enabled: entry.enabled,
-        pricing,
-        metadata,
-        aws_keys: bedrock.and_then(|b| b.aws_keys),
-    })
-}
+pub use from_config::{deployment_from_entry, model_limits};
 
 #[cfg(test)]
 mod tests;

@@ -459,13 +459,17 @@ impl Drop for Claim {
             Held::Redis { key, owner } => {
                 let (inner, key, owner) = (self.inner.clone(), key.clone(), owner.clone());
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        if let Some(redis) = &inner.redis {
-                            if let Err(error) = redis.release(&key, &owner).await {
-                                tracing::debug!(%error, "idempotency: release failed; the claim expires with its lease");
+                    crate::tasks::spawn_named_on(
+                        &runtime,
+                        "release idempotency claim",
+                        async move {
+                            if let Some(redis) = &inner.redis {
+                                if let Err(error) = redis.release(&key, &owner).await {
+                                    tracing::debug!(%error, "idempotency: release failed; the claim expires with its lease");
+                                }
                             }
-                        }
-                    });
+                        },
+                    );
                 }
             }
         }

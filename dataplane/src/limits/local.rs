@@ -62,86 +62,22 @@ impl LocalLimiter {
     ) -> Raw {
         let mut state = self.state();
         state.sweep(now);
-        let mut raw = Raw {
-            now,
-            ..Raw::default()
-        };
-        let mut rates = Vec::with_capacity(plan.rates.len());
-        for (index, check) in plan.rates.iter().enumerate() {
-            let key = rate_key(keys, check.kind, &check.scope);
-            let counter = state.rates.entry(key.clone()).or_default();
-            let total = counter.total(now);
-            if raw.failed.is_none() && check.amount > 0 {
-                match counter.retry_after(now, check.limit, check.amount) {
-                    Some(0) => {}
-                    retry => raw.failed = Some(Failed::Rate { index, retry }),
-                }
-            }
-            let reset = counter.reset_after(now);
-            rates.push((key, total, reset));
-        }
-        for (index, check) in plan.parallel.iter().enumerate() {
-            let key = keys.parallel(&check.scope);
-            let held = state.parallel.get(&key).map_or(0, HashSet::len) as u64;
-            if raw.failed.is_none() && held >= check.limit {
-                raw.failed = Some(Failed::Parallel { index });
-            }
-        }
-        let mut budgets = Vec::with_capacity(plan.budgets.len());
-        for (index, check) in plan.budgets.iter().enumerate() {
-            let spent = saturating_sum(
-                check
-                    .span
-                    .days
-                    .iter()
-                    .filter_map(|day| state.spend.get(&keys.spend_day(&check.scope, *day)))
-                    .copied(),
-            );
-            let resv_key = keys.reservations(&check.scope);
-            let reserved = state
-                .reservations
-                .get(&resv_key)
-                .map_or(0, |open| saturating_sum(open.values().copied()));
-            if raw.failed.is_none() && check.amount > 0 && !fits(spent, reserved, check) {
-                raw.failed = Some(Failed::Budget { index });
-            }
-            budgets.push((resv_key, spent, reserved));
-        }
-
-        let take = admit && raw.failed.is_none();
-        for ((key, total, reset), check) in rates.into_iter().zip(&plan.rates) {
-            if take && check.amount > 0 {
-                if let Some(counter) = state.rates.get_mut(&key) {
-                    counter.add(now, check.amount);
-                }
-                raw.rates.push((total.saturating_add(check.amount), 60));
-            } else {
-                raw.rates.push((total, reset));
-            }
-        }
+        let mut failed = None;
+        let rates = state.rate_counts(keys, plan, now, &mut failed);
+        state.check_slots(keys, plan, &mut failed);
+        let budgets = state.budget_counts(keys, plan, &mut failed);
+        let take = admit && failed.is_none();
+        let rates = state.take_rates(rates, plan, take, now);
         if take {
-            for check in &plan.parallel {
-                state
-                    .parallel
-                    .entry(keys.parallel(&check.scope))
-                    .or_default()
-                    .insert(lease);
-            }
+            state.take_slots(keys, plan, lease);
         }
-        for ((key, spent, reserved), check) in budgets.into_iter().zip(&plan.budgets) {
-            if take && check.amount > 0 {
-                state
-                    .reservations
-                    .entry(key)
-                    .or_default()
-                    .insert(lease, check.amount);
-                raw.budgets
-                    .push((spent, reserved.saturating_add(check.amount)));
-            } else {
-                raw.budgets.push((spent, reserved));
-            }
+        let budgets = state.take_budgets(budgets, plan, take.then_some(lease));
+        Raw {
+            failed,
+            now,
+            rates,
+            budgets,
         }
-        raw
     }
 
     /// Ends an admission: token reservations corrected to `tokens`, slots freed,
@@ -215,7 +151,140 @@ fn fits(spent: MicroUsd, reserved: MicroUsd, check: &super::plan::BudgetCheck) -
     used < limit && used + i128::from(check.amount) <= limit
 }
 
+/// A rate check's counter before taking: its key, the total in the window, seconds until
+/// it empties.
+type RateCount = (String, u64, u64);
+
+/// A budget check's standing before taking: its reservations key, settled spend, open
+/// reservations.
+type BudgetCount = (String, MicroUsd, MicroUsd);
+
 impl State {
+    /// Reads every rate counter of `plan`; the first that cannot take its amount goes into
+    /// `failed` (unless an earlier check failed).
+    fn rate_counts(
+        &mut self,
+        keys: &CounterKeys,
+        plan: &Plan,
+        now: i64,
+        failed: &mut Option<Failed>,
+    ) -> Vec<RateCount> {
+        let mut rates = Vec::with_capacity(plan.rates.len());
+        for (index, check) in plan.rates.iter().enumerate() {
+            let key = rate_key(keys, check.kind, &check.scope);
+            let counter = self.rates.entry(key.clone()).or_default();
+            let total = counter.total(now);
+            if failed.is_none() && check.amount > 0 {
+                match counter.retry_after(now, check.limit, check.amount) {
+                    Some(0) => {}
+                    retry => *failed = Some(Failed::Rate { index, retry }),
+                }
+            }
+            let reset = counter.reset_after(now);
+            rates.push((key, total, reset));
+        }
+        rates
+    }
+
+    /// The first parallel cap of `plan` already full goes into `failed`.
+    fn check_slots(&self, keys: &CounterKeys, plan: &Plan, failed: &mut Option<Failed>) {
+        for (index, check) in plan.parallel.iter().enumerate() {
+            let key = keys.parallel(&check.scope);
+            let held = self.parallel.get(&key).map_or(0, HashSet::len) as u64;
+            if failed.is_none() && held >= check.limit {
+                *failed = Some(Failed::Parallel { index });
+            }
+        }
+    }
+
+    /// Reads every budget of `plan`; the first that cannot take its amount goes into
+    /// `failed`.
+    fn budget_counts(
+        &self,
+        keys: &CounterKeys,
+        plan: &Plan,
+        failed: &mut Option<Failed>,
+    ) -> Vec<BudgetCount> {
+        let mut budgets = Vec::with_capacity(plan.budgets.len());
+        for (index, check) in plan.budgets.iter().enumerate() {
+            let spent = saturating_sum(
+                check
+                    .span
+                    .days
+                    .iter()
+                    .filter_map(|day| self.spend.get(&keys.spend_day(&check.scope, *day)))
+                    .copied(),
+            );
+            let resv_key = keys.reservations(&check.scope);
+            let reserved = self
+                .reservations
+                .get(&resv_key)
+                .map_or(0, |open| saturating_sum(open.values().copied()));
+            if failed.is_none() && check.amount > 0 && !fits(spent, reserved, check) {
+                *failed = Some(Failed::Budget { index });
+            }
+            budgets.push((resv_key, spent, reserved));
+        }
+        budgets
+    }
+
+    /// Adds the rates' amounts when `take`; returns each rate's total and reset as the
+    /// client sees them.
+    fn take_rates(
+        &mut self,
+        rates: Vec<RateCount>,
+        plan: &Plan,
+        take: bool,
+        now: i64,
+    ) -> Vec<(u64, u64)> {
+        let mut seen = Vec::with_capacity(rates.len());
+        for ((key, total, reset), check) in rates.into_iter().zip(&plan.rates) {
+            if take && check.amount > 0 {
+                if let Some(counter) = self.rates.get_mut(&key) {
+                    counter.add(now, check.amount);
+                }
+                seen.push((total.saturating_add(check.amount), 60));
+            } else {
+                seen.push((total, reset));
+            }
+        }
+        seen
+    }
+
+    /// Takes a slot under `lease` in every parallel cap of `plan`.
+    fn take_slots(&mut self, keys: &CounterKeys, plan: &Plan, lease: Uuid) {
+        for check in &plan.parallel {
+            self.parallel
+                .entry(keys.parallel(&check.scope))
+                .or_default()
+                .insert(lease);
+        }
+    }
+
+    /// Reserves the budgets' amounts under `lease` when there is one; returns each budget's
+    /// spend and reservations as the client sees them.
+    fn take_budgets(
+        &mut self,
+        budgets: Vec<BudgetCount>,
+        plan: &Plan,
+        lease: Option<Uuid>,
+    ) -> Vec<(MicroUsd, MicroUsd)> {
+        let mut seen = Vec::with_capacity(budgets.len());
+        for ((key, spent, reserved), check) in budgets.into_iter().zip(&plan.budgets) {
+            match lease.filter(|_| check.amount > 0) {
+                Some(lease) => {
+                    self.reservations
+                        .entry(key)
+                        .or_default()
+                        .insert(lease, check.amount);
+                    seen.push((spent, reserved.saturating_add(check.amount)));
+                }
+                None => seen.push((spent, reserved)),
+            }
+        }
+        seen
+    }
+
     /// Drops empty counters once a minute so memory follows the active keys.
     fn sweep(&mut self, now: i64) {
         if now - self.last_sweep < 60 {

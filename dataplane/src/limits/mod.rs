@@ -82,7 +82,7 @@ impl Drop for Admission {
         let (lease, store, second) = (self.lease, self.store, self.second);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move {
+                crate::tasks::spawn_named_on(&runtime, "release unsettled admission", async move {
                     governor.finish(plan, lease, store, second, 0, 0).await;
                 });
             }

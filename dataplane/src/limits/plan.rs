@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use omg_shared::budget::WindowSpan;
 use omg_shared::counters::{BudgetScope, LimitScope};
 use omg_shared::money::MicroUsd;
-use omg_shared::snapshot::{BudgetPolicy, Limits};
 
 use crate::snapshot::{Governance, KeyEntry};
 
@@ -157,27 +156,57 @@ pub fn build(
     estimate: Option<Estimate>,
     now: DateTime<Utc>,
 ) -> Plan {
-    let defaults = &governance.rate_limits;
-    let tenant_id = key.tenant.tenant.id;
-    let tenant_limits: &Limits = &key.tenant.tenant.limits;
-    let key_limits: &Limits = &key.key.limits;
-    let tenant_scope = LimitScope::Tenant(tenant_id);
-    let key_scope = LimitScope::Key {
-        tenant: tenant_id,
-        key: key.key.id,
-    };
-    let (requests, tokens) = match estimate {
-        Some(estimate) => (1, estimate.tokens),
-        None => (0, 0),
-    };
-
     let mut plan = Plan {
         timezone: Some(governance.timezone),
         ..Plan::default()
     };
+    let scopes = Scopes::of(key);
+    plan.rates = rate_checks(governance, key, &scopes, alias, estimate);
+    if estimate.is_some() {
+        plan.parallel = parallel_checks(governance, key, &scopes);
+    }
+    plan.budgets = budget_checks(governance, key, estimate.map_or(0, |e| e.cost), now);
+    plan
+}
+
+/// The key's and its tenant's counter scopes.
+struct Scopes {
+    key: LimitScope,
+    tenant: LimitScope,
+}
+
+impl Scopes {
+    fn of(key: &KeyEntry) -> Self {
+        let tenant = key.tenant.tenant.id;
+        Self {
+            key: LimitScope::Key {
+                tenant,
+                key: key.key.id,
+            },
+            tenant: LimitScope::Tenant(tenant),
+        }
+    }
+}
+
+/// The per-minute checks: the key's (within its tenant's), the tenant's, and the alias's
+/// when `rate_limits.models` caps it. Without an estimate they take nothing (a dry check).
+fn rate_checks(
+    governance: &Governance,
+    key: &KeyEntry,
+    scopes: &Scopes,
+    alias: Option<&str>,
+    estimate: Option<Estimate>,
+) -> Vec<RateCheck> {
+    let defaults = &governance.rate_limits;
+    let (tenant_limits, key_limits) = (&key.tenant.tenant.limits, &key.key.limits);
+    let (requests, tokens) = match estimate {
+        Some(estimate) => (1, estimate.tokens),
+        None => (0, 0),
+    };
+    let mut rates = Vec::new();
     let mut rate = |scope: &LimitScope, kind, limit: Option<u64>, amount| {
         if let Some(limit) = limit {
-            plan.rates.push(RateCheck {
+            rates.push(RateCheck {
                 scope: scope.clone(),
                 kind,
                 limit,
@@ -195,75 +224,84 @@ pub fn build(
         effective(key_limits.tokens_per_minute, defaults.tokens_per_minute),
         tenant_tpm,
     );
-    rate(&key_scope, RateKind::Requests, key_rpm, requests);
-    rate(&key_scope, RateKind::Tokens, key_tpm, tokens);
-    rate(&tenant_scope, RateKind::Requests, tenant_rpm, requests);
-    rate(&tenant_scope, RateKind::Tokens, tenant_tpm, tokens);
-    if let Some(alias) = alias {
-        if let Some(model) = governance.model_limits.get(alias) {
-            let scope = LimitScope::Alias(alias.to_owned());
-            rate(
-                &scope,
-                RateKind::Requests,
-                effective(model.requests_per_minute, 0),
-                requests,
-            );
-            rate(
-                &scope,
-                RateKind::Tokens,
-                effective(model.tokens_per_minute, 0),
-                tokens,
-            );
-        }
+    rate(&scopes.key, RateKind::Requests, key_rpm, requests);
+    rate(&scopes.key, RateKind::Tokens, key_tpm, tokens);
+    rate(&scopes.tenant, RateKind::Requests, tenant_rpm, requests);
+    rate(&scopes.tenant, RateKind::Tokens, tenant_tpm, tokens);
+    if let Some((alias, model)) =
+        alias.and_then(|alias| Some((alias, governance.model_limits.get(alias)?)))
+    {
+        let scope = LimitScope::Alias(alias.to_owned());
+        let (rpm, tpm) = (model.requests_per_minute, model.tokens_per_minute);
+        rate(&scope, RateKind::Requests, effective(rpm, 0), requests);
+        rate(&scope, RateKind::Tokens, effective(tpm, 0), tokens);
     }
+    rates
+}
 
-    if estimate.is_some() {
-        let tenant_parallel = effective(
-            tenant_limits.parallel_requests,
-            defaults.parallel_requests_tenant,
-        );
-        let key_parallel = capped(
-            effective(key_limits.parallel_requests, defaults.parallel_requests_key),
-            tenant_parallel,
-        );
-        for (scope, limit) in [(&key_scope, key_parallel), (&tenant_scope, tenant_parallel)] {
-            if let Some(limit) = limit {
-                plan.parallel.push(ParallelCheck {
-                    scope: scope.clone(),
-                    limit,
-                });
-            }
-        }
-    }
+/// The parallel caps: the key's (within its tenant's) and the tenant's.
+fn parallel_checks(governance: &Governance, key: &KeyEntry, scopes: &Scopes) -> Vec<ParallelCheck> {
+    let defaults = &governance.rate_limits;
+    let tenant_parallel = effective(
+        key.tenant.tenant.limits.parallel_requests,
+        defaults.parallel_requests_tenant,
+    );
+    let key_parallel = capped(
+        effective(
+            key.key.limits.parallel_requests,
+            defaults.parallel_requests_key,
+        ),
+        tenant_parallel,
+    );
+    [
+        (&scopes.key, key_parallel),
+        (&scopes.tenant, tenant_parallel),
+    ]
+    .into_iter()
+    .filter_map(|(scope, limit)| {
+        Some(ParallelCheck {
+            scope: scope.clone(),
+            limit: limit?,
+        })
+    })
+    .collect()
+}
 
-    let cost = estimate.map_or(0, |e| e.cost);
-    let mut budget = |scope: BudgetScope, policy: Option<&BudgetPolicy>| {
-        if let Some(policy) = policy.filter(|p| p.limit_micro_usd > 0) {
-            plan.budgets.push(BudgetCheck {
-                scope,
-                limit: policy.limit_micro_usd,
-                threshold: policy.warning_threshold,
-                span: WindowSpan::current(policy.window, governance.timezone, now),
-                amount: cost,
-            });
-        }
-    };
-    budget(
-        BudgetScope::Key {
-            tenant: tenant_id,
-            key: key.key.id,
-        },
-        key.key.budget.as_ref(),
-    );
-    budget(
-        BudgetScope::Tenant(tenant_id),
-        key.tenant
-            .tenant
-            .budget
-            .as_ref()
-            .or(governance.budget_default.as_ref()),
-    );
-    plan
+/// The budgets: the key's, then the tenant's (else the default budget), each reserving
+/// `cost`.
+fn budget_checks(
+    governance: &Governance,
+    key: &KeyEntry,
+    cost: MicroUsd,
+    now: DateTime<Utc>,
+) -> Vec<BudgetCheck> {
+    let tenant_id = key.tenant.tenant.id;
+    let tenant_policy = key.tenant.tenant.budget.as_ref();
+    [
+        (
+            BudgetScope::Key {
+                tenant: tenant_id,
+                key: key.key.id,
+            },
+            key.key.budget.as_ref(),
+        ),
+        (
+            BudgetScope::Tenant(tenant_id),
+            tenant_policy.or(governance.budget_default.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(scope, policy)| {
+        let policy = policy.filter(|p| p.limit_micro_usd > 0)?;
+        Some(BudgetCheck {
+            scope,
+            limit: policy.limit_micro_usd,
+            threshold: policy.warning_threshold,
+            span: WindowSpan::current(policy.window, governance.timezone, now),
+            amount: cost,
+        })
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -272,7 +310,9 @@ mod tests {
     use std::sync::Arc;
 
     use omg_shared::config::RedisFailMode;
-    use omg_shared::snapshot::{ApiKey, BudgetWindow, RateLimitDefaults, Tenant};
+    use omg_shared::snapshot::{
+        ApiKey, BudgetPolicy, BudgetWindow, Limits, RateLimitDefaults, Tenant,
+    };
     use uuid::Uuid;
 
     use super::*;

@@ -137,9 +137,18 @@ impl ClusterConfig {
 
 /// The cluster rules both planes check.
 pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigError> {
-    use super::ConfigError;
     let mut errors = Vec::new();
     let cluster = &config.cluster;
+    bus_rules(cluster, &mut errors);
+    internal_channel_rules(cluster, &mut errors);
+    signing_rules(cluster, &mut errors);
+    shared_secret_rules(config, &mut errors);
+    errors
+}
+
+/// The bus's Redis names, intervals and the usage spool and batch sizes.
+fn bus_rules(cluster: &ClusterConfig, errors: &mut Vec<super::ConfigError>) {
+    use super::ConfigError;
     let key_ok =
         |key: &str| !key.is_empty() && key.len() <= 200 && !key.chars().any(|c| c.is_whitespace());
     if !key_ok(&cluster.snapshot_key) {
@@ -185,6 +194,11 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
             format!("{} is outside 1..=10000", cluster.usage_batch_size),
         ));
     }
+}
+
+/// The internal channel (files and batches): its URL, listener and shared secret.
+fn internal_channel_rules(cluster: &ClusterConfig, errors: &mut Vec<super::ConfigError>) {
+    use super::ConfigError;
     if let Some(url) = &cluster.internal_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             errors.push(ConfigError::new(
@@ -214,6 +228,11 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
         )),
         _ => {}
     }
+}
+
+/// The snapshot signature: keys that parse, a version jump of at least 1.
+fn signing_rules(cluster: &ClusterConfig, errors: &mut Vec<super::ConfigError>) {
+    use super::ConfigError;
     if let Err(message) = cluster.snapshot_verifier() {
         errors.push(ConfigError::new("cluster.snapshot_public_keys", message));
     }
@@ -226,8 +245,12 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
             "must be at least 1",
         ));
     }
-    // A cluster-mode data plane opens sealed snapshots and hashes keys like the control
-    // plane: it needs the same key ring and pepper.
+}
+
+/// A cluster-mode data plane opens sealed snapshots and hashes keys like the control
+/// plane: it needs the same key ring and pepper.
+fn shared_secret_rules(config: &super::GatewayConfig, errors: &mut Vec<super::ConfigError>) {
+    use super::ConfigError;
     if config.redis.url.is_some() {
         if config.security.encryption_keys.is_empty() {
             errors.push(ConfigError::new(
@@ -244,7 +267,6 @@ pub(super) fn cluster_rules(config: &super::GatewayConfig) -> Vec<super::ConfigE
             ));
         }
     }
-    errors
 }
 
 /// The data plane's own cluster rules: in cluster mode it needs the control plane's public

@@ -133,7 +133,7 @@ pub fn load_layered(
         Mode::Dataplane => super::validate::validate(&config),
         Mode::Controlplane => {
             let mut errors = super::validate::validate_for_controlplane(&config);
-            errors.extend(super::validate_controlplane::validate_controlplane(&config));
+            errors.extend(super::validate::validate_controlplane(&config));
             errors
         }
     };

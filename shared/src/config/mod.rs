@@ -6,7 +6,7 @@
 //! [`load_str`] parses, expands `${ENV_VAR}` references and validates with the data plane's
 //! rules; [`load_layered`] also applies `ROUTER_*` environment overrides and picks the rules of
 //! either plane ([`Mode`]); [`parse_dotenv`] reads `.env` files. The cross-field rules live in
-//! `validate.rs`.
+//! `validate/`, one file per section.
 
 mod cluster;
 mod controlplane;
@@ -17,7 +17,6 @@ mod load;
 mod routing;
 mod server;
 mod validate;
-mod validate_controlplane;
 
 pub use cluster::ClusterConfig;
 pub use controlplane::{
@@ -31,8 +30,10 @@ pub use routing::{
     TimeoutOverrides,
 };
 pub use server::{ServerConfig, TokenizerKind};
-pub use validate::{catalog_entry_rules, parse_listen_addr};
-pub use validate_controlplane::{email_problem, validate_controlplane, webhook_url_problem};
+pub use validate::{
+    catalog_entry_rules, email_problem, parse_listen_addr, validate_controlplane,
+    webhook_url_problem,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::load_str;
+use crate::keys::KeyHasher;
 
 const EXAMPLE: &str = r#"
 model_catalog:
