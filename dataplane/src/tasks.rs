@@ -30,6 +30,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // The one place a task is spawned: wrapped in `supervised`.
+    #[allow(clippy::disallowed_methods)]
     runtime.spawn(supervised(name, future))
 }
 

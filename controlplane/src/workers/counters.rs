@@ -111,7 +111,7 @@ pub fn spawn_startup_rebuild(
     pool: Pool,
     redis: RedisPool,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::tasks::spawn_named("counter rebuild", async move {
         match rebuild(&config, &pool, &redis, Utc::now()).await {
             Ok(r) => tracing::info!(
                 tenants = r.tenants,

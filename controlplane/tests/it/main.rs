@@ -1,5 +1,10 @@
 //! Control plane integration tests against the real Postgres (each test in its own database).
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods
+)]
 
 mod accounts;
 mod alerts;

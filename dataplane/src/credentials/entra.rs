@@ -58,7 +58,11 @@ impl EntraTokens {
         let handle = refresher_runtime()?;
         let http = https_client()?;
         let cell = Arc::new(TokenCell::new(format!("Entra ID app {}", client.client_id)));
-        handle.spawn(refresh(client.clone(), http, Arc::downgrade(&cell)));
+        crate::tasks::spawn_named_on(
+            &handle,
+            "entra token refresh",
+            refresh(client.clone(), http, Arc::downgrade(&cell)),
+        );
         cells.insert(fingerprint, Arc::downgrade(&cell));
         Ok(cell)
     }

@@ -46,7 +46,11 @@ impl GoogleTokens {
         }
         let handle = refresher_runtime()?;
         let cell = Arc::new(TokenCell::new(key.client_email.clone()));
-        handle.spawn(refresh(key.clone(), Arc::downgrade(&cell)));
+        crate::tasks::spawn_named_on(
+            &handle,
+            "google token refresh",
+            refresh(key.clone(), Arc::downgrade(&cell)),
+        );
         cells.insert(fingerprint, Arc::downgrade(&cell));
         Ok(cell)
     }

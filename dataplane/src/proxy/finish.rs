@@ -120,7 +120,7 @@ fn settle(state: &State, ctx: &mut RequestCtx, metered: &Metered) {
         let governor = state.governor.clone();
         let (tokens, cost) = (metered.tokens(), metered.cost);
         let inflight = ctx.take_inflight();
-        tokio::spawn(async move {
+        crate::tasks::spawn_named("settle admission", async move {
             governor.settle(admission, tokens, cost).await;
             drop(inflight);
         });

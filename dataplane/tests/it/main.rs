@@ -3,7 +3,12 @@
 //! scriptable mock upstream (`omg-mock-upstream`) over real HTTP. One test binary, one module
 //! per area.
 
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods
+)]
 
 mod harness;
 

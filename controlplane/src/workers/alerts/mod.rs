@@ -171,7 +171,10 @@ pub fn spawn(
         metrics,
         shutdown,
     )?;
-    Ok(Some((notifier, tokio::spawn(evaluator.run(rx)))))
+    Ok(Some((
+        notifier,
+        crate::tasks::spawn_named("budget alerts", evaluator.run(rx)),
+    )))
 }
 
 /// What one tenant evaluation did.

@@ -150,7 +150,7 @@ fn record_published(
 /// Runs the publisher until the process ends: publishes at start, after each change
 /// (debounced) and on the timer; failures are retried every second and shown in `/healthz`.
 pub fn spawn(deps: Publishing) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::tasks::spawn_named("snapshot publisher", async move {
         let cluster = &deps.config.cluster;
         let mut failing = false;
         let mut force = true;

@@ -159,7 +159,10 @@ pub fn spawn(
     if let Some(alerts) = alerts {
         ingest = ingest.with_alerts(alerts);
     }
-    Ok(Some(tokio::spawn(ingest.run(shutdown))))
+    Ok(Some(crate::tasks::spawn_named(
+        "usage ingest",
+        ingest.run(shutdown),
+    )))
 }
 
 /// The consumer. Build it with [`UsageIngest::new`] and drive it with [`UsageIngest::run`].
