@@ -4,11 +4,13 @@
 #
 #   bench/parsing.sh              # builds the release data plane first
 #   SKIP_BUILD=1 bench/parsing.sh
+#   SKIP_BUILD=1 DATAPLANE_BIN=target/debug/omg-dataplane bench/parsing.sh  # memory only
 #
 # Measures, on the release binary with a budget on (so prompts are counted with the BPE
 # tokenizer, the most expensive path):
 #   - peak RSS growth while serving 20 MiB bodies (one long message; 100k short messages;
-#     a long embeddings input array), against the body size: the peak is reset through
+#     a long embeddings input array; the two chat bodies again on the Anthropic Messages
+#     ingress, /v1/messages, which translates them first), against the body size: the peak is reset through
 #     /proc/PID/clear_refs before each body, then read as VmHWM;
 #   - the time to answer a 1 MiB body of 100k distinct top-level keys (refused by the shape
 #     scan: 400 request_too_complex), best of 5, as curl's total time on loopback.
@@ -19,6 +21,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   echo "==> building the release data plane" >&2
   cargo build --release --locked -p omg-dataplane --bin omg-dataplane >&2
 fi
+BIN="${DATAPLANE_BIN:-./target/release/omg-dataplane}"  # DATAPLANE_BIN: measure another build
 [ -w /proc/self/clear_refs ] || { echo "needs a Linux /proc with clear_refs" >&2; exit 1; }
 
 DIR="$(pwd)/target/bench/parsing-$$"
@@ -84,7 +87,7 @@ open(f"{d}/keys.json", "w").write('{"model":"chat","messages":[{"role":"user","c
 PY
 
 start() { # a fresh data plane, warmed with a small request (the vocabulary loaded)
-  ./target/release/omg-dataplane --config "$DIR/gateway.yaml" >>"$DIR/dataplane.log" 2>&1 &
+  "$BIN" --config "$DIR/gateway.yaml" >>"$DIR/dataplane.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$ADMIN/healthz" && break; sleep 0.05; done
   curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/chat/completions" -H "Authorization: Bearer $KEY" \
@@ -100,7 +103,7 @@ kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
 echo "| body | size | status | RSS before | peak RSS growth | growth / size |"
 echo "|---|---:|---:|---:|---:|---:|"
-for case in "long chat/completions" "many chat/completions" "embed embeddings"; do
+for case in "long chat/completions" "many chat/completions" "embed embeddings" "long messages" "many messages"; do
   set -- $case
   size=$(stat -c %s "$DIR/$1.json")
   start
@@ -110,7 +113,7 @@ for case in "long chat/completions" "many chat/completions" "embed embeddings"; 
   peak=$(kb "$PID" VmHWM)
   stop
   growth=$(( (peak - base) * 1024 ))
-  python3 -c "print(f'| $1 | {$size/2**20:.1f} MiB | $status | {$base/1024:.1f} MiB | {$growth/2**20:.1f} MiB | {$growth/$size:.2f}× |')"
+  python3 -c "print(f'| $1 → /v1/$2 | {$size/2**20:.1f} MiB | $status | {$base/1024:.1f} MiB | {$growth/2**20:.1f} MiB | {$growth/$size:.2f}× |')"
 done
 
 start
