@@ -488,7 +488,25 @@ async fn standalone_budget_survives_a_restart() {
         body["max_tokens"] = 100.into();
         gateway.post("/v1/chat/completions").json(&body).send()
     };
-    while ask(&gateway).await.unwrap().status() == 200 {}
+    // Spend until the spend alone refuses: a 429 while an earlier request's reservation is
+    // still unsettled (its worst case held, settling in the background) is asked again.
+    loop {
+        let answer = ask(&gateway).await.unwrap();
+        if answer.status() == 200 {
+            continue;
+        }
+        assert_eq!(answer.status(), 429, "{}", gateway.log());
+        let reserved = &answer.headers()["x-budget-reserved"];
+        if !reserved
+            .to_str()
+            .unwrap()
+            .chars()
+            .any(|c| matches!(c, '1'..='9'))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let usage_file = gateway.usage_path();
     let spent: i64 = gateway
         .usage()
