@@ -5,8 +5,8 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::models::{
-    ApiKey, BudgetDefaultRow, ModelDeployment, RateLimitDefaultsRow, Tenant, TenantBudget,
-    TenantRateLimits,
+    ApiKey, BudgetDefaultRow, KeyStatus, ModelDeployment, RateLimitDefaultsRow, Stored, Tenant,
+    TenantBudget, TenantRateLimits,
 };
 use super::schema::{api_keys, tenant_budgets, tenant_rate_limits, tenants};
 use super::DbError;
@@ -59,7 +59,7 @@ pub async fn load(conn: &mut AsyncPgConnection) -> Result<SnapshotRows, DbError>
             let keys = api_keys::table
                 .inner_join(tenants::table)
                 .filter(tenants::deleted_at.is_null())
-                .filter(api_keys::status.ne("revoked"))
+                .filter(api_keys::status.ne(KeyStatus::Revoked.as_str()))
                 .order(api_keys::id)
                 .select(ApiKey::as_select())
                 .load(conn)

@@ -2,7 +2,6 @@
 
 pub mod audit;
 pub mod bootstrap;
-pub mod budgets;
 pub mod catalog;
 pub mod counters;
 pub mod error;

@@ -358,7 +358,9 @@ pub async fn set_budget_default(
     Ok(budget_default_view(&after, config))
 }
 
+pub mod budgets;
 mod limits;
+pub mod redact;
 mod tenant_budget;
 
 pub use limits::*;

@@ -39,11 +39,9 @@ pub fn format_secs(secs: i64) -> String {
 }
 
 /// Webhook URLs as views and audit entries show them: scheme and host (see
-/// [`crate::workers::alerts::target::redact_url`]).
+/// [`super::redact::redact_url`]).
 fn masked_webhooks(urls: &[String]) -> Vec<String> {
-    urls.iter()
-        .map(|u| crate::workers::alerts::target::redact_url(u))
-        .collect()
+    urls.iter().map(|u| super::redact::redact_url(u)).collect()
 }
 
 fn override_view(b: &TenantBudget, tenant_name: &str) -> BudgetOverrideView {
@@ -317,7 +315,7 @@ pub async fn set_tenant_budget(
     }
     let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
     for (i, url) in input.alert_webhooks.iter().enumerate() {
-        if crate::workers::alerts::target::is_redacted(url) {
+        if super::redact::is_redacted(url) {
             return Err(Error::invalid(
                 format!("alert_webhooks[{i}]"),
                 "is a masked URL as the API shows it; send the full URL",

@@ -46,7 +46,7 @@ use self::policy::{Channel, Decision, History, Target, TargetHistory, Timing};
 use crate::db::models::NewAlertEvent;
 use crate::db::{self, DbError, Pool};
 use crate::metrics::AlertMetrics;
-use crate::service::budgets::{self, EffectiveTenantBudget};
+use crate::service::governance::budgets::{self, EffectiveTenantBudget};
 
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

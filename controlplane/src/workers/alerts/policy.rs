@@ -18,7 +18,7 @@ use omg_shared::budget::{self, BudgetLevel, WindowSpan};
 use omg_shared::money::MicroUsd;
 use omg_shared::snapshot::BudgetPolicy;
 
-use super::target::redact_url;
+use crate::service::governance::redact::redact_url;
 
 /// A delivery channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
-use omg_shared::config::{CatalogEntry, GatewayConfig, KeyStatus, TenantStatus};
+use omg_shared::config::{CatalogEntry, GatewayConfig};
 use omg_shared::keys::KeyDigest;
 use omg_shared::secret::Secret;
 use omg_shared::snapshot::{self as snap, BudgetPolicy, BudgetWindow, Limits, Snapshot};
@@ -154,11 +154,7 @@ fn tenants(rows: &SnapshotRows, default_window: BudgetWindow) -> Vec<snap::Tenan
         .map(|tenant| snap::Tenant {
             id: tenant.id,
             name: tenant.name.clone(),
-            status: if tenant.status == "suspended" {
-                TenantStatus::Suspended
-            } else {
-                TenantStatus::Active
-            },
+            status: tenant.status(),
             allowed_models: tenant.allowed_models.clone(),
             limits: limits
                 .get(&tenant.id)
@@ -198,11 +194,7 @@ fn keys(
             prefix: key.prefix.clone(),
             digest: KeyDigest(digest),
             name: key.name.clone(),
-            status: match key.status.as_str() {
-                "active" => KeyStatus::Active,
-                "disabled" => KeyStatus::Disabled,
-                _ => KeyStatus::Revoked,
-            },
+            status: key.status(),
             expires_at_ms: key.expires_at.map(|at| at.timestamp_millis()),
             allowed_models: key.allowed_models.clone(),
             limits: Limits {

@@ -282,7 +282,7 @@ async fn warning_then_exceeded_arrive_once_by_email_and_signed_webhook() {
             Some(3600),
         )
         .await;
-    let recorded_hook = omg_controlplane::workers::alerts::target::redact_url(&hook_url);
+    let recorded_hook = omg_controlplane::service::governance::redact::redact_url(&hook_url);
     assert!(!recorded_hook.contains("hooks/budget") && !recorded_hook.contains("canary"));
 
     // Below the threshold: nothing.
