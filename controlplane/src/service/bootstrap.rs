@@ -109,17 +109,7 @@ async fn admin_users(
     let boot = &config.bootstrap;
     for admin in &boot.admin_users {
         let item = format!("admin_user:{}", admin.email.to_lowercase());
-        let hash = match &admin.password {
-            Some(p) => {
-                let p = p.expose().to_owned();
-                Some(
-                    tokio::task::spawn_blocking(move || crypto::hash_password(&p))
-                        .await
-                        .map_err(|e| e.to_string())??,
-                )
-            }
-            None => None,
-        };
+        let hash = hash_password(admin.password.as_ref()).await?;
         let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
@@ -435,6 +425,23 @@ async fn tenant_budgets(
         }
     }
     Ok(())
+}
+
+/// An admin's password hash, computed off the runtime's threads.
+async fn hash_password(
+    password: Option<&omg_shared::secret::Secret>,
+) -> Result<Option<String>, String> {
+    match password {
+        Some(p) => {
+            let p = p.expose().to_owned();
+            Ok(Some(
+                tokio::task::spawn_blocking(move || crypto::hash_password(&p))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            ))
+        }
+        None => Ok(None),
+    }
 }
 
 fn note(report: &mut Report, item: String, applied: bool) {
