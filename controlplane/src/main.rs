@@ -169,23 +169,156 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// `openapi`: the admin API's OpenAPI document on stdout; needs no configuration.
+fn openapi() -> ExitCode {
+    match serde_json::to_string_pretty(&omg_controlplane::api::openapi::document()) {
+        Ok(text) => print(&text),
+        Err(e) => {
+            eprintln!("omg-controlplane: cannot render the OpenAPI document: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration and the listen address; `Err` is the exit code (2, message
+/// already on stderr).
+fn load_config(
+    cli: &Cli,
+) -> Result<(omg_shared::config::GatewayConfig, std::net::SocketAddr), ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, sources) =
+        match settings::load(cli.config.as_deref(), cli.env_file.as_deref(), env) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprintln!("omg-controlplane: invalid configuration:\n{errors}");
+                return Err(ExitCode::from(2));
+            }
+        };
+    let listen = config.server.listen_addr_or(":8090").to_owned();
+    let addr = match parse_listen_addr(&listen) {
+        Ok(addr) => addr,
+        Err(message) => {
+            eprintln!("omg-controlplane: invalid configuration:\n`server.listen_addr`: {message}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    tracing::info!(config_file = ?sources.config_file, env_file = ?sources.env_file, "configuration loaded");
+    Ok((config, addr))
+}
+
+/// `rotate-credentials`.
+async fn rotate_credentials(config: omg_shared::config::GatewayConfig) -> Result<(), String> {
+    let state = app::start(config).await?;
+    let (resealed, current) =
+        omg_controlplane::service::catalog::rotate_credentials(&state).await?;
+    tracing::info!(
+        resealed,
+        already_current = current,
+        "credential rotation done"
+    );
+    Ok(())
+}
+
+/// `counters rebuild`: the report logged, and on stdout for scripts.
+async fn counters_rebuild(config: omg_shared::config::GatewayConfig) -> Result<(), String> {
+    let state = app::start(config).await?;
+    let Some(redis) = &state.redis else {
+        return Err(
+            "redis.url (ROUTER_REDIS_URL) is not set: there are no shared counters to rebuild"
+                .to_owned(),
+        );
+    };
+    let report = omg_controlplane::workers::counters::rebuild(
+        &state.config,
+        &state.pool,
+        redis,
+        chrono::Utc::now(),
+    )
+    .await?;
+    tracing::info!(
+        tenants = report.tenants,
+        keys = report.keys,
+        counters = report.counters,
+        raised = report.raised,
+        kept = report.kept,
+        since = %report.since,
+        took_ms = report.took_ms,
+        "spend counters rebuilt from Postgres"
+    );
+    // The report on stdout, for scripts.
+    if let Ok(text) = serde_json::to_string(&report) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+    Ok(())
+}
+
+/// The internal listener (`cluster.internal_listen_addr`), when configured.
+fn internal_server(
+    state: &actix_web::web::Data<omg_controlplane::state::AppState>,
+) -> Result<Option<actix_web::dev::Server>, String> {
+    let Some(text) = &state.config.cluster.internal_listen_addr else {
+        return Ok(None);
+    };
+    let internal_addr = omg_shared::config::parse_listen_addr(text)?;
+    let listener = std::net::TcpListener::bind(internal_addr).map_err(|e| {
+        format!("cannot listen on {internal_addr} (cluster.internal_listen_addr): {e}")
+    })?;
+    let server = omg_controlplane::internal::build(state.clone(), listener, 1)
+        .map_err(|e| format!("cannot serve on {internal_addr}: {e}"))?;
+    tracing::info!(addr = %internal_addr, "internal listener (files and batches from data planes) listening");
+    Ok(Some(server))
+}
+
+/// `serve` (the default): the admin API, the internal listener and the background tasks.
+async fn serve(
+    config: omg_shared::config::GatewayConfig,
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> Result<(), String> {
+    let state = app::start(config).await?;
+    let background = app::spawn_background(&state)?;
+    let internal = internal_server(&state)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} (server.listen_addr): {e}"))?;
+    let server = server::build(state, listener, workers)
+        .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+    tracing::info!(%addr, "control plane listening");
+    let served = match internal {
+        Some(internal) => tokio::try_join!(server, internal)
+            .map(|_| ())
+            .map_err(|e| format!("server error: {e}")),
+        None => server.await.map_err(|e| format!("server error: {e}")),
+    };
+    background.shutdown().await;
+    served
+}
+
+/// Runs a subcommand that needs the runtime.
+async fn dispatch(
+    command: Command,
+    config: omg_shared::config::GatewayConfig,
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> Result<(), String> {
+    match command {
+        Command::Migrate => app::migrate(&config).await.map(|_| ()),
+        Command::Check | Command::Openapi | Command::Keys { .. } => Ok(()),
+        Command::RotateCredentials => rotate_credentials(config).await,
+        Command::Audit {
+            action: AuditCommand::Verify { tenant },
+        } => audit_verify(&config, tenant.as_deref()).await,
+        Command::Counters {
+            action: CountersCommand::Rebuild,
+        } => counters_rebuild(config).await,
+        Command::Serve => serve(config, addr, workers).await,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Openapi)) {
-        return match serde_json::to_string_pretty(&omg_controlplane::api::openapi::document()) {
-            Ok(text) => {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                match writeln!(out, "{text}") {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(_) => ExitCode::FAILURE,
-                }
-            }
-            Err(e) => {
-                eprintln!("omg-controlplane: cannot render the OpenAPI document: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return openapi();
     }
     if matches!(
         cli.command,
@@ -196,24 +329,10 @@ fn main() -> ExitCode {
         return generate_signing();
     }
     init_logs(cli.log_format);
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let (config, sources) =
-        match settings::load(cli.config.as_deref(), cli.env_file.as_deref(), env) {
-            Ok(loaded) => loaded,
-            Err(errors) => {
-                eprintln!("omg-controlplane: invalid configuration:\n{errors}");
-                return ExitCode::from(2);
-            }
-        };
-    let listen = config.server.listen_addr_or(":8090").to_owned();
-    let addr = match parse_listen_addr(&listen) {
-        Ok(addr) => addr,
-        Err(message) => {
-            eprintln!("omg-controlplane: invalid configuration:\n`server.listen_addr`: {message}");
-            return ExitCode::from(2);
-        }
+    let (config, addr) = match load_config(&cli) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    tracing::info!(config_file = ?sources.config_file, env_file = ?sources.env_file, "configuration loaded");
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Check) {
         tracing::info!("configuration is valid");
@@ -236,91 +355,7 @@ fn main() -> ExitCode {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Migrate => app::migrate(&config).await.map(|_| ()),
-            Command::Check | Command::Openapi | Command::Keys { .. } => Ok(()),
-            Command::RotateCredentials => {
-                let state = app::start(config).await?;
-                let (resealed, current) =
-                    omg_controlplane::service::catalog::rotate_credentials(&state).await?;
-                tracing::info!(
-                    resealed,
-                    already_current = current,
-                    "credential rotation done"
-                );
-                Ok(())
-            }
-            Command::Audit {
-                action: AuditCommand::Verify { tenant },
-            } => audit_verify(&config, tenant.as_deref()).await,
-            Command::Counters {
-                action: CountersCommand::Rebuild,
-            } => {
-                let state = app::start(config).await?;
-                let Some(redis) = &state.redis else {
-                    return Err(
-                        "redis.url (ROUTER_REDIS_URL) is not set: there are no shared counters to rebuild"
-                            .to_owned(),
-                    );
-                };
-                let report = omg_controlplane::workers::counters::rebuild(
-                    &state.config,
-                    &state.pool,
-                    redis,
-                    chrono::Utc::now(),
-                )
-                .await?;
-                tracing::info!(
-                    tenants = report.tenants,
-                    keys = report.keys,
-                    counters = report.counters,
-                    raised = report.raised,
-                    kept = report.kept,
-                    since = %report.since,
-                    took_ms = report.took_ms,
-                    "spend counters rebuilt from Postgres"
-                );
-                // The report on stdout, for scripts.
-                if let Ok(text) = serde_json::to_string(&report) {
-                    use std::io::Write;
-                    let _ = writeln!(std::io::stdout().lock(), "{text}");
-                }
-                Ok(())
-            }
-            Command::Serve => {
-                let state = app::start(config).await?;
-                let background = app::spawn_background(&state)?;
-                let internal = match &state.config.cluster.internal_listen_addr {
-                    Some(text) => {
-                        let internal_addr = omg_shared::config::parse_listen_addr(text)?;
-                        let listener = std::net::TcpListener::bind(internal_addr).map_err(|e| {
-                            format!("cannot listen on {internal_addr} (cluster.internal_listen_addr): {e}")
-                        })?;
-                        let server = omg_controlplane::internal::build(state.clone(), listener, 1)
-                            .map_err(|e| format!("cannot serve on {internal_addr}: {e}"))?;
-                        tracing::info!(addr = %internal_addr, "internal listener (files and batches from data planes) listening");
-                        Some(server)
-                    }
-                    None => None,
-                };
-                let listener = std::net::TcpListener::bind(addr)
-                    .map_err(|e| format!("cannot listen on {addr} (server.listen_addr): {e}"))?;
-                let server = server::build(state, listener, workers)
-                    .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
-                tracing::info!(%addr, "control plane listening");
-                let served = match internal {
-                    Some(internal) => tokio::try_join!(server, internal)
-                        .map(|_| ())
-                        .map_err(|e| format!("server error: {e}")),
-                    None => server.await.map_err(|e| format!("server error: {e}")),
-                };
-                background.shutdown().await;
-                served
-            }
-        }
-    });
-    match result {
+    match runtime.block_on(dispatch(command, config, addr, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = %message, "omg-controlplane stopped");

@@ -14,7 +14,7 @@ use crate::crypto;
 use crate::db::models::{
     ApiKey, Role, Stored, Tenant, TenantBudget, TenantRateLimits, User, UserStatus,
 };
-use crate::db::{self, DbError};
+use crate::db::{self, Conn, DbError};
 use crate::service::audit::{Action, Actor, Entry};
 use crate::service::mutate::unpublished;
 use crate::state::AppState;
@@ -38,18 +38,28 @@ fn to_i64(v: Option<u64>) -> Option<i64> {
     v.and_then(|n| i64::try_from(n).ok())
 }
 
-/// Applies every not-yet-applied item. Password hashing happens before the transaction of
-/// each item.
+/// Applies every not-yet-applied item, section by section. Password hashing happens before
+/// the transaction of each item.
 pub async fn run(state: &AppState) -> Result<Report, String> {
-    let config: &GatewayConfig = &state.config;
-    let boot = &config.bootstrap;
     let mut report = Report::default();
     let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+    tenants(state, &mut conn, &mut report).await?;
+    admin_users(state, &mut conn, &mut report).await?;
+    memberships(state, &mut conn, &mut report).await?;
+    api_keys(state, &mut conn, &mut report).await?;
+    tenant_limits(state, &mut conn, &mut report).await?;
+    tenant_budgets(state, &mut conn, &mut report).await?;
+    Ok(report)
+}
 
+/// `bootstrap.tenants`: creates each tenant unless one of that name exists.
+async fn tenants(state: &AppState, conn: &mut Conn<'_>, report: &mut Report) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for tenant in &boot.tenants {
         let item = format!("tenant:{}", tenant.name.to_lowercase());
         let status = tenant.status.as_str();
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
             }
@@ -84,23 +94,23 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .await
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant `{}`: {e}", tenant.name))?;
-        note(&mut report, item, applied);
+        note(report, item, applied);
     }
+    Ok(())
+}
 
+/// `bootstrap.admin_users`: creates each super admin, or promotes an existing user.
+async fn admin_users(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for admin in &boot.admin_users {
         let item = format!("admin_user:{}", admin.email.to_lowercase());
-        let hash = match &admin.password {
-            Some(p) => {
-                let p = p.expose().to_owned();
-                Some(
-                    tokio::task::spawn_blocking(move || crypto::hash_password(&p))
-                        .await
-                        .map_err(|e| e.to_string())??,
-                )
-            }
-            None => None,
-        };
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let hash = hash_password(admin.password.as_ref()).await?;
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             if !db::catalog::claim_bootstrap_item(tx.conn, &item).await? {
                 return Ok::<_, DbError>(false);
             }
@@ -153,16 +163,26 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .await
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap admin user `{}`: {e}", admin.email))?;
-        note(&mut report, item, applied);
+        note(report, item, applied);
     }
+    Ok(())
+}
 
+/// `bootstrap.memberships`: adds each member (skipped while its tenant or user is missing).
+async fn memberships(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for membership in &boot.memberships {
         let item = format!(
             "membership:{}:{}",
             membership.tenant.to_lowercase(),
             membership.email.to_lowercase()
         );
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &membership.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -197,14 +217,24 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap membership `{item}`: {e}"))?;
         match applied {
-            Some(applied) => note(&mut report, item, applied),
+            Some(applied) => note(report, item, applied),
             None => {
                 tracing::warn!(%item, "bootstrap membership skipped: its tenant or user does not exist (deleted, or missing from bootstrap.tenants / admin_users)");
                 report.skipped.push(item);
             }
         }
     }
+    Ok(())
+}
 
+/// `bootstrap.api_keys`: issues each key with a fixed prefix and secret.
+async fn api_keys(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for key in &boot.api_keys {
         let (Some(prefix), Some(secret)) = (&key.prefix, &key.secret) else {
             tracing::warn!(tenant = %key.tenant, "bootstrap API key skipped: it needs `prefix` and `secret` (issue keys through the admin API otherwise)");
@@ -215,7 +245,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         }
         let item = format!("api_key:{prefix}");
         let digest = state.hasher.digest(&format_key(prefix, secret.expose()));
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &key.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -269,17 +299,27 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap API key `{prefix}`: {e}"))?;
         match applied {
-            Some(applied) => note(&mut report, item, applied),
+            Some(applied) => note(report, item, applied),
             None => {
                 tracing::warn!(%item, tenant = %key.tenant, "bootstrap API key skipped: its tenant does not exist");
                 report.skipped.push(item);
             }
         }
     }
+    Ok(())
+}
 
+/// `bootstrap.tenant_limits`: sets each tenant's rate limits unless it has some.
+async fn tenant_limits(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for limits in &boot.tenant_limits {
         let item = format!("tenant_limits:{}", limits.tenant.to_lowercase());
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &limits.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -313,11 +353,21 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant limits `{}`: {e}", limits.tenant))?;
         match applied {
-            Some(applied) => note(&mut report, item, applied),
+            Some(applied) => note(report, item, applied),
             None => report.skipped.push(item),
         }
     }
+    Ok(())
+}
 
+/// `bootstrap.tenant_budgets`: sets each tenant's budget unless it has one.
+async fn tenant_budgets(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let config: &GatewayConfig = &state.config;
+    let boot = &config.bootstrap;
     for budget in &boot.tenant_budgets {
         let item = format!("tenant_budget:{}", budget.tenant.to_lowercase());
         let micros = usd_to_micros(budget.budget_usd)
@@ -331,7 +381,7 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
             })?),
             None => None,
         };
-        let applied = unpublished(&mut conn, BOOTSTRAP, async |tx| {
+        let applied = unpublished(conn, BOOTSTRAP, async |tx| {
             let Some(tenant) = db::tenants::find_by_name(tx.conn, &budget.tenant).await? else {
                 return Ok::<_, DbError>(None);
             };
@@ -370,11 +420,28 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
         .map(|(applied, _)| applied)
         .map_err(|e| format!("bootstrap tenant budget `{}`: {e}", budget.tenant))?;
         match applied {
-            Some(applied) => note(&mut report, item, applied),
+            Some(applied) => note(report, item, applied),
             None => report.skipped.push(item),
         }
     }
-    Ok(report)
+    Ok(())
+}
+
+/// An admin's password hash, computed off the runtime's threads.
+async fn hash_password(
+    password: Option<&omg_shared::secret::Secret>,
+) -> Result<Option<String>, String> {
+    match password {
+        Some(p) => {
+            let p = p.expose().to_owned();
+            Ok(Some(
+                tokio::task::spawn_blocking(move || crypto::hash_password(&p))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            ))
+        }
+        None => Ok(None),
+    }
 }
 
 fn note(report: &mut Report, item: String, applied: bool) {
