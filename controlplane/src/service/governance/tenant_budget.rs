@@ -292,51 +292,8 @@ pub async fn set_tenant_budget(
         .as_deref()
         .map(|s| window("refresh_schedule", s))
         .transpose()?;
-    if input.alert_emails.len() > MAX_RECIPIENTS {
-        return Err(Error::invalid(
-            "alert_emails",
-            format!("at most {MAX_RECIPIENTS} addresses"),
-        ));
-    }
-    if input.alert_webhooks.len() > MAX_RECIPIENTS {
-        return Err(Error::invalid(
-            "alert_webhooks",
-            format!("at most {MAX_RECIPIENTS} URLs"),
-        ));
-    }
-    let mut emails = Vec::with_capacity(input.alert_emails.len());
-    for (i, email) in input.alert_emails.iter().enumerate() {
-        let email = validate::email(email).map_err(|_| {
-            Error::invalid(format!("alert_emails[{i}]"), "must be an email address")
-        })?;
-        if !emails.contains(&email) {
-            emails.push(email);
-        }
-    }
-    let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
-    for (i, url) in input.alert_webhooks.iter().enumerate() {
-        if super::redact::is_redacted(url) {
-            return Err(Error::invalid(
-                format!("alert_webhooks[{i}]"),
-                "is a masked URL as the API shows it; send the full URL",
-            ));
-        }
-        let url = validate::webhook_url(&format!("alert_webhooks[{i}]"), url)?;
-        if !webhooks.contains(&url) {
-            webhooks.push(url);
-        }
-    }
-    let cooldown = match input.alert_cooldown.as_deref() {
-        Some(text) => {
-            let d = omg_shared::duration::parse(text)
-                .map_err(|message| Error::invalid("alert_cooldown", message))?;
-            Some(
-                i64::try_from(d.as_secs())
-                    .map_err(|_| Error::invalid("alert_cooldown", "too large"))?,
-            )
-        }
-        None => None,
-    };
+    let (emails, webhooks) = recipients(&input)?;
+    let cooldown = cooldown_secs(input.alert_cooldown.as_deref())?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let defaults = load_defaults(&state.config, &mut conn).await?;
     let row = TenantBudget {
@@ -372,6 +329,57 @@ pub async fn set_tenant_budget(
     tenant_budget_now(state, &mut conn, tenant)
         .await
         .map_err(|e| Error::from_db(e, "tenant"))
+}
+
+/// The alert recipients of a budget input, validated and deduplicated in their order.
+fn recipients(input: &TenantBudgetInput) -> Result<(Vec<String>, Vec<String>)> {
+    if input.alert_emails.len() > MAX_RECIPIENTS {
+        return Err(Error::invalid(
+            "alert_emails",
+            format!("at most {MAX_RECIPIENTS} addresses"),
+        ));
+    }
+    if input.alert_webhooks.len() > MAX_RECIPIENTS {
+        return Err(Error::invalid(
+            "alert_webhooks",
+            format!("at most {MAX_RECIPIENTS} URLs"),
+        ));
+    }
+    let mut emails = Vec::with_capacity(input.alert_emails.len());
+    for (i, email) in input.alert_emails.iter().enumerate() {
+        let email = validate::email(email).map_err(|_| {
+            Error::invalid(format!("alert_emails[{i}]"), "must be an email address")
+        })?;
+        if !emails.contains(&email) {
+            emails.push(email);
+        }
+    }
+    let mut webhooks = Vec::with_capacity(input.alert_webhooks.len());
+    for (i, url) in input.alert_webhooks.iter().enumerate() {
+        if super::redact::is_redacted(url) {
+            return Err(Error::invalid(
+                format!("alert_webhooks[{i}]"),
+                "is a masked URL as the API shows it; send the full URL",
+            ));
+        }
+        let url = validate::webhook_url(&format!("alert_webhooks[{i}]"), url)?;
+        if !webhooks.contains(&url) {
+            webhooks.push(url);
+        }
+    }
+    Ok((emails, webhooks))
+}
+
+/// `alert_cooldown` as whole seconds.
+fn cooldown_secs(text: Option<&str>) -> Result<Option<i64>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let cooldown = omg_shared::duration::parse(text)
+        .map_err(|message| Error::invalid("alert_cooldown", message))?;
+    i64::try_from(cooldown.as_secs())
+        .map(Some)
+        .map_err(|_| Error::invalid("alert_cooldown", "too large"))
 }
 
 /// Removes a tenant's budget override (the default applies again). Idempotent.
