@@ -35,7 +35,7 @@ pub use self::status::{IngestHealth, IngestState, IngestStatus};
 
 use crate::cluster::usage_stream::{self, Client, Entry, UsageStream};
 use crate::cluster::Connection;
-use crate::db::models::NewDeadLetter;
+use crate::db::models::{NewDeadLetter, NewRequestRecord};
 use crate::db::{self, Pool};
 use crate::metrics::UsageMetrics;
 use crate::workers::alerts::AlertNotifier;
@@ -377,81 +377,19 @@ impl UsageIngest {
             return Ok(());
         }
         let started = Instant::now();
-        let mut ids = Vec::with_capacity(entries.len());
-        let mut records = Vec::with_capacity(entries.len());
-        let mut dead_letters = Vec::new();
-        let mut vanished = 0usize;
-        for entry in entries {
-            match &entry.fields {
-                None => vanished += 1,
-                Some(fields) => match decode::decode(fields) {
-                    Ok(record) => records.push(record),
-                    Err((payload, error)) => {
-                        dead_letters.push(NewDeadLetter {
-                            stream: self.options.stream.clone(),
-                            entry_id: entry.id.clone(),
-                            payload,
-                            error,
-                        });
-                    }
-                },
-            }
-            ids.push(entry.id);
-        }
-        if vanished > 0 {
-            tracing::warn!(
-                stream = %self.options.stream,
-                count = vanished,
-                "pending usage entries were deleted from the stream by something else before they were ingested"
-            );
-        }
+        let Decoded {
+            ids,
+            records,
+            dead_letters,
+        } = self.decode(entries);
         let received = records.len();
         let tenants: BTreeSet<Uuid> = records.iter().filter_map(|r| r.tenant_id).collect();
-        let outcome = if records.is_empty() && dead_letters.is_empty() {
-            db::usage::BatchOutcome::default()
-        } else {
-            let db_timeout = self.options.db_timeout;
-            let pool = &self.pool;
-            let stored = tokio::time::timeout(db_timeout + Duration::from_secs(5), async {
-                let mut db = pool.get().await.map_err(db::DbError::from)?;
-                db::usage::ingest_batch(&mut db, records, &dead_letters, db_timeout).await
-            })
-            .await;
-            match stored {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(e)) => return Err(Failure::Database(e.to_string())),
-                Err(_) => {
-                    return Err(Failure::Database(format!(
-                        "storing a usage batch took longer than {} s",
-                        (db_timeout + Duration::from_secs(5)).as_secs()
-                    )))
-                }
-            }
-        };
+        let outcome = self.store(records, &dead_letters).await?;
         if received + dead_letters.len() > 0 {
             self.db_ok();
         }
-        for letter in &dead_letters {
-            tracing::warn!(
-                stream = %letter.stream,
-                entry_id = %letter.entry_id,
-                error = %letter.error,
-                "usage entry is not a valid usage event: parked in usage_dead_letters"
-            );
-        }
         let duplicates = received.saturating_sub(outcome.inserted);
-        self.metrics.ingested.inc_by(outcome.inserted as u64);
-        self.metrics.duplicates.inc_by(duplicates as u64);
-        self.metrics
-            .dead_lettered
-            .inc_by(outcome.dead_lettered as u64);
-        self.status
-            .stored(outcome.inserted, duplicates, outcome.dead_lettered);
-        if outcome.inserted > 0 {
-            if let Some(alerts) = &self.alerts {
-                alerts.notify(tenants);
-            }
-        }
+        self.account(&outcome, duplicates, &dead_letters, tenants);
         // Only now, after the commit: acknowledge and drop the entries.
         self.bus
             .ack_and_delete(conn, &ids)
@@ -469,6 +407,99 @@ impl UsageIngest {
             "usage batch ingested"
         );
         Ok(())
+    }
+
+    /// Splits a batch into usage records and dead letters (every entry's id kept, to be
+    /// acknowledged); entries deleted from the stream by something else are logged.
+    fn decode(&self, entries: Vec<Entry>) -> Decoded {
+        let mut decoded = Decoded {
+            ids: Vec::with_capacity(entries.len()),
+            records: Vec::with_capacity(entries.len()),
+            dead_letters: Vec::new(),
+        };
+        let mut vanished = 0usize;
+        for entry in entries {
+            match &entry.fields {
+                None => vanished += 1,
+                Some(fields) => match decode::decode(fields) {
+                    Ok(record) => decoded.records.push(record),
+                    Err((payload, error)) => {
+                        decoded.dead_letters.push(NewDeadLetter {
+                            stream: self.options.stream.clone(),
+                            entry_id: entry.id.clone(),
+                            payload,
+                            error,
+                        });
+                    }
+                },
+            }
+            decoded.ids.push(entry.id);
+        }
+        if vanished > 0 {
+            tracing::warn!(
+                stream = %self.options.stream,
+                count = vanished,
+                "pending usage entries were deleted from the stream by something else before they were ingested"
+            );
+        }
+        decoded
+    }
+
+    /// Stores the records and dead letters in one transaction, within the database timeout.
+    async fn store(
+        &self,
+        records: Vec<NewRequestRecord>,
+        dead_letters: &[NewDeadLetter],
+    ) -> Result<db::usage::BatchOutcome, Failure> {
+        if records.is_empty() && dead_letters.is_empty() {
+            return Ok(db::usage::BatchOutcome::default());
+        }
+        let db_timeout = self.options.db_timeout;
+        let pool = &self.pool;
+        let stored = tokio::time::timeout(db_timeout + Duration::from_secs(5), async {
+            let mut db = pool.get().await.map_err(db::DbError::from)?;
+            db::usage::ingest_batch(&mut db, records, dead_letters, db_timeout).await
+        })
+        .await;
+        match stored {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(Failure::Database(e.to_string())),
+            Err(_) => Err(Failure::Database(format!(
+                "storing a usage batch took longer than {} s",
+                (db_timeout + Duration::from_secs(5)).as_secs()
+            ))),
+        }
+    }
+
+    /// Logs the dead letters, counts the batch and tells the alert evaluator which tenants
+    /// spent.
+    fn account(
+        &self,
+        outcome: &db::usage::BatchOutcome,
+        duplicates: usize,
+        dead_letters: &[NewDeadLetter],
+        tenants: BTreeSet<Uuid>,
+    ) {
+        for letter in dead_letters {
+            tracing::warn!(
+                stream = %letter.stream,
+                entry_id = %letter.entry_id,
+                error = %letter.error,
+                "usage entry is not a valid usage event: parked in usage_dead_letters"
+            );
+        }
+        self.metrics.ingested.inc_by(outcome.inserted as u64);
+        self.metrics.duplicates.inc_by(duplicates as u64);
+        self.metrics
+            .dead_lettered
+            .inc_by(outcome.dead_lettered as u64);
+        self.status
+            .stored(outcome.inserted, duplicates, outcome.dead_lettered);
+        if outcome.inserted > 0 {
+            if let Some(alerts) = &self.alerts {
+                alerts.notify(tenants);
+            }
+        }
     }
 
     /// Claims idle entries of other consumers, removes long-idle empty consumers, measures
@@ -566,6 +597,14 @@ impl UsageIngest {
 
 fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
+/// A batch read off the stream: the ids to acknowledge, the records to store, the entries
+/// that are not usage events.
+struct Decoded {
+    ids: Vec<String>,
+    records: Vec<NewRequestRecord>,
+    dead_letters: Vec<NewDeadLetter>,
 }
 
 #[cfg(test)]
