@@ -173,7 +173,10 @@ def test_files_and_batches_reach_the_controlplane_only_with_a_signature(cluster:
 def test_a_trickled_upload_is_cut_at_the_upload_deadline(cluster: Cluster):
     """An upload whose body trickles in (one byte every half second, each read well inside
     Pingora's 60 s per-read timeout) gets 408 once `server.upload_body_timeout` has run out,
-    and the connection is closed; real traffic on the same data plane is unaffected."""
+    and the connection is closed; real traffic on the same data plane is unaffected. The
+    client stops sending a second before the deadline (a byte written after the gateway has
+    closed would draw a reset that can discard its answer): the last read is then bounded by
+    what is left of the deadline, not by the 60 s per-read timeout."""
     port = cluster.dp_ports[1][0]
     with socket.create_connection(("127.0.0.1", port), timeout=UPLOAD_BODY_TIMEOUT_S + 30) as sock:
         sock.sendall(
@@ -184,10 +187,8 @@ def test_a_trickled_upload_is_cut_at_the_upload_deadline(cluster: Cluster):
         answer = b""
         sock.settimeout(0.5)
         while time.monotonic() - started < UPLOAD_BODY_TIMEOUT_S + 30:
-            try:
+            if not answer and time.monotonic() - started < UPLOAD_BODY_TIMEOUT_S - 1:
                 sock.sendall(b"x")
-            except OSError:
-                pass  # the gateway closed its side; read what it answered
             try:
                 chunk = sock.recv(65536)
             except socket.timeout:
