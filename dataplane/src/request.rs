@@ -10,6 +10,7 @@ pub mod priced;
 pub mod prompt;
 mod route;
 pub mod shape;
+pub mod text;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -424,8 +425,8 @@ impl<'a> RequestBody<'a> {
     }
 
     /// The prompt's text (messages' text parts, `prompt` or `input` strings), for mock answers
-    /// and heuristic token estimates.
-    pub fn prompt_text(&self) -> String {
+    /// and heuristic token estimates; kept to its start.
+    pub fn prompt_text(&self) -> text::Text {
         self.prompt().text
     }
 

@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::text::Text as PromptText;
 use super::Key;
 
 /// Tokens OpenAI bills for an image at `detail: low`.
@@ -31,8 +32,8 @@ pub const FILE_CHARS_PER_TOKEN: u64 = 4;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompt {
     /// Messages' text parts and tool-call arguments, `prompt` or `input` strings, one message
-    /// per line.
-    pub text: String,
+    /// per line; kept to its start (see [`PromptText`]).
+    pub text: PromptText,
     /// Chat messages (0 for completions and embeddings).
     pub messages: usize,
     /// Tokens billed beyond the text: images, audio, files, token-array items.
@@ -659,7 +660,11 @@ mod tests {
             "sunny",
             "after the junk",
         ] {
-            assert!(prompt.text.contains(piece), "{piece} in {:?}", prompt.text);
+            assert!(
+                prompt.text.head().contains(piece),
+                "{piece} in {:?}",
+                prompt.text
+            );
         }
         // low + high + high (a bare URL) + 68 chars of audio / 64 + 8 chars of file / 4.
         assert_eq!(
@@ -672,11 +677,11 @@ mod tests {
     fn prompts_and_inputs_count_strings_and_token_arrays() {
         let one = texts(r#""hello""#);
         assert_eq!(
-            (one.text.as_str(), one.prompts, one.extra_tokens),
+            (one.text.head(), one.prompts, one.extra_tokens),
             ("hello", 0, 0)
         );
         let many = texts(r#"["a","b","c"]"#);
-        assert_eq!((many.prompts, many.text.as_str()), (3, "a\nb\nc\n"));
+        assert_eq!((many.prompts, many.text.head()), (3, "a\nb\nc\n"));
         let tokens = texts("[1,2,3,4]");
         assert_eq!((tokens.prompts, tokens.extra_tokens), (0, 4));
         let arrays = texts("[[1,2],[3,4,5],\"x\"]");

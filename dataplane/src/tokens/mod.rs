@@ -25,19 +25,13 @@ use tiktoken_rs::tokenizer::Tokenizer;
 
 use bpe::Encoder;
 
+use crate::request::text::Text;
 use crate::request::{Prompt, RequestBody};
 use crate::snapshot::{DeploymentEntry, RuntimeSnapshot};
 
 /// Whether [`count`] uses the byte-pair encodings; set once from `server.tokenizer`. Off until
 /// then (unit tests count with the heuristic, and load nothing).
 static BPE: AtomicBool = AtomicBool::new(false);
-
-/// Text counted exactly; beyond this much of a text's start every byte counts as a token (a
-/// token is at least one byte, so that is an upper bound, unlike an extrapolation from a start
-/// that may be cheaper than the rest). The encoder takes about 2 ms for 64 KiB of prose and up
-/// to 25 ms for degenerate text (long runs of one character), and a request must not cost
-/// much before it is even admitted.
-const EXACT_BYTES: usize = 64 * 1024;
 
 /// Tokens added to a bounded count for the piece the cut splits (the encoder's pre-split
 /// around the cut may differ from the whole text's).
@@ -149,6 +143,12 @@ impl Vocabulary {
 
 /// Tokens of `text`.
 pub fn count(text: &str, vocabulary: Vocabulary) -> u64 {
+    count_text(&Text::of(text), vocabulary)
+}
+
+/// Tokens of a text kept to its start (see [`Text`]): the byte-pair encoding's count when
+/// it is on, the heuristic's otherwise.
+pub fn count_text(text: &Text, vocabulary: Vocabulary) -> u64 {
     if text.is_empty() {
         return 0;
     }
@@ -159,28 +159,23 @@ pub fn count(text: &str, vocabulary: Vocabulary) -> u64 {
     };
     match encoder {
         Some(encoder) => count_with(encoder, text),
-        None => estimate_tokens(text),
+        None => text.estimate(),
     }
 }
 
-/// Tokens of `text` by `encoder`: exact up to [`EXACT_BYTES`], bounded from above by its
-/// bytes beyond; the heuristic's count should the splitting pattern give up on the text.
-fn count_with(encoder: &Encoder, text: &str) -> u64 {
-    let exact = |text: &str| {
-        encoder
-            .count(text)
-            .map_or_else(|| estimate_tokens(text), |tokens| tokens as u64)
-    };
-    if text.len() <= EXACT_BYTES {
-        return exact(text);
+/// Tokens of `text` by `encoder`: exact up to [`KEPT_BYTES`](crate::request::text::KEPT_BYTES) (the start a [`Text`] keeps),
+/// bounded from above by its bytes beyond; the heuristic's count should the splitting
+/// pattern give up on the text.
+fn count_with(encoder: &Encoder, text: &Text) -> u64 {
+    let head = text.head();
+    let exact = encoder
+        .count(head)
+        .map_or_else(|| estimate_tokens(head), |tokens| tokens as u64);
+    if text.is_whole() {
+        return exact;
     }
-    let mut cut = EXACT_BYTES;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let head = exact(&text[..cut]);
-    let rest = (text.len() - cut) as u64;
-    head.saturating_add(rest).saturating_add(CUT_SLACK)
+    let rest = text.len().saturating_sub(head.len() as u64);
+    exact.saturating_add(rest).saturating_add(CUT_SLACK)
 }
 
 /// What a request's prompt is counted from.
@@ -188,8 +183,9 @@ fn count_with(encoder: &Encoder, text: &str) -> u64 {
 pub struct PromptSource {
     prompt: Prompt,
     /// Tool and function definitions, the `response_format` schema and a predicted output,
-    /// as JSON (the model reads them as part of the prompt, or bills them).
-    tools: Vec<String>,
+    /// as JSON (the model reads them as part of the prompt, or bills them), kept to their
+    /// start.
+    tools: Vec<Text>,
 }
 
 impl PromptSource {
@@ -198,7 +194,7 @@ impl PromptSource {
         let tools = ["tools", "functions", "response_format", "prediction"]
             .into_iter()
             .filter_map(|name| body.raw(name))
-            .map(|raw| raw.get().to_owned())
+            .map(|raw| Text::of(raw.get()))
             .collect();
         Self {
             prompt: body.prompt(),
@@ -206,21 +202,22 @@ impl PromptSource {
         }
     }
 
-    fn bytes(&self) -> usize {
-        self.prompt.text.len() + self.tools.iter().map(String::len).sum::<usize>()
+    fn bytes(&self) -> u64 {
+        let tools = self.tools.iter().map(Text::len);
+        tools.fold(self.prompt.text.len(), u64::saturating_add)
     }
 
     /// Its tokens: the text, the framing of each chat message as OpenAI counts it, the tool
     /// definitions and schemas, and what is billed beyond text (images, audio, files, token
     /// arrays).
     pub fn count(&self, vocabulary: Vocabulary) -> u64 {
-        let mut tokens = count(&self.prompt.text, vocabulary);
+        let mut tokens = count_text(&self.prompt.text, vocabulary);
         if self.prompt.messages > 0 {
             let framing = TOKENS_PER_MESSAGE.saturating_mul(self.prompt.messages as u64);
             tokens = tokens.saturating_add(framing.saturating_add(TOKENS_TO_PRIME_ANSWER));
         }
         for tools in &self.tools {
-            tokens = tokens.saturating_add(count(tools, vocabulary));
+            tokens = tokens.saturating_add(count_text(tools, vocabulary));
         }
         tokens.saturating_add(self.prompt.extra_tokens)
     }
@@ -233,12 +230,12 @@ impl PromptSource {
     /// [`Self::count`], on the blocking pool when it could hold a proxy worker (a long
     /// prompt, or a vocabulary still to load).
     pub async fn count_off_worker(self, vocabulary: Vocabulary) -> u64 {
-        let inline =
-            !BPE.load(Ordering::Relaxed) || (vocabulary.loaded() && self.bytes() <= INLINE_BYTES);
+        let inline = !BPE.load(Ordering::Relaxed)
+            || (vocabulary.loaded() && self.bytes() <= INLINE_BYTES as u64);
         if inline {
             return self.count(vocabulary);
         }
-        let fallback = estimate_tokens(&self.prompt.text);
+        let fallback = self.prompt.text.estimate();
         tokio::task::spawn_blocking(move || self.count(vocabulary))
             .await
             .unwrap_or(fallback)
@@ -281,6 +278,7 @@ pub fn warm(snapshot: &RuntimeSnapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::text::KEPT_BYTES;
 
     #[test]
     fn models_map_to_their_vocabulary() {
@@ -326,23 +324,23 @@ mod tests {
         let text = "The gateway reserves the tokens of a prompt before it goes upstream, \
                     then settles them with the provider's usage. 42 × 7 = 294.\n"
             .repeat(4000);
-        assert!(text.len() > 4 * EXACT_BYTES);
+        assert!(text.len() > 4 * KEPT_BYTES);
         let exact = encoder.count(&text).unwrap_or_else(|| unreachable!()) as u64;
-        let counted = count_with(encoder, &text);
+        let counted = count_with(encoder, &Text::of(&text));
         assert!(counted >= exact, "{counted} vs {exact}");
         // A cheap start followed by an expensive tail (Chinese, about a token per character)
         // was extrapolated from the start: several times under the real count.
         let mixed = format!(
             "{}{}",
-            "hello world ".repeat(EXACT_BYTES / 12 + 1),
+            "hello world ".repeat(KEPT_BYTES / 12 + 1),
             "网关在请求之前预留令牌".repeat(5_000)
         );
         let exact = encoder.count(&mixed).unwrap_or_else(|| unreachable!()) as u64;
-        let counted = count_with(encoder, &mixed);
+        let counted = count_with(encoder, &Text::of(&mixed));
         assert!(counted >= exact, "{counted} vs {exact}");
         // Cut inside a multi-byte character: still a valid count.
-        let wide = "令".repeat(EXACT_BYTES);
-        assert!(count_with(encoder, &wide) > 0);
+        let wide = "令".repeat(KEPT_BYTES);
+        assert!(count_with(encoder, &Text::of(&wide)) > 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - errors always in Anthropic's shape ([`error_body`]).
 
 mod error;
+mod json;
 mod request;
 mod response;
 mod stream;

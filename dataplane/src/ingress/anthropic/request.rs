@@ -1,6 +1,8 @@
 //! Anthropic Messages request → OpenAI chat completions request.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use super::json::Json;
 
 use omg_shared::error::ErrorCode;
 
@@ -57,34 +59,38 @@ fn translate(raw: &[u8], count_only: bool, reading: Reading) -> Result<Translate
     let model = model_field(&request)?;
     let max_tokens = max_tokens_field(&request, count_only)?;
     let stream = match request.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(stream)) => *stream && !count_only,
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(stream)) => *stream && !count_only,
         Some(_) => return Err(invalid("stream", "stream: Input should be a valid boolean")),
     };
     let messages = messages_to_openai(&request, reading)?;
 
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(model));
-    out.insert("messages".into(), Value::Array(messages));
-    out.insert("max_tokens".into(), Value::Number(max_tokens));
+    let mut out = Json::object([
+        ("model", Json::str(model)),
+        ("messages", Json::Array(messages)),
+        ("max_tokens", Json::Number(max_tokens)),
+    ]);
     sampling_to_openai(&request, &mut out)?;
     tools_and_user_to_openai(&request, &mut out, reading)?;
     if stream {
-        out.insert("stream".into(), Value::Bool(true));
-        out.insert("stream_options".into(), json!({"include_usage": true}));
+        out.insert("stream", Json::Bool(true));
+        let usage = Json::object([("include_usage", Json::Bool(true))]);
+        out.insert("stream_options", usage);
     }
-    let body = serde_json::to_vec(&Value::Object(out))
+    // About the body's size: the translation carries the same text, borrowed until written.
+    let mut body = Vec::with_capacity(raw.len().saturating_add(4096));
+    serde_json::to_writer(&mut body, &out)
         .map_err(|_| invalid("body", "The request could not be translated."))?;
     Ok(Translated { body, stream })
 }
 
 /// The body as a JSON object, within the same bounds as OpenAI bodies (checked before the
-/// body becomes a tree).
-fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// body becomes a tree; its strings are borrowed from the body, see [`Json`]).
+fn parse_object(raw: &[u8]) -> Result<Json<'_>, ApiError> {
     use crate::request::shape;
     shape::check_with(raw, shape::MAX_ANTHROPIC_VALUES)?;
-    match serde_json::from_slice(raw) {
-        Ok(Value::Object(map)) => Ok(map),
+    match Json::parse(raw) {
+        Ok(object @ Json::Object(_)) => Ok(object),
         Ok(_) => Err(not_json("The request body must be a JSON object.".into())),
         Err(error) => Err(not_json(format!(
             "The request body is not valid JSON: {error}."
@@ -93,9 +99,9 @@ fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// `model`: a non-empty string.
-fn model_field(request: &Map<String, Value>) -> Result<String, ApiError> {
+fn model_field<'t>(request: &'t Json<'_>) -> Result<&'t str, ApiError> {
     match request.get("model") {
-        Some(Value::String(model)) if !model.is_empty() => Ok(model.clone()),
+        Some(Json::String(model)) if !model.is_empty() => Ok(model),
         Some(_) => Err(invalid(
             "model",
             "model: Input should be a non-empty string",
@@ -105,12 +111,9 @@ fn model_field(request: &Map<String, Value>) -> Result<String, ApiError> {
 }
 
 /// `max_tokens`: at least 1; required unless `count_only`.
-fn max_tokens_field(
-    request: &Map<String, Value>,
-    count_only: bool,
-) -> Result<serde_json::Number, ApiError> {
+fn max_tokens_field(request: &Json<'_>, count_only: bool) -> Result<serde_json::Number, ApiError> {
     match request.get("max_tokens") {
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.clone()),
+        Some(Json::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.clone()),
         Some(_) => Err(invalid(
             "max_tokens",
             "max_tokens: Input should be an integer greater than or equal to 1",
@@ -120,18 +123,23 @@ fn max_tokens_field(
     }
 }
 
+/// `{"role": role, "content": content}`.
+fn message<'t>(role: &'t str, content: Json<'t>) -> Json<'t> {
+    Json::object([("role", Json::str(role)), ("content", content)])
+}
+
 /// `system` and `messages` → OpenAI messages.
-fn messages_to_openai(
-    request: &Map<String, Value>,
+fn messages_to_openai<'t>(
+    request: &'t Json<'_>,
     reading: Reading,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Json<'t>>, ApiError> {
     let mut messages = Vec::new();
     match request.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
-        Some(Value::Array(blocks)) => {
+        None | Some(Json::Null) => {}
+        Some(Json::String(text)) => messages.push(message("system", Json::str(text))),
+        Some(Json::Array(blocks)) => {
             let text = text_of(blocks, "system", reading)?;
-            messages.push(json!({"role": "system", "content": text}));
+            messages.push(message("system", Json::Concat(text)));
         }
         Some(_) => {
             return Err(invalid(
@@ -140,7 +148,7 @@ fn messages_to_openai(
             ))
         }
     }
-    let Some(Value::Array(turns)) = request.get("messages") else {
+    let Some(Json::Array(turns)) = request.get("messages") else {
         return Err(invalid(
             "messages",
             "messages: Field required (a list of turns)",
@@ -159,16 +167,11 @@ fn messages_to_openai(
 }
 
 /// `temperature`, `top_p` and `stop_sequences` (as `stop`).
-fn sampling_to_openai(
-    request: &Map<String, Value>,
-    out: &mut Map<String, Value>,
-) -> Result<(), ApiError> {
+fn sampling_to_openai<'t>(request: &'t Json<'_>, out: &mut Json<'t>) -> Result<(), ApiError> {
     for (from, to) in [("temperature", "temperature"), ("top_p", "top_p")] {
         match request.get(from) {
-            None | Some(Value::Null) => {}
-            Some(Value::Number(n)) => {
-                out.insert(to.into(), Value::Number(n.clone()));
-            }
+            None | Some(Json::Null) => {}
+            Some(Json::Number(n)) => out.insert(to, Json::Number(n.clone())),
             Some(_) => {
                 return Err(invalid(
                     param(from),
@@ -178,10 +181,13 @@ fn sampling_to_openai(
         }
     }
     match request.get("stop_sequences") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+        None | Some(Json::Null) => {}
+        Some(Json::Array(items)) if items.iter().all(Json::is_string) => {
             if !items.is_empty() {
-                out.insert("stop".into(), Value::Array(items.clone()));
+                out.insert(
+                    "stop",
+                    Json::Array(items.iter().map(Json::borrowed).collect()),
+                );
             }
         }
         Some(_) => {
@@ -195,48 +201,58 @@ fn sampling_to_openai(
 }
 
 /// `tools`, `tool_choice` (with `parallel_tool_calls`) and `metadata.user_id` (as `user`).
-fn tools_and_user_to_openai(
-    request: &Map<String, Value>,
-    out: &mut Map<String, Value>,
+fn tools_and_user_to_openai<'t>(
+    request: &'t Json<'_>,
+    out: &mut Json<'t>,
     reading: Reading,
 ) -> Result<(), ApiError> {
     if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
-        out.insert("tools".into(), tools_to_openai(tools, reading)?);
+        out.insert("tools", tools_to_openai(tools, reading)?);
     }
     if let Some(choice) = request.get("tool_choice").filter(|c| !c.is_null()) {
         let (choice, parallel) = tool_choice_to_openai(choice)?;
-        out.insert("tool_choice".into(), choice);
+        out.insert("tool_choice", choice);
         if parallel == Some(false) {
-            out.insert("parallel_tool_calls".into(), Value::Bool(false));
+            out.insert("parallel_tool_calls", Json::Bool(false));
         }
     }
     if let Some(user) = request
         .get("metadata")
         .and_then(|m| m.get("user_id"))
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
     {
-        out.insert("user".into(), Value::String(user.to_owned()));
+        out.insert("user", Json::str(user));
     }
     Ok(())
 }
 
-/// What one turn's blocks become: content parts, assistant tool calls, and `tool` messages
-/// (written straight to the conversation, before the rest of the turn).
+/// What one turn's blocks become: content parts (and their texts, which an assistant turn
+/// joins), assistant tool calls, and `tool` messages (written straight to the conversation,
+/// before the rest of the turn).
 #[derive(Default)]
-struct TurnParts {
-    parts: Vec<Value>,
-    tool_calls: Vec<Value>,
+struct TurnParts<'t> {
+    parts: Vec<Json<'t>>,
+    texts: Vec<Cow<'t, str>>,
+    tool_calls: Vec<Json<'t>>,
+}
+
+impl<'t> TurnParts<'t> {
+    fn push_text(&mut self, text: &'t str) {
+        let part = Json::object([("type", Json::str("text")), ("text", Json::str(text))]);
+        self.parts.push(part);
+        self.texts.push(Cow::Borrowed(text));
+    }
 }
 
 /// One Anthropic turn → OpenAI messages (a user turn's `tool_result` blocks become `tool`
 /// messages, before the rest of the turn).
-fn turn_to_openai(
-    turn: &Value,
+fn turn_to_openai<'t>(
+    turn: &'t Json<'_>,
     at: usize,
-    messages: &mut Vec<Value>,
+    messages: &mut Vec<Json<'t>>,
     reading: Reading,
 ) -> Result<(), ApiError> {
-    let role = match turn.get("role").and_then(Value::as_str) {
+    let role = match turn.get("role").and_then(Json::as_str) {
         Some(role @ ("user" | "assistant")) => role,
         _ => {
             return Err(invalid(
@@ -246,11 +262,11 @@ fn turn_to_openai(
         }
     };
     let blocks = match turn.get("content") {
-        Some(Value::String(text)) => {
-            messages.push(json!({"role": role, "content": text}));
+        Some(Json::String(text)) => {
+            messages.push(message(role, Json::str(text)));
             return Ok(());
         }
-        Some(Value::Array(blocks)) => blocks,
+        Some(Json::Array(blocks)) => blocks,
         _ => {
             return Err(invalid(
                 "messages",
@@ -264,53 +280,56 @@ fn turn_to_openai(
     for (i, block) in blocks.iter().enumerate() {
         block_to_openai(block, (role, at, i), &mut turn_parts, messages, reading)?;
     }
-    let TurnParts { parts, tool_calls } = turn_parts;
+    let TurnParts {
+        parts,
+        texts,
+        tool_calls,
+    } = turn_parts;
     if role == "assistant" {
-        let text: String = parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect();
-        let mut message = json!({"role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) }});
+        let no_text = texts.iter().all(|text| text.is_empty());
+        let content = if no_text && !tool_calls.is_empty() {
+            Json::Null
+        } else {
+            Json::Concat(texts)
+        };
+        let mut assistant = message("assistant", content);
         if !tool_calls.is_empty() {
-            message["tool_calls"] = Value::Array(tool_calls);
+            assistant.insert("tool_calls", Json::Array(tool_calls));
         }
-        messages.push(message);
+        messages.push(assistant);
     } else if !parts.is_empty() {
-        messages.push(json!({"role": "user", "content": parts}));
+        messages.push(message("user", Json::Array(parts)));
     }
     Ok(())
 }
 
 /// Block `i` of turn `at` (of `role`) → a part, a tool call or a `tool` message.
-fn block_to_openai(
-    block: &Value,
+fn block_to_openai<'t>(
+    block: &'t Json<'_>,
     (role, at, i): (&str, usize, usize),
-    turn: &mut TurnParts,
-    messages: &mut Vec<Value>,
+    turn: &mut TurnParts<'t>,
+    messages: &mut Vec<Json<'t>>,
     reading: Reading,
 ) -> Result<(), ApiError> {
-    let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
+    let kind = block.get("type").and_then(Json::as_str).unwrap_or("");
     match (role, kind) {
         (_, "text") => {
-            let text = block.get("text").and_then(Value::as_str).ok_or_else(|| {
+            let text = block.get("text").and_then(Json::as_str).ok_or_else(|| {
                 invalid("messages", &format!("messages.{at}.content.{i}.text: Field required"))
             })?;
-            turn.parts.push(json!({"type": "text", "text": text}));
+            turn.push_text(text);
         }
         ("user", "image") => match image_part(block, at, i) {
             Ok(part) => turn.parts.push(part),
             // An image by file id: still billed, counted as an image of unknown size.
-            Err(_) if reading == Reading::ForNative => {
-                turn.parts
-                    .push(json!({"type": "image_url", "image_url": {"url": ""}}));
-            }
+            Err(_) if reading == Reading::ForNative => turn.parts.push(image_url(Json::str(""))),
             Err(refusal) => return Err(refusal),
         },
         ("assistant", "tool_use") => turn.tool_calls.push(tool_use_call(block, at, i)?),
         ("user", "tool_result") => messages.push(tool_result_message(block, at, i, reading)?),
         // Reasoning of earlier turns is the provider's own; other providers cannot read it.
         ("assistant", "thinking" | "redacted_thinking") => {}
-        _ if reading == Reading::ForNative => turn.parts.extend(native_only_part(block)),
+        _ if reading == Reading::ForNative => native_only_part(block, turn),
         _ => {
             return Err(invalid(
                 "messages",
@@ -324,34 +343,40 @@ fn block_to_openai(
 }
 
 /// A `tool_use` block → an OpenAI tool call.
-fn tool_use_call(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {
-    let id = block.get("id").and_then(Value::as_str);
-    let name = block.get("name").and_then(Value::as_str);
+fn tool_use_call<'t>(block: &'t Json<'_>, at: usize, i: usize) -> Result<Json<'t>, ApiError> {
+    let id = block.get("id").and_then(Json::as_str);
+    let name = block.get("name").and_then(Json::as_str);
     let (Some(id), Some(name)) = (id, name) else {
         return Err(invalid(
             "messages",
             &format!("messages.{at}.content.{i}: a tool_use block needs `id` and `name`"),
         ));
     };
-    let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
-    Ok(json!({
-        "id": id,
-        "type": "function",
-        "function": {"name": name, "arguments": input.to_string()},
-    }))
+    let arguments = block
+        .get("input")
+        .map_or_else(|| "{}".to_owned(), Json::to_json_string);
+    let function = Json::object([
+        ("name", Json::str(name)),
+        ("arguments", Json::String(Cow::Owned(arguments))),
+    ]);
+    Ok(Json::object([
+        ("id", Json::str(id)),
+        ("type", Json::str("function")),
+        ("function", function),
+    ]))
 }
 
 /// A `tool_result` block → an OpenAI `tool` message (`Error: ` before the content of a
 /// result marked `is_error`).
-fn tool_result_message(
-    block: &Value,
+fn tool_result_message<'t>(
+    block: &'t Json<'_>,
     at: usize,
     i: usize,
     reading: Reading,
-) -> Result<Value, ApiError> {
+) -> Result<Json<'t>, ApiError> {
     let id = block
         .get("tool_use_id")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .ok_or_else(|| {
             invalid(
                 "messages",
@@ -359,9 +384,9 @@ fn tool_result_message(
             )
         })?;
     let mut content = match block.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(items)) => text_of(items, "messages", reading)?,
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::String(text)) => vec![Cow::Borrowed(text.as_ref())],
+        Some(Json::Array(items)) => text_of(items, "messages", reading)?,
         Some(_) => {
             return Err(invalid(
                 "messages",
@@ -369,42 +394,62 @@ fn tool_result_message(
             ))
         }
     };
-    if block.get("is_error") == Some(&Value::Bool(true)) {
-        content.insert_str(0, "Error: ");
+    if block.get("is_error").and_then(Json::as_bool) == Some(true) {
+        content.insert(0, Cow::Borrowed("Error: "));
     }
-    Ok(json!({"role": "tool", "tool_call_id": id, "content": content}))
+    Ok(Json::object([
+        ("role", Json::str("tool")),
+        ("tool_call_id", Json::str(id)),
+        ("content", Json::Concat(content)),
+    ]))
 }
 
 /// A block only Anthropic reads (a document), in the OpenAI form used for estimates: its
 /// inline data counted as text (a text document) or as an inline file (base64), so the
 /// reservation covers what Anthropic bills for it.
-fn native_only_part(block: &Value) -> Option<Value> {
-    let source = block.get("source")?;
-    let data = source.get("data").and_then(Value::as_str)?;
-    Some(match source.get("type").and_then(Value::as_str) {
-        Some("text") => json!({"type": "text", "text": data}),
-        _ => json!({"type": "file", "file": {"file_data": data}}),
-    })
+fn native_only_part<'t>(block: &'t Json<'_>, turn: &mut TurnParts<'t>) {
+    let Some(source) = block.get("source") else {
+        return;
+    };
+    let Some(data) = source.get("data").and_then(Json::as_str) else {
+        return;
+    };
+    match source.get("type").and_then(Json::as_str) {
+        Some("text") => turn.push_text(data),
+        _ => {
+            let file = Json::object([("file_data", Json::str(data))]);
+            let part = Json::object([("type", Json::str("file")), ("file", file)]);
+            turn.parts.push(part);
+        }
+    }
 }
 
-fn image_part(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {
+/// `{"type": "image_url", "image_url": {"url": url}}`.
+fn image_url(url: Json<'_>) -> Json<'_> {
+    let image = Json::object([("url", url)]);
+    Json::object([("type", Json::str("image_url")), ("image_url", image)])
+}
+
+fn image_part<'t>(block: &'t Json<'_>, at: usize, i: usize) -> Result<Json<'t>, ApiError> {
     let source = block.get("source");
-    let url = match source.and_then(|s| s.get("type")).and_then(Value::as_str) {
-        Some("base64") => {
-            let media = source.and_then(|s| s.get("media_type")).and_then(Value::as_str);
-            let data = source.and_then(|s| s.get("data")).and_then(Value::as_str);
-            match (media, data) {
-                (Some(media), Some(data)) => format!("data:{media};base64,{data}"),
-                _ => {
-                    return Err(invalid(
-                        "messages",
-                        &format!("messages.{at}.content.{i}.source: a base64 image needs `media_type` and `data`"),
-                    ))
-                }
+    let field = |name: &str| source.and_then(|s| s.get(name)).and_then(Json::as_str);
+    let url = match field("type") {
+        Some("base64") => match (field("media_type"), field("data")) {
+            (Some(media), Some(data)) => Json::Concat(vec![
+                Cow::Borrowed("data:"),
+                Cow::Borrowed(media),
+                Cow::Borrowed(";base64,"),
+                Cow::Borrowed(data),
+            ]),
+            _ => {
+                return Err(invalid(
+                    "messages",
+                    &format!("messages.{at}.content.{i}.source: a base64 image needs `media_type` and `data`"),
+                ))
             }
-        }
-        Some("url") => match source.and_then(|s| s.get("url")).and_then(Value::as_str) {
-            Some(url) => url.to_owned(),
+        },
+        Some("url") => match field("url") {
+            Some(url) => Json::str(url),
             None => {
                 return Err(invalid(
                     "messages",
@@ -419,23 +464,27 @@ fn image_part(block: &Value, at: usize, i: usize) -> Result<Value, ApiError> {
             ))
         }
     };
-    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+    Ok(image_url(url))
 }
 
-/// The text of a list of `text` blocks, joined (for a native reading, other blocks are
-/// skipped).
-fn text_of(blocks: &[Value], field: &'static str, reading: Reading) -> Result<String, ApiError> {
-    let mut text = String::new();
+/// The text of a list of `text` blocks, as pieces joined by newlines (for a native reading,
+/// other blocks are skipped).
+fn text_of<'t>(
+    blocks: &'t [Json<'_>],
+    field: &'static str,
+    reading: Reading,
+) -> Result<Vec<Cow<'t, str>>, ApiError> {
+    let mut pieces = Vec::new();
     for block in blocks {
         match (
-            block.get("type").and_then(Value::as_str),
-            block.get("text").and_then(Value::as_str),
+            block.get("type").and_then(Json::as_str),
+            block.get("text").and_then(Json::as_str),
         ) {
             (Some("text"), Some(piece)) => {
-                if !text.is_empty() {
-                    text.push('\n');
+                if !pieces.is_empty() {
+                    pieces.push(Cow::Borrowed("\n"));
                 }
-                text.push_str(piece);
+                pieces.push(Cow::Borrowed(piece));
             }
             _ if reading == Reading::ForNative => {}
             _ => {
@@ -446,18 +495,18 @@ fn text_of(blocks: &[Value], field: &'static str, reading: Reading) -> Result<St
             }
         }
     }
-    Ok(text)
+    Ok(pieces)
 }
 
-fn tools_to_openai(tools: &Value, reading: Reading) -> Result<Value, ApiError> {
-    let Value::Array(tools) = tools else {
+fn tools_to_openai<'t>(tools: &'t Json<'_>, reading: Reading) -> Result<Json<'t>, ApiError> {
+    let Json::Array(tools) = tools else {
         return Err(invalid("tools", "tools: Input should be a list"));
     };
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         if let Some(kind) = tool
             .get("type")
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .filter(|k| *k != "custom")
         {
             if reading == Reading::ForNative {
@@ -468,34 +517,40 @@ fn tools_to_openai(tools: &Value, reading: Reading) -> Result<Value, ApiError> {
                 &format!("tools.{i}: the server tool `{kind}` is only available on models whose deployments are all Anthropic"),
             ));
         }
-        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+        let Some(name) = tool.get("name").and_then(Json::as_str) else {
             return Err(invalid("tools", &format!("tools.{i}.name: Field required")));
         };
         let schema = tool
             .get("input_schema")
-            .cloned()
+            .map(Json::borrowed)
             .ok_or_else(|| invalid("tools", &format!("tools.{i}.input_schema: Field required")))?;
-        let mut function = json!({"name": name, "parameters": schema});
-        if let Some(description) = tool.get("description").and_then(Value::as_str) {
-            function["description"] = Value::String(description.to_owned());
+        let mut function = Json::object([("name", Json::str(name)), ("parameters", schema)]);
+        if let Some(description) = tool.get("description").and_then(Json::as_str) {
+            function.insert("description", Json::str(description));
         }
-        out.push(json!({"type": "function", "function": function}));
+        out.push(Json::object([
+            ("type", Json::str("function")),
+            ("function", function),
+        ]));
     }
-    Ok(Value::Array(out))
+    Ok(Json::Array(out))
 }
 
 /// `tool_choice` and `disable_parallel_tool_use`.
-fn tool_choice_to_openai(choice: &Value) -> Result<(Value, Option<bool>), ApiError> {
+fn tool_choice_to_openai<'t>(choice: &'t Json<'_>) -> Result<(Json<'t>, Option<bool>), ApiError> {
     let parallel = choice
         .get("disable_parallel_tool_use")
-        .and_then(Value::as_bool)
+        .and_then(Json::as_bool)
         .map(|disabled| !disabled);
-    let value = match choice.get("type").and_then(Value::as_str) {
-        Some("auto") => json!("auto"),
-        Some("any") => json!("required"),
-        Some("none") => json!("none"),
-        Some("tool") => match choice.get("name").and_then(Value::as_str) {
-            Some(name) => json!({"type": "function", "function": {"name": name}}),
+    let value = match choice.get("type").and_then(Json::as_str) {
+        Some("auto") => Json::str("auto"),
+        Some("any") => Json::str("required"),
+        Some("none") => Json::str("none"),
+        Some("tool") => match choice.get("name").and_then(Json::as_str) {
+            Some(name) => {
+                let function = Json::object([("name", Json::str(name))]);
+                Json::object([("type", Json::str("function")), ("function", function)])
+            }
             None => return Err(invalid("tool_choice", "tool_choice.name: Field required")),
         },
         _ => {

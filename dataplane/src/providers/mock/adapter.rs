@@ -56,7 +56,7 @@ impl MockAdapter {
     fn images(&self, call: &Call<'_>) -> Local {
         let body = call.body;
         let answer = super::images(
-            &body.prompt_text(),
+            body.prompt_text().head(),
             body.images,
             body.image_format,
             call.created,
@@ -77,7 +77,7 @@ impl MockAdapter {
         let id = format!("chatcmpl-{}", call.request_id);
         let request = MockRequest {
             model: &body.model,
-            prompt: &prompt,
+            prompt: prompt.head(),
             id: &id,
             created: u64::try_from(call.created).unwrap_or(0),
         };

@@ -6,6 +6,7 @@ use omg_shared::mock::MockSettings;
 use omg_shared::tokens::estimate_tokens;
 
 use crate::providers::Usage;
+use crate::request::text::Text;
 use crate::sse::data_event;
 
 const WORDS: [&str; 16] = [
@@ -32,7 +33,7 @@ const WORDS: [&str; 16] = [
 pub struct MockRequest<'a> {
     /// The alias as the client sent it (echoed as `model`).
     pub model: &'a str,
-    /// Prompt text (for the seed and the prompt-token estimate).
+    /// The prompt text's start (see `request::text::Text`).
     pub prompt: &'a str,
     /// Response id.
     pub id: &'a str,
@@ -41,8 +42,8 @@ pub struct MockRequest<'a> {
 }
 
 /// The answer's content chunks and token counts.
-pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
-    let seed = prompt.bytes().fold(0usize, |acc, b| {
+pub fn plan(settings: &MockSettings, prompt: &Text) -> (Vec<String>, Usage) {
+    let seed = prompt.head().bytes().fold(0usize, |acc, b| {
         acc.wrapping_mul(31).wrapping_add(usize::from(b))
     });
     let count = usize::try_from(settings.chunks).unwrap_or(1).max(1);
@@ -59,7 +60,7 @@ pub fn plan(settings: &MockSettings, prompt: &str) -> (Vec<String>, Usage) {
     let usage = Usage {
         prompt_tokens: settings
             .prompt_tokens
-            .unwrap_or_else(|| estimate_tokens(prompt).max(1)),
+            .unwrap_or_else(|| prompt.estimate().max(1)),
         completion_tokens: settings.completion_tokens.unwrap_or(settings.chunks),
         cached_tokens: 0,
         cache_write_tokens: 0,
@@ -389,8 +390,8 @@ mod tests {
             chunks: 4,
             ..MockSettings::default()
         };
-        let (chunks, usage) = plan(&settings, "hello");
-        assert_eq!(plan(&settings, "hello").0, chunks);
+        let (chunks, usage) = plan(&settings, &Text::of("hello"));
+        assert_eq!(plan(&settings, &Text::of("hello")).0, chunks);
         assert_eq!(chunks.len(), 4);
         assert_eq!(usage.completion_tokens, 4);
         let body: serde_json::Value =
@@ -406,7 +407,7 @@ mod tests {
             chunks: 3,
             ..MockSettings::default()
         };
-        let (chunks, usage) = plan(&settings, "hello");
+        let (chunks, usage) = plan(&settings, &Text::of("hello"));
         for include_usage in [false, true] {
             let events = StreamEvents::new(&request(), true, include_usage);
             let mut bytes = events.role().unwrap_or_default();
