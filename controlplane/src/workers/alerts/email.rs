@@ -6,6 +6,7 @@
 //! `false` is plain text (local relays, tests). The certificate is checked against the
 //! configured host name even though the connection goes to the vetted IP address.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -34,64 +35,19 @@ pub async fn send(
             "`budgets.alert.smtp.host` is not set: alert emails cannot be sent".to_owned(),
         );
     }
-    let from: Mailbox = match smtp.from.parse() {
-        Ok(from) => from,
-        Err(_) => {
-            return Attempt::Refused(
-                "`budgets.alert.smtp.from` is not set or not an address".to_owned(),
-            )
-        }
-    };
-    let to: Mailbox = match to.parse() {
-        Ok(to) => to,
-        // Cannot succeed before the recipient list is fixed: waits the cooldown.
-        Err(e) => return Attempt::Refused(format!("not an email address: {e}")),
-    };
-    let message = match Message::builder()
-        .from(from)
-        .to(to)
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-    {
+    let message = match message(smtp, to, subject, body) {
         Ok(message) => message,
-        Err(e) => return Attempt::failed(format!("building the message: {e}"), false),
+        Err(refused) => return refused,
     };
     let addr = match target::vet(policy, host, smtp.port, smtp.connect_timeout).await {
         Ok(addr) => addr,
         Err(Vetting::Refused(reason)) => return Attempt::Refused(reason),
         Err(Vetting::Unresolved(reason)) => return Attempt::failed(reason, true),
     };
-    let tls = if smtp.use_tls {
-        let parameters = TlsParameters::builder(host.to_owned())
-            .dangerous_accept_invalid_certs(smtp.skip_tls_verify)
-            .dangerous_accept_invalid_hostnames(smtp.skip_tls_verify)
-            .build_rustls();
-        match parameters {
-            Ok(parameters) if smtp.port == 465 => Tls::Wrapper(parameters),
-            Ok(parameters) => Tls::Required(parameters),
-            Err(e) => return Attempt::failed(format!("TLS setup: {e}"), false),
-        }
-    } else {
-        Tls::None
+    let transport = match tls(smtp, host) {
+        Ok(tls) => transport(smtp, addr, tls),
+        Err(failed) => return failed,
     };
-    // The vetted address, never the name again: no second resolution to rebind.
-    let mut builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
-            .port(addr.port())
-            .tls(tls)
-            .timeout(Some(smtp.connect_timeout))
-            .hello_name(ClientId::Domain(hello_name()));
-    if !smtp.username.is_empty() {
-        builder = builder.credentials(Credentials::new(
-            smtp.username.clone(),
-            smtp.password
-                .as_ref()
-                .map(|p| p.expose().to_owned())
-                .unwrap_or_default(),
-        ));
-    }
-    let transport = builder.build();
     // The whole exchange is bounded too (lettre's timeout is per step).
     let overall = smtp
         .connect_timeout
@@ -108,6 +64,59 @@ pub async fn send(
             true,
         ),
     }
+}
+
+/// The message, or the attempt's outcome when it cannot be written.
+fn message(smtp: &SmtpConfig, to: &str, subject: &str, body: String) -> Result<Message, Attempt> {
+    let from: Mailbox = smtp.from.parse().map_err(|_| {
+        Attempt::Refused("`budgets.alert.smtp.from` is not set or not an address".to_owned())
+    })?;
+    // Cannot succeed before the recipient list is fixed: waits the cooldown.
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e| Attempt::Refused(format!("not an email address: {e}")))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| Attempt::failed(format!("building the message: {e}"), false))
+}
+
+/// TLS as configured: implicit on port 465, STARTTLS required otherwise, or none.
+fn tls(smtp: &SmtpConfig, host: &str) -> Result<Tls, Attempt> {
+    if !smtp.use_tls {
+        return Ok(Tls::None);
+    }
+    let parameters = TlsParameters::builder(host.to_owned())
+        .dangerous_accept_invalid_certs(smtp.skip_tls_verify)
+        .dangerous_accept_invalid_hostnames(smtp.skip_tls_verify)
+        .build_rustls()
+        .map_err(|e| Attempt::failed(format!("TLS setup: {e}"), false))?;
+    Ok(if smtp.port == 465 {
+        Tls::Wrapper(parameters)
+    } else {
+        Tls::Required(parameters)
+    })
+}
+
+/// A transport to the vetted address, never the name again: no second resolution to rebind.
+fn transport(smtp: &SmtpConfig, addr: SocketAddr, tls: Tls) -> AsyncSmtpTransport<Tokio1Executor> {
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+            .port(addr.port())
+            .tls(tls)
+            .timeout(Some(smtp.connect_timeout))
+            .hello_name(ClientId::Domain(hello_name()));
+    if !smtp.username.is_empty() {
+        let password = smtp.password.as_ref().map(|p| p.expose().to_owned());
+        builder = builder.credentials(Credentials::new(
+            smtp.username.clone(),
+            password.unwrap_or_default(),
+        ));
+    }
+    builder.build()
 }
 
 /// The name this host gives in `EHLO`.

@@ -383,25 +383,7 @@ impl Evaluator {
         .copied()
         .unwrap_or(0);
         let since = policy::history_since(&window, timing, now);
-        let mut history = History::new();
-        for row in db::alerts::target_history(&mut conn, tenant_id, since).await? {
-            let level = match row.level.as_str() {
-                "warning" => BudgetLevel::Warning,
-                "exceeded" => BudgetLevel::Exceeded,
-                _ => continue,
-            };
-            let Some(channel) = Channel::parse(&row.channel) else {
-                continue;
-            };
-            history.insert(
-                (level, channel, row.target),
-                TargetHistory {
-                    last_sent: row.last_sent_at.zip(row.last_sent_label),
-                    last_failed_at: row.last_failed_at,
-                    last_refused_at: row.last_refused_at,
-                },
-            );
-        }
+        let history = target_history(&mut conn, tenant_id, since).await?;
         drop(conn);
         let targets = targets_of(&budget, alert);
         let decision = policy::decide(
@@ -415,16 +397,7 @@ impl Evaluator {
         );
         let mut deliveries = Vec::new();
         if !decision.due.is_empty() {
-            tracing::info!(
-                tenant_id = %tenant_id,
-                tenant = %budget.tenant_name,
-                level = decision.level.as_str(),
-                spend_usd = %format_usd(spent),
-                limit_usd = %format_usd(budget.policy.limit_micro_usd),
-                window = %decision.window.label,
-                targets = decision.due.len(),
-                "budget alert due"
-            );
+            log_due(&budget, &decision, spent);
         }
         for target in &decision.due {
             if self.stopping() {
@@ -451,85 +424,81 @@ impl Evaluator {
         decided_at: DateTime<Utc>,
     ) -> Result<&'static str, DbError> {
         let alert = &self.config.budgets.alert;
-        let delivery = Uuid::now_v7();
-        let record = |attempt: i32, result: &Attempt| NewAlertEvent {
-            delivery_id: delivery,
-            tenant_id: budget.tenant_id,
-            key_id: None,
-            level: decision.level.as_str().to_owned(),
-            window_label: decision.window.label.clone(),
-            channel: target.channel.as_str().to_owned(),
-            target: target.recorded.clone(),
-            attempt,
-            outcome: result.outcome().to_owned(),
-            error: result.error().map(str::to_owned),
-            spend_micro_usd: spent,
-            limit_micro_usd: budget.policy.limit_micro_usd,
-            created_at: self.clock.now(),
+        let delivery = Delivery {
+            id: Uuid::now_v7(),
+            budget,
+            decision,
+            spent,
+            target,
         };
         match target.channel {
             Channel::Email => {
                 let (subject, body) = email_text(budget, decision, spent, self.tz);
                 let result =
                     email::send(&alert.smtp, &self.policy, &target.address, &subject, body).await;
-                self.save(&record(1, &result), &result, budget).await?;
+                self.record(&delivery, 1, &result).await?;
                 Ok(result.outcome())
             }
-            Channel::Webhook => {
-                let Some(secret) = alert.webhook.secret.as_ref() else {
-                    let result = Attempt::Refused(
-                        "`budgets.alert.webhook.secret` is not set: webhooks cannot be signed"
-                            .to_owned(),
-                    );
-                    self.save(&record(1, &result), &result, budget).await?;
-                    return Ok(result.outcome());
-                };
-                let payload = webhook::Payload {
-                    event: "budget.alert",
-                    tenant_id: budget.tenant_id,
-                    tenant_name: budget.tenant_name.clone(),
-                    level: decision.level.as_str(),
-                    spend_usd: spent as f64 / 1e6,
-                    limit_usd: budget.policy.limit_micro_usd as f64 / 1e6,
-                    spend_micro_usd: spent,
-                    limit_micro_usd: budget.policy.limit_micro_usd,
-                    window: budget.policy.window.as_string(),
-                    window_label: decision.window.label.clone(),
-                    resets_at: webhook::rfc3339(decision.window.resets_at),
-                    sent_at: webhook::rfc3339(decided_at),
-                };
-                let body = serde_json::to_vec(&payload).unwrap_or_default();
-                let attempts = alert.webhook.max_retries.saturating_add(1);
-                let mut last = "failed";
-                for attempt in 1..=attempts {
-                    let result = webhook::post(
-                        &self.policy,
-                        &target.address,
-                        secret.expose().as_bytes(),
-                        delivery,
-                        &body,
-                        self.clock.now().timestamp(),
-                        alert.webhook.timeout,
-                    )
-                    .await;
-                    let attempt_no = i32::try_from(attempt).unwrap_or(i32::MAX);
-                    self.save(&record(attempt_no, &result), &result, budget)
-                        .await?;
-                    last = result.outcome();
-                    let again = matches!(
-                        result,
-                        Attempt::Failed {
-                            retryable: true,
-                            ..
-                        }
-                    ) && attempt < attempts;
-                    if !again || !self.backoff(attempt).await {
-                        break;
-                    }
+            Channel::Webhook => self.deliver_webhook(&delivery, decided_at).await,
+        }
+    }
+
+    /// A webhook delivery: signed, posted, retried with backoff while the failure is
+    /// retryable (`budgets.alert.webhook.max_retries`), every attempt recorded.
+    async fn deliver_webhook(
+        &self,
+        delivery: &Delivery<'_>,
+        decided_at: DateTime<Utc>,
+    ) -> Result<&'static str, DbError> {
+        let webhook = &self.config.budgets.alert.webhook;
+        let Some(secret) = webhook.secret.as_ref() else {
+            let result = Attempt::Refused(
+                "`budgets.alert.webhook.secret` is not set: webhooks cannot be signed".to_owned(),
+            );
+            self.record(delivery, 1, &result).await?;
+            return Ok(result.outcome());
+        };
+        let body = serde_json::to_vec(&delivery.payload(decided_at)).unwrap_or_default();
+        let attempts = webhook.max_retries.saturating_add(1);
+        let mut last = "failed";
+        for attempt in 1..=attempts {
+            let result = webhook::post(
+                &self.policy,
+                &delivery.target.address,
+                secret.expose().as_bytes(),
+                delivery.id,
+                &body,
+                self.clock.now().timestamp(),
+                webhook.timeout,
+            )
+            .await;
+            let attempt_no = i32::try_from(attempt).unwrap_or(i32::MAX);
+            self.record(delivery, attempt_no, &result).await?;
+            last = result.outcome();
+            let retryable = matches!(
+                result,
+                Attempt::Failed {
+                    retryable: true,
+                    ..
                 }
-                Ok(last)
+            );
+            let again = retryable && attempt < attempts;
+            if !again || !self.backoff(attempt).await {
+                break;
             }
         }
+        Ok(last)
+    }
+
+    /// Records one attempt of `delivery`.
+    async fn record(
+        &self,
+        delivery: &Delivery<'_>,
+        attempt: i32,
+        result: &Attempt,
+    ) -> Result<(), DbError> {
+        let event = delivery.event(attempt, result, self.clock.now());
+        self.save(&event, result, delivery.budget).await
     }
 
     /// Waits before retry `attempt + 1`; `false` when shutdown interrupted the wait.
@@ -591,6 +560,97 @@ impl Evaluator {
         let mut conn = self.pool.get().await?;
         db::alerts::insert_event(&mut conn, event).await
     }
+}
+
+/// One alert delivery to one target: what every attempt's record carries.
+struct Delivery<'a> {
+    id: Uuid,
+    budget: &'a EffectiveTenantBudget,
+    decision: &'a Decision,
+    spent: i64,
+    target: &'a Target,
+}
+
+impl Delivery<'_> {
+    /// The `budget_alert_events` row of one attempt.
+    fn event(&self, attempt: i32, result: &Attempt, at: DateTime<Utc>) -> NewAlertEvent {
+        NewAlertEvent {
+            delivery_id: self.id,
+            tenant_id: self.budget.tenant_id,
+            key_id: None,
+            level: self.decision.level.as_str().to_owned(),
+            window_label: self.decision.window.label.clone(),
+            channel: self.target.channel.as_str().to_owned(),
+            target: self.target.recorded.clone(),
+            attempt,
+            outcome: result.outcome().to_owned(),
+            error: result.error().map(str::to_owned),
+            spend_micro_usd: self.spent,
+            limit_micro_usd: self.budget.policy.limit_micro_usd,
+            created_at: at,
+        }
+    }
+
+    /// The webhook's JSON payload.
+    fn payload(&self, decided_at: DateTime<Utc>) -> webhook::Payload {
+        let (budget, decision, spent) = (self.budget, self.decision, self.spent);
+        webhook::Payload {
+            event: "budget.alert",
+            tenant_id: budget.tenant_id,
+            tenant_name: budget.tenant_name.clone(),
+            level: decision.level.as_str(),
+            spend_usd: spent as f64 / 1e6,
+            limit_usd: budget.policy.limit_micro_usd as f64 / 1e6,
+            spend_micro_usd: spent,
+            limit_micro_usd: budget.policy.limit_micro_usd,
+            window: budget.policy.window.as_string(),
+            window_label: decision.window.label.clone(),
+            resets_at: webhook::rfc3339(decision.window.resets_at),
+            sent_at: webhook::rfc3339(decided_at),
+        }
+    }
+}
+
+/// What was sent, failed or refused per (level, channel, target) since `since`.
+async fn target_history(
+    conn: &mut db::Conn<'_>,
+    tenant_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<History, DbError> {
+    let mut history = History::new();
+    for row in db::alerts::target_history(conn, tenant_id, since).await? {
+        let level = match row.level.as_str() {
+            "warning" => BudgetLevel::Warning,
+            "exceeded" => BudgetLevel::Exceeded,
+            _ => continue,
+        };
+        let Some(channel) = Channel::parse(&row.channel) else {
+            continue;
+        };
+        history.insert(
+            (level, channel, row.target),
+            TargetHistory {
+                last_sent: row.last_sent_at.zip(row.last_sent_label),
+                last_failed_at: row.last_failed_at,
+                last_refused_at: row.last_refused_at,
+            },
+        );
+    }
+    Ok(history)
+}
+
+/// The log line of an evaluation with deliveries due.
+fn log_due(budget: &EffectiveTenantBudget, decision: &Decision, spent: i64) {
+    tracing::info!(
+        tenant_id = %budget.tenant_id,
+        tenant = %budget.tenant_name,
+        level = decision.level.as_str(),
+        spend_usd = %format_usd(spent),
+        limit_usd = %format_usd(budget.policy.limit_micro_usd),
+        window = %decision.window.label,
+        targets = decision.due.len(),
+        "budget alert due"
+    );
 }
 
 async fn next(rx: &mut Option<mpsc::Receiver<Uuid>>) -> Option<Uuid> {
