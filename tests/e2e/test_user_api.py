@@ -53,7 +53,8 @@ def test_a_user_issued_key_serves_on_a_data_plane_within_a_second(cluster: Clust
     status, session, headers = request("POST", f"http://127.0.0.1:{cluster.cp_port}/user/auth/login",
                                        {"email": email, "password": PASSWORD})
     assert status == 200, session
-    assert "Path=/user/auth" in headers.get("Set-Cookie", ""), headers
+    cookie = next((v for k, v in headers.items() if k.lower() == "set-cookie"), "")
+    assert "Path=/user/auth" in cookie, headers
     token = session["access_token"]
     assert session["user"]["is_super_admin"] is False
     tenant = personal_tenant(cluster, user["id"], token)
