@@ -71,9 +71,7 @@ def test_a_user_issued_key_serves_on_a_data_plane_within_a_second(cluster: Clust
     key = issued["key"]
     started = time.monotonic()
     assert wait_until(lambda: cluster.chat(0, key)[0] == 200, 1.05), \
-        f"user-issued key not usable within 1 s\n{cluster.logs()}"
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.05, elapsed
+        f"user-issued key not usable within 1 s ({time.monotonic() - started:.2f} s)\n{cluster.logs()}"
 
     status, revoked = user_call(cluster, token, "DELETE", f"{keys}/{issued['id']}")
     assert status == 200 and revoked["status"] == "revoked", revoked
