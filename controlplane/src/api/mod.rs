@@ -32,6 +32,10 @@ pub enum Access {
     SuperAdmin,
     /// At least this role in the `{tenant_id}` tenant, or a super admin (404 for others).
     Tenant(Role),
+    /// The `/user` API: the `{tenant_id}` tenant is the caller's personal tenant (where they
+    /// count as owner) or one they hold at least this role in; no super-admin bypass (404
+    /// for everyone else).
+    Member(Role),
 }
 
 /// One route.
@@ -69,6 +73,8 @@ macro_rules! route {
     };
 }
 
+pub mod user;
+
 /// Every route of the control plane.
 pub fn routes() -> Vec<RouteSpec> {
     use crate::service::{
@@ -80,7 +86,7 @@ pub fn routes() -> Vec<RouteSpec> {
     const VIEWER: Access = Tenant(Role::Viewer);
     const ADMIN: Access = Tenant(Role::Admin);
     const OWNER: Access = Tenant(Role::Owner);
-    vec![
+    let mut all = vec![
         route!(GET "/healthz", Public, system::healthz, "Postgres and Redis status with latency (503 when Postgres is down)", 200, res = v::HealthView),
         route!(GET "/metrics", Public, system::metrics, "Prometheus metrics (text format)", 200),
         route!(GET "/admin/openapi.json", Public, system::openapi, "This document", 200),
@@ -134,7 +140,9 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/budgets/rebuild", SuperAdmin, governance::rebuild, "Rebuild the Redis spend counters from Postgres (max-merge)", 200, res = ctr::RebuildReport),
         route!(GET "/admin/default-models", Authenticated, catalog::get_defaults, "Models granted to new personal tenants", 200, res = v::DefaultModelsView),
         route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
-    ]
+    ];
+    all.extend(user::routes());
+    all
 }
 
 /// Registers [`routes`], grouping methods of one path into one resource (so a wrong method

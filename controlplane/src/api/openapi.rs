@@ -183,7 +183,7 @@ pub fn document() -> OpenApi {
             Access::Public => {}
             Access::Authenticated => errors.push(401),
             Access::SuperAdmin => errors.extend([401, 403]),
-            Access::Tenant(_) => errors.extend([401, 404]),
+            Access::Tenant(_) | Access::Member(_) => errors.extend([401, 404]),
         }
         if spec.path.contains("_id}") && !errors.contains(&404) {
             errors.push(404);
@@ -195,7 +195,7 @@ pub fn document() -> OpenApi {
         {
             errors.push(409);
         }
-        if spec.path == "/admin/auth/login" {
+        if spec.path == "/admin/auth/login" || spec.path == "/user/auth/login" {
             errors.extend([401, 429]);
         }
         errors.push(503);
@@ -210,7 +210,7 @@ pub fn document() -> OpenApi {
         }
         if spec.access != Access::Public {
             op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
-        } else if spec.path == "/admin/auth/refresh" || spec.path == "/admin/auth/logout" {
+        } else if spec.path.ends_with("/auth/refresh") || spec.path.ends_with("/auth/logout") {
             op = op.security(SecurityRequirement::new(
                 "session_cookie",
                 Vec::<String>::new(),
@@ -241,7 +241,7 @@ pub fn document() -> OpenApi {
             InfoBuilder::new()
                 .title("Open Model Gateway admin API")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("The control plane's admin API. Access tokens come from `POST /admin/auth/login`; see docs/admin-api.md."))
+                .description(Some("The control plane's admin API (`/admin`) and user API (`/user`). Access tokens come from `POST /admin/auth/login` or `POST /user/auth/login`; see docs/admin-api.md and docs/user-api.md."))
                 .build(),
         )
         .paths(paths.build())

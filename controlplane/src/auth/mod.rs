@@ -2,10 +2,12 @@
 //! [`Caller`] (any signed-in user), [`SuperAdmin`], and [`TenantAccess<R>`] (proves the
 //! caller holds at least role `R` in the tenant named by the `{tenant_id}` path segment, or is
 //! a super admin). A tenant the caller cannot see answers 404, never 403, so tenant ids cannot
-//! be probed.
+//! be probed. [`UserTenant<R>`] (`member.rs`) is the `/user` API's counterpart: the caller's
+//! own tenants only, no super-admin bypass.
 
 pub mod guard;
 pub mod jwt;
+pub mod member;
 pub mod throttle;
 
 use std::future::Future;
@@ -21,6 +23,7 @@ pub use crate::db::models::Role;
 use crate::db::models::{Tenant, User, UserStatus};
 use crate::db::{self};
 use crate::state::AppState;
+pub use member::{AnyRole, UserTenant};
 
 /// The request id set by the request-id middleware.
 #[derive(Debug, Clone)]
@@ -72,7 +75,7 @@ async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::unauthenticated(
-                "missing access token: send `Authorization: Bearer <token>` from /admin/auth/login",
+                "missing access token: send `Authorization: Bearer <token>` from /admin/auth/login or /user/auth/login",
             )
         })?;
     let claims = state.jwt.verify(token).map_err(|reason| {

@@ -13,6 +13,7 @@ pub mod snapshot;
 pub mod tenants;
 pub mod transaction;
 pub mod usage;
+pub mod user_scope;
 pub mod users;
 
 use std::time::{Duration, Instant};

@@ -77,6 +77,25 @@ pub async fn revoke_user(
     .await?)
 }
 
+/// Revokes every live token of a user except those of one session (a password change keeps
+/// the session that made it); returns how many.
+pub async fn revoke_user_except(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep_family: Uuid,
+    at: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::family_id.ne(keep_family))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(Some(at)))
+    .execute(conn)
+    .await?)
+}
+
 /// Whether a session (refresh-token family) of `user_id` is still live: one of its tokens is
 /// neither revoked nor expired. Access tokens name their session and die with it.
 pub async fn family_live(

@@ -24,3 +24,4 @@ mod rbac;
 mod sessions;
 mod snapshot;
 mod usage;
+mod user;

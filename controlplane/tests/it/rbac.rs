@@ -1,5 +1,6 @@
 //! The authorization matrix: every route of `api::routes()` for every kind of caller. A route
-//! added without the guard its table entry declares fails here.
+//! added without the guard its table entry declares fails here. `/user` tenant routes
+//! (`Access::Member`) have no super-admin bypass: anyone not holding the role answers 404.
 
 use omg_controlplane::api::{routes, Access};
 use omg_controlplane::auth::Role;
@@ -38,6 +39,8 @@ fn expected_denial(access: Access, who: Who) -> Option<u16> {
         (Access::Tenant(_), Who::Super) => None,
         (Access::Tenant(min), Who::Member(role)) if role >= min => None,
         (Access::Tenant(_), _) => Some(404),
+        (Access::Member(min), Who::Member(role)) if role >= min => None,
+        (Access::Member(_), _) => Some(404),
     }
 }
 
@@ -74,6 +77,8 @@ async fn world(cp: &Cp, who: Who) -> World {
         }
     };
     let now = chrono::Utc::now();
+    // The caller's own key, so that `/user` key routes (own keys for every member) allow it.
+    let created_by = caller.as_ref().map(|u| u.id);
     let key = db::models::ApiKey {
         id: Uuid::now_v7(),
         tenant_id: a.id,
@@ -89,7 +94,7 @@ async fn world(cp: &Cp, who: Who) -> World {
         requests_per_minute: None,
         tokens_per_minute: None,
         parallel_requests: None,
-        created_by: None,
+        created_by,
         last_used_at: None,
         created_at: now,
         updated_at: now,
