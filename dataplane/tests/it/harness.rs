@@ -16,7 +16,7 @@ pub const SCRIPTED: [(&str, &str); 7] = [
     ("up-fail-400", "gpt-test+fail-400"),
     ("up-slow", "gpt-test+slow-3000"),
     ("up-paced", "gpt-test+chunks-4+chunk-delay-300"),
-    ("up-paced-fast", "gpt-test+chunks-10+chunk-delay-20"),
+    ("up-gated", "gpt-test+chunks-5+gated"),
     ("up-cut", "gpt-test+chunks-6+cut-after-2"),
     ("up-long", "gpt-test+chunks-20+chunk-delay-100"),
 ];

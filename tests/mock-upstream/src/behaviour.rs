@@ -40,6 +40,10 @@ pub(crate) struct Behaviour {
     pub chunk_delay: Duration,
     /// Abort a stream after this many content chunks (a JSON answer after this many pieces).
     pub cut_after: Option<usize>,
+    /// `gated`: an OpenAI-shaped stream sends each content chunk only once the test let it
+    /// (`crate::open_gate`), so a test proves chunks are forwarded one by one, in lockstep,
+    /// without measuring time.
+    pub gated: bool,
     /// Never answer.
     pub hang: bool,
     /// The second stream event is not JSON.
@@ -93,6 +97,7 @@ impl Behaviour {
             "tgi" => self.tgi = true,
             "reset-after-headers" => self.reset_after_headers = true,
             "close-reused" => self.close_reused = true,
+            "gated" => self.gated = true,
             _ => {
                 if let Some(ms) = number(directive, "slow-") {
                     self.slow = Duration::from_millis(ms);

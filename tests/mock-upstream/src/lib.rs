@@ -155,6 +155,9 @@
 //! - `chunk-delay-<ms>`: a stream waits before each content chunk (a chat stream's first
 //!   event, the assistant role, goes at once); a JSON answer is sent as `n` pieces (`n` =
 //!   `chunks`), the head at once and the delay before each piece.
+//! - `gated` (OpenAI-shaped streams): each content chunk waits until the test calls
+//!   [`open_gate`] once more, so a test proves chunks are forwarded one at a time (lockstep)
+//!   without measuring time. The gate is process-wide (one test per process under nextest).
 //! - `cut-after-<n>`: a stream drops the connection after `n` content chunks (no finish, no
 //!   `[DONE]`, no terminating chunk); a JSON answer, whose head announces the whole body's
 //!   `content-length`, drops it after `min(n, chunks − 1)` pieces, so it is always incomplete.
@@ -227,6 +230,7 @@ mod tests;
 mod vertex;
 pub mod webhook;
 
+pub use stream::open_gate;
 pub use vertex::{test_service_account, TEST_CLIENT_EMAIL, TEST_SERVICE_ACCOUNT};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -7,7 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::behaviour::Behaviour;
 use crate::body::StreamItem;
@@ -19,6 +19,16 @@ const STREAM_BUFFER: usize = 8;
 /// How long a `cut-after` stream waits after its last frame was taken by hyper before
 /// aborting, so the frames already produced reach the socket before the connection dies.
 const CUT_GRACE: Duration = Duration::from_millis(20);
+
+/// Content chunks of `gated` streams let go by the test, one permit each (process-wide: a
+/// test process runs one test under nextest).
+static GATE: Semaphore = Semaphore::const_new(0);
+
+/// Lets one more content chunk of a `gated` stream go (whichever stream of this process
+/// waits first).
+pub fn open_gate() {
+    GATE.add_permits(1);
+}
 
 /// Starts producing the stream; the receiver is the response body's source.
 pub(crate) fn start(
@@ -74,6 +84,8 @@ pub(crate) enum Step {
     /// Bytes to send (a whole SSE frame).
     Event(Bytes),
     Delay(Duration),
+    /// Wait until the test opens the gate once more ([`open_gate`]).
+    Gate,
     /// Drop the connection without the terminating chunk (ends the stream).
     Cut,
 }
@@ -94,6 +106,9 @@ fn plan_stream(events: &StreamEvents<'_>, behaviour: &Behaviour) -> Vec<Step> {
         }
         if !behaviour.chunk_delay.is_zero() {
             steps.push(Step::Delay(behaviour.chunk_delay));
+        }
+        if behaviour.gated {
+            steps.push(Step::Gate);
         }
         steps.push(event(piece));
     }
@@ -133,6 +148,16 @@ async fn produce(tx: mpsc::Sender<StreamItem>, steps: Vec<Step>) {
             Step::Delay(delay) => {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
+                    () = tx.closed() => return,
+                }
+            }
+            Step::Gate => {
+                tokio::select! {
+                    permit = GATE.acquire() => {
+                        if let Ok(permit) = permit {
+                            permit.forget();
+                        }
+                    }
                     () = tx.closed() => return,
                 }
             }
@@ -211,6 +236,7 @@ mod tests {
                     }
                 }
                 Step::Delay(_) => "delay".to_owned(),
+                Step::Gate => "gate".to_owned(),
                 Step::Cut => "cut".to_owned(),
             })
             .collect()
@@ -275,6 +301,7 @@ mod tests {
             .map(|step| match step {
                 Step::Event(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Step::Delay(_) => "delay".to_owned(),
+                Step::Gate => "gate".to_owned(),
                 Step::Cut => "cut".to_owned(),
             })
             .collect()

@@ -195,6 +195,7 @@ mod tests {
                     }
                 }
                 Step::Delay(_) => "delay".to_owned(),
+                Step::Gate => "gate".to_owned(),
                 Step::Cut => "cut".to_owned(),
             })
             .collect()
