@@ -21,6 +21,7 @@ mod key_race;
 mod keys;
 mod openapi;
 mod rbac;
+mod retention;
 mod sessions;
 mod snapshot;
 mod usage;
