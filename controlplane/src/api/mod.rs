@@ -69,6 +69,9 @@ macro_rules! route {
     };
 }
 
+// Modules that add their routes with `route!` are declared after it.
+pub mod personal;
+
 /// Every route of the control plane.
 pub fn routes() -> Vec<RouteSpec> {
     use crate::service::{
@@ -80,7 +83,7 @@ pub fn routes() -> Vec<RouteSpec> {
     const VIEWER: Access = Tenant(Role::Viewer);
     const ADMIN: Access = Tenant(Role::Admin);
     const OWNER: Access = Tenant(Role::Owner);
-    vec![
+    let mut all = vec![
         route!(GET "/healthz", Public, system::healthz, "Postgres and Redis status with latency (503 when Postgres is down)", 200, res = v::HealthView),
         route!(GET "/metrics", Public, system::metrics, "Prometheus metrics (text format)", 200),
         route!(GET "/admin/openapi.json", Public, system::openapi, "This document", 200),
@@ -91,7 +94,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/auth/password", Public, auth::change_password, "Change your own password (proving the current one; the only use of a temporary password); ends your sessions", 204, req = crate::service::users::PasswordChange),
         route!(GET "/admin/me", Authenticated, users::me, "The caller and their tenant roles", 200, res = v::MeView),
         route!(GET "/admin/providers", Authenticated, system::providers, "Provider kinds and capabilities", 200, res = v::ProvidersView),
-        route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise)", 200, res = v::TenantPage, query = Page),
+        route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise); personal tenants only with include_personal=true", 200, res = v::TenantPage, query = tenants::ListQuery),
         route!(POST "/admin/tenants", SuperAdmin, tenants::create, "Create a tenant", 201, req = t::NewTenant, res = t::TenantView),
         route!(GET "/admin/tenants/{tenant_id}", VIEWER, tenants::get, "One tenant, with its budget in force and current spend", 200, res = t::TenantSummary),
         route!(PATCH "/admin/tenants/{tenant_id}", OWNER, tenants::rename, "Rename a tenant", 200, req = t::TenantPatch, res = t::TenantView),
@@ -134,7 +137,9 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/budgets/rebuild", SuperAdmin, governance::rebuild, "Rebuild the Redis spend counters from Postgres (max-merge)", 200, res = ctr::RebuildReport),
         route!(GET "/admin/default-models", Authenticated, catalog::get_defaults, "Models granted to new personal tenants", 200, res = v::DefaultModelsView),
         route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
-    ]
+    ];
+    all.extend(personal::routes());
+    all
 }
 
 /// Registers [`routes`], grouping methods of one path into one resource (so a wrong method

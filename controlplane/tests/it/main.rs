@@ -20,6 +20,7 @@ mod internal;
 mod key_race;
 mod keys;
 mod openapi;
+mod personal;
 mod rbac;
 mod retention;
 mod sessions;
