@@ -576,3 +576,69 @@ async fn the_seeds_route_names_answer_beside_ours() {
     assert_eq!(ours, theirs);
     cp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creations_racing_default_model_changes_end_with_the_last_list() {
+    let cp = Cp::start(CATALOG).await;
+    let root = cp.user("root@x.test", true).await;
+    let t = cp.token(root.id);
+    let lists = [
+        json!(["mock-gpt"]),
+        json!(["mock-mini", "mock-big"]),
+        json!(["mock-big"]),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (http, url, t) = (cp.http.clone(), cp.url(""), t.clone());
+        let change = lists[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let (path, body) = if i % 4 == 0 {
+                (
+                    "/admin/default-models".to_owned(),
+                    json!({ "models": change }),
+                )
+            } else {
+                (
+                    "/admin/users".to_owned(),
+                    json!({ "email": format!("r{i}@x.test") }),
+                )
+            };
+            let method = if i % 4 == 0 {
+                Method::PUT
+            } else {
+                Method::POST
+            };
+            let res = http
+                .request(method, format!("{url}{path}"))
+                .bearer_auth(&t)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        }));
+    }
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 200 || status == 201, "got {status}");
+    }
+    let defaults = db::tenants::default_models(&mut *cp.conn().await)
+        .await
+        .unwrap();
+    let personal: Vec<db::models::Tenant> = db::tenants::all_live(&mut *cp.conn().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "personal")
+        .collect();
+    assert_eq!(personal.len(), 9);
+    for tenant in personal {
+        assert_eq!(
+            tenant.allowed_models.as_ref(),
+            Some(&defaults),
+            "{}",
+            tenant.name
+        );
+    }
+    cp.stop().await;
+}
