@@ -18,7 +18,7 @@ use crate::settings::redact_url;
 use crate::state::AppState;
 use crate::workers::publisher::{self, Publisher, Publishing};
 use crate::workers::usage_ingest::{self, IngestHandles, IngestStatus};
-use crate::workers::{alerts, counters};
+use crate::workers::{alerts, counters, retention};
 
 /// The database URL from config (validated as present for the control plane).
 pub fn database_url(config: &GatewayConfig) -> Result<String, String> {
@@ -158,6 +158,7 @@ pub struct Background {
     rebuild: Option<tokio::task::JoinHandle<()>>,
     ingest: Option<tokio::task::JoinHandle<()>>,
     alerts: Option<tokio::task::JoinHandle<()>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -191,10 +192,23 @@ impl Background {
                 tracing::warn!("budget alert evaluator did not stop within 30 s; stopped (the next start evaluates again)");
             }
         }
+        if let Some(retention) = self.retention {
+            let abort = retention.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(30), retention)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                tracing::warn!(
+                    "retention job did not stop within 30 s; stopped (the next pass resumes)"
+                );
+            }
+        }
     }
 }
 
-/// Starts the background work: the budget alert evaluator (unless alerts are disabled) and,
+/// Starts the background work: the retention job (unless everything is kept forever), the
+/// budget alert evaluator (unless alerts are disabled) and,
 /// with Redis, the snapshot publisher, the usage consumer (which feeds the evaluator) and a
 /// one-off rebuild of the spend counters from Postgres.
 pub fn spawn_background(state: &AppState) -> Result<Background, String> {
@@ -212,6 +226,12 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         state.metrics.alerts().clone(),
         stopped.clone(),
     )?;
+    let retention = retention::spawn(
+        state.pool.clone(),
+        state.config.clone(),
+        state.metrics.retention().clone(),
+        stopped.clone(),
+    );
     let (notifier, alerts) = match alerts {
         Some((notifier, task)) => (Some(notifier), Some(task)),
         None => (None, None),
@@ -228,6 +248,7 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         rebuild,
         ingest,
         alerts,
+        retention,
         stop,
     })
 }

@@ -16,6 +16,57 @@ pub struct Metrics {
     internal_refused: prometheus::IntCounter,
     usage: UsageMetrics,
     alerts: AlertMetrics,
+    retention: RetentionMetrics,
+}
+
+/// The retention job's metrics (`omg_cp_retention_*`); cheap to clone.
+#[derive(Clone)]
+pub struct RetentionMetrics {
+    deleted: IntCounterVec,
+    passes: IntCounterVec,
+    last_success: IntGauge,
+}
+
+impl RetentionMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            deleted: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_retention_deleted_rows_total",
+                    "Rows deleted by the retention job, by table",
+                ),
+                &["table"],
+            )?,
+            passes: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_retention_passes_total",
+                    "Retention passes by result (ok, error, skipped: another control plane ran it)",
+                ),
+                &["result"],
+            )?,
+            last_success: IntGauge::new(
+                "omg_cp_retention_last_success_timestamp_seconds",
+                "Unix time of the last retention pass that completed",
+            )?,
+        };
+        registry.register(Box::new(metrics.deleted.clone()))?;
+        registry.register(Box::new(metrics.passes.clone()))?;
+        registry.register(Box::new(metrics.last_success.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts rows deleted from `table`.
+    pub fn deleted(&self, table: &str, rows: u64) {
+        self.deleted.with_label_values(&[table]).inc_by(rows);
+    }
+
+    /// Counts a pass by `result` (`ok` also sets the last-success time).
+    pub fn pass(&self, result: &str) {
+        self.passes.with_label_values(&[result]).inc();
+        if result == "ok" {
+            self.last_success.set(chrono::Utc::now().timestamp());
+        }
+    }
 }
 
 /// The snapshot publisher's metrics (`omg_cp_snapshot_*`); cheap to clone (shared handles).
@@ -246,6 +297,7 @@ impl Metrics {
         registry.register(Box::new(pool_idle.clone()))?;
         let usage = UsageMetrics::new(&registry)?;
         let alerts = AlertMetrics::new(&registry)?;
+        let retention = RetentionMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -261,6 +313,7 @@ impl Metrics {
             internal_refused,
             usage,
             alerts,
+            retention,
         })
     }
 
@@ -298,6 +351,11 @@ impl Metrics {
     /// The alert evaluator's metrics.
     pub fn alerts(&self) -> &AlertMetrics {
         &self.alerts
+    }
+
+    /// The retention job's metrics.
+    pub fn retention(&self) -> &RetentionMetrics {
+        &self.retention
     }
 
     /// The text exposition.

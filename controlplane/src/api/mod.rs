@@ -73,6 +73,8 @@ macro_rules! route {
     };
 }
 
+// Modules that add their routes with `route!` are declared after it.
+pub mod personal;
 pub mod user;
 
 /// Every route of the control plane.
@@ -97,7 +99,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/auth/password", Public, auth::change_password, "Change your own password (proving the current one; the only use of a temporary password); ends your sessions", 204, req = crate::service::users::PasswordChange),
         route!(GET "/admin/me", Authenticated, users::me, "The caller and their tenant roles", 200, res = v::MeView),
         route!(GET "/admin/providers", Authenticated, system::providers, "Provider kinds and capabilities", 200, res = v::ProvidersView),
-        route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise)", 200, res = v::TenantPage, query = Page),
+        route!(GET "/admin/tenants", Authenticated, tenants::list, "Tenants (all for super admins, the caller's otherwise); personal tenants only with include_personal=true", 200, res = v::TenantPage, query = tenants::ListQuery),
         route!(POST "/admin/tenants", SuperAdmin, tenants::create, "Create a tenant", 201, req = t::NewTenant, res = t::TenantView),
         route!(GET "/admin/tenants/{tenant_id}", VIEWER, tenants::get, "One tenant, with its budget in force and current spend", 200, res = t::TenantSummary),
         route!(PATCH "/admin/tenants/{tenant_id}", OWNER, tenants::rename, "Rename a tenant", 200, req = t::TenantPatch, res = t::TenantView),
@@ -142,6 +144,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
     ];
     all.extend(user::routes());
+    all.extend(personal::routes());
     all
 }
 

@@ -11,14 +11,31 @@ use crate::auth::{Caller, OwnerOnly, SuperAdmin, TenantAccess, ViewerUp};
 use crate::service::tenants::{self, NewMember, NewTenant, TenantPatch};
 use crate::state::AppState;
 
-/// `GET /admin/tenants`: all tenants for super admins, the caller's otherwise.
+/// `?limit=&offset=&include_personal=` of the tenant list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// Also list personal tenants (hidden by default). Default false.
+    #[serde(default)]
+    pub include_personal: bool,
+}
+
+/// `GET /admin/tenants`: all tenants for super admins, the caller's otherwise; personal
+/// tenants only with `?include_personal=true`.
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
-    q: web::Query<Page>,
+    q: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (limit, offset) = q.bounds();
-    let (data, total) = tenants::list(&state, &caller, limit, offset).await?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .bounds();
+    let (data, total) = tenants::list(&state, &caller, q.include_personal, limit, offset).await?;
     let has_more = has_more(data.len(), total, offset);
     Ok(HttpResponse::Ok().json(TenantPage {
         data,

@@ -38,10 +38,12 @@ pub async fn find_by_name(
 }
 
 /// Page of live tenants ordered by name; `only` restricts to the given ids (a tenant admin's
-/// scope). Returns the page and the total count.
+/// scope); personal tenants only with `include_personal`. Returns the page and the total
+/// count.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     only: Option<&[Uuid]>,
+    include_personal: bool,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Tenant>, i64), DbError> {
@@ -54,6 +56,10 @@ pub async fn list(
     if let Some(ids) = only {
         query = query.filter(tenants::id.eq_any(ids.to_vec()));
         count = count.filter(tenants::id.eq_any(ids.to_vec()));
+    }
+    if !include_personal {
+        query = query.filter(tenants::kind.ne(PERSONAL));
+        count = count.filter(tenants::kind.ne(PERSONAL));
     }
     let total: i64 = count.count().get_result(conn).await?;
     let rows = query
@@ -155,14 +161,76 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Tenan
     .await?)
 }
 
-/// Personal tenants (for re-syncing default models).
-pub async fn personal_ids(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
+/// `tenants.kind` of a user's personal tenant.
+pub const PERSONAL: &str = "personal";
+
+/// Live tenants by id (any order).
+pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<Tenant>, DbError> {
     Ok(tenants::table
-        .filter(tenants::kind.eq("personal"))
+        .filter(tenants::id.eq_any(ids.to_vec()))
         .filter(tenants::deleted_at.is_null())
-        .select(tenants::id)
+        .select(Tenant::as_select())
         .load(conn)
         .await?)
+}
+
+/// First key of the two-key advisory lock guarding the default models (`'dflt'`).
+const DEFAULT_MODELS_LOCK_CLASS: i32 = 0x6466_6c74;
+
+/// Takes the transaction-scoped lock on the default models: shared by a personal tenant's
+/// creation (which copies them), exclusive by their replacement. A tenant created while the
+/// defaults change therefore either commits first (and the re-sync that follows the change
+/// sees it) or copies the new defaults.
+pub async fn lock_default_models(
+    conn: &mut AsyncPgConnection,
+    exclusive: bool,
+) -> Result<(), DbError> {
+    let function = if exclusive {
+        "pg_advisory_xact_lock"
+    } else {
+        "pg_advisory_xact_lock_shared"
+    };
+    diesel::sql_query(format!("SELECT {function}($1, 0)"))
+        .bind::<diesel::sql_types::Int4, _>(DEFAULT_MODELS_LOCK_CLASS)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct SyncedId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// Sets the allowlist of up to `limit` live personal tenants with ids after `after` (in id
+/// order) to the default models as stored *now* (not as the caller saw them: when two
+/// changes race, the last batch to run writes the last committed list). Returns the ids
+/// updated, in order; fewer than `limit` means the walk is done.
+pub async fn sync_personal_batch(
+    conn: &mut AsyncPgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
+    let rows: Vec<SyncedId> = diesel::sql_query(
+        "WITH batch AS ( \
+             SELECT id FROM tenants \
+             WHERE kind = 'personal' AND deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1) \
+             ORDER BY id LIMIT $2) \
+         UPDATE tenants t SET \
+             allowed_models = COALESCE( \
+                 (SELECT array_agg(alias ORDER BY alias) FROM default_models), '{}'::text[]), \
+             updated_at = now() \
+         FROM batch WHERE t.id = batch.id \
+         RETURNING t.id",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(after)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    let mut ids: Vec<Uuid> = rows.into_iter().map(|r| r.id).collect();
+    ids.sort();
+    Ok(ids)
 }
 
 // --- memberships -------------------------------------------------------------------------------

@@ -224,3 +224,28 @@ pub async fn set_personal_tenant(
         .await?;
     Ok(())
 }
+
+/// A user, with its row locked until the transaction ends (personal tenant creation: two
+/// sign-ins racing create one tenant).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, DbError> {
+    Ok(users::table
+        .find(id)
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await?)
+}
+
+/// Users without a personal tenant (accounts from before personal tenants), oldest first.
+pub async fn without_personal_tenant(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
+    Ok(users::table
+        .filter(users::personal_tenant_id.is_null())
+        .order(users::id.asc())
+        .limit(limit)
+        .select(users::id)
+        .load(conn)
+        .await?)
+}

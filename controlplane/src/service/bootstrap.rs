@@ -1,7 +1,8 @@
 //! Applies the config's `bootstrap` block. Each item (a tenant, an admin, a key, a
 //! membership, tenant limits, a tenant budget) is applied once ever, recorded in
 //! `bootstrap_ledger` in the same transaction: restarts never duplicate anything, and never
-//! reset or recreate what an operator changed or deleted afterwards.
+//! reset or recreate what an operator changed or deleted afterwards. Then every user without
+//! a personal tenant gets one (`service/personal.rs`; idempotent, not a ledger item).
 
 use chrono::Utc;
 
@@ -49,6 +50,15 @@ pub async fn run(state: &AppState) -> Result<Report, String> {
     api_keys(state, &mut conn, &mut report).await?;
     tenant_limits(state, &mut conn, &mut report).await?;
     tenant_budgets(state, &mut conn, &mut report).await?;
+    let created = crate::service::personal::backfill(&mut conn, BOOTSTRAP)
+        .await
+        .map_err(|e| format!("creating missing personal tenants: {e}"))?;
+    if created > 0 {
+        tracing::info!(
+            created,
+            "personal tenants created for accounts that had none"
+        );
+    }
     Ok(report)
 }
 
@@ -116,6 +126,7 @@ async fn admin_users(
             }
             match db::users::find_by_email(tx.conn, &admin.email).await? {
                 Some(existing) => {
+                    crate::service::personal::ensure(tx, existing.id).await?;
                     if !existing.is_super_admin {
                         db::users::update(tx.conn, existing.id, None, Some(true), None).await?;
                         tx.record(Entry {
@@ -145,6 +156,8 @@ async fn admin_users(
                     if let Some(hash) = &hash {
                         db::users::set_password_hash(tx.conn, user.id, hash).await?;
                     }
+                    // Before the global audit entry (the lock order of the default models).
+                    crate::service::personal::ensure(tx, user.id).await?;
                     tx.record(Entry {
                         action: Action::UserCreate,
                         target_id: user.id.to_string(),

@@ -475,7 +475,10 @@ pub async fn default_models(state: &AppState) -> Result<Vec<String>> {
     Ok(db::tenants::default_models(&mut conn).await?)
 }
 
-/// Replaces the default models and re-syncs every personal tenant's allowlist to them.
+/// Replaces the default models, then re-syncs every personal tenant's allowlist to them in
+/// batches ([`crate::service::personal::resync`]). Returns how many personal tenants were
+/// synced. Should a batch fail, the defaults are already stored: the error says to send the
+/// same list again, which finishes the re-sync.
 pub async fn set_default_models(
     state: &AppState,
     caller: &Caller,
@@ -484,26 +487,29 @@ pub async fn set_default_models(
     check_known(state, "models", &models).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     mutate(state, &mut conn, caller.into(), async |tx| {
+        db::tenants::lock_default_models(tx.conn, true).await?;
         let before = db::tenants::default_models(tx.conn).await?;
         db::tenants::set_default_models(tx.conn, &models).await?;
-        let personal = db::tenants::personal_ids(tx.conn).await?;
-        for id in &personal {
-            db::tenants::set_allowed_models(tx.conn, *id, Some(models.clone())).await?;
-        }
         tx.record(Entry {
             action: Action::DefaultModelsSet,
             target_id: "global".to_owned(),
             tenant_id: None,
             before: Some(serde_json::json!({ "models": before })),
-            after: Some(
-                serde_json::json!({ "models": models, "personal_tenants_synced": personal.len() }),
-            ),
+            after: Some(serde_json::json!({ "models": models })),
         })
-        .await?;
-        Ok::<_, DbError>(personal.len())
+        .await
     })
-    .await
-    .map_err(Error::from)
+    .await?;
+    drop(conn);
+    crate::service::personal::resync(state, caller.into())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "re-syncing personal tenants to the default models failed");
+            Error::unavailable(
+                "the default models are saved but not every personal tenant was updated; \
+                 send the same list again to finish",
+            )
+        })
 }
 
 /// Re-seals every stored credential made with an older key version using the active one.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod governance;
 pub mod keys;
 pub mod mutate;
+pub mod personal;
 pub mod portal;
 pub mod session;
 pub mod tenants;

@@ -191,6 +191,10 @@ async fn open_session(
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     mutate(state, &mut conn, client.actor(user), async |tx| {
+        if user.personal_tenant_id.is_none() {
+            // An account from before personal tenants: its first sign-in gives it one.
+            crate::service::personal::ensure(tx, user.id).await?;
+        }
         db::sessions::insert(tx.conn, &row).await?;
         db::users::touch_login(tx.conn, user.id).await?;
         tx.record(Entry {

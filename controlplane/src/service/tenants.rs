@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, Role};
 use crate::crypto;
 use crate::db::models::{Membership, Stored, Tenant, TenantStatus, User, UserStatus};
+use crate::db::tenants::PERSONAL;
 use crate::db::{self, DbError};
 use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
@@ -85,10 +86,12 @@ fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
 }
 
-/// A page of tenants: all for a super admin, the caller's otherwise.
+/// A page of tenants: all for a super admin, the caller's otherwise; personal tenants only
+/// with `include_personal`.
 pub async fn list(
     state: &AppState,
     caller: &Caller,
+    include_personal: bool,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<TenantSummary>, i64)> {
@@ -104,7 +107,8 @@ pub async fn list(
             .collect();
         Some(ids)
     };
-    let (rows, total) = db::tenants::list(&mut conn, scope.as_deref(), limit, offset).await?;
+    let (rows, total) =
+        db::tenants::list(&mut conn, scope.as_deref(), include_personal, limit, offset).await?;
     Ok((summaries(state, &mut conn, &rows).await?, total))
 }
 
@@ -176,7 +180,7 @@ pub async fn rename(
         ));
     };
     let name = validate::tenant_name(&name)?;
-    if tenant.kind == "personal" {
+    if tenant.kind == PERSONAL {
         return Err(Error::invalid(
             "name",
             "personal tenants keep their owner's name",
@@ -240,7 +244,7 @@ pub async fn delete(
     confirm: Option<&str>,
     force: bool,
 ) -> Result<()> {
-    if tenant.kind == "personal" {
+    if tenant.kind == PERSONAL {
         return Err(Error::conflict(
             "personal tenants are removed with their user",
         ));
@@ -395,7 +399,7 @@ async fn member_account(
         return Ok((user, visible));
     }
     let now = Utc::now();
-    let user = User {
+    let mut user = User {
         id: Uuid::now_v7(),
         email: email.to_owned(),
         name: input.name.clone().unwrap_or_default(),
@@ -416,6 +420,8 @@ async fn member_account(
         (Some(hash), false) => db::users::set_password_hash(tx.conn, user.id, hash).await?,
         (None, _) => {}
     }
+    let (personal, _) = crate::service::personal::ensure(tx, user.id).await?;
+    user.personal_tenant_id = Some(personal);
     tx.record(Entry {
         action: Action::UserCreate,
         target_id: user.id.to_string(),
@@ -452,6 +458,11 @@ pub async fn add_member(
     tenant: &Tenant,
     input: NewMember,
 ) -> Result<MemberView> {
+    if tenant.kind == PERSONAL {
+        return Err(Error::conflict(
+            "a personal tenant has one member, its user; share through an organization tenant",
+        ));
+    }
     let email = validate::email(&input.email)?;
     let role = Role::parse(&input.role)
         .ok_or_else(|| Error::invalid("role", "must be one of owner, admin, viewer, user"))?;

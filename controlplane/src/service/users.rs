@@ -85,7 +85,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
         None => None,
     };
     let now = Utc::now();
-    let user = User {
+    let mut user = User {
         id: Uuid::now_v7(),
         email,
         name,
@@ -97,11 +97,14 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
         last_login_at: None,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    mutate(state, &mut conn, caller.into(), async |tx| {
+    let personal = mutate(state, &mut conn, caller.into(), async |tx| {
         db::users::insert(tx.conn, &user).await?;
         if let Some(hash) = &hash {
             db::users::set_password_hash(tx.conn, user.id, hash).await?;
         }
+        // Before the global audit entry: the default-models lock is taken before the global
+        // chain's, as `PUT /admin/default-models` does (no lock-order inversion).
+        let (personal, _) = crate::service::personal::ensure(tx, user.id).await?;
         tx.record(Entry {
             action: Action::UserCreate,
             target_id: user.id.to_string(),
@@ -109,7 +112,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
             before: None,
             after: audit_view(&user),
         })
-        .await
+        .await?;
+        Ok::<_, DbError>(personal)
     })
     .await
     .map_err(|e| match e {
@@ -118,6 +122,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: NewUser) -> Result
         }
         other => other.into(),
     })?;
+    user.personal_tenant_id = Some(personal);
     Ok(UserView::from(&user))
 }
 

@@ -68,7 +68,16 @@ async fn migrations_apply_once_from_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_is_idempotent_and_keeps_operator_changes() {
     let cp = Cp::start(SEED_BOOTSTRAP).await;
-    assert_eq!(count(&cp, "SELECT count(*) AS n FROM tenants").await, 1);
+    assert_eq!(
+        count(
+            &cp,
+            "SELECT count(*) AS n FROM tenants WHERE kind = 'organization'"
+        )
+        .await,
+        1
+    );
+    // The admin's personal tenant (checked in personal.rs) is the other one.
+    assert_eq!(count(&cp, "SELECT count(*) AS n FROM tenants").await, 2);
     assert_eq!(
         count(&cp, "SELECT count(*) AS n FROM users WHERE is_super_admin").await,
         1
@@ -76,7 +85,8 @@ async fn bootstrap_is_idempotent_and_keeps_operator_changes() {
     assert_eq!(
         count(
             &cp,
-            "SELECT count(*) AS n FROM memberships WHERE role = 'owner'"
+            "SELECT count(*) AS n FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
+             WHERE m.role = 'owner' AND t.kind = 'organization'"
         )
         .await,
         1
@@ -145,8 +155,8 @@ async fn bootstrap_is_idempotent_and_keeps_operator_changes() {
     let cp = Cp::start_on(test_db, SEED_BOOTSTRAP).await;
     assert_eq!(
         count(&cp, "SELECT count(*) AS n FROM tenants").await,
-        1,
-        "no second `demo`"
+        2,
+        "no second `demo` (nor personal tenant)"
     );
     assert_eq!(
         count(
@@ -167,7 +177,7 @@ async fn bootstrap_is_idempotent_and_keeps_operator_changes() {
         1,
         "revocation kept"
     );
-    assert_eq!(count(&cp, "SELECT count(*) AS n FROM memberships").await, 1);
+    assert_eq!(count(&cp, "SELECT count(*) AS n FROM memberships").await, 2);
     assert_eq!(
         count(&cp, "SELECT count(*) AS n FROM audit_log").await,
         audit_before,

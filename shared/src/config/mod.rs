@@ -14,6 +14,7 @@ mod dotenv;
 mod encryption;
 mod env;
 mod load;
+mod retention;
 mod routing;
 mod server;
 mod validate;
@@ -25,6 +26,7 @@ pub use controlplane::{
 };
 pub use dotenv::parse_dotenv;
 pub use env::NON_CONFIG_VARIABLES;
+pub use retention::RetentionConfig;
 pub use routing::{
     AliasRoutingConfig, HealthConfig, IdempotencyConfig, RoutingConfig, RoutingStrategy,
     TimeoutOverrides,
@@ -83,6 +85,8 @@ pub struct GatewayConfig {
     pub cluster: ClusterConfig,
     /// Admin authentication: sessions, local logins, login throttling (control plane only).
     pub admin: AdminConfig,
+    /// How long usage rows, rollups and alert events are kept (control plane only).
+    pub retention: RetentionConfig,
 }
 
 /// `usage.*`

@@ -80,7 +80,8 @@ pub(super) fn rules(bootstrap: &BootstrapConfig, aliases: &Aliases, errors: &mut
     }
 }
 
-/// `bootstrap.tenants`: names present and unique, allowed models known. Returns what later
+/// `bootstrap.tenants`: names present, unique and without `:` (personal tenants are named
+/// `personal:<email>`), allowed models known. Returns what later
 /// sections check their references against.
 fn tenant_rules<'a>(
     bootstrap: &'a BootstrapConfig,
@@ -97,6 +98,11 @@ fn tenant_rules<'a>(
             errors.push(ConfigError::new(
                 format!("{path}.name"),
                 "must not be empty",
+            ));
+        } else if tenant.name.contains(':') {
+            errors.push(ConfigError::new(
+                format!("{path}.name"),
+                "must not contain `:` (reserved for personal tenants, `personal:<email>`)",
             ));
         } else if !known.tenants.insert(tenant.name.as_str()) {
             errors.push(ConfigError::new(

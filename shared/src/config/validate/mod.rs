@@ -55,6 +55,7 @@ pub(super) fn validate_for_controlplane(config: &GatewayConfig) -> Vec<ConfigErr
     errors.extend(super::routing::rules(config));
     errors.extend(super::cluster::cluster_rules(config));
     errors.extend(super::cluster::controlplane_rules(config));
+    errors.extend(super::retention::rules(config));
     errors
 }
 
