@@ -1,11 +1,10 @@
 """The user API against real processes: a non-admin account signs in on `/user`, issues a key
-in its personal tenant, and the key serves on a data plane within a second; over-ceiling
-quotas are refused naming the field; a revoked key stops within a second.
+in its personal tenant, and the key serves on a data plane; over-ceiling quotas are refused
+naming the field; a revoked key stops serving. (How fast keys propagate is test_cluster's.)
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -46,7 +45,7 @@ def personal_tenant(cluster: Cluster, user_id: str, token: str) -> str:
     return tenant_id
 
 
-def test_a_user_issued_key_serves_on_a_data_plane_within_a_second(cluster: Cluster):
+def test_a_user_issued_key_serves_on_a_data_plane(cluster: Cluster):
     email = f"user-{uuid.uuid4().hex[:8]}@example.com"
     status, user = cluster.admin("POST", "/admin/users", {"email": email, "password": PASSWORD})
     assert status == 201, user
@@ -69,9 +68,10 @@ def test_a_user_issued_key_serves_on_a_data_plane_within_a_second(cluster: Clust
     assert status == 201, issued
     assert issued["created_by"] == user["id"]
     key = issued["key"]
-    started = time.monotonic()
-    assert wait_until(lambda: cluster.chat(0, key)[0] == 200, 1.05), \
-        f"user-issued key not usable within 1 s ({time.monotonic() - started:.2f} s)\n{cluster.logs()}"
+    # The key reaches data planes as any key does (the publisher is told on commit); how fast
+    # is test_cluster's propagation test. Here: that it serves at all, waited on as a condition.
+    assert wait_until(lambda: cluster.chat(0, key)[0] == 200, 10), \
+        f"user-issued key never usable on the data plane\n{cluster.logs()}"
 
     status, revoked = user_call(cluster, token, "DELETE", f"{keys}/{issued['id']}")
     assert status == 200 and revoked["status"] == "revoked", revoked
@@ -80,4 +80,4 @@ def test_a_user_issued_key_serves_on_a_data_plane_within_a_second(cluster: Clust
         status, body, _ = cluster.chat(0, key)
         return status == 401 and body["error"]["code"] == "invalid_api_key"
 
-    assert wait_until(refused, 1.05), "revoked key still accepted after 1 s"
+    assert wait_until(refused, 10), "revoked key still accepted"
