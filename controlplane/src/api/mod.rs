@@ -69,6 +69,9 @@ macro_rules! route {
     };
 }
 
+// After `route!`, which it uses.
+pub mod usage;
+
 /// Every route of the control plane.
 pub fn routes() -> Vec<RouteSpec> {
     use crate::service::{
@@ -80,7 +83,7 @@ pub fn routes() -> Vec<RouteSpec> {
     const VIEWER: Access = Tenant(Role::Viewer);
     const ADMIN: Access = Tenant(Role::Admin);
     const OWNER: Access = Tenant(Role::Owner);
-    vec![
+    let mut all = vec![
         route!(GET "/healthz", Public, system::healthz, "Postgres and Redis status with latency (503 when Postgres is down)", 200, res = v::HealthView),
         route!(GET "/metrics", Public, system::metrics, "Prometheus metrics (text format)", 200),
         route!(GET "/admin/openapi.json", Public, system::openapi, "This document", 200),
@@ -134,7 +137,9 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(POST "/admin/budgets/rebuild", SuperAdmin, governance::rebuild, "Rebuild the Redis spend counters from Postgres (max-merge)", 200, res = ctr::RebuildReport),
         route!(GET "/admin/default-models", Authenticated, catalog::get_defaults, "Models granted to new personal tenants", 200, res = v::DefaultModelsView),
         route!(PUT "/admin/default-models", SuperAdmin, catalog::set_defaults, "Replace the default models (re-synced to personal tenants)", 200, req = catalog::DefaultsBody, res = v::DefaultModelsView),
-    ]
+    ];
+    all.extend(usage::routes());
+    all
 }
 
 /// Registers [`routes`], grouping methods of one path into one resource (so a wrong method

@@ -8,6 +8,7 @@ pub mod error;
 pub mod governance;
 pub mod keys;
 pub mod mutate;
+pub mod reporting;
 pub mod session;
 pub mod tenants;
 pub mod users;

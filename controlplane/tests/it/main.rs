@@ -21,6 +21,7 @@ mod key_race;
 mod keys;
 mod openapi;
 mod rbac;
+mod reporting;
 mod sessions;
 mod snapshot;
 mod usage;
