@@ -8,6 +8,7 @@
 #
 #   bench/reporting.sh                      # 10M rows, 100k ingested events, release build
 #   ROWS=2000000 PROFILE=debug bench/reporting.sh
+#   SKIP_LOAD=1 SKIP_BUILD=1 bench/reporting.sh   # reuse the last run's database
 #
 # Output: a Markdown report on stdout and in target/bench/reporting-<time>.md.
 set -euo pipefail
@@ -59,8 +60,10 @@ PIDS+=($!)
 
 DB="omg_bench_reporting"
 PSQL=(psql "$OMG_TEST_PG/$DB" -XAtq -v ON_ERROR_STOP=1)
-psql "$OMG_TEST_PG/postgres" -XAtqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-psql "$OMG_TEST_PG/postgres" -XAtqc "CREATE DATABASE $DB" >/dev/null
+if [ "${SKIP_LOAD:-0}" != 1 ]; then
+  psql "$OMG_TEST_PG/postgres" -XAtqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+  psql "$OMG_TEST_PG/postgres" -XAtqc "CREATE DATABASE $DB" >/dev/null
+fi
 
 CP_PORT="$(free_port)"
 cat >"$DIR/controlplane.yaml" <<YAML
@@ -93,6 +96,7 @@ CP=("$BIN" --config "$DIR/controlplane.yaml" --log-format text)
 # Key k (0-99) belongs to tenant k/5 and calls 3 of the 5 aliases; 2% are 500s, ~2.7% 429s;
 # half are streams with a time to first token. The secondary indexes are dropped during the
 # load and built after it (faster than maintaining them row by row).
+load() {
 echo "==> generating $ROWS requests" >&2
 T0="$(now_ms)"
 "${PSQL[@]}" <<SQL
@@ -138,7 +142,16 @@ echo "==> rollups rebuild" >&2
 T0="$(now_ms)"
 "${CP[@]}" rollups rebuild >"$DIR/rebuild.json" 2>"$DIR/rebuild.out"
 REBUILD_S="$(( ($(now_ms) - T0) / 1000 ))"
-"${PSQL[@]}" -c "ANALYZE usage_rollups; ANALYZE usage_rollups_coarse;"
+}
+if [ "${SKIP_LOAD:-0}" = 1 ]; then
+  # The previous run's database, reused as it is (its rows, rollups and ingested events).
+  ROWS="$("${PSQL[@]}" -c "SELECT count(*) FROM requests")"
+  GENERATE_S="(reused)"; REBUILD_S="(reused)"
+else
+  load
+fi
+# What autovacuum does after a bulk write (the coarse reads are index-only scans).
+"${PSQL[@]}" -c "VACUUM ANALYZE usage_rollups" -c "VACUUM ANALYZE usage_rollups_coarse"
 FINE_ROWS="$("${PSQL[@]}" -c "SELECT count(*) FROM usage_rollups")"
 COARSE_ROWS="$("${PSQL[@]}" -c "SELECT count(*) FROM usage_rollups_coarse")"
 
@@ -221,6 +234,7 @@ REPORT="target/bench/reporting-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo
   echo "$ROWS requests over 180 days generated in ${GENERATE_S}s (indexes built after the load);"
   echo "\`rollups rebuild\`: ${REBUILD_S}s, $FINE_ROWS fine rollup rows, $COARSE_ROWS coarse rows."
+  echo "Postgres: $("${PSQL[@]}" -c "SELECT current_setting('server_version') || ', shared_buffers ' || current_setting('shared_buffers')")."
   echo
   echo "| request (180 days, America/New_York) | median ms | max ms |"
   echo "| --- | ---: | ---: |"

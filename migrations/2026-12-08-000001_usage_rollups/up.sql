@@ -71,6 +71,12 @@ CREATE TABLE usage_rollups_coarse (
     ttft_ms_sum        BIGINT NOT NULL,
     latency_hist       BIGINT[] NOT NULL,
     ttft_hist          BIGINT[] NOT NULL,
+    -- Covering: reports read an entity's hours with an index-only scan, in entity order,
+    -- instead of one heap page per hour (rows of one hour are written together, so an
+    -- entity's hours are scattered over the heap).
     CONSTRAINT usage_rollups_coarse_key UNIQUE NULLS NOT DISTINCT
         (grain, tenant_id, alias, hour)
+        INCLUDE (requests, errors, prompt_tokens, completion_tokens, cached_tokens,
+                 cost_micro_usd, latency_ms_sum, ttft_count, ttft_ms_sum, latency_hist,
+                 ttft_hist)
 );

@@ -364,8 +364,50 @@ async fn compared(
     Ok((tenants, aliases))
 }
 
+/// The tenant series of a comparison (labels are the tenants' names).
+async fn tenant_series(state: &AppState, range: &Range, tenants: &[Uuid]) -> Result<Vec<Series>> {
+    if tenants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (from, until) = range.hours();
+    let filter = RollupFilter {
+        from,
+        until,
+        tenant_ids: Some(tenants.to_vec()),
+        ..RollupFilter::default()
+    };
+    let rows = read(state, range, filter, Some(Dimension::Tenant)).await?;
+    let ids: Vec<Option<String>> = tenants.iter().map(|t| Some(t.to_string())).collect();
+    let labels = label_map(state, Dimension::Tenant, &ids).await?;
+    Ok(entity_series(range, &rows, "tenant", &ids, &labels))
+}
+
+/// The alias series of a comparison, within the scope.
+async fn alias_series(
+    state: &AppState,
+    scope: &Scope,
+    range: &Range,
+    aliases: &[String],
+) -> Result<Vec<Series>> {
+    if aliases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (from, until) = range.hours();
+    let filter = RollupFilter {
+        from,
+        until,
+        tenant_ids: scope.tenants(None)?,
+        aliases: Some(aliases.to_vec()),
+        ..RollupFilter::default()
+    };
+    let rows = read(state, range, filter, Some(Dimension::Alias)).await?;
+    let ids: Vec<Option<String>> = aliases.iter().cloned().map(Some).collect();
+    Ok(entity_series(range, &rows, "model", &ids, &HashMap::new()))
+}
+
 /// `GET /admin/usage/compare`: one series per tenant (all its usage) and per alias (its
-/// usage within the scope), in the order given.
+/// usage within the scope), in the order given. The two reads run at once, on two pooled
+/// connections.
 pub async fn compare(
     state: &AppState,
     scope: &Scope,
@@ -376,32 +418,11 @@ pub async fn compare(
 ) -> Result<Comparison> {
     let (tenants, aliases) = compared(state, scope, tenant_ids, model_aliases).await?;
     let range = range::resolve(input, &state.config.reporting.timezone, now)?;
-    let (from, until) = range.hours();
-    let mut series = Vec::with_capacity(tenants.len() + aliases.len());
-    if !tenants.is_empty() {
-        let filter = RollupFilter {
-            from,
-            until,
-            tenant_ids: Some(tenants.clone()),
-            ..RollupFilter::default()
-        };
-        let rows = read(state, &range, filter, Some(Dimension::Tenant)).await?;
-        let ids: Vec<Option<String>> = tenants.iter().map(|t| Some(t.to_string())).collect();
-        let labels = label_map(state, Dimension::Tenant, &ids).await?;
-        series.extend(entity_series(&range, &rows, "tenant", &ids, &labels));
-    }
-    if !aliases.is_empty() {
-        let filter = RollupFilter {
-            from,
-            until,
-            tenant_ids: scope.tenants(None)?,
-            aliases: Some(aliases.clone()),
-            ..RollupFilter::default()
-        };
-        let rows = read(state, &range, filter, Some(Dimension::Alias)).await?;
-        let ids: Vec<Option<String>> = aliases.iter().cloned().map(Some).collect();
-        series.extend(entity_series(&range, &rows, "model", &ids, &HashMap::new()));
-    }
+    let (mut series, by_alias) = tokio::try_join!(
+        tenant_series(state, &range, &tenants),
+        alias_series(state, scope, &range, &aliases)
+    )?;
+    series.extend(by_alias);
     Ok(Comparison {
         timezone: range.timezone.name().to_owned(),
         start: range.start,
