@@ -57,6 +57,27 @@ enum Command {
         #[command(subcommand)]
         action: CountersCommand,
     },
+    /// The hourly usage rollups that reports read.
+    Rollups {
+        #[command(subcommand)]
+        action: RollupsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RollupsCommand {
+    /// Recompute the hourly rollups from `requests`, one transaction per hour (ingestion goes
+    /// on meanwhile), then exit. Without bounds: from the first to the last stored request.
+    /// Never rebuild hours whose requests retention already deleted: their rollups would be
+    /// replaced by nothing.
+    Rebuild {
+        /// First hour (RFC 3339; rounded down to the hour).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End (RFC 3339, exclusive; rounded up to the hour).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -253,6 +274,29 @@ async fn counters_rebuild(config: omg_shared::config::GatewayConfig) -> Result<(
     Ok(())
 }
 
+/// `rollups rebuild`: the report logged, and on stdout for scripts.
+async fn rollups_rebuild(
+    config: omg_shared::config::GatewayConfig,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), String> {
+    let state = app::start(config).await?;
+    let report = omg_controlplane::service::reporting::rebuild::rebuild(&state.pool, from, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        hours = report.hours,
+        rows = report.rows,
+        took_ms = report.took_ms,
+        "usage rollups rebuilt from requests"
+    );
+    if let Ok(text) = serde_json::to_string(&report) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+    Ok(())
+}
+
 /// The internal listener (`cluster.internal_listen_addr`), when configured.
 fn internal_server(
     state: &actix_web::web::Data<omg_controlplane::state::AppState>,
@@ -311,6 +355,9 @@ async fn dispatch(
         Command::Counters {
             action: CountersCommand::Rebuild,
         } => counters_rebuild(config).await,
+        Command::Rollups {
+            action: RollupsCommand::Rebuild { from, to },
+        } => rollups_rebuild(config, from, to).await,
         Command::Serve => serve(config, addr, workers).await,
     }
 }

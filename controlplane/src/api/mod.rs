@@ -75,6 +75,7 @@ macro_rules! route {
 
 // Modules that add their routes with `route!` are declared after it.
 pub mod personal;
+pub mod usage;
 pub mod user;
 
 /// Every route of the control plane.
@@ -145,6 +146,7 @@ pub fn routes() -> Vec<RouteSpec> {
     ];
     all.extend(user::routes());
     all.extend(personal::routes());
+    all.extend(usage::routes());
     all
 }
 

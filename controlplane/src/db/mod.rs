@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod governance;
 pub mod keys;
 pub mod models;
+pub mod reporting;
 pub mod retention;
 pub mod schema;
 pub mod sessions;

@@ -3,7 +3,7 @@
 //! cutoff (the ingester only inserts new ones, so the two never wait on each other).
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Bool, Int4, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Int4, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::DbError;
@@ -17,8 +17,10 @@ const RETENTION_LOCK_CLASS: i32 = 0x7265_746e;
 pub enum Pruned {
     /// `requests.started_at`.
     Requests,
-    /// `usage_rollups.hour` (a table of the reporting feature; pruned only when it exists).
+    /// `usage_rollups.hour`.
     Rollups,
+    /// `usage_rollups_coarse.hour`.
+    RollupsCoarse,
     /// `budget_alert_events.created_at`.
     AlertEvents,
 }
@@ -29,6 +31,7 @@ impl Pruned {
         match self {
             Pruned::Requests => "requests",
             Pruned::Rollups => "usage_rollups",
+            Pruned::RollupsCoarse => "usage_rollups_coarse",
             Pruned::AlertEvents => "budget_alert_events",
         }
     }
@@ -36,7 +39,7 @@ impl Pruned {
     fn column(self) -> &'static str {
         match self {
             Pruned::Requests => "started_at",
-            Pruned::Rollups => "hour",
+            Pruned::Rollups | Pruned::RollupsCoarse => "hour",
             Pruned::AlertEvents => "created_at",
         }
     }
@@ -46,15 +49,6 @@ impl Pruned {
 struct Flag {
     #[diesel(sql_type = Bool)]
     value: bool,
-}
-
-/// Whether `table` exists in the search path (`to_regclass`).
-pub async fn table_exists(conn: &mut AsyncPgConnection, table: &str) -> Result<bool, DbError> {
-    let row: Flag = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS value")
-        .bind::<Text, _>(table)
-        .get_result(conn)
-        .await?;
-    Ok(row.value)
 }
 
 /// Deletes up to `limit` rows of `table` older than `cutoff`; returns how many. The rows are

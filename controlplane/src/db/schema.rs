@@ -245,6 +245,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Hourly usage sums (migration `2026-12-08-000001_usage_rollups`); read and written with
+    /// SQL in `db/reporting.rs`.
+    usage_rollups (hour, tenant_id, key_id, user_id, alias, provider, deployment, status) {
+        hour -> Timestamptz,
+        tenant_id -> Nullable<Uuid>,
+        key_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        alias -> Nullable<Text>,
+        provider -> Nullable<Text>,
+        deployment -> Nullable<Text>,
+        status -> Int4,
+        requests -> Int8,
+        errors -> Int8,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        cached_tokens -> Int8,
+        cost_micro_usd -> Int8,
+        latency_ms_sum -> Int8,
+        ttft_count -> Int8,
+        ttft_ms_sum -> Int8,
+        latency_hist -> Array<Int8>,
+        ttft_hist -> Array<Int8>,
+    }
+}
+
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));

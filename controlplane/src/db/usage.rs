@@ -27,8 +27,9 @@ pub struct BatchOutcome {
     pub dead_lettered: usize,
 }
 
-/// Stores a batch in one transaction: the requests (`ON CONFLICT (event_id) DO NOTHING`),
-/// the dead letters (`ON CONFLICT (stream, entry_id) DO NOTHING`), and each key's
+/// Stores a batch in one transaction: the requests (`ON CONFLICT (event_id) DO NOTHING`)
+/// and the hourly rollups of those actually inserted (`reporting::add_events`), the dead
+/// letters (`ON CONFLICT (stream, entry_id) DO NOTHING`), and each key's
 /// `last_used_at`, raised to the latest `started_at` of its requests (never lowered). Rows and
 /// keys are written in id order, so concurrent batches that overlap (two replicas, a reclaim)
 /// take their locks in the same order and cannot deadlock. Statements running longer than
@@ -62,14 +63,22 @@ pub async fn ingest_batch(
                 .execute(conn)
                 .await?;
         }
+        // The rollups' shared lock first: a rebuild of these hours waits for this batch.
+        super::reporting::lock_for_ingest(conn).await?;
+        let mut inserted: Vec<Uuid> = Vec::with_capacity(records.len());
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            outcome.inserted += diesel::insert_into(requests::table)
+            let ids: Vec<Uuid> = diesel::insert_into(requests::table)
                 .values(chunk)
                 .on_conflict(requests::event_id)
                 .do_nothing()
-                .execute(conn)
+                .returning(requests::event_id)
+                .get_results(conn)
                 .await?;
+            inserted.extend(ids);
         }
+        // Only the rows inserted now count: a redelivered event is in its rollup already.
+        super::reporting::add_events(conn, &inserted).await?;
+        outcome.inserted = inserted.len();
         if !last_used.is_empty() {
             let (ids, ats): (Vec<Uuid>, Vec<DateTime<Utc>>) = last_used.into_iter().unzip();
             // Lock the keys to raise in id order, then raise them (GREATEST: a concurrent

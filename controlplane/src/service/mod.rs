@@ -10,6 +10,7 @@ pub mod keys;
 pub mod mutate;
 pub mod personal;
 pub mod portal;
+pub mod reporting;
 pub mod session;
 pub mod tenants;
 pub mod users;

@@ -3,8 +3,8 @@
 //! rows per statement (each its own short transaction, so the usage ingester, which only
 //! inserts new rows, never waits on it), logs what it removed and counts it
 //! (`omg_cp_retention_*`). One control plane at a time runs a pass (a session advisory lock);
-//! the others skip theirs. Rollups (`usage_rollups`, a table of the reporting feature) are
-//! pruned only when the table exists.
+//! the others skip theirs. Rollups (`usage_rollups` and `usage_rollups_coarse`) are kept
+//! longer than request rows (validated at load), so long-range reports still answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +28,8 @@ pub struct PassReport {
     /// Another control plane held the pass lock: nothing was done.
     pub skipped: bool,
     pub requests: u64,
-    /// `None`: the `usage_rollups` table does not exist (or rollups are kept forever).
-    pub rollups: Option<u64>,
+    /// Rows of `usage_rollups` and `usage_rollups_coarse`.
+    pub rollups: u64,
     pub alert_events: u64,
     /// Statements run.
     pub batches: u64,
@@ -79,12 +79,9 @@ async fn prune_all(
         report.alert_events = pass.prune(conn, Pruned::AlertEvents, cutoff).await?;
     }
     if let Some(cutoff) = cutoff(now, retention.rollups) {
-        let exists = sql::table_exists(conn, Pruned::Rollups.table())
-            .await
-            .map_err(|e| e.to_string())?;
-        if exists {
-            report.rollups = Some(pass.prune(conn, Pruned::Rollups, cutoff).await?);
-        }
+        let fine = pass.prune(conn, Pruned::Rollups, cutoff).await?;
+        let coarse = pass.prune(conn, Pruned::RollupsCoarse, cutoff).await?;
+        report.rollups = fine.saturating_add(coarse);
     }
     report.batches = pass.batches;
     Ok(report)
@@ -178,10 +175,10 @@ fn log_pass(report: &PassReport, took: Duration, metrics: &RetentionMetrics) {
     }
     metrics.pass("ok");
     let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-    if report.requests + report.alert_events + report.rollups.unwrap_or(0) > 0 {
+    if report.requests + report.alert_events + report.rollups > 0 {
         tracing::info!(
             requests = report.requests,
-            rollups = ?report.rollups,
+            rollups = report.rollups,
             alert_events = report.alert_events,
             batches = report.batches,
             took_ms,

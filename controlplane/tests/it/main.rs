@@ -22,6 +22,7 @@ mod keys;
 mod openapi;
 mod personal;
 mod rbac;
+mod reporting;
 mod retention;
 mod sessions;
 mod snapshot;

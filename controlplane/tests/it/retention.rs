@@ -1,5 +1,5 @@
 //! The retention job: one pass deletes only expired rows, in batches of `batch_size`, from
-//! `requests`, `budget_alert_events` and — when the table exists — `usage_rollups`; `0` keeps
+//! `requests`, `budget_alert_events`, `usage_rollups` and `usage_rollups_coarse`; `0` keeps
 //! rows forever; a pass running elsewhere makes this one skip; the metric counts the rows.
 
 use std::time::Duration;
@@ -77,14 +77,6 @@ async fn alert_event(cp: &Cp, created_at: DateTime<Utc>) {
     .unwrap();
 }
 
-async fn rollup(cp: &Cp, hour: DateTime<Utc>) {
-    diesel::sql_query("INSERT INTO usage_rollups (hour, requests) VALUES ($1, 1)")
-        .bind::<Timestamptz, _>(hour)
-        .execute(&mut *cp.conn().await)
-        .await
-        .unwrap();
-}
-
 fn retention(batch_size: u32) -> RetentionConfig {
     RetentionConfig {
         requests: 30 * DAY,
@@ -132,17 +124,32 @@ async fn a_pass_deletes_only_expired_rows_in_batches() {
     assert_eq!(pass(&cp, &forever, now).await, PassReport::default());
     assert_eq!(count(&cp, "SELECT count(*) AS n FROM requests").await, 8);
 
-    // No usage_rollups table yet: requests and alert events only, 2 rows per statement.
+    // The ingester rolled the rows up by hour; rollups are kept 60 days, longer than rows.
+    const OLD_ROLLUPS: &str = "SELECT (SELECT count(*) FROM usage_rollups WHERE hour < now() - interval '60 days') \
+         + (SELECT count(*) FROM usage_rollups_coarse WHERE hour < now() - interval '60 days') AS n";
+    let expired_rollups = count(&cp, OLD_ROLLUPS).await;
+    assert!(expired_rollups >= 3, "{expired_rollups}");
+    // 2 rows per statement.
     let report = pass(&cp, &retention(2), now).await;
     assert_eq!(
-        report,
-        PassReport {
-            skipped: false,
-            requests: 5,
-            rollups: None,
-            alert_events: 3,
-            batches: 3 + 2,
-        }
+        (
+            report.skipped,
+            report.requests,
+            report.alert_events,
+            report.rollups
+        ),
+        (false, 5, 3, u64::try_from(expired_rollups).unwrap())
+    );
+    assert!(report.batches >= 3 + 2 + 2, "{report:?}");
+    assert_eq!(count(&cp, OLD_ROLLUPS).await, 0);
+    assert!(
+        count(
+            &cp,
+            "SELECT count(*) AS n FROM usage_rollups WHERE hour < now() - interval '30 days'"
+        )
+        .await
+            >= 1,
+        "rollups outlive the request rows"
     );
     assert_eq!(count(&cp, "SELECT count(*) AS n FROM requests").await, 3);
     assert_eq!(
@@ -164,21 +171,6 @@ async fn a_pass_deletes_only_expired_rows_in_batches() {
         "{metrics}"
     );
 
-    // Once the reporting feature's table exists, its expired hours go too.
-    diesel::sql_query("CREATE TABLE usage_rollups (hour TIMESTAMPTZ NOT NULL, requests BIGINT)")
-        .execute(&mut *cp.conn().await)
-        .await
-        .unwrap();
-    for d in [61, 90, 399, 59, 1] {
-        rollup(&cp, days_ago(now, d)).await;
-    }
-    let report = pass(&cp, &retention(10_000), now).await;
-    assert_eq!(report.rollups, Some(3));
-    assert_eq!((report.requests, report.alert_events), (0, 0));
-    assert_eq!(
-        count(&cp, "SELECT count(*) AS n FROM usage_rollups").await,
-        2
-    );
     cp.stop().await;
 }
 

@@ -524,6 +524,12 @@ async fn one_row_per_event_id_whatever_is_delivered_twice() {
     assert_eq!(usage.ingested.get(), 1);
     assert_eq!(usage.duplicates.get(), 2);
     assert_eq!(env.status.health().duplicates_total, 2);
+    // The rollups count each stored row once, however often it was delivered.
+    let rollups = "SELECT COALESCE(sum(requests), 0)::bigint AS n FROM usage_rollups";
+    assert_eq!(env.count(rollups).await, 2);
+    let all = "SELECT COALESCE(sum(requests), 0)::bigint AS n FROM usage_rollups_coarse \
+               WHERE grain = 'all'";
+    assert_eq!(env.count(all).await, 2);
     env.cleanup().await;
 }
 

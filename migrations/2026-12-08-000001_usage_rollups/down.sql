@@ -1,0 +1,2 @@
+DROP TABLE usage_rollups_coarse;
+DROP TABLE usage_rollups;
