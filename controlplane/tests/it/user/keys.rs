@@ -325,6 +325,11 @@ async fn self_service_keys_stay_within_ceilings_and_reach_the_snapshot_within_a_
         .find(|k| k.prefix == "eve-laptop")
         .unwrap();
     assert_eq!(entry.tenant_id, personal.id);
+    assert_eq!(
+        entry.user_id,
+        Some(user.id),
+        "the publisher carries the owner"
+    );
     assert_eq!(entry.limits.requests_per_minute, Some(100));
     assert_eq!(entry.limits.parallel_requests, Some(8));
     assert_eq!(entry.digest, cp.state.hasher.digest(&secret));
