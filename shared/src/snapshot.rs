@@ -132,6 +132,10 @@ pub struct ApiKey {
     /// Key budget.
     #[serde(default)]
     pub budget: Option<BudgetPolicy>,
+    /// The user the key acts for, stamped on its usage events (`UsageEvent::user_id`);
+    /// `None`: no owner (always in standalone mode). Absent from older snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
 }
 
 /// Rate limits; `None` inherits, `Some(0)` means unlimited.

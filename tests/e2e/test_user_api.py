@@ -1,6 +1,8 @@
 """The user API against real processes: a non-admin account signs in on `/user`, issues a key
 in its personal tenant, and the key serves on a data plane; over-ceiling quotas are refused
-naming the field; a revoked key stops serving. (How fast keys propagate is test_cluster's.)
+naming the field; the key's usage rows carry its owner (`requests.user_id`, stamped by the
+data plane) while the ownerless bootstrap key's have none; a revoked key stops serving. (How
+fast keys propagate is test_cluster's.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from cluster import Cluster, psql, request
 from conftest import wait_until
 
 PASSWORD = "e2e-user-password-8812"
+DEMO_KEY = "sk-demo.my-secret"
 
 
 @pytest.fixture
@@ -67,11 +70,25 @@ def test_a_user_issued_key_serves_on_a_data_plane(cluster: Cluster):
     status, issued = user_call(cluster, token, "POST", keys, {"name": "laptop"})
     assert status == 201, issued
     assert issued["created_by"] == user["id"]
+    assert issued["user_id"] == user["id"], issued
     key = issued["key"]
     # The key reaches data planes as any key does (the publisher is told on commit); how fast
     # is test_cluster's propagation test. Here: that it serves at all, waited on as a condition.
     assert wait_until(lambda: cluster.chat(0, key)[0] == 200, 10), \
         f"user-issued key never usable on the data plane\n{cluster.logs()}"
+
+    # Usage rows name the key's owner; the bootstrap key has none.
+    owned, ownerless = f"owned-{uuid.uuid4()}", f"ownerless-{uuid.uuid4()}"
+    assert cluster.chat(0, key, owned)[0] == 200
+    assert cluster.chat(0, DEMO_KEY, ownerless)[0] == 200
+
+    def owners() -> dict[str, str]:
+        out = psql(cluster.db_url, "SELECT request_id, coalesce(user_id::text, '-') FROM requests "
+                                   f"WHERE request_id IN ('{owned}', '{ownerless}')")
+        return dict(line.split("|") for line in out.splitlines() if line)
+
+    assert wait_until(lambda: len(owners()) == 2, 10), f"usage not ingested: {owners()}\n{cluster.logs()}"
+    assert owners() == {owned: user["id"], ownerless: "-"}
 
     status, revoked = user_call(cluster, token, "DELETE", f"{keys}/{issued['id']}")
     assert status == 200 and revoked["status"] == "revoked", revoked

@@ -86,8 +86,8 @@ pub async fn get_for_update(
         .await?)
 }
 
-/// Writes a key's settings: name, scopes, expiry, models, budget, limits. Never `status` or
-/// `revoked_at`; a revoked key is left alone (`NotFound`).
+/// Writes a key's settings: name, scopes, expiry, models, budget, limits, owner. Never
+/// `status` or `revoked_at`; a revoked key is left alone (`NotFound`).
 pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey, DbError> {
     Ok(diesel::update(
         api_keys::table
@@ -104,6 +104,7 @@ pub async fn update(conn: &mut AsyncPgConnection, key: &ApiKey) -> Result<ApiKey
         api_keys::requests_per_minute.eq(key.requests_per_minute),
         api_keys::tokens_per_minute.eq(key.tokens_per_minute),
         api_keys::parallel_requests.eq(key.parallel_requests),
+        api_keys::user_id.eq(key.user_id),
         api_keys::updated_at.eq(Utc::now()),
     ))
     .returning(ApiKey::as_returning())

@@ -181,6 +181,8 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The user the key acts for (stamped on its usage); `None`: no owner.
+    pub user_id: Option<Uuid>,
 }
 
 /// Tenant rate-limit override row.

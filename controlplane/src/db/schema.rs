@@ -68,6 +68,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        user_id -> Nullable<Uuid>,
     }
 }
 

@@ -296,6 +296,7 @@ async fn api_keys(
                 created_at: now,
                 updated_at: now,
                 revoked_at: None,
+                user_id: None,
             };
             db::keys::insert(tx.conn, &row).await?;
             tx.record(Entry {

@@ -16,6 +16,7 @@ use crate::service::audit::{Action, Entry};
 use crate::service::error::{Error, Result};
 use crate::service::governance::{self, micros_to_usd};
 use crate::service::mutate::mutate;
+use crate::service::portal::PERSONAL;
 use crate::service::validate;
 use crate::state::AppState;
 
@@ -48,7 +49,10 @@ pub struct KeyView {
     pub budget_usd: Option<f64>,
     pub warning_threshold: Option<f64>,
     pub rate_limit: RateLimitInput,
+    /// Who issued the key.
     pub created_by: Option<Uuid>,
+    /// The user the key acts for (stamped on its usage records); `null`: no owner.
+    pub user_id: Option<Uuid>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -79,6 +83,7 @@ impl From<&ApiKey> for KeyView {
                 parallel_requests: to_u64(k.parallel_requests),
             },
             created_by: k.created_by,
+            user_id: k.user_id,
             last_used_at: k.last_used_at,
             created_at: k.created_at,
             updated_at: k.updated_at,
@@ -116,6 +121,10 @@ pub struct NewKey {
     pub warning_threshold: Option<f64>,
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
+    /// The user the key acts for, stamped on its usage records: a member of the key's
+    /// tenant, or the user whose personal tenant it is. Absent: no owner.
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
 }
 
 fn double<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
@@ -143,6 +152,9 @@ pub struct KeyPatch {
     pub warning_threshold: Option<Option<f64>>,
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
+    /// The key's owner (see [`NewKey::user_id`]); `null` leaves the key without one.
+    #[serde(default, deserialize_with = "double")]
+    pub user_id: Option<Option<Uuid>>,
 }
 
 /// The ceilings a key of `tenant` must stay within.
@@ -265,6 +277,35 @@ fn check_models(models: &Option<Vec<String>>, c: &Ceilings) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `user_id` may own a key of `tenant`: a member of it, or the user whose
+/// personal tenant it is.
+async fn check_owner(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: &Tenant,
+    user_id: Uuid,
+) -> Result<()> {
+    if db::tenants::role_of(conn, tenant.id, user_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    if tenant.kind == PERSONAL {
+        match db::users::get(conn, user_id).await {
+            Ok(user) if user.personal_tenant_id == Some(tenant.id) => return Ok(()),
+            Ok(_) | Err(DbError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::invalid(
+        "user_id",
+        format!(
+            "user {user_id} is not a member of this tenant; add them as a member first, or omit \
+             `user_id` for a key without an owner"
+        ),
+    ))
+}
+
 fn generated_prefix() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
@@ -300,6 +341,9 @@ pub async fn issue(
     let budget = check_budget(input.budget_usd, &c)?;
     let threshold = check_threshold(input.warning_threshold)?;
     check_models(&input.allowed_models, &c)?;
+    if let Some(owner) = input.user_id {
+        check_owner(&mut conn, tenant, owner).await?;
+    }
     let prefix = match input.prefix {
         Some(p) => {
             if db::keys::prefix_exists(&mut conn, &p).await? {
@@ -335,6 +379,7 @@ pub async fn issue(
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        user_id: input.user_id,
     };
     let view = KeyView::from(&key);
     mutate(state, &mut conn, caller.into(), async |tx| {
@@ -386,6 +431,7 @@ struct KeyChanges {
     budget_micro_usd: Option<Option<i64>>,
     warning_threshold: Option<Option<f64>>,
     rate_limit: Option<(Option<i64>, Option<i64>, Option<i64>)>,
+    user_id: Option<Option<Uuid>>,
 }
 
 impl KeyChanges {
@@ -425,6 +471,7 @@ impl KeyChanges {
         if let Some(rl) = patch.rate_limit {
             changes.rate_limit = Some(check_rate_limit(&rl, c)?);
         }
+        changes.user_id = patch.user_id;
         Ok(changes)
     }
 
@@ -450,6 +497,9 @@ impl KeyChanges {
             key.tokens_per_minute = tpm;
             key.parallel_requests = parallel;
         }
+        if let Some(owner) = self.user_id {
+            key.user_id = owner;
+        }
         key
     }
 }
@@ -459,9 +509,9 @@ fn revoked_conflict() -> Error {
     Error::conflict("the key is revoked; issue a new one")
 }
 
-/// Updates a key's name, status, expiry, models, budget or limits. The row is locked for the
-/// transaction and a revoked key is never written, so an update racing a revocation either
-/// lands before it or answers 409; it never brings the key back.
+/// Updates a key's name, status, expiry, models, budget, limits or owner. The row is locked
+/// for the transaction and a revoked key is never written, so an update racing a revocation
+/// either lands before it or answers 409; it never brings the key back.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
@@ -472,6 +522,9 @@ pub async fn update(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let c = ceilings(state, &mut conn, tenant).await?;
     let changes = KeyChanges::validate(patch, &c)?;
+    if let Some(Some(owner)) = changes.user_id {
+        check_owner(&mut conn, tenant, owner).await?;
+    }
     let after = mutate(state, &mut conn, caller.into(), async |tx| {
         let before = db::keys::get_for_update(tx.conn, tenant.id, id).await?;
         if before.status() == KeyStatus::Revoked {

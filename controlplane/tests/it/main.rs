@@ -17,6 +17,7 @@ mod exposure;
 mod governance;
 mod harness;
 mod internal;
+mod key_owner;
 mod key_race;
 mod keys;
 mod openapi;

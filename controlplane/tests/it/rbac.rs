@@ -77,7 +77,8 @@ async fn world(cp: &Cp, who: Who) -> World {
         }
     };
     let now = chrono::Utc::now();
-    // The caller's own key, so that `/user` key routes (own keys for every member) allow it.
+    // The caller's own key (issued by and owned by them), so that `/user` key routes (own keys
+    // for every member) allow it.
     let created_by = caller.as_ref().map(|u| u.id);
     let key = db::models::ApiKey {
         id: Uuid::now_v7(),
@@ -99,6 +100,7 @@ async fn world(cp: &Cp, who: Who) -> World {
         created_at: now,
         updated_at: now,
         revoked_at: None,
+        user_id: created_by,
     };
     db::keys::insert(&mut *cp.conn().await, &key).await.unwrap();
     let alias = format!("fixture-{n}");

@@ -136,6 +136,8 @@ pub struct Metered {
     pub tenant_id: Option<uuid::Uuid>,
     /// Authenticated key.
     pub key_id: Option<uuid::Uuid>,
+    /// The authenticated key's owner, when it has one.
+    pub user_id: Option<uuid::Uuid>,
     /// Resolved alias.
     pub alias: Option<String>,
     /// The deployment that answered.

@@ -368,6 +368,7 @@ mod tests {
                 allowed_models: None,
                 limits: key_limits,
                 budget: None,
+                user_id: None,
             },
             tenant: Arc::new(TenantEntry { tenant }),
             allowed: None,

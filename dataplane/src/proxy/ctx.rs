@@ -136,6 +136,11 @@ impl RequestCtx {
         self.key.as_ref().map(|k| k.key.id)
     }
 
+    /// The authenticated key's owner, when it has one.
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.key.as_ref().and_then(|k| k.key.user_id)
+    }
+
     /// The authenticated key's prefix (for logs), or `-`.
     pub fn key_prefix(&self) -> &str {
         self.key.as_ref().map_or("-", |k| k.key.prefix.as_str())

@@ -28,6 +28,7 @@ fn metered(ctx: &RequestCtx) -> Metered {
         started_at: ctx.started_at,
         tenant_id: ctx.tenant_id(),
         key_id: ctx.key_id(),
+        user_id: ctx.user_id(),
         alias: ctx.alias.clone(),
         target: ctx.target.clone(),
         route: ctx.route.clone(),

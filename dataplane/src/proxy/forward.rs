@@ -68,7 +68,7 @@ pub(super) fn prepare(
     let identity = Identity {
         tenant_id,
         key_id,
-        user_id: None,
+        user_id: ctx.user_id(),
         request_id: ctx.request_id.clone(),
         method: method.to_owned(),
         path: path.to_owned(),

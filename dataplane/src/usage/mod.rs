@@ -22,6 +22,8 @@ pub mod shipper;
 pub mod spool;
 
 #[cfg(test)]
+mod record_tests;
+#[cfg(test)]
 mod tests;
 
 /// The usage record of a request's closing state: the one place it is built.
@@ -36,7 +38,7 @@ pub fn record_of(metered: &Metered) -> UsageEvent {
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         tenant_id: metered.tenant_id,
         key_id: metered.key_id,
-        user_id: None,
+        user_id: metered.user_id,
         alias: metered.alias.clone(),
         provider: metered
             .target

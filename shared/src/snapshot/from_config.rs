@@ -194,6 +194,8 @@ fn keys(
             allowed_models: key.allowed_models.clone(),
             limits: key.rate_limit.as_ref().map(limits_of).unwrap_or_default(),
             budget,
+            // Standalone keys have no owner: there are no users without a control plane.
+            user_id: None,
         });
     }
     keys

@@ -121,7 +121,24 @@ fn schema_v1_fixture_still_parses() {
     assert_eq!(snapshot.schema_version, 1);
     assert_eq!(snapshot.keys[0].prefix, "demo");
     assert_eq!(
+        snapshot.keys[0].user_id, None,
+        "a key of an older snapshot has no owner"
+    );
+    assert_eq!(
         snapshot.models[0].deployments[0].provider,
         ProviderKind::Mock
     );
+}
+
+#[test]
+fn a_key_owner_travels_and_an_ownerless_key_is_written_without_it() {
+    let text = include_str!("../../tests/fixtures/snapshot-v1.json");
+    let mut snapshot: Snapshot = serde_json::from_str(text).unwrap_or_else(|e| unreachable!("{e}"));
+    let ownerless = serde_json::to_value(&snapshot.keys[0]).unwrap_or_default();
+    assert!(ownerless.get("user_id").is_none(), "{ownerless}");
+    let owner = Uuid::from_u128(7);
+    snapshot.keys[0].user_id = Some(owner);
+    let json = serde_json::to_string(&snapshot).unwrap_or_default();
+    let back: Snapshot = serde_json::from_str(&json).unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(back.keys[0].user_id, Some(owner));
 }

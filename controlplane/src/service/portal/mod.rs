@@ -7,11 +7,12 @@
 //!
 //! | role              | list / get          | issue          | revoke              |
 //! |-------------------|---------------------|----------------|---------------------|
-//! | `user`            | the keys they issued | their own keys | the keys they issued |
-//! | `viewer`          | every key           | their own keys | the keys they issued |
+//! | `user`            | the keys they own   | their own keys | the keys they own   |
+//! | `viewer`          | every key           | their own keys | the keys they own   |
 //! | `admin`, `owner`  | every key           | their own keys | every key           |
 //!
-//! (personal tenant: owner). A key is the caller's when they issued it (`created_by`).
+//! (personal tenant: owner). A key is the caller's when they own it (`api_keys.user_id`); a key
+//! issued through `/user` is owned by its issuer (`created_by` records the issuer).
 
 pub mod keys;
 pub mod profile;
@@ -56,7 +57,7 @@ impl MyTenant {
         self.role >= Role::Viewer
     }
 
-    /// Whether the caller may revoke keys they did not issue (admin and above).
+    /// Whether the caller may revoke keys they do not own (admin and above).
     pub fn revokes_any_key(&self) -> bool {
         self.role >= Role::Admin
     }
@@ -72,9 +73,9 @@ pub struct MyTenantView {
     pub role: String,
     /// The caller's personal tenant.
     pub personal: bool,
-    /// Whether the caller sees every key of the tenant (otherwise only those they issued).
+    /// Whether the caller sees every key of the tenant (otherwise only those they own).
     pub sees_all_keys: bool,
-    /// Whether the caller may revoke keys they did not issue.
+    /// Whether the caller may revoke keys they do not own.
     pub revokes_any_key: bool,
 }
 

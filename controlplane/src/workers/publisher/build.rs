@@ -207,6 +207,7 @@ fn keys(
                 warning_threshold: key.warning_threshold.unwrap_or(default.warning_threshold),
                 window: default.window,
             }),
+            user_id: key.user_id,
         });
     }
     keys

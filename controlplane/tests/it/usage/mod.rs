@@ -305,6 +305,7 @@ impl Env {
             created_at: now,
             updated_at: now,
             revoked_at: None,
+            user_id: None,
         };
         let mut conn = self.conn().await;
         db::tenants::insert(&mut conn, &tenant).await.unwrap();

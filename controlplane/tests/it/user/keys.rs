@@ -67,7 +67,8 @@ async fn key_rights_follow_the_role_in_the_tenant() {
     }
     let (user_key, viewer_key, admin_key) = (&issued[0], &issued[1], &issued[2]);
     let (_, own) = key_call(&cp, Method::GET, &user, org.id, user_key).await;
-    assert_eq!(own["created_by"], json!(user_id), "the caller owns the key");
+    assert_eq!(own["user_id"], json!(user_id), "the caller owns the key");
+    assert_eq!(own["created_by"], json!(user_id), "and is its issuer");
     assert!(own.get("key").is_none(), "the secret is shown once");
 
     // A `user` member sees and revokes only their own keys; the others do not exist for them.
@@ -92,7 +93,7 @@ async fn key_rights_follow_the_role_in_the_tenant() {
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("only the keys you issued"));
+        .contains("only the keys you own"));
     let (status, body) = key_call(&cp, Method::DELETE, &viewer, org.id, viewer_key).await;
     assert_eq!(
         (status, &body["status"]),
@@ -110,6 +111,79 @@ async fn key_rights_follow_the_role_in_the_tenant() {
     }
     let (_, admin_view) = key_call(&cp, Method::GET, &admin, org.id, admin_key).await;
     assert_eq!(admin_view["status"], "active");
+    cp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_keys_are_the_keys_a_member_owns_not_those_they_issued() {
+    let cp = Cp::start("").await;
+    let org = cp.tenant("org").await;
+    let member = local_user(&cp, "u@x.test").await;
+    cp.member(&org, &member, "user").await;
+    let colleague = cp.user("c@x.test", false).await;
+    cp.member(&org, &colleague, "user").await;
+    let root = cp.user("root@x.test", true).await;
+    let root_token = cp.token(root.id);
+    let (token, _, _) = login(&cp, "user", "u@x.test", PASSWORD).await;
+    let path = format!("/user/tenants/{}/api-keys", org.id);
+
+    // Self-service keys are owned by the caller: naming someone else is refused.
+    let (status, err) = issue(&cp, &token, org.id, json!({"user_id": colleague.id})).await;
+    assert_eq!(
+        (status, &err["error"]["field"]),
+        (400, &json!("user_id")),
+        "{err}"
+    );
+    let (status, own) = issue(&cp, &token, org.id, json!({"user_id": member.id})).await;
+    assert_eq!((status, &own["user_id"]), (201, &json!(member.id)), "{own}");
+
+    // A key an admin issued for the member is theirs: listed, readable, revocable.
+    let (status, for_member) = cp
+        .call(
+            Method::POST,
+            &format!("/admin/tenants/{}/api-keys", org.id),
+            Some(&root_token),
+            Some(json!({"name": "given", "user_id": member.id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{for_member}");
+    let given = for_member["id"].as_str().unwrap().to_owned();
+    let own_id = own["id"].as_str().unwrap().to_owned();
+    let (_, list) = cp.call(Method::GET, &path, Some(&token), None).await;
+    let mut expected = vec![own_id.clone(), given.clone()];
+    expected.sort();
+    assert_eq!(ids(&list), expected);
+
+    // Once an admin hands the member's own key to a colleague, it is no longer theirs.
+    let (status, moved) = cp
+        .call(
+            Method::PATCH,
+            &format!("/admin/tenants/{}/api-keys/{own_id}", org.id),
+            Some(&root_token),
+            Some(json!({"user_id": colleague.id})),
+        )
+        .await;
+    assert_eq!(
+        (status, &moved["user_id"]),
+        (200, &json!(colleague.id)),
+        "{moved}"
+    );
+    assert_eq!(
+        key_call(&cp, Method::GET, &token, org.id, &own_id).await.0,
+        404
+    );
+    assert_eq!(
+        key_call(&cp, Method::DELETE, &token, org.id, &own_id)
+            .await
+            .0,
+        404
+    );
+    let (status, body) = key_call(&cp, Method::DELETE, &token, org.id, &given).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("revoked")),
+        "{body}"
+    );
     cp.stop().await;
 }
 
@@ -251,6 +325,11 @@ async fn self_service_keys_stay_within_ceilings_and_reach_the_snapshot_within_a_
         .find(|k| k.prefix == "eve-laptop")
         .unwrap();
     assert_eq!(entry.tenant_id, personal.id);
+    assert_eq!(
+        entry.user_id,
+        Some(user.id),
+        "the publisher carries the owner"
+    );
     assert_eq!(entry.limits.requests_per_minute, Some(100));
     assert_eq!(entry.limits.parallel_requests, Some(8));
     assert_eq!(entry.digest, cp.state.hasher.digest(&secret));

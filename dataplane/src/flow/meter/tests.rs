@@ -92,6 +92,7 @@ fn closing_prices_the_clamped_usage_and_names_a_silent_end_499() {
         started_at: chrono::Utc::now(),
         tenant_id: Some(uuid::Uuid::nil()),
         key_id: None,
+        user_id: None,
         alias: Some("a".to_owned()),
         target: None,
         route: Some(Route::Chat),
