@@ -132,13 +132,13 @@ pub struct TenantAlertsQuery {
 /// Parses the query string after the handler's guard ran (actix extracts arguments
 /// concurrently: a `web::Query` argument would answer 400 before a caller without access got
 /// its 401/403/404).
-fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> ApiResult<T> {
+pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> ApiResult<T> {
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
 }
 
-fn range(
+pub(crate) fn range(
     period: Option<String>,
     start: Option<String>,
     end: Option<String>,
@@ -200,17 +200,22 @@ pub async fn breakdown(
         Utc::now(),
     )
     .await?;
-    if wants_csv(&req) {
-        let name = format!("usage-by-{}.csv", view.group_by);
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ))
-            .body(rep::csv::breakdown_csv(&view)));
+    Ok(breakdown_answer(&req, &view))
+}
+
+/// A breakdown as JSON, or as CSV when the client asked for it.
+pub(crate) fn breakdown_answer(req: &HttpRequest, view: &rep::Breakdown) -> HttpResponse {
+    if !wants_csv(req) {
+        return HttpResponse::Ok().json(view);
     }
-    Ok(HttpResponse::Ok().json(view))
+    let name = format!("usage-by-{}.csv", view.group_by);
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(rep::csv::breakdown_csv(view))
 }
 
 /// `GET /admin/usage/compare` (super admin).

@@ -48,6 +48,7 @@ async fn key(cp: &Cp, tenant: &Tenant, name: &str) -> ApiKey {
         requests_per_minute: None,
         tokens_per_minute: None,
         parallel_requests: None,
+        user_id: None,
         created_by: None,
         last_used_at: None,
         created_at: now,
@@ -763,4 +764,61 @@ async fn budget_alert_history_filters_and_pages() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["field"], "channel");
     cp.stop().await;
+}
+
+/// `/user/usage/*` and a tenant's or a key's usage on `/user`: the caller's tenants only
+/// (those where they see every key), 404 for any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_usage_is_scoped_to_the_callers_tenants() {
+    let w = world().await;
+    let viewer = w.cp.user("viewer@x.test", false).await;
+    w.cp.member(&w.a, &viewer, "viewer").await;
+    let token = w.cp.token(viewer.id);
+    let query = "start=2026-03-06T00:00:00Z&end=2026-03-11T00:00:00Z";
+    let get = |path: String, token: String| {
+        let cp = &w.cp;
+        async move { cp.call(Method::GET, &path, Some(&token), None).await }
+    };
+    let of_a = Expected::of(w.rows.iter().filter(|r| r.tenant_id == Some(w.a.id)));
+    let (status, body) = get(format!("/user/usage/summary?{query}"), token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    of_a.check(&body["totals"], "the viewer's tenants");
+    let path = format!("/user/tenants/{}/usage?{query}", w.a.id);
+    let (status, body) = get(path, token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    of_a.check(&body["totals"], "tenant a");
+    let path = format!("/user/usage/breakdown?group_by=tenant&{query}");
+    let (status, body) = get(path, token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(1), "{body}");
+
+    // Another tenant, however it is named: 404.
+    for path in [
+        format!("/user/usage/summary?tenant_id={}&{query}", w.b.id),
+        format!("/user/usage/compare?tenant_ids={}&{query}", w.b.id),
+        format!("/user/tenants/{}/usage?{query}", w.b.id),
+        format!("/user/tenants/{}/api-keys/{}/usage", w.b.id, w.keys[2].id),
+    ] {
+        let (status, body) = get(path.clone(), token.clone()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let path = format!("/user/usage/compare?tenant_ids={}&{query}", w.a.id);
+    let (status, body) = get(path, token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A plain member sees neither the tenant's usage nor keys they do not own.
+    let member = w.cp.user("member@x.test", false).await;
+    w.cp.member(&w.a, &member, "user").await;
+    let token = w.cp.token(member.id);
+    let path = format!("/user/tenants/{}/usage?{query}", w.a.id);
+    assert_eq!(get(path, token.clone()).await.0, 404);
+    let path = format!("/user/tenants/{}/api-keys/{}/usage", w.a.id, w.keys[0].id);
+    assert_eq!(get(path, token.clone()).await.0, 404);
+    let (status, body) = get(format!("/user/usage/summary?{query}"), token).await;
+    assert_eq!(
+        (status, &body["totals"]["requests"]),
+        (200, &serde_json::json!(0)),
+        "{body}"
+    );
+    w.cp.stop().await;
 }

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod keys;
+pub mod usage;
 
 use actix_web::http::Method;
 use actix_web::web;
@@ -25,12 +26,15 @@ pub struct MyTenantList {
 /// The `/user` routes.
 pub fn routes() -> Vec<RouteSpec> {
     use crate::api::auth::LoginBody;
+    use crate::api::usage as q;
     use crate::api::views as v;
     use crate::service::keys as k;
     use crate::service::portal::profile as p;
+    use crate::service::reporting as rep;
     use crate::service::session as se;
     use Access::*;
     const MEMBER: Access = Member(Role::User);
+    const VIEWER: Access = Member(Role::Viewer);
     vec![
         route!(GET "/user/auth/methods", Public, account::methods, "Enabled sign-in methods of the user portal", 200, res = v::MethodsView),
         route!(POST "/user/auth/login", Public, account::login, "Log in to the user portal (any account with a local password); sets the refresh cookie on /user/auth", 200, req = LoginBody, res = se::SessionView),
@@ -44,6 +48,11 @@ pub fn routes() -> Vec<RouteSpec> {
         route!(GET "/user/tenants/{tenant_id}/api-keys", MEMBER, keys::list, "The tenant's keys the caller may see (all for viewers and above, else their own)", 200, res = v::KeyList),
         route!(POST "/user/tenants/{tenant_id}/api-keys", MEMBER, keys::issue, "Issue a key owned by the caller, within the tenant's ceilings: `key` is shown in this answer only", 201, req = k::NewKey, res = k::IssuedKey),
         route!(GET "/user/tenants/{tenant_id}/api-keys/{key_id}", MEMBER, keys::get, "One key the caller may see", 200, res = k::KeyView),
+        route!(GET "/user/tenants/{tenant_id}/api-keys/{key_id}/usage", MEMBER, usage::key_summary, "The usage of one key the caller may see", 200, res = rep::UsageSummary, query = q::RangeQuery),
+        route!(GET "/user/tenants/{tenant_id}/usage", VIEWER, usage::tenant_summary, "A tenant's usage (viewer and above, or the personal tenant)", 200, res = rep::UsageSummary, query = q::TenantUsageQuery),
+        route!(GET "/user/usage/summary", Authenticated, usage::summary, "Usage totals and per-day points over the caller's tenants (those where they see every key)", 200, res = rep::UsageSummary, query = q::SummaryQuery),
+        route!(GET "/user/usage/breakdown", Authenticated, usage::breakdown, "The caller's usage per tenant, key, user, model, provider, deployment or status (CSV with `Accept: text/csv`)", 200, res = rep::Breakdown, query = q::BreakdownQuery),
+        route!(GET "/user/usage/compare", Authenticated, usage::compare, "Daily series of up to 10 of the caller's tenants and model aliases overlaid", 200, res = rep::Comparison, query = q::CompareQuery),
         route!(DELETE "/user/tenants/{tenant_id}/api-keys/{key_id}", MEMBER, keys::revoke, "Revoke a key (their own; any key for tenant admins and owners)", 200, res = k::KeyView),
     ]
 }

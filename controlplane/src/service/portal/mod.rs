@@ -1,5 +1,6 @@
 //! The `/user` API's logic: the caller's own tenants and their role in each (`mod.rs`), their
-//! profile and password (`profile.rs`), API keys self-service (`keys.rs`).
+//! profile and password (`profile.rs`), API keys self-service (`keys.rs`), their usage
+//! (`usage.rs`).
 //!
 //! A caller's tenants are their personal tenant (`users.personal_tenant_id`, of kind
 //! `personal`), where they count as owner, and the tenants they are a member of. Roles decide
@@ -16,6 +17,7 @@
 
 pub mod keys;
 pub mod profile;
+pub mod usage;
 
 use serde::Serialize;
 use uuid::Uuid;
