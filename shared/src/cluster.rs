@@ -2,19 +2,19 @@
 //! envelope (keys in [`signing`]), the usage stream entry, and the signed identity header of
 //! the internal channel.
 //!
-//! Everything here is pure (no Redis client, no clock): callers pass bytes and times in.
-
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use uuid::Uuid;
+//! Everything here is pure (no Redis client, no clock): callers pass bytes and times in; the
+//! only randomness is [`new_nonce`].
 
 use crate::snapshot::Snapshot;
 use crate::vault::{Vault, VaultError};
 
+mod identity;
 mod signing;
+
+pub use identity::{
+    new_nonce, sign_identity, verify_identity, Identity, IdentityError, RequestLine,
+    IDENTITY_FORMAT,
+};
 
 pub use signing::{
     generate_signing_key, key_id_hex, split_list, KeyError, SignatureError, SnapshotSigner,
@@ -25,7 +25,8 @@ pub use signing::{
 pub const USAGE_GROUP: &str = "omg-controlplane";
 /// The stream entry field holding one [`UsageEvent`](crate::usage::UsageEvent) as JSON.
 pub const USAGE_FIELD: &str = "event";
-/// The header carrying the signed [`Identity`] on the internal channel.
+/// The header carrying the signed [`Identity`] on the internal channel (format and checks:
+/// [`sign_identity`], [`verify_identity`]).
 pub const IDENTITY_HEADER: &str = "x-omg-identity";
 
 /// Redis names derived from `cluster.snapshot_key` and `cluster.usage_stream`.
@@ -167,101 +168,6 @@ pub fn open_snapshot(
         });
     }
     Ok(snapshot)
-}
-
-/// Who a request forwarded on the internal channel comes from, as the data plane
-/// authenticated it. Signed into [`IDENTITY_HEADER`] with `cluster.internal_secret`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The key's tenant.
-    pub tenant_id: Uuid,
-    /// The key.
-    pub key_id: Uuid,
-    /// The portal user behind the key, when known.
-    #[serde(default)]
-    pub user_id: Option<Uuid>,
-    /// The request id the data plane assigned (or honoured).
-    pub request_id: String,
-    /// HTTP method the signature is valid for.
-    pub method: String,
-    /// Path (without query) the signature is valid for.
-    pub path: String,
-    /// When it was signed, Unix seconds.
-    pub issued_at: i64,
-}
-
-/// Why an identity header was refused. The messages are safe to return to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdentityError {
-    /// No header.
-    #[error("missing identity header")]
-    Missing,
-    /// Not `v1.<payload>.<signature>`.
-    #[error("malformed identity header")]
-    Malformed,
-    /// The signature does not match (wrong secret or altered).
-    #[error("identity signature does not verify")]
-    BadSignature,
-    /// Signed too long ago (or in the future beyond the allowed skew).
-    #[error("identity header is outside the replay window")]
-    Expired,
-    /// Signed for another method or path.
-    #[error("identity header was signed for another request")]
-    WrongRequest,
-}
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; the fallback is unreachable.
-    <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| <HmacSha256 as Mac>::new(&Default::default()))
-}
-
-/// The header value `v1.<base64url(json)>.<base64url(hmac-sha256(secret, "v1." + payload))>`.
-pub fn sign_identity(secret: &[u8], identity: &Identity) -> String {
-    let json = serde_json::to_vec(identity).unwrap_or_default();
-    let payload = URL_SAFE_NO_PAD.encode(json);
-    let mut mac = mac(secret);
-    mac.update(b"v1.");
-    mac.update(payload.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("v1.{payload}.{signature}")
-}
-
-/// Verifies a header made by [`sign_identity`] for this `method` and `path`, signed within
-/// `window_secs` of `now_secs` (either side). The signature is checked in constant time and
-/// before anything in the payload is trusted.
-pub fn verify_identity(
-    secret: &[u8],
-    header: Option<&str>,
-    method: &str,
-    path: &str,
-    now_secs: i64,
-    window_secs: i64,
-) -> Result<Identity, IdentityError> {
-    let header = header.ok_or(IdentityError::Missing)?;
-    let rest = header.strip_prefix("v1.").ok_or(IdentityError::Malformed)?;
-    let (payload, signature) = rest.split_once('.').ok_or(IdentityError::Malformed)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| IdentityError::Malformed)?;
-    let mut mac = mac(secret);
-    mac.update(b"v1.");
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| IdentityError::BadSignature)?;
-    let json = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| IdentityError::Malformed)?;
-    let identity: Identity = serde_json::from_slice(&json).map_err(|_| IdentityError::Malformed)?;
-    if (now_secs - identity.issued_at).abs() > window_secs {
-        return Err(IdentityError::Expired);
-    }
-    if !identity.method.eq_ignore_ascii_case(method) || identity.path != path {
-        return Err(IdentityError::WrongRequest);
-    }
-    Ok(identity)
 }
 
 #[cfg(test)]

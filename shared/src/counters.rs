@@ -150,6 +150,13 @@ impl CounterKeys {
     pub fn idempotency(&self, tenant: Uuid, digest: &str) -> String {
         format!("{}:{{t:{tenant}}}:idem:{digest}", self.prefix)
     }
+
+    /// One used nonce of the internal channel's identity header (32 hex digits, checked by
+    /// the signature before it names a key): `SET NX` by the control plane that accepts it,
+    /// expiring with the identity's window, so a replica never accepts it again.
+    pub fn identity_nonce(&self, nonce: &str) -> String {
+        format!("{}:nonce:{nonce}", self.prefix)
+    }
 }
 
 #[cfg(test)]

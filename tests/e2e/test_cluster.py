@@ -150,7 +150,7 @@ def test_tampered_snapshot_is_refused_and_the_last_good_one_kept(cluster: Cluste
 def test_files_and_batches_reach_the_controlplane_only_with_a_signature(cluster: Cluster):
     body = bytes(range(256)) * 8192  # 2 MiB
     status, probe, headers = request(
-        "POST", f"{cluster.v1(1)}/files/_identity", body,
+        "POST", f"{cluster.v1(1)}/files/_identity?purpose=batch&after=file-%2Fx&limit=2", body,
         {"authorization": f"Bearer {DEMO_KEY}", "content-type": "application/octet-stream",
          "x-request-id": "files-probe-1"})
     assert status == 200, probe
@@ -159,6 +159,8 @@ def test_files_and_batches_reach_the_controlplane_only_with_a_signature(cluster:
     assert probe["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert probe["client_credentials_received"] is False
     assert probe["request_id"] == "files-probe-1"
+    # The query string reaches the control plane byte for byte, bound into the signed identity.
+    assert probe["query"] == "purpose=batch&after=file-%2Fx&limit=2"
     assert headers.get("x-request-id") == "files-probe-1"
 
     # Without a key the data plane refuses; the internal listener refuses unsigned calls.

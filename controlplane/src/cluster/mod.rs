@@ -1,10 +1,11 @@
 //! The control plane's Redis I/O (cluster mode), the counterpart of the data plane's
 //! `cluster/`: the pool and its health probe (`mod.rs`), the snapshot bus the publisher writes
-//! (`snapshot.rs`), the shared spend counters and data plane heartbeats (`counters.rs`), and
-//! the usage stream the consumer reads (`usage_stream/`). No other control-plane module sends
-//! Redis commands.
+//! (`snapshot.rs`), the shared spend counters and data plane heartbeats (`counters.rs`), the
+//! internal channel's replay guard (`nonces.rs`), and the usage stream the consumer reads
+//! (`usage_stream/`). No other control-plane module sends Redis commands.
 
 pub mod counters;
+pub mod nonces;
 pub mod snapshot;
 pub mod usage_stream;
 

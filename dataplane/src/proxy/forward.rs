@@ -1,9 +1,10 @@
 //! `/v1/files*` and `/v1/batches*` in cluster mode: the data plane authenticates the key, then
 //! lets Pingora proxy the request — bodies streamed both ways, never buffered — to the
 //! control plane's internal listener (`cluster.internal_url`), replacing the client's
-//! credentials with a signed identity (`x-omg-identity`, see `omg_shared::cluster`).
+//! credentials with a signed identity (`x-omg-identity`, see `omg_shared::cluster`): bound to
+//! method, path and raw query string, with a nonce the control plane accepts once.
 
-use omg_shared::cluster::{sign_identity, Identity, IDENTITY_HEADER};
+use omg_shared::cluster::{new_nonce, sign_identity, Identity, IDENTITY_HEADER};
 use omg_shared::config::ClusterConfig;
 use omg_shared::endpoint::Endpoint;
 use omg_shared::error::ErrorCode;
@@ -43,12 +44,15 @@ impl ForwardTarget {
     }
 }
 
-/// Signs the authenticated caller into `ctx.forward`, or refuses when the channel is off.
+/// Signs the authenticated caller into `ctx.forward`, bound to this request's method, path
+/// and raw query (forwarded unchanged by [`rewrite`]) with a fresh single-use nonce, or
+/// refuses when the channel is off.
 pub(super) fn prepare(
     state: &State,
     ctx: &mut RequestCtx,
     method: &str,
     path: &str,
+    query: Option<&str>,
 ) -> Result<(), ApiError> {
     let Some(target) = &state.forward else {
         return Err(ApiError::new(
@@ -65,6 +69,12 @@ pub(super) fn prepare(
             "the request was not authenticated",
         ));
     };
+    let Some(nonce) = new_nonce() else {
+        return Err(ApiError::new(
+            ErrorCode::InternalError,
+            "the system random source failed; the request was not forwarded",
+        ));
+    };
     let identity = Identity {
         tenant_id,
         key_id,
@@ -72,6 +82,8 @@ pub(super) fn prepare(
         request_id: ctx.request_id.clone(),
         method: method.to_owned(),
         path: path.to_owned(),
+        query: query.unwrap_or_default().to_owned(),
+        nonce,
         issued_at: chrono::Utc::now().timestamp(),
     };
     ctx.forward = Some(sign_identity(target.secret.expose().as_bytes(), &identity));

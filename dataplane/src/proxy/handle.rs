@@ -46,7 +46,10 @@ pub(super) async fn handle(
     ctx.key = Some(key.clone());
 
     match &matched {
-        Route::Forward(_) => Ok(forward::prepare(state, ctx, &method, &path)?),
+        Route::Forward(_) => {
+            let query = session.req_header().uri.query();
+            Ok(forward::prepare(state, ctx, &method, &path, query)?)
+        }
         Route::ListModels => {
             observe(state, ctx, &snapshot, &key).await;
             list_models(session, ctx, &snapshot, &key).await

@@ -1,5 +1,11 @@
 //! Envelope and identity tests.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
 use super::*;
 
 fn vault(active: u32) -> Vault {
@@ -122,6 +128,8 @@ fn every_listed_public_key_verifies_during_a_rotation() {
     ));
 }
 
+const NONCE: &str = "00112233445566778899aabbccddeeff";
+
 fn identity(issued_at: i64) -> Identity {
     Identity {
         tenant_id: Uuid::from_u128(1),
@@ -130,42 +138,48 @@ fn identity(issued_at: i64) -> Identity {
         request_id: "req-1".to_owned(),
         method: "POST".to_owned(),
         path: "/v1/files".to_owned(),
+        query: "purpose=batch&limit=2".to_owned(),
+        nonce: NONCE.to_owned(),
         issued_at,
     }
 }
+
+const FILES: RequestLine<'static> = RequestLine {
+    method: "POST",
+    path: "/v1/files",
+    query: "purpose=batch&limit=2",
+};
 
 #[test]
 fn identity_verifies_only_as_signed() {
     let secret = b"0123456789abcdef0123456789abcdef";
     let header = sign_identity(secret, &identity(1_000));
-    let ok = verify_identity(secret, Some(&header), "POST", "/v1/files", 1_010, 30);
+    assert!(header.starts_with("v2."), "{header}");
+    let ok = verify_identity(secret, Some(&header), FILES, 1_010, 30);
     assert_eq!(ok, Ok(identity(1_000)));
 
     assert_eq!(
-        verify_identity(secret, None, "POST", "/v1/files", 1_000, 30),
+        verify_identity(secret, None, FILES, 1_000, 30),
         Err(IdentityError::Missing)
     );
     assert_eq!(
-        verify_identity(
-            b"another secret",
-            Some(&header),
-            "POST",
-            "/v1/files",
-            1_000,
-            30
-        ),
+        verify_identity(b"another secret", Some(&header), FILES, 1_000, 30),
         Err(IdentityError::BadSignature)
     );
     assert_eq!(
-        verify_identity(secret, Some(&header), "POST", "/v1/files", 1_031, 30),
+        verify_identity(secret, Some(&header), FILES, 1_031, 30),
         Err(IdentityError::Expired)
     );
+    let delete = RequestLine {
+        method: "DELETE",
+        ..FILES
+    };
     assert_eq!(
-        verify_identity(secret, Some(&header), "DELETE", "/v1/files", 1_000, 30),
+        verify_identity(secret, Some(&header), delete, 1_000, 30),
         Err(IdentityError::WrongRequest)
     );
     assert_eq!(
-        verify_identity(secret, Some("v1.abc"), "POST", "/v1/files", 1_000, 30),
+        verify_identity(secret, Some("v2.abc"), FILES, 1_000, 30),
         Err(IdentityError::Malformed)
     );
     // A payload swapped under the original signature.
@@ -182,13 +196,116 @@ fn identity_verifies_only_as_signed() {
         verify_identity(
             secret,
             Some(&format!("{payload}.{signature}")),
-            "POST",
-            "/v1/files",
+            FILES,
             1_000,
             30
         ),
         Err(IdentityError::BadSignature)
     );
+}
+
+#[test]
+fn identity_binds_the_raw_query_string() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let header = sign_identity(secret, &identity(1_000));
+    // Altered, dropped, reordered or re-encoded: each is another query.
+    for query in [
+        "purpose=batch&limit=3",
+        "",
+        "limit=2&purpose=batch",
+        "purpose=batch&limit=%32",
+        "purpose=batch&limit=2&",
+    ] {
+        let request = RequestLine { query, ..FILES };
+        assert_eq!(
+            verify_identity(secret, Some(&header), request, 1_000, 30),
+            Err(IdentityError::WrongQuery),
+            "{query:?}"
+        );
+    }
+    // No query signed: only an empty query verifies.
+    let bare = sign_identity(
+        secret,
+        &Identity {
+            query: String::new(),
+            ..identity(1_000)
+        },
+    );
+    let empty = RequestLine { query: "", ..FILES };
+    assert!(verify_identity(secret, Some(&bare), empty, 1_000, 30).is_ok());
+    assert_eq!(
+        verify_identity(secret, Some(&bare), FILES, 1_000, 30),
+        Err(IdentityError::WrongQuery)
+    );
+}
+
+#[test]
+fn identity_formats_other_than_v2_are_refused_with_the_plane_to_upgrade() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let header = sign_identity(secret, &identity(1_000));
+    let (_, rest) = header.split_once('.').unwrap();
+    // What a data plane of the previous release sends: `v1.`, no query, no nonce, signed
+    // over "v1." + payload.
+    let old_payload = URL_SAFE_NO_PAD.encode(
+        br#"{"tenant_id":"00000000-0000-0000-0000-000000000001","key_id":"00000000-0000-0000-0000-000000000002","request_id":"r","method":"POST","path":"/v1/files","issued_at":1000}"#,
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap();
+    mac.update(b"v1.");
+    mac.update(old_payload.as_bytes());
+    let old = format!(
+        "v1.{old_payload}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
+    let refused = verify_identity(secret, Some(&old), FILES, 1_000, 30).unwrap_err();
+    assert_eq!(refused, IdentityError::OutdatedFormat(1));
+    assert!(
+        refused.to_string().contains("upgrade the data planes"),
+        "{refused}"
+    );
+    // The v2 payload and signature relabelled v1: still refused as outdated, never parsed.
+    assert_eq!(
+        verify_identity(secret, Some(&format!("v1.{rest}")), FILES, 1_000, 30),
+        Err(IdentityError::OutdatedFormat(1))
+    );
+    let newer = verify_identity(secret, Some(&format!("v3.{rest}")), FILES, 1_000, 30).unwrap_err();
+    assert_eq!(newer, IdentityError::NewerFormat(3));
+    assert!(
+        newer.to_string().contains("upgrade the control plane"),
+        "{newer}"
+    );
+    for garbage in ["v.x.y", "x2.a.b", "2.a.b", "v99999999999.a.b", "nodots"] {
+        assert_eq!(
+            verify_identity(secret, Some(garbage), FILES, 1_000, 30),
+            Err(IdentityError::Malformed),
+            "{garbage}"
+        );
+    }
+}
+
+#[test]
+fn nonces_are_128_random_bits_and_required() {
+    let a = new_nonce().unwrap();
+    let b = new_nonce().unwrap();
+    assert_eq!(a.len(), 32);
+    assert!(a
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_ne!(a, b);
+    let secret = b"0123456789abcdef0123456789abcdef";
+    for nonce in ["", "short", &NONCE.to_uppercase(), &format!("{NONCE}00")] {
+        let header = sign_identity(
+            secret,
+            &Identity {
+                nonce: nonce.to_owned(),
+                ..identity(1_000)
+            },
+        );
+        assert_eq!(
+            verify_identity(secret, Some(&header), FILES, 1_000, 30),
+            Err(IdentityError::Malformed),
+            "{nonce:?}"
+        );
+    }
 }
 
 #[test]

@@ -394,6 +394,21 @@ fn controlplane_requires_its_settings_and_says_how_to_make_them() {
 }
 
 #[test]
+fn the_controlplane_internal_listener_needs_redis_for_its_replay_guard() {
+    let channel = "cluster:\n  internal_listen_addr: \"127.0.0.1:8091\"\n  internal_secret: \"internal-secret-0123456789-0123456789\"\n";
+    let message = error_of(&format!("{CONTROLPLANE}{channel}"), &[], Mode::Controlplane);
+    assert!(
+        message.contains("`cluster.internal_listen_addr`: needs `redis.url`: the internal channel's replay guard"),
+        "{message}"
+    );
+    let with_redis = format!("{CONTROLPLANE}{channel}redis:\n  url: \"redis://cache:6379\"\n");
+    // With Redis the listener is accepted (the snapshot signing key it then needs is another
+    // rule).
+    let message = error_of(&with_redis, &[], Mode::Controlplane);
+    assert!(!message.contains("internal_listen_addr"), "{message}");
+}
+
+#[test]
 fn controlplane_checks_keys_ttls_and_urls() {
     let text = format!(
         "{CONTROLPLANE}  active_encryption_key: 4\ndatabase:\n  url: \"mysql://db\"\n  max_connections: 0\nredis:\n  url: \"http://cache\"\n"

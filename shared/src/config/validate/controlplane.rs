@@ -56,7 +56,8 @@ fn database_rules(config: &GatewayConfig, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// `redis.*`: a Redis URL when set, a pool size that makes sense.
+/// `redis.*`: a Redis URL when set (required by the internal listener), a pool size that
+/// makes sense.
 fn redis_rules(config: &GatewayConfig, errors: &mut Vec<ConfigError>) {
     let redis = &config.redis;
     if let Some(url) = &redis.url {
@@ -66,6 +67,14 @@ fn redis_rules(config: &GatewayConfig, errors: &mut Vec<ConfigError>) {
                 "must be a Redis URL starting with `redis://` (or `rediss://` for TLS)",
             ));
         }
+    }
+    if redis.url.is_none() && config.cluster.internal_listen_addr.is_some() {
+        errors.push(ConfigError::new(
+            "cluster.internal_listen_addr",
+            "needs `redis.url`: the internal channel's replay guard records each identity's \
+             nonce in Redis, so a forwarded request is accepted once across all control-plane \
+             replicas; set `redis.url` (the data planes' Redis) or unset the listener",
+        ));
     }
     if !(1..=1000).contains(&redis.pool_size) {
         errors.push(ConfigError::new(
