@@ -3,6 +3,7 @@
 //! with `utoipa::ToSchema`), its security and its error answers, so the document cannot drift
 //! from what is served.
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::path::{OperationBuilder, Parameter, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
@@ -10,13 +11,13 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
-    ContentBuilder, HttpMethod, InfoBuilder, KnownFormat, OpenApi, OpenApiBuilder, PathsBuilder,
-    Ref, RefOr, Required, ResponseBuilder,
+    Components, Content, ContentBuilder, HttpMethod, InfoBuilder, KnownFormat, OpenApi,
+    OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder,
 };
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorEnvelope;
-use super::{routes, Access};
+use super::{routes, Access, RouteSpec};
 
 /// Collected component schemas.
 pub type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -112,112 +113,152 @@ fn reason(status: u16) -> &'static str {
 pub fn document() -> OpenApi {
     let mut schemas: Schemas = Vec::new();
     let error = schema::<ErrorEnvelope>(&mut schemas);
-    let json = |schema: RefOr<Schema>| ContentBuilder::new().schema(Some(schema)).build();
     let mut paths = PathsBuilder::new();
     for spec in routes() {
         let Some(http_method) = method(&spec.method) else {
             continue;
         };
-        let tag = spec
-            .path
-            .trim_start_matches('/')
-            .split('/')
-            .nth(1)
-            .unwrap_or("system")
-            .to_owned();
-        let tag = if spec.path.starts_with("/admin") {
-            tag
-        } else {
-            "system".to_owned()
-        };
-        let mut op = OperationBuilder::new()
-            .summary(Some(spec.summary))
-            .operation_id(Some(format!(
-                "{}_{}",
-                spec.method.as_str().to_lowercase(),
-                spec.path
-                    .trim_start_matches('/')
-                    .replace(['/', '-'], "_")
-                    .replace(['{', '}'], "")
-            )))
-            .tag(tag);
-        for segment in spec.path.split('/') {
-            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let mut param_schema = ObjectBuilder::new().schema_type(Type::String);
-                if name.ends_with("_id") {
-                    param_schema =
-                        param_schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
-                }
-                op = op.parameter(
-                    ParameterBuilder::new()
-                        .name(name)
-                        .parameter_in(ParameterIn::Path)
-                        .required(Required::True)
-                        .schema(Some(param_schema)),
-                );
-            }
-        }
-        if let Some(query) = spec.query {
-            for p in query() {
-                op = op.parameter(p);
-            }
-        }
-        if let Some(request) = spec.request {
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content("application/json", json(request(&mut schemas)))
-                    .required(Some(Required::True))
-                    .build(),
-            ));
-        }
-        let mut ok = ResponseBuilder::new().description(reason(spec.ok));
-        if let Some(response) = spec.response {
-            ok = ok.content("application/json", json(response(&mut schemas)));
-        }
-        op = op.response(spec.ok.to_string(), ok.build());
-        let mut errors: Vec<u16> = vec![];
-        if spec.request.is_some() || spec.query.is_some() {
-            errors.push(400);
-        }
-        match spec.access {
-            Access::Public => {}
-            Access::Authenticated => errors.push(401),
-            Access::SuperAdmin => errors.extend([401, 403]),
-            Access::Tenant(_) | Access::Member(_) => errors.extend([401, 404]),
-        }
-        if spec.path.contains("_id}") && !errors.contains(&404) {
-            errors.push(404);
-        }
-        if matches!(
-            http_method,
-            HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete
-        ) && spec.access != Access::Public
-        {
-            errors.push(409);
-        }
-        if spec.path == "/admin/auth/login" || spec.path == "/user/auth/login" {
-            errors.extend([401, 429]);
-        }
-        errors.push(503);
-        for status in errors {
-            op = op.response(
-                status.to_string(),
-                ResponseBuilder::new()
-                    .description(reason(status))
-                    .content("application/json", json(error.clone()))
-                    .build(),
-            );
-        }
-        if spec.access != Access::Public {
-            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
-        } else if spec.path.ends_with("/auth/refresh") || spec.path.ends_with("/auth/logout") {
-            op = op.security(SecurityRequirement::new(
-                "session_cookie",
-                Vec::<String>::new(),
-            ));
-        }
-        paths = paths.path(spec.path, PathItem::new(http_method, op.build()));
+        let op = operation(&spec, &http_method, &mut schemas, &error);
+        paths = paths.path(spec.path, PathItem::new(http_method, op));
     }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Open Model Gateway admin API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("The control plane's admin API (`/admin`) and user API (`/user`). Access tokens come from `POST /admin/auth/login` or `POST /user/auth/login`; see docs/admin-api.md and docs/user-api.md."))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components(schemas)))
+        .build()
+}
+
+fn json(schema: RefOr<Schema>) -> Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+/// One route's operation: tag, id, parameters, body, answers and security.
+fn operation(
+    spec: &RouteSpec,
+    http_method: &HttpMethod,
+    schemas: &mut Schemas,
+    error: &RefOr<Schema>,
+) -> Operation {
+    let mut op = OperationBuilder::new()
+        .summary(Some(spec.summary))
+        .operation_id(Some(operation_id(spec)))
+        .tag(tag_of(spec.path));
+    op = path_parameters(op, spec.path);
+    if let Some(query) = spec.query {
+        for p in query() {
+            op = op.parameter(p);
+        }
+    }
+    if let Some(request) = spec.request {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json(request(schemas)))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    let mut ok = ResponseBuilder::new().description(reason(spec.ok));
+    if let Some(response) = spec.response {
+        ok = ok.content("application/json", json(response(schemas)));
+    }
+    op = op.response(spec.ok.to_string(), ok.build());
+    for status in error_statuses(spec, http_method) {
+        op = op.response(
+            status.to_string(),
+            ResponseBuilder::new()
+                .description(reason(status))
+                .content("application/json", json(error.clone()))
+                .build(),
+        );
+    }
+    if spec.access != Access::Public {
+        op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    } else if spec.path.ends_with("/auth/refresh") || spec.path.ends_with("/auth/logout") {
+        op = op.security(SecurityRequirement::new(
+            "session_cookie",
+            Vec::<String>::new(),
+        ));
+    }
+    op.build()
+}
+
+/// The tag: the segment after `/admin` (`system` for the other routes).
+fn tag_of(path: &str) -> String {
+    if !path.starts_with("/admin") {
+        return "system".to_owned();
+    }
+    let segment = path.trim_start_matches('/').split('/').nth(1);
+    segment.unwrap_or("system").to_owned()
+}
+
+/// `{method}_{path}` with separators as `_` and no braces.
+fn operation_id(spec: &RouteSpec) -> String {
+    let path = spec.path.trim_start_matches('/');
+    format!(
+        "{}_{}",
+        spec.method.as_str().to_lowercase(),
+        path.replace(['/', '-'], "_").replace(['{', '}'], "")
+    )
+}
+
+/// The `{name}` segments of `path` as required string parameters (`*_id`: UUIDs).
+fn path_parameters(mut op: OperationBuilder, path: &str) -> OperationBuilder {
+    for segment in path.split('/') {
+        let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            continue;
+        };
+        let mut param_schema = ObjectBuilder::new().schema_type(Type::String);
+        if name.ends_with("_id") {
+            param_schema = param_schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
+        }
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(param_schema)),
+        );
+    }
+    op
+}
+
+/// The error statuses a route may answer, from what it reads and the access it demands.
+fn error_statuses(spec: &RouteSpec, http_method: &HttpMethod) -> Vec<u16> {
+    let mut errors: Vec<u16> = vec![];
+    if spec.request.is_some() || spec.query.is_some() {
+        errors.push(400);
+    }
+    match spec.access {
+        Access::Public => {}
+        Access::Authenticated => errors.push(401),
+        Access::SuperAdmin => errors.extend([401, 403]),
+        Access::Tenant(_) | Access::Member(_) => errors.extend([401, 404]),
+    }
+    if spec.path.contains("_id}") && !errors.contains(&404) {
+        errors.push(404);
+    }
+    let writes = matches!(
+        http_method,
+        HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete
+    );
+    if writes && spec.access != Access::Public {
+        errors.push(409);
+    }
+    if spec.path == "/admin/auth/login" || spec.path == "/user/auth/login" {
+        errors.extend([401, 429]);
+    }
+    errors.push(503);
+    errors
+}
+
+/// The security schemes and every schema referenced, by name.
+fn components(mut schemas: Schemas) -> Components {
     let mut components = ComponentsBuilder::new()
         .security_scheme(
             "bearer",
@@ -236,15 +277,5 @@ pub fn document() -> OpenApi {
     for (name, schema) in schemas {
         components = components.schema(name, schema);
     }
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Open Model Gateway admin API")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("The control plane's admin API (`/admin`) and user API (`/user`). Access tokens come from `POST /admin/auth/login` or `POST /user/auth/login`; see docs/admin-api.md and docs/user-api.md."))
-                .build(),
-        )
-        .paths(paths.build())
-        .components(Some(components.build()))
-        .build()
+    components.build()
 }
