@@ -66,9 +66,10 @@ pub async fn migrate(config: &GatewayConfig) -> Result<Vec<String>, String> {
     Ok(applied)
 }
 
-/// Connects, migrates (or checks the schema), builds the state and applies the bootstrap.
-pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String> {
-    let url = database_url(&config)?;
+/// The pool, once the schema is current: migrated when `database.run_migrations`, else
+/// checked (pending migrations refuse the start).
+async fn connect_and_migrate(config: &GatewayConfig) -> Result<db::Pool, String> {
+    let url = database_url(config)?;
     let pool = db::connect(
         &url,
         config.database.max_connections,
@@ -82,7 +83,7 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         )
     })?;
     if config.database.run_migrations {
-        migrate(&config).await?;
+        migrate(config).await?;
     } else {
         let pending = db::pending_migrations(&url)
             .await
@@ -93,6 +94,12 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
             ));
         }
     }
+    Ok(pool)
+}
+
+/// Connects, migrates (or checks the schema), builds the state and applies the bootstrap.
+pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String> {
+    let pool = connect_and_migrate(&config).await?;
     let redis = cluster::pool(&config.redis)?;
     let keys = config.security.decoded_encryption_keys()?;
     let active = config

@@ -229,6 +229,46 @@ impl AlertMetrics {
     }
 }
 
+impl SnapshotMetrics {
+    /// Registers the snapshot publisher's metrics in `registry`.
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let snapshot_version = IntGauge::new(
+            "omg_cp_snapshot_version",
+            "Version of the last snapshot published to Redis",
+        )?;
+        let snapshot_bytes = IntGauge::new(
+            "omg_cp_snapshot_bytes",
+            "Size of the last sealed snapshot published",
+        )?;
+        let snapshot_publishes = IntCounterVec::new(
+            Opts::new(
+                "omg_cp_snapshot_publishes_total",
+                "Snapshot publications by result (ok, error)",
+            ),
+            &["result"],
+        )?;
+        let snapshot_build_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "omg_cp_snapshot_publish_duration_seconds",
+                "Time to read, build, seal and publish a snapshot",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(snapshot_version.clone()))?;
+        registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(snapshot_publishes.clone()))?;
+        registry.register(Box::new(snapshot_build_seconds.clone()))?;
+        Ok(Self {
+            version: snapshot_version,
+            bytes: snapshot_bytes,
+            publishes: snapshot_publishes,
+            build_seconds: snapshot_build_seconds,
+        })
+    }
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -258,43 +298,16 @@ impl Metrics {
             "omg_cp_db_pool_idle_connections",
             "Idle Postgres connections in the pool",
         )?;
-        let snapshot_version = IntGauge::new(
-            "omg_cp_snapshot_version",
-            "Version of the last snapshot published to Redis",
-        )?;
-        let snapshot_bytes = IntGauge::new(
-            "omg_cp_snapshot_bytes",
-            "Size of the last sealed snapshot published",
-        )?;
-        let snapshot_publishes = IntCounterVec::new(
-            Opts::new(
-                "omg_cp_snapshot_publishes_total",
-                "Snapshot publications by result (ok, error)",
-            ),
-            &["result"],
-        )?;
-        let snapshot_build_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "omg_cp_snapshot_publish_duration_seconds",
-                "Time to read, build, seal and publish a snapshot",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )?;
         let internal_refused = prometheus::IntCounter::new(
             "omg_cp_internal_refused_total",
             "Requests on the internal listener refused for a missing, invalid, expired or replayed identity",
         )?;
         registry.register(Box::new(internal_refused.clone()))?;
-        registry.register(Box::new(snapshot_version.clone()))?;
-        registry.register(Box::new(snapshot_bytes.clone()))?;
-        registry.register(Box::new(snapshot_publishes.clone()))?;
-        registry.register(Box::new(snapshot_build_seconds.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
+        let snapshots = SnapshotMetrics::new(&registry)?;
         let usage = UsageMetrics::new(&registry)?;
         let alerts = AlertMetrics::new(&registry)?;
         let retention = RetentionMetrics::new(&registry)?;
@@ -304,12 +317,7 @@ impl Metrics {
             latency,
             pool_connections,
             pool_idle,
-            snapshots: SnapshotMetrics {
-                version: snapshot_version,
-                bytes: snapshot_bytes,
-                publishes: snapshot_publishes,
-                build_seconds: snapshot_build_seconds,
-            },
+            snapshots,
             internal_refused,
             usage,
             alerts,

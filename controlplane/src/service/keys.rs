@@ -314,6 +314,34 @@ fn generated_prefix() -> String {
         .collect()
 }
 
+/// The requested prefix's form and the expiry, checked before anything is read.
+fn check_prefix_and_expiry(input: &NewKey) -> Result<()> {
+    if input.prefix.as_deref().is_some_and(|p| !valid_prefix(p)) {
+        return Err(Error::invalid(
+            "prefix",
+            "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`",
+        ));
+    }
+    if input.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(Error::invalid("expires_at", "must be in the future"));
+    }
+    Ok(())
+}
+
+/// The requested prefix when no key has it yet, or a generated one.
+async fn free_prefix(conn: &mut db::Conn<'_>, requested: Option<String>) -> Result<String> {
+    let Some(prefix) = requested else {
+        return Ok(generated_prefix());
+    };
+    if db::keys::prefix_exists(conn, &prefix).await? {
+        return Err(Error::invalid(
+            "prefix",
+            "is taken; choose another or omit it",
+        ));
+    }
+    Ok(prefix)
+}
+
 /// Issues a key. The full key is in the answer and nowhere else: only its keyed hash is kept.
 pub async fn issue(
     state: &AppState,
@@ -322,19 +350,7 @@ pub async fn issue(
     input: NewKey,
 ) -> Result<IssuedKey> {
     let name = validate::display_name("name", &input.name)?;
-    if let Some(prefix) = &input.prefix {
-        if !valid_prefix(prefix) {
-            return Err(Error::invalid(
-                "prefix",
-                "must be 1-32 characters of A-Z, a-z, 0-9, `_` or `-`",
-            ));
-        }
-    }
-    if let Some(at) = input.expires_at {
-        if at <= Utc::now() {
-            return Err(Error::invalid("expires_at", "must be in the future"));
-        }
-    }
+    check_prefix_and_expiry(&input)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let c = ceilings(state, &mut conn, tenant).await?;
     let (rpm, tpm, parallel) = check_rate_limit(&input.rate_limit.unwrap_or_default(), &c)?;
@@ -344,18 +360,7 @@ pub async fn issue(
     if let Some(owner) = input.user_id {
         check_owner(&mut conn, tenant, owner).await?;
     }
-    let prefix = match input.prefix {
-        Some(p) => {
-            if db::keys::prefix_exists(&mut conn, &p).await? {
-                return Err(Error::invalid(
-                    "prefix",
-                    "is taken; choose another or omit it",
-                ));
-            }
-            p
-        }
-        None => generated_prefix(),
-    };
+    let prefix = free_prefix(&mut conn, input.prefix).await?;
     let secret = crypto::random_token();
     let full = format_key(&prefix, &secret);
     let now = Utc::now();
