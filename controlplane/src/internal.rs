@@ -24,7 +24,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
-use omg_shared::cluster::{verify_identity, Identity, IdentityError, RequestLine, IDENTITY_HEADER};
+use omg_shared::cluster::{
+    verify_identity, Audience, Identity, IdentityError, RequestLine, IDENTITY_HEADER,
+};
 use omg_shared::counters::CounterKeys;
 use omg_shared::error::{ErrorCode, OpenAiErrorBody};
 use sha2::{Digest, Sha256};
@@ -127,6 +129,7 @@ async fn admit(
         method: req.method().as_str(),
         path: req.path(),
         query: req.query_string(),
+        audience: Audience::Controlplane,
     };
     let identity =
         verify_identity(&secret, header, request, now, window).map_err(Refusal::Identity)?;

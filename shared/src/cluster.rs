@@ -12,7 +12,8 @@ mod identity;
 mod signing;
 
 pub use identity::{
-    new_nonce, sign_identity, verify_identity, Identity, IdentityError, RequestLine,
+    body_digest, body_matches, new_nonce, sign_identity, verify_identity, Audience, Identity,
+    IdentityError, RequestLine,
     IDENTITY_FORMAT,
 };
 

@@ -192,6 +192,84 @@ diesel::table! {
         usage_estimated -> Bool,
         schema_version -> Int4,
         ingested_at -> Timestamptz,
+        batch_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        tenant_id -> Uuid,
+        key_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        purpose -> Text,
+        filename -> Text,
+        bytes -> Int8,
+        status -> Text,
+        status_details -> Nullable<Text>,
+        storage_key -> Text,
+        encryption -> Int2,
+        sha256 -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    batches (id) {
+        id -> Text,
+        tenant_id -> Uuid,
+        key_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        endpoint -> Text,
+        input_file_id -> Text,
+        completion_window -> Text,
+        status -> Text,
+        output_file_id -> Nullable<Text>,
+        error_file_id -> Nullable<Text>,
+        errors -> Nullable<Jsonb>,
+        metadata -> Nullable<Jsonb>,
+        model -> Nullable<Text>,
+        total -> Int4,
+        completed -> Int4,
+        failed -> Int4,
+        input_tokens -> Int8,
+        cached_tokens -> Int8,
+        output_tokens -> Int8,
+        reasoning_tokens -> Int8,
+        stop_code -> Nullable<Text>,
+        stop_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        in_progress_at -> Nullable<Timestamptz>,
+        expires_at -> Timestamptz,
+        finalizing_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+        expired_at -> Nullable<Timestamptz>,
+        cancelling_at -> Nullable<Timestamptz>,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    batch_lines (batch_id, line) {
+        batch_id -> Text,
+        line -> Int4,
+        custom_id -> Text,
+        method -> Text,
+        url -> Text,
+        body -> Bytea,
+        state -> Text,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        status_code -> Nullable<Int4>,
+        request_id -> Nullable<Text>,
+        response -> Nullable<Bytea>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        finished_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -277,6 +355,9 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(tenant_budgets -> tenants (tenant_id));
 diesel::joinable!(credentials -> users (user_id));
+diesel::joinable!(files -> tenants (tenant_id));
+diesel::joinable!(batches -> tenants (tenant_id));
+diesel::joinable!(batch_lines -> batches (batch_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -297,4 +378,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limit_defaults,
     budget_defaults,
     budget_alert_events,
+    files,
+    batches,
+    batch_lines,
 );

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 
 use actix_web::web;
 use omg_controlplane::state::AppState;
-use omg_shared::cluster::{new_nonce, sign_identity, Identity, IDENTITY_HEADER};
+use omg_shared::cluster::{new_nonce, sign_identity, Audience, Identity, IDENTITY_HEADER};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -27,6 +27,9 @@ fn identity(method: &str, path: &str, query: &str, issued_at: i64) -> Identity {
         query: query.to_owned(),
         nonce: new_nonce().unwrap(),
         issued_at,
+        audience: Audience::Controlplane,
+        batch_id: None,
+        body_sha256: None,
     }
 }
 

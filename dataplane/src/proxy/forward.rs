@@ -4,7 +4,7 @@
 //! credentials with a signed identity (`x-omg-identity`, see `omg_shared::cluster`): bound to
 //! method, path and raw query string, with a nonce the control plane accepts once.
 
-use omg_shared::cluster::{new_nonce, sign_identity, Identity, IDENTITY_HEADER};
+use omg_shared::cluster::{new_nonce, sign_identity, Audience, Identity, IDENTITY_HEADER};
 use omg_shared::config::ClusterConfig;
 use omg_shared::endpoint::Endpoint;
 use omg_shared::error::ErrorCode;
@@ -85,6 +85,9 @@ pub(super) fn prepare(
         query: query.unwrap_or_default().to_owned(),
         nonce,
         issued_at: chrono::Utc::now().timestamp(),
+        audience: Audience::Controlplane,
+        batch_id: None,
+        body_sha256: None,
     };
     ctx.forward = Some(sign_identity(target.secret.expose().as_bytes(), &identity));
     Ok(())

@@ -19,7 +19,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// The identity format this release signs and accepts.
@@ -28,11 +29,30 @@ pub const IDENTITY_FORMAT: u32 = 2;
 /// Bytes of randomness in a nonce (128 bits), written as twice as many hex digits.
 const NONCE_BYTES: usize = 16;
 
-/// Who a request forwarded on the internal channel comes from, as the data plane
-/// authenticated it, and the one request it is valid for. Signed into
-/// [`IDENTITY_HEADER`](super::IDENTITY_HEADER) with `cluster.internal_secret`.
+/// The plane an identity is addressed to. Both directions share `cluster.internal_secret`;
+/// the audience keeps an identity signed for one plane from being accepted by the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// A data plane forwarding `/v1/files*` or `/v1/batches*` to the control plane's
+    /// internal listener (the default: identities of earlier releases carry no audience).
+    #[default]
+    Controlplane,
+    /// The control plane's batch worker sending one batch line to a data plane's `/v1`
+    /// listener as the batch's key.
+    Dataplane,
+}
+
+/// Who a request on the internal channel comes from and the one request it is valid for:
+/// either a data plane forwarding an authenticated caller to the control plane, or the
+/// control plane's batch worker sending a line to a data plane as the batch's key
+/// ([`Audience`]). Signed into [`IDENTITY_HEADER`](super::IDENTITY_HEADER) with
+/// `cluster.internal_secret`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The plane that may accept it.
+    #[serde(default)]
+    pub audience: Audience,
     /// The key's tenant.
     pub tenant_id: Uuid,
     /// The key.
@@ -54,6 +74,14 @@ pub struct Identity {
     pub nonce: String,
     /// When it was signed, Unix seconds.
     pub issued_at: i64,
+    /// The batch a line belongs to (audience `dataplane`): stamped on its usage record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// SHA-256 of the exact body bytes, lowercase hex, when the signer had the whole body
+    /// before sending (the batch worker always does; a data plane forwarding a streamed
+    /// upload does not). A verifier that receives one must compare it with the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
 }
 
 /// The request an identity header arrived with, as the verifier sees it.
@@ -65,6 +93,8 @@ pub struct RequestLine<'a> {
     pub path: &'a str,
     /// The raw query string (after `?`; empty when none).
     pub query: &'a str,
+    /// The plane verifying.
+    pub audience: Audience,
 }
 
 /// Why an identity header was refused. The messages are safe to return to the caller.
@@ -102,6 +132,12 @@ pub enum IdentityError {
     /// Signed for another query string (altered after signing).
     #[error("identity header was signed for another query string")]
     WrongQuery,
+    /// Signed for the other plane.
+    #[error("identity header was signed for the other plane")]
+    WrongAudience,
+    /// The body does not match the digest signed with it.
+    #[error("the request body does not match the digest signed with it")]
+    WrongBody,
     /// The nonce was already used (on this control plane or another replica).
     #[error(
         "identity header was already used once (replayed); each forwarded request is accepted once"
@@ -121,6 +157,8 @@ impl IdentityError {
             Self::Expired => "expired",
             Self::WrongRequest => "wrong_request",
             Self::WrongQuery => "wrong_query",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongBody => "wrong_body",
             Self::Replayed => "replayed",
         }
     }
@@ -214,5 +252,24 @@ pub fn verify_identity(
     if identity.query != request.query {
         return Err(IdentityError::WrongQuery);
     }
+    if identity.audience != request.audience {
+        return Err(IdentityError::WrongAudience);
+    }
     Ok(identity)
+}
+
+/// SHA-256 of `body` as lowercase hex, the form of [`Identity::body_sha256`].
+pub fn body_digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Whether `body` is what `identity` was signed for: equal digests when one was signed, else
+/// `!required` (a verifier that insists on a digest passes `required = true`).
+pub fn body_matches(identity: &Identity, body: &[u8], required: bool) -> Result<(), IdentityError> {
+    match &identity.body_sha256 {
+        Some(digest) if bool::from(digest.as_bytes().ct_eq(body_digest(body).as_bytes())) => Ok(()),
+        Some(_) => Err(IdentityError::WrongBody),
+        None if required => Err(IdentityError::WrongBody),
+        None => Ok(()),
+    }
 }

@@ -141,6 +141,9 @@ fn identity(issued_at: i64) -> Identity {
         query: "purpose=batch&limit=2".to_owned(),
         nonce: NONCE.to_owned(),
         issued_at,
+        audience: Audience::Controlplane,
+        batch_id: None,
+        body_sha256: None,
     }
 }
 
@@ -148,6 +151,7 @@ const FILES: RequestLine<'static> = RequestLine {
     method: "POST",
     path: "/v1/files",
     query: "purpose=batch&limit=2",
+    audience: Audience::Controlplane,
 };
 
 #[test]
@@ -313,4 +317,42 @@ fn bus_names_derive_from_the_configured_keys() {
     let keys = BusKeys::new("omg:snapshot", "omg:usage");
     assert_eq!(keys.snapshot_version, "omg:snapshot:version");
     assert_eq!(keys.snapshot_channel, "omg:snapshot:published");
+}
+
+#[test]
+fn an_identity_is_accepted_only_by_the_plane_it_is_addressed_to() {
+    let now = 1_000;
+    let mut for_dataplane = identity(now);
+    for_dataplane.audience = Audience::Dataplane;
+    let header = sign_identity(b"s3cr3t", &for_dataplane);
+    assert_eq!(
+        verify_identity(b"s3cr3t", Some(&header), FILES, now, 60),
+        Err(IdentityError::WrongAudience)
+    );
+    let at_dataplane = RequestLine {
+        audience: Audience::Dataplane,
+        ..FILES
+    };
+    assert!(verify_identity(b"s3cr3t", Some(&header), at_dataplane, now, 60).is_ok());
+    // An identity of an earlier release carries no audience: it is for the control plane.
+    let mut json = serde_json::to_value(identity(now)).unwrap();
+    json.as_object_mut().unwrap().remove("audience");
+    let legacy: Identity = serde_json::from_value(json).unwrap();
+    assert_eq!(legacy.audience, Audience::Controlplane);
+}
+
+#[test]
+fn a_signed_body_digest_must_match_the_body() {
+    let mut signed = identity(1_000);
+    assert_eq!(body_matches(&signed, b"anything", false), Ok(()));
+    assert_eq!(
+        body_matches(&signed, b"anything", true),
+        Err(IdentityError::WrongBody)
+    );
+    signed.body_sha256 = Some(body_digest(b"{\"model\":\"m\"}"));
+    assert_eq!(body_matches(&signed, b"{\"model\":\"m\"}", true), Ok(()));
+    assert_eq!(
+        body_matches(&signed, b"{\"model\":\"x\"}", false),
+        Err(IdentityError::WrongBody)
+    );
 }

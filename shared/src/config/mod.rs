@@ -13,6 +13,7 @@ mod controlplane;
 mod dotenv;
 mod encryption;
 mod env;
+mod files;
 mod load;
 mod retention;
 mod routing;
@@ -26,6 +27,7 @@ pub use controlplane::{
 };
 pub use dotenv::parse_dotenv;
 pub use env::NON_CONFIG_VARIABLES;
+pub use files::{BatchesConfig, FileStorage, FilesConfig, S3Config, UPLOAD_PURPOSES};
 pub use retention::RetentionConfig;
 pub use routing::{
     AliasRoutingConfig, HealthConfig, IdempotencyConfig, RoutingConfig, RoutingStrategy,
@@ -87,6 +89,10 @@ pub struct GatewayConfig {
     pub admin: AdminConfig,
     /// How long usage rows, rollups and alert events are kept (control plane only).
     pub retention: RetentionConfig,
+    /// Uploaded files: storage backend, encryption, size caps, sweeping (control plane only).
+    pub files: FilesConfig,
+    /// The Batch API's worker (control plane only).
+    pub batches: BatchesConfig,
 }
 
 /// `usage.*`

@@ -56,6 +56,8 @@ pub(super) fn validate_for_controlplane(config: &GatewayConfig) -> Vec<ConfigErr
     errors.extend(super::cluster::cluster_rules(config));
     errors.extend(super::cluster::controlplane_rules(config));
     errors.extend(super::retention::rules(config));
+    errors.extend(super::files::files_rules(config));
+    errors.extend(super::files::batches_rules(config));
     errors
 }
 

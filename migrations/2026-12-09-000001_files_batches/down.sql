@@ -1,0 +1,5 @@
+DROP INDEX IF EXISTS requests_batch;
+ALTER TABLE requests DROP COLUMN IF EXISTS batch_id;
+DROP TABLE IF EXISTS batch_lines;
+DROP TABLE IF EXISTS batches;
+DROP TABLE IF EXISTS files;
