@@ -78,6 +78,10 @@ pub struct UsageEvent {
     /// call, zero tokens and cost. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent_replay: bool,
+    /// The batch whose line this request was (`batch_…`): set when the control plane's
+    /// batch worker sent it with a signed identity naming the batch. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -41,6 +41,7 @@ fn metered(ctx: &RequestCtx) -> Metered {
         ttft: ctx.ttft,
         stream: ctx.stream,
         idempotent_replay: ctx.idempotent_replay,
+        batch_id: ctx.batch_id().map(str::to_owned),
     }
     .closed(ctx.meter)
 }
