@@ -43,7 +43,8 @@ pub struct UsageEvent {
     pub deployment: Option<String>,
     /// Operation: `chat.completions`, `completions`, `embeddings`, `models`, …
     pub endpoint: String,
-    /// HTTP status returned to the client (499 when the client went away first).
+    /// HTTP status returned to the client (499 when the client went away first; a batch
+    /// line's answer stands even if its sender left).
     pub status: u16,
     /// Error code when the request failed.
     pub error_code: Option<String>,

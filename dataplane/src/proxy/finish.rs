@@ -111,6 +111,7 @@ fn access_log(session: &Session, ctx: &RequestCtx, metered: &Metered) {
         images = metered.usage.images,
         cost_micro_usd = metered.cost,
         error_code = metered.error_code.unwrap_or("-"),
+        batch_id = metered.batch_id.as_deref().unwrap_or("-"),
         "request"
     );
 }
