@@ -13,8 +13,7 @@ mod signing;
 
 pub use identity::{
     body_digest, body_matches, new_nonce, sign_identity, verify_identity, Audience, Identity,
-    IdentityError, RequestLine,
-    IDENTITY_FORMAT,
+    IdentityError, RequestLine, IDENTITY_FORMAT,
 };
 
 pub use signing::{
