@@ -2,3 +2,4 @@
 //! format their contents are stored in.
 
 pub mod multipart;
+pub mod sealed;

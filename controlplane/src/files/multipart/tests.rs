@@ -725,3 +725,13 @@ proptest! {
         prop_assert_eq!(parse_pieces(split(&body, &cuts), &form.boundary, limits), whole);
     }
 }
+
+#[test]
+fn reader_futures_are_send_when_the_body_is() {
+    fn send<T: Send>(_: T) {}
+    let body = stream::empty::<Result<Bytes, std::io::Error>>();
+    let mut reader = MultipartReader::new(body, "b", Limits::default());
+    send(reader.next_part());
+    send(reader.next_chunk());
+    send(reader.read_text(1));
+}
