@@ -190,15 +190,17 @@ where
             }
             "file" => {
                 let filename = part.filename.unwrap_or_default();
-                let (purpose, limit, expires) = match form.purpose() {
-                    Ok(purpose) if !client_purposes().contains(&purpose) => {
-                        return Err(FileError::InvalidPurpose);
-                    }
-                    Ok(purpose) => {
+                let (purpose, limit, expires) = match &form.purpose {
+                    // The file before its purpose: staged under the global cap.
+                    None => (String::new(), files.max_upload_bytes(), None),
+                    Some(_) => {
+                        let purpose = form.purpose()?;
+                        if !client_purposes().contains(&purpose) {
+                            return Err(FileError::InvalidPurpose);
+                        }
                         let expires = form.expires_at(Utc::now())?;
                         (purpose.to_owned(), files.max_bytes(purpose), expires)
                     }
-                    Err(_) => (String::new(), files.max_upload_bytes(), None),
                 };
                 let body = part_body(&mut reader);
                 staged = Some(

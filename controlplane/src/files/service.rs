@@ -115,7 +115,7 @@ pub struct ListQuery {
     pub limit: u32,
     pub order: Order,
     pub purpose: Option<String>,
-    /// Only this status (admin views); default every status but `deleted`.
+    /// Only this status (admin views); default `uploading` and `processed`.
     pub status: Option<String>,
 }
 
