@@ -2,21 +2,24 @@
 random binary and a JSONL), list with auto-pagination, download byte-identical, delete,
 retrieve after delete (404); then the same through an S3 store (moto) with encryption on:
 the object sits under the generated key, sealed, and a file over 10 MiB goes up in
-multipart parts.
+multipart parts; hostile uploads through a data plane are refused quickly (a declared 10 GB
+body, bytes before the first boundary).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, request
 from conftest import free_port, stop_process, tcp_accepts, wait_until
 
 DEMO_KEY = "sk-demo.my-secret"
@@ -152,3 +155,37 @@ files:
         assert len(listed.get("Contents", [])) == 1
     finally:
         c.close()
+
+
+def raw_status(port: int, head: bytes, body: bytes = b"") -> str:
+    """Sends a request head (and part of a body) and reads the status line of the answer,
+    which must come without the rest of the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def test_hostile_uploads_through_a_dataplane_are_refused_quickly(cluster: Cluster):
+    port = cluster.dp_ports[0][0]
+    boundary = "b0undary"
+    head = (f"POST /v1/files HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {DEMO_KEY}\r\n"
+            f"content-type: multipart/form-data; boundary={boundary}\r\n")
+    # A declared 10 GB body: 413 before it is sent.
+    started = time.monotonic()
+    status = raw_status(port, (head + "content-length: 10737418240\r\n\r\n").encode())
+    assert " 413 " in status, status
+    assert time.monotonic() - started < 10
+    # Bytes before the first boundary: 400, OpenAI-shaped.
+    status, error, _ = request("POST", f"{cluster.v1(0)}/files", b"junk\r\n--b0undary--\r\n", {
+        "authorization": f"Bearer {DEMO_KEY}",
+        "content-type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400, error
+    assert error["error"]["type"] == "invalid_request_error" and error["error"]["param"] == "file"
+    api = client(cluster)
+    assert [f.id for f in api.files.list()] == []
