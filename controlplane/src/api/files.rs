@@ -32,7 +32,7 @@ pub fn routes() -> Vec<RouteSpec> {
 
 /// `limit` (1–100, default 100), `after` (a file id: the previous page's `last_id`),
 /// `order` (`asc`|`desc`, default `desc`), `purpose` and `status` (`uploading`,
-/// `processed`, `error`, `deleted`; default `uploading` and `processed`) filters.
+/// `processed`, `error`, `deleted`; default `processed`) filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
