@@ -331,7 +331,11 @@ async fn the_control_endpoint_sets_the_default_behaviour() {
     assert_eq!(data[0]["method"], "POST");
     assert_eq!(data[0]["path"], "/v1/chat/completions");
     assert!(data[0]["body"].as_str().unwrap().contains("gpt-test"));
-    assert_eq!(upstream.requests().len(), 2, "the listing is not recorded itself");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "the listing is not recorded itself"
+    );
 }
 
 #[tokio::test]
