@@ -76,6 +76,9 @@ pub struct Metrics {
     /// `omg_idempotency_total{outcome}` (executed | replayed | mismatch | in_use | waited |
     /// fallback | stored | not_stored): requests with an `Idempotency-Key`
     pub idempotency: IntCounterVec,
+    /// `omg_batch_identity_refused_total{cause}`: batch lines (requests carrying the control
+    /// plane's signed identity) refused, by cause
+    pub batch_identity_refused: IntCounterVec,
     /// `omg_downstream_connections`: client connections open on the `/v1` listener
     pub downstream_connections: IntGauge,
     /// `omg_downstream_connections_refused_total`: connections closed at accept because
@@ -288,6 +291,15 @@ impl Metrics {
                  and not_stored (an executed answer kept for replays, or not: error, cut \
                  stream, too large).",
                 &["outcome"],
+            )?,
+            batch_identity_refused: counter_vec(
+                "omg_batch_identity_refused_total",
+                "Batch lines (requests carrying the control plane's signed identity) refused, \
+                 by cause: not_cluster, with_credentials, route, the identity's own causes \
+                 (malformed, bad_signature, expired, wrong_request, wrong_query, \
+                 wrong_audience, wrong_body, replayed, …), guard_unavailable (Redis), key \
+                 (unknown, inactive or expired key, suspended tenant), tenant_mismatch, stream.",
+                &["cause"],
             )?,
             downstream_connections: gauge(
                 "omg_downstream_connections",

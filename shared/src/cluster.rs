@@ -12,9 +12,8 @@ mod identity;
 mod signing;
 
 pub use identity::{
-    body_digest, body_matches, new_nonce, sign_identity, verify_identity, Audience, Identity,
-    IdentityError, RequestLine,
-    IDENTITY_FORMAT,
+    body_digest, body_matches, new_nonce, sign_identity, verify_identity, Audience, BatchLine,
+    Identity, IdentityError, RequestLine, IDENTITY_FORMAT,
 };
 
 pub use signing::{

@@ -66,6 +66,9 @@ pub enum ErrorCode {
     RequestTooComplex,
     /// The client did not send its request body within `server.request_body_timeout`.
     RequestTimeout,
+    /// The internal channel's replay guard (single-use identity nonces in Redis) cannot be
+    /// asked: a request carrying a signed identity is refused rather than accepted unguarded.
+    ReplayGuardUnavailable,
 }
 
 impl ErrorCode {
@@ -91,7 +94,8 @@ impl ErrorCode {
             ErrorCode::UpstreamError => 502,
             ErrorCode::NoHealthyUpstream
             | ErrorCode::ShuttingDown
-            | ErrorCode::LimitsUnavailable => 503,
+            | ErrorCode::LimitsUnavailable
+            | ErrorCode::ReplayGuardUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::InternalError => 500,
             ErrorCode::IdempotencyKeyReused => 422,
@@ -127,6 +131,7 @@ impl ErrorCode {
             | ErrorCode::NoHealthyUpstream
             | ErrorCode::ShuttingDown
             | ErrorCode::LimitsUnavailable
+            | ErrorCode::ReplayGuardUnavailable
             | ErrorCode::InternalError => "server_error",
         }
     }
@@ -160,6 +165,7 @@ impl ErrorCode {
             ErrorCode::ContentFilter => "content_filter",
             ErrorCode::RequestTooComplex => "request_too_complex",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::ReplayGuardUnavailable => "replay_guard_unavailable",
         }
     }
 
@@ -172,6 +178,7 @@ impl ErrorCode {
                 | ErrorCode::TokenRateLimited
                 | ErrorCode::ParallelLimited
                 | ErrorCode::LimitsUnavailable
+                | ErrorCode::ReplayGuardUnavailable
                 | ErrorCode::UpstreamError
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::NoHealthyUpstream
@@ -181,7 +188,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::InvalidApiKey,
         ErrorCode::TenantSuspended,
         ErrorCode::ModelNotAllowed,
@@ -209,6 +216,7 @@ impl ErrorCode {
         ErrorCode::ContentFilter,
         ErrorCode::RequestTooComplex,
         ErrorCode::RequestTimeout,
+        ErrorCode::ReplayGuardUnavailable,
     ];
 }
 

@@ -43,7 +43,8 @@ pub struct UsageEvent {
     pub deployment: Option<String>,
     /// Operation: `chat.completions`, `completions`, `embeddings`, `models`, …
     pub endpoint: String,
-    /// HTTP status returned to the client (499 when the client went away first).
+    /// HTTP status returned to the client (499 when the client went away first; a batch
+    /// line's answer stands even if its sender left).
     pub status: u16,
     /// Error code when the request failed.
     pub error_code: Option<String>,
@@ -78,6 +79,10 @@ pub struct UsageEvent {
     /// call, zero tokens and cost. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent_replay: bool,
+    /// The batch whose line this request was (`batch_…`): set when the control plane's
+    /// batch worker sent it with a signed identity naming the batch. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 fn is_zero(value: &u64) -> bool {

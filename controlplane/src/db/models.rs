@@ -329,6 +329,8 @@ pub struct RequestRecord {
     pub usage_estimated: bool,
     pub schema_version: i32,
     pub ingested_at: DateTime<Utc>,
+    /// The batch whose line the request was.
+    pub batch_id: Option<String>,
 }
 
 /// A request to store (`ingested_at` is set by the database).
@@ -359,6 +361,8 @@ pub struct NewRequestRecord {
     pub stream: bool,
     pub usage_estimated: bool,
     pub schema_version: i32,
+    /// The batch whose line the request was (`UsageEvent::batch_id`).
+    pub batch_id: Option<String>,
 }
 
 /// A parked usage stream entry.

@@ -14,7 +14,7 @@ use super::models::{DeadLetter, NewDeadLetter, NewRequestRecord, RequestRecord};
 use super::schema::{requests, usage_dead_letters};
 use super::DbError;
 
-/// Rows per `INSERT` statement: 22 bound columns each keeps a statement well under
+/// Rows per `INSERT` statement: 25 bound columns each keeps a statement well under
 /// Postgres' 65,535 parameters whatever `cluster.usage_batch_size` is.
 const ROWS_PER_STATEMENT: usize = 1000;
 

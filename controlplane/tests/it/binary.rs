@@ -267,6 +267,7 @@ async fn counters_rebuild_command_fills_redis_from_postgres() {
         stream: false,
         usage_estimated: false,
         schema_version: 1,
+        batch_id: None,
         images: 0,
     };
     {

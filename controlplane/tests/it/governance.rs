@@ -45,6 +45,7 @@ async fn spend(cp: &Cp, tenant: Option<Uuid>, key: Option<Uuid>, at: DateTime<Ut
         stream: false,
         usage_estimated: false,
         schema_version: 1,
+        batch_id: None,
         images: 0,
     };
     db::usage::ingest_batch(

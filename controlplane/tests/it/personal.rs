@@ -439,6 +439,7 @@ fn request(tenant: Uuid, micros: i64) -> NewRequestRecord {
         stream: false,
         usage_estimated: false,
         schema_version: 1,
+        batch_id: None,
     }
 }
 

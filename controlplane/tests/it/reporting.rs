@@ -103,6 +103,7 @@ fn records(
                 stream,
                 usage_estimated: false,
                 schema_version: 1,
+                batch_id: None,
             }
         })
         .collect()

@@ -61,6 +61,7 @@ fn request(started_at: DateTime<Utc>) -> NewRequestRecord {
         stream: false,
         usage_estimated: false,
         schema_version: 1,
+        batch_id: None,
     }
 }
 

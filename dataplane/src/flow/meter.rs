@@ -162,6 +162,8 @@ pub struct Metered {
     pub stream: bool,
     /// Answered from the idempotency store.
     pub idempotent_replay: bool,
+    /// The batch the request is a line of.
+    pub batch_id: Option<String>,
 }
 
 impl Metered {

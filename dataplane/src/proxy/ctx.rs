@@ -87,6 +87,9 @@ pub struct RequestCtx {
     pub idempotency: Option<Recorder>,
     /// Answered from the idempotency store (no provider call, nothing billed).
     pub idempotent_replay: bool,
+    /// A batch line: the control plane's verified identity it was authenticated by (its batch
+    /// id goes on the usage record).
+    pub batch_line: Option<omg_shared::cluster::Identity>,
     /// The client speaks Anthropic's Messages API: answers and errors are written in its
     /// shapes (see `respond`).
     pub anthropic: Option<AnthropicEgress>,
@@ -115,6 +118,7 @@ impl RequestCtx {
             admission: None,
             idempotency: None,
             idempotent_replay: false,
+            batch_line: None,
             anthropic: None,
             inflight: Some(InflightGuard::new(state)),
         }
@@ -139,6 +143,19 @@ impl RequestCtx {
     /// The authenticated key's owner, when it has one.
     pub fn user_id(&self) -> Option<Uuid> {
         self.key.as_ref().and_then(|k| k.key.user_id)
+    }
+
+    /// The batch the request is a line of, when it is one.
+    pub fn batch_id(&self) -> Option<&str> {
+        self.batch_line.as_ref().and_then(|i| i.batch_id.as_deref())
+    }
+
+    /// Whether the exchange goes on when the client leaves: a batch line's sender (the
+    /// control plane) may die mid-request and re-send the line under the same
+    /// `Idempotency-Key`, so the provider's answer is still completed, stored and billed as
+    /// answered (docs/idempotency.md). Ordinary clients that leave are cut as before.
+    pub fn detached(&self) -> bool {
+        self.batch_line.is_some()
     }
 
     /// The authenticated key's prefix (for logs), or `-`.

@@ -41,6 +41,7 @@ fn metered(ctx: &RequestCtx) -> Metered {
         ttft: ctx.ttft,
         stream: ctx.stream,
         idempotent_replay: ctx.idempotent_replay,
+        batch_id: ctx.batch_id().map(str::to_owned),
     }
     .closed(ctx.meter)
 }
@@ -110,6 +111,7 @@ fn access_log(session: &Session, ctx: &RequestCtx, metered: &Metered) {
         images = metered.usage.images,
         cost_micro_usd = metered.cost,
         error_code = metered.error_code.unwrap_or("-"),
+        batch_id = metered.batch_id.as_deref().unwrap_or("-"),
         "request"
     );
 }

@@ -9,7 +9,7 @@ use pingora::proxy::Session;
 
 use super::admission::{observe, take};
 use super::ctx::{AnthropicEgress, RequestCtx};
-use super::{forward, idem, upstream, Failure, State};
+use super::{batch, forward, idem, upstream, Failure, State};
 use crate::auth::{authenticate, extract_key};
 use crate::error::{truncate, ApiError};
 use crate::flow::admit::{request_plan, Admitted};
@@ -41,8 +41,12 @@ pub(super) async fn handle(
     }
 
     let snapshot = state.snapshots.load();
-    let presented = extract_key(|name| session.get_header(name).and_then(|v| v.to_str().ok()));
-    let key = authenticate(&snapshot, presented, chrono::Utc::now().timestamp_millis())?;
+    let key = if batch::has_identity(session) {
+        batch::admit(state, session, ctx, &matched, &snapshot).await?
+    } else {
+        let presented = extract_key(|name| session.get_header(name).and_then(|v| v.to_str().ok()));
+        authenticate(&snapshot, presented, chrono::Utc::now().timestamp_millis())?
+    };
     ctx.key = Some(key.clone());
 
     match &matched {
@@ -65,6 +69,7 @@ pub(super) async fn handle(
         | Route::Messages
         | Route::CountTokens => {
             let bytes = read_body_in_time(state, session).await?;
+            batch::check(ctx, &bytes)?;
             let request = Request {
                 snapshot: &snapshot,
                 key: &key,
@@ -130,6 +135,7 @@ async fn model_request(
         None => (matched.clone(), bytes),
     };
     let body = RequestBody::parse(openai, &operation)?;
+    batch::check_stream(ctx, body.stream)?;
     ctx.stream = body.stream;
     let alias = checked_alias(snapshot, key, &body, &operation, matched)?;
     ctx.alias = Some(alias.alias.clone());

@@ -5,6 +5,7 @@
 //! then proxied by Pingora's own phases to the control plane ([`forward`]).
 
 mod admission;
+mod batch;
 pub mod conn;
 mod count_tokens;
 mod ctx;
@@ -31,6 +32,7 @@ use pingora::upstreams::peer::HttpPeer;
 pub use crate::flow::Failure;
 pub use ctx::RequestCtx;
 
+use crate::auth::batch::BatchLines;
 use crate::dns::Resolver;
 use crate::error::ApiError;
 use crate::idempotency::Idempotency;
@@ -129,6 +131,8 @@ pub struct State {
     pub governor: Arc<Governor>,
     /// `Idempotency-Key` deduplication; `None` when `idempotency.enabled` is false.
     pub idempotency: Option<Idempotency>,
+    /// Batch lines from the control plane (cluster mode with `cluster.internal_secret`).
+    pub batch_lines: Option<BatchLines>,
 }
 
 impl State {
@@ -151,7 +155,14 @@ impl State {
             inflight: AtomicUsize::new(0),
             forward: None,
             idempotency: None,
+            batch_lines: None,
         }
+    }
+
+    /// Sets the acceptance of batch lines.
+    pub fn with_batch_lines(mut self, batch_lines: Option<BatchLines>) -> Self {
+        self.batch_lines = batch_lines;
+        self
     }
 
     /// Sets the idempotency store.

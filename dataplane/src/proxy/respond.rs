@@ -128,14 +128,24 @@ async fn send(
             .start(ctx.status, content_type.unwrap_or(""));
         recorder.capture.push(&body);
     }
-    session
-        .write_response_header(Box::new(header), false)
-        .await
-        .map_err(|e| write_failed(ctx, &e))?;
-    let limit = session.get_write_timeout();
-    bounded(limit, session.write_response_body(Some(body), true))
-        .await
-        .map_err(|e| write_failed(ctx, &e))
+    let written = async {
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        let limit = session.get_write_timeout();
+        bounded(limit, session.write_response_body(Some(body), true)).await
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(()),
+        Err(error) if ctx.detached() => {
+            // A batch line's answer is complete (captured above): it stands, is stored
+            // under its `Idempotency-Key` and billed as answered; the re-sent line gets it.
+            tracing::info!(request_id = %ctx.request_id, %error, "the batch line's sender left before its answer was written; the answer stands");
+            Ok(())
+        }
+        Err(error) => Err(write_failed(ctx, &error)),
+    }
 }
 
 /// A write to the client failed: it left, or it stopped reading for `server.write_timeout`

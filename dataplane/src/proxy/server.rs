@@ -25,6 +25,7 @@ use reload::{Pepper, Reloader};
 use signals::Signals;
 
 use super::{Gateway, Settings, State};
+use crate::auth::batch::BatchLines;
 use crate::cluster::{BusStatus, Cluster, SnapshotSource};
 use crate::config::ConfigSource;
 use crate::idempotency::Idempotency;
@@ -119,6 +120,7 @@ struct Prepared {
     forward: Option<super::forward::ForwardTarget>,
     governor: Arc<Governor>,
     idempotency: Option<Idempotency>,
+    batch_lines: Option<BatchLines>,
 }
 
 /// The addresses to listen on.
@@ -183,6 +185,7 @@ impl Prepared {
             forward,
             governor,
             idempotency: Idempotency::from_config(config)?,
+            batch_lines: BatchLines::from_config(config)?,
         })
     }
 
@@ -200,7 +203,8 @@ impl Prepared {
                 self.governor,
             )
             .with_forward(self.forward)
-            .with_idempotency(self.idempotency),
+            .with_idempotency(self.idempotency)
+            .with_batch_lines(self.batch_lines),
         );
         Started {
             state,

@@ -137,6 +137,8 @@ pub struct RuntimeSnapshot {
     /// Hasher for presented keys (same pepper as the stored digests).
     pub hasher: KeyHasher,
     keys: HashMap<String, Arc<KeyEntry>>,
+    /// The same keys by id (batch lines name their key by id).
+    keys_by_id: HashMap<Uuid, Arc<KeyEntry>>,
     models: HashMap<String, Arc<AliasEntry>>,
     /// Alias names, sorted, for listings.
     model_names: Vec<String>,
@@ -207,12 +209,17 @@ impl RuntimeSnapshot {
         model_names.sort();
 
         let keys = key_entries(snapshot.keys, &tenants)?;
+        let keys_by_id = keys
+            .values()
+            .map(|entry| (entry.key.id, entry.clone()))
+            .collect();
         let timezone = omg_shared::budget::parse_timezone(&snapshot.reporting_timezone)?;
         Ok(Self {
             version: snapshot.version,
             generated_at_ms: snapshot.generated_at_ms,
             hasher,
             keys,
+            keys_by_id,
             models,
             model_names,
             tenants,
@@ -231,6 +238,11 @@ impl RuntimeSnapshot {
     /// The key with this prefix.
     pub fn key(&self, prefix: &str) -> Option<&Arc<KeyEntry>> {
         self.keys.get(prefix)
+    }
+
+    /// The key with this id.
+    pub fn key_by_id(&self, id: Uuid) -> Option<&Arc<KeyEntry>> {
+        self.keys_by_id.get(&id)
     }
 
     /// The alias, if it has an enabled deployment.

@@ -60,6 +60,7 @@ pub fn record_of(metered: &Metered) -> UsageEvent {
         stream: metered.stream,
         usage_estimated: metered.usage_estimated,
         idempotent_replay: metered.idempotent_replay,
+        batch_id: metered.batch_id.clone(),
     }
 }
 

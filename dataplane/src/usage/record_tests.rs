@@ -62,6 +62,7 @@ fn metered(key: &KeyEntry) -> Metered {
         ttft: None,
         stream: false,
         idempotent_replay: false,
+        batch_id: None,
     }
     .closed(Meter::default())
 }
@@ -87,4 +88,19 @@ fn a_usage_event_of_a_key_without_owner_has_none() {
     let key = authenticate(&snapshot, Some("sk-free.s3cret"), 1_700_000_000_000)
         .unwrap_or_else(|e| unreachable!("{}", e.message));
     assert_eq!(record_of(&metered(&key)).user_id, None);
+}
+
+#[test]
+fn a_batch_lines_usage_event_carries_its_batch_id_and_others_omit_the_field() {
+    let snapshot = snapshot(Uuid::now_v7());
+    let key = authenticate(&snapshot, Some("sk-free.s3cret"), 1_700_000_000_000)
+        .unwrap_or_else(|e| unreachable!("{}", e.message));
+    let mut line = metered(&key);
+    line.batch_id = Some("batch_abc".to_owned());
+    let event = record_of(&line);
+    assert_eq!(event.batch_id.as_deref(), Some("batch_abc"));
+    let json = serde_json::to_value(&event).unwrap_or_default();
+    assert_eq!(json["batch_id"], "batch_abc");
+    let plain = serde_json::to_value(record_of(&metered(&key))).unwrap_or_default();
+    assert!(plain.get("batch_id").is_none(), "{plain}");
 }

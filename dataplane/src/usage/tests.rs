@@ -51,6 +51,7 @@ fn event(n: u64) -> UsageEvent {
         stream: n % 2 == 0,
         usage_estimated: n % 3 == 0,
         idempotent_replay: false,
+        batch_id: None,
     }
 }
 

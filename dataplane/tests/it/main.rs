@@ -15,6 +15,7 @@ mod harness;
 mod anthropic;
 mod azure;
 mod azure_entra;
+mod batch_lines;
 mod bedrock;
 mod cluster;
 mod count_tokens;

@@ -84,6 +84,52 @@ pub struct Identity {
     pub body_sha256: Option<String>,
 }
 
+/// One batch line as the control plane's batch worker sends it to a data plane's `/v1`
+/// listener: as the batch's key, for one exact body.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLine<'a> {
+    /// The batch's tenant.
+    pub tenant_id: Uuid,
+    /// The batch's key (the line runs as this key).
+    pub key_id: Uuid,
+    /// The key's owner, when known.
+    pub user_id: Option<Uuid>,
+    /// The batch (`batch_…`), stamped on the line's usage record.
+    pub batch_id: &'a str,
+    /// The request id the line is sent with (`x-request-id`).
+    pub request_id: &'a str,
+    /// `POST`.
+    pub method: &'a str,
+    /// The line's `url`, e.g. `/v1/chat/completions` (batch lines carry no query string).
+    pub path: &'a str,
+    /// The exact body bytes that will be sent.
+    pub body: &'a [u8],
+}
+
+impl Identity {
+    /// The identity of one batch line, addressed to the data plane, with the body's digest
+    /// and a fresh nonce, signed at `now_secs`; sign it with [`sign_identity`] into
+    /// [`IDENTITY_HEADER`](super::IDENTITY_HEADER). Each send (a re-send too) needs a new
+    /// one: a data plane accepts each nonce once. `None` only when the system's random
+    /// source fails.
+    pub fn for_batch_line(line: &BatchLine<'_>, now_secs: i64) -> Option<Self> {
+        Some(Self {
+            audience: Audience::Dataplane,
+            tenant_id: line.tenant_id,
+            key_id: line.key_id,
+            user_id: line.user_id,
+            request_id: line.request_id.to_owned(),
+            method: line.method.to_owned(),
+            path: line.path.to_owned(),
+            query: String::new(),
+            nonce: new_nonce()?,
+            issued_at: now_secs,
+            batch_id: Some(line.batch_id.to_owned()),
+            body_sha256: Some(body_digest(line.body)),
+        })
+    }
+}
+
 /// The request an identity header arrived with, as the verifier sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLine<'a> {

@@ -356,3 +356,39 @@ fn a_signed_body_digest_must_match_the_body() {
         Err(IdentityError::WrongBody)
     );
 }
+
+#[test]
+fn a_batch_lines_identity_verifies_at_a_data_plane_for_its_body_only() {
+    let body = br#"{"model":"m","messages":[]}"#;
+    let line = BatchLine {
+        tenant_id: Uuid::now_v7(),
+        key_id: Uuid::now_v7(),
+        user_id: None,
+        batch_id: "batch_1",
+        request_id: "batch_1-7",
+        method: "POST",
+        path: "/v1/chat/completions",
+        body,
+    };
+    let identity = Identity::for_batch_line(&line, 1_000).unwrap();
+    let header = sign_identity(b"s3cr3t", &identity);
+    let at_dataplane = RequestLine {
+        method: "POST",
+        path: "/v1/chat/completions",
+        query: "",
+        audience: Audience::Dataplane,
+    };
+    let verified = verify_identity(b"s3cr3t", Some(&header), at_dataplane, 1_010, 60).unwrap();
+    assert_eq!(verified.batch_id.as_deref(), Some("batch_1"));
+    assert_eq!(verified.key_id, line.key_id);
+    assert_eq!(body_matches(&verified, body, true), Ok(()));
+    assert_eq!(
+        body_matches(&verified, b"{}", true),
+        Err(IdentityError::WrongBody)
+    );
+    // Each send is a new identity (a new nonce).
+    assert_ne!(
+        Identity::for_batch_line(&line, 1_000).unwrap().nonce,
+        identity.nonce
+    );
+}

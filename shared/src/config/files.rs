@@ -167,7 +167,10 @@ pub(super) fn files_rules(config: &GatewayConfig) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut error = |path: &str, message: String| errors.push(ConfigError::new(path, message));
     if !(1..=1_048_576).contains(&files.max_size_mb) {
-        error("files.max_size_mb", "must be between 1 and 1048576".to_owned());
+        error(
+            "files.max_size_mb",
+            "must be between 1 and 1048576".to_owned(),
+        );
     }
     for (purpose, mb) in &files.purpose_max_size_mb {
         let path = format!("files.purpose_max_size_mb.{purpose}");
@@ -177,14 +180,26 @@ pub(super) fn files_rules(config: &GatewayConfig) -> Vec<ConfigError> {
                 format!("unknown purpose; one of {}", UPLOAD_PURPOSES.join(", ")),
             );
         } else if *mb == 0 || *mb > files.max_size_mb {
-            error(&path, format!("must be between 1 and files.max_size_mb ({})", files.max_size_mb));
+            error(
+                &path,
+                format!(
+                    "must be between 1 and files.max_size_mb ({})",
+                    files.max_size_mb
+                ),
+            );
         }
     }
     if !(Duration::from_secs(10)..=Duration::from_secs(86_400)).contains(&files.sweep_interval) {
-        error("files.sweep_interval", "must be between 10s and 24h".to_owned());
+        error(
+            "files.sweep_interval",
+            "must be between 10s and 24h".to_owned(),
+        );
     }
     if !(1..=10_000).contains(&files.sweep_batch_size) {
-        error("files.sweep_batch_size", "must be between 1 and 10000".to_owned());
+        error(
+            "files.sweep_batch_size",
+            "must be between 1 and 10000".to_owned(),
+        );
     }
     if let Some(key) = &files.encryption_key {
         if let Err(message) = decode_key(key) {
@@ -194,7 +209,10 @@ pub(super) fn files_rules(config: &GatewayConfig) -> Vec<ConfigError> {
     if files.storage == FileStorage::S3 {
         errors.extend(s3_rules(&files.s3));
     } else if files.local_dir.as_os_str().is_empty() {
-        errors.push(ConfigError::new("files.local_dir", "must not be empty with storage `local`"));
+        errors.push(ConfigError::new(
+            "files.local_dir",
+            "must not be empty with storage `local`",
+        ));
     }
     errors
 }
@@ -202,7 +220,10 @@ pub(super) fn files_rules(config: &GatewayConfig) -> Vec<ConfigError> {
 fn s3_rules(s3: &S3Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     if s3.bucket.trim().is_empty() {
-        errors.push(ConfigError::new("files.s3.bucket", "required with `files.storage: s3`"));
+        errors.push(ConfigError::new(
+            "files.s3.bucket",
+            "required with `files.storage: s3`",
+        ));
     }
     if s3.prefix.starts_with('/') || s3.prefix.ends_with('/') || s3.prefix.contains("..") {
         errors.push(ConfigError::new(

@@ -107,6 +107,7 @@ fn record(event: UsageEvent) -> Result<NewRequestRecord, String> {
         usage_estimated: event.usage_estimated,
         schema_version: i32::try_from(event.schema_version)
             .map_err(|_| format!("schema_version {} is out of range", event.schema_version))?,
+        batch_id: opt_text("batch_id", event.batch_id)?,
     })
 }
 
@@ -164,6 +165,7 @@ mod tests {
             stream: true,
             usage_estimated: false,
             idempotent_replay: false,
+            batch_id: None,
         }
     }
 
@@ -179,6 +181,20 @@ mod tests {
         assert_eq!(row.started_at.timestamp_subsec_millis(), 123);
         assert_eq!(row.ttft_ms, Some(30));
         assert_eq!(row.status, 200);
+        assert_eq!(row.batch_id, None);
+    }
+
+    #[test]
+    fn a_batch_lines_record_keeps_its_batch_id() {
+        let mut e = event();
+        e.batch_id = Some("batch_abc".to_owned());
+        let json = serde_json::to_vec(&e).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains(r#""batch_id":"batch_abc""#));
+        let row = decode(&entry(&json)).unwrap();
+        assert_eq!(row.batch_id.as_deref(), Some("batch_abc"));
+        // Records without one (every record before batches) do not write the field.
+        let plain = serde_json::to_vec(&event()).unwrap();
+        assert!(!String::from_utf8_lossy(&plain).contains("batch_id"));
     }
 
     #[test]
@@ -196,6 +212,10 @@ mod tests {
         type Change = Box<dyn Fn(&mut UsageEvent)>;
         let cases: Vec<(Change, &str)> = vec![
             (Box::new(|e| e.schema_version = 0), "schema_version"),
+            (
+                Box::new(|e| e.batch_id = Some("b".repeat(2000))),
+                "batch_id",
+            ),
             (Box::new(|e| e.request_id = String::new()), "request_id"),
             (
                 Box::new(|e| e.started_at = "yesterday".into()),

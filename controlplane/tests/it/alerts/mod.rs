@@ -206,6 +206,7 @@ impl Env {
             stream: false,
             usage_estimated: false,
             schema_version: 1,
+            batch_id: None,
         };
         let mut conn = self.pool.get().await.unwrap();
         db::usage::ingest_batch(&mut conn, vec![record], &[], Duration::from_secs(5))
@@ -553,6 +554,7 @@ fn usage_event(tenant: Uuid, cost: i64) -> UsageEvent {
         stream: false,
         usage_estimated: false,
         idempotent_replay: false,
+        batch_id: None,
         images: 0,
     }
 }

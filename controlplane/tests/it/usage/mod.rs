@@ -376,6 +376,7 @@ fn event(key: Option<Uuid>, tenant: Option<Uuid>, started: DateTime<Utc>) -> Usa
         stream: true,
         usage_estimated: true,
         idempotent_replay: false,
+        batch_id: None,
     }
 }
 
@@ -386,7 +387,8 @@ async fn events_become_rows_with_every_field_and_touch_their_key() {
     let mut env = Env::new().await;
     let (tenant, key) = env.tenant_and_key().await;
     // Written before the consumer group exists: still ingested (group created from 0).
-    let full = event(Some(key.id), Some(tenant.id), at(T0 + 5_000));
+    let mut full = event(Some(key.id), Some(tenant.id), at(T0 + 5_000));
+    full.batch_id = Some("batch_0123456789abcdef".to_owned());
     env.xadd_event(&full).await;
     env.xadd_event(&event(Some(key.id), Some(tenant.id), at(T0)))
         .await;
@@ -437,6 +439,7 @@ async fn events_become_rows_with_every_field_and_touch_their_key() {
     assert_eq!((row.latency_ms, row.ttft_ms), (1834, Some(211)));
     assert!(row.stream && row.usage_estimated);
     assert_eq!(row.schema_version, 1);
+    assert_eq!(row.batch_id.as_deref(), Some("batch_0123456789abcdef"));
     assert!((Utc::now() - row.ingested_at).num_seconds().abs() < 60);
 
     let legacy = db::usage::find_request(&mut *env.conn().await, bare.idempotency_key())
@@ -450,6 +453,7 @@ async fn events_become_rows_with_every_field_and_touch_their_key() {
         (None, None, None)
     );
     assert!(!legacy.stream && !legacy.usage_estimated);
+    assert_eq!(legacy.batch_id, None);
 
     // last_used_at is the latest started_at of the key's requests…
     assert_eq!(env.last_used(&key).await, Some(at(T0 + 5_000)));
@@ -563,6 +567,7 @@ fn to_record(json: &[u8]) -> omg_controlplane::db::models::NewRequestRecord {
         stream: event.stream,
         usage_estimated: event.usage_estimated,
         schema_version: event.schema_version as i32,
+        batch_id: event.batch_id,
         images: 0,
     }
 }

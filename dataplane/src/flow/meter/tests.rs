@@ -105,6 +105,7 @@ fn closing_prices_the_clamped_usage_and_names_a_silent_end_499() {
         ttft: None,
         stream: false,
         idempotent_replay: false,
+        batch_id: None,
     }
     .closed(Meter::partial(usage(u64::MAX, 1)));
     assert_eq!(metered.status, 499);

@@ -20,7 +20,12 @@ pub(super) async fn serve(
 ) -> Result<Served, AttemptError> {
     match answer {
         Local::Json { delay, body, usage } => {
-            respond::sleep_or_client_gone(session, delay).await?;
+            if ctx.detached() {
+                // A batch line's exchange goes on without its sender.
+                tokio::time::sleep(delay).await;
+            } else {
+                respond::sleep_or_client_gone(session, delay).await?;
+            }
             ctx.meter = Meter::reported(usage);
             respond::json(session, ctx, 200, body).await?;
         }

@@ -1,5 +1,9 @@
 //! API key authentication against the in-memory snapshot: extract, parse strictly, look up by
 //! prefix, compare the keyed hash in constant time, check status, expiry and tenant.
+//! [`batch`]: the control plane's batch lines, authenticated by a signed identity naming the
+//! key instead of the key itself.
+
+pub mod batch;
 
 use std::sync::Arc;
 
@@ -55,6 +59,13 @@ pub fn authenticate(
     if !digest.ct_eq(&entry.key.digest) {
         return Err(incorrect_key());
     }
+    usable(entry, now_ms)?;
+    Ok(entry.clone())
+}
+
+/// Whether an identified key may be used now: active, not expired, its tenant active. The
+/// same refusals for a presented key and for a batch line naming it.
+pub fn usable(entry: &KeyEntry, now_ms: i64) -> Result<(), ApiError> {
     match entry.key.status {
         KeyStatus::Active => {}
         KeyStatus::Disabled => return Err(ApiError::new(
@@ -87,7 +98,7 @@ pub fn authenticate(
             ),
         ));
     }
-    Ok(entry.clone())
+    Ok(())
 }
 
 fn incorrect_key() -> ApiError {
