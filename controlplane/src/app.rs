@@ -12,13 +12,15 @@ use crate::auth::throttle::LoginThrottle;
 use crate::cluster;
 use crate::crypto::{self, Vault};
 use crate::db;
+use crate::files::service::FileService;
+use crate::files::store::BlobStore;
 use crate::metrics::Metrics;
 use crate::service::bootstrap;
 use crate::settings::redact_url;
 use crate::state::AppState;
 use crate::workers::publisher::{self, Publisher, Publishing};
 use crate::workers::usage_ingest::{self, IngestHandles, IngestStatus};
-use crate::workers::{alerts, counters, retention};
+use crate::workers::{alerts, counters, files_sweep, retention};
 
 /// The database URL from config (validated as present for the control plane).
 pub fn database_url(config: &GatewayConfig) -> Result<String, String> {
@@ -97,6 +99,28 @@ async fn connect_and_migrate(config: &GatewayConfig) -> Result<db::Pool, String>
     Ok(pool)
 }
 
+/// The files service over the store `files.*` describes, once a test write went through
+/// (a store that refuses it stops the start, naming the keys to fix).
+async fn files_service(
+    config: &GatewayConfig,
+    pool: &db::Pool,
+    metrics: &Metrics,
+) -> Result<FileService, String> {
+    let store = BlobStore::from_config(&config.files)?;
+    store.check().await?;
+    tracing::info!(
+        backend = store.backend(),
+        encrypted = config.files.encryption_key.is_some(),
+        "files store ready"
+    );
+    Ok(FileService::new(
+        pool.clone(),
+        store,
+        &config.files,
+        metrics.files().clone(),
+    ))
+}
+
 /// Connects, migrates (or checks the schema), builds the state and applies the bootstrap.
 pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String> {
     let pool = connect_and_migrate(&config).await?;
@@ -130,6 +154,8 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
     let decoy_hash = tokio::task::spawn_blocking(crypto::decoy_hash)
         .await
         .map_err(|e| e.to_string())?;
+    let metrics = Metrics::new().map_err(|e| e.to_string())?;
+    let files = Arc::new(files_service(&config, &pool, &metrics).await?);
     let state = web::Data::new(AppState {
         pool,
         redis,
@@ -141,7 +167,8 @@ pub async fn start(config: GatewayConfig) -> Result<web::Data<AppState>, String>
         throttle: LoginThrottle::new(&config.admin.login_throttle),
         sessions: Default::default(),
         verifications: Default::default(),
-        metrics: Metrics::new().map_err(|e| e.to_string())?,
+        metrics,
+        files,
         decoy_hash,
         refresh_ttl: session.refresh_token_ttl,
         publisher: Arc::new(Publisher::default()),
@@ -166,6 +193,7 @@ pub struct Background {
     ingest: Option<tokio::task::JoinHandle<()>>,
     alerts: Option<tokio::task::JoinHandle<()>>,
     retention: Option<tokio::task::JoinHandle<()>>,
+    files_sweep: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -198,6 +226,16 @@ impl Background {
                 abort.abort();
                 tracing::warn!("budget alert evaluator did not stop within 30 s; stopped (the next start evaluates again)");
             }
+        }
+        let sweep = self.files_sweep.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(30), self.files_sweep)
+            .await
+            .is_err()
+        {
+            sweep.abort();
+            tracing::warn!(
+                "files sweeper did not stop within 30 s; stopped (the next sweep resumes)"
+            );
         }
         if let Some(retention) = self.retention {
             let abort = retention.abort_handle();
@@ -239,6 +277,12 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         state.metrics.retention().clone(),
         stopped.clone(),
     );
+    let files_sweep = files_sweep::spawn(
+        state.files.clone(),
+        state.config.files.sweep_interval,
+        state.config.files.sweep_batch_size,
+        stopped.clone(),
+    );
     let (notifier, alerts) = match alerts {
         Some((notifier, task)) => (Some(notifier), Some(task)),
         None => (None, None),
@@ -256,6 +300,7 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         ingest,
         alerts,
         retention,
+        files_sweep,
         stop,
     })
 }

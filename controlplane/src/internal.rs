@@ -9,10 +9,10 @@
 //! plane); when Redis cannot be asked the request is refused with 503 (fail closed). The body
 //! is not signed (it is streamed): its integrity rests on the transport (`docs/cluster.md`).
 //!
-//! The files and batches endpoints themselves come later; today the listener serves the
-//! channel's probe, `/v1/files/_identity` and `/v1/batches/_identity` (any method): it streams
-//! the body through and answers with the verified identity, the byte count and the SHA-256 of
-//! what arrived — what an operator uses to check a data plane → control plane path.
+//! It serves OpenAI's files API (`/v1/files*`, [`crate::files::http`]) and the channel's
+//! probe, `/v1/files/_identity` and `/v1/batches/_identity` (any method): it streams the body
+//! through and answers with the verified identity, the byte count and the SHA-256 of what
+//! arrived — what an operator uses to check a data plane → control plane path.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -239,7 +239,7 @@ async fn not_available(req: HttpRequest) -> HttpResponse {
         404,
         ErrorCode::UnknownUrl,
         &format!(
-            "{} {} is not available in this release of the gateway (files and batches come in a later release).",
+            "{} {} is not available in this release of the gateway.",
             req.method(),
             req.path()
         ),
@@ -260,6 +260,7 @@ pub fn build(
             .wrap(from_fn(verify))
             .route("/v1/files/_identity", web::to(identity_probe))
             .route("/v1/batches/_identity", web::to(identity_probe))
+            .configure(crate::files::http::routes)
             .default_service(web::to(not_available))
     })
     .workers(workers.max(1))

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod crypto;
 pub mod db;
+pub mod files;
 pub mod internal;
 pub mod metrics;
 pub mod server;

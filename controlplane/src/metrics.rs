@@ -17,6 +17,66 @@ pub struct Metrics {
     usage: UsageMetrics,
     alerts: AlertMetrics,
     retention: RetentionMetrics,
+    files: FilesMetrics,
+}
+
+/// The files service's metrics (`omg_cp_files_*`); cheap to clone.
+#[derive(Clone)]
+pub struct FilesMetrics {
+    uploads: IntCounterVec,
+    uploaded_bytes: IntCounter,
+    deletes: IntCounterVec,
+    sweep_errors: IntCounter,
+}
+
+impl FilesMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            uploads: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_files_uploads_total",
+                    "File uploads by result (ok, too_large, invalid, error)",
+                ),
+                &["result"],
+            )?,
+            uploaded_bytes: IntCounter::new(
+                "omg_cp_files_uploaded_bytes_total",
+                "Plaintext bytes of the files stored",
+            )?,
+            deletes: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_files_deleted_total",
+                    "Files deleted, by who deleted them (client, admin, sweeper)",
+                ),
+                &["by"],
+            )?,
+            sweep_errors: IntCounter::new(
+                "omg_cp_files_sweep_errors_total",
+                "Expired files the sweeper could not delete (store or database errors)",
+            )?,
+        };
+        registry.register(Box::new(metrics.uploads.clone()))?;
+        registry.register(Box::new(metrics.uploaded_bytes.clone()))?;
+        registry.register(Box::new(metrics.deletes.clone()))?;
+        registry.register(Box::new(metrics.sweep_errors.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts an upload by `result`; `bytes` stored when it succeeded.
+    pub fn upload(&self, result: &str, bytes: u64) {
+        self.uploads.with_label_values(&[result]).inc();
+        self.uploaded_bytes.inc_by(bytes);
+    }
+
+    /// Counts `n` files deleted `by` a client, an admin or the sweeper.
+    pub fn deleted(&self, by: &str, n: u64) {
+        self.deletes.with_label_values(&[by]).inc_by(n);
+    }
+
+    /// Counts a file the sweeper failed to delete.
+    pub fn sweep_error(&self) {
+        self.sweep_errors.inc();
+    }
 }
 
 /// The retention job's metrics (`omg_cp_retention_*`); cheap to clone.
@@ -311,6 +371,7 @@ impl Metrics {
         let usage = UsageMetrics::new(&registry)?;
         let alerts = AlertMetrics::new(&registry)?;
         let retention = RetentionMetrics::new(&registry)?;
+        let files = FilesMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -322,6 +383,7 @@ impl Metrics {
             usage,
             alerts,
             retention,
+            files,
         })
     }
 
@@ -364,6 +426,11 @@ impl Metrics {
     /// The retention job's metrics.
     pub fn retention(&self) -> &RetentionMetrics {
         &self.retention
+    }
+
+    /// The files service's metrics.
+    pub fn files(&self) -> &FilesMetrics {
+        &self.files
     }
 
     /// The text exposition.

@@ -14,6 +14,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::cluster::RedisPool;
 use crate::crypto::Vault;
 use crate::db::Pool;
+use crate::files::service::FileService;
 use crate::metrics::Metrics;
 use crate::workers::publisher::handle::Publisher;
 use crate::workers::usage_ingest::status::IngestStatus;
@@ -45,4 +46,7 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// The usage consumer's status (for `/healthz`; idle without Redis).
     pub usage_ingest: Arc<IngestStatus>,
+    /// The files service (`/v1/files` on the internal listener, the admin file views, the
+    /// sweeper, the batch worker).
+    pub files: Arc<FileService>,
 }

@@ -74,6 +74,7 @@ macro_rules! route {
 }
 
 // Modules that add their routes with `route!` are declared after it.
+pub mod files;
 pub mod personal;
 pub mod usage;
 pub mod user;
@@ -147,6 +148,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(user::routes());
     all.extend(personal::routes());
     all.extend(usage::routes());
+    all.extend(files::routes());
     all
 }
 

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod catalog;
+pub mod files;
 pub mod governance;
 pub mod keys;
 pub mod models;

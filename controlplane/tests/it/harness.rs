@@ -53,6 +53,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let _ = std::fs::remove_dir_all(files_dir(&self.url));
         let admin = format!("{}/postgres", pg_base());
         // A fresh runtime on its own thread: Drop cannot await.
         let _ = std::thread::spawn(move || {
@@ -75,8 +76,20 @@ impl Drop for TestDb {
     }
 }
 
-/// The base config of a test, plus `extra` YAML appended (top-level sections).
+/// The files directory of the test whose database is `db_url` (removed with the database).
+pub fn files_dir(db_url: &str) -> std::path::PathBuf {
+    let name = db_url.rsplit('/').next().unwrap_or("unknown");
+    std::env::temp_dir().join("omg-test-files").join(name)
+}
+
+/// The base config of a test, plus `extra` YAML appended (top-level sections). Unless
+/// `extra` has a `files:` section, files go to a directory of the test's own.
 pub fn config_yaml(db_url: &str, extra: &str) -> String {
+    let files = if extra.starts_with("files:") || extra.contains("\nfiles:") {
+        String::new()
+    } else {
+        format!("files:\n  local_dir: \"{}\"\n", files_dir(db_url).display())
+    };
     format!(
         r#"
 database:
@@ -93,7 +106,7 @@ admin:
   login_throttle:
     max_failures_per_account: 5
     max_failures_per_ip: 50
-{extra}
+{files}{extra}
 "#
     )
 }

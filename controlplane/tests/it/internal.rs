@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::harness::*;
 use crate::snapshot::{redis_conn, redis_url};
 
-const SECRET: &str = "internal-secret-0123456789-0123456789-abcdef";
+pub(crate) const SECRET: &str = "internal-secret-0123456789-0123456789-abcdef";
 
 fn identity(method: &str, path: &str, query: &str, issued_at: i64) -> Identity {
     Identity {
@@ -39,7 +39,7 @@ fn signed(method: &str, path: &str, query: &str) -> String {
 }
 
 /// The channel's settings with Redis at `redis` and every key under `prefix` (this test's).
-fn channel_yaml(redis: &str, prefix: &str) -> String {
+pub(crate) fn channel_yaml(redis: &str, prefix: &str) -> String {
     format!(
         r#"
 redis:
@@ -56,12 +56,12 @@ cluster:
     )
 }
 
-fn test_prefix() -> String {
+pub(crate) fn test_prefix() -> String {
     format!("omg-test-chan-{}", Uuid::now_v7().simple())
 }
 
 /// Serves the internal listener of `state` on an ephemeral port; its base URL.
-fn listen(state: &web::Data<AppState>) -> String {
+pub(crate) fn listen(state: &web::Data<AppState>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = omg_controlplane::internal::build(state.clone(), listener, 1).unwrap();
@@ -132,11 +132,11 @@ async fn the_internal_channel_needs_a_valid_signature() {
         refused(res).await;
     }
 
-    // Signed requests to endpoints not built yet get an OpenAI-shaped 404.
-    let files = "/v1/files";
+    // Signed requests to unknown endpoints get an OpenAI-shaped 404.
+    let unknown = "/v1/unknown";
     let res = http
-        .get(format!("{base}{files}"))
-        .header(IDENTITY_HEADER, signed("GET", files, ""))
+        .get(format!("{base}{unknown}"))
+        .header(IDENTITY_HEADER, signed("GET", unknown, ""))
         .send()
         .await
         .unwrap();

@@ -14,6 +14,7 @@ mod binary;
 mod bootstrap;
 mod catalog;
 mod exposure;
+mod files;
 mod governance;
 mod harness;
 mod internal;

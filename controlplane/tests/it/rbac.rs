@@ -50,6 +50,7 @@ struct World {
     path_tenant: Uuid,
     key: Uuid,
     target_user: Uuid,
+    file: String,
     token: Option<String>,
 }
 
@@ -123,8 +124,26 @@ async fn world(cp: &Cp, who: Who) -> World {
         path_tenant: a.id,
         key: key.id,
         target_user: target.id,
+        file: fixture_file(cp, a.id).await,
         token: caller.map(|u| cp.token(u.id)),
     }
+}
+
+/// A stored file of `tenant`.
+async fn fixture_file(cp: &Cp, tenant: Uuid) -> String {
+    let owner = omg_controlplane::files::service::FileOwner {
+        tenant_id: tenant,
+        key_id: None,
+        user_id: None,
+    };
+    let body = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"{}\n"))]);
+    let file = cp
+        .state
+        .files
+        .create(&owner, "batch", "f.jsonl", None, body)
+        .await
+        .unwrap();
+    file.id
 }
 
 fn to_reqwest(method: &actix_web::http::Method) -> Method {
@@ -148,7 +167,8 @@ async fn every_route_enforces_its_declared_access() {
                 .replace("{key_id}", &w.key.to_string())
                 .replace("{user_id}", &w.target_user.to_string())
                 .replace("{deployment_id}", &w.deployment.to_string())
-                .replace("{alias}", &w.alias);
+                .replace("{alias}", &w.alias)
+                .replace("{file_id}", &w.file);
             let method = to_reqwest(&spec.method);
             let body = matches!(method, Method::POST | Method::PUT | Method::PATCH)
                 .then(|| serde_json::json!({}));

@@ -37,6 +37,7 @@ pub enum Action {
     CountersRebuild,
     SessionLogin,
     SessionReuseDetected,
+    FileDelete,
 }
 
 /// The kind of thing acted on. [`Target::as_str`] is the stored `target_type`.
@@ -51,6 +52,7 @@ pub enum Target {
     DefaultModels,
     Settings,
     Counters,
+    File,
 }
 
 impl Action {
@@ -91,6 +93,7 @@ impl Action {
             CountersRebuild => "counters.rebuild",
             SessionLogin => "session.login",
             SessionReuseDetected => "session.reuse_detected",
+            FileDelete => "file.delete",
         }
     }
 
@@ -116,17 +119,18 @@ impl Action {
             DefaultModelsSet | PersonalTenantsSync => Target::DefaultModels,
             SettingsRateLimits | BudgetDefaultSet => Target::Settings,
             CountersRebuild => Target::Counters,
+            FileDelete => Target::File,
         }
     }
 
     /// Whether the change can alter what data planes serve (keys, tenants, the catalog,
     /// allowlists, limits, budgets, defaults): the snapshot publisher is told after commit.
-    /// Accounts, memberships, passwords, sessions and counter rebuilds are not in the
+    /// Accounts, memberships, passwords, sessions, counter rebuilds and files are not in the
     /// snapshot.
     pub fn reaches_dataplanes(self) -> bool {
         !matches!(
             self.target(),
-            Target::User | Target::Membership | Target::Counters
+            Target::User | Target::Membership | Target::Counters | Target::File
         )
     }
 }
@@ -144,6 +148,7 @@ impl Target {
             Target::DefaultModels => "default_models",
             Target::Settings => "settings",
             Target::Counters => "counters",
+            Target::File => "file",
         }
     }
 }
@@ -164,5 +169,7 @@ mod tests {
         assert!(!Action::MembershipAdd.reaches_dataplanes());
         assert!(!Action::UserPasswordReset.reaches_dataplanes());
         assert!(!Action::CountersRebuild.reaches_dataplanes());
+        assert_eq!(Action::FileDelete.as_str(), "file.delete");
+        assert!(!Action::FileDelete.reaches_dataplanes());
     }
 }
