@@ -233,6 +233,8 @@ admin:
   session:
     jwt_secret: "{JWT_SECRET}"
     cookie_secure: false
+files:
+  local_dir: "{workdir}/files"
 batches:
   dataplane_url: "http://127.0.0.1:{self.dp_ports[0][0] if dataplanes else 9}"
   poll_interval: 200ms
