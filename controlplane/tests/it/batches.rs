@@ -32,6 +32,17 @@ pub async fn batch_with_lines(
     user: Option<Uuid>,
     lines: i32,
 ) -> String {
+    let expires = Utc::now() + chrono::Duration::hours(24);
+    batch_expiring(cp, (tenant, key, user), lines, expires).await
+}
+
+/// A running batch of (tenant, key, user) with `lines` pending lines, expiring at `expires`.
+async fn batch_expiring(
+    cp: &Cp,
+    (tenant, key, user): (Uuid, Uuid, Option<Uuid>),
+    lines: i32,
+    expires: chrono::DateTime<Utc>,
+) -> String {
     let file = fixture_file(cp, tenant).await;
     let now = Utc::now();
     let id = format!("batch_{}", Uuid::now_v7().simple());
@@ -60,7 +71,7 @@ pub async fn batch_with_lines(
         stop_message: None,
         created_at: now,
         in_progress_at: Some(now),
-        expires_at: now + chrono::Duration::hours(24),
+        expires_at: expires,
         finalizing_at: None,
         completed_at: None,
         failed_at: None,
@@ -954,4 +965,26 @@ model_catalog:
         .as_str()
         .unwrap()
         .contains("batches.dataplane_url"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_past_its_window_expires_with_its_unsent_lines_in_the_error_file() {
+    use omg_mock_upstream::{MockConfig, MockUpstream};
+    let upstream = MockUpstream::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = with_worker(&upstream.origin(), dir.path()).await;
+    let tenant = cp.tenant("expiry").await;
+    // Its 24 hours are over before the worker sent anything.
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    let id = batch_expiring(&cp, (tenant.id, Uuid::now_v7(), None), 3, past).await;
+    let expired = wait_for_status(&cp, &id, "expired").await;
+    assert!(expired.expired_at.is_some());
+    assert_eq!((expired.completed, expired.failed), (0, 3));
+    let errors = file_lines(&cp, tenant.id, &expired.error_file_id.unwrap()).await;
+    assert_eq!(errors.len(), 3);
+    assert!(errors.iter().all(|l| l["error"]["code"] == "batch_expired"));
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing is sent after the window"
+    );
 }
