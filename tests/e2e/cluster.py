@@ -194,8 +194,14 @@ class Cluster:
     """One control plane, N data planes, one private Redis, one database."""
 
     def __init__(self, workdir: Path, dataplanes: int = 2, reclaim_idle: str = "2s",
+                 files_yaml: Optional[str] = None, upload_body_timeout_s: int = UPLOAD_BODY_TIMEOUT_S,
                  extra_catalog: str = ""):
+        """`files_yaml`: the control plane's `files:` section (default: a local directory
+        under `workdir`); `extra_catalog`: catalog entries appended to the control plane's."""
         self.workdir = workdir
+        if files_yaml is None:
+            files_yaml = f'files:\n  local_dir: "{workdir / "files"}"\n'
+
         self.redis = Redis(workdir)
         self.redis.start()
         self.db_name = f"omg_e2e_{uuid.uuid4().hex[:16]}"
@@ -233,8 +239,7 @@ admin:
   session:
     jwt_secret: "{JWT_SECRET}"
     cookie_secure: false
-files:
-  local_dir: "{workdir}/files"
+{files_yaml}
 batches:
   dataplane_url: "http://127.0.0.1:{self.dp_ports[0][0] if dataplanes else 9}"
   poll_interval: 200ms
@@ -266,7 +271,7 @@ server:
   admin_listen_addr: "127.0.0.1:{admin_port}"
   graceful_shutdown_delay: 0s
   graceful_shutdown_timeout: 10s
-  upload_body_timeout: {UPLOAD_BODY_TIMEOUT_S}s
+  upload_body_timeout: {upload_body_timeout_s}s
 redis:
   url: "{self.redis.url}"
 rate_limits:

@@ -32,7 +32,7 @@ pub fn routes() -> Vec<RouteSpec> {
 
 /// `limit` (1–100, default 100), `after` (a file id: the previous page's `last_id`),
 /// `order` (`asc`|`desc`, default `desc`), `purpose` and `status` (`uploading`,
-/// `processed`, `error`; default every status but deleted) filters.
+/// `processed`, `error`, `deleted`; default `processed`) filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -48,10 +48,10 @@ impl FilesQuery {
     fn into_list(self) -> Result<ListQuery, FileError> {
         let (limit, order) = page_params(self.limit.as_deref(), self.order.as_deref(), 100)?;
         if let Some(status) = &self.status {
-            if !["uploading", "processed", "error"].contains(&status.as_str()) {
+            if !["uploading", "processed", "error", "deleted"].contains(&status.as_str()) {
                 return Err(FileError::InvalidParameter {
                     param: "status",
-                    message: "one of uploading, processed, error".to_owned(),
+                    message: "one of uploading, processed, error, deleted".to_owned(),
                 });
             }
         }

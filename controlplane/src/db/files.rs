@@ -63,7 +63,8 @@ pub const DELETED: &str = "deleted";
 pub struct ListFilter<'a> {
     /// Only this purpose.
     pub purpose: Option<&'a str>,
-    /// Only this status (default: every status but `deleted`).
+    /// Only this status (default: `processed`; uploads in progress, failed and deleted
+    /// files are listed only when asked for).
     pub status: Option<&'a str>,
     /// Rows after this file id in the listing's order (keyset cursor).
     pub after: Option<&'a str>,
@@ -155,7 +156,7 @@ pub async fn list(
         .into_boxed();
     query = match filter.status {
         Some(status) => query.filter(files::status.eq(status.to_owned())),
-        None => query.filter(files::status.ne(DELETED)),
+        None => query.filter(files::status.eq(PROCESSED)),
     };
     if let Some(purpose) = filter.purpose {
         query = query.filter(files::purpose.eq(purpose.to_owned()));

@@ -190,22 +190,21 @@ where
             }
             "file" => {
                 let filename = part.filename.unwrap_or_default();
-                let (purpose, limit, expires) = match form.purpose() {
-                    Ok(purpose) if !client_purposes().contains(&purpose) => {
-                        return Err(FileError::InvalidPurpose);
+                let (purpose, limit) = match &form.purpose {
+                    // The file before its purpose: staged under the global cap.
+                    None => (String::new(), files.max_upload_bytes()),
+                    // Checked before the content streams (the expiry is set at the end).
+                    Some(_) => {
+                        let purpose = form.purpose()?;
+                        if !client_purposes().contains(&purpose) {
+                            return Err(FileError::InvalidPurpose);
+                        }
+                        form.expires_at(Utc::now())?;
+                        (purpose.to_owned(), files.max_bytes(purpose))
                     }
-                    Ok(purpose) => {
-                        let expires = form.expires_at(Utc::now())?;
-                        (purpose.to_owned(), files.max_bytes(purpose), expires)
-                    }
-                    Err(_) => (String::new(), files.max_upload_bytes(), None),
                 };
                 let body = part_body(&mut reader);
-                staged = Some(
-                    files
-                        .stage(owner, &purpose, &filename, expires, limit, body)
-                        .await?,
-                );
+                staged = Some(files.stage(owner, &purpose, &filename, limit, body).await?);
             }
             // Other fields are ignored (their bodies skipped by `next_part`).
             _ => {}

@@ -71,12 +71,16 @@ pub enum SealError {
     Key,
 }
 
-/// The stored size of a plaintext of `plain_len` bytes.
+/// The stored size of a plaintext of `plain_len` bytes (`u64::MAX` if it would not fit).
 pub fn sealed_len(plain_len: u64) -> u64 {
+    exact_sealed_len(plain_len).unwrap_or(u64::MAX)
+}
+
+fn exact_sealed_len(plain_len: u64) -> Option<u64> {
     let chunks = plain_len.div_ceil(CHUNK as u64).max(1);
     (HEADER_LEN as u64)
-        .saturating_add(plain_len)
-        .saturating_add(chunks.saturating_mul(TAG_LEN as u64))
+        .checked_add(plain_len)?
+        .checked_add(chunks.checked_mul(TAG_LEN as u64)?)
 }
 
 /// The plaintext size of a sealed file of `sealed_len` bytes; `None` if no plaintext seals to
@@ -85,7 +89,7 @@ pub fn plain_len(sealed_len: u64) -> Option<u64> {
     let body = sealed_len.checked_sub(HEADER_LEN as u64)?;
     let chunks = body.div_ceil(SEALED_CHUNK as u64).max(1);
     let plain = body.checked_sub(chunks * TAG_LEN as u64)?;
-    (self::sealed_len(plain) == sealed_len).then_some(plain)
+    (exact_sealed_len(plain) == Some(sealed_len)).then_some(plain)
 }
 
 fn cipher(key: &[u8; 32]) -> Option<LessSafeKey> {

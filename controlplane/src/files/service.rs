@@ -28,6 +28,9 @@ pub const BATCH_OUTPUT: &str = "batch_output";
 pub const BATCH_DEFAULT_EXPIRY_SECS: i64 = 30 * 86_400;
 /// Bounds of `expires_after[seconds]` (1 hour to 30 days, as OpenAI).
 pub const EXPIRY_RANGE_SECS: std::ops::RangeInclusive<i64> = 3600..=2_592_000;
+/// How long an upload's row lives before it is processed: an upload cut by a crash, or a
+/// failed one (status `error`), is swept this long after it started.
+pub const UPLOAD_DEADLINE_SECS: i64 = 86_400;
 /// Longest stored file name, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 255;
 
@@ -115,7 +118,7 @@ pub struct ListQuery {
     pub limit: u32,
     pub order: Order,
     pub purpose: Option<String>,
-    /// Only this status (admin views); default every status but `deleted`.
+    /// Only this status (admin views); default `processed`.
     pub status: Option<String>,
 }
 
@@ -404,21 +407,20 @@ impl FileService {
         check_purpose(purpose)?;
         let expires_at = expiry(purpose, expires_at, Utc::now())?;
         let limit = self.max_bytes(purpose);
-        let staged = self
-            .stage(owner, purpose, filename, expires_at, limit, body)
-            .await?;
+        let staged = self.stage(owner, purpose, filename, limit, body).await?;
         self.finalize(staged, purpose, expires_at).await
     }
 
     /// Inserts the row (`uploading`, with `purpose` as known so far, possibly empty) and
     /// streams `body` to the store, at most `limit` bytes. On failure the row is marked
     /// `error` and nothing stays in the store. [`FileService::finalize`] completes it.
+    /// Until then the row expires [`UPLOAD_DEADLINE_SECS`] after its creation, so an upload
+    /// cut by a crash (or a failed one) is swept like an expired file.
     pub async fn stage<S>(
         &self,
         owner: &FileOwner,
         purpose: &str,
         filename: &str,
-        expires_at: Option<DateTime<Utc>>,
         limit: u64,
         body: S,
     ) -> Result<Staged, FileError>
@@ -426,6 +428,7 @@ impl FileService {
         S: Stream<Item = Result<Bytes, FileError>> + Unpin,
     {
         let id = new_id();
+        let now = Utc::now();
         let storage_key = self.store.key(owner.tenant_id, &id);
         let filename = sanitize_filename(filename);
         let new = NewFile {
@@ -438,8 +441,8 @@ impl FileService {
             status: sql::UPLOADING,
             storage_key: &storage_key,
             encryption: i16::from(self.key.is_some()),
-            created_at: Utc::now(),
-            expires_at,
+            created_at: now,
+            expires_at: Some(now + ChronoDuration::seconds(UPLOAD_DEADLINE_SECS)),
         };
         {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;

@@ -142,23 +142,22 @@ fn the_boundary_comes_from_the_content_type() {
 
 #[test]
 fn the_openai_python_sdk_upload_parses() {
-    // What httpx writes for `client.files.create(file=open("x.jsonl", "rb"), purpose="batch")`.
-    let b = "9a3c0e5d7b1f4a2c8e6d0b9f7a5c3e1d";
-    let file =
-        b"{\"custom_id\":\"r1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\"}\r\n{}\n";
-    let mut body = format!(
-        "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={b}");
+    // Captured from the official SDK (openai 3.54.0 over httpx2) calling
+    // `client.files.create(file=("x.jsonl", b'{"custom_id":"r1"}\n'), purpose="batch")`
+    // against a recording server: its Content-Type header and body, byte for byte.
+    let ct = "multipart/form-data; boundary=ee6700339a0690207e888640b93f8f99";
+    let body = b"--ee6700339a0690207e888640b93f8f99\r\n\
+        Content-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+        --ee6700339a0690207e888640b93f8f99\r\n\
+        Content-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\
+        Content-Type: application/octet-stream\r\n\r\n{\"custom_id\":\"r1\"}\n\r\n\
+        --ee6700339a0690207e888640b93f8f99--\r\n"
+        .to_vec();
+    let file = b"{\"custom_id\":\"r1\"}\n";
 
     let mut reader = MultipartReader::new(
         chunks_of(vec![body.clone()]),
-        &boundary(&ct).unwrap(),
+        &boundary(ct).unwrap(),
         Limits::default(),
     );
     run(async {
@@ -180,6 +179,9 @@ fn the_openai_python_sdk_upload_parses() {
         assert_eq!(reader.next_part().await.unwrap(), None);
         assert_eq!(reader.next_chunk().await.unwrap(), None);
     });
+    let bytewise = body.iter().map(|b| vec![*b]).collect();
+    let parts = parse_pieces(bytewise, &boundary(ct).unwrap(), Limits::default()).unwrap();
+    assert_eq!(parts[1].1, file);
 }
 
 #[test]

@@ -135,6 +135,11 @@ fn sealed_len_counts_one_tag_per_chunk() {
     assert_eq!(sealed_len(c + 1), 15 + c + 1 + 32);
     assert_eq!(sealed_len(3 * c), 15 + 3 * c + 48);
     assert_eq!(sealed_len(u64::MAX), u64::MAX);
+    if let Some(plain) = plain_len(u64::MAX) {
+        assert_eq!(exact_sealed_len(plain), Some(u64::MAX));
+    }
+    let big = u64::MAX / 2;
+    assert_eq!(plain_len(sealed_len(big)), Some(big));
     for impossible in [0, 14, 15, 30, 15 + c + 17, 15 + c + 16 + 16] {
         assert_eq!(plain_len(impossible), None, "{impossible}");
     }

@@ -338,5 +338,40 @@ async fn the_sweeper_deletes_expired_files_and_their_blobs() {
     assert_eq!(left.len(), 1);
     assert!(left[0].ends_with(&kept.id));
     assert_eq!(files.sweep_once(10).await.unwrap(), 0);
+
+    // A failed upload (or one cut by a crash) is swept a day after it started.
+    let failing = stream::iter(vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(FileError::Body("client went away".to_owned())),
+    ]);
+    assert!(files
+        .create(&owner(t.id), "vision", "cut", None, failing)
+        .await
+        .is_err());
+    let q = ListQuery {
+        status: Some("error".to_owned()),
+        ..ListQuery::default()
+    };
+    let failed = files.list(t.id, &q).await.unwrap().data.remove(0);
+    let deadline = failed.expires_at.unwrap() - failed.created_at;
+    assert_eq!(deadline, 86_400);
+    assert!(files
+        .list(t.id, &ListQuery::default())
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .all(|f| f.status == "processed"));
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE files SET expires_at = now() - interval '1 second' WHERE id = '{}'",
+            failed.id
+        )),
+        &mut *cp.conn().await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(files.sweep_once(10).await.unwrap(), 1);
+    assert!(files.list(t.id, &q).await.unwrap().data.is_empty());
     cp.stop().await;
 }
