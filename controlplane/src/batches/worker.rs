@@ -190,6 +190,7 @@ impl Worker {
             }
             sql::active(&mut conn, ACTIVE_PER_TICK).await?
         };
+        self.forget_pauses(&active);
         for batch in active {
             let open = self.stop_open_lines(&batch).await?;
             if open == 0 {
@@ -234,6 +235,16 @@ impl Worker {
             tracing::info!(batch = %batch.id, lines = failed, code, "batch worker: unsent lines failed");
         }
         Ok(batch.open - failed)
+    }
+
+    /// Drops the pauses of batches no longer active (finished ones), so the map stays small.
+    fn forget_pauses(&self, active: &[ActiveBatch]) {
+        if active.len() as i64 >= ACTIVE_PER_TICK {
+            return; // Not every active batch was read: keep them all.
+        }
+        if let Ok(mut paused) = self.paused.lock() {
+            paused.retain(|id, _| active.iter().any(|b| &b.id == id));
+        }
     }
 
     fn is_paused(&self, batch_id: &str) -> bool {
