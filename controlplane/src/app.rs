@@ -194,6 +194,7 @@ pub struct Background {
     alerts: Option<tokio::task::JoinHandle<()>>,
     retention: Option<tokio::task::JoinHandle<()>>,
     files_sweep: tokio::task::JoinHandle<()>,
+    batches: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -236,6 +237,16 @@ impl Background {
             tracing::warn!(
                 "files sweeper did not stop within 30 s; stopped (the next sweep resumes)"
             );
+        }
+        if let Some(batches) = self.batches {
+            let abort = batches.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(20), batches)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                tracing::warn!("batch worker: did not stop within 20 s; its lines return to pending when their lease ends");
+            }
         }
         if let Some(retention) = self.retention {
             let abort = retention.abort_handle();
@@ -283,6 +294,15 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         state.config.files.sweep_batch_size,
         stopped.clone(),
     );
+    let batches = crate::batches::worker::spawn(
+        crate::batches::worker::WorkerHandles {
+            pool: state.pool.clone(),
+            config: state.config.clone(),
+            files: state.files.clone(),
+            metrics: state.metrics.batches().clone(),
+        },
+        stopped.clone(),
+    );
     let (notifier, alerts) = match alerts {
         Some((notifier, task)) => (Some(notifier), Some(task)),
         None => (None, None),
@@ -301,6 +321,7 @@ pub fn spawn_background(state: &AppState) -> Result<Background, String> {
         alerts,
         retention,
         files_sweep,
+        batches,
         stop,
     })
 }

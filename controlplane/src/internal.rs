@@ -261,6 +261,7 @@ pub fn build(
             .route("/v1/files/_identity", web::to(identity_probe))
             .route("/v1/batches/_identity", web::to(identity_probe))
             .configure(crate::files::http::routes)
+            .configure(crate::batches::http::routes)
             .default_service(web::to(not_available))
     })
     .workers(workers.max(1))

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod batches;
 pub mod cluster;
 pub mod crypto;
 pub mod db;

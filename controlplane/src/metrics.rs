@@ -18,6 +18,7 @@ pub struct Metrics {
     alerts: AlertMetrics,
     retention: RetentionMetrics,
     files: FilesMetrics,
+    batches: BatchMetrics,
 }
 
 /// The files service's metrics (`omg_cp_files_*`); cheap to clone.
@@ -76,6 +77,60 @@ impl FilesMetrics {
     /// Counts a file the sweeper failed to delete.
     pub fn sweep_error(&self) {
         self.sweep_errors.inc();
+    }
+}
+
+/// The batch worker's metrics (`omg_cp_batch_*`); cheap to clone.
+#[derive(Clone)]
+pub struct BatchMetrics {
+    /// Lines sent to a data plane.
+    pub sent: IntCounter,
+    /// Line outcomes: `done`, `failed`, `retried` (429/503, back to pending), `unreachable`
+    /// (the data plane could not be reached), `stopped` (failed by cancel, expiry or a budget
+    /// stop without being sent).
+    pub lines: IntCounterVec,
+    /// Batches finalized by final status (`completed`, `cancelled`, `expired`).
+    pub finished: IntCounterVec,
+    /// Lines being sent now by this control plane.
+    pub in_flight: IntGauge,
+}
+
+impl BatchMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            sent: IntCounter::new(
+                "omg_cp_batch_lines_sent_total",
+                "Batch lines sent to a data plane (re-sends included)",
+            )?,
+            lines: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_batch_lines_total",
+                    "Batch line outcomes (done, failed, retried, unreachable, stopped)",
+                ),
+                &["outcome"],
+            )?,
+            finished: IntCounterVec::new(
+                Opts::new(
+                    "omg_cp_batches_finished_total",
+                    "Batches finalized by final status (completed, cancelled, expired)",
+                ),
+                &["status"],
+            )?,
+            in_flight: IntGauge::new(
+                "omg_cp_batch_lines_in_flight",
+                "Batch lines being sent by this control plane",
+            )?,
+        };
+        registry.register(Box::new(metrics.sent.clone()))?;
+        registry.register(Box::new(metrics.lines.clone()))?;
+        registry.register(Box::new(metrics.finished.clone()))?;
+        registry.register(Box::new(metrics.in_flight.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts `n` line outcomes.
+    pub fn lines(&self, outcome: &str, n: u64) {
+        self.lines.with_label_values(&[outcome]).inc_by(n);
     }
 }
 
@@ -372,6 +427,7 @@ impl Metrics {
         let alerts = AlertMetrics::new(&registry)?;
         let retention = RetentionMetrics::new(&registry)?;
         let files = FilesMetrics::new(&registry)?;
+        let batches = BatchMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -384,6 +440,7 @@ impl Metrics {
             alerts,
             retention,
             files,
+            batches,
         })
     }
 
@@ -431,6 +488,11 @@ impl Metrics {
     /// The files service's metrics.
     pub fn files(&self) -> &FilesMetrics {
         &self.files
+    }
+
+    /// The batch worker's metrics.
+    pub fn batches(&self) -> &BatchMetrics {
+        &self.batches
     }
 
     /// The text exposition.

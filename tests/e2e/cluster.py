@@ -194,9 +194,10 @@ class Cluster:
     """One control plane, N data planes, one private Redis, one database."""
 
     def __init__(self, workdir: Path, dataplanes: int = 2, reclaim_idle: str = "2s",
-                 files_yaml: Optional[str] = None, upload_body_timeout_s: int = UPLOAD_BODY_TIMEOUT_S):
+                 files_yaml: Optional[str] = None, upload_body_timeout_s: int = UPLOAD_BODY_TIMEOUT_S,
+                 extra_catalog: str = ""):
         """`files_yaml`: the control plane's `files:` section (default: a local directory
-        under `workdir`)."""
+        under `workdir`); `extra_catalog`: catalog entries appended to the control plane's."""
         self.workdir = workdir
         if files_yaml is None:
             files_yaml = f'files:\n  local_dir: "{workdir / "files"}"\n'
@@ -211,6 +212,8 @@ class Cluster:
         if problem or problem2:
             pytest.fail(problem or problem2)
         self.cp_port, self.internal_port = free_port(), free_port()
+        # The data planes' ports first: the control plane's batch worker sends to the first.
+        self.dp_ports: list[tuple[int, int]] = [(free_port(), free_port()) for _ in range(dataplanes)]
         cp_config = workdir / "controlplane.yaml"
         cp_config.write_text(f"""\
 server:
@@ -237,7 +240,11 @@ admin:
     jwt_secret: "{JWT_SECRET}"
     cookie_secure: false
 {files_yaml}
-{CATALOG}
+batches:
+  dataplane_url: "http://127.0.0.1:{self.dp_ports[0][0] if dataplanes else 9}"
+  poll_interval: 200ms
+  claim_lease: 30s
+{CATALOG}{extra_catalog}
 bootstrap:
   tenants:
     - name: demo
@@ -253,9 +260,8 @@ bootstrap:
         self.controlplane = Process("controlplane", [str(cp_bin), "--config", str(cp_config), "serve"],
                                     workdir / "controlplane.log")
         self.dataplanes: list[Process] = []
-        self.dp_ports: list[tuple[int, int]] = []
         for index in range(dataplanes):
-            port, admin_port = free_port(), free_port()
+            port, admin_port = self.dp_ports[index]
             dp_dir = workdir / f"dp{index}"
             dp_dir.mkdir()
             config = dp_dir / "dataplane.yaml"
@@ -285,7 +291,6 @@ security:
 """)
             self.dataplanes.append(Process(f"dataplane{index}", [str(dp_bin), "--config", str(config)],
                                            dp_dir / "dataplane.log"))
-            self.dp_ports.append((port, admin_port))
         self.token: Optional[str] = None
 
     # -- lifecycle ------------------------------------------------------------------------

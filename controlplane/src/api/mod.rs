@@ -74,6 +74,7 @@ macro_rules! route {
 }
 
 // Modules that add their routes with `route!` are declared after it.
+pub mod batches;
 pub mod files;
 pub mod personal;
 pub mod usage;
@@ -149,6 +150,7 @@ pub fn routes() -> Vec<RouteSpec> {
     all.extend(personal::routes());
     all.extend(usage::routes());
     all.extend(files::routes());
+    all.extend(batches::routes());
     all
 }
 

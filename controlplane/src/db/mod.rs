@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod batches;
 pub mod catalog;
 pub mod files;
 pub mod governance;

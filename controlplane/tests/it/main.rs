@@ -10,6 +10,7 @@ mod accounts;
 mod alerts;
 mod audit;
 mod auth;
+mod batches;
 mod binary;
 mod bootstrap;
 mod catalog;

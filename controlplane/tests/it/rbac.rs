@@ -51,6 +51,7 @@ struct World {
     key: Uuid,
     target_user: Uuid,
     file: String,
+    batch: String,
     token: Option<String>,
 }
 
@@ -118,7 +119,9 @@ async fn world(cp: &Cp, who: Who) -> World {
     db::catalog::insert_deployment(&mut *cp.conn().await, &deployment)
         .await
         .unwrap();
+    let batch = crate::batches::fixture_batch(cp, a.id, key.id, created_by).await;
     World {
+        batch,
         deployment: deployment.id,
         alias,
         path_tenant: a.id,
@@ -168,7 +171,8 @@ async fn every_route_enforces_its_declared_access() {
                 .replace("{user_id}", &w.target_user.to_string())
                 .replace("{deployment_id}", &w.deployment.to_string())
                 .replace("{alias}", &w.alias)
-                .replace("{file_id}", &w.file);
+                .replace("{file_id}", &w.file)
+                .replace("{batch_id}", &w.batch);
             let method = to_reqwest(&spec.method);
             let body = matches!(method, Method::POST | Method::PUT | Method::PATCH)
                 .then(|| serde_json::json!({}));

@@ -22,6 +22,9 @@ use crate::{anthropic, azure, bedrock, huggingface, vertex, RecordedRequest, Sha
 /// The control endpoint: the instance's default behaviour.
 const BEHAVIOUR_PATH: &str = "/__mock/behaviour";
 
+/// The control endpoint: the requests recorded so far.
+const REQUESTS_PATH: &str = "/__mock/requests";
+
 /// What to send back.
 pub(crate) enum Reply {
     Json {
@@ -99,6 +102,9 @@ pub(crate) async fn handle(
     let reused = control.reused();
     if request.uri().path() == BEHAVIOUR_PATH {
         return Ok(behaviour_endpoint(&shared, request).await);
+    }
+    if request.uri().path() == REQUESTS_PATH {
+        return Ok(requests_endpoint(&shared));
     }
     let in_flight = InFlight::enter(&shared);
     let seq = shared.next_seq();
@@ -190,6 +196,29 @@ async fn behaviour_endpoint(shared: &Shared, request: Request<Incoming>) -> Resp
     let body = format!(r#"{{"behaviour":{}}}"#, openai::quote(&spec));
     let mut response = Response::new(MockBody::untracked(Bytes::from(body)));
     *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `GET /__mock/requests`: every recorded request as `{"data": [{method, path, headers, body}]}`
+/// (headers as `[name, value]` pairs, the body as text, lossily decoded), in order of arrival.
+fn requests_endpoint(shared: &Shared) -> Response<MockBody> {
+    let data: Vec<Value> = shared
+        .recorded()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method,
+                "path": r.path,
+                "headers": r.headers,
+                "body": String::from_utf8_lossy(&r.body),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "data": data }).to_string();
+    let mut response = Response::new(MockBody::untracked(Bytes::from(body)));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -187,6 +187,9 @@
 //! empty body clears it) and answers `{"behaviour":"<spec>"}`; `GET /__mock/behaviour` reads
 //! it. For end-to-end tests against the `omg-mock-upstream` binary, which cannot call
 //! [`MockUpstream::set_behaviour`]. It needs no API key and is neither recorded nor counted.
+//! `GET /__mock/requests` answers the requests recorded so far (what
+//! [`MockUpstream::requests`] returns) as `{"data": [{method, path, headers, body}]}`, the
+//! body as text; end-to-end tests count provider calls with it (nothing without recording).
 //!
 //! Also test receivers for the control plane's budget alerts: [`smtp::SmtpServer`] (a
 //! recording SMTP server) and [`webhook::WebhookReceiver`] (records requests, answers
@@ -321,6 +324,11 @@ pub(crate) struct Shared {
 impl Shared {
     fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         lock(&self.requests)
+    }
+
+    /// A copy of the requests recorded so far.
+    pub(crate) fn recorded(&self) -> Vec<RecordedRequest> {
+        self.requests().clone()
     }
 
     pub(crate) fn record(&self, request: RecordedRequest) {

@@ -18,6 +18,9 @@
 //! curl -d 'fail-503' http://127.0.0.1:PORT/__mock/behaviour
 //! curl -X POST http://127.0.0.1:PORT/__mock/behaviour   # recovered
 //! ```
+//!
+//! `GET /__mock/requests` lists the requests received so far (method, path, headers, body as
+//! text), unless `--no-record`.
 
 use std::io::Write;
 use std::path::PathBuf;

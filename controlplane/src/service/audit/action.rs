@@ -38,6 +38,7 @@ pub enum Action {
     SessionLogin,
     SessionReuseDetected,
     FileDelete,
+    BatchCancel,
 }
 
 /// The kind of thing acted on. [`Target::as_str`] is the stored `target_type`.
@@ -53,6 +54,7 @@ pub enum Target {
     Settings,
     Counters,
     File,
+    Batch,
 }
 
 impl Action {
@@ -94,6 +96,7 @@ impl Action {
             SessionLogin => "session.login",
             SessionReuseDetected => "session.reuse_detected",
             FileDelete => "file.delete",
+            BatchCancel => "batch.cancel",
         }
     }
 
@@ -120,6 +123,7 @@ impl Action {
             SettingsRateLimits | BudgetDefaultSet => Target::Settings,
             CountersRebuild => Target::Counters,
             FileDelete => Target::File,
+            BatchCancel => Target::Batch,
         }
     }
 
@@ -130,7 +134,7 @@ impl Action {
     pub fn reaches_dataplanes(self) -> bool {
         !matches!(
             self.target(),
-            Target::User | Target::Membership | Target::Counters | Target::File
+            Target::User | Target::Membership | Target::Counters | Target::File | Target::Batch
         )
     }
 }
@@ -149,6 +153,7 @@ impl Target {
             Target::Settings => "settings",
             Target::Counters => "counters",
             Target::File => "file",
+            Target::Batch => "batch",
         }
     }
 }
@@ -171,5 +176,7 @@ mod tests {
         assert!(!Action::CountersRebuild.reaches_dataplanes());
         assert_eq!(Action::FileDelete.as_str(), "file.delete");
         assert!(!Action::FileDelete.reaches_dataplanes());
+        assert_eq!(Action::BatchCancel.as_str(), "batch.cancel");
+        assert!(!Action::BatchCancel.reaches_dataplanes());
     }
 }

@@ -376,6 +376,7 @@ async fn a_user_sees_only_their_tenants_personal_first() {
                 .replace("{tenant_id}", &tenant.to_string())
                 .replace("{key_id}", &key.to_string())
                 .replace("{file_id}", "file-unknown")
+                .replace("{batch_id}", "batch_unknown")
         };
         for (tenant, who) in [
             (foreign.id, &token),
@@ -410,6 +411,8 @@ async fn a_user_sees_only_their_tenants_personal_first() {
                 (404, "API key not found")
             } else if spec.path.contains("{file_id}") {
                 (404, "file not found")
+            } else if spec.path.contains("{batch_id}") {
+                (404, "batch not found")
             } else {
                 (spec.ok, "")
             };

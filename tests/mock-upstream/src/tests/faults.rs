@@ -323,6 +323,19 @@ async fn the_control_endpoint_sets_the_default_behaviour() {
     assert_eq!(paths, ["/v1/chat/completions", "/v1/chat/completions"]);
     assert_eq!(upstream.requests_to("/v1/chat/completions").len(), 2);
     assert_eq!(upstream.max_in_flight(), 1);
+    // The recorded requests, for tests against the binary.
+    client.send("GET", "/__mock/requests", &[], "").await;
+    let listed = client.reply().await.json();
+    let data = listed["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["method"], "POST");
+    assert_eq!(data[0]["path"], "/v1/chat/completions");
+    assert!(data[0]["body"].as_str().unwrap().contains("gpt-test"));
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "the listing is not recorded itself"
+    );
 }
 
 #[tokio::test]
