@@ -15,7 +15,7 @@ use super::object::BatchList;
 use super::{random_id, BatchError, ENDPOINTS};
 use crate::db::batches::{self as sql, Batch, NewLine, INSERT_CHUNK};
 use crate::db::{self, DbError};
-use crate::files::service::FileError;
+use crate::files::service::{FileError, FileObject};
 use crate::service::audit::{Action, Actor, Entry};
 use crate::state::AppState;
 
@@ -171,15 +171,50 @@ pub async fn create(
 ) -> Result<Batch, BatchError> {
     check_request(&request)?;
     check_available(state)?;
-    let file = match state
-        .files
-        .get(owner.tenant_id, &request.input_file_id)
-        .await
-    {
-        Ok(file) => file,
-        Err(FileError::NotFound) => {
-            return Err(BatchError::InputFileNotFound(request.input_file_id.clone()))
+    input_file(state, owner, &request.input_file_id).await?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let allowed = allowed_models(state, &mut conn, owner).await?;
+    let batch = new_batch(owner, &request, Utc::now());
+    let may_use = move |model: &str| allowed.contains(model);
+    db::transaction::begin(&mut conn).await?;
+    let loaded = async {
+        sql::insert(&mut conn, &batch).await?;
+        let (total, model) = load_lines(state, &mut conn, &batch, &may_use).await?;
+        Ok::<_, Loading>(sql::start(&mut conn, &batch.id, total, model.as_deref()).await?)
+    }
+    .await;
+    match loaded {
+        Ok(started) => {
+            db::transaction::commit(&mut conn).await?;
+            tracing::info!(batch = %started.id, tenant = %owner.tenant_id, lines = started.total, "batch created");
+            Ok(started)
         }
+        Err(failure) => {
+            // `NotFound` stands for "rolled back"; anything else is the rollback's failure.
+            match (
+                failure,
+                db::transaction::rollback(&mut conn, DbError::NotFound).await,
+            ) {
+                (Loading::Rejected(errors), DbError::NotFound) => {
+                    Ok(store_failed(&mut conn, batch, errors).await?)
+                }
+                (Loading::File(e), DbError::NotFound) => Err(e.into()),
+                (Loading::Db(e), DbError::NotFound) => Err(e.into()),
+                (_, rollback) => Err(rollback.into()),
+            }
+        }
+    }
+}
+
+/// The input file `id` of the caller's tenant, stored and uploaded with purpose `batch`.
+async fn input_file(
+    state: &AppState,
+    owner: &BatchOwner,
+    id: &str,
+) -> Result<FileObject, BatchError> {
+    let file = match state.files.get(owner.tenant_id, id).await {
+        Ok(file) => file,
+        Err(FileError::NotFound) => return Err(BatchError::InputFileNotFound(id.to_owned())),
         Err(e) => return Err(e.into()),
     };
     if file.status != "processed" {
@@ -200,10 +235,12 @@ pub async fn create(
             ),
         ));
     }
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let allowed = allowed_models(state, &mut conn, owner).await?;
-    let now = Utc::now();
-    let batch = Batch {
+    Ok(file)
+}
+
+/// A new batch of `owner` as requested, `validating`, expiring 24 h after `now`.
+fn new_batch(owner: &BatchOwner, request: &NewBatch, now: chrono::DateTime<Utc>) -> Batch {
+    Batch {
         id: random_id("batch_"),
         tenant_id: owner.tenant_id,
         key_id: owner.key_id,
@@ -235,35 +272,6 @@ pub async fn create(
         expired_at: None,
         cancelling_at: None,
         cancelled_at: None,
-    };
-    let may_use = move |model: &str| allowed.contains(model);
-    db::transaction::begin(&mut conn).await?;
-    let loaded = async {
-        sql::insert(&mut conn, &batch).await?;
-        let (total, model) = load_lines(state, &mut conn, &batch, &may_use).await?;
-        Ok::<_, Loading>(sql::start(&mut conn, &batch.id, total, model.as_deref()).await?)
-    }
-    .await;
-    match loaded {
-        Ok(started) => {
-            db::transaction::commit(&mut conn).await?;
-            tracing::info!(batch = %started.id, tenant = %owner.tenant_id, lines = started.total, "batch created");
-            Ok(started)
-        }
-        Err(failure) => {
-            // `NotFound` stands for "rolled back"; anything else is the rollback's failure.
-            match (
-                failure,
-                db::transaction::rollback(&mut conn, DbError::NotFound).await,
-            ) {
-                (Loading::Rejected(errors), DbError::NotFound) => {
-                    Ok(store_failed(&mut conn, batch, errors).await?)
-                }
-                (Loading::File(e), DbError::NotFound) => Err(e.into()),
-                (Loading::Db(e), DbError::NotFound) => Err(e.into()),
-                (_, rollback) => Err(rollback.into()),
-            }
-        }
     }
 }
 
