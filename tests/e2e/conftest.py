@@ -242,11 +242,21 @@ def binary(env_var: str, name: str) -> tuple[Path, str]:
     )
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port that was free a moment ago (the caller retries if it is taken meanwhile), and
+    never one this process handed out before: the kernel may offer a just-closed port again,
+    and two listeners given the same port would share it (SO_REUSEPORT), each getting some
+    of the other's connections."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
