@@ -243,7 +243,7 @@ admin:
 batches:
   dataplane_url: "http://127.0.0.1:{self.dp_ports[0][0] if dataplanes else 9}"
   poll_interval: 200ms
-  claim_lease: 30s
+  claim_lease: 5s
 {CATALOG}{extra_catalog}
 bootstrap:
   tenants:

@@ -200,7 +200,7 @@ def test_a_control_plane_killed_mid_batch_completes_it_after_restart(cluster: Cl
     assert wait_until(lambda: sum(upstream_calls(mock_upstream.url, token).values()) >= 4, 30, 0.1)
     cluster.controlplane.kill9()
     cluster.start_controlplane()
-    # The lines it held come back after their lease (30 s) and are answered from the data
+    # The lines it held come back after their lease (5 s) and are answered from the data
     # plane's stored answers; the others are sent by the restarted worker.
     batch = wait_terminal(client, batch.id, 120)
     assert batch.status == "completed", batch

@@ -39,6 +39,9 @@ pub const MAX_ATTEMPTS: i32 = 20;
 
 /// Batches looked at per tick.
 const ACTIVE_PER_TICK: i64 = 200;
+/// Longest a send of one line may take (a safety net: the data plane's own timeouts end an
+/// exchange first).
+const SEND_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The longest backoff after the data plane could not be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -72,6 +75,8 @@ pub struct Worker {
     paused: Mutex<HashMap<String, Instant>>,
     finalizing: Mutex<HashSet<String>>,
     wake: Notify,
+    /// When this worker's claims were last extended.
+    renewed: Mutex<Option<Instant>>,
 }
 
 /// Why the worker cannot run on this control plane (logged once at start-up).
@@ -108,8 +113,9 @@ impl Worker {
             .expose()
             .as_bytes()
             .to_vec();
-        // Answers must come well within the lease, or another replica would take the line.
-        let timeout = batches.claim_lease.mul_f64(0.9);
+        // A safety net only: the data plane bounds every exchange by its own timeouts, and
+        // claims are renewed while the line is in flight (`renew_claims`).
+        let timeout = SEND_TIMEOUT;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -130,6 +136,7 @@ impl Worker {
             paused: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            renewed: Mutex::new(None),
         }))
     }
 
@@ -146,6 +153,9 @@ impl Worker {
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if let Err(e) = self.renew_claims().await {
+                tracing::warn!(error = %e, "batch worker: claims not renewed; retrying");
             }
             if let Err(e) = self.tick(&mut tasks).await {
                 tracing::warn!(error = %e, "batch worker: pass failed; retrying");
@@ -174,6 +184,26 @@ impl Worker {
                 tracing::warn!(error = %e, "batch worker: stopped; its claimed lines return when their lease ends")
             }
         }
+    }
+
+    /// The claim lease in milliseconds.
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.handles.config.batches.claim_lease.as_millis()).unwrap_or(600_000)
+    }
+
+    /// Extends this worker's claims once a third of the lease has passed since the last
+    /// time: a line in flight stays ours however long it runs, and the lines of a worker that
+    /// died wait at most one lease. Public for tests.
+    pub async fn renew_claims(&self) -> Result<(), DbError> {
+        let due = self.handles.config.batches.claim_lease / 3;
+        let last = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < due) {
+            return Ok(());
+        }
+        let mut conn = self.handles.pool.get().await?;
+        sql::renew(&mut conn, &self.replica, self.lease_ms()).await?;
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(())
     }
 
     async fn release_all(&self) -> Result<usize, DbError> {
@@ -308,8 +338,7 @@ impl Worker {
         if free == 0 {
             return Ok(());
         }
-        let lease =
-            i64::try_from(self.handles.config.batches.claim_lease.as_millis()).unwrap_or(600_000);
+        let lease = self.lease_ms();
         let claimed = {
             let mut conn = self.handles.pool.get().await?;
             sql::claim(

@@ -337,6 +337,23 @@ pub async fn release(
     Ok(n == 1)
 }
 
+/// Extends the claims `replica` holds to `lease_ms` from now (its worker is alive); returns
+/// how many lines it holds.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    replica: &str,
+    lease_ms: i64,
+) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "UPDATE batch_lines SET claimed_until = now() + $2 * interval '1 millisecond' \
+         WHERE state = 'claimed' AND claimed_by = $1",
+    )
+    .bind::<Text, _>(replica)
+    .bind::<BigInt, _>(lease_ms)
+    .execute(conn)
+    .await?)
+}
+
 /// Puts every line `replica` holds back to `pending` (its worker stopping).
 pub async fn release_all(conn: &mut AsyncPgConnection, replica: &str) -> Result<usize, DbError> {
     Ok(diesel::update(

@@ -134,16 +134,22 @@ async fn two_replicas_never_claim_the_same_line_and_an_expired_lease_is_taken_ov
         "every line claimed exactly once"
     );
 
-    // replica-a dies: its leases run out and replica-b takes its lines over.
+    // Both leases run out; replica-b is alive and renews its claims, replica-a died and
+    // does not: its lines are taken over, replica-b's are not.
     let mut conn = cp.conn().await;
     diesel::sql_query(
-        "UPDATE batch_lines SET claimed_until = now() - interval '1 second' \
-         WHERE batch_id = $1 AND claimed_by = 'replica-a'",
+        "UPDATE batch_lines SET claimed_until = now() - interval '1 second' WHERE batch_id = $1",
     )
     .bind::<diesel::sql_types::Text, _>(&id)
     .execute(&mut *conn)
     .await
     .unwrap();
+    let renewed = sql::renew(&mut conn, "replica-b", 60_000).await.unwrap();
+    assert_eq!(
+        renewed,
+        b.len(),
+        "a renewal extends exactly the replica's claims"
+    );
     let taken = sql::claim(&mut conn, &id, "replica-b", 60_000, 100)
         .await
         .unwrap();

@@ -119,7 +119,9 @@ pub struct BatchesConfig {
     #[serde(with = "crate::duration")]
     pub poll_interval: Duration,
     /// How long a claimed line belongs to one worker before another may take it over (the
-    /// first died), 30s–1h; longer than any request may take. Default 10m.
+    /// first died), 5s–1h. A living worker renews its claims every third of it, so this
+    /// bounds how long the lines of a crashed control plane wait, not how long a request may
+    /// run. Default 1m.
     #[serde(with = "crate::duration")]
     pub claim_lease: Duration,
     /// Share of a key's rate limits kept for interactive traffic, 0–90 %: the worker waits
@@ -136,7 +138,7 @@ impl Default for BatchesConfig {
             max_line_kb: 1024,
             max_concurrency: 8,
             poll_interval: Duration::from_secs(2),
-            claim_lease: Duration::from_secs(600),
+            claim_lease: Duration::from_secs(60),
             headroom_percent: 20,
         }
     }
@@ -272,9 +274,9 @@ pub(super) fn batches_rules(config: &GatewayConfig) -> Vec<ConfigError> {
     if !poll.contains(&batches.poll_interval) {
         error("batches.poll_interval", "must be between 100ms and 1m");
     }
-    let lease = Duration::from_secs(30)..=Duration::from_secs(3600);
+    let lease = Duration::from_secs(5)..=Duration::from_secs(3600);
     if !lease.contains(&batches.claim_lease) {
-        error("batches.claim_lease", "must be between 30s and 1h");
+        error("batches.claim_lease", "must be between 5s and 1h");
     }
     if batches.headroom_percent > 90 {
         error("batches.headroom_percent", "must be between 0 and 90");

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS batch_lines_claimed_by;
