@@ -28,6 +28,12 @@ import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
 import Provider, { interactionPolicy } from 'oidc-provider';
+// Internal module (no "exports" map; version pinned by the lock): its factory gives one
+// in-memory store that every Provider instance shares, so sessions, codes and tokens
+// survive the provider rebuild that a key rotation does.
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
+
+const SHARED_ADAPTER = createMemoryAdapter();
 
 const DEFAULT_ACCOUNTS = {
   alice: {
@@ -134,6 +140,7 @@ async function loadExistingGrant(ctx) {
 
 function buildProvider(issuer, settings, state) {
   const provider = new Provider(issuer, {
+    adapter: SHARED_ADAPTER,
     clients: settings.clients,
     claims: CLAIMS,
     // Put scope claims in the ID token too (default: only at userinfo in code flow).
@@ -173,7 +180,19 @@ function buildProvider(issuer, settings, state) {
       ctx.body = out;
     },
   });
+  // Why a request failed (error responses only carry a generic description).
+  provider.on('server_error', (_ctx, err) => logErr('server_error', err));
+  if (process.env.OIDC_DEBUG) {
+    for (const ev of ['grant.error', 'authorization.error', 'userinfo.error', 'jwks.error']) {
+      provider.on(ev, (_ctx, err) => logErr(ev, err));
+    }
+  }
   return provider;
+}
+
+function logErr(event, err) {
+  const cause = err.cause ? ` (cause: ${err.cause.message ?? err.cause})` : '';
+  process.stderr.write(`oidc test provider: ${event}: ${err.error_detail ?? err.message}${cause}\n`);
 }
 
 function readBody(req) {
@@ -236,7 +255,13 @@ async function handleAdmin(req, res, url, state, settings, issuer) {
     return;
   }
   const raw = req.method === 'GET' ? '' : await readBody(req);
-  const body = raw ? JSON.parse(raw) : {};
+  let body;
+  try {
+    body = raw ? JSON.parse(raw) : {};
+  } catch (err) {
+    sendJson(res, 400, { error: `body is not JSON: ${err.message}` });
+    return;
+  }
   const acct = url.pathname.match(/^\/__test\/accounts\/([^/]+)$/);
   if (req.method === 'POST' && url.pathname === '/__test/rotate') {
     const key = newSigningKey();

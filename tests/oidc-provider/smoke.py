@@ -237,11 +237,17 @@ def main():
               f"groups={claims['groups']}")
         assert "omg-admin" in claims["realm_access"]["roles"]
 
+        old_kid = header["kid"]
+        cb, _, nonce, verifier = sign_in(browser, meta, "bob")  # code issued before rotation
         rot = admin(base, "POST", "/__test/rotate", {"keep_old": False})
         header, claims, _, _, _ = full_flow(Browser(), meta, "alice")
         jwks = http_json("GET", meta["jwks_uri"])[1]
-        print(f"7. after POST /__test/rotate: new kid={rot['kid']} token kid={header['kid']} "
-              f"jwks kids={[k['kid'] for k in jwks['keys']]}")
+        print(f"7. after POST /__test/rotate: old kid={old_kid} new kid={rot['kid']} "
+              f"token kid={header['kid']} jwks kids={[k['kid'] for k in jwks['keys']]}")
+        assert header["kid"] == rot["kid"] and old_kid not in rot["kids"]
+        status, tokens = exchange(meta, cb["code"], verifier)
+        header, _ = verify_id_token(tokens["id_token"], meta, nonce)
+        print(f"   code issued before the rotation still exchanges: {status}, kid={header['kid']}")
         assert header["kid"] == rot["kid"]
 
         cb, _, _, _ = sign_in(Browser(), meta, "nobody")
