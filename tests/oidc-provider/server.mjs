@@ -6,7 +6,8 @@
 //   config: JSON file (see README.md); without it the client comes from
 //           $OIDC_CLIENT_ID / $OIDC_CLIENT_SECRET / $OIDC_REDIRECT_URIS (comma separated)
 //           and the built-in accounts below are used.
-// Prints "READY <port>" on stdout once it accepts connections.
+// Prints "READY <port>" on stdout once it accepts connections. $OIDC_DEBUG=1 logs on stderr
+// why requests failed.
 //
 // Sign-in is non-interactive (devInteractions disabled): the interaction route logs in
 // the account named by the `login_hint` authorization parameter, else by the
