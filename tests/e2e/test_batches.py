@@ -68,10 +68,10 @@ def lines_for(token: str, model: str, count: int) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def start_batch(client: openai.OpenAI, data: bytes):
+def start_batch(client: openai.OpenAI, data: bytes, **extra):
     uploaded = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
     return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                 completion_window="24h", metadata={"suite": "e2e"})
+                                 completion_window="24h", metadata={"suite": "e2e"}, **extra)
 
 
 def wait_terminal(client: openai.OpenAI, batch_id: str, timeout: float = 90.0):
@@ -105,7 +105,8 @@ def upstream_calls(upstream_url: str, token: str) -> collections.Counter:
 def test_a_batch_runs_through_the_data_plane_and_matches_its_input(cluster: Cluster, mock_upstream):
     client = client_for(cluster)
     token = uuid.uuid4().hex[:12]
-    batch = start_batch(client, lines_for(token, "batch-up", 50))
+    batch = start_batch(client, lines_for(token, "batch-up", 50),
+                        output_expires_after={"anchor": "created_at", "seconds": 7200})
     assert batch.status == "in_progress", batch
     assert batch.request_counts.total == 50 and batch.model == "batch-up"
     assert batch.metadata == {"suite": "e2e"}
@@ -115,6 +116,9 @@ def test_a_batch_runs_through_the_data_plane_and_matches_its_input(cluster: Clus
     assert batch.error_file_id is None and batch.completed_at is not None
     assert batch.usage.input_tokens == sum(range(1, 51))
 
+    output_file = client.files.retrieve(batch.output_file_id)
+    assert output_file.purpose == "batch_output"
+    assert output_file.expires_at == output_file.created_at + 7200, output_file
     output = jsonl(client, batch.output_file_id)
     assert len(output) == 50
     for line in output:

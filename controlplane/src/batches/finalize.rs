@@ -151,8 +151,11 @@ async fn write(
         format!("{}_error.jsonl", batch.id)
     };
     let body = pages(pool.clone(), batch.id.clone(), state);
+    let expires_at = batch
+        .output_expires_secs
+        .map(|secs| chrono::Utc::now() + chrono::Duration::seconds(i64::from(secs)));
     let file = files
-        .create(&owner, "batch_output", &name, None, body)
+        .create(&owner, "batch_output", &name, expires_at, body)
         .await?;
     Ok(file.id)
 }

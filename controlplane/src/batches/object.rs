@@ -197,6 +197,7 @@ pub(crate) mod tests {
             expired_at: None,
             cancelling_at: None,
             cancelled_at: None,
+            output_expires_secs: None,
         }
     }
 

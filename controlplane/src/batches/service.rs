@@ -15,7 +15,7 @@ use super::object::BatchList;
 use super::{random_id, BatchError, ENDPOINTS};
 use crate::db::batches::{self as sql, Batch, NewLine, INSERT_CHUNK};
 use crate::db::{self, DbError};
-use crate::files::service::{FileError, FileObject};
+use crate::files::service::{FileError, FileObject, EXPIRY_RANGE_SECS};
 use crate::service::audit::{Action, Actor, Entry};
 use crate::state::AppState;
 
@@ -38,11 +38,20 @@ pub struct NewBatch {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// OpenAI's expiry of the output files: accepted, not applied (output files are kept
-    /// until deleted).
+    /// When the output and error files expire: `{anchor: "created_at", seconds:
+    /// 3600..=2592000}` after they are written. Absent: kept until deleted.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub output_expires_after: Option<serde_json::Value>,
+    pub output_expires_after: Option<OutputExpiry>,
+}
+
+/// `output_expires_after` of `POST /v1/batches`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputExpiry {
+    /// Must be `created_at` (the output file's creation).
+    pub anchor: String,
+    /// 3600 (1 hour) to 2592000 (30 days).
+    pub seconds: i32,
 }
 
 /// Bytes of valid lines buffered before they are inserted.
@@ -72,7 +81,20 @@ pub fn check_request(request: &NewBatch) -> Result<(), BatchError> {
             "`completion_window` must be `24h`.",
         ));
     }
+    check_output_expiry(request.output_expires_after.as_ref())?;
     check_metadata(request.metadata.as_ref())
+}
+
+fn check_output_expiry(expiry: Option<&OutputExpiry>) -> Result<(), BatchError> {
+    match expiry {
+        Some(e) if e.anchor != "created_at" || !EXPIRY_RANGE_SECS.contains(&i64::from(e.seconds)) => {
+            Err(BatchError::invalid(
+                "output_expires_after",
+                "`output_expires_after` must be {\"anchor\": \"created_at\", \"seconds\": 3600..2592000}.",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_metadata(metadata: Option<&serde_json::Value>) -> Result<(), BatchError> {
@@ -272,6 +294,7 @@ fn new_batch(owner: &BatchOwner, request: &NewBatch, now: chrono::DateTime<Utc>)
         expired_at: None,
         cancelling_at: None,
         cancelled_at: None,
+        output_expires_secs: request.output_expires_after.as_ref().map(|e| e.seconds),
     }
 }
 
@@ -600,6 +623,36 @@ mod tests {
             Err(BatchError::Invalid { param, .. }) => param,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn output_expiry_is_created_at_plus_an_hour_to_thirty_days() {
+        let with = |anchor: &str, seconds: i32| NewBatch {
+            output_expires_after: Some(OutputExpiry {
+                anchor: anchor.into(),
+                seconds,
+            }),
+            ..request("/v1/chat/completions", "24h", None)
+        };
+        assert!(check_request(&with("created_at", 3600)).is_ok());
+        assert!(check_request(&with("created_at", 2_592_000)).is_ok());
+        for bad in [
+            with("created_at", 3599),
+            with("created_at", 2_592_001),
+            with("now", 7200),
+        ] {
+            assert_eq!(param(check_request(&bad)), Some("output_expires_after"));
+        }
+        assert_eq!(new_batch_expiry(&with("created_at", 7200)), Some(7200));
+    }
+
+    fn new_batch_expiry(request: &NewBatch) -> Option<i32> {
+        let owner = BatchOwner {
+            tenant_id: Uuid::nil(),
+            key_id: Uuid::nil(),
+            user_id: None,
+        };
+        new_batch(&owner, request, Utc::now()).output_expires_secs
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Batch {
     pub expired_at: Option<DateTime<Utc>>,
     pub cancelling_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Output and error files expire this long after they are written (none: kept).
+    pub output_expires_secs: Option<i32>,
 }
 
 /// A line to insert (state `pending`).

@@ -249,6 +249,7 @@ diesel::table! {
         expired_at -> Nullable<Timestamptz>,
         cancelling_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
+        output_expires_secs -> Nullable<Int4>,
     }
 }
 

@@ -78,6 +78,7 @@ async fn batch_expiring(
         expired_at: None,
         cancelling_at: None,
         cancelled_at: None,
+        output_expires_secs: None,
     };
     let mut conn = cp.conn().await;
     sql::insert(&mut conn, &batch).await.unwrap();

@@ -1,1 +1,0 @@
-DROP INDEX IF EXISTS batch_lines_claimed_by;
