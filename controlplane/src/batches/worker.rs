@@ -162,7 +162,7 @@ impl Worker {
             }
             while tasks.try_join_next().is_some() {}
             tokio::select! {
-                _ = tokio::time::sleep(self.handles.config.batches.poll_interval) => {}
+                _ = tokio::time::sleep(self.nap()) => {}
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => {}
             }
@@ -186,6 +186,13 @@ impl Worker {
         }
     }
 
+    /// Time between two passes: `batches.poll_interval`, but short enough for the claims to
+    /// be renewed every third of the lease.
+    fn nap(&self) -> Duration {
+        let batches = &self.handles.config.batches;
+        batches.poll_interval.min(batches.claim_lease / 3)
+    }
+
     /// The claim lease in milliseconds.
     fn lease_ms(&self) -> i64 {
         i64::try_from(self.handles.config.batches.claim_lease.as_millis()).unwrap_or(600_000)
@@ -193,8 +200,8 @@ impl Worker {
 
     /// Extends this worker's claims once a third of the lease has passed since the last
     /// time: a line in flight stays ours however long it runs, and the lines of a worker that
-    /// died wait at most one lease. Public for tests.
-    pub async fn renew_claims(&self) -> Result<(), DbError> {
+    /// died wait at most one lease.
+    async fn renew_claims(&self) -> Result<(), DbError> {
         let due = self.handles.config.batches.claim_lease / 3;
         let last = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|at| at.elapsed() < due) {

@@ -115,7 +115,8 @@ pub struct BatchesConfig {
     pub max_line_kb: u32,
     /// Lines in flight at once per control plane, over all batches, 1–1024. Default 8.
     pub max_concurrency: u32,
-    /// How often the worker looks for work, 100ms–1m. Default 2s.
+    /// How often the worker looks for work, 100ms–1m (it wakes at least every third of
+    /// `claim_lease` to renew its claims). Default 2s.
     #[serde(with = "crate::duration")]
     pub poll_interval: Duration,
     /// How long a claimed line belongs to one worker before another may take it over (the
