@@ -504,7 +504,12 @@ async fn the_worker_sends_each_line_signed_and_writes_the_output_file() {
     let tenant = cp.tenant("worker").await;
     let key = Uuid::now_v7();
     let id = batch_with_lines(&cp, tenant.id, key, None, 12).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while upstream.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line reached the upstream"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     upstream.set_behaviour("");
@@ -599,7 +604,12 @@ async fn failed_lines_go_to_the_error_file_and_a_cancel_ends_the_batch() {
     // A slow data plane and a cancel: the lines in flight finish, the rest fail.
     upstream.set_behaviour("slow-400");
     let slow = batch_with_lines(&cp, tenant.id, Uuid::now_v7(), None, 40).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while upstream.requests().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lines did not reach the upstream"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let admin = cp.user("cancel-admin@x.test", true).await;

@@ -36,7 +36,9 @@ async fn key(cp: &Cp, tenant: &Tenant, name: &str) -> ApiKey {
     let key = ApiKey {
         id: Uuid::now_v7(),
         tenant_id: tenant.id,
-        prefix: format!("k{}", &Uuid::now_v7().simple().to_string()[..20]),
+        // The last 20 hex digits: the random part (keys made in one millisecond share the
+        // timestamp at the front).
+        prefix: format!("k{}", &Uuid::now_v7().simple().to_string()[12..]),
         secret_hash: vec![0u8; 32],
         name: name.into(),
         status: "active".into(),
